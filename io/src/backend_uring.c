@@ -1,0 +1,381 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * backend_uring.c - the io_uring backend: one io_uring per ring.
+ *
+ * Owns: ring setup (COOP_TASKRUN + TASKRUN_FLAG, SQPOLL with fallback), SQE preparation,
+ * publishing the SQ tail, entering the kernel, and copying CQEs out.
+ *
+ * Submission is split in two so that no lock is held inside a syscall: the sq_lock
+ * holder publishes the SQ tail (userspace store), and then - lock released - someone
+ * enters the kernel with to_submit. Two threads entering for the same entries is fine:
+ * the kernel consumes each published SQE once, under its own lock.
+ *
+ * The 4 ms trap: with COOP_TASKRUN the kernel does not interrupt a task running in
+ * userspace to post its completions; they wait as task work until the task next enters
+ * the kernel, or until the next timer tick. A reaper that only peeks at the CQ would see
+ * them a tick late. TASKRUN_FLAG makes the kernel raise IORING_SQ_TASKRUN while such work
+ * is pending, and reap() enters the kernel whenever it sees the flag and an empty CQ.
+ *
+ * Must never: prepare an SQE without sq_lock, or read/advance the CQ without cq_lock.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+
+#ifndef IORING_SETUP_COOP_TASKRUN
+#define IORING_SETUP_COOP_TASKRUN (1U << 8)
+#endif
+#ifndef IORING_SETUP_TASKRUN_FLAG
+#define IORING_SETUP_TASKRUN_FLAG (1U << 9)
+#endif
+#ifndef IORING_SQ_TASKRUN
+#define IORING_SQ_TASKRUN (1U << 2)
+#endif
+#ifndef IORING_ASYNC_CANCEL_ANY
+#define IORING_ASYNC_CANCEL_ANY (1U << 2)
+#endif
+
+struct uring_ring {
+	struct io_uring ring;
+	bool sqpoll;
+	bool coop;
+};
+
+static inline struct io_uring *U(struct ring *r)
+{
+	return &((struct uring_ring *) r->backend)->ring;
+}
+
+static inline unsigned sq_kflags(struct io_uring *u)
+{
+	return IO_URING_READ_ONCE(*u->sq.kflags);
+}
+
+/* Try one set of setup flags; 0 or -errno. */
+static int uring_setup(struct uring_ring *ur, unsigned entries, unsigned flags,
+		       const auraio_options_t *o)
+{
+	struct io_uring_params p;
+
+	memset(&p, 0, sizeof(p));
+	p.flags = flags | IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
+	p.cq_entries = entries * 2;
+	if (flags & IORING_SETUP_SQPOLL) {
+		p.sq_thread_idle = (unsigned) o->sqpoll_idle_ms;
+		if (o->sqpoll_cpu >= 0) {
+			p.flags |= IORING_SETUP_SQ_AFF;
+			p.sq_thread_cpu = (unsigned) o->sqpoll_cpu;
+		}
+	}
+	return io_uring_queue_init_params(entries, &ur->ring, &p);
+}
+
+/*
+ * Flag ladder: each step drops one optional feature the kernel may refuse.
+ * SQPOLL goes first (it is the one most often refused), then COOP_TASKRUN.
+ */
+static int uring_ring_init(struct ring *r)
+{
+	const auraio_options_t *o = &r->engine->opts;
+	struct uring_ring *ur = calloc(1, sizeof(*ur));
+	unsigned coop = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+	int rc = -EINVAL;
+
+	if (!ur)
+		return -ENOMEM;
+	r->backend = ur;
+	if (o->enable_sqpoll) {
+		rc = uring_setup(ur, r->queue_depth, IORING_SETUP_SQPOLL, o);
+		if (rc == 0)
+			ur->sqpoll = true;
+		else
+			engine_log(r->engine, AURAIO_LOG_INFO,
+				   "ring %u: SQPOLL refused (%s); using a normal ring", r->index,
+				   strerror(-rc));
+	}
+	if (!ur->sqpoll) {
+		rc = uring_setup(ur, r->queue_depth, coop, o);
+		if (rc == 0)
+			ur->coop = true;
+		else if (rc == -EINVAL)
+			rc = uring_setup(ur, r->queue_depth, 0, o);
+	}
+	if (rc < 0) {
+		free(ur);
+		r->backend = NULL;
+		return rc;
+	}
+	r->sqpoll = ur->sqpoll;
+	r->coop = ur->coop;
+	return 0;
+}
+
+static void uring_ring_fini(struct ring *r)
+{
+	struct uring_ring *ur = r->backend;
+
+	if (!ur)
+		return;
+	io_uring_queue_exit(&ur->ring);
+	free(ur);
+	r->backend = NULL;
+}
+
+static void uring_kick(struct ring *r)
+{
+	struct io_uring *u = U(r);
+
+	if (sq_kflags(u) & IORING_SQ_TASKRUN) {
+		io_uring_get_events(u);
+		counter_add(&r->syscalls, 1);
+	}
+}
+
+static void prep_one(struct io_uring_sqe *sqe, const struct auraio_request *req)
+{
+	int fd = (req->flags & REQF_FIXED_FILE) ? req->file_slot : req->fd;
+
+	if (req->flags & REQF_NOP) {
+		io_uring_prep_nop(sqe);
+	} else {
+		switch (req->opcode) {
+		case AURAIO_OP_READ:
+			if (req->flags & REQF_FIXED_BUF)
+				io_uring_prep_read_fixed(sqe, fd, req->addr, (unsigned) req->len,
+							 (__u64) req->offset, req->buf_index);
+			else
+				io_uring_prep_read(sqe, fd, req->addr, (unsigned) req->len,
+						   (__u64) req->offset);
+			break;
+		case AURAIO_OP_WRITE:
+			if (req->flags & REQF_FIXED_BUF)
+				io_uring_prep_write_fixed(sqe, fd, req->addr, (unsigned) req->len,
+							  (__u64) req->offset, req->buf_index);
+			else
+				io_uring_prep_write(sqe, fd, req->addr, (unsigned) req->len,
+						    (__u64) req->offset);
+			sqe->rw_flags = (__kernel_rwf_t) req->rw_flags;
+			break;
+		case AURAIO_OP_READV:
+			io_uring_prep_readv(sqe, fd, req->fault_iov ? req->fault_iov : req->addr,
+					    (unsigned) req->len, (__u64) req->offset);
+			break;
+		case AURAIO_OP_WRITEV:
+			io_uring_prep_writev2(sqe, fd, req->fault_iov ? req->fault_iov : req->addr,
+					      (unsigned) req->len, (__u64) req->offset,
+					      (int) req->rw_flags);
+			break;
+		default: /* AURAIO_OP_FSYNC */
+			io_uring_prep_fsync(sqe, fd, req->rw_flags);
+			break;
+		}
+		if (req->flags & REQF_FIXED_FILE)
+			sqe->flags |= IOSQE_FIXED_FILE;
+	}
+	if (req->flags & REQF_LINK)
+		sqe->flags |= IOSQE_IO_LINK;
+	io_uring_sqe_set_data64(sqe, request_ud(req));
+}
+
+/* An SQE, waiting for the SQPOLL thread to make room if it lags behind. */
+static struct io_uring_sqe *get_sqe(struct ring *r)
+{
+	struct io_uring *u = U(r);
+	struct io_uring_sqe *sqe = io_uring_get_sqe(u);
+
+	while (unlikely(!sqe)) {
+		/* Only SQPOLL can leave published entries unconsumed after an enter; the
+		 * core never stages more than queue_depth otherwise. */
+		if (io_uring_sqring_wait(u) < 0)
+			return NULL;
+		sqe = io_uring_get_sqe(u);
+	}
+	return sqe;
+}
+
+static int uring_stage(struct ring *r, struct auraio_request **reqs, int n)
+{
+	for (int i = 0; i < n; i++) {
+		struct io_uring_sqe *sqe = get_sqe(r);
+
+		if (unlikely(!sqe))
+			return -EBUSY; /* the core checked capacity: cannot happen */
+		prep_one(sqe, reqs[i]);
+	}
+	return 0;
+}
+
+/* Publish the SQ tail; returns the number of entries the kernel has not consumed. */
+static unsigned uring_publish(struct ring *r)
+{
+	struct io_uring_sq *sq = &U(r)->sq;
+	unsigned tail = sq->sqe_tail;
+
+	if (sq->sqe_head != tail) {
+		sq->sqe_head = tail;
+		/* Release pairs with the kernel's acquire of the SQ tail: the SQE contents
+		 * are visible before the tail that covers them, to whichever thread
+		 * enters the kernel next. */
+		io_uring_smp_store_release(sq->ktail, tail);
+	}
+	return tail - io_uring_smp_load_acquire(sq->khead);
+}
+
+static unsigned enter_flags(struct io_uring *u)
+{
+	if ((u->flags & IORING_SETUP_SQPOLL) && (sq_kflags(u) & IORING_SQ_NEED_WAKEUP))
+		return IORING_ENTER_SQ_WAKEUP;
+	return 0;
+}
+
+static int uring_enter(struct ring *r, unsigned to_submit)
+{
+	struct io_uring *u = U(r);
+	unsigned flags = enter_flags(u);
+	int rc;
+
+	if (to_submit == 0 && flags == 0)
+		return 0;
+	/* With SQPOLL the kernel thread consumes the SQ; enter only to wake it. */
+	if ((u->flags & IORING_SETUP_SQPOLL) && flags == 0)
+		return 0;
+	do {
+		rc = io_uring_enter(u->ring_fd, to_submit, 0, flags, NULL);
+	} while (rc == -EINTR);
+	counter_add(&r->syscalls, 1);
+	if (rc > 0)
+		counter_add(&r->sqes, (uint64_t) rc);
+	/* -EAGAIN/-EBUSY: the entries stay published; the next flush or wait retries. */
+	return rc < 0 ? rc : 0;
+}
+
+static int uring_reap(struct ring *r, struct completion *out, int max)
+{
+	struct io_uring *u = U(r);
+	struct io_uring_cqe *cqe;
+	unsigned head;
+	int n = 0;
+
+	if (io_uring_cq_ready(u) == 0) {
+		/* Completions parked as task work (COOP_TASKRUN) or in the overflow list:
+		 * enter the kernel to post them instead of waiting for a timer tick. */
+		if (!(sq_kflags(u) & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)))
+			return 0;
+		io_uring_get_events(u);
+		counter_add(&r->syscalls, 1);
+	}
+	io_uring_for_each_cqe(u, head, cqe)
+	{
+		if (n == max)
+			break;
+		out[n].ud = cqe->user_data;
+		out[n].res = cqe->res;
+		n++;
+	}
+	io_uring_cq_advance(u, (unsigned) n);
+	return n;
+}
+
+static int uring_wait(struct ring *r, unsigned to_submit, int64_t timeout_ns)
+{
+	struct io_uring *u = U(r);
+	struct __kernel_timespec ts;
+	struct io_uring_getevents_arg arg;
+	unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG | enter_flags(u);
+	int rc;
+
+	if (io_uring_cq_ready(u))
+		return 0;
+	memset(&arg, 0, sizeof(arg));
+	if (timeout_ns >= 0) {
+		ts.tv_sec = timeout_ns / (int64_t) NSEC_PER_SEC;
+		ts.tv_nsec = timeout_ns % (int64_t) NSEC_PER_SEC;
+		arg.ts = (uint64_t) (uintptr_t) &ts;
+	}
+	if (u->flags & IORING_SETUP_SQPOLL)
+		to_submit = 0;
+	rc = io_uring_enter2(u->ring_fd, to_submit, 1, flags, (void *) &arg, sizeof(arg));
+	counter_add(&r->syscalls, 1);
+	if (rc > 0 && to_submit)
+		counter_add(&r->sqes, (uint64_t) rc);
+	if (rc == -ETIME || rc == -EINTR)
+		return rc;
+	return 0;
+}
+
+static int uring_cancel(struct ring *r, struct auraio_request *req)
+{
+	struct io_uring_sqe *sqe = get_sqe(r);
+
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_cancel64(sqe, request_ud(req), 0);
+	io_uring_sqe_set_data64(sqe, UD_INTERNAL);
+	return 0;
+}
+
+static void uring_cancel_all(struct ring *r)
+{
+	struct io_uring_sqe *sqe = get_sqe(r);
+
+	if (!sqe)
+		return;
+	io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+	io_uring_sqe_set_data64(sqe, UD_INTERNAL);
+}
+
+static int uring_poll_fd(struct ring *r)
+{
+	return U(r)->ring_fd;
+}
+
+static int uring_register_files(struct ring *r, const int *fds, unsigned n)
+{
+	return io_uring_register_files(U(r), fds, n);
+}
+
+static int uring_update_file(struct ring *r, unsigned slot, int fd)
+{
+	int rc = io_uring_register_files_update(U(r), slot, &fd, 1);
+
+	return rc < 0 ? rc : 0;
+}
+
+static void uring_unregister_files(struct ring *r)
+{
+	io_uring_unregister_files(U(r));
+}
+
+static int uring_register_buffers(struct ring *r, const struct iovec *iovs, unsigned n)
+{
+	return io_uring_register_buffers(U(r), iovs, n);
+}
+
+static void uring_unregister_buffers(struct ring *r)
+{
+	io_uring_unregister_buffers(U(r));
+}
+
+const struct backend_ops backend_uring_ops = {
+	.name = "io_uring",
+	.ring_init = uring_ring_init,
+	.ring_fini = uring_ring_fini,
+	.stage = uring_stage,
+	.publish = uring_publish,
+	.enter = uring_enter,
+	.reap = uring_reap,
+	.wait = uring_wait,
+	.cancel = uring_cancel,
+	.cancel_all = uring_cancel_all,
+	.kick = uring_kick,
+	.poll_fd = uring_poll_fd,
+	.register_files = uring_register_files,
+	.update_file = uring_update_file,
+	.unregister_files = uring_unregister_files,
+	.register_buffers = uring_register_buffers,
+	.unregister_buffers = uring_unregister_buffers,
+};

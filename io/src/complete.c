@@ -1,0 +1,404 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * complete.c - the completion path: reap, account, deliver, and wait.
+ *
+ * Reaping happens under the ring's cq_lock, at most REAP_BATCH completions per
+ * acquisition. Accounting (counters, histogram, result) is done under the lock; delivery
+ * (callbacks, waking waitable requests, returning requests to the pool) after it is
+ * released, so a callback may submit, poll or wait.
+ *
+ * Waiting: the thread that holds cq_lock may block in the kernel for the ring (the
+ * "kernel waiter"); it submits any staged entries in the same syscall. Every other
+ * thread that needs the ring's completions sleeps on the ring's eventcount, which is
+ * notified whenever cq_lock is released and whenever a waitable request is completed.
+ * A sleeper therefore wakes either to its own completion or to take over the kernel
+ * wait - no completion can be consumed while a thread that needs it sleeps unaware.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+
+#include "engine.h"
+
+struct delivery {
+	struct auraio_request *head, *tail; /* requests with callbacks */
+	int count;			    /* completions handled (callbacks + waitables) */
+};
+
+static void account_one(struct ring *r, struct auraio_request *req, int64_t res, uint64_t now)
+{
+	if (req->flags & REQF_FAULT)
+		res = req->fault_result;
+	req->result = res;
+	req->complete_ns = now;
+	if (res < 0) {
+		counter_add(&r->errors, 1);
+	} else if (req->opcode == AURAIO_OP_READ || req->opcode == AURAIO_OP_READV) {
+		counter_add(&r->bytes_read, (uint64_t) res);
+	} else if (req->opcode == AURAIO_OP_WRITE || req->opcode == AURAIO_OP_WRITEV) {
+		counter_add(&r->bytes_written, (uint64_t) res);
+	}
+	if (req->flags & REQF_FIXED_BUF)
+		counter_add(&r->fixed_buf_completed, 1);
+	hist_record(&r->hist, now > req->submit_ns ? now - req->submit_ns : 0);
+}
+
+/*
+ * cq_lock held: turn raw completions into a delivery list, in completion order.
+ * Waitable requests are completed right here, under the lock, and never enter the list:
+ * a thread holding cq_lock that sees its request not DONE can then be sure the CQE has
+ * not been consumed, so blocking in the kernel for it is safe.
+ */
+static void account(struct ring *r, const struct completion *c, int n, struct delivery *d)
+{
+	uint64_t now = now_ns();
+	uint64_t internal = 0, stale = 0;
+
+	d->head = d->tail = NULL;
+	d->count = 0;
+	for (int i = 0; i < n; i++) {
+		struct auraio_request *req;
+
+		if (c[i].ud == UD_INTERNAL) {
+			internal++;
+			continue;
+		}
+		req = request_from_ud(&r->pool, c[i].ud);
+		if (unlikely(!req)) {
+			stale++;
+			continue;
+		}
+		account_one(r, req, c[i].res, now);
+		d->count++;
+		if (req->flags & REQF_WAITABLE) {
+			/* Release pairs with the acquire in is_done(): the result is visible
+			 * before DONE. The waiter owns req from here on: do not touch it. */
+			atomic_store_explicit(&req->state, REQ_DONE, memory_order_release);
+			continue;
+		}
+		req->next = NULL;
+		if (d->tail)
+			d->tail->next = req;
+		else
+			d->head = req;
+		d->tail = req;
+	}
+	if (internal)
+		counter_add(&r->internal_completed, internal);
+	if (stale)
+		counter_add(&r->stale, stale);
+	/* Only after the results are stored: a submitter that sees room reuses nothing
+	 * of these requests (they return to the pool after delivery). */
+	atomic_store_explicit(&r->completed,
+			      atomic_load_explicit(&r->completed, memory_order_relaxed) +
+				  (uint64_t) d->count,
+			      memory_order_relaxed);
+	adaptive_on_batch(&r->ctl, (uint32_t) d->count, now);
+}
+
+/* No lock held: run callbacks, complete waitable requests, recycle the rest. */
+static void deliver(struct ring *r, struct delivery *d)
+{
+	struct auraio_request *rel_head = NULL, *rel_tail = NULL;
+
+	for (struct auraio_request *req = d->head, *next; req; req = next) {
+		next = req->next;
+		req->cb(req, (ssize_t) req->result, req->user_data);
+		if (unlikely(req->fault_iov)) {
+			free(req->fault_iov);
+			req->fault_iov = NULL;
+		}
+		req->next = NULL;
+		if (rel_tail)
+			rel_tail->next = req;
+		else
+			rel_head = req;
+		rel_tail = req;
+	}
+	if (rel_head)
+		request_release_list(&r->pool, rel_head, rel_tail);
+}
+
+static bool is_done(struct auraio_request *req)
+{
+	/* Acquire pairs with the release store in account(). */
+	return req && atomic_load_explicit(&req->state, memory_order_acquire) == REQ_DONE;
+}
+
+/* Letting go of cq_lock, or having completed waitables, is news to sleepers. */
+static void cq_unlock_notify(struct ring *r)
+{
+	cq_unlock(r);
+	if (r->locking)
+		ev_notify(&r->ev);
+}
+
+/* Publish staged entries under sq_lock; returns how many the kernel has not taken. */
+static unsigned ring_publish(struct ring *r)
+{
+	unsigned to_submit;
+
+	if (atomic_load_explicit(&r->staged, memory_order_relaxed) == 0 &&
+	    !atomic_load_explicit(&r->need_enter, memory_order_relaxed))
+		return 0;
+	sq_lock(r);
+	atomic_store_explicit(&r->staged, 0, memory_order_relaxed);
+	atomic_store_explicit(&r->need_enter, false, memory_order_relaxed);
+	to_submit = r->ops->publish(r);
+	sq_unlock(r);
+	return to_submit;
+}
+
+int ring_flush(struct ring *r)
+{
+	unsigned to_submit = ring_publish(r);
+	int rc;
+
+	if (!to_submit)
+		return 0;
+	rc = r->ops->enter(r, to_submit);
+	if (rc < 0) {
+		atomic_store_explicit(&r->need_enter, true, memory_order_relaxed);
+		return rc;
+	}
+	return (int) to_submit;
+}
+
+/* cq_lock held: reap one batch and account it. */
+static int reap_batch(struct ring *r, struct delivery *d)
+{
+	struct completion c[REAP_BATCH];
+	int n = r->ops->reap(r, c, REAP_BATCH);
+
+	account(r, c, n, d);
+	return n;
+}
+
+int ring_reap_dispatch(struct ring *r)
+{
+	int handled = 0, n;
+
+	do {
+		struct delivery d;
+
+		if (!cq_trylock(r))
+			break;
+		n = reap_batch(r, &d);
+		cq_unlock_notify(r);
+		deliver(r, &d);
+		handled += d.count;
+	} while (n == REAP_BATCH);
+	return handled;
+}
+
+static void enter_now(struct ring *r, unsigned to_submit)
+{
+	if (to_submit && r->ops->enter(r, to_submit) < 0)
+		atomic_store_explicit(&r->need_enter, true, memory_order_relaxed);
+}
+
+/* cq_lock held: the kernel-waiter role. Submits to_submit in the same syscall. */
+static int kernel_wait(struct ring *r, unsigned to_submit, int64_t timeout_ns, struct delivery *d)
+{
+	int n = reap_batch(r, d);
+
+	if (n > 0) {
+		enter_now(r, to_submit);
+		return n;
+	}
+	if (r->ops->wait(r, to_submit, timeout_ns) == -ETIME)
+		return -ETIME;
+	return reap_batch(r, d);
+}
+
+/*
+ * Block until this call handles a completion of ring r, `want` (may be NULL) is done,
+ * the kernel-waiter role changes hands, or the timeout passes. Returns completions
+ * handled by this call.
+ */
+int ring_wait_dispatch(struct ring *r, int64_t timeout_ns, struct auraio_request *want)
+{
+	unsigned to_submit = ring_publish(r);
+	struct delivery d;
+	uint32_t seq;
+	int n;
+
+	if (!cq_trylock(r)) {
+		enter_now(r, to_submit);
+		to_submit = 0;
+		seq = ev_prepare(&r->ev);
+		if (is_done(want)) {
+			ev_cancel(&r->ev);
+			return 0;
+		}
+		if (!cq_trylock(r)) {
+			/* The holder notifies when it lets go or completes a waitable. */
+			ev_wait(&r->ev, seq, timeout_ns);
+			return 0;
+		}
+		ev_cancel(&r->ev);
+	}
+	if (is_done(want)) {
+		cq_unlock_notify(r);
+		enter_now(r, to_submit);
+		return 0;
+	}
+	n = kernel_wait(r, to_submit, timeout_ns, &d);
+	cq_unlock_notify(r);
+	if (n <= 0)
+		return 0;
+	deliver(r, &d);
+	return d.count;
+}
+
+void ring_drain(struct ring *r)
+{
+	unsigned to_submit;
+
+	sq_lock(r);
+	r->ops->cancel_all(r);
+	counter_add(&r->internal_submitted, 1);
+	atomic_store_explicit(&r->staged, 0, memory_order_relaxed);
+	to_submit = r->ops->publish(r);
+	sq_unlock(r);
+	if (to_submit)
+		r->ops->enter(r, to_submit);
+	while (ring_in_flight(r) > 0 ||
+	       counter_get(&r->internal_submitted) > counter_get(&r->internal_completed))
+		ring_wait_dispatch(r, -1, NULL);
+}
+
+/* ---- engine-wide polling and waiting ---- */
+
+static int poll_all(struct auraio_engine *e)
+{
+	unsigned start = atomic_fetch_add_explicit(&e->wait_rotor, 1, memory_order_relaxed);
+	int handled = 0;
+
+	for (unsigned i = 0; i < e->ring_count; i++) {
+		struct ring *r = &e->rings[(start + i) % e->ring_count];
+
+		ring_flush(r);
+		handled += ring_reap_dispatch(r);
+	}
+	return handled;
+}
+
+AURAIO_API int auraio_poll(auraio_engine_t *e)
+{
+	if (!e)
+		return -EINVAL;
+	return poll_all(e);
+}
+
+AURAIO_API int auraio_flush(auraio_engine_t *e)
+{
+	int total = 0;
+
+	if (!e)
+		return -EINVAL;
+	for (unsigned i = 0; i < e->ring_count; i++) {
+		int rc = ring_flush(&e->rings[i]);
+
+		if (rc < 0)
+			return rc;
+		total += rc;
+	}
+	return total;
+}
+
+static int64_t ms_to_ns(int timeout_ms)
+{
+	return timeout_ms < 0 ? -1 : (int64_t) timeout_ms * (int64_t) NSEC_PER_MSEC;
+}
+
+/* Several rings busy: sleep on the epoll set of all of them, then sweep. */
+static int wait_many(struct auraio_engine *e, int timeout_ms)
+{
+	struct epoll_event ev[8];
+	int fd = auraio_get_poll_fd(e);
+
+	if (fd < 0)
+		return fd;
+	/* EINTR is expected: COOP_TASKRUN wakes a sleeper with a notify signal so that its
+	 * parked completions get posted on the way back to userspace. */
+	epoll_wait(fd, ev, (int) ARRAY_SIZE(ev), timeout_ms);
+	return poll_all(e);
+}
+
+AURAIO_API int auraio_wait(auraio_engine_t *e, int timeout_ms)
+{
+	struct ring *busy = NULL;
+	unsigned nbusy = 0;
+	int n;
+
+	if (!e)
+		return -EINVAL;
+	n = poll_all(e);
+	if (n > 0 || timeout_ms == 0)
+		return n;
+	for (unsigned i = 0; i < e->ring_count; i++) {
+		if (ring_in_flight(&e->rings[i]) > 0) {
+			busy = &e->rings[i];
+			nbusy++;
+		}
+	}
+	if (nbusy == 0)
+		return 0;
+	if (nbusy == 1)
+		return ring_wait_dispatch(busy, ms_to_ns(timeout_ms), NULL);
+	return wait_many(e, timeout_ms);
+}
+
+/* The waitable request is done: take its result and return it to the pool. */
+static void collect(struct ring *r, struct auraio_request *req, ssize_t *result)
+{
+	if (result)
+		*result = (ssize_t) req->result;
+	free(req->fault_iov);
+	req->fault_iov = NULL;
+	req->next = NULL;
+	request_release_list(&r->pool, req, req);
+}
+
+AURAIO_API int auraio_request_wait(auraio_engine_t *e, auraio_request_t *req, int timeout_ms,
+				   ssize_t *result)
+{
+	uint64_t deadline =
+	    timeout_ms < 0 ? UINT64_MAX : now_ns() + (uint64_t) ms_to_ns(timeout_ms);
+	struct ring *r;
+
+	if (!e || !req || req->ring >= e->ring_count || !(req->flags & REQF_WAITABLE))
+		return -EINVAL;
+	r = &e->rings[req->ring];
+	for (;;) {
+		uint64_t now;
+
+		if (is_done(req)) {
+			collect(r, req, result);
+			return 0;
+		}
+		now = deadline == UINT64_MAX ? 0 : now_ns();
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		ring_wait_dispatch(r, deadline == UINT64_MAX ? -1 : (int64_t) (deadline - now),
+				   req);
+	}
+}
+
+AURAIO_API uint64_t auraio_request_latency_ns(const auraio_request_t *req)
+{
+	if (!req || req->complete_ns < req->submit_ns)
+		return 0;
+	return req->complete_ns - req->submit_ns;
+}
+
+AURAIO_API void *auraio_request_user_data(const auraio_request_t *req)
+{
+	return req ? req->user_data : NULL;
+}
+
+AURAIO_API int auraio_request_fd(const auraio_request_t *req)
+{
+	return req ? req->fd : -1;
+}

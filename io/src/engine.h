@@ -1,0 +1,233 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * engine.h - the engine, its rings, and the interface between the generic core
+ * (submit.c, complete.c) and the two backends (backend_uring.c, backend_threads.c).
+ *
+ * Lock order (the only one in libauraio):
+ *   ring->sq_lock  of ring 0, ring 1, ...   (registration takes all of them, in order)
+ *   ring->cq_lock                           (never held while taking an sq_lock)
+ *   engine->fault_lock                      (leaf)
+ * No lock is held while a callback runs. The cq_lock may be held across a blocking wait
+ * in the kernel: its holder is the ring's one "kernel waiter", and everyone else who
+ * wants that ring's completions sleeps on the ring's event count (eventcount.h) instead.
+ *
+ * Hot-path counters: `submitted` is written only under sq_lock and `completed` only under
+ * cq_lock, so in-flight = submitted - completed needs no read-modify-write atomic.
+ */
+#ifndef AURAIO_ENGINE_H
+#define AURAIO_ENGINE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "adaptive.h"
+#include "auraio.h"
+#include "eventcount.h"
+#include "internal.h"
+#include "latency_hist.h"
+#include "request.h"
+
+struct ring;
+struct auraio_engine;
+
+/* A completion as the backend hands it to the core. */
+struct completion {
+	uint64_t ud;
+	int64_t res;
+};
+
+/* Most completions handled per cq_lock acquisition. */
+#define REAP_BATCH 32
+
+/*
+ * Backend interface. "sq" = called with ring->sq_lock held, "cq" = with ring->cq_lock.
+ */
+struct backend_ops {
+	const char *name;
+	int (*ring_init)(struct ring *r);
+	void (*ring_fini)(struct ring *r);
+	/* sq: stage n prepared requests (n > 1: a linked chain). Cannot fail for lack of
+	 * space: the core never stages more than the ring holds. 0 or -errno. */
+	int (*stage)(struct ring *r, struct auraio_request **reqs, int n);
+	/* sq: make staged requests visible to the kernel/workers; returns how many. */
+	unsigned (*publish)(struct ring *r);
+	/* no lock: push published requests into the kernel. 0 or -errno. */
+	int (*enter)(struct ring *r, unsigned to_submit);
+	/* cq: move up to max ready completions into out without blocking. */
+	int (*reap)(struct ring *r, struct completion *out, int max);
+	/* cq: block until a completion is ready or timeout_ns passes (-1 = forever).
+	 * May also submit `to_submit` published entries in the same call.
+	 * 0 (something may be ready), -ETIME, -EINTR. */
+	int (*wait)(struct ring *r, unsigned to_submit, int64_t timeout_ns);
+	/* sq: request cancellation of req (in flight). 0 or -errno. */
+	int (*cancel)(struct ring *r, struct auraio_request *req);
+	/* sq: cancel everything in flight (destroy). */
+	void (*cancel_all)(struct ring *r);
+	/* no lock: run the calling thread's parked completion work, if any (EAGAIN path). */
+	void (*kick)(struct ring *r);
+	/* fd for the engine's epoll set, readable when completions are ready. */
+	int (*poll_fd)(struct ring *r);
+	/* all sq_locks held: mirror the engine's registration tables into the ring. */
+	int (*register_files)(struct ring *r, const int *fds, unsigned n);
+	int (*update_file)(struct ring *r, unsigned slot, int fd);
+	void (*unregister_files)(struct ring *r);
+	int (*register_buffers)(struct ring *r, const struct iovec *iovs, unsigned n);
+	void (*unregister_buffers)(struct ring *r);
+};
+
+extern const struct backend_ops backend_uring_ops;
+extern const struct backend_ops backend_threads_ops;
+
+struct ring {
+	/* --- submission side: sq_lock --- */
+	pthread_mutex_t sq_lock cache_aligned;
+	struct request_pool pool;
+	_Atomic uint32_t staged;    /* prepared, not yet published; written under sq_lock */
+	_Atomic uint64_t submitted; /* requests accepted; written under sq_lock */
+	counter_t syscalls;
+	counter_t sqes;
+	counter_t eagain;
+	counter_t internal_submitted; /* cancel ops; written under sq_lock */
+	counter_t fixed_buf_submitted;
+
+	/* --- completion side: cq_lock --- */
+	pthread_mutex_t cq_lock cache_aligned;
+	_Atomic uint64_t completed; /* written under cq_lock */
+	counter_t internal_completed;
+	counter_t fixed_buf_completed;
+	counter_t bytes_read;
+	counter_t bytes_written;
+	counter_t errors;
+	counter_t stale;
+	struct latency_hist hist;
+
+	/* --- controller (own cache lines, see adaptive.h) --- */
+	struct adaptive ctl;
+
+	/* --- shared, immutable after create --- */
+	struct eventcount ev cache_aligned; /* waiters for this ring's completions */
+	struct auraio_engine *engine;
+	const struct backend_ops *ops;
+	uint16_t index;
+	bool locking; /* false in single_thread mode */
+	uint32_t queue_depth;
+	bool sqpoll;		 /* set by the backend's ring_init */
+	bool coop;		 /* COOP_TASKRUN + TASKRUN_FLAG granted */
+	_Atomic bool need_enter; /* published entries an earlier enter failed to submit */
+	void *backend;		 /* backend private state */
+};
+
+/* Registered files: the engine's table, mirrored into each ring by the backend. */
+struct file_slot {
+	int fd;
+	bool direct;	    /* opened with O_DIRECT */
+	uint32_t mem_align; /* O_DIRECT alignment (statx), 0 if unknown */
+	uint32_t off_align;
+};
+
+struct file_table {
+	struct file_slot *slots; /* nslots entries */
+	unsigned nslots;
+	int32_t *slot_of_fd; /* fd -> slot + 1 (0 = not registered); O(1) lookup */
+	unsigned map_len;
+};
+
+struct buf_table {
+	struct iovec *iovs;
+	unsigned n;
+	bool kernel; /* registered with the kernel (false = degraded to plain pointers) */
+	char reason[128];
+};
+
+struct fault_state;
+struct buffer_pool;
+
+struct auraio_engine {
+	struct ring *rings; /* ring_count entries, each cache aligned */
+	unsigned ring_count;
+	auraio_options_t opts; /* resolved options */
+	const struct backend_ops *ops;
+	auraio_backend_t backend;
+	char backend_reason[128];
+	bool sqpoll_active;
+	bool coop_taskrun;
+	_Atomic bool shutting_down;
+	_Atomic unsigned wait_rotor; /* where the next auraio_wait starts scanning */
+	int epoll_fd;		     /* lazily created by auraio_get_poll_fd/auraio_wait */
+	pthread_mutex_t epoll_lock;
+
+	/* registration (read under any sq_lock, written under all) */
+	struct file_table files;
+	struct buf_table bufs;
+
+	struct buffer_pool *pool;
+
+	/* fault injection */
+	_Atomic bool fault_armed;
+	pthread_mutex_t fault_lock;
+	struct fault_state *fault;
+	counter_t faults_injected;
+};
+
+/* ---- locking helpers (no-ops in single_thread mode) ---- */
+static inline void sq_lock(struct ring *r)
+{
+	if (r->locking)
+		pthread_mutex_lock(&r->sq_lock);
+}
+static inline void sq_unlock(struct ring *r)
+{
+	if (r->locking)
+		pthread_mutex_unlock(&r->sq_lock);
+}
+static inline void cq_lock(struct ring *r)
+{
+	if (r->locking)
+		pthread_mutex_lock(&r->cq_lock);
+}
+static inline bool cq_trylock(struct ring *r)
+{
+	return !r->locking || pthread_mutex_trylock(&r->cq_lock) == 0;
+}
+static inline void cq_unlock(struct ring *r)
+{
+	if (r->locking)
+		pthread_mutex_unlock(&r->cq_lock);
+}
+
+static inline uint64_t ring_in_flight(const struct ring *r)
+{
+	return atomic_load_explicit(&r->submitted, memory_order_relaxed) -
+	       atomic_load_explicit(&r->completed, memory_order_relaxed);
+}
+
+/* ---- engine.c ---- */
+struct ring *engine_pick_ring(struct auraio_engine *e);
+void engine_log(struct auraio_engine *e, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void engine_take_all_sq_locks(struct auraio_engine *e);
+void engine_drop_all_sq_locks(struct auraio_engine *e);
+
+/* ---- complete.c ---- */
+int ring_reap_dispatch(struct ring *r); /* trylock; non-blocking */
+int ring_wait_dispatch(struct ring *r, int64_t timeout_ns,
+		       struct auraio_request *want); /* may block */
+void ring_drain(struct ring *r);		     /* destroy: until nothing is in flight */
+int ring_flush(struct ring *r);			     /* publish + enter staged SQEs */
+
+/* ---- submit.c ---- */
+int submit_ops(struct auraio_engine *e, const auraio_op_t *ops, int n,
+	       struct auraio_request **reqs);
+
+/* ---- fault.c ---- */
+#ifdef AURAIO_FAULT_INJECTION
+/* sq_lock held: apply the fault rule to a chain being staged (may rewrite requests). */
+void fault_apply_chain(struct auraio_engine *e, struct auraio_request **reqs, int n);
+#endif
+void fault_fini(struct auraio_engine *e);
+
+/* ---- registry.c ---- */
+void registry_fini(struct auraio_engine *e);
+
+#endif

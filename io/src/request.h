@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * request.h - the request struct and a ring's request pool.
+ *
+ * Layout: the first cache line holds what the submitter writes and the backend reads to
+ * build the SQE; the second holds what the reaper writes. A request is never zeroed:
+ * request_init() stores exactly the submission fields.
+ *
+ * Identity: the kernel sees user_data = (generation << 32) | slot. The generation is
+ * bumped every time a slot is handed out, so a completion that arrives for an earlier
+ * life of the slot (a stale CQE) is recognised and dropped, never delivered.
+ *
+ * Pool: the free list is popped only under the ring's sq_lock. Requests are returned by
+ * whichever thread finished with them (a reaper after the callback, a waiter after
+ * auraio_request_wait) onto a lock-free stack; the sq_lock holder takes that whole stack
+ * in one exchange when its private list runs dry. Taking everything at once is what
+ * makes the stack ABA-free: nobody pops a single node.
+ */
+#ifndef AURAIO_REQUEST_H
+#define AURAIO_REQUEST_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "auraio.h"
+#include "internal.h"
+
+/* Request states (req->state). */
+enum {
+	REQ_FREE = 0,
+	REQ_IN_FLIGHT = 1, /* handed to the backend */
+	REQ_DONE = 2,	   /* waitable: completed, result stored, awaiting collection */
+};
+
+/* Request flags (req->flags). */
+enum {
+	REQF_WAITABLE = 1u << 0,   /* cb == NULL: collected by auraio_request_wait */
+	REQF_FIXED_BUF = 1u << 1,  /* addr is inside registered buffer buf_index */
+	REQF_FIXED_FILE = 1u << 2, /* file_slot is a registered slot */
+	REQF_LINK = 1u << 3,	   /* the next request of the chain depends on this one */
+	REQF_FAULT = 1u << 4,	   /* fault injected: result is fault_result */
+	REQF_NOP = 1u << 5,	   /* submitted as a no-op (faulted or cancelled in chain) */
+};
+
+/* user_data of CQEs that belong to no request (cancel operations). */
+#define UD_INTERNAL UINT64_MAX
+
+struct auraio_request {
+	/* --- cache line 0: submission side, read to build the SQE --- */
+	uint8_t opcode;	    /* auraio_opcode_t */
+	uint8_t flags;	    /* REQF_* */
+	uint16_t buf_index; /* REQF_FIXED_BUF */
+	uint32_t gen;	    /* generation of this life of the slot */
+	int fd;		    /* as given by the caller */
+	int file_slot;	    /* REQF_FIXED_FILE: the registered slot */
+	void *addr;	    /* buffer, or iovec array for READV/WRITEV */
+	uint64_t len;	    /* bytes, or iovcnt for READV/WRITEV */
+	int64_t offset;
+	auraio_callback_t cb;
+	void *user_data;
+	uint32_t rw_flags; /* RWF_DSYNC, or IORING_FSYNC_DATASYNC for FSYNC */
+	uint32_t slot;	   /* index in the ring's pool */
+
+	/* --- cache line 1: completion side --- */
+	int64_t result cache_aligned;
+	uint64_t complete_ns;
+	uint64_t submit_ns;	/* written at submit, but only read at completion */
+	_Atomic uint32_t state; /* REQ_*; REQ_DONE is published with release */
+	int32_t fault_result;
+	struct auraio_request *next;	   /* free lists, dispatch lists, thread-backend queues */
+	struct auraio_request *chain_next; /* thread backend: next request of a linked chain */
+	struct iovec *fault_iov;	   /* truncated copy of the iovecs (SHORT/TEAR writev) */
+	uint16_t ring;
+	uint8_t tb_started; /* thread backend: queued / started / cancelled */
+	uint8_t tb_worker;  /* thread backend: the worker running it */
+};
+
+_Static_assert(sizeof(struct auraio_request) == 2 * CACHE_LINE, "request: two cache lines");
+
+static inline uint64_t request_ud(const struct auraio_request *req)
+{
+	return ((uint64_t) req->gen << 32) | req->slot;
+}
+
+struct request_pool {
+	struct auraio_request *reqs; /* nreqs slots, cache-line aligned */
+	uint32_t nreqs;
+	struct auraio_request *free_head;			 /* private to the sq_lock holder */
+	_Atomic(struct auraio_request *) returned cache_aligned; /* lock-free return stack */
+};
+
+int request_pool_init(struct request_pool *pool, uint32_t nreqs, uint16_t ring);
+void request_pool_fini(struct request_pool *pool);
+
+/* Under sq_lock. NULL when the pool is empty. Bumps the generation. */
+struct auraio_request *request_alloc(struct request_pool *pool);
+
+/* Undo request_alloc (under sq_lock) for a request that was never submitted. */
+void request_unalloc(struct request_pool *pool, struct auraio_request *req);
+
+/* Any thread: return the list head..tail (linked by ->next) to the pool. */
+void request_release_list(struct request_pool *pool, struct auraio_request *head,
+			  struct auraio_request *tail);
+
+/*
+ * Map a completion's user_data back to its request; NULL if stale or foreign.
+ * The acquire load of state pairs with the release store that published the request
+ * (submit.c): the submitter's writes to the request are visible to the reaper without
+ * relying on the barriers inside the kernel's SQ/CQ hand-off.
+ */
+static inline struct auraio_request *request_from_ud(struct request_pool *pool, uint64_t ud)
+{
+	uint32_t slot = (uint32_t) ud;
+	struct auraio_request *req;
+
+	if (unlikely(slot >= pool->nreqs))
+		return NULL;
+	req = &pool->reqs[slot];
+	if (unlikely(atomic_load_explicit(&req->state, memory_order_acquire) != REQ_IN_FLIGHT ||
+		     req->gen != (uint32_t) (ud >> 32)))
+		return NULL;
+	return req;
+}
+
+#endif

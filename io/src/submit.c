@@ -1,0 +1,420 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * submit.c - the submission path: validate, route to the caller's ring, enforce the
+ * in-flight limit, fill requests, stage them with the backend, and decide when the batch
+ * goes to the kernel.
+ *
+ * Invariants:
+ *   - in flight (submitted - completed) never exceeds the ring's limit, which never
+ *     exceeds queue_depth, so the CQ (2 x queue_depth) cannot overflow;
+ *   - a staged request is published when the batch threshold is reached or when the ring
+ *     had nothing in flight (a lone request never waits for a batch), and always before
+ *     any thread blocks waiting on the ring (complete.c);
+ *   - nothing here runs a callback, and no syscall is made with sq_lock held.
+ * Registration tables (engine->files, engine->bufs) are read under the ring's sq_lock;
+ * registry.c changes them only with every sq_lock held.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <linux/fs.h>
+#include <liburing.h>
+#include <stdlib.h>
+
+#include "engine.h"
+
+#ifndef RWF_DSYNC
+#define RWF_DSYNC 0x00000002
+#endif
+
+/* Checks that need no registration table; run before taking the lock. */
+static int validate_op(const auraio_op_t *op)
+{
+	if (unlikely(op->fd < 0))
+		return -EINVAL;
+	switch (op->opcode) {
+	case AURAIO_OP_READ:
+	case AURAIO_OP_WRITE:
+		if (op->buf.type == AURAIO_BUF_UNREGISTERED && !op->buf.u.ptr)
+			return -EINVAL;
+		if (op->buf.type != AURAIO_BUF_UNREGISTERED &&
+		    op->buf.type != AURAIO_BUF_REGISTERED)
+			return -EINVAL;
+		if (op->len > UINT32_MAX || op->offset < 0)
+			return -EINVAL;
+		break;
+	case AURAIO_OP_READV:
+	case AURAIO_OP_WRITEV:
+		if (!op->iov || op->iovcnt < 1 || op->iovcnt > IOV_MAX || op->offset < 0)
+			return -EINVAL;
+		break;
+	case AURAIO_OP_FSYNC:
+		if (op->flags & ~AURAIO_OP_DATASYNC)
+			return -EINVAL;
+		return 0;
+	default:
+		return -EINVAL;
+	}
+	if (op->opcode == AURAIO_OP_WRITE || op->opcode == AURAIO_OP_WRITEV)
+		return (op->flags & ~AURAIO_OP_DSYNC) ? -EINVAL : 0;
+	return op->flags ? -EINVAL : 0;
+}
+
+/* Registered buffer reference -> address (sq_lock held). */
+static int resolve_fixed_buf(struct auraio_engine *e, const auraio_op_t *op,
+			     struct auraio_request *req)
+{
+	const struct buf_table *bt = &e->bufs;
+	unsigned idx = (unsigned) op->buf.u.fixed.index;
+	const struct iovec *iov;
+
+	if (op->buf.u.fixed.index < 0 || idx >= bt->n)
+		return -EINVAL;
+	iov = &bt->iovs[idx];
+	if (op->buf.u.fixed.offset > iov->iov_len ||
+	    op->len > iov->iov_len - op->buf.u.fixed.offset)
+		return -EOVERFLOW;
+	req->addr = (char *) iov->iov_base + op->buf.u.fixed.offset;
+	if (bt->kernel) {
+		req->flags |= REQF_FIXED_BUF;
+		req->buf_index = (uint16_t) idx;
+	}
+	return 0;
+}
+
+static bool aligned(uint64_t v, uint32_t a)
+{
+	return a == 0 || (v & (a - 1)) == 0;
+}
+
+/* O_DIRECT alignment of a registered file, checked before the kernel sees it. */
+static int check_direct(const struct file_slot *fs, const struct auraio_request *req)
+{
+	if (req->opcode == AURAIO_OP_FSYNC)
+		return 0;
+	if (!aligned((uint64_t) req->offset, fs->off_align))
+		return -EINVAL;
+	if (req->opcode == AURAIO_OP_READ || req->opcode == AURAIO_OP_WRITE)
+		return aligned((uint64_t) (uintptr_t) req->addr, fs->mem_align) &&
+			       aligned(req->len, fs->off_align)
+			   ? 0
+			   : -EINVAL;
+	for (uint64_t i = 0; i < req->len; i++) {
+		const struct iovec *v = &((const struct iovec *) req->addr)[i];
+
+		if (!aligned((uint64_t) (uintptr_t) v->iov_base, fs->mem_align) ||
+		    !aligned(v->iov_len, fs->off_align))
+			return -EINVAL;
+	}
+	return 0;
+}
+
+static int resolve_file(struct auraio_engine *e, struct auraio_request *req)
+{
+	const struct file_table *ft = &e->files;
+	const struct file_slot *fs;
+	int32_t s;
+
+	if ((unsigned) req->fd >= ft->map_len || (s = ft->slot_of_fd[req->fd]) == 0)
+		return 0;
+	fs = &ft->slots[s - 1];
+	req->flags |= REQF_FIXED_FILE;
+	req->file_slot = s - 1;
+	return fs->direct ? check_direct(fs, req) : 0;
+}
+
+/* Fill the submission fields of req from op (targeted stores, no memset). */
+static int request_init(struct auraio_engine *e, struct auraio_request *req, const auraio_op_t *op,
+			uint64_t now)
+{
+	req->opcode = (uint8_t) op->opcode;
+	req->flags = op->cb ? 0 : REQF_WAITABLE;
+	req->fd = op->fd;
+	req->offset = op->offset;
+	req->cb = op->cb;
+	req->user_data = op->user_data;
+	req->submit_ns = now;
+	req->rw_flags = 0;
+	switch (op->opcode) {
+	case AURAIO_OP_READ:
+	case AURAIO_OP_WRITE:
+		req->len = op->len;
+		if (op->opcode == AURAIO_OP_WRITE && (op->flags & AURAIO_OP_DSYNC))
+			req->rw_flags = RWF_DSYNC;
+		if (op->buf.type == AURAIO_BUF_REGISTERED) {
+			int rc = resolve_fixed_buf(e, op, req);
+
+			if (rc)
+				return rc;
+		} else {
+			req->addr = op->buf.u.ptr;
+		}
+		break;
+	case AURAIO_OP_READV:
+	case AURAIO_OP_WRITEV:
+		req->addr = (void *) op->iov;
+		req->len = (uint64_t) op->iovcnt;
+		if (op->opcode == AURAIO_OP_WRITEV && (op->flags & AURAIO_OP_DSYNC))
+			req->rw_flags = RWF_DSYNC;
+		break;
+	default:
+		req->addr = NULL;
+		req->len = 0;
+		req->rw_flags = (op->flags & AURAIO_OP_DATASYNC) ? IORING_FSYNC_DATASYNC : 0;
+		break;
+	}
+	return resolve_file(e, req);
+}
+
+/* Room for n more? A chain longer than the current limit may still go when the ring is
+ * idle, so a low adaptive limit can never starve it. */
+static bool has_room(struct ring *r, unsigned n, uint64_t in_flight)
+{
+	uint32_t limit = adaptive_limit(&r->ctl);
+
+	if (in_flight + n <= limit)
+		return true;
+	return in_flight == 0 && n <= r->queue_depth;
+}
+
+static void unwind(struct ring *r, struct auraio_request **reqs, int n)
+{
+	for (int i = n; i-- > 0;)
+		request_unalloc(&r->pool, reqs[i]);
+}
+
+/* sq_lock held: allocate and fill n requests. 0 or -errno (nothing allocated then). */
+static int fill_chain(struct auraio_engine *e, struct ring *r, const auraio_op_t *ops, int n,
+		      struct auraio_request **reqs)
+{
+	uint64_t now = now_ns();
+
+	for (int i = 0; i < n; i++) {
+		int rc;
+
+		reqs[i] = request_alloc(&r->pool);
+		if (unlikely(!reqs[i])) {
+			unwind(r, reqs, i);
+			return -EAGAIN;
+		}
+		rc = request_init(e, reqs[i], &ops[i], now);
+		if (unlikely(rc)) {
+			unwind(r, reqs, i + 1);
+			return rc;
+		}
+		if (reqs[i]->flags & REQF_FIXED_BUF)
+			counter_add(&r->fixed_buf_submitted, 1);
+	}
+	for (int i = 0; i + 1 < n; i++)
+		reqs[i]->flags |= REQF_LINK;
+#ifdef AURAIO_FAULT_INJECTION
+	if (unlikely(atomic_load_explicit(&e->fault_armed, memory_order_relaxed)))
+		fault_apply_chain(e, reqs, n);
+#endif
+	/* Release pairs with the acquire in request_from_ud (the reaper). */
+	for (int i = 0; i < n; i++)
+		atomic_store_explicit(&reqs[i]->state, REQ_IN_FLIGHT, memory_order_release);
+	return 0;
+}
+
+/* sq_lock held: stage the chain; returns how many entries to push into the kernel. */
+static unsigned stage_chain(struct ring *r, struct auraio_request **reqs, int n, uint64_t in_flight)
+{
+	uint32_t staged;
+
+	r->ops->stage(r, reqs, n);
+	atomic_store_explicit(
+	    &r->submitted, atomic_load_explicit(&r->submitted, memory_order_relaxed) + (uint64_t) n,
+	    memory_order_relaxed);
+	staged = atomic_load_explicit(&r->staged, memory_order_relaxed) + (uint32_t) n;
+	if (staged < adaptive_batch_threshold(&r->ctl) && in_flight > 0) {
+		atomic_store_explicit(&r->staged, staged, memory_order_relaxed);
+		return 0;
+	}
+	atomic_store_explicit(&r->staged, 0, memory_order_relaxed);
+	return r->ops->publish(r);
+}
+
+int submit_ops(struct auraio_engine *e, const auraio_op_t *ops, int n, struct auraio_request **reqs)
+{
+	struct ring *r;
+	uint64_t in_flight;
+	unsigned to_submit;
+	int rc;
+
+	for (int i = 0; i < n; i++)
+		if ((rc = validate_op(&ops[i])) != 0)
+			return rc;
+	if (unlikely(atomic_load_explicit(&e->shutting_down, memory_order_relaxed)))
+		return -ESHUTDOWN;
+	r = engine_pick_ring(e);
+	sq_lock(r);
+	in_flight = ring_in_flight(r);
+	if (unlikely(!has_room(r, (unsigned) n, in_flight))) {
+		counter_add(&r->eagain, 1);
+		sq_unlock(r);
+		r->ops->kick(r);
+		return -EAGAIN;
+	}
+	rc = fill_chain(e, r, ops, n, reqs);
+	if (unlikely(rc)) {
+		sq_unlock(r);
+		return rc;
+	}
+	to_submit = stage_chain(r, reqs, n, in_flight);
+	sq_unlock(r);
+	if (to_submit && r->ops->enter(r, to_submit) < 0)
+		atomic_store_explicit(&r->need_enter, true, memory_order_relaxed);
+	return 0;
+}
+
+static auraio_request_t *submit_one(auraio_engine_t *e, const auraio_op_t *op)
+{
+	struct auraio_request *req;
+	int rc;
+
+	if (unlikely(!e)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	rc = submit_ops(e, op, 1, &req);
+	if (unlikely(rc)) {
+		errno = -rc;
+		return NULL;
+	}
+	return req;
+}
+
+static auraio_request_t *submit_rw(auraio_engine_t *e, auraio_opcode_t opc, int fd,
+				   auraio_buf_t buf, size_t len, off_t offset, auraio_callback_t cb,
+				   void *user_data)
+{
+	auraio_op_t op;
+
+	op.opcode = opc;
+	op.fd = fd;
+	op.buf = buf;
+	op.iov = NULL;
+	op.iovcnt = 0;
+	op.len = len;
+	op.offset = offset;
+	op.flags = 0;
+	op.cb = cb;
+	op.user_data = user_data;
+	return submit_one(e, &op);
+}
+
+static auraio_request_t *submit_vec(auraio_engine_t *e, auraio_opcode_t opc, int fd,
+				    const struct iovec *iov, int iovcnt, off_t offset,
+				    auraio_callback_t cb, void *user_data)
+{
+	auraio_op_t op;
+
+	op.opcode = opc;
+	op.fd = fd;
+	op.buf = auraio_buf(NULL);
+	op.iov = iov;
+	op.iovcnt = iovcnt;
+	op.len = 0;
+	op.offset = offset;
+	op.flags = 0;
+	op.cb = cb;
+	op.user_data = user_data;
+	return submit_one(e, &op);
+}
+
+AURAIO_API auraio_request_t *auraio_read(auraio_engine_t *e, int fd, auraio_buf_t buf, size_t len,
+					 off_t offset, auraio_callback_t cb, void *user_data)
+{
+	return submit_rw(e, AURAIO_OP_READ, fd, buf, len, offset, cb, user_data);
+}
+
+AURAIO_API auraio_request_t *auraio_write(auraio_engine_t *e, int fd, auraio_buf_t buf, size_t len,
+					  off_t offset, auraio_callback_t cb, void *user_data)
+{
+	return submit_rw(e, AURAIO_OP_WRITE, fd, buf, len, offset, cb, user_data);
+}
+
+AURAIO_API auraio_request_t *auraio_readv(auraio_engine_t *e, int fd, const struct iovec *iov,
+					  int iovcnt, off_t offset, auraio_callback_t cb,
+					  void *user_data)
+{
+	return submit_vec(e, AURAIO_OP_READV, fd, iov, iovcnt, offset, cb, user_data);
+}
+
+AURAIO_API auraio_request_t *auraio_writev(auraio_engine_t *e, int fd, const struct iovec *iov,
+					   int iovcnt, off_t offset, auraio_callback_t cb,
+					   void *user_data)
+{
+	return submit_vec(e, AURAIO_OP_WRITEV, fd, iov, iovcnt, offset, cb, user_data);
+}
+
+AURAIO_API auraio_request_t *auraio_fsync(auraio_engine_t *e, int fd, unsigned flags,
+					  auraio_callback_t cb, void *user_data)
+{
+	auraio_op_t op;
+
+	op.opcode = AURAIO_OP_FSYNC;
+	op.fd = fd;
+	op.buf = auraio_buf(NULL);
+	op.iov = NULL;
+	op.iovcnt = 0;
+	op.len = 0;
+	op.offset = 0;
+	op.flags = flags;
+	op.cb = cb;
+	op.user_data = user_data;
+	return submit_one(e, &op);
+}
+
+AURAIO_API int auraio_submit_linked(auraio_engine_t *e, const auraio_op_t *ops, int n,
+				    auraio_request_t **reqs)
+{
+	struct auraio_request *local[64];
+	struct auraio_request **out = local;
+	int rc;
+
+	if (!e || !ops || n < 1 || n > e->opts.queue_depth)
+		return -EINVAL;
+	if (n > (int) ARRAY_SIZE(local)) {
+		out = malloc(sizeof(*out) * (size_t) n);
+		if (!out)
+			return -ENOMEM;
+	}
+	rc = submit_ops(e, ops, n, out);
+	if (rc == 0 && reqs)
+		for (int i = 0; i < n; i++)
+			reqs[i] = out[i];
+	if (out != local)
+		free(out);
+	return rc;
+}
+
+AURAIO_API int auraio_cancel(auraio_engine_t *e, auraio_request_t *req)
+{
+	struct ring *r;
+	unsigned to_submit;
+	int rc;
+
+	if (!e || !req || req->ring >= e->ring_count)
+		return -EINVAL;
+	r = &e->rings[req->ring];
+	sq_lock(r);
+	if (atomic_load_explicit(&req->state, memory_order_relaxed) != REQ_IN_FLIGHT) {
+		sq_unlock(r);
+		return -EINVAL;
+	}
+	if (counter_get(&r->internal_submitted) - counter_get(&r->internal_completed) >=
+	    r->queue_depth) {
+		sq_unlock(r);
+		return -EAGAIN;
+	}
+	rc = r->ops->cancel(r, req);
+	if (rc == 0)
+		counter_add(&r->internal_submitted, 1);
+	atomic_store_explicit(&r->staged, 0, memory_order_relaxed);
+	to_submit = r->ops->publish(r);
+	sq_unlock(r);
+	if (to_submit)
+		r->ops->enter(r, to_submit);
+	return rc;
+}

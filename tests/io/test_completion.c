@@ -1,0 +1,255 @@
+/* SPDX-License-Identifier: MIT */
+/* Polling, waiting, the poll fd, callbacks that submit, and destroy with I/O in flight. */
+#include <auraio.h>
+#include <poll.h>
+#include <pthread.h>
+
+#include "test_util.h"
+
+static auraio_engine_t *engine;
+static int fd;
+
+static void setup(void)
+{
+	engine = auraio_create();
+	cr_assert_not_null(engine);
+	fd = temp_file(1 << 20, 0);
+}
+
+static void teardown(void)
+{
+	auraio_destroy(engine);
+	close(fd);
+}
+
+TestSuite(completion, .init = setup, .fini = teardown);
+
+Test(completion, poll_returns_the_number_of_completions_it_handled)
+{
+	struct recorder rec = { 0 };
+	char buf[8][512];
+	int handled = 0;
+
+	for (int i = 0; i < 8; i++)
+		cr_assert_not_null(
+		    auraio_read(engine, fd, auraio_buf(buf[i]), 512, i * 512, record_cb, &rec));
+	while (handled < 8) {
+		int n = auraio_wait(engine, 5000);
+
+		cr_assert_geq(n, 0);
+		handled += n;
+		cr_assert_eq(atomic_load(&rec.calls), handled);
+	}
+	cr_assert_eq(auraio_poll(engine), 0);
+}
+
+Test(completion, wait_with_nothing_in_flight_returns_zero_at_once)
+{
+	cr_assert_eq(auraio_wait(engine, -1), 0);
+	cr_assert_eq(auraio_poll(engine), 0);
+}
+
+Test(completion, wait_times_out_with_zero_when_nothing_completes)
+{
+	int p[2];
+	char b;
+	uint64_t t0;
+	auraio_request_t *req;
+
+	cr_assert_eq(pipe(p), 0);
+	req = auraio_read(engine, p[0], auraio_buf(&b), 1, 0, NULL, NULL);
+	cr_assert_not_null(req);
+	t0 = test_now_ns();
+	cr_assert_eq(auraio_wait(engine, 30), 0);
+	cr_assert_geq(test_now_ns() - t0, 15 * 1000000ull, "returned before the timeout");
+	cr_assert_eq(write(p[1], "a", 1), 1);
+	cr_assert_eq(auraio_request_wait(engine, req, 5000, NULL), 0);
+	close(p[0]);
+	close(p[1]);
+}
+
+Test(completion, poll_fd_is_readable_exactly_while_completions_wait)
+{
+	struct recorder rec = { 0 };
+	int pfd = auraio_get_poll_fd(engine);
+	struct pollfd pf = { .fd = pfd, .events = POLLIN };
+	char buf[512];
+
+	cr_assert_geq(pfd, 0);
+	cr_assert_eq(auraio_get_poll_fd(engine), pfd, "the same fd every time");
+	cr_assert_eq(poll(&pf, 1, 0), 0, "readable with nothing in flight");
+	cr_assert_not_null(
+	    auraio_read(engine, fd, auraio_buf(buf), sizeof(buf), 0, record_cb, &rec));
+	cr_assert_eq(poll(&pf, 1, 5000), 1, "not readable after a completion");
+	while (atomic_load(&rec.calls) == 0)
+		auraio_poll(engine);
+	cr_assert_eq(poll(&pf, 1, 0), 0, "still readable after the completion was handled");
+}
+
+struct chain_state {
+	auraio_engine_t *e;
+	int fd;
+	int remaining;
+	int done;
+	char buf[512];
+};
+
+static void resubmit_cb(auraio_request_t *req, ssize_t res, void *ud)
+{
+	struct chain_state *s = ud;
+
+	(void) req;
+	cr_assert_eq(res, 512);
+	s->done++;
+	if (--s->remaining > 0)
+		cr_assert_not_null(auraio_read(s->e, s->fd, auraio_buf(s->buf), 512,
+					       (off_t) s->remaining * 512, resubmit_cb, s));
+}
+
+Test(completion, a_callback_may_submit_new_io)
+{
+	struct chain_state s = { .e = engine, .fd = fd, .remaining = 100 };
+
+	cr_assert_not_null(auraio_read(engine, fd, auraio_buf(s.buf), 512, 0, resubmit_cb, &s));
+	while (s.remaining > 0)
+		cr_assert_geq(auraio_wait(engine, 5000), 0);
+	cr_assert_eq(s.done, 100);
+}
+
+struct waiter_arg {
+	auraio_engine_t *e;
+	auraio_request_t *req;
+	ssize_t res;
+	int rc;
+};
+
+static void *waiter_thread(void *arg)
+{
+	struct waiter_arg *w = arg;
+
+	w->rc = auraio_request_wait(w->e, w->req, 20000, &w->res);
+	return NULL;
+}
+
+struct poller_arg {
+	auraio_engine_t *e;
+	atomic_bool stop;
+};
+
+static void *poller_thread(void *arg)
+{
+	struct poller_arg *p = arg;
+
+	while (!atomic_load(&p->stop))
+		auraio_poll(p->e);
+	return NULL;
+}
+
+Test(completion, a_waiter_wakes_when_another_thread_reaps_its_completion)
+{
+	struct poller_arg pa = { .e = engine };
+	pthread_t poller, waiter[4];
+	struct waiter_arg w[4];
+	int p[2];
+	char b[4];
+
+	cr_assert_eq(pipe(p), 0);
+	cr_assert_eq(pthread_create(&poller, NULL, poller_thread, &pa), 0);
+	for (int i = 0; i < 4; i++) {
+		w[i] = (struct waiter_arg){ .e = engine, .rc = 1 };
+		w[i].req = auraio_read(engine, p[0], auraio_buf(&b[i]), 1, 0, NULL, NULL);
+		cr_assert_not_null(w[i].req);
+		cr_assert_eq(pthread_create(&waiter[i], NULL, waiter_thread, &w[i]), 0);
+	}
+	cr_assert_eq(write(p[1], "abcd", 4), 4);
+	for (int i = 0; i < 4; i++) {
+		pthread_join(waiter[i], NULL);
+		cr_assert_eq(w[i].rc, 0, "waiter %d: %s", i, auraio_strerror(w[i].rc));
+		cr_assert_eq(w[i].res, 1);
+	}
+	atomic_store(&pa.stop, true);
+	pthread_join(poller, NULL);
+	close(p[0]);
+	close(p[1]);
+}
+
+Test(completion, destroy_with_io_in_flight_delivers_every_callback_first)
+{
+	auraio_engine_t *e = auraio_create();
+	struct recorder rec = { 0 };
+	int p[2];
+	char b[16];
+
+	cr_assert_not_null(e);
+	cr_assert_eq(pipe(p), 0);
+	for (int i = 0; i < 16; i++)
+		cr_assert_not_null(auraio_read(e, p[0], auraio_buf(&b[i]), 1, 0, record_cb, &rec));
+	cr_assert_not_null(auraio_read(e, p[0], auraio_buf(&b[0]), 1, 0, NULL, NULL),
+			   "an uncollected waitable request must not leak or hang destroy");
+	auraio_destroy(e);
+	cr_assert_eq(atomic_load(&rec.calls), 16);
+	cr_assert_eq(atomic_load(&rec.last), -ECANCELED);
+	close(p[0]);
+	close(p[1]);
+}
+
+static void submit_during_destroy_cb(auraio_request_t *req, ssize_t res, void *ud)
+{
+	struct recorder *rec = ud;
+	char b;
+
+	(void) req;
+	(void) res;
+	errno = 0;
+	if (!auraio_read(*(auraio_engine_t **) ((char *) rec + sizeof(*rec)), 0, auraio_buf(&b), 1,
+			 0, NULL, NULL))
+		atomic_store(&rec->last, -errno);
+	atomic_fetch_add(&rec->calls, 1);
+}
+
+Test(completion, a_callback_submitting_during_destroy_gets_eshutdown)
+{
+	struct {
+		struct recorder rec;
+		auraio_engine_t *e;
+	} s = { { 0 }, auraio_create() };
+	int p[2];
+	char b;
+
+	cr_assert_not_null(s.e);
+	cr_assert_eq(pipe(p), 0);
+	cr_assert_not_null(
+	    auraio_read(s.e, p[0], auraio_buf(&b), 1, 0, submit_during_destroy_cb, &s));
+	auraio_destroy(s.e);
+	cr_assert_eq(atomic_load(&s.rec.calls), 1);
+	cr_assert_eq(atomic_load(&s.rec.last), -ESHUTDOWN);
+	close(p[0]);
+	close(p[1]);
+}
+
+Test(completion, cancel_completes_a_pending_read_with_ecanceled)
+{
+	int p[2];
+	char b;
+	ssize_t res = 0;
+	auraio_request_t *req;
+
+	cr_assert_eq(pipe(p), 0);
+	req = auraio_read(engine, p[0], auraio_buf(&b), 1, 0, NULL, NULL);
+	cr_assert_not_null(req);
+	cr_assert_eq(auraio_cancel(engine, req), 0);
+	cr_assert_eq(auraio_request_wait(engine, req, 5000, &res), 0);
+	cr_assert_eq(res, -ECANCELED);
+	close(p[0]);
+	close(p[1]);
+}
+
+Test(completion, cancel_of_a_completed_request_is_refused)
+{
+	char b[16];
+	auraio_request_t *req = auraio_read(engine, fd, auraio_buf(b), 16, 0, NULL, NULL);
+
+	cr_assert_not_null(req);
+	cr_assert_eq(auraio_request_wait(engine, req, 5000, NULL), 0);
+	cr_assert_eq(auraio_cancel(engine, req), -EINVAL);
+}

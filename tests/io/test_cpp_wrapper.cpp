@@ -1,0 +1,788 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_cpp_wrapper.cpp - auraio.hpp: Options reach the C struct and the engine, I/O
+ * through lambdas, std::function and function objects, BufferRef, registration, errors
+ * (errno, operation name, EAGAIN and try_read), callback holder lifetime, exceptions
+ * thrown by callbacks, Engine moves and Buffer RAII.
+ * Completions are awaited with Engine::wait() and a deadline, never with sleeps.
+ * No cr_assert runs inside a callback: callbacks record, the test body asserts.
+ */
+#include <criterion/criterion.h>
+
+#include <auraio.hpp>
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace
+{
+
+uint8_t pattern_byte(uint64_t offset)
+{
+	return static_cast<uint8_t>((offset * 2654435761u) >> 13);
+}
+
+bool check_pattern(const void *buf, size_t len, uint64_t offset)
+{
+	for (size_t i = 0; i < len; i++)
+		if (static_cast<const uint8_t *>(buf)[i] != pattern_byte(offset + i))
+			return false;
+	return true;
+}
+
+/* A file of `size` pattern bytes in /var/tmp, unlinked at once, closed on scope exit. */
+struct TempFile {
+	int fd = -1;
+
+	explicit TempFile(size_t size)
+	{
+		char path[] = "/var/tmp/auracpp.XXXXXX";
+		std::vector<uint8_t> data(size);
+
+		fd = mkstemp(path);
+		cr_assert(fd >= 0, "mkstemp: %s", strerror(errno));
+		unlink(path);
+		for (size_t i = 0; i < size; i++)
+			data[i] = pattern_byte(i);
+		cr_assert_eq(pwrite(fd, data.data(), size, 0), static_cast<ssize_t>(size));
+	}
+	~TempFile()
+	{
+		close(fd);
+	}
+	TempFile(const TempFile &) = delete;
+	TempFile &operator=(const TempFile &) = delete;
+};
+
+/* Wait until `done()` holds; the deadline only decides when to give up. */
+template <class Pred> void wait_for(auraio::Engine &engine, Pred done)
+{
+	for (int i = 0; i < 1000 && !done(); i++)
+		engine.wait(100);
+	cr_assert(done(), "completion never arrived");
+}
+
+/* Run `fn` and return the auraio::Error it throws (failing the test if none). */
+template <class Fn> auraio::Error expect_error(Fn fn)
+{
+	try {
+		fn();
+	} catch (const auraio::Error &e) {
+		return e;
+	}
+	cr_assert_fail("no auraio::Error thrown");
+	return auraio::Error(0, "unreachable");
+}
+
+struct Recorder {
+	int calls = 0;
+	ssize_t result = -12345;
+};
+
+/* A function object callback. */
+struct CountingCallback {
+	Recorder *rec;
+	void operator()(auraio::Request &, ssize_t result) const
+	{
+		rec->calls++;
+		rec->result = result;
+	}
+};
+
+Recorder fn_ptr_rec;
+void fn_ptr_callback(auraio::Request &, ssize_t result)
+{
+	fn_ptr_rec.calls++;
+	fn_ptr_rec.result = result;
+}
+
+/* One ring with a fixed in-flight limit: deterministic EAGAIN. */
+auraio::Options tight_options(int limit)
+{
+	auraio::Options o;
+
+	o.ring_count(1).queue_depth(limit).disable_adaptive(true).initial_in_flight(limit);
+	return o;
+}
+
+} /* namespace */
+
+/* --- Options ------------------------------------------------------------------------ */
+
+Test(cpp_options, defaults_equal_auraio_options_init)
+{
+	auraio_options_t c;
+	auraio::Options o;
+
+	auraio_options_init(&c);
+	cr_assert_eq(o.ring_count(), c.ring_count);
+	cr_assert_eq(o.queue_depth(), c.queue_depth);
+	cr_assert_eq(o.enable_sqpoll(), c.enable_sqpoll);
+	cr_assert_eq(o.sqpoll_idle_ms(), c.sqpoll_idle_ms);
+	cr_assert_eq(o.sqpoll_cpu(), c.sqpoll_cpu);
+	cr_assert_eq(o.initial_in_flight(), c.initial_in_flight);
+	cr_assert_eq(o.min_in_flight(), c.min_in_flight);
+	cr_assert_eq(o.max_p99_latency_ms(), c.max_p99_latency_ms);
+	cr_assert_eq(o.disable_adaptive(), c.disable_adaptive);
+	cr_assert_eq(o.buffer_alignment(), c.buffer_alignment);
+	cr_assert_eq(o.single_thread(), c.single_thread);
+	cr_assert_eq(o.backend(), c.backend);
+	cr_assert_eq(o.thread_workers(), c.thread_workers);
+	cr_assert(o.c_options().log_fn == nullptr);
+}
+
+static void quiet_log(int, const char *, void *)
+{
+}
+
+Test(cpp_options, every_setter_chains_and_reaches_the_c_struct)
+{
+	int log_arg = 0;
+	auraio::Options o;
+
+	o.ring_count(3)
+	    .queue_depth(64)
+	    .enable_sqpoll(true)
+	    .sqpoll_idle_ms(2000)
+	    .sqpoll_cpu(1)
+	    .initial_in_flight(8)
+	    .min_in_flight(2)
+	    .max_p99_latency_ms(2.5)
+	    .disable_adaptive(true)
+	    .buffer_alignment(8192)
+	    .single_thread(true)
+	    .backend(AURAIO_BACKEND_THREADS)
+	    .thread_workers(6)
+	    .log_fn(quiet_log, &log_arg);
+	const auraio_options_t &c = o.c_options();
+	cr_assert_eq(c.ring_count, 3);
+	cr_assert_eq(c.queue_depth, 64);
+	cr_assert(c.enable_sqpoll);
+	cr_assert_eq(c.sqpoll_idle_ms, 2000);
+	cr_assert_eq(c.sqpoll_cpu, 1);
+	cr_assert_eq(c.initial_in_flight, 8);
+	cr_assert_eq(c.min_in_flight, 2);
+	cr_assert_eq(c.max_p99_latency_ms, 2.5);
+	cr_assert(c.disable_adaptive);
+	cr_assert_eq(c.buffer_alignment, 8192u);
+	cr_assert(c.single_thread);
+	cr_assert_eq(c.backend, AURAIO_BACKEND_THREADS);
+	cr_assert_eq(c.thread_workers, 6);
+	cr_assert_eq(c.log_fn, &quiet_log);
+	cr_assert_eq(c.log_arg, &log_arg);
+}
+
+/* --- Engine ------------------------------------------------------------------------- */
+
+Test(cpp_engine, default_engine_has_a_handle_and_at_least_one_ring)
+{
+	auraio::Engine engine;
+
+	cr_assert_not_null(engine.handle());
+	cr_assert_geq(engine.stats().ring_count, 1);
+	cr_assert_eq(engine.ring_count(), engine.stats().ring_count);
+}
+
+Test(cpp_engine, options_set_through_the_wrapper_reach_the_engine)
+{
+	auraio::Options opts;
+
+	opts.ring_count(1).queue_depth(64).disable_adaptive(true).initial_in_flight(8);
+	auraio::Engine engine(opts);
+	auraio_ring_stats_t rs = engine.ring_stats(0);
+
+	cr_assert_eq(engine.stats().ring_count, 1);
+	cr_assert_eq(rs.queue_depth, 64u);
+	cr_assert_eq(rs.in_flight_limit, 8u);
+	cr_assert_eq(rs.phase, AURAIO_PHASE_FIXED);
+}
+
+Test(cpp_engine, thread_backend_option_selects_the_thread_backend_and_it_reads)
+{
+	TempFile f(8192);
+	auraio::Options opts;
+	char buf[4096];
+	Recorder rec;
+
+	opts.ring_count(1).backend(AURAIO_BACKEND_THREADS).thread_workers(2);
+	auraio::Engine engine(opts);
+	cr_assert_eq(engine.stats().backend, AURAIO_BACKEND_THREADS);
+	engine.read(f.fd, buf, sizeof(buf), 4096, CountingCallback{ &rec });
+	wait_for(engine, [&] { return rec.calls == 1; });
+	cr_assert_eq(rec.result, 4096);
+	cr_assert(check_pattern(buf, sizeof(buf), 4096));
+}
+
+Test(cpp_engine, out_of_range_option_throws_einval_from_the_constructor)
+{
+	auraio::Options opts;
+
+	opts.queue_depth(5000).log_fn(quiet_log);
+	auraio::Error e = expect_error([&] { auraio::Engine engine(opts); });
+	cr_assert_eq(e.errno_value(), EINVAL);
+	cr_assert(strstr(e.what(), "auraio_create_with_options"), "what(): %s", e.what());
+}
+
+Test(cpp_engine, poll_fd_is_an_open_descriptor)
+{
+	auraio::Engine engine;
+	int pfd = engine.poll_fd();
+
+	cr_assert_geq(pfd, 0);
+	cr_assert_neq(fcntl(pfd, F_GETFD), -1);
+}
+
+Test(cpp_engine, ring_stats_outside_the_rings_throws_einval)
+{
+	auraio::Engine engine;
+
+	cr_assert_eq(expect_error([&] { engine.ring_stats(engine.ring_count()); }).errno_value(),
+		     EINVAL);
+	cr_assert_eq(expect_error([&] { engine.ring_stats(-1); }).errno_value(), EINVAL);
+}
+
+/* --- I/O through callbacks ---------------------------------------------------------- */
+
+Test(cpp_io, lambda_callback_receives_the_read_result)
+{
+	TempFile f(16384);
+	auraio::Engine engine;
+	std::vector<char> storage(4096);
+	void *buf = storage.data(); /* a plain pointer converts to BufferRef */
+	ssize_t got = -1;
+	int seen_fd = -2;
+	uint64_t latency = 0;
+	bool done = false;
+
+	auraio::Request req =
+	    engine.read(f.fd, buf, 4096, 8192, [&](auraio::Request &r, ssize_t result) {
+		    got = result;
+		    seen_fd = r.fd();
+		    latency = r.latency_ns();
+		    done = true;
+	    });
+	cr_assert(static_cast<bool>(req));
+	wait_for(engine, [&] { return done; });
+	cr_assert_eq(got, 4096);
+	cr_assert_eq(seen_fd, f.fd);
+	cr_assert_gt(latency, 0u);
+	cr_assert(check_pattern(buf, 4096, 8192));
+}
+
+Test(cpp_io, write_then_read_round_trip_through_lambdas)
+{
+	TempFile f(0);
+	auraio::Engine engine;
+	std::string out = "the quick brown fox jumps over the lazy dog";
+	std::string in(out.size(), '\0');
+	ssize_t wrote = -1, read_back = -1;
+
+	engine.write(f.fd, &out[0], out.size(), 100,
+		     [&wrote](auraio::Request &, ssize_t n) { wrote = n; });
+	wait_for(engine, [&] { return wrote != -1; });
+	cr_assert_eq(wrote, static_cast<ssize_t>(out.size()));
+	engine.read(f.fd, &in[0], in.size(), 100,
+		    [&read_back](auraio::Request &, ssize_t n) { read_back = n; });
+	wait_for(engine, [&] { return read_back != -1; });
+	cr_assert_eq(read_back, static_cast<ssize_t>(out.size()));
+	cr_assert_str_eq(in.c_str(), out.c_str());
+}
+
+Test(cpp_io, std_function_function_object_and_function_pointer_callbacks_are_called)
+{
+	TempFile f(12288);
+	auraio::Engine engine;
+	char a[4096], b[4096], c[4096];
+	Recorder ra, rb;
+	std::function<void(auraio::Request &, ssize_t)> sf = [&ra](auraio::Request &, ssize_t n) {
+		ra.calls++;
+		ra.result = n;
+	};
+
+	fn_ptr_rec = Recorder();
+	engine.read(f.fd, a, sizeof(a), 0, sf);
+	engine.read(f.fd, b, sizeof(b), 4096, CountingCallback{ &rb });
+	engine.read(f.fd, c, sizeof(c), 8192, fn_ptr_callback);
+	wait_for(engine, [&] { return ra.calls + rb.calls + fn_ptr_rec.calls == 3; });
+	cr_assert_eq(ra.result, 4096);
+	cr_assert_eq(rb.result, 4096);
+	cr_assert_eq(fn_ptr_rec.result, 4096);
+	cr_assert(check_pattern(a, 4096, 0) && check_pattern(b, 4096, 4096) &&
+		  check_pattern(c, 4096, 8192));
+}
+
+Test(cpp_io, writev_then_readv_round_trip)
+{
+	TempFile f(0);
+	auraio::Engine engine;
+	char w0[100], w1[300], r0[250], r1[150];
+	iovec wv[2] = { { w0, sizeof(w0) }, { w1, sizeof(w1) } };
+	iovec rv[2] = { { r0, sizeof(r0) }, { r1, sizeof(r1) } };
+	ssize_t wrote = -1, got = -1;
+
+	memset(w0, 'a', sizeof(w0));
+	memset(w1, 'b', sizeof(w1));
+	engine.writev(f.fd, wv, 2, 0, [&](auraio::Request &, ssize_t n) { wrote = n; });
+	wait_for(engine, [&] { return wrote != -1; });
+	cr_assert_eq(wrote, 400);
+	engine.readv(f.fd, rv, 2, 0, [&](auraio::Request &, ssize_t n) { got = n; });
+	wait_for(engine, [&] { return got != -1; });
+	cr_assert_eq(got, 400);
+	for (int i = 0; i < 250; i++)
+		cr_assert_eq(r0[i], i < 100 ? 'a' : 'b', "byte %d", i);
+	for (int i = 0; i < 150; i++)
+		cr_assert_eq(r1[i], 'b', "byte %d", 250 + i);
+}
+
+Test(cpp_io, fsync_and_fdatasync_complete_with_zero)
+{
+	TempFile f(4096);
+	auraio::Engine engine;
+	ssize_t full = -1, data = -1;
+
+	engine.fsync(f.fd, [&](auraio::Request &, ssize_t r) { full = r; });
+	engine.fdatasync(f.fd, [&](auraio::Request &, ssize_t r) { data = r; });
+	wait_for(engine, [&] { return full != -1 && data != -1; });
+	cr_assert_eq(full, 0);
+	cr_assert_eq(data, 0);
+}
+
+Test(cpp_io, returned_request_names_the_fd_and_can_be_cancelled_until_delivered)
+{
+	TempFile f(4096);
+	auraio::Engine engine;
+	char buf[4096];
+	ssize_t got = 1;
+	bool done = false;
+
+	auraio::Request req =
+	    engine.read(f.fd, buf, sizeof(buf), 0, [&](auraio::Request &, ssize_t r) {
+		    got = r;
+		    done = true;
+	    });
+	cr_assert_eq(req.fd(), f.fd);
+	/* Not delivered yet (nothing polled): still in flight for auraio_cancel. */
+	cr_assert(engine.cancel(req));
+	wait_for(engine, [&] { return done; });
+	cr_assert(got == 4096 || got == -ECANCELED, "result %zd", got);
+	cr_assert_not(engine.cancel(auraio::Request()), "an empty request is not in flight");
+}
+
+Test(cpp_io, callback_may_submit_the_next_read)
+{
+	TempFile f(8192);
+	auraio::Engine engine;
+	char first[4096], second[4096];
+	ssize_t got2 = -1;
+
+	engine.read(f.fd, first, sizeof(first), 0, [&](auraio::Request &, ssize_t) {
+		engine.read(f.fd, second, sizeof(second), 4096,
+			    [&](auraio::Request &, ssize_t n) { got2 = n; });
+	});
+	wait_for(engine, [&] { return got2 != -1; });
+	cr_assert_eq(got2, 4096);
+	cr_assert(check_pattern(first, 4096, 0) && check_pattern(second, 4096, 4096));
+}
+
+/* --- BufferRef ---------------------------------------------------------------------- */
+
+Test(cpp_buffer_ref, plain_pointer_converts_to_an_unregistered_reference)
+{
+	char mem[16];
+	auraio::BufferRef ref = mem;
+	auraio_buf_t c = ref;
+
+	cr_assert_eq(c.type, AURAIO_BUF_UNREGISTERED);
+	cr_assert_eq(c.u.ptr, static_cast<void *>(mem));
+}
+
+Test(cpp_buffer_ref, fixed_reference_names_index_and_offset_which_defaults_to_zero)
+{
+	auraio_buf_t a = auraio::BufferRef::fixed(3, 128);
+	auraio_buf_t b = auraio::BufferRef::fixed(5).c_buf();
+
+	cr_assert_eq(a.type, AURAIO_BUF_REGISTERED);
+	cr_assert_eq(a.u.fixed.index, 3);
+	cr_assert_eq(a.u.fixed.offset, 128u);
+	cr_assert_eq(b.type, AURAIO_BUF_REGISTERED);
+	cr_assert_eq(b.u.fixed.index, 5);
+	cr_assert_eq(b.u.fixed.offset, 0u);
+}
+
+/* --- Registration ------------------------------------------------------------------- */
+
+Test(cpp_registration, reads_land_in_the_registered_buffer_at_index_and_offset)
+{
+	TempFile f(16384);
+	auraio::Engine engine;
+	std::vector<std::vector<char>> mem(2, std::vector<char>(8192, 0));
+	std::vector<iovec> iovs = { { mem[0].data(), 8192 }, { mem[1].data(), 8192 } };
+	ssize_t got = -1;
+
+	engine.register_buffers(iovs);
+	engine.read(f.fd, auraio::BufferRef::fixed(1, 100), 4096, 4096,
+		    [&](auraio::Request &, ssize_t n) { got = n; });
+	wait_for(engine, [&] { return got != -1; });
+	cr_assert_eq(got, 4096);
+	cr_assert(check_pattern(mem[1].data() + 100, 4096, 4096));
+	cr_assert_eq(mem[1][99], 0, "wrote before the offset");
+	cr_assert_eq(mem[1][4196], 0, "wrote past the length");
+	cr_assert_eq(mem[0][0], 0, "wrote into the wrong buffer");
+	cr_assert_eq(expect_error([&] { engine.register_buffers(iovs); }).errno_value(), EBUSY);
+	engine.unregister_buffers();
+}
+
+Test(cpp_registration, files_register_update_and_unregister_while_reads_keep_working)
+{
+	TempFile f1(4096), f2(4096), f3(4096), f4(8192);
+	auraio::Engine engine;
+	char buf[4096];
+	ssize_t got = -1;
+
+	engine.register_files({ f1.fd, f2.fd, f3.fd });
+	cr_assert_eq(engine.stats().files_registered, 3);
+	engine.read(f2.fd, buf, sizeof(buf), 0, [&](auraio::Request &, ssize_t n) { got = n; });
+	wait_for(engine, [&] { return got != -1; });
+	cr_assert_eq(got, 4096);
+	cr_assert(check_pattern(buf, 4096, 0));
+
+	engine.update_file(0, f4.fd);
+	/* f4 now sits in slot 0, so it cannot be placed in another slot. */
+	cr_assert_eq(expect_error([&] { engine.update_file(1, f4.fd); }).errno_value(), EINVAL);
+	got = -1;
+	engine.read(f4.fd, buf, sizeof(buf), 4096, [&](auraio::Request &, ssize_t n) { got = n; });
+	wait_for(engine, [&] { return got != -1; });
+	cr_assert_eq(got, 4096);
+	cr_assert(check_pattern(buf, 4096, 4096));
+
+	engine.unregister_files();
+	cr_assert_eq(engine.stats().files_registered, 0);
+}
+
+/* --- Errors ------------------------------------------------------------------------- */
+
+Test(cpp_errors, read_on_fd_minus_one_throws_einval_naming_the_operation)
+{
+	auraio::Engine engine;
+	char buf[16];
+
+	try {
+		engine.read(-1, buf, sizeof(buf), 0, [](auraio::Request &, ssize_t) {});
+		cr_assert_fail("no exception");
+	} catch (const std::system_error &e) { /* Error is a std::system_error */
+		const auraio::Error *ae = dynamic_cast<const auraio::Error *>(&e);
+
+		cr_assert_not_null(ae);
+		cr_assert_eq(e.code().value(), EINVAL);
+		cr_assert_eq(ae->errno_value(), EINVAL);
+		cr_assert(e.code() == std::errc::invalid_argument);
+		cr_assert(strstr(e.what(), "auraio_read"), "what(): %s", e.what());
+	}
+}
+
+Test(cpp_errors, fixed_buffer_past_its_end_throws_eoverflow_and_unknown_index_einval)
+{
+	TempFile f(8192);
+	auraio::Engine engine;
+	std::vector<char> mem(4096);
+
+	engine.register_buffers({ { mem.data(), mem.size() } });
+	auto noop = [](auraio::Request &, ssize_t) {};
+	auraio::Error over = expect_error(
+	    [&] { engine.read(f.fd, auraio::BufferRef::fixed(0, 2048), 4096, 0, noop); });
+	cr_assert_eq(over.errno_value(), EOVERFLOW);
+	auraio::Error unknown =
+	    expect_error([&] { engine.read(f.fd, auraio::BufferRef::fixed(1), 16, 0, noop); });
+	cr_assert_eq(unknown.errno_value(), EINVAL);
+	engine.unregister_buffers();
+}
+
+Test(cpp_errors, unregister_files_without_registration_throws_enoent)
+{
+	auraio::Engine engine;
+	auraio::Error e = expect_error([&] { engine.unregister_files(); });
+
+	cr_assert_eq(e.errno_value(), ENOENT);
+	cr_assert(strstr(e.what(), "auraio_unregister_files"), "what(): %s", e.what());
+	cr_assert_eq(expect_error([&] { engine.update_file(0, 0); }).errno_value(), ENOENT);
+}
+
+Test(cpp_errors, unregister_buffers_without_registration_throws_enoent)
+{
+	auraio::Engine engine;
+
+	cr_assert_eq(expect_error([&] { engine.unregister_buffers(); }).errno_value(), ENOENT);
+}
+
+Test(cpp_errors, full_ring_throws_eagain_and_try_read_returns_an_empty_request)
+{
+	TempFile f(8192);
+	auraio::Engine engine(tight_options(1));
+	char a[4096], b[4096];
+	auto token = std::make_shared<int>(0);
+	ssize_t first = -1;
+
+	engine.read(f.fd, a, sizeof(a), 0, [&](auraio::Request &, ssize_t n) { first = n; });
+	/* The first read is in flight until a poll handles it: the limit of 1 is reached. */
+	auraio::Error e = expect_error(
+	    [&] { engine.read(f.fd, b, sizeof(b), 4096, [token](auraio::Request &, ssize_t) {}); });
+	cr_assert_eq(e.errno_value(), EAGAIN);
+	auraio::Request r =
+	    engine.try_read(f.fd, b, sizeof(b), 4096, [token](auraio::Request &, ssize_t) {});
+	cr_assert_not(static_cast<bool>(r));
+	cr_assert_eq(token.use_count(), 1, "refused callbacks were destroyed");
+	wait_for(engine, [&] { return first != -1; });
+	cr_assert_eq(first, 4096);
+	ssize_t second = -1;
+	r = engine.try_write(f.fd, b, sizeof(b), 4096,
+			     [&](auraio::Request &, ssize_t n) { second = n; });
+	cr_assert(static_cast<bool>(r), "room again after the completion was handled");
+	wait_for(engine, [&] { return second != -1; });
+	cr_assert_eq(second, 4096);
+}
+
+Test(cpp_errors, failed_submission_destroys_the_callback_without_calling_it)
+{
+	auraio::Engine engine;
+	auto token = std::make_shared<int>(0);
+	bool called = false;
+	char buf[16];
+
+	auraio::Error e = expect_error([&] {
+		engine.write(-1, buf, sizeof(buf), 0,
+			     [token, &called](auraio::Request &, ssize_t) { called = true; });
+	});
+	cr_assert_eq(e.errno_value(), EINVAL);
+	cr_assert_eq(token.use_count(), 1);
+	engine.poll();
+	cr_assert_not(called);
+}
+
+Test(cpp_errors, empty_std_function_is_rejected_with_einval_at_submit)
+{
+	TempFile f(4096);
+	auraio::Engine engine;
+	std::function<void(auraio::Request &, ssize_t)> empty;
+	char buf[16];
+
+	cr_assert_eq(
+	    expect_error([&] { engine.read(f.fd, buf, sizeof(buf), 0, empty); }).errno_value(),
+	    EINVAL);
+	cr_assert_eq(engine.stats().total.ops_submitted, 0u, "nothing reached the engine");
+}
+
+/* --- Callback lifetime and exceptions ----------------------------------------------- */
+
+Test(cpp_callbacks, holder_is_destroyed_right_after_the_callback_returns)
+{
+	TempFile f(4096);
+	auraio::Engine engine;
+	auto token = std::make_shared<int>(0);
+	long count_inside = 0;
+	bool done = false;
+	char buf[4096];
+
+	engine.read(f.fd, buf, sizeof(buf), 0,
+		    [token, &count_inside, &done](auraio::Request &, ssize_t) {
+			    count_inside = token.use_count();
+			    done = true;
+		    });
+	cr_assert_eq(token.use_count(), 2, "the holder keeps one copy");
+	wait_for(engine, [&] { return done; });
+	cr_assert_eq(count_inside, 2);
+	cr_assert_eq(token.use_count(), 1, "holder deleted after the callback");
+}
+
+Test(cpp_callbacks, exception_from_a_callback_is_rethrown_by_the_wait_that_ran_it)
+{
+	TempFile f(8192);
+	auraio::Engine engine(auraio::Options().ring_count(1));
+	char a[4096], b[4096];
+	ssize_t other = -1;
+	bool thrown = false, caught = false;
+
+	engine.read(f.fd, a, sizeof(a), 0, [&](auraio::Request &, ssize_t) {
+		thrown = true;
+		throw std::runtime_error("callback failed");
+	});
+	engine.read(f.fd, b, sizeof(b), 4096, [&](auraio::Request &, ssize_t n) { other = n; });
+	for (int i = 0; i < 1000 && !caught; i++) {
+		try {
+			engine.wait(100);
+		} catch (const std::runtime_error &e) {
+			caught = true;
+			cr_assert_str_eq(e.what(), "callback failed");
+		}
+	}
+	cr_assert(thrown && caught);
+	wait_for(engine, [&] { return other != -1; });
+	cr_assert_eq(other, 4096, "the other completion was delivered normally");
+	cr_assert_eq(engine.poll(), 0, "the exception is rethrown once");
+}
+
+Test(cpp_callbacks, exception_from_a_callback_run_by_a_c_call_is_rethrown_by_the_next_poll)
+{
+	TempFile f(4096);
+	auraio::Engine engine;
+	bool thrown = false, caught = false;
+	char buf[4096];
+
+	engine.read(f.fd, buf, sizeof(buf), 0, [&](auraio::Request &, ssize_t) {
+		thrown = true;
+		throw std::logic_error("parked");
+	});
+	for (int i = 0; i < 1000 && !thrown; i++)
+		cr_assert_geq(auraio_wait(engine.handle(), 100), 0);
+	cr_assert(thrown);
+	try {
+		engine.poll();
+	} catch (const std::logic_error &e) {
+		caught = true;
+		cr_assert_str_eq(e.what(), "parked");
+	}
+	cr_assert(caught);
+	cr_assert_eq(engine.wait(0), 0, "rethrown once");
+}
+
+Test(cpp_callbacks, exceptions_from_callbacks_run_by_the_destructor_are_discarded)
+{
+	TempFile f(4096);
+	bool called = false;
+	char buf[4096];
+
+	{
+		auraio::Engine engine;
+
+		engine.read(f.fd, buf, sizeof(buf), 0, [&](auraio::Request &, ssize_t) {
+			called = true;
+			throw std::runtime_error("during destruction");
+		});
+	} /* ~Engine completes the read and must neither throw nor terminate */
+	cr_assert(called);
+}
+
+/* --- Moves -------------------------------------------------------------------------- */
+
+Test(cpp_move, move_construction_transfers_the_engine_and_its_requests_in_flight)
+{
+	TempFile f(4096);
+	auraio::Engine a;
+	auraio_engine_t *h = a.handle();
+	char buf[4096];
+	ssize_t got = -1;
+
+	a.read(f.fd, buf, sizeof(buf), 0, [&](auraio::Request &, ssize_t n) { got = n; });
+	auraio::Engine b(std::move(a));
+	cr_assert_null(a.handle());
+	cr_assert_eq(b.handle(), h);
+	wait_for(b, [&] { return got != -1; });
+	cr_assert_eq(got, 4096);
+	cr_assert(check_pattern(buf, 4096, 0));
+}
+
+Test(cpp_move, move_assignment_destroys_the_old_engine_and_runs_its_callbacks)
+{
+	TempFile f(4096);
+	auraio::Engine a, b;
+	auraio_engine_t *ha = a.handle();
+	char buf[4096];
+	ssize_t got = 1;
+	bool called = false;
+
+	b.read(f.fd, buf, sizeof(buf), 0, [&](auraio::Request &, ssize_t n) {
+		got = n;
+		called = true;
+	});
+	b = std::move(a);
+	cr_assert(called, "the old engine completed its request while being destroyed");
+	cr_assert(got == 4096 || got == -ECANCELED, "result %zd", got);
+	cr_assert_eq(b.handle(), ha);
+	cr_assert_null(a.handle());
+	cr_assert_geq(b.stats().ring_count, 1);
+}
+
+Test(cpp_move, moved_from_engine_throws_einval)
+{
+	auraio::Engine a;
+	auraio::Engine b(std::move(a));
+	char buf[16];
+
+	cr_assert_eq(expect_error([&] { a.poll(); }).errno_value(), EINVAL);
+	cr_assert_eq(expect_error([&] { a.stats(); }).errno_value(), EINVAL);
+	cr_assert_eq(expect_error([&] {
+			     a.read(0, buf, sizeof(buf), 0, [](auraio::Request &, ssize_t) {});
+		     }).errno_value(),
+		     EINVAL);
+}
+
+/* --- Buffers ------------------------------------------------------------------------ */
+
+Test(cpp_buffer, buffer_owns_an_aligned_pool_buffer_usable_for_io)
+{
+	TempFile f(8192);
+	auraio::Engine engine(auraio::Options().buffer_alignment(8192));
+	auraio::Buffer buf(engine, 4096);
+	ssize_t got = -1;
+
+	cr_assert_not_null(buf.data());
+	cr_assert_eq(buf.size(), 4096u);
+	cr_assert_eq(reinterpret_cast<uintptr_t>(buf.data()) % 8192, 0u);
+	engine.read(f.fd, buf, buf.size(), 4096, [&](auraio::Request &, ssize_t n) { got = n; });
+	wait_for(engine, [&] { return got != -1; });
+	cr_assert_eq(got, 4096);
+	cr_assert(check_pattern(buf.data(), 4096, 4096));
+}
+
+Test(cpp_buffer, destroyed_buffer_goes_back_to_the_pool)
+{
+	auraio::Engine engine;
+	void *first;
+
+	{
+		auraio::Buffer b(engine, 4096);
+		first = b.data();
+	}
+	auraio::Buffer again(engine, 4096);
+	cr_assert_eq(again.data(), first, "the thread cache hands the freed buffer back");
+}
+
+Test(cpp_buffer, move_leaves_the_source_empty_and_release_gives_up_ownership)
+{
+	auraio::Engine engine;
+	auraio::Buffer a(engine, 4096);
+	void *p = a.data();
+	auraio::Buffer b(std::move(a));
+
+	cr_assert_null(a.data());
+	cr_assert_eq(a.size(), 0u);
+	cr_assert_not(static_cast<bool>(a));
+	cr_assert_eq(b.data(), p);
+	auraio::Buffer c;
+	c = std::move(b);
+	cr_assert_eq(c.data(), p);
+	void *raw = c.release();
+	cr_assert_eq(raw, p);
+	cr_assert_null(c.data());
+	engine.buffer_free(raw);
+	void *again = engine.buffer_alloc(4096);
+	cr_assert_eq(again, p, "buffer_free returned it to the pool");
+	engine.buffer_free(again);
+	engine.buffer_free(nullptr);
+}
+
+Test(cpp_buffer, zero_byte_allocation_throws_einval)
+{
+	auraio::Engine engine;
+
+	cr_assert_eq(expect_error([&] { engine.buffer_alloc(0); }).errno_value(), EINVAL);
+	cr_assert_eq(expect_error([&] { auraio::Buffer b(engine, 0); }).errno_value(), EINVAL);
+}

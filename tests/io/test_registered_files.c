@@ -1,0 +1,182 @@
+/* SPDX-License-Identifier: MIT */
+/* Registered files: automatic use of fixed slots, update_file under load, errors. */
+#include <auraio.h>
+#include <pthread.h>
+
+#include "test_util.h"
+
+static auraio_engine_t *engine;
+
+static void setup(void)
+{
+	engine = auraio_create();
+	cr_assert_not_null(engine);
+}
+
+static void teardown(void)
+{
+	auraio_destroy(engine);
+}
+
+TestSuite(registered_files, .init = setup, .fini = teardown);
+
+static ssize_t read_sync(int fd, void *buf, size_t len, off_t off)
+{
+	ssize_t res = -12345;
+	auraio_request_t *req = auraio_read(engine, fd, auraio_buf(buf), len, off, NULL, NULL);
+
+	cr_assert_not_null(req, "submit: %s", strerror(errno));
+	cr_assert_eq(auraio_request_wait(engine, req, 10000, &res), 0);
+	return res;
+}
+
+Test(registered_files, io_on_a_registered_fd_goes_through_its_fixed_slot)
+{
+	int fd = temp_file(65536, 0), spare;
+	char buf[512];
+	auraio_stats_t st;
+
+	cr_assert_eq(auraio_register_files(engine, &fd, 1), 0);
+	cr_assert_eq(auraio_get_stats(engine, &st), 0);
+	cr_assert_eq(st.files_registered, 1);
+	if (st.backend != AURAIO_BACKEND_IO_URING)
+		cr_skip_test("fixed slots are an io_uring feature: %s", st.backend_reason);
+	/* Close the fd and put an unrelated file at the same number: a submit that used
+	 * the fd itself would read /dev/zero; the fixed slot still reads the old file. */
+	spare = open("/dev/zero", O_RDONLY); /* before close: a different number */
+	cr_assert_neq(spare, fd);
+	cr_assert_eq(close(fd), 0);
+	cr_assert_eq(dup2(spare, fd), fd);
+	close(spare);
+	cr_assert_eq(read_sync(fd, buf, sizeof(buf), 4096), 512);
+	cr_assert(check_pattern(buf, sizeof(buf), 4096), "the read did not use the fixed slot");
+	cr_assert_eq(auraio_unregister_files(engine), 0);
+	{
+		ssize_t r = read_sync(fd, buf, sizeof(buf), 0);
+
+		cr_assert_eq(r, 512, "got %zd", r);
+	}
+	cr_assert_eq(buf[0], 0, "after unregistering, the fd itself is used");
+	close(fd);
+}
+
+Test(registered_files, sparse_slots_and_update_file_replace_one_slot)
+{
+	int a = temp_file(8192, 0), b = temp_file(8192, 0);
+	int fds[3] = { a, -1, -1 };
+	char buf[64];
+
+	cr_assert_eq(auraio_register_files(engine, fds, 3), 0);
+	cr_assert_eq(auraio_update_file(engine, 2, b), 0);
+	cr_assert_eq(read_sync(b, buf, sizeof(buf), 100), 64);
+	cr_assert(check_pattern(buf, sizeof(buf), 100));
+	cr_assert_eq(auraio_update_file(engine, 2, -1), 0);
+	cr_assert_eq(read_sync(b, buf, sizeof(buf), 100), 64, "unregistered fd still works");
+	cr_assert_eq(auraio_unregister_files(engine), 0);
+	close(a);
+	close(b);
+}
+
+Test(registered_files, registration_errors_are_reported)
+{
+	int a = temp_file(4096, 0);
+	int dup_fds[2] = { a, a };
+	int bad[1] = { 9999 };
+
+	cr_assert_eq(auraio_register_files(engine, dup_fds, 2), -EINVAL);
+	cr_assert_eq(auraio_register_files(engine, bad, 1), -EBADF);
+	cr_assert_eq(auraio_register_files(engine, &a, 0), -EINVAL);
+	cr_assert_eq(auraio_register_files(engine, NULL, 1), -EINVAL);
+	cr_assert_eq(auraio_update_file(engine, 0, a), -ENOENT);
+	cr_assert_eq(auraio_unregister_files(engine), -ENOENT);
+	cr_assert_eq(auraio_register_files(engine, &a, 1), 0);
+	cr_assert_eq(auraio_register_files(engine, &a, 1), -EBUSY);
+	cr_assert_eq(auraio_update_file(engine, 1, a), -EINVAL);
+	cr_assert_eq(auraio_update_file(engine, -1, a), -EINVAL);
+	cr_assert_eq(auraio_update_file(engine, 0, 9999), -EBADF);
+	cr_assert_eq(auraio_unregister_files(engine), 0);
+	close(a);
+}
+
+Test(registered_files, misaligned_direct_io_on_a_registered_file_is_refused_early)
+{
+	int fd = temp_file(65536, O_DIRECT);
+	size_t mem, off;
+	void *buf = auraio_buffer_alloc(engine, 8192);
+
+	if (auraio_get_dio_alignment(fd, &mem, &off) != 0)
+		cr_skip_test("the file system does not report O_DIRECT alignment");
+	cr_assert_eq(auraio_register_files(engine, &fd, 1), 0);
+	errno = 0;
+	cr_assert_null(
+	    auraio_read(engine, fd, auraio_buf(buf), 4096, (off_t) off / 2 + 1, NULL, NULL));
+	cr_assert_eq(errno, EINVAL);
+	cr_assert_null(auraio_read(engine, fd, auraio_buf((char *) buf + 1), 4096, 0, NULL, NULL));
+	cr_assert_eq(errno, EINVAL);
+	cr_assert_null(auraio_read(engine, fd, auraio_buf(buf), 4095, 0, NULL, NULL));
+	cr_assert_eq(errno, EINVAL);
+	cr_assert_eq(read_sync(fd, buf, 4096, 8192), 4096);
+	cr_assert(check_pattern(buf, 4096, 8192));
+	auraio_buffer_free(engine, buf);
+	close(fd);
+}
+
+struct load {
+	auraio_engine_t *e;
+	int fd;
+	int slot_fd_offset;
+	atomic_bool stop;
+	atomic_int reads;
+	int bad;
+};
+
+static void *reader(void *arg)
+{
+	struct load *l = arg;
+	char buf[512];
+
+	while (!atomic_load(&l->stop)) {
+		ssize_t res = 0;
+		off_t off = (off_t) (atomic_load(&l->reads) % 64) * 512;
+		auraio_request_t *req =
+		    auraio_read(l->e, l->fd, auraio_buf(buf), 512, off, NULL, NULL);
+
+		if (!req) {
+			cr_assert_eq(errno, EAGAIN);
+			continue;
+		}
+		cr_assert_eq(auraio_request_wait(l->e, req, 10000, &res), 0);
+		if (res != 512 || !check_pattern(buf, 512, (uint64_t) off))
+			l->bad++;
+		atomic_fetch_add(&l->reads, 1);
+	}
+	return NULL;
+}
+
+Test(registered_files, update_file_while_io_runs_on_other_slots)
+{
+	int a = temp_file(65536, 0), b = temp_file(65536, 0);
+	int c = temp_file(4096, 0), d = temp_file(4096, 0);
+	int fds[3] = { a, b, c };
+	struct load la = { .e = engine, .fd = a }, lb = { .e = engine, .fd = b };
+	pthread_t ta, tb;
+
+	cr_assert_eq(auraio_register_files(engine, fds, 3), 0);
+	cr_assert_eq(pthread_create(&ta, NULL, reader, &la), 0);
+	cr_assert_eq(pthread_create(&tb, NULL, reader, &lb), 0);
+	/* Keep replacing slot 2 until both readers have made real progress meanwhile. */
+	for (int i = 0; i < 500 || atomic_load(&la.reads) < 200 || atomic_load(&lb.reads) < 200;
+	     i++)
+		cr_assert_eq(auraio_update_file(engine, 2, i % 2 ? c : d), 0);
+	atomic_store(&la.stop, true);
+	atomic_store(&lb.stop, true);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	cr_assert_gt(la.reads, 0);
+	cr_assert_gt(lb.reads, 0);
+	cr_assert_eq(la.bad + lb.bad, 0, "%d bad reads", la.bad + lb.bad);
+	close(a);
+	close(b);
+	close(c);
+	close(d);
+}

@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The worker-thread backend: chosen when io_uring cannot be set up (here: a seccomp
+ * filter makes io_uring_setup fail with EPERM, as container runtimes do), or forced.
+ * Same API and semantics: every test of the io suite also runs with AURAIO_BACKEND=threads
+ * in CI; these tests cover what only this backend does.
+ */
+#include <auraio.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+
+#include "test_util.h"
+
+/* Make io_uring_setup fail with EPERM in this process (tests run in their own). */
+static void block_io_uring(void)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+
+	unsetenv("AURAIO_BACKEND"); /* CI forces the thread backend for a whole run */
+	cr_assert_eq(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+	cr_assert_eq(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0, "seccomp: %s",
+		     strerror(errno));
+}
+
+static void quiet(int level, const char *msg, void *arg)
+{
+	(void) level;
+	(void) msg;
+	(void) arg;
+}
+
+static void round_trip(auraio_engine_t *e)
+{
+	int fd = temp_file(65536, 0);
+	char out[4096], in[4096];
+	ssize_t res = 0;
+	auraio_request_t *req;
+
+	fill_pattern(out, sizeof(out), 99);
+	req = auraio_write(e, fd, auraio_buf(out), sizeof(out), 8192, NULL, NULL);
+	cr_assert_not_null(req);
+	cr_assert_eq(auraio_request_wait(e, req, 10000, &res), 0);
+	cr_assert_eq(res, 4096);
+	req = auraio_read(e, fd, auraio_buf(in), sizeof(in), 8192, NULL, NULL);
+	cr_assert_not_null(req);
+	cr_assert_eq(auraio_request_wait(e, req, 10000, &res), 0);
+	cr_assert_eq(res, 4096);
+	cr_assert_arr_eq(in, out, sizeof(in));
+	close(fd);
+}
+
+Test(thread_backend, blocked_io_uring_falls_back_to_threads_and_says_why)
+{
+	auraio_options_t o;
+	auraio_engine_t *e;
+	auraio_stats_t st;
+
+	block_io_uring();
+	auraio_options_init(&o);
+	o.log_fn = quiet;
+	e = auraio_create_with_options(&o);
+	cr_assert_not_null(e, "create: %s", strerror(errno));
+	cr_assert_eq(auraio_get_stats(e, &st), 0);
+	cr_assert_eq(st.backend, AURAIO_BACKEND_THREADS);
+	cr_assert(strstr(st.backend_reason, "io_uring"), "reason: %s", st.backend_reason);
+	cr_assert(strstr(st.backend_reason, "not permitted"), "reason: %s", st.backend_reason);
+	round_trip(e);
+	auraio_destroy(e);
+}
+
+Test(thread_backend, forcing_io_uring_when_it_is_blocked_fails_clearly)
+{
+	auraio_options_t o;
+
+	block_io_uring();
+	auraio_options_init(&o);
+	o.backend = AURAIO_BACKEND_IO_URING;
+	o.log_fn = quiet;
+	errno = 0;
+	cr_assert_null(auraio_create_with_options(&o));
+	cr_assert_eq(errno, EPERM);
+}
+
+Test(thread_backend, the_backend_can_be_forced_by_option)
+{
+	auraio_options_t o;
+	auraio_engine_t *e;
+	auraio_stats_t st;
+
+	auraio_options_init(&o);
+	o.backend = AURAIO_BACKEND_THREADS;
+	o.thread_workers = 2;
+	e = auraio_create_with_options(&o);
+	cr_assert_not_null(e);
+	cr_assert_eq(auraio_get_stats(e, &st), 0);
+	cr_assert_eq(st.backend, AURAIO_BACKEND_THREADS);
+	round_trip(e);
+	auraio_destroy(e);
+}
+
+Test(thread_backend, the_backend_can_be_forced_by_environment)
+{
+	auraio_engine_t *e;
+	auraio_stats_t st;
+
+	cr_assert_eq(setenv("AURAIO_BACKEND", "threads", 1), 0);
+	e = auraio_create();
+	cr_assert_not_null(e);
+	cr_assert_eq(auraio_get_stats(e, &st), 0);
+	cr_assert_eq(st.backend, AURAIO_BACKEND_THREADS);
+	auraio_destroy(e);
+}
+
+Test(thread_backend, a_queued_operation_can_be_cancelled)
+{
+	auraio_options_t o;
+	auraio_engine_t *e;
+	auraio_request_t *blocker, *victim;
+	int p[2];
+	char b1, b2;
+	ssize_t res = 0;
+
+	auraio_options_init(&o);
+	o.backend = AURAIO_BACKEND_THREADS;
+	o.thread_workers = 1; /* the blocker occupies the only worker */
+	o.ring_count = 1;
+	e = auraio_create_with_options(&o);
+	cr_assert_not_null(e);
+	cr_assert_eq(pipe(p), 0);
+	blocker = auraio_read(e, p[0], auraio_buf(&b1), 1, 0, NULL, NULL);
+	victim = auraio_read(e, p[0], auraio_buf(&b2), 1, 0, NULL, NULL);
+	cr_assert_not_null(blocker);
+	cr_assert_not_null(victim);
+	cr_assert_eq(auraio_cancel(e, victim), 0);
+	cr_assert_eq(write(p[1], "q", 1), 1);
+	cr_assert_eq(auraio_request_wait(e, blocker, 10000, &res), 0);
+	cr_assert_eq(res, 1, "blocker: %zd", res);
+	cr_assert_eq(auraio_request_wait(e, victim, 10000, &res), 0);
+	cr_assert_eq(res, -ECANCELED);
+	auraio_destroy(e);
+	close(p[0]);
+	close(p[1]);
+}

@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_util.h - helpers shared by the Criterion suites: temporary files with a known
+ * byte pattern, pipes whose reads stay in flight until the test writes, waiting for a
+ * counter with a deadline (a deadline, never a sleep, decides when to give up).
+ */
+#ifndef AURA_TEST_UTIL_H
+#define AURA_TEST_UTIL_H
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Temporary files live on a real file system (O_DIRECT does not work on tmpfs). */
+#ifndef TEST_TMPDIR
+#define TEST_TMPDIR "/var/tmp"
+#endif
+
+static inline uint8_t pattern_byte(uint64_t offset)
+{
+	return (uint8_t) ((offset * 2654435761u) >> 13);
+}
+
+static inline void fill_pattern(void *buf, size_t len, uint64_t offset)
+{
+	for (size_t i = 0; i < len; i++)
+		((uint8_t *) buf)[i] = pattern_byte(offset + i);
+}
+
+static inline int check_pattern(const void *buf, size_t len, uint64_t offset)
+{
+	for (size_t i = 0; i < len; i++)
+		if (((const uint8_t *) buf)[i] != pattern_byte(offset + i))
+			return 0;
+	return 1;
+}
+
+/* A file of `size` bytes filled with the pattern; unlinked at once (fd keeps it).
+ * flags: extra open flags such as O_DIRECT. */
+static inline int temp_file(size_t size, int flags)
+{
+	char path[] = TEST_TMPDIR "/auratest.XXXXXX";
+	int fd = mkstemp(path);
+	char buf[65536];
+
+	cr_assert(fd >= 0, "mkstemp: %s", strerror(errno));
+	for (size_t off = 0; off < size; off += sizeof(buf)) {
+		size_t n = size - off < sizeof(buf) ? size - off : sizeof(buf);
+
+		fill_pattern(buf, n, off);
+		cr_assert_eq(pwrite(fd, buf, n, (off_t) off), (ssize_t) n);
+	}
+	cr_assert_eq(fsync(fd), 0);
+	if (flags) {
+		int fd2 = open(path, O_RDWR | flags);
+
+		cr_assert(fd2 >= 0, "reopen %s: %s", path, strerror(errno));
+		close(fd);
+		fd = fd2;
+	}
+	unlink(path);
+	return fd;
+}
+
+static inline uint64_t test_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
+}
+
+/* A completion recorder for callbacks: counts calls, keeps the last result. */
+struct recorder {
+	atomic_int calls;
+	atomic_long last;
+};
+
+struct auraio_request;
+
+static inline void record_cb(struct auraio_request *req, ssize_t result, void *ud)
+{
+	struct recorder *rec = ud;
+
+	(void) req;
+	atomic_store(&rec->last, (long) result);
+	atomic_fetch_add(&rec->calls, 1);
+}
+
+#endif
