@@ -1,0 +1,204 @@
+/* SPDX-License-Identifier: MIT */
+/* Fault injection: fail the Nth operation, short transfers, torn writes, sticky faults. */
+#include <auraio.h>
+
+#include "test_util.h"
+
+static auraio_engine_t *engine;
+static int fd;
+
+static void setup(void)
+{
+	engine = auraio_create();
+	cr_assert_not_null(engine);
+	fd = temp_file(65536, 0);
+}
+
+static void teardown(void)
+{
+	auraio_destroy(engine);
+	close(fd);
+}
+
+TestSuite(fault_injection, .init = setup, .fini = teardown);
+
+static void set_or_skip(const auraio_fault_t *f)
+{
+	int rc = auraio_fault_set(engine, f);
+
+	if (rc == -ENOTSUP)
+		cr_skip_test("fault injection is not compiled into this build");
+	cr_assert_eq(rc, 0);
+}
+
+static ssize_t do_write(const void *buf, size_t len, off_t off)
+{
+	ssize_t res = -12345;
+	auraio_request_t *req =
+	    auraio_write(engine, fd, auraio_buf((void *) buf), len, off, NULL, NULL);
+
+	cr_assert_not_null(req);
+	cr_assert_eq(auraio_request_wait(engine, req, 10000, &res), 0);
+	return res;
+}
+
+static ssize_t do_read(void *buf, size_t len, off_t off)
+{
+	ssize_t res = -12345;
+	auraio_request_t *req = auraio_read(engine, fd, auraio_buf(buf), len, off, NULL, NULL);
+
+	cr_assert_not_null(req);
+	cr_assert_eq(auraio_request_wait(engine, req, 10000, &res), 0);
+	return res;
+}
+
+Test(fault_injection, the_nth_matching_operation_fails_with_the_chosen_errno)
+{
+	auraio_fault_t f = { .ops = AURAIO_FAULT_OP_READ,
+			     .fd = -1,
+			     .skip = 2,
+			     .count = 1,
+			     .kind = AURAIO_FAULT_ERROR,
+			     .error = EIO };
+	char buf[512];
+	auraio_stats_t st;
+
+	set_or_skip(&f);
+	cr_assert_eq(do_write(buf, 512, 0), 512, "writes do not match a read rule");
+	cr_assert_eq(do_read(buf, 512, 0), 512);
+	cr_assert_eq(do_read(buf, 512, 0), 512);
+	cr_assert_eq(do_read(buf, 512, 0), -EIO, "the third read is the one hit");
+	cr_assert_eq(do_read(buf, 512, 0), 512, "count = 1: only one is hit");
+	cr_assert_eq(auraio_get_stats(engine, &st), 0);
+	cr_assert_eq(st.faults_injected, 1);
+}
+
+Test(fault_injection, a_failed_write_does_not_touch_the_file)
+{
+	auraio_fault_t f = { .ops = AURAIO_FAULT_OP_WRITE,
+			     .fd = fd,
+			     .count = 1,
+			     .kind = AURAIO_FAULT_ERROR,
+			     .error = ENOSPC };
+	char zeros[4096] = { 0 }, check[4096];
+
+	set_or_skip(&f);
+	cr_assert_eq(do_write(zeros, sizeof(zeros), 0), -ENOSPC);
+	cr_assert_eq(pread(fd, check, sizeof(check), 0), 4096);
+	cr_assert(check_pattern(check, sizeof(check), 0), "the faulted write reached the file");
+}
+
+Test(fault_injection, a_short_read_and_a_short_write_transfer_only_the_prefix)
+{
+	auraio_fault_t f = { .fd = -1, .count = 2, .kind = AURAIO_FAULT_SHORT, .keep = 100 };
+	char buf[4096], zeros[4096] = { 0 }, check[4096];
+
+	set_or_skip(&f);
+	memset(buf, 0xee, sizeof(buf));
+	cr_assert_eq(do_read(buf, sizeof(buf), 0), 100);
+	cr_assert(check_pattern(buf, 100, 0));
+	cr_assert_eq((uint8_t) buf[100], 0xee, "read past the short count");
+	cr_assert_eq(do_write(zeros, sizeof(zeros), 0), 100);
+	cr_assert_eq(pread(fd, check, sizeof(check), 0), 4096);
+	cr_assert_eq(check[99], 0);
+	cr_assert(check_pattern(check + 100, 3996, 100), "wrote past the short count");
+}
+
+Test(fault_injection, a_short_writev_cuts_the_iovec_list)
+{
+	auraio_fault_t f = { .fd = -1, .count = 1, .kind = AURAIO_FAULT_SHORT, .keep = 700 };
+	char a[512] = { 0 }, b[512] = { 0 }, check[1024];
+	struct iovec iov[2] = { { a, 512 }, { b, 512 } };
+	ssize_t res = 0;
+	auraio_request_t *req;
+
+	set_or_skip(&f);
+	req = auraio_writev(engine, fd, iov, 2, 0, NULL, NULL);
+	cr_assert_not_null(req);
+	cr_assert_eq(auraio_request_wait(engine, req, 10000, &res), 0);
+	cr_assert_eq(res, 700);
+	cr_assert_eq(pread(fd, check, sizeof(check), 0), 1024);
+	cr_assert_eq(check[699], 0);
+	cr_assert(check_pattern(check + 700, 324, 700));
+}
+
+Test(fault_injection, a_torn_write_leaves_a_sector_prefix_and_reports_failure)
+{
+	char zeros[4096] = { 0 }, check[4096];
+
+	for (size_t keep = 0; keep <= 4096; keep += 512) {
+		auraio_fault_t f = { .ops = AURAIO_FAULT_OP_WRITE,
+				     .fd = -1,
+				     .count = 1,
+				     .kind = AURAIO_FAULT_TEAR,
+				     .keep = keep + 100 /* rounds down */ };
+		char orig[4096];
+
+		fill_pattern(orig, sizeof(orig), 0);
+		cr_assert_eq(pwrite(fd, orig, sizeof(orig), 0), 4096);
+		set_or_skip(&f);
+		cr_assert_eq(do_write(zeros, sizeof(zeros), 0), -EIO, "keep %zu", keep);
+		cr_assert_eq(pread(fd, check, sizeof(check), 0), 4096);
+		for (size_t i = 0; i < 4096; i++) {
+			uint8_t want = i < keep ? 0 : pattern_byte(i);
+
+			cr_assert_eq((uint8_t) check[i], want, "keep %zu: byte %zu", keep, i);
+		}
+	}
+}
+
+Test(fault_injection, a_sticky_fault_holds_until_cleared)
+{
+	auraio_fault_t f = { .ops = AURAIO_FAULT_OP_WRITE,
+			     .fd = -1,
+			     .count = 0,
+			     .kind = AURAIO_FAULT_ERROR,
+			     .error = ENOSPC };
+	char buf[512] = { 0 };
+
+	set_or_skip(&f);
+	for (int i = 0; i < 5; i++)
+		cr_assert_eq(do_write(buf, sizeof(buf), 0), -ENOSPC);
+	cr_assert_eq(auraio_fault_clear(engine), 0);
+	cr_assert_eq(do_write(buf, sizeof(buf), 0), 512);
+}
+
+Test(fault_injection, a_fault_on_an_fsync_fails_it)
+{
+	auraio_fault_t f = { .ops = AURAIO_FAULT_OP_FSYNC,
+			     .fd = -1,
+			     .count = 1,
+			     .kind = AURAIO_FAULT_ERROR,
+			     .error = EIO };
+	ssize_t res = 0;
+	auraio_request_t *req;
+
+	set_or_skip(&f);
+	req = auraio_fsync(engine, fd, AURAIO_FSYNC_DATASYNC, NULL, NULL);
+	cr_assert_not_null(req);
+	cr_assert_eq(auraio_request_wait(engine, req, 10000, &res), 0);
+	cr_assert_eq(res, -EIO);
+}
+
+Test(fault_injection, a_rule_for_another_fd_does_not_fire)
+{
+	auraio_fault_t f = { .fd = fd + 1000, .count = 0, .kind = AURAIO_FAULT_ERROR };
+	char buf[512];
+
+	set_or_skip(&f);
+	cr_assert_eq(do_read(buf, sizeof(buf), 0), 512);
+}
+
+Test(fault_injection, bad_rules_are_refused)
+{
+	auraio_fault_t f = { .fd = -1, .kind = (auraio_fault_kind_t) 9 };
+
+	if (auraio_fault_clear(engine) == -ENOTSUP)
+		cr_skip_test("fault injection is not compiled into this build");
+	cr_assert_eq(auraio_fault_set(engine, &f), -EINVAL);
+	f.kind = AURAIO_FAULT_ERROR;
+	f.error = -5;
+	cr_assert_eq(auraio_fault_set(engine, &f), -EINVAL);
+	cr_assert_eq(auraio_fault_set(engine, NULL), -EINVAL);
+	cr_assert_eq(auraio_fault_set(NULL, &f), -EINVAL);
+}
