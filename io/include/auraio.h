@@ -213,6 +213,11 @@ AURAIO_API void auraio_destroy(auraio_engine_t *engine);
  *   - The request goes to the calling thread's ring. It may sit in the ring's batch until
  *     the batch threshold is reached or until any poll/wait/flush call; when the ring has
  *     nothing else in flight it is submitted at once.
+ *   - Submitted from inside a callback, it is batched with the other work of the call
+ *     running the callbacks: auraio_poll() and auraio_request_wait() submit it before
+ *     they return if nothing else keeps the ring busy; auraio_wait() leaves it for its
+ *     next call, which submits and waits in one system call (call auraio_flush() if you
+ *     will not call auraio_wait() again).
  *   - `cb` NULL makes the request *waitable*: it is not recycled on completion; the caller
  *     must collect it with auraio_request_wait() (exactly once).
  *   - Memory (buffers, iovec arrays) is borrowed until the request completes.
@@ -313,18 +318,22 @@ AURAIO_API int auraio_flush(auraio_engine_t *engine);
 /* ------------------------------------------------------------------------------------- */
 
 /**
- * Flush batched submissions, then handle every completion that is ready on every ring
- * without blocking. Returns the number of completions handled by this call (0 if none,
- * or if other threads are handling them), or -EINVAL for a NULL engine.
+ * Flush batched submissions, handle every completion that is ready on every ring without
+ * blocking, and submit what the callbacks submitted before returning (so a loop that
+ * sleeps on auraio_get_poll_fd() next strands nothing). Returns the number of completions
+ * handled by this call (0 if none, or if other threads are handling them), or -EINVAL
+ * for a NULL engine.
  */
 AURAIO_API int auraio_poll(auraio_engine_t *engine);
 
 /**
- * Like auraio_poll(), but if nothing was ready, block until at least one completion is
- * handled or `timeout_ms` passes (-1 = no limit, 0 = do not block). Returns the number
- * handled by this call; 0 on timeout, when nothing is in flight, or when another thread
- * handled the completion that ended the wait. -EINVAL for a NULL engine.
- * All rings are covered: a completion on any ring ends the wait.
+ * Handle every completion that is ready; if none is, submit what is batched and block
+ * until at least one completion is handled or `timeout_ms` passes (-1 = no limit, 0 = do
+ * not block). Returns the number handled by this call; 0 on timeout, when nothing is in
+ * flight, or when another thread handled the completion that ended the wait. -EINVAL for
+ * a NULL engine. All rings are covered: a completion on any ring ends the wait.
+ * Meant to be called in a loop: what its callbacks submit is sent by the next call (see
+ * the submit rules), so that each turn of the loop costs one system call.
  */
 AURAIO_API int auraio_wait(auraio_engine_t *engine, int timeout_ms);
 

@@ -338,7 +338,7 @@ static int tb_enter(struct ring *r, unsigned to_submit)
 	return 0;
 }
 
-static int tb_reap(struct ring *r, struct completion *out, int max)
+static int tb_reap(struct ring *r, struct completion *out, int max, bool may_enter)
 {
 	struct tb_ring *tb = TB(r);
 	uint64_t v;

@@ -253,7 +253,7 @@ static int uring_enter(struct ring *r, unsigned to_submit)
 	return rc < 0 ? rc : 0;
 }
 
-static int uring_reap(struct ring *r, struct completion *out, int max)
+static int uring_reap(struct ring *r, struct completion *out, int max, bool may_enter)
 {
 	struct io_uring *u = U(r);
 	struct io_uring_cqe *cqe;
@@ -263,7 +263,7 @@ static int uring_reap(struct ring *r, struct completion *out, int max)
 	if (io_uring_cq_ready(u) == 0) {
 		/* Completions parked as task work (COOP_TASKRUN) or in the overflow list:
 		 * enter the kernel to post them instead of waiting for a timer tick. */
-		if (!(sq_kflags(u) & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)))
+		if (!may_enter || !(sq_kflags(u) & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)))
 			return 0;
 		io_uring_get_events(u);
 		counter_add(&r->syscalls, 1);

@@ -25,6 +25,35 @@ struct delivery {
 	int count;			    /* completions handled (callbacks + waitables) */
 };
 
+/*
+ * Submissions made inside a callback into the ring being delivered are only staged: the
+ * poll or wait that runs the callbacks submits them together, in the same syscall as
+ * its next wait when it can. Liveness rule: after any dispatch of a ring, if the only
+ * work left on it is staged entries, they are flushed - no completion would ever bring
+ * anyone back for them. auraio_wait() is the exception, documented to leave them for its
+ * next call: an event loop calls it again, and that call's one io_uring_enter both
+ * submits and waits.
+ */
+static __thread struct {
+	int depth;	   /* nested deliveries (a callback may poll or wait) */
+	int in_wait;	   /* inside auraio_wait */
+	struct ring *ring; /* the ring whose callbacks are running */
+} tls_dl;
+
+bool delivery_defers(const struct ring *r)
+{
+	return tls_dl.depth > 0 && tls_dl.ring == r;
+}
+
+/* After a dispatch of r: apply the liveness rule. */
+static void settle(struct ring *r)
+{
+	uint32_t staged = atomic_load_explicit(&r->staged, memory_order_relaxed);
+
+	if (staged && !tls_dl.in_wait && tls_dl.depth == 0 && ring_in_flight(r) == staged)
+		ring_flush(r);
+}
+
 static void account_one(struct ring *r, struct auraio_request *req, int64_t res, uint64_t now)
 {
 	if (req->flags & REQF_FAULT)
@@ -101,6 +130,12 @@ static void deliver(struct ring *r, struct delivery *d)
 {
 	struct auraio_request *rel_head = NULL, *rel_tail = NULL;
 
+	struct ring *outer = tls_dl.ring;
+
+	if (!d->head)
+		return;
+	tls_dl.depth++;
+	tls_dl.ring = r;
 	for (struct auraio_request *req = d->head, *next; req; req = next) {
 		next = req->next;
 		req->cb(req, (ssize_t) req->result, req->user_data);
@@ -115,6 +150,8 @@ static void deliver(struct ring *r, struct delivery *d)
 			rel_head = req;
 		rel_tail = req;
 	}
+	tls_dl.ring = outer;
+	tls_dl.depth--;
 	if (rel_head)
 		request_release_list(&r->pool, rel_head, rel_tail);
 }
@@ -165,16 +202,16 @@ int ring_flush(struct ring *r)
 }
 
 /* cq_lock held: reap one batch and account it. */
-static int reap_batch(struct ring *r, struct delivery *d)
+static int reap_batch(struct ring *r, struct delivery *d, bool may_enter)
 {
 	struct completion c[REAP_BATCH];
-	int n = r->ops->reap(r, c, REAP_BATCH);
+	int n = r->ops->reap(r, c, REAP_BATCH, may_enter);
 
 	account(r, c, n, d);
 	return n;
 }
 
-int ring_reap_dispatch(struct ring *r)
+int ring_reap_dispatch(struct ring *r, bool may_enter)
 {
 	int handled = 0, n;
 
@@ -183,11 +220,12 @@ int ring_reap_dispatch(struct ring *r)
 
 		if (!cq_trylock(r))
 			break;
-		n = reap_batch(r, &d);
+		n = reap_batch(r, &d, may_enter);
 		cq_unlock_notify(r);
 		deliver(r, &d);
 		handled += d.count;
 	} while (n == REAP_BATCH);
+	settle(r);
 	return handled;
 }
 
@@ -200,15 +238,16 @@ static void enter_now(struct ring *r, unsigned to_submit)
 /* cq_lock held: the kernel-waiter role. Submits to_submit in the same syscall. */
 static int kernel_wait(struct ring *r, unsigned to_submit, int64_t timeout_ns, struct delivery *d)
 {
-	int n = reap_batch(r, d);
+	int n = reap_batch(r, d, false);
 
 	if (n > 0) {
 		enter_now(r, to_submit);
 		return n;
 	}
+	/* One syscall submits what is staged, runs parked task work, and waits. */
 	if (r->ops->wait(r, to_submit, timeout_ns) == -ETIME)
 		return -ETIME;
-	return reap_batch(r, d);
+	return reap_batch(r, d, true);
 }
 
 /*
@@ -248,6 +287,7 @@ int ring_wait_dispatch(struct ring *r, int64_t timeout_ns, struct auraio_request
 	if (n <= 0)
 		return 0;
 	deliver(r, &d);
+	settle(r);
 	return d.count;
 }
 
@@ -270,33 +310,26 @@ void ring_drain(struct ring *r)
 
 /* ---- engine-wide polling and waiting ---- */
 
-static int poll_all(struct auraio_engine *e)
+/* Where this thread starts its next sweep over the rings: a per-thread rotor, so that
+ * no ring starves and no shared counter is written on the completion path. */
+static __thread unsigned tls_rotor;
+
+/* Handle what is ready on every ring, without flushing and without blocking.
+ * may_enter: also enter the kernel for completions parked as task work (see reap). */
+static int reap_all(struct auraio_engine *e, bool may_enter)
 {
-	unsigned start = atomic_fetch_add_explicit(&e->wait_rotor, 1, memory_order_relaxed);
+	unsigned start = tls_rotor++;
 	int handled = 0;
 
-	for (unsigned i = 0; i < e->ring_count; i++) {
-		struct ring *r = &e->rings[(start + i) % e->ring_count];
-
-		ring_flush(r);
-		handled += ring_reap_dispatch(r);
-	}
+	for (unsigned i = 0; i < e->ring_count; i++)
+		handled += ring_reap_dispatch(&e->rings[(start + i) % e->ring_count], may_enter);
 	return handled;
 }
 
-AURAIO_API int auraio_poll(auraio_engine_t *e)
-{
-	if (!e)
-		return -EINVAL;
-	return poll_all(e);
-}
-
-AURAIO_API int auraio_flush(auraio_engine_t *e)
+static int flush_all(struct auraio_engine *e)
 {
 	int total = 0;
 
-	if (!e)
-		return -EINVAL;
 	for (unsigned i = 0; i < e->ring_count; i++) {
 		int rc = ring_flush(&e->rings[i]);
 
@@ -305,6 +338,28 @@ AURAIO_API int auraio_flush(auraio_engine_t *e)
 		total += rc;
 	}
 	return total;
+}
+
+/* Flush, handle, flush again: what the callbacks submitted goes out before returning,
+ * so an application sleeping on the poll fd next never strands it. */
+AURAIO_API int auraio_poll(auraio_engine_t *e)
+{
+	int n;
+
+	if (!e)
+		return -EINVAL;
+	flush_all(e);
+	n = reap_all(e, true);
+	if (n > 0)
+		flush_all(e);
+	return n;
+}
+
+AURAIO_API int auraio_flush(auraio_engine_t *e)
+{
+	if (!e)
+		return -EINVAL;
+	return flush_all(e);
 }
 
 static int64_t ms_to_ns(int timeout_ms)
@@ -320,23 +375,42 @@ static int wait_many(struct auraio_engine *e, int timeout_ms)
 
 	if (fd < 0)
 		return fd;
+	flush_all(e);
 	/* EINTR is expected: COOP_TASKRUN wakes a sleeper with a notify signal so that its
 	 * parked completions get posted on the way back to userspace. */
 	epoll_wait(fd, ev, (int) ARRAY_SIZE(ev), timeout_ms);
-	return poll_all(e);
+	return reap_all(e, true);
 }
 
+static int wait_body(struct auraio_engine *e, int timeout_ms);
+
 AURAIO_API int auraio_wait(auraio_engine_t *e, int timeout_ms)
+{
+	int n;
+
+	if (!e)
+		return -EINVAL;
+	tls_dl.in_wait++;
+	n = wait_body(e, timeout_ms);
+	tls_dl.in_wait--;
+	return n;
+}
+
+static int wait_body(struct auraio_engine *e, int timeout_ms)
 {
 	struct ring *busy = NULL;
 	unsigned nbusy = 0;
 	int n;
 
-	if (!e)
-		return -EINVAL;
-	n = poll_all(e);
-	if (n > 0 || timeout_ms == 0)
+	/* What is ready is handled without a syscall; staged submissions then go out with
+	 * the blocking wait below (one io_uring_enter does both), or with the next call. */
+	n = reap_all(e, false);
+	if (n > 0)
 		return n;
+	if (timeout_ms == 0) {
+		flush_all(e);
+		return reap_all(e, true);
+	}
 	for (unsigned i = 0; i < e->ring_count; i++) {
 		if (ring_in_flight(&e->rings[i]) > 0) {
 			busy = &e->rings[i];

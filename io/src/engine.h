@@ -54,8 +54,10 @@ struct backend_ops {
 	unsigned (*publish)(struct ring *r);
 	/* no lock: push published requests into the kernel. 0 or -errno. */
 	int (*enter)(struct ring *r, unsigned to_submit);
-	/* cq: move up to max ready completions into out without blocking. */
-	int (*reap)(struct ring *r, struct completion *out, int max);
+	/* cq: move up to max ready completions into out without blocking. may_enter: if
+	 * completions are parked in the kernel (COOP_TASKRUN), enter to post them; a caller
+	 * about to block in wait() passes false, since that enter runs them anyway. */
+	int (*reap)(struct ring *r, struct completion *out, int max, bool may_enter);
 	/* cq: block until a completion is ready or timeout_ns passes (-1 = forever).
 	 * May also submit `to_submit` published entries in the same call.
 	 * 0 (something may be ready), -ETIME, -EINTR. */
@@ -210,7 +212,8 @@ void engine_take_all_sq_locks(struct auraio_engine *e);
 void engine_drop_all_sq_locks(struct auraio_engine *e);
 
 /* ---- complete.c ---- */
-int ring_reap_dispatch(struct ring *r); /* trylock; non-blocking */
+bool delivery_defers(const struct ring *r);		/* is this thread running r's callbacks? */
+int ring_reap_dispatch(struct ring *r, bool may_enter); /* trylock; non-blocking */
 int ring_wait_dispatch(struct ring *r, int64_t timeout_ns,
 		       struct auraio_request *want); /* may block */
 void ring_drain(struct ring *r);		     /* destroy: until nothing is in flight */

@@ -216,8 +216,10 @@ static int fill_chain(struct auraio_engine *e, struct ring *r, const auraio_op_t
 	return 0;
 }
 
-/* sq_lock held: stage the chain; returns how many entries to push into the kernel. */
-static unsigned stage_chain(struct ring *r, struct auraio_request **reqs, int n, uint64_t in_flight)
+/* sq_lock held: stage the chain; returns how many entries to push into the kernel.
+ * Inside a callback nothing is pushed: the delivering poll/wait does that (complete.c). */
+static unsigned stage_chain(struct ring *r, struct auraio_request **reqs, int n, uint64_t in_flight,
+			    bool defer)
 {
 	uint32_t staged;
 
@@ -226,7 +228,7 @@ static unsigned stage_chain(struct ring *r, struct auraio_request **reqs, int n,
 	    &r->submitted, atomic_load_explicit(&r->submitted, memory_order_relaxed) + (uint64_t) n,
 	    memory_order_relaxed);
 	staged = atomic_load_explicit(&r->staged, memory_order_relaxed) + (uint32_t) n;
-	if (staged < adaptive_batch_threshold(&r->ctl) && in_flight > 0) {
+	if (defer || (staged < adaptive_batch_threshold(&r->ctl) && in_flight > 0)) {
 		atomic_store_explicit(&r->staged, staged, memory_order_relaxed);
 		return 0;
 	}
@@ -239,6 +241,7 @@ int submit_ops(struct auraio_engine *e, const auraio_op_t *ops, int n, struct au
 	struct ring *r;
 	uint64_t in_flight;
 	unsigned to_submit;
+	bool defer;
 	int rc;
 
 	for (int i = 0; i < n; i++)
@@ -260,7 +263,8 @@ int submit_ops(struct auraio_engine *e, const auraio_op_t *ops, int n, struct au
 		sq_unlock(r);
 		return rc;
 	}
-	to_submit = stage_chain(r, reqs, n, in_flight);
+	defer = delivery_defers(r);
+	to_submit = stage_chain(r, reqs, n, in_flight, defer);
 	sq_unlock(r);
 	if (to_submit && r->ops->enter(r, to_submit) < 0)
 		atomic_store_explicit(&r->need_enter, true, memory_order_relaxed);
