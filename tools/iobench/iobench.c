@@ -1,0 +1,297 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * iobench.c - a fio-like I/O benchmark for AuraIO, with a hand-written liburing loop as
+ * the baseline. This file owns the program's flow and what both modes share: the jobs
+ * and their slots, offsets and random numbers, the start gate, and the clock that moves
+ * the run through its phases (ramp, measure, stop) while printing progress.
+ *
+ * The main thread does no I/O: it only sleeps, moves the phase, and samples the clock,
+ * CPU time (getrusage) and engine statistics at the edges of the measured interval.
+ * Progress lines go to stderr only, so `--json -` keeps stdout clean.
+ *
+ * Tools use only the public headers (auraio.h, liburing.h); never io/src.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "iobench.h"
+
+/* The start gate: threads set up, then wait here until the clock starts. */
+static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
+static int gate_ready;
+static bool gate_open;
+
+uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
+}
+
+/* Record the first failure and stop the run. Any thread, callbacks included. */
+void bench_fail(struct bench *b, int err)
+{
+	int zero = 0;
+
+	atomic_compare_exchange_strong(&b->error, &zero, err);
+	atomic_store(&b->phase, PHASE_STOP);
+}
+
+static uint64_t splitmix64(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ull;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+void slot_seed(struct slot *s, uint64_t seed, int job, int index)
+{
+	s->rng = splitmix64(seed ^ splitmix64(((uint64_t) job << 32) | (uint32_t) index));
+	if (s->rng == 0)
+		s->rng = 1;
+}
+
+/* xorshift64*: fast, and good enough to spread offsets over the file. */
+static uint64_t slot_random(struct slot *s)
+{
+	uint64_t x = s->rng;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	s->rng = x;
+	return x * 0x2545f4914f6cdd1dull;
+}
+
+uint64_t slot_next_offset(struct slot *s)
+{
+	struct job *j = s->job;
+	uint64_t nblocks = j->b->nblocks, blk;
+
+	if (j->b->cfg.random) {
+		/* Multiply-shift maps 64 random bits onto [0, nblocks) without a division. */
+		blk = (uint64_t) (((unsigned __int128) slot_random(s) * nblocks) >> 64);
+	} else {
+		/* Sequential: the job's cursor, shared by its slots (any thread). */
+		blk = atomic_fetch_add_explicit(&j->seq_next, 1, memory_order_relaxed) % nblocks;
+	}
+	return blk * j->b->cfg.bs;
+}
+
+/* Writes carry data that is neither zeros nor the same in every block. */
+void slot_fill(struct slot *s, uint64_t len)
+{
+	uint64_t *p = s->buf;
+
+	for (uint64_t i = 0; i < len / 8; i++)
+		p[i] = slot_random(s);
+}
+
+/* Called once by every worker thread, after its setup (even a failed one). */
+void bench_wait_start(struct bench *b)
+{
+	(void) b;
+	pthread_mutex_lock(&gate_lock);
+	gate_ready++;
+	pthread_cond_broadcast(&gate_cond);
+	while (!gate_open)
+		pthread_cond_wait(&gate_cond, &gate_lock);
+	pthread_mutex_unlock(&gate_lock);
+}
+
+static void gate_wait_ready(int n)
+{
+	pthread_mutex_lock(&gate_lock);
+	while (gate_ready < n)
+		pthread_cond_wait(&gate_cond, &gate_lock);
+	pthread_mutex_unlock(&gate_lock);
+}
+
+static void gate_release(void)
+{
+	pthread_mutex_lock(&gate_lock);
+	gate_open = true;
+	pthread_cond_broadcast(&gate_cond);
+	pthread_mutex_unlock(&gate_lock);
+}
+
+static double cpu_seconds(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double) (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	       (double) (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+static uint64_t total_ios(struct bench *b)
+{
+	uint64_t n = 0;
+
+	for (int i = 0; i < b->cfg.threads; i++)
+		n += hist_total(&b->jobs[i].hist);
+	return n;
+}
+
+/* Sleep until `deadline` (CLOCK_MONOTONIC ns), waking early if the run failed. */
+static void sleep_until(struct bench *b, uint64_t deadline)
+{
+	for (;;) {
+		uint64_t t = now_ns(), step;
+		struct timespec ts;
+
+		if (t >= deadline || atomic_load(&b->error) != 0)
+			return;
+		step = deadline - t < 100000000ull ? deadline : t + 100000000ull;
+		ts.tv_sec = (time_t) (step / 1000000000ull);
+		ts.tv_nsec = (long) (step % 1000000000ull);
+		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+	}
+}
+
+/* The measured interval, with one progress line per second on long runs. */
+static void measure(struct bench *b, uint64_t start)
+{
+	uint64_t end = start + (uint64_t) (b->cfg.runtime * 1e9);
+	bool progress = !b->cfg.quiet && b->cfg.runtime + b->cfg.ramp > 5.0;
+	uint64_t tick = start, last_ios = 0;
+
+	while (progress && atomic_load(&b->error) == 0) {
+		uint64_t ios;
+
+		tick += 1000000000ull;
+		if (tick >= end)
+			break;
+		sleep_until(b, tick);
+		ios = total_ios(b);
+		fprintf(stderr, "iobench: [%4.0fs] %8.0f IOPS (avg %.0f)\n",
+			(double) (tick - start) / 1e9, (double) (ios - last_ios),
+			(double) ios / ((double) (tick - start) / 1e9));
+		last_ios = ios;
+	}
+	sleep_until(b, end);
+}
+
+/* Move the run through its phases. The hook samples mode-specific stats at the edges. */
+static void run_clock(struct bench *b, void (*hook)(struct bench *, int))
+{
+	uint64_t t0, t1;
+	double cpu0;
+
+	atomic_store(&b->phase, b->cfg.ramp > 0 ? PHASE_RAMP : PHASE_MEASURE);
+	t0 = now_ns();
+	gate_release();
+	if (b->cfg.ramp > 0) {
+		sleep_until(b, t0 + (uint64_t) (b->cfg.ramp * 1e9));
+		if (atomic_load(&b->error) == 0)
+			atomic_store(&b->phase, PHASE_MEASURE);
+		t0 = now_ns();
+	}
+	cpu0 = cpu_seconds();
+	if (hook)
+		hook(b, PHASE_MEASURE);
+	measure(b, t0);
+	atomic_store(&b->phase, PHASE_STOP);
+	t1 = now_ns();
+	b->cpu_s = cpu_seconds() - cpu0;
+	b->measured_s = (double) (t1 - t0) / 1e9;
+	if (hook)
+		hook(b, PHASE_STOP);
+}
+
+int bench_run_threads(struct bench *b, void *(*fn)(void *), void (*hook)(struct bench *, int))
+{
+	int started = 0, rc = 0;
+
+	for (; started < b->cfg.threads; started++) {
+		rc = pthread_create(&b->jobs[started].tid, NULL, fn, &b->jobs[started]);
+		if (rc) {
+			fprintf(stderr, "iobench: pthread_create: %s\n", auraio_strerror(rc));
+			bench_fail(b, -rc);
+			break;
+		}
+	}
+	gate_wait_ready(started);
+	if (started == b->cfg.threads && atomic_load(&b->error) == 0)
+		run_clock(b, hook);
+	else
+		gate_release(); /* the threads see PHASE_STOP and leave */
+	for (int i = 0; i < started; i++)
+		pthread_join(b->jobs[i].tid, NULL);
+	return rc ? -rc : 0;
+}
+
+int jobs_create(struct bench *b)
+{
+	int n = b->cfg.threads, qd = b->cfg.qd;
+
+	b->jobs = aligned_alloc(64, sizeof(struct job) * (size_t) n);
+	if (!b->jobs)
+		return -ENOMEM;
+	memset(b->jobs, 0, sizeof(struct job) * (size_t) n);
+	for (int i = 0; i < n; i++) {
+		struct job *j = &b->jobs[i];
+
+		j->b = b;
+		j->id = i;
+		hist_init(&j->hist);
+		pthread_mutex_init(&j->idle_lock, NULL);
+		j->slots = calloc((size_t) qd, sizeof(*j->slots));
+		j->idle = calloc((size_t) qd, sizeof(*j->idle));
+		if (!j->slots || !j->idle)
+			return -ENOMEM;
+		for (int k = 0; k < qd; k++) {
+			j->slots[k].job = j;
+			slot_seed(&j->slots[k], b->cfg.seed, i, k);
+			j->idle[k] = qd - 1 - k; /* popped from the end: slot 0 goes first */
+		}
+		j->nidle = qd;
+		atomic_init(&j->nidle_hint, qd);
+	}
+	return 0;
+}
+
+void jobs_destroy(struct bench *b)
+{
+	if (!b->jobs)
+		return;
+	for (int i = 0; i < b->cfg.threads; i++) {
+		free(b->jobs[i].slots);
+		free(b->jobs[i].idle);
+		pthread_mutex_destroy(&b->jobs[i].idle_lock);
+	}
+	free(b->jobs);
+	b->jobs = NULL;
+}
+
+int main(int argc, char **argv)
+{
+	static struct bench b;
+	int rc, err;
+
+	rc = options_parse(&b.cfg, argc, argv);
+	if (rc != 0)
+		return rc > 0 ? 0 : 2;
+	b.fd = -1;
+	if (layout_open(&b) != 0) {
+		if (b.fd >= 0)
+			close(b.fd);
+		return 1;
+	}
+	rc = b.cfg.engine == ENGINE_AURAIO ? run_auraio(&b) : run_uring(&b);
+	err = atomic_load(&b.error);
+	if (rc == 0 && err != 0)
+		fprintf(stderr, "iobench: run failed: %s\n", auraio_strerror(err));
+	if (rc == 0 && err == 0)
+		rc = report_print(&b);
+	jobs_destroy(&b);
+	close(b.fd);
+	return rc != 0 || err != 0 ? 1 : 0;
+}

@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * iobench.h - the types shared by iobench's files: the parsed configuration, the run
+ * state every thread reads, and one job (one submitting thread) with its slots.
+ *
+ * A slot is one I/O that is always either in flight or parked: it owns a buffer and a
+ * random generator, and only the thread handling its completion touches it, so its
+ * fields need no atomics. A job's counters and histogram, on the other hand, are updated
+ * from whichever thread runs the completion callback (engine mode), so they are atomics.
+ */
+#ifndef IOBENCH_H
+#define IOBENCH_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "auraio.h"
+#include "hist.h"
+
+enum bench_engine { ENGINE_AURAIO = 0, ENGINE_LIBURING = 1 };
+
+struct bench_config {
+	bool is_write;	    /* --rw: write or randwrite */
+	bool random;	    /* --rw: randread or randwrite */
+	uint64_t bs;	    /* --bs, bytes */
+	int qd;		    /* --qd: I/Os per thread (cap per thread with --adaptive) */
+	bool adaptive;	    /* --adaptive: the engine's in-flight limit decides */
+	bool direct;	    /* --direct: O_DIRECT */
+	bool reg_files;	    /* --registered-files */
+	bool reg_bufs;	    /* --registered-buffers */
+	bool sqpoll;	    /* --sqpoll */
+	bool defer_taskrun; /* --defer-taskrun (liburing engine only) */
+	int threads;	    /* --threads */
+	int rings;	    /* --rings: engine ring_count, 0 = engine default */
+	double runtime;	    /* --runtime, seconds */
+	double ramp;	    /* --ramp, seconds (excluded from stats) */
+	const char *file;   /* --file */
+	uint64_t size;	    /* --size, bytes; 0 = use the file as it is */
+	const char *json;   /* --json FILE, "-" = stdout, NULL = none */
+	enum bench_engine engine;
+	uint64_t seed;
+	bool quiet; /* --quiet: no progress lines */
+};
+
+/* Run phases, in order. Completions are recorded only in MEASURE; nothing is
+ * submitted any more in STOP. */
+enum bench_phase { PHASE_START = 0, PHASE_RAMP = 1, PHASE_MEASURE = 2, PHASE_STOP = 3 };
+
+struct job;
+
+struct slot {
+	struct job *job;
+	void *buf;
+	int buf_index;	  /* index among registered buffers (engine: global, uring: per job) */
+	uint64_t rng;	  /* xorshift64* state, never 0 */
+	uint64_t prep_ns; /* liburing mode: when the SQE was prepared */
+};
+
+struct job {
+	struct bench *b;
+	int id;
+	struct slot *slots; /* cfg.qd entries */
+	struct lat_hist hist;
+	/* I/Os of this job submitted and not yet completed. Decremented by the callback
+	 * only after it resubmitted (or parked) the slot, so that the owner, which exits
+	 * when it sees 0 in PHASE_STOP, can never leave with a resubmission racing. */
+	_Atomic int in_flight;
+	_Atomic uint64_t seq_next; /* sequential modes: the next offset to use */
+	/* Slots refused with EAGAIN, waiting for the owner to resubmit them. */
+	pthread_mutex_t idle_lock;
+	int *idle;
+	int nidle;
+	_Atomic int nidle_hint; /* nidle, readable without the lock (a hint) */
+	/* liburing mode (owner thread only): kernel entries and SQEs while measuring */
+	uint64_t enters;
+	uint64_t sqes;
+	pthread_t tid;
+} __attribute__((aligned(64)));
+
+struct bench {
+	struct bench_config cfg;
+	int fd;
+	uint64_t nblocks; /* I/O region = nblocks * bs bytes from offset 0 */
+	struct job *jobs;
+	_Atomic int phase;
+	_Atomic int error; /* first failure (negative errno), 0 = none */
+	/* the measured interval */
+	double measured_s;
+	double cpu_s;
+	/* engine mode */
+	auraio_engine_t *engine;
+	auraio_stats_t st_begin, st_end; /* engine stats at measure start and end */
+	/* liburing mode: the setup flags the kernel granted (all jobs alike) */
+	bool uring_coop;
+	bool uring_sqpoll;
+	bool uring_defer;
+};
+
+/* options.c */
+int options_parse(struct bench_config *cfg, int argc, char **argv);
+void options_usage(FILE *out);
+
+/* layout.c: open (and with --size create/extend) the file. */
+int layout_open(struct bench *b);
+
+/* iobench.c: shared helpers for the run loops */
+uint64_t now_ns(void);
+void bench_fail(struct bench *b, int err);
+static inline int bench_phase(struct bench *b)
+{
+	return atomic_load_explicit(&b->phase, memory_order_relaxed);
+}
+uint64_t slot_next_offset(struct slot *s);
+void slot_seed(struct slot *s, uint64_t seed, int job, int index);
+void slot_fill(struct slot *s, uint64_t len);
+int jobs_create(struct bench *b); /* jobs, slots and idle lists; no buffers */
+void jobs_destroy(struct bench *b);
+int bench_run_threads(struct bench *b, void *(*fn)(void *), void (*hook)(struct bench *, int));
+void bench_wait_start(struct bench *b);
+
+/* run_auraio.c, run_uring.c: the whole run in each mode. 0 or -errno. */
+int run_auraio(struct bench *b);
+int run_uring(struct bench *b);
+
+/* report.c */
+int report_print(struct bench *b);
+
+#endif

@@ -1,0 +1,324 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * options.c - iobench's command line: parsing, validation and the usage text.
+ * Parsing never opens files or allocates anything that must be freed.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "iobench.h"
+
+enum {
+	OPT_RW = 256,
+	OPT_BS,
+	OPT_QD,
+	OPT_ADAPTIVE,
+	OPT_DIRECT,
+	OPT_REG_FILES,
+	OPT_REG_BUFS,
+	OPT_SQPOLL,
+	OPT_DEFER,
+	OPT_THREADS,
+	OPT_RINGS,
+	OPT_RUNTIME,
+	OPT_RAMP,
+	OPT_FILE,
+	OPT_SIZE,
+	OPT_JSON,
+	OPT_ENGINE,
+	OPT_SEED,
+	OPT_QUIET,
+	OPT_HELP,
+};
+
+static const struct option long_opts[] = {
+	{ "rw", required_argument, NULL, OPT_RW },
+	{ "bs", required_argument, NULL, OPT_BS },
+	{ "qd", required_argument, NULL, OPT_QD },
+	{ "iodepth", required_argument, NULL, OPT_QD },
+	{ "adaptive", no_argument, NULL, OPT_ADAPTIVE },
+	{ "direct", no_argument, NULL, OPT_DIRECT },
+	{ "registered-files", no_argument, NULL, OPT_REG_FILES },
+	{ "registered-buffers", no_argument, NULL, OPT_REG_BUFS },
+	{ "sqpoll", no_argument, NULL, OPT_SQPOLL },
+	{ "defer-taskrun", no_argument, NULL, OPT_DEFER },
+	{ "threads", required_argument, NULL, OPT_THREADS },
+	{ "rings", required_argument, NULL, OPT_RINGS },
+	{ "runtime", required_argument, NULL, OPT_RUNTIME },
+	{ "ramp", required_argument, NULL, OPT_RAMP },
+	{ "file", required_argument, NULL, OPT_FILE },
+	{ "size", required_argument, NULL, OPT_SIZE },
+	{ "json", required_argument, NULL, OPT_JSON },
+	{ "engine", required_argument, NULL, OPT_ENGINE },
+	{ "seed", required_argument, NULL, OPT_SEED },
+	{ "quiet", no_argument, NULL, OPT_QUIET },
+	{ "help", no_argument, NULL, OPT_HELP },
+	{ NULL, 0, NULL, 0 },
+};
+
+void options_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: iobench --file PATH [options]\n"
+		"  --rw MODE              randread (default), randwrite, read, write\n"
+		"  --bs N                 block size in bytes, k/m/g suffix (default 4k)\n"
+		"  --qd N                 I/Os in flight per thread (default 32)\n"
+		"  --adaptive             let the engine's adaptive in-flight limit decide\n"
+		"                         (submit until EAGAIN; --qd is the engine queue depth)\n"
+		"  --direct               open the file with O_DIRECT\n"
+		"  --registered-files     register the file with the ring(s)\n"
+		"  --registered-buffers   register the I/O buffers with the ring(s)\n"
+		"  --sqpoll               kernel submission polling thread\n"
+		"  --defer-taskrun        liburing engine: SINGLE_ISSUER + DEFER_TASKRUN (as fio)\n"
+		"  --threads N            submitting threads (default 1)\n"
+		"  --rings N              engine rings (default 0 = engine default)\n"
+		"  --runtime SECONDS      measured time, fractions allowed (default 10)\n"
+		"  --ramp SECONDS         warm-up excluded from the results (default 0)\n"
+		"  --file PATH            file to use (existing contents are used as is)\n"
+		"  --size N               create or extend the file to N bytes by writing data\n"
+		"  --json FILE            also write the results as JSON to FILE ('-' = stdout)\n"
+		"  --engine NAME          auraio (default) or liburing (hand-written baseline)\n"
+		"  --seed N               random seed (default 1)\n"
+		"  --quiet                no progress lines\n");
+}
+
+/* "4096", "4k", "2g" (binary multiples). 0 or -EINVAL. */
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	const char *unit;
+	unsigned long long v;
+	unsigned shift = 0;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || s[0] == '-')
+		return -EINVAL;
+	if (*end && (unit = strchr("kmgt", tolower((unsigned char) *end))) != NULL) {
+		shift = 10u * (unsigned) (unit - "kmgt" + 1);
+		end++;
+	}
+	if (*end == 'i' || *end == 'b' || *end == 'B')
+		end += (end[0] == 'i' && (end[1] == 'b' || end[1] == 'B')) ? 2 : 1;
+	if (*end != '\0' || (shift && v > (UINT64_MAX >> shift)))
+		return -EINVAL;
+	*out = (uint64_t) v << shift;
+	return 0;
+}
+
+static int parse_int(const char *s, int min, int max, int *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end != '\0' || v < min || v > max)
+		return -EINVAL;
+	*out = (int) v;
+	return 0;
+}
+
+static int parse_seconds(const char *s, double *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end != '\0' || !isfinite(v) || v < 0 || v > 1e7)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int parse_rw(const char *s, struct bench_config *cfg)
+{
+	static const struct {
+		const char *name;
+		bool is_write, random;
+	} modes[] = {
+		{ "randread", false, true },
+		{ "randwrite", true, true },
+		{ "read", false, false },
+		{ "write", true, false },
+	};
+
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		if (strcmp(s, modes[i].name) == 0) {
+			cfg->is_write = modes[i].is_write;
+			cfg->random = modes[i].random;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+static int parse_engine(const char *s, enum bench_engine *out)
+{
+	if (strcmp(s, "auraio") == 0)
+		*out = ENGINE_AURAIO;
+	else if (strcmp(s, "liburing") == 0)
+		*out = ENGINE_LIBURING;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static void defaults(struct bench_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->random = true;
+	cfg->bs = 4096;
+	cfg->qd = 32;
+	cfg->threads = 1;
+	cfg->runtime = 10.0;
+	cfg->engine = ENGINE_AURAIO;
+	cfg->seed = 1;
+}
+
+/* A flag option; false if c is not one. */
+static bool apply_flag(struct bench_config *cfg, int c)
+{
+	bool *flag;
+
+	switch (c) {
+	case OPT_ADAPTIVE:
+		flag = &cfg->adaptive;
+		break;
+	case OPT_DIRECT:
+		flag = &cfg->direct;
+		break;
+	case OPT_REG_FILES:
+		flag = &cfg->reg_files;
+		break;
+	case OPT_REG_BUFS:
+		flag = &cfg->reg_bufs;
+		break;
+	case OPT_SQPOLL:
+		flag = &cfg->sqpoll;
+		break;
+	case OPT_DEFER:
+		flag = &cfg->defer_taskrun;
+		break;
+	case OPT_QUIET:
+		flag = &cfg->quiet;
+		break;
+	default:
+		return false;
+	}
+	*flag = true;
+	return true;
+}
+
+static int parse_seed(const char *s, uint64_t *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoull(s, &end, 0);
+	return (errno || end == s || *end || s[0] == '-') ? -EINVAL : 0;
+}
+
+/* One option (flag or with an argument). 0 or -EINVAL. */
+static int apply_option(struct bench_config *cfg, int c, const char *arg)
+{
+	if (apply_flag(cfg, c))
+		return 0;
+	switch (c) {
+	case OPT_RW:
+		return parse_rw(arg, cfg);
+	case OPT_BS:
+		return parse_size(arg, &cfg->bs);
+	case OPT_QD:
+		return parse_int(arg, 1, 4096, &cfg->qd);
+	case OPT_THREADS:
+		return parse_int(arg, 1, 256, &cfg->threads);
+	case OPT_RINGS:
+		return parse_int(arg, 0, 256, &cfg->rings);
+	case OPT_RUNTIME:
+		return parse_seconds(arg, &cfg->runtime);
+	case OPT_RAMP:
+		return parse_seconds(arg, &cfg->ramp);
+	case OPT_FILE:
+		cfg->file = arg;
+		return 0;
+	case OPT_SIZE:
+		return parse_size(arg, &cfg->size);
+	case OPT_JSON:
+		cfg->json = arg;
+		return 0;
+	case OPT_ENGINE:
+		return parse_engine(arg, &cfg->engine);
+	case OPT_SEED:
+		return parse_seed(arg, &cfg->seed);
+	default:
+		return -EINVAL;
+	}
+}
+
+/* Cross-option checks. NULL when fine, else what is wrong. */
+static const char *validate(const struct bench_config *cfg)
+{
+	if (!cfg->file)
+		return "--file is required";
+	if (cfg->bs == 0 || cfg->bs > (1u << 30))
+		return "--bs must be in 1..1g";
+	if (cfg->direct && cfg->bs % 512)
+		return "--direct needs --bs a multiple of 512";
+	if (cfg->runtime <= 0)
+		return "--runtime must be > 0";
+	if ((uint64_t) cfg->qd * (uint64_t) cfg->threads > 4096 && !cfg->adaptive &&
+	    cfg->engine == ENGINE_AURAIO)
+		return "--qd x --threads must be <= 4096 (the engine's largest queue)";
+	if (cfg->defer_taskrun && cfg->engine != ENGINE_LIBURING)
+		return "--defer-taskrun applies to --engine liburing only";
+	if (cfg->size && cfg->size < cfg->bs)
+		return "--size must be at least --bs";
+	return NULL;
+}
+
+static const char *option_name(int c)
+{
+	for (const struct option *o = long_opts; o->name; o++)
+		if (o->val == c)
+			return o->name;
+	return "?";
+}
+
+/* 0 = run, 1 = help printed (exit 0), -EINVAL = bad arguments (usage printed). */
+int options_parse(struct bench_config *cfg, int argc, char **argv)
+{
+	const char *why;
+	int c;
+
+	defaults(cfg);
+	while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
+		if (c == OPT_HELP || c == 'h') {
+			options_usage(stdout);
+			return 1;
+		}
+		if (c == '?' || apply_option(cfg, c, optarg) != 0) {
+			if (c != '?')
+				fprintf(stderr, "iobench: bad value for --%s: '%s'\n",
+					option_name(c), optarg ? optarg : "");
+			options_usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "iobench: unexpected argument '%s'\n", argv[optind]);
+		options_usage(stderr);
+		return -EINVAL;
+	}
+	if ((why = validate(cfg)) != NULL) {
+		fprintf(stderr, "iobench: %s\n", why);
+		options_usage(stderr);
+		return -EINVAL;
+	}
+	return 0;
+}

@@ -1,0 +1,228 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * run_auraio.c - the engine mode: ONE shared engine for all threads, as a real program
+ * would use it.
+ *
+ * Each thread submits its slots until it has --qd in flight (or gets EAGAIN), then
+ * loops in auraio_wait(). The completion callback records the request's latency
+ * (auraio_request_latency_ns) into the submitting job's histogram and resubmits the slot
+ * from inside the callback. A callback may run in any thread that waits, so everything
+ * it touches in the job is atomic; the slot itself is touched only by whoever handles
+ * its completion, one at a time.
+ *
+ * A slot refused with EAGAIN (the ring is at its in-flight limit: --adaptive, or rings
+ * shared by threads) is parked on the job's idle list; the owner resubmits it after its
+ * next wait.
+ *
+ * Must never: let a thread leave while a callback may still resubmit one of its slots
+ * (see job.in_flight in iobench.h), or free a buffer before the engine is destroyed.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "iobench.h"
+
+/*
+ * With one thread every completion is handled by that thread, so it may wait without a
+ * limit. With several, another thread can handle our last completion while we sleep in
+ * the kernel with nothing left in flight anywhere; a bounded wait lets us notice.
+ */
+#define MULTI_THREAD_WAIT_MS 10
+
+static void on_complete(auraio_request_t *req, ssize_t res, void *user_data);
+
+/* Submit slot s. 0 or -errno (-EAGAIN: the ring is at its limit). */
+static int slot_submit(struct slot *s)
+{
+	struct job *j = s->job;
+	struct bench *b = j->b;
+	auraio_buf_t buf = b->cfg.reg_bufs ? auraio_buf_fixed(s->buf_index, 0) : auraio_buf(s->buf);
+	off_t off = (off_t) slot_next_offset(s);
+	auraio_request_t *req;
+	int err;
+
+	/* Count it before it can complete: the callback may run in another thread before
+	 * the submit call even returns. */
+	atomic_fetch_add_explicit(&j->in_flight, 1, memory_order_relaxed);
+	if (b->cfg.is_write)
+		req = auraio_write(b->engine, b->fd, buf, b->cfg.bs, off, on_complete, s);
+	else
+		req = auraio_read(b->engine, b->fd, buf, b->cfg.bs, off, on_complete, s);
+	if (req)
+		return 0;
+	err = errno;
+	atomic_fetch_sub_explicit(&j->in_flight, 1, memory_order_relaxed);
+	return -err;
+}
+
+static void slot_park(struct slot *s)
+{
+	struct job *j = s->job;
+
+	pthread_mutex_lock(&j->idle_lock);
+	j->idle[j->nidle++] = (int) (s - j->slots);
+	atomic_store_explicit(&j->nidle_hint, j->nidle, memory_order_relaxed);
+	pthread_mutex_unlock(&j->idle_lock);
+}
+
+/* Owner: submit parked slots until none is left or the ring says EAGAIN. Submitting
+ * with idle_lock held is safe: a submit call never runs callbacks. */
+static void job_refill(struct job *j)
+{
+	struct bench *b = j->b;
+
+	if (atomic_load_explicit(&j->nidle_hint, memory_order_relaxed) == 0)
+		return;
+	pthread_mutex_lock(&j->idle_lock);
+	while (j->nidle > 0 && bench_phase(b) != PHASE_STOP) {
+		int rc = slot_submit(&j->slots[j->idle[j->nidle - 1]]);
+
+		if (rc == -EAGAIN)
+			break;
+		if (rc != 0) {
+			bench_fail(b, rc);
+			break;
+		}
+		j->nidle--;
+	}
+	atomic_store_explicit(&j->nidle_hint, j->nidle, memory_order_relaxed);
+	pthread_mutex_unlock(&j->idle_lock);
+}
+
+static void on_complete(auraio_request_t *req, ssize_t res, void *user_data)
+{
+	struct slot *s = user_data;
+	struct job *j = s->job;
+	struct bench *b = j->b;
+
+	if (res != (ssize_t) b->cfg.bs)
+		bench_fail(b, res < 0 ? (int) res : -EIO); /* a short transfer is a failure */
+	else if (bench_phase(b) == PHASE_MEASURE)
+		hist_record(&j->hist, auraio_request_latency_ns(req));
+	if (bench_phase(b) != PHASE_STOP) {
+		int rc = slot_submit(s);
+
+		if (rc == -EAGAIN)
+			slot_park(s);
+		else if (rc != 0)
+			bench_fail(b, rc);
+	}
+	/* Release, after the resubmission: pairs with the owner's acquire load, so an
+	 * owner that sees 0 in PHASE_STOP knows no callback of its job is still going. */
+	atomic_fetch_sub_explicit(&j->in_flight, 1, memory_order_release);
+}
+
+static void *job_main(void *arg)
+{
+	struct job *j = arg;
+	struct bench *b = j->b;
+	int timeout = b->cfg.threads == 1 ? -1 : MULTI_THREAD_WAIT_MS;
+
+	bench_wait_start(b);
+	job_refill(j);
+	for (;;) {
+		int rc;
+
+		if (bench_phase(b) == PHASE_STOP &&
+		    atomic_load_explicit(&j->in_flight, memory_order_acquire) == 0)
+			break;
+		rc = auraio_wait(b->engine, timeout);
+		if (rc < 0)
+			bench_fail(b, rc);
+		if (bench_phase(b) != PHASE_STOP)
+			job_refill(j);
+	}
+	return NULL;
+}
+
+static auraio_options_t engine_options(const struct bench_config *cfg)
+{
+	auraio_options_t o;
+
+	auraio_options_init(&o);
+	o.ring_count = cfg->rings;
+	o.enable_sqpoll = cfg->sqpoll;
+	if (cfg->adaptive) {
+		/* The controller decides; --qd is the ceiling (the engine queue depth). */
+		o.queue_depth = cfg->qd;
+		o.disable_adaptive = false;
+	} else {
+		/* A fixed limit that never refuses: threads routed to the same ring (by CPU)
+		 * must all fit, so the limit is qd for every thread. */
+		o.queue_depth = cfg->qd * cfg->threads;
+		o.initial_in_flight = cfg->qd * cfg->threads;
+		o.disable_adaptive = true;
+	}
+	return o;
+}
+
+/* Buffers from the engine's pool, and their registration when asked for. */
+static int setup_buffers(struct bench *b)
+{
+	int n = b->cfg.threads * b->cfg.qd, rc = 0;
+	struct iovec *iov = calloc((size_t) n, sizeof(*iov));
+
+	if (!iov)
+		return -ENOMEM;
+	for (int i = 0; i < n && rc == 0; i++) {
+		struct slot *s = &b->jobs[i / b->cfg.qd].slots[i % b->cfg.qd];
+
+		s->buf = auraio_buffer_alloc(b->engine, b->cfg.bs);
+		if (!s->buf) {
+			rc = -errno;
+			break;
+		}
+		s->buf_index = i;
+		slot_fill(s, b->cfg.bs);
+		iov[i].iov_base = s->buf;
+		iov[i].iov_len = b->cfg.bs;
+	}
+	if (rc == 0 && b->cfg.reg_bufs) {
+		rc = auraio_register_buffers(b->engine, iov, n);
+		if (rc)
+			fprintf(stderr, "iobench: auraio_register_buffers: %s\n",
+				auraio_strerror(rc));
+	}
+	free(iov);
+	return rc;
+}
+
+static int setup(struct bench *b)
+{
+	auraio_options_t o = engine_options(&b->cfg);
+	int rc;
+
+	b->engine = auraio_create_with_options(&o);
+	if (!b->engine) {
+		rc = -errno;
+		fprintf(stderr, "iobench: auraio_create: %s\n", auraio_strerror(rc));
+		return rc;
+	}
+	if ((rc = jobs_create(b)) != 0 || (rc = setup_buffers(b)) != 0) {
+		fprintf(stderr, "iobench: setting up buffers: %s\n", auraio_strerror(rc));
+		return rc;
+	}
+	if (b->cfg.reg_files && (rc = auraio_register_files(b->engine, &b->fd, 1)) != 0) {
+		fprintf(stderr, "iobench: auraio_register_files: %s\n", auraio_strerror(rc));
+		return rc;
+	}
+	return 0;
+}
+
+static void stats_hook(struct bench *b, int phase)
+{
+	auraio_get_stats(b->engine, phase == PHASE_MEASURE ? &b->st_begin : &b->st_end);
+}
+
+int run_auraio(struct bench *b)
+{
+	int rc = setup(b);
+
+	if (rc == 0)
+		rc = bench_run_threads(b, job_main, stats_hook);
+	/* Frees the pool buffers too; nothing is in flight after the threads drained. */
+	auraio_destroy(b->engine);
+	b->engine = NULL;
+	return rc;
+}
