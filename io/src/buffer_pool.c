@@ -282,7 +282,7 @@ struct thread_cache {
 	void *stack[NUM_CLASSES][CACHE_MAX] cache_aligned;
 };
 
-static __thread struct thread_cache tls_cache;
+static TLS_IE struct thread_cache tls_cache;
 
 /* Process-wide registry of live pools: the rare path. */
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <sys/epoll.h>
 
-#include "engine.h"
+#include "backend.h"
 
 struct delivery {
 	struct auraio_request *head, *tail; /* requests with callbacks */
@@ -34,16 +34,7 @@ struct delivery {
  * next call: an event loop calls it again, and that call's one io_uring_enter both
  * submits and waits.
  */
-static __thread struct {
-	int depth;	   /* nested deliveries (a callback may poll or wait) */
-	int in_wait;	   /* inside auraio_wait */
-	struct ring *ring; /* the ring whose callbacks are running */
-} tls_dl;
-
-bool delivery_defers(const struct ring *r)
-{
-	return tls_dl.depth > 0 && tls_dl.ring == r;
-}
+TLS_IE struct delivery_tls tls_dl;
 
 /* After a dispatch of r: apply the liveness rule. */
 static void settle(struct ring *r)
@@ -181,7 +172,7 @@ static unsigned ring_publish(struct ring *r)
 	sq_lock(r);
 	atomic_store_explicit(&r->staged, 0, memory_order_relaxed);
 	atomic_store_explicit(&r->need_enter, false, memory_order_relaxed);
-	to_submit = r->ops->publish(r);
+	to_submit = backend_publish(r);
 	sq_unlock(r);
 	return to_submit;
 }
@@ -205,7 +196,7 @@ int ring_flush(struct ring *r)
 static int reap_batch(struct ring *r, struct delivery *d, bool may_enter)
 {
 	struct completion c[REAP_BATCH];
-	int n = r->ops->reap(r, c, REAP_BATCH, may_enter);
+	int n = backend_reap(r, c, REAP_BATCH, may_enter);
 
 	account(r, c, n, d);
 	return n;
@@ -299,7 +290,7 @@ void ring_drain(struct ring *r)
 	r->ops->cancel_all(r);
 	counter_add(&r->internal_submitted, 1);
 	atomic_store_explicit(&r->staged, 0, memory_order_relaxed);
-	to_submit = r->ops->publish(r);
+	to_submit = backend_publish(r);
 	sq_unlock(r);
 	if (to_submit)
 		r->ops->enter(r, to_submit);
@@ -312,7 +303,7 @@ void ring_drain(struct ring *r)
 
 /* Where this thread starts its next sweep over the rings: a per-thread rotor, so that
  * no ring starves and no shared counter is written on the completion path. */
-static __thread unsigned tls_rotor;
+static TLS_IE unsigned tls_rotor;
 
 /* Handle what is ready on every ring, without flushing and without blocking.
  * may_enter: also enter the kernel for completions parked as task work (see reap). */

@@ -63,23 +63,22 @@ void engine_log(struct auraio_engine *e, int level, const char *fmt, ...)
 		fprintf(stderr, "auraio: %s\n", msg);
 }
 
-static __thread struct {
-	unsigned cpu;
-	unsigned left;
-} tls_route;
+TLS_IE struct route_tls tls_route;
 
-struct ring *engine_pick_ring(struct auraio_engine *e)
+/* Process-unique engine ids: a cached route names the engine by pointer and id, so an
+ * engine created where a destroyed one was is never served the old rings. */
+static _Atomic uint64_t next_engine_id = 1;
+
+struct ring *engine_route_slow(struct auraio_engine *e)
 {
-	if (e->ring_count == 1)
-		return &e->rings[0];
-	if (unlikely(tls_route.left == 0)) {
-		int cpu = sched_getcpu();
+	int cpu = sched_getcpu();
+	unsigned c = cpu < 0 ? 0 : (unsigned) cpu;
 
-		tls_route.cpu = cpu < 0 ? 0 : (unsigned) cpu;
-		tls_route.left = ROUTE_REFRESH;
-	}
-	tls_route.left--;
-	return &e->rings[tls_route.cpu % e->ring_count];
+	tls_route.e = e;
+	tls_route.id = e->id;
+	tls_route.ring = &e->rings[c % e->ring_count];
+	tls_route.left = ROUTE_REFRESH - 1;
+	return tls_route.ring;
 }
 
 void engine_take_all_sq_locks(struct auraio_engine *e)
@@ -153,8 +152,8 @@ static int ring_init(struct auraio_engine *e, struct ring *r, unsigned index)
 	r->index = (uint16_t) index;
 	r->locking = !e->opts.single_thread;
 	r->queue_depth = (uint32_t) e->opts.queue_depth;
-	pthread_mutex_init(&r->sq_lock, NULL);
-	pthread_mutex_init(&r->cq_lock, NULL);
+	lock_init(&r->sq_lock);
+	lock_init(&r->cq_lock);
 	ev_init(&r->ev);
 	adaptive_init(&r->ctl, &e->opts, r->queue_depth);
 	rc = request_pool_init(&r->pool, 2 * r->queue_depth, (uint16_t) index);
@@ -170,8 +169,6 @@ static void ring_fini(struct ring *r)
 {
 	r->ops->ring_fini(r);
 	request_pool_fini(&r->pool);
-	pthread_mutex_destroy(&r->sq_lock);
-	pthread_mutex_destroy(&r->cq_lock);
 }
 
 /* Ring 0 decides the backend: io_uring, or threads when AUTO and io_uring fails. */
@@ -250,6 +247,7 @@ AURAIO_API auraio_engine_t *auraio_create_with_options(const auraio_options_t *o
 	else
 		auraio_options_init(&e->opts);
 	e->epoll_fd = -1;
+	e->id = atomic_fetch_add(&next_engine_id, 1);
 	pthread_mutex_init(&e->epoll_lock, NULL);
 	pthread_mutex_init(&e->fault_lock, NULL);
 	rc = resolve_options(e);

@@ -26,6 +26,7 @@
 #include "eventcount.h"
 #include "internal.h"
 #include "latency_hist.h"
+#include "lock.h"
 #include "request.h"
 
 struct ring;
@@ -83,7 +84,7 @@ extern const struct backend_ops backend_threads_ops;
 
 struct ring {
 	/* --- submission side: sq_lock --- */
-	pthread_mutex_t sq_lock cache_aligned;
+	struct lock sq_lock cache_aligned;
 	struct request_pool pool;
 	_Atomic uint32_t staged;    /* prepared, not yet published; written under sq_lock */
 	_Atomic uint64_t submitted; /* requests accepted; written under sq_lock */
@@ -94,7 +95,7 @@ struct ring {
 	counter_t fixed_buf_submitted;
 
 	/* --- completion side: cq_lock --- */
-	pthread_mutex_t cq_lock cache_aligned;
+	struct lock cq_lock cache_aligned;
 	_Atomic uint64_t completed; /* written under cq_lock */
 	counter_t internal_completed;
 	counter_t fixed_buf_completed;
@@ -147,6 +148,7 @@ struct buffer_pool;
 
 struct auraio_engine {
 	struct ring *rings; /* ring_count entries, each cache aligned */
+	uint64_t id;	    /* process-unique, for cached routes */
 	unsigned ring_count;
 	auraio_options_t opts; /* resolved options */
 	const struct backend_ops *ops;
@@ -176,26 +178,21 @@ struct auraio_engine {
 static inline void sq_lock(struct ring *r)
 {
 	if (r->locking)
-		pthread_mutex_lock(&r->sq_lock);
+		lock_acquire(&r->sq_lock);
 }
 static inline void sq_unlock(struct ring *r)
 {
 	if (r->locking)
-		pthread_mutex_unlock(&r->sq_lock);
-}
-static inline void cq_lock(struct ring *r)
-{
-	if (r->locking)
-		pthread_mutex_lock(&r->cq_lock);
+		lock_release(&r->sq_lock);
 }
 static inline bool cq_trylock(struct ring *r)
 {
-	return !r->locking || pthread_mutex_trylock(&r->cq_lock) == 0;
+	return !r->locking || lock_try(&r->cq_lock);
 }
 static inline void cq_unlock(struct ring *r)
 {
 	if (r->locking)
-		pthread_mutex_unlock(&r->cq_lock);
+		lock_release(&r->cq_lock);
 }
 
 static inline uint64_t ring_in_flight(const struct ring *r)
@@ -205,14 +202,49 @@ static inline uint64_t ring_in_flight(const struct ring *r)
 }
 
 /* ---- engine.c ---- */
-struct ring *engine_pick_ring(struct auraio_engine *e);
+
+/*
+ * Routing: a thread submits to the ring of the CPU it runs on. The choice is cached per
+ * thread (engine pointer + id + ring) and refreshed with sched_getcpu() every
+ * ROUTE_REFRESH submissions, so the common case is three compares and a decrement.
+ */
+struct route_tls {
+	const struct auraio_engine *e;
+	uint64_t id;
+	struct ring *ring;
+	unsigned left;
+};
+extern TLS_IE struct route_tls tls_route;
+struct ring *engine_route_slow(struct auraio_engine *e);
+
+static inline struct ring *engine_pick_ring(struct auraio_engine *e)
+{
+	if (likely(tls_route.e == e && tls_route.id == e->id && tls_route.left)) {
+		tls_route.left--;
+		return tls_route.ring;
+	}
+	return engine_route_slow(e);
+}
+
 void engine_log(struct auraio_engine *e, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void engine_take_all_sq_locks(struct auraio_engine *e);
 void engine_drop_all_sq_locks(struct auraio_engine *e);
 
 /* ---- complete.c ---- */
-bool delivery_defers(const struct ring *r);		/* is this thread running r's callbacks? */
+/* This thread's delivery state (complete.c explains the rules). */
+struct delivery_tls {
+	int depth;	   /* nested deliveries (a callback may poll or wait) */
+	int in_wait;	   /* inside auraio_wait */
+	struct ring *ring; /* the ring whose callbacks are running, NULL if none */
+};
+extern TLS_IE struct delivery_tls tls_dl;
+
+/* Is this thread running r's callbacks (so submissions to r are deferred)? */
+static inline bool delivery_defers(const struct ring *r)
+{
+	return tls_dl.ring == r;
+}
 int ring_reap_dispatch(struct ring *r, bool may_enter); /* trylock; non-blocking */
 int ring_wait_dispatch(struct ring *r, int64_t timeout_ns,
 		       struct auraio_request *want); /* may block */

@@ -20,6 +20,11 @@
 #define MIN(a, b)     ((a) < (b) ? (a) : (b))
 #define MAX(a, b)     ((a) > (b) ? (a) : (b))
 
+/* Thread-local state of the library. initial-exec: one fs-relative load per access
+ * instead of a __tls_get_addr call (the library is built position-independent, which
+ * would otherwise use the general-dynamic model on every hot-path access). */
+#define TLS_IE __thread __attribute__((tls_model("initial-exec")))
+
 #define NSEC_PER_SEC  1000000000ull
 #define NSEC_PER_MSEC 1000000ull
 

@@ -35,8 +35,6 @@ void hist_snapshot(const struct latency_hist *h, struct hist_snapshot *out)
 		out->count[i] = counter_get(&h->count[i]);
 		total += out->count[i];
 	}
-	/* Sum the buckets rather than trusting h->total: the two are read at slightly
-	 * different moments while the writer runs. */
 	out->total = total;
 	out->max_ns = counter_get(&h->max_ns);
 }

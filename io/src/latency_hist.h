@@ -20,7 +20,6 @@
 
 struct latency_hist {
 	counter_t count[HIST_BUCKETS];
-	counter_t total;
 	counter_t max_ns;
 };
 
@@ -40,8 +39,7 @@ static inline unsigned hist_bucket(uint64_t ns)
 static inline void hist_record(struct latency_hist *h, uint64_t ns)
 {
 	counter_add(&h->count[hist_bucket(ns)], 1);
-	counter_add(&h->total, 1);
-	if (ns > counter_get(&h->max_ns))
+	if (unlikely(ns > counter_get(&h->max_ns)))
 		atomic_store_explicit(&h->max_ns, ns, memory_order_relaxed);
 }
 

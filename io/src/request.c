@@ -41,22 +41,6 @@ void request_pool_fini(struct request_pool *pool)
 	pool->reqs = NULL;
 }
 
-struct auraio_request *request_alloc(struct request_pool *pool)
-{
-	struct auraio_request *req = pool->free_head;
-
-	if (unlikely(!req)) {
-		/* Acquire pairs with the release in request_release_list: the fields the
-		 * releasing thread wrote (state, fault_iov) are visible before reuse. */
-		req = atomic_exchange_explicit(&pool->returned, NULL, memory_order_acquire);
-		if (!req)
-			return NULL;
-	}
-	pool->free_head = req->next;
-	req->gen++;
-	return req;
-}
-
 void request_unalloc(struct request_pool *pool, struct auraio_request *req)
 {
 	atomic_store_explicit(&req->state, REQ_FREE, memory_order_relaxed);

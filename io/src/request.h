@@ -95,7 +95,21 @@ int request_pool_init(struct request_pool *pool, uint32_t nreqs, uint16_t ring);
 void request_pool_fini(struct request_pool *pool);
 
 /* Under sq_lock. NULL when the pool is empty. Bumps the generation. */
-struct auraio_request *request_alloc(struct request_pool *pool);
+static inline struct auraio_request *request_alloc(struct request_pool *pool)
+{
+	struct auraio_request *req = pool->free_head;
+
+	if (unlikely(!req)) {
+		/* Acquire pairs with the release in request_release_list: the fields the
+		 * releasing thread wrote (state, fault_iov) are visible before reuse. */
+		req = atomic_exchange_explicit(&pool->returned, NULL, memory_order_acquire);
+		if (!req)
+			return NULL;
+	}
+	pool->free_head = req->next;
+	req->gen++;
+	return req;
+}
 
 /* Undo request_alloc (under sq_lock) for a request that was never submitted. */
 void request_unalloc(struct request_pool *pool, struct auraio_request *req);

@@ -20,14 +20,14 @@
 #include <liburing.h>
 #include <stdlib.h>
 
-#include "engine.h"
+#include "backend.h"
 
 #ifndef RWF_DSYNC
 #define RWF_DSYNC 0x00000002
 #endif
 
 /* Checks that need no registration table; run before taking the lock. */
-static int validate_op(const auraio_op_t *op)
+static inline __attribute__((always_inline)) int validate_op(const auraio_op_t *op)
 {
 	if (unlikely(op->fd < 0))
 		return -EINVAL;
@@ -59,9 +59,10 @@ static int validate_op(const auraio_op_t *op)
 	return op->flags ? -EINVAL : 0;
 }
 
-/* Registered buffer reference -> address (sq_lock held). */
-static int resolve_fixed_buf(struct auraio_engine *e, const auraio_op_t *op,
-			     struct auraio_request *req)
+/* Registered buffer reference -> address (sq_lock held). Out of line: keeps the common
+ * path's register pressure (and so every call's prologue) small. */
+static __attribute__((noinline)) int
+resolve_fixed_buf(struct auraio_engine *e, const auraio_op_t *op, struct auraio_request *req)
 {
 	const struct buf_table *bt = &e->bufs;
 	unsigned idx = (unsigned) op->buf.u.fixed.index;
@@ -87,7 +88,8 @@ static bool aligned(uint64_t v, uint32_t a)
 }
 
 /* O_DIRECT alignment of a registered file, checked before the kernel sees it. */
-static int check_direct(const struct file_slot *fs, const struct auraio_request *req)
+static __attribute__((noinline)) int check_direct(const struct file_slot *fs,
+						  const struct auraio_request *req)
 {
 	if (req->opcode == AURAIO_OP_FSYNC)
 		return 0;
@@ -108,7 +110,8 @@ static int check_direct(const struct file_slot *fs, const struct auraio_request 
 	return 0;
 }
 
-static int resolve_file(struct auraio_engine *e, struct auraio_request *req)
+static inline __attribute__((always_inline)) int resolve_file(struct auraio_engine *e,
+							      struct auraio_request *req)
 {
 	const struct file_table *ft = &e->files;
 	const struct file_slot *fs;
@@ -123,8 +126,9 @@ static int resolve_file(struct auraio_engine *e, struct auraio_request *req)
 }
 
 /* Fill the submission fields of req from op (targeted stores, no memset). */
-static int request_init(struct auraio_engine *e, struct auraio_request *req, const auraio_op_t *op,
-			uint64_t now)
+static inline __attribute__((always_inline)) int request_init(struct auraio_engine *e,
+							      struct auraio_request *req,
+							      const auraio_op_t *op, uint64_t now)
 {
 	req->opcode = (uint8_t) op->opcode;
 	req->flags = op->cb ? 0 : REQF_WAITABLE;
@@ -167,7 +171,8 @@ static int request_init(struct auraio_engine *e, struct auraio_request *req, con
 
 /* Room for n more? A chain longer than the current limit may still go when the ring is
  * idle, so a low adaptive limit can never starve it. */
-static bool has_room(struct ring *r, unsigned n, uint64_t in_flight)
+static inline __attribute__((always_inline)) bool has_room(struct ring *r, unsigned n,
+							   uint64_t in_flight)
 {
 	uint32_t limit = adaptive_limit(&r->ctl);
 
@@ -183,8 +188,9 @@ static void unwind(struct ring *r, struct auraio_request **reqs, int n)
 }
 
 /* sq_lock held: allocate and fill n requests. 0 or -errno (nothing allocated then). */
-static int fill_chain(struct auraio_engine *e, struct ring *r, const auraio_op_t *ops, int n,
-		      struct auraio_request **reqs)
+static inline __attribute__((always_inline)) int fill_chain(struct auraio_engine *e, struct ring *r,
+							    const auraio_op_t *ops, int n,
+							    struct auraio_request **reqs)
 {
 	uint64_t now = now_ns();
 
@@ -218,12 +224,12 @@ static int fill_chain(struct auraio_engine *e, struct ring *r, const auraio_op_t
 
 /* sq_lock held: stage the chain; returns how many entries to push into the kernel.
  * Inside a callback nothing is pushed: the delivering poll/wait does that (complete.c). */
-static unsigned stage_chain(struct ring *r, struct auraio_request **reqs, int n, uint64_t in_flight,
-			    bool defer)
+static inline __attribute__((always_inline)) unsigned
+stage_chain(struct ring *r, struct auraio_request **reqs, int n, uint64_t in_flight, bool defer)
 {
 	uint32_t staged;
 
-	r->ops->stage(r, reqs, n);
+	backend_stage(r, reqs, n);
 	atomic_store_explicit(
 	    &r->submitted, atomic_load_explicit(&r->submitted, memory_order_relaxed) + (uint64_t) n,
 	    memory_order_relaxed);
@@ -233,10 +239,13 @@ static unsigned stage_chain(struct ring *r, struct auraio_request **reqs, int n,
 		return 0;
 	}
 	atomic_store_explicit(&r->staged, 0, memory_order_relaxed);
-	return r->ops->publish(r);
+	return backend_publish(r);
 }
 
-int submit_ops(struct auraio_engine *e, const auraio_op_t *ops, int n, struct auraio_request **reqs)
+/* The whole submission; always inlined so that each public call is specialised for its
+ * opcode and n == 1 (the op struct and the validation switch fold away). */
+static inline __attribute__((always_inline)) int
+submit_inline(struct auraio_engine *e, const auraio_op_t *ops, int n, struct auraio_request **reqs)
 {
 	struct ring *r;
 	uint64_t in_flight;
@@ -271,7 +280,13 @@ int submit_ops(struct auraio_engine *e, const auraio_op_t *ops, int n, struct au
 	return 0;
 }
 
-static auraio_request_t *submit_one(auraio_engine_t *e, const auraio_op_t *op)
+int submit_ops(struct auraio_engine *e, const auraio_op_t *ops, int n, struct auraio_request **reqs)
+{
+	return submit_inline(e, ops, n, reqs);
+}
+
+static inline __attribute__((always_inline)) auraio_request_t *submit_one(auraio_engine_t *e,
+									  const auraio_op_t *op)
 {
 	struct auraio_request *req;
 	int rc;
@@ -280,7 +295,7 @@ static auraio_request_t *submit_one(auraio_engine_t *e, const auraio_op_t *op)
 		errno = EINVAL;
 		return NULL;
 	}
-	rc = submit_ops(e, op, 1, &req);
+	rc = submit_inline(e, op, 1, &req);
 	if (unlikely(rc)) {
 		errno = -rc;
 		return NULL;
@@ -288,9 +303,9 @@ static auraio_request_t *submit_one(auraio_engine_t *e, const auraio_op_t *op)
 	return req;
 }
 
-static auraio_request_t *submit_rw(auraio_engine_t *e, auraio_opcode_t opc, int fd,
-				   auraio_buf_t buf, size_t len, off_t offset, auraio_callback_t cb,
-				   void *user_data)
+static inline __attribute__((always_inline)) auraio_request_t *
+submit_rw(auraio_engine_t *e, auraio_opcode_t opc, int fd, auraio_buf_t buf, size_t len,
+	  off_t offset, auraio_callback_t cb, void *user_data)
 {
 	auraio_op_t op;
 
@@ -307,9 +322,9 @@ static auraio_request_t *submit_rw(auraio_engine_t *e, auraio_opcode_t opc, int 
 	return submit_one(e, &op);
 }
 
-static auraio_request_t *submit_vec(auraio_engine_t *e, auraio_opcode_t opc, int fd,
-				    const struct iovec *iov, int iovcnt, off_t offset,
-				    auraio_callback_t cb, void *user_data)
+static inline __attribute__((always_inline)) auraio_request_t *
+submit_vec(auraio_engine_t *e, auraio_opcode_t opc, int fd, const struct iovec *iov, int iovcnt,
+	   off_t offset, auraio_callback_t cb, void *user_data)
 {
 	auraio_op_t op;
 
@@ -416,7 +431,7 @@ AURAIO_API int auraio_cancel(auraio_engine_t *e, auraio_request_t *req)
 	if (rc == 0)
 		counter_add(&r->internal_submitted, 1);
 	atomic_store_explicit(&r->staged, 0, memory_order_relaxed);
-	to_submit = r->ops->publish(r);
+	to_submit = backend_publish(r);
 	sq_unlock(r);
 	if (to_submit)
 		r->ops->enter(r, to_submit);

@@ -42,7 +42,8 @@ struct bench_config {
 	const char *json;   /* --json FILE, "-" = stdout, NULL = none */
 	enum bench_engine engine;
 	uint64_t seed;
-	bool quiet; /* --quiet: no progress lines */
+	bool quiet;	    /* --quiet: no progress lines */
+	bool single_thread; /* --single-thread: the engine's lock-free single-thread mode */
 };
 
 /* Run phases, in order. Completions are recorded only in MEASURE; nothing is

@@ -32,6 +32,7 @@ enum {
 	OPT_ENGINE,
 	OPT_SEED,
 	OPT_QUIET,
+	OPT_SINGLE,
 	OPT_HELP,
 };
 
@@ -56,34 +57,37 @@ static const struct option long_opts[] = {
 	{ "engine", required_argument, NULL, OPT_ENGINE },
 	{ "seed", required_argument, NULL, OPT_SEED },
 	{ "quiet", no_argument, NULL, OPT_QUIET },
+	{ "single-thread", no_argument, NULL, OPT_SINGLE },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
 };
 
 void options_usage(FILE *out)
 {
-	fprintf(out,
-		"usage: iobench --file PATH [options]\n"
-		"  --rw MODE              randread (default), randwrite, read, write\n"
-		"  --bs N                 block size in bytes, k/m/g suffix (default 4k)\n"
-		"  --qd N                 I/Os in flight per thread (default 32)\n"
-		"  --adaptive             let the engine's adaptive in-flight limit decide\n"
-		"                         (submit until EAGAIN; --qd is the engine queue depth)\n"
-		"  --direct               open the file with O_DIRECT\n"
-		"  --registered-files     register the file with the ring(s)\n"
-		"  --registered-buffers   register the I/O buffers with the ring(s)\n"
-		"  --sqpoll               kernel submission polling thread\n"
-		"  --defer-taskrun        liburing engine: SINGLE_ISSUER + DEFER_TASKRUN (as fio)\n"
-		"  --threads N            submitting threads (default 1)\n"
-		"  --rings N              engine rings (default 0 = engine default)\n"
-		"  --runtime SECONDS      measured time, fractions allowed (default 10)\n"
-		"  --ramp SECONDS         warm-up excluded from the results (default 0)\n"
-		"  --file PATH            file to use (existing contents are used as is)\n"
-		"  --size N               create or extend the file to N bytes by writing data\n"
-		"  --json FILE            also write the results as JSON to FILE ('-' = stdout)\n"
-		"  --engine NAME          auraio (default) or liburing (hand-written baseline)\n"
-		"  --seed N               random seed (default 1)\n"
-		"  --quiet                no progress lines\n");
+	fprintf(
+	    out,
+	    "usage: iobench --file PATH [options]\n"
+	    "  --rw MODE              randread (default), randwrite, read, write\n"
+	    "  --bs N                 block size in bytes, k/m/g suffix (default 4k)\n"
+	    "  --qd N                 I/Os in flight per thread (default 32)\n"
+	    "  --adaptive             let the engine's adaptive in-flight limit decide\n"
+	    "                         (submit until EAGAIN; --qd is the engine queue depth)\n"
+	    "  --direct               open the file with O_DIRECT\n"
+	    "  --registered-files     register the file with the ring(s)\n"
+	    "  --registered-buffers   register the I/O buffers with the ring(s)\n"
+	    "  --sqpoll               kernel submission polling thread\n"
+	    "  --defer-taskrun        liburing engine: SINGLE_ISSUER + DEFER_TASKRUN (as fio)\n"
+	    "  --threads N            submitting threads (default 1)\n"
+	    "  --rings N              engine rings (default 0 = engine default)\n"
+	    "  --single-thread        engine single_thread mode: no locks, one ring (--threads 1)\n"
+	    "  --runtime SECONDS      measured time, fractions allowed (default 10)\n"
+	    "  --ramp SECONDS         warm-up excluded from the results (default 0)\n"
+	    "  --file PATH            file to use (existing contents are used as is)\n"
+	    "  --size N               create or extend the file to N bytes by writing data\n"
+	    "  --json FILE            also write the results as JSON to FILE ('-' = stdout)\n"
+	    "  --engine NAME          auraio (default) or liburing (hand-written baseline)\n"
+	    "  --seed N               random seed (default 1)\n"
+	    "  --quiet                no progress lines\n");
 }
 
 /* "4096", "4k", "2g" (binary multiples). 0 or -EINVAL. */
@@ -207,6 +211,9 @@ static bool apply_flag(struct bench_config *cfg, int c)
 		break;
 	case OPT_QUIET:
 		flag = &cfg->quiet;
+		break;
+	case OPT_SINGLE:
+		flag = &cfg->single_thread;
 		break;
 	default:
 		return false;

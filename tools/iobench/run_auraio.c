@@ -141,7 +141,8 @@ static auraio_options_t engine_options(const struct bench_config *cfg)
 	auraio_options_t o;
 
 	auraio_options_init(&o);
-	o.ring_count = cfg->rings;
+	o.ring_count = cfg->single_thread ? 1 : cfg->rings;
+	o.single_thread = cfg->single_thread;
 	o.enable_sqpoll = cfg->sqpoll;
 	if (cfg->adaptive) {
 		/* The controller decides; --qd is the ceiling (the engine queue depth). */
