@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * adaptive.h - a ring's concurrency controller: the in-flight limit and the submit batch
- * threshold. The hot state sits alone in its own cache line, read on every submission
- * through the static inline getters; the statistics the controller decides from live in
- * separate lines.
+ * threshold, tuned by AIMD under a P99 guard (docs/aimd.md is the specification).
  *
- * Invariant: 1 <= batch_threshold <= limit <= queue_depth.
+ * Layout: the hot state (limit, batch threshold, phase) is alone in the first cache
+ * line, read by every submitter through the static inline getters. The window being
+ * measured and the decision state follow in their own lines; only the cq_lock holder
+ * touches them (adaptive_sample per completion, adaptive_close_window per window).
+ *
+ * Invariant: 1 <= min_limit <= limit <= max_limit (queue_depth) and
+ *            1 <= batch_threshold <= max(1, limit / 2) when adaptive.
  */
 #ifndef AURAIO_ADAPTIVE_H
 #define AURAIO_ADAPTIVE_H
@@ -17,14 +21,73 @@
 #include "auraio.h"
 #include "internal.h"
 
+/* The window rule (docs/aimd.md). */
+#define WINDOW_MIN_NS	   (5 * NSEC_PER_MSEC)
+#define WINDOW_MAX_NS	   (1000 * NSEC_PER_MSEC)
+#define WINDOW_TARGET	   128
+#define WINDOW_MIN_SAMPLES 20
+
+/* Window latency histogram: units of 256 ns, 8 sub-buckets per power of two. */
+#define WHIST_SHIFT   8
+#define WHIST_SUB     8
+#define WHIST_BUCKETS 432
+
+#define PROBE_MAX 96 /* entries in a probe's (limit, throughput) table */
+
+struct probe_point {
+	uint32_t limit;
+	double iops;
+};
+
+/* Cumulative counters the engine hands in when a window closes. */
+struct adaptive_inputs {
+	uint64_t eagain;	 /* submits refused at the limit, ever */
+	uint32_t peak_in_flight; /* highest in-flight seen during this window */
+	uint64_t syscalls;	 /* submit enters, ever */
+	uint64_t sqes;		 /* SQEs submitted, ever */
+	uint64_t batch_wait_ns;	 /* total time staged batches waited before being sent */
+	uint64_t batches;	 /* batches sent */
+};
+
 struct adaptive {
-	/* hot line: written by the controller, read by every submitter */
+	/* --- hot: read on every submission --- */
 	_Atomic uint32_t limit cache_aligned;
 	_Atomic uint32_t batch_threshold;
 	_Atomic uint32_t phase; /* auraio_phase_t */
 	uint32_t min_limit;
 	uint32_t max_limit;
 	bool enabled;
+
+	/* --- the window being measured (cq_lock holder) --- */
+	uint64_t win_start cache_aligned;
+	uint64_t win_lat_sum;
+	uint64_t guard_ns;
+	uint32_t win_n;
+	uint32_t win_over; /* samples above the guard */
+	uint32_t whist[WHIST_BUCKETS];
+
+	/* --- decision state (cq_lock holder) --- */
+	struct probe_point probe[PROBE_MAX];
+	int nprobe;
+	uint32_t prev_limit; /* 0: no previous probe window */
+	double prev_iops;
+	int nongain;
+	bool exploring;	       /* this probe started from STEADY */
+	uint32_t after_drain;  /* phase to enter when the drain window ends */
+	uint32_t ceiling;      /* 0 = none */
+	uint32_t ceiling_left; /* windows the ceiling still holds */
+	uint32_t ceiling_hold; /* windows a new ceiling holds (doubles on repeats) */
+	double ref_iops;       /* STEADY throughput reference */
+	double noise;	       /* STEADY relative window-to-window deviation */
+	int change_count;
+	uint32_t steady_windows;
+	struct adaptive_inputs last; /* counters at the previous window close */
+	uint32_t last_n;	     /* samples in the last closed window (tests) */
+
+	/* --- reported (relaxed atomics: read by stats readers) --- */
+	_Atomic uint64_t rep_window_ns;
+	_Atomic uint64_t rep_p99_ns;
+	_Atomic uint64_t rep_iops;
 };
 
 static inline uint32_t adaptive_limit(const struct adaptive *c)
@@ -43,18 +106,49 @@ static inline auraio_phase_t adaptive_phase(const struct adaptive *c)
 						     memory_order_relaxed);
 }
 
+static inline unsigned whist_bucket(uint64_t ns)
+{
+	uint64_t v = ns >> WHIST_SHIFT;
+	unsigned msb, b;
+
+	if (v < WHIST_SUB)
+		return (unsigned) v;
+	msb = 63u - (unsigned) __builtin_clzll(v);
+	b = (msb - 2) * WHIST_SUB + (unsigned) ((v >> (msb - 3)) & (WHIST_SUB - 1));
+	return b < WHIST_BUCKETS ? b : WHIST_BUCKETS - 1;
+}
+
+/* cq_lock held: one completion took lat_ns; `now` is the batch's completion time. */
+static inline void adaptive_sample(struct adaptive *c, uint64_t lat_ns, uint64_t now)
+{
+	if (unlikely(c->win_n == 0))
+		c->win_start = now;
+	c->win_n++;
+	c->win_lat_sum += lat_ns;
+	c->win_over += lat_ns > c->guard_ns;
+	c->whist[whist_bucket(lat_ns)]++;
+}
+
+/* Has the current window reached its end (the window rule)? */
+static inline bool adaptive_window_due(const struct adaptive *c, uint64_t now)
+{
+	uint64_t t = now - c->win_start;
+
+	return (c->win_n >= WINDOW_TARGET && t >= WINDOW_MIN_NS) ||
+	       (c->win_n >= WINDOW_MIN_SAMPLES && t >= WINDOW_MAX_NS);
+}
+
 /* Resolve the options into a controller for a ring of queue_depth slots. */
 void adaptive_init(struct adaptive *c, const auraio_options_t *o, uint32_t queue_depth);
+
+/* cq_lock held: end the window at `now` and decide (docs/aimd.md). */
+void adaptive_close_window(struct adaptive *c, uint64_t now, const struct adaptive_inputs *in);
 
 /* Controller fields of the ring stats (phase, window, window P99/IOPS). */
 void adaptive_fill_stats(const struct adaptive *c, auraio_ring_stats_t *s);
 
-/* cq_lock held: `n` completions were just accounted at time `now`. */
-static inline void adaptive_on_batch(struct adaptive *c, uint32_t n, uint64_t now)
-{
-	(void) c;
-	(void) n;
-	(void) now;
-}
+/* Does a window of n samples with k above the guard show P99 > guard? (exposed for
+ * tests: the binomial test of docs/aimd.md) */
+bool adaptive_guard_test(uint32_t n, uint32_t k);
 
 #endif

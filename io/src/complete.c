@@ -47,6 +47,8 @@ static void settle(struct ring *r)
 
 static void account_one(struct ring *r, struct auraio_request *req, int64_t res, uint64_t now)
 {
+	uint64_t lat;
+
 	if (req->flags & REQF_FAULT)
 		res = req->fault_result;
 	req->result = res;
@@ -60,7 +62,25 @@ static void account_one(struct ring *r, struct auraio_request *req, int64_t res,
 	}
 	if (req->flags & REQF_FIXED_BUF)
 		counter_add(&r->fixed_buf_completed, 1);
-	hist_record(&r->hist, now > req->submit_ns ? now - req->submit_ns : 0);
+	lat = now > req->submit_ns ? now - req->submit_ns : 0;
+	hist_record(&r->hist, lat);
+	adaptive_sample(&r->ctl, lat, now);
+}
+
+/* cq_lock held: the controller's window ended - hand it the submit side's counters. */
+static void close_window(struct ring *r, uint64_t now)
+{
+	struct adaptive_inputs in = {
+		.eagain = counter_get(&r->eagain),
+		.peak_in_flight =
+		    atomic_exchange_explicit(&r->peak_in_flight, 0, memory_order_relaxed),
+		.syscalls = counter_get(&r->syscalls),
+		.sqes = counter_get(&r->sqes),
+		.batch_wait_ns = counter_get(&r->batch_wait_ns),
+		.batches = counter_get(&r->batches),
+	};
+
+	adaptive_close_window(&r->ctl, now, &in);
 }
 
 /*
@@ -113,7 +133,8 @@ static void account(struct ring *r, const struct completion *c, int n, struct de
 			      atomic_load_explicit(&r->completed, memory_order_relaxed) +
 				  (uint64_t) d->count,
 			      memory_order_relaxed);
-	adaptive_on_batch(&r->ctl, (uint32_t) d->count, now);
+	if (d->count && adaptive_window_due(&r->ctl, now))
+		close_window(r, now);
 }
 
 /* No lock held: run callbacks, complete waitable requests, recycle the rest. */
@@ -170,7 +191,7 @@ static unsigned ring_publish(struct ring *r)
 	    !atomic_load_explicit(&r->need_enter, memory_order_relaxed))
 		return 0;
 	sq_lock(r);
-	atomic_store_explicit(&r->staged, 0, memory_order_relaxed);
+	batch_sent(r, now_ns());
 	atomic_store_explicit(&r->need_enter, false, memory_order_relaxed);
 	to_submit = backend_publish(r);
 	sq_unlock(r);
@@ -289,7 +310,7 @@ void ring_drain(struct ring *r)
 	sq_lock(r);
 	r->ops->cancel_all(r);
 	counter_add(&r->internal_submitted, 1);
-	atomic_store_explicit(&r->staged, 0, memory_order_relaxed);
+	batch_sent(r, now_ns());
 	to_submit = backend_publish(r);
 	sq_unlock(r);
 	if (to_submit)

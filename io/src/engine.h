@@ -93,6 +93,10 @@ struct ring {
 	counter_t eagain;
 	counter_t internal_submitted; /* cancel ops; written under sq_lock */
 	counter_t fixed_buf_submitted;
+	_Atomic uint32_t peak_in_flight; /* this window's peak; the controller resets it */
+	uint64_t batch_open_ns;		 /* when the staged batch got its first entry */
+	counter_t batch_wait_ns;	 /* total time batches waited before being sent */
+	counter_t batches;		 /* batches sent */
 
 	/* --- completion side: cq_lock --- */
 	struct lock cq_lock cache_aligned;
@@ -193,6 +197,16 @@ static inline void cq_unlock(struct ring *r)
 {
 	if (r->locking)
 		lock_release(&r->cq_lock);
+}
+
+/* sq_lock held: the staged batch is being sent at `now`; account how long it waited. */
+static inline void batch_sent(struct ring *r, uint64_t now)
+{
+	if (atomic_load_explicit(&r->staged, memory_order_relaxed) == 0)
+		return;
+	counter_add(&r->batch_wait_ns, now - r->batch_open_ns);
+	counter_add(&r->batches, 1);
+	atomic_store_explicit(&r->staged, 0, memory_order_relaxed);
 }
 
 static inline uint64_t ring_in_flight(const struct ring *r)

@@ -189,11 +189,9 @@ static void unwind(struct ring *r, struct auraio_request **reqs, int n)
 
 /* sq_lock held: allocate and fill n requests. 0 or -errno (nothing allocated then). */
 static inline __attribute__((always_inline)) int fill_chain(struct auraio_engine *e, struct ring *r,
-							    const auraio_op_t *ops, int n,
-							    struct auraio_request **reqs)
+							    uint64_t now, const auraio_op_t *ops,
+							    int n, struct auraio_request **reqs)
 {
-	uint64_t now = now_ns();
-
 	for (int i = 0; i < n; i++) {
 		int rc;
 
@@ -224,21 +222,30 @@ static inline __attribute__((always_inline)) int fill_chain(struct auraio_engine
 
 /* sq_lock held: stage the chain; returns how many entries to push into the kernel.
  * Inside a callback nothing is pushed: the delivering poll/wait does that (complete.c). */
-static inline __attribute__((always_inline)) unsigned
-stage_chain(struct ring *r, struct auraio_request **reqs, int n, uint64_t in_flight, bool defer)
+static inline __attribute__((always_inline)) unsigned stage_chain(struct ring *r,
+								  struct auraio_request **reqs,
+								  int n, uint64_t in_flight,
+								  bool defer, uint64_t now)
 {
-	uint32_t staged;
+	uint32_t before = atomic_load_explicit(&r->staged, memory_order_relaxed);
+	uint32_t staged = before + (uint32_t) n;
 
 	backend_stage(r, reqs, n);
 	atomic_store_explicit(
 	    &r->submitted, atomic_load_explicit(&r->submitted, memory_order_relaxed) + (uint64_t) n,
 	    memory_order_relaxed);
-	staged = atomic_load_explicit(&r->staged, memory_order_relaxed) + (uint32_t) n;
-	if (defer || (staged < adaptive_batch_threshold(&r->ctl) && in_flight > 0)) {
-		atomic_store_explicit(&r->staged, staged, memory_order_relaxed);
+	/* The controller's demand signal: the highest in-flight this window. A racy max
+	 * (the controller resets it with an exchange) can only lose a peak, never invent one. */
+	if (in_flight + (uint64_t) n >
+	    atomic_load_explicit(&r->peak_in_flight, memory_order_relaxed))
+		atomic_store_explicit(&r->peak_in_flight, (uint32_t) (in_flight + (uint64_t) n),
+				      memory_order_relaxed);
+	if (before == 0)
+		r->batch_open_ns = now;
+	atomic_store_explicit(&r->staged, staged, memory_order_relaxed);
+	if (defer || (staged < adaptive_batch_threshold(&r->ctl) && in_flight > 0))
 		return 0;
-	}
-	atomic_store_explicit(&r->staged, 0, memory_order_relaxed);
+	batch_sent(r, now);
 	return backend_publish(r);
 }
 
@@ -248,7 +255,7 @@ static inline __attribute__((always_inline)) int
 submit_inline(struct auraio_engine *e, const auraio_op_t *ops, int n, struct auraio_request **reqs)
 {
 	struct ring *r;
-	uint64_t in_flight;
+	uint64_t in_flight, now;
 	unsigned to_submit;
 	bool defer;
 	int rc;
@@ -267,13 +274,14 @@ submit_inline(struct auraio_engine *e, const auraio_op_t *ops, int n, struct aur
 		r->ops->kick(r);
 		return -EAGAIN;
 	}
-	rc = fill_chain(e, r, ops, n, reqs);
+	now = now_ns();
+	rc = fill_chain(e, r, now, ops, n, reqs);
 	if (unlikely(rc)) {
 		sq_unlock(r);
 		return rc;
 	}
 	defer = delivery_defers(r);
-	to_submit = stage_chain(r, reqs, n, in_flight, defer);
+	to_submit = stage_chain(r, reqs, n, in_flight, defer, now);
 	sq_unlock(r);
 	if (to_submit && r->ops->enter(r, to_submit) < 0)
 		atomic_store_explicit(&r->need_enter, true, memory_order_relaxed);
@@ -430,7 +438,7 @@ AURAIO_API int auraio_cancel(auraio_engine_t *e, auraio_request_t *req)
 	rc = r->ops->cancel(r, req);
 	if (rc == 0)
 		counter_add(&r->internal_submitted, 1);
-	atomic_store_explicit(&r->staged, 0, memory_order_relaxed);
+	batch_sent(r, now_ns());
 	to_submit = backend_publish(r);
 	sq_unlock(r);
 	if (to_submit)

@@ -9,9 +9,20 @@
 static auraio_engine_t *engine;
 static int fd;
 
+/* A fixed in-flight limit (queue_depth): these tests keep many requests in flight and are
+ * about completion semantics, not the adaptive controller. */
+static auraio_engine_t *fixed_engine(void)
+{
+	auraio_options_t o;
+
+	auraio_options_init(&o);
+	o.disable_adaptive = true;
+	return auraio_create_with_options(&o);
+}
+
 static void setup(void)
 {
-	engine = auraio_create();
+	engine = fixed_engine();
 	cr_assert_not_null(engine);
 	fd = temp_file(1 << 20, 0);
 }
@@ -175,7 +186,7 @@ Test(completion, a_waiter_wakes_when_another_thread_reaps_its_completion)
 
 Test(completion, destroy_with_io_in_flight_delivers_every_callback_first)
 {
-	auraio_engine_t *e = auraio_create();
+	auraio_engine_t *e = fixed_engine();
 	struct recorder rec = { 0 };
 	int p[2];
 	char b[16];

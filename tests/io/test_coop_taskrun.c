@@ -72,6 +72,7 @@ Test(coop_taskrun, task_work_completions_reach_a_busy_polling_reaper_far_below_o
 
 	auraio_options_init(&o);
 	o.ring_count = 1;
+	o.disable_adaptive = true; /* keep the full depth in flight */
 	e = auraio_create_with_options(&o);
 	cr_assert_not_null(e);
 	cr_assert_eq(auraio_get_stats(e, &st), 0);
@@ -154,6 +155,7 @@ Test(coop_taskrun, page_cache_reads_complete_far_below_one_timer_tick)
 
 	auraio_options_init(&o);
 	o.ring_count = 1;
+	o.disable_adaptive = true; /* keep the full depth in flight */
 	o.queue_depth = DEPTH;
 	b.e = auraio_create_with_options(&o);
 	cr_assert_not_null(b.e);
