@@ -25,7 +25,7 @@
 #define EXPLORE_EVERY	    50
 #define CHANGE_FRACTION	    0.25
 #define CHANGE_WINDOWS	    3
-#define REPROBE_DIVISOR	    8
+#define CHANGE_MIN_NS	    (100 * NSEC_PER_MSEC)
 #define REF_WEIGHT	    0.25
 #define NOISE_MULTIPLE	    3.0
 #define GUARD_ALPHA	    0.05
@@ -166,6 +166,7 @@ static void probe_reset(struct adaptive *c)
 	c->nprobe = 0;
 	c->prev_limit = 0;
 	c->nongain = 0;
+	c->descending = false;
 }
 
 static void probe_record(struct adaptive *c, uint32_t limit, double iops)
@@ -251,6 +252,22 @@ static void probe_window(struct adaptive *c, double iops)
 	bool gain = true;
 
 	probe_record(c, limit, iops);
+	if (c->descending) {
+		/* still as fast with half the depth: the knee is lower yet */
+		if (iops >= KNEE_FRACTION * c->prev_iops && limit > c->min_limit) {
+			c->prev_limit = limit;
+			c->prev_iops = iops;
+			move_to(c, limit / 2, AURAIO_PHASE_DRAIN, AURAIO_PHASE_PROBE);
+			return;
+		}
+		c->descending = false; /* depth matters here: climb from this base */
+		c->prev_limit = limit;
+		c->prev_iops = iops;
+		c->nongain = 0;
+		if (limit < cap(c))
+			set_limit(c, MIN(cap(c), limit + step(limit)));
+		return;
+	}
 	if (c->prev_limit && limit > c->prev_limit && c->prev_iops > 0) {
 		double expected = (double) limit / c->prev_limit - 1;
 
@@ -275,18 +292,36 @@ static void probe_window(struct adaptive *c, double iops)
 	settle(c);
 }
 
-static void steady_window(struct adaptive *c, double iops)
+/* Re-probe after a change: first descend (halving while throughput holds), then climb.
+ * A probe that only climbs could not find a knee that moved down. */
+static void reprobe(struct adaptive *c, double iops)
+{
+	uint32_t limit = adaptive_limit(c);
+
+	probe_reset(c);
+	c->exploring = false;
+	c->descending = limit > c->min_limit;
+	c->prev_limit = limit;
+	c->prev_iops = iops;
+	probe_record(c, limit, iops);
+	if (c->descending)
+		move_to(c, limit / 2, AURAIO_PHASE_DRAIN, AURAIO_PHASE_PROBE);
+	else
+		set_phase(c, AURAIO_PHASE_PROBE);
+}
+
+static void steady_window(struct adaptive *c, double iops, uint64_t now)
 {
 	uint32_t limit = adaptive_limit(c);
 
 	c->steady_windows++;
 	if (fabs(iops - c->ref_iops) > CHANGE_FRACTION * c->ref_iops) {
-		if (++c->change_count >= CHANGE_WINDOWS) { /* the device changed: re-probe */
-			probe_reset(c);
-			c->exploring = false;
-			move_to(c, MAX(c->min_limit, limit / REPROBE_DIVISOR), AURAIO_PHASE_DRAIN,
-				AURAIO_PHASE_PROBE);
-		}
+		if (c->change_count++ == 0)
+			c->change_since = now;
+		/* a sustained shift (3 windows and 100 ms), not a hiccup: the device or its
+		 * competition changed */
+		if (c->change_count >= CHANGE_WINDOWS && now - c->change_since >= CHANGE_MIN_NS)
+			reprobe(c, iops);
 		return;
 	}
 	c->change_count = 0;
@@ -332,7 +367,7 @@ static void report(struct adaptive *c, uint64_t dt, double iops)
 	atomic_store_explicit(&c->rep_iops, (uint64_t) iops, memory_order_relaxed);
 }
 
-static void decide(struct adaptive *c, double iops, bool saturated)
+static void decide(struct adaptive *c, double iops, bool saturated, uint64_t now)
 {
 	auraio_phase_t phase = adaptive_phase(c);
 
@@ -351,7 +386,7 @@ static void decide(struct adaptive *c, double iops, bool saturated)
 	if (phase == AURAIO_PHASE_PROBE)
 		probe_window(c, iops);
 	else
-		steady_window(c, iops);
+		steady_window(c, iops, now);
 }
 
 void adaptive_close_window(struct adaptive *c, uint64_t now, const struct adaptive_inputs *in)
@@ -364,7 +399,7 @@ void adaptive_close_window(struct adaptive *c, uint64_t now, const struct adapti
 	report(c, dt, iops);
 	if (c->enabled) {
 		batch_window(c, in, saturated, mean_lat);
-		decide(c, iops, saturated);
+		decide(c, iops, saturated, now);
 	}
 	c->last = *in;
 	window_reset(c);

@@ -73,6 +73,7 @@ struct adaptive {
 	double prev_iops;
 	int nongain;
 	bool exploring;	       /* this probe started from STEADY */
+	bool descending;       /* re-probe: halving while throughput holds */
 	uint32_t after_drain;  /* phase to enter when the drain window ends */
 	uint32_t ceiling;      /* 0 = none */
 	uint32_t ceiling_left; /* windows the ceiling still holds */
@@ -80,6 +81,7 @@ struct adaptive {
 	double ref_iops;       /* STEADY throughput reference */
 	double noise;	       /* STEADY relative window-to-window deviation */
 	int change_count;
+	uint64_t change_since; /* when the current run of changed windows began */
 	uint32_t steady_windows;
 	struct adaptive_inputs last; /* counters at the previous window close */
 	uint32_t last_n;	     /* samples in the last closed window (tests) */

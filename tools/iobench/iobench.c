@@ -156,25 +156,31 @@ static void sleep_until(struct bench *b, uint64_t deadline)
 	}
 }
 
-/* The measured interval, with one progress line per second on long runs. */
+/* The measured interval: a trace sample every TRACE_TICK_MS when tracing, and one
+ * progress line per second on long runs. */
 static void measure(struct bench *b, uint64_t start)
 {
 	uint64_t end = start + (uint64_t) (b->cfg.runtime * 1e9);
 	bool progress = !b->cfg.quiet && b->cfg.runtime + b->cfg.ramp > 5.0;
-	uint64_t tick = start, last_ios = 0;
+	uint64_t tick_ns = b->trace ? TRACE_TICK_MS * 1000000ull : 1000000000ull;
+	uint64_t tick = start, last_ios = 0, next_line = start + 1000000000ull;
 
-	while (progress && atomic_load(&b->error) == 0) {
+	while ((progress || b->trace) && atomic_load(&b->error) == 0) {
 		uint64_t ios;
 
-		tick += 1000000000ull;
-		if (tick >= end)
+		tick += tick_ns;
+		if (tick > end)
 			break;
 		sleep_until(b, tick);
+		trace_sample(b, (double) (tick - start) / 1e9);
+		if (!progress || tick < next_line)
+			continue;
 		ios = total_ios(b);
 		fprintf(stderr, "iobench: [%4.0fs] %8.0f IOPS (avg %.0f)\n",
 			(double) (tick - start) / 1e9, (double) (ios - last_ios),
 			(double) ios / ((double) (tick - start) / 1e9));
 		last_ios = ios;
+		next_line += 1000000000ull;
 	}
 	sleep_until(b, end);
 }
@@ -285,12 +291,16 @@ int main(int argc, char **argv)
 			close(b.fd);
 		return 1;
 	}
-	rc = b.cfg.engine == ENGINE_AURAIO ? run_auraio(&b) : run_uring(&b);
+	rc = trace_begin(&b);
+	if (rc == 0)
+		rc = b.cfg.engine == ENGINE_AURAIO ? run_auraio(&b) : run_uring(&b);
+	trace_end(&b);
 	err = atomic_load(&b.error);
 	if (rc == 0 && err != 0)
 		fprintf(stderr, "iobench: run failed: %s\n", auraio_strerror(err));
 	if (rc == 0 && err == 0)
 		rc = report_print(&b);
+	trace_free(&b);
 	jobs_destroy(&b);
 	close(b.fd);
 	return rc != 0 || err != 0 ? 1 : 0;

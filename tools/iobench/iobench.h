@@ -40,6 +40,8 @@ struct bench_config {
 	const char *file;   /* --file */
 	uint64_t size;	    /* --size, bytes; 0 = use the file as it is */
 	const char *json;   /* --json FILE, "-" = stdout, NULL = none */
+	const char *trace;  /* --trace FILE: time series as CSV, "-" = stdout */
+	double max_p99_ms;  /* --max-p99-ms: the engine's P99 guard, 0 = its default */
 	enum bench_engine engine;
 	uint64_t seed;
 	bool quiet;	    /* --quiet: no progress lines */
@@ -91,6 +93,7 @@ struct bench {
 	/* the measured interval */
 	double measured_s;
 	double cpu_s;
+	struct trace *trace; /* the sampled time series (trace.c), NULL if not asked for */
 	/* engine mode */
 	auraio_engine_t *engine;
 	auraio_stats_t st_begin, st_end; /* engine stats at measure start and end */
@@ -103,6 +106,14 @@ struct bench {
 /* options.c */
 int options_parse(struct bench_config *cfg, int argc, char **argv);
 void options_usage(FILE *out);
+
+/* trace.c: the time series (every TRACE_TICK_MS) and the adaptive trajectory. */
+#define TRACE_TICK_MS 100
+int trace_begin(struct bench *b);
+void trace_sample(struct bench *b, double t);
+void trace_end(struct bench *b); /* before the engine goes away */
+void trace_print_trajectory(struct bench *b, FILE *out);
+void trace_free(struct bench *b);
 
 /* layout.c: open (and with --size create/extend) the file. */
 int layout_open(struct bench *b);

@@ -29,6 +29,8 @@ enum {
 	OPT_FILE,
 	OPT_SIZE,
 	OPT_JSON,
+	OPT_TRACE,
+	OPT_MAXP99,
 	OPT_ENGINE,
 	OPT_SEED,
 	OPT_QUIET,
@@ -54,6 +56,8 @@ static const struct option long_opts[] = {
 	{ "file", required_argument, NULL, OPT_FILE },
 	{ "size", required_argument, NULL, OPT_SIZE },
 	{ "json", required_argument, NULL, OPT_JSON },
+	{ "trace", required_argument, NULL, OPT_TRACE },
+	{ "max-p99-ms", required_argument, NULL, OPT_MAXP99 },
 	{ "engine", required_argument, NULL, OPT_ENGINE },
 	{ "seed", required_argument, NULL, OPT_SEED },
 	{ "quiet", no_argument, NULL, OPT_QUIET },
@@ -85,6 +89,8 @@ void options_usage(FILE *out)
 	    "  --file PATH            file to use (existing contents are used as is)\n"
 	    "  --size N               create or extend the file to N bytes by writing data\n"
 	    "  --json FILE            also write the results as JSON to FILE ('-' = stdout)\n"
+	    "  --trace FILE           every 100 ms: time,iops,p99,limit,batch,phase as CSV\n"
+	    "  --max-p99-ms X         --adaptive: the P99 guard in ms (engine default 10)\n"
 	    "  --engine NAME          auraio (default) or liburing (hand-written baseline)\n"
 	    "  --seed N               random seed (default 1)\n"
 	    "  --quiet                no progress lines\n");
@@ -127,7 +133,7 @@ static int parse_int(const char *s, int min, int max, int *out)
 	return 0;
 }
 
-static int parse_seconds(const char *s, double *out)
+static int parse_nonneg(const char *s, double *out)
 {
 	char *end;
 	double v;
@@ -248,9 +254,9 @@ static int apply_option(struct bench_config *cfg, int c, const char *arg)
 	case OPT_RINGS:
 		return parse_int(arg, 0, 256, &cfg->rings);
 	case OPT_RUNTIME:
-		return parse_seconds(arg, &cfg->runtime);
+		return parse_nonneg(arg, &cfg->runtime);
 	case OPT_RAMP:
-		return parse_seconds(arg, &cfg->ramp);
+		return parse_nonneg(arg, &cfg->ramp);
 	case OPT_FILE:
 		cfg->file = arg;
 		return 0;
@@ -259,6 +265,11 @@ static int apply_option(struct bench_config *cfg, int c, const char *arg)
 	case OPT_JSON:
 		cfg->json = arg;
 		return 0;
+	case OPT_TRACE:
+		cfg->trace = arg;
+		return 0;
+	case OPT_MAXP99:
+		return parse_nonneg(arg, &cfg->max_p99_ms); /* a positive decimal */
 	case OPT_ENGINE:
 		return parse_engine(arg, &cfg->engine);
 	case OPT_SEED:

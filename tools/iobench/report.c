@@ -206,5 +206,6 @@ int report_print(struct bench *b)
 
 	compute(b, &r);
 	print_human(b, &r, json_stdout ? stderr : stdout);
+	trace_print_trajectory(b, json_stdout ? stderr : stdout);
 	return b->cfg.json ? write_json(b, &r) : 0;
 }

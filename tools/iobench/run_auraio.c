@@ -148,6 +148,7 @@ static auraio_options_t engine_options(const struct bench_config *cfg)
 		/* The controller decides; --qd is the ceiling (the engine queue depth). */
 		o.queue_depth = cfg->qd;
 		o.disable_adaptive = false;
+		o.max_p99_latency_ms = cfg->max_p99_ms;
 	} else {
 		/* A fixed limit that never refuses: threads routed to the same ring (by CPU)
 		 * must all fit, so the limit is qd for every thread. */
