@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: MIT */
+/* wal_test.h - helpers for the WAL suites: temporary log directories, deterministic
+ * payloads, and a reporter that records what recovery said. */
+#ifndef AURA_WAL_TEST_H
+#define AURA_WAL_TEST_H
+
+#include <aurawal.h>
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include "test_util.h"
+
+#define SMALL_SEGMENT (1u << 20) /* the smallest segment: rollovers come quickly */
+
+/* A fresh, empty directory (removed with rm_tree). */
+static inline char *temp_dir(void)
+{
+	char tmpl[] = TEST_TMPDIR "/auralog.XXXXXX";
+	char *d = mkdtemp(tmpl);
+
+	cr_assert_not_null(d, "mkdtemp: %s", strerror(errno));
+	return strdup(d);
+}
+
+static inline void rm_tree(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char path[512];
+
+	if (!d)
+		return;
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+			unlink(path);
+		}
+	closedir(d);
+	rmdir(dir);
+}
+
+/* Payload i: `len` bytes derived from i, so any record can be checked on its own. */
+static inline void payload_fill(uint8_t *p, size_t len, uint64_t i)
+{
+	uint64_t x = i * 0x9E3779B97F4A7C15ull + 1;
+
+	for (size_t k = 0; k < len; k++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		p[k] = (uint8_t) x;
+	}
+}
+
+static inline int payload_check(const uint8_t *p, size_t len, uint64_t i)
+{
+	uint8_t *want = malloc(len ? len : 1);
+	int ok;
+
+	payload_fill(want, len, i);
+	ok = memcmp(want, p, len) == 0;
+	free(want);
+	return ok;
+}
+
+struct reports {
+	int n, corruption, torn, dropped, locked;
+	aurawal_report_t last;
+	uint64_t first_corrupt_offset;
+	char reason[128];
+};
+
+static inline void record_report(const aurawal_report_t *r, void *arg)
+{
+	struct reports *rs = arg;
+
+	rs->n++;
+	if (r->kind == AURAWAL_REPORT_CORRUPTION && rs->corruption++ == 0)
+		rs->first_corrupt_offset = r->offset;
+	rs->torn += r->kind == AURAWAL_REPORT_TORN_TAIL;
+	rs->dropped += r->kind == AURAWAL_REPORT_DROPPED;
+	rs->locked += r->kind == AURAWAL_REPORT_LOCKED;
+	rs->last = *r;
+	snprintf(rs->reason, sizeof(rs->reason), "%s", r->reason);
+}
+
+static inline aurawal_options_t wal_opts(struct reports *rs)
+{
+	aurawal_options_t o;
+
+	aurawal_options_init(&o);
+	o.segment_size = SMALL_SEGMENT;
+	o.buffer_size = 256u << 10;
+	if (rs) {
+		o.reporter = record_report;
+		o.reporter_arg = rs;
+	}
+	return o;
+}
+
+static inline aurawal_t *wal_open_ok(const char *dir, const aurawal_options_t *o)
+{
+	aurawal_t *log = NULL;
+	int rc = aurawal_open(dir, o, &log);
+
+	cr_assert_eq(rc, 0, "aurawal_open(%s): %s", dir, aurawal_strerror(rc));
+	return log;
+}
+
+static inline uint64_t append_i(aurawal_t *log, uint64_t i, size_t len, unsigned flags,
+				aurawal_loc_t *loc)
+{
+	uint8_t *p = malloc(len ? len : 1);
+	struct iovec iov = { p, len };
+	uint64_t seq = 0;
+	int rc;
+
+	payload_fill(p, len, i);
+	rc = aurawal_append(log, &iov, 1, flags, loc, &seq);
+	cr_assert_eq(rc, 0, "append %llu: %s", (unsigned long long) i, aurawal_strerror(rc));
+	free(p);
+	return seq;
+}
+
+static inline void read_check(aurawal_t *log, aurawal_loc_t loc, uint64_t i, uint64_t seq)
+{
+	uint8_t *p = malloc(loc.size ? loc.size : 1);
+	size_t len = 12345;
+	uint64_t s = 0;
+	int rc = aurawal_read(log, loc, p, loc.size, &len, &s);
+
+	cr_assert_eq(rc, 0, "read %llu: %s", (unsigned long long) i, aurawal_strerror(rc));
+	cr_assert_eq(len, loc.size);
+	cr_assert_eq(s, seq);
+	cr_assert(payload_check(p, len, i), "record %llu has the wrong payload",
+		  (unsigned long long) i);
+	free(p);
+}
+
+#endif

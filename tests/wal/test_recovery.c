@@ -1,0 +1,424 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Recovery and failures: truncated and zeroed tails, flipped bytes mid-log (in each
+ * recovery mode), torn writes at every 512-byte boundary of the tail block, EIO on the
+ * write and on the sync (fail-stop), ENOSPC (appends succeed again once it clears), and
+ * a short write inside the write+sync chain.
+ */
+#include "wal_format.h" /* record sizes, to find records in the files */
+#include "wal_test.h"
+
+static char *dir;
+
+static void setup(void)
+{
+	dir = temp_dir();
+}
+
+static void teardown(void)
+{
+	rm_tree(dir);
+	free(dir);
+}
+
+TestSuite(wal_recovery, .init = setup, .fini = teardown);
+
+#define NREC 50
+#define RLEN 200
+
+static aurawal_loc_t locs[NREC];
+static uint64_t seqs[NREC];
+
+/* A closed log of NREC records; removes the (empty) ready segment so the log is seg 1. */
+static void make_log(void)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log = wal_open_ok(dir, &o);
+	char path[512];
+
+	for (int i = 0; i < NREC; i++)
+		seqs[i] = append_i(log, (uint64_t) i, RLEN, AURAWAL_DURABLE, &locs[i]);
+	cr_assert_eq(aurawal_close(log), 0);
+	snprintf(path, sizeof(path), "%s/0000000000000002.seg", dir);
+	unlink(path); /* the ready segment holds nothing */
+}
+
+static int seg_fd(void)
+{
+	char path[512];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/0000000000000001.seg", dir);
+	fd = open(path, O_RDWR);
+	cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
+	return fd;
+}
+
+/* Records a log yields, oldest first: their payload indices must be 0, 1, 2, ...
+ * (records after the first `check` are not checked: unacknowledged ones may exist) */
+static int count_records_upto(aurawal_t *log, const int *skip, int check)
+{
+	aurawal_iter_t *it;
+	const void *p;
+	size_t len;
+	int n = 0, idx = 0, rc;
+
+	cr_assert_eq(aurawal_iter_open(log, (aurawal_loc_t){ 0 }, &it), 0);
+	while ((rc = aurawal_iter_next(it, NULL, NULL, &p, &len)) == 1) {
+		if (skip && idx == *skip)
+			idx++;
+		if (idx < check)
+			cr_assert(payload_check(p, len, (uint64_t) idx), "record %d wrong", idx);
+		idx++;
+		n++;
+	}
+	cr_assert_eq(rc, 0, "iteration: %s", aurawal_strerror(rc));
+	aurawal_iter_close(it);
+	return n;
+}
+
+static int count_records(aurawal_t *log, const int *skip)
+{
+	return count_records_upto(log, skip, INT32_MAX);
+}
+
+static aurawal_t *open_mode(aurawal_recovery_t mode, struct reports *rs, int *rc)
+{
+	aurawal_options_t o = wal_opts(rs);
+	aurawal_t *log = NULL;
+
+	o.recovery = mode;
+	*rc = aurawal_open(dir, &o, &log);
+	return log;
+}
+
+Test(wal_recovery, a_tail_truncated_at_every_byte_of_the_last_block_is_a_clean_end)
+{
+	uint64_t end = locs[NREC - 1].offset + wal_rec_size(RLEN);
+	uint64_t blk;
+	uint8_t *orig;
+	int fd;
+
+	make_log();
+	end = locs[NREC - 1].offset + wal_rec_size(RLEN);
+	blk = align_down(end - 1, 4096);
+	orig = malloc(4096);
+	fd = seg_fd();
+	cr_assert_eq(pread(fd, orig, 4096, (off_t) blk), 4096);
+	for (uint64_t cut = blk; cut <= blk + 4096; cut++) {
+		struct reports rs = { 0 };
+		int expect = 0, rc;
+		aurawal_t *log;
+
+		for (int i = 0; i < NREC; i++)
+			expect += locs[i].offset + wal_rec_size(RLEN) <= cut;
+		cr_assert_eq(ftruncate(fd, (off_t) cut), 0);
+		log = open_mode(AURAWAL_RECOVER_INSPECT, &rs, &rc);
+		cr_assert_eq(rc, 0, "cut %llu: %s", (unsigned long long) cut, aurawal_strerror(rc));
+		cr_assert_eq(count_records(log, NULL), expect, "cut at %llu",
+			     (unsigned long long) cut);
+		cr_assert_eq(rs.corruption, 0, "cut at %llu reported corruption: %s",
+			     (unsigned long long) cut, rs.reason);
+		aurawal_close(log);
+		cr_assert_eq(pwrite(fd, orig, 4096, (off_t) blk), 4096); /* restore */
+	}
+	close(fd);
+	free(orig);
+}
+
+Test(wal_recovery, appends_continue_after_a_truncated_tail)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	uint64_t cut;
+	aurawal_t *log;
+	int fd, n;
+
+	make_log();
+	cut = locs[NREC - 1].offset + 100; /* through the middle of the last record */
+	fd = seg_fd();
+	cr_assert_eq(ftruncate(fd, (off_t) cut), 0);
+	close(fd);
+	log = wal_open_ok(dir, &o);
+	for (int i = NREC - 1; i < NREC + 20; i++)
+		append_i(log, (uint64_t) i, RLEN, AURAWAL_DURABLE, NULL);
+	cr_assert_eq(aurawal_close(log), 0);
+	log = wal_open_ok(dir, &o);
+	n = count_records(log, NULL);
+	cr_assert_eq(n, NREC + 20, "%d records", n);
+	cr_assert_eq(aurawal_close(log), 0);
+}
+
+/* Flip one byte of record 25 at `where` bytes into it. */
+static void flip(uint64_t where)
+{
+	int fd = seg_fd();
+	uint8_t c;
+
+	cr_assert_eq(pread(fd, &c, 1, (off_t) (locs[25].offset + where)), 1);
+	c ^= 0x40;
+	cr_assert_eq(pwrite(fd, &c, 1, (off_t) (locs[25].offset + where)), 1);
+	close(fd);
+}
+
+static void corruption_is_reported_in_every_mode(uint64_t where)
+{
+	struct reports rs = { 0 };
+	int skip = 25, rc;
+	aurawal_t *log;
+
+	make_log();
+	flip(where);
+	log = open_mode(AURAWAL_RECOVER_STRICT, &rs, &rc);
+	cr_assert_eq(rc, AURAWAL_ECORRUPT, "strict open: %s", aurawal_strerror(rc));
+	cr_assert_null(log);
+	cr_assert_eq(rs.corruption, 1);
+	cr_assert_eq(rs.first_corrupt_offset, locs[25].offset);
+	cr_assert_eq(rs.last.length, wal_rec_size(RLEN), "damaged range up to the next record");
+
+	memset(&rs, 0, sizeof(rs));
+	log = open_mode(AURAWAL_RECOVER_INSPECT, &rs, &rc);
+	cr_assert_eq(rc, 0);
+	cr_assert_eq(count_records(log, &skip), NREC - 1, "inspect reads past the damage");
+	cr_assert_geq(rs.corruption, 1);
+	aurawal_close(log);
+
+	memset(&rs, 0, sizeof(rs));
+	log = open_mode(AURAWAL_RECOVER_POINT_IN_TIME, &rs, &rc);
+	cr_assert_eq(rc, 0, "point-in-time open: %s", aurawal_strerror(rc));
+	cr_assert_eq(rs.dropped, 1);
+	cr_assert_eq(count_records(log, NULL), 25, "truncated at the damage");
+	append_i(log, 25, RLEN, AURAWAL_DURABLE, NULL);
+	cr_assert_eq(aurawal_close(log), 0);
+	memset(&rs, 0, sizeof(rs));
+	log = open_mode(AURAWAL_RECOVER_STRICT, &rs, &rc);
+	cr_assert_eq(rc, 0, "after point-in-time recovery the log is sound: %s",
+		     aurawal_strerror(rc));
+	cr_assert_eq(count_records(log, NULL), 26);
+	aurawal_close(log);
+}
+
+Test(wal_recovery, a_flipped_byte_in_a_header_mid_log_is_corruption)
+{
+	corruption_is_reported_in_every_mode(9); /* the length field */
+}
+
+Test(wal_recovery, a_flipped_byte_in_a_payload_mid_log_is_corruption)
+{
+	corruption_is_reported_in_every_mode(32 + 17);
+}
+
+Test(wal_recovery, a_flipped_byte_in_a_checksum_mid_log_is_corruption)
+{
+	corruption_is_reported_in_every_mode(24 + 3);
+}
+
+Test(wal_recovery, a_zeroed_tail_is_a_clean_end_without_reports)
+{
+	struct reports rs = { 0 };
+	uint8_t zero[3 * 232] = { 0 };
+	aurawal_t *log;
+	int fd, rc;
+
+	make_log();
+	fd = seg_fd();
+	cr_assert_eq(pwrite(fd, zero, 3 * wal_rec_size(RLEN), (off_t) locs[NREC - 3].offset),
+		     (ssize_t) (3 * wal_rec_size(RLEN)));
+	close(fd);
+	log = open_mode(AURAWAL_RECOVER_STRICT, &rs, &rc);
+	cr_assert_eq(rc, 0);
+	cr_assert_eq(count_records(log, NULL), NREC - 3);
+	cr_assert_eq(rs.n, 0, "a zeroed tail needs no report: %s", rs.reason);
+	aurawal_close(log);
+}
+
+Test(wal_recovery, a_torn_partial_record_at_the_tail_is_dropped_and_reported)
+{
+	struct reports rs = { 0 };
+	aurawal_t *log;
+	int fd, rc;
+	uint8_t junk[64];
+
+	make_log();
+	memset(junk, 0xab, sizeof(junk));
+	fd = seg_fd();
+	/* the last record's payload half overwritten: a record torn mid-write */
+	cr_assert_eq(pwrite(fd, junk, sizeof(junk), (off_t) (locs[NREC - 1].offset + 40)), 64);
+	close(fd);
+	log = open_mode(AURAWAL_RECOVER_STRICT, &rs, &rc);
+	cr_assert_eq(rc, 0);
+	cr_assert_eq(count_records(log, NULL), NREC - 1);
+	cr_assert_eq(rs.torn, 1);
+	cr_assert_eq(rs.corruption, 0);
+	aurawal_close(log);
+}
+
+/* ---- injected faults: the log runs on an engine the test controls ---- */
+
+static auraio_engine_t *faulty_engine(void)
+{
+	auraio_engine_t *e = auraio_create();
+	auraio_fault_t probe = { .fd = -1, .count = 1, .skip = UINT64_MAX };
+
+	cr_assert_not_null(e);
+	if (auraio_fault_set(e, &probe) == -ENOTSUP) {
+		auraio_destroy(e);
+		cr_skip_test("fault injection is not compiled into this build");
+	}
+	auraio_fault_clear(e);
+	return e;
+}
+
+static void set_fault(auraio_engine_t *e, auraio_fault_t f)
+{
+	cr_assert_eq(auraio_fault_set(e, &f), 0);
+}
+
+/* After reopening with a healthy engine, records 0..n-1 must all be there. */
+static void expect_prefix_survives(int n)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log = wal_open_ok(dir, &o);
+	int have = count_records_upto(log, NULL, n);
+
+	cr_assert_geq(have, n, "%d acknowledged records, %d survived", n, have);
+	for (int i = 0; i < n; i++)
+		read_check(log, locs[i], (uint64_t) i, seqs[i]);
+	cr_assert_eq(aurawal_close(log), 0);
+}
+
+Test(wal_recovery, a_torn_write_at_each_512_byte_boundary_keeps_acknowledged_records)
+{
+	for (int k = 0; k <= 8; k++) {
+		auraio_engine_t *e = faulty_engine();
+		aurawal_options_t o = wal_opts(NULL);
+		aurawal_t *log;
+		uint8_t p[RLEN];
+		struct iovec iov = { p, RLEN };
+
+		rm_tree(dir);
+		cr_assert_eq(mkdir(dir, 0755), 0);
+		o.engine = e;
+		log = wal_open_ok(dir, &o);
+		for (int i = 0; i < 7; i++) /* 7 x 232 B: the tail block is half full */
+			seqs[i] = append_i(log, (uint64_t) i, RLEN, AURAWAL_DURABLE, &locs[i]);
+		set_fault(e, (auraio_fault_t){ .ops = AURAIO_FAULT_OP_WRITE,
+					       .fd = -1,
+					       .count = 1,
+					       .kind = AURAIO_FAULT_TEAR,
+					       .keep = (size_t) k * 512 });
+		payload_fill(p, RLEN, 7);
+		cr_assert_lt(aurawal_append(log, &iov, 1, AURAWAL_DURABLE, NULL, NULL), 0,
+			     "a torn write must not be acknowledged");
+		aurawal_close(log);
+		auraio_destroy(e);
+		expect_prefix_survives(7);
+	}
+}
+
+static void fail_stop_on(unsigned ops)
+{
+	auraio_engine_t *e = faulty_engine();
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_stats_t st;
+	aurawal_t *log;
+	uint8_t p[RLEN];
+	struct iovec iov = { p, RLEN };
+
+	o.engine = e;
+	log = wal_open_ok(dir, &o);
+	for (int i = 0; i < 10; i++)
+		seqs[i] = append_i(log, (uint64_t) i, RLEN, AURAWAL_DURABLE, &locs[i]);
+	set_fault(e,
+		  (auraio_fault_t){
+		      .ops = ops, .fd = -1, .count = 1, .kind = AURAIO_FAULT_ERROR, .error = EIO });
+	cr_assert_eq(aurawal_append(log, &iov, 1, AURAWAL_DURABLE, NULL, NULL), -EIO);
+	auraio_fault_clear(e);
+	cr_assert_eq(aurawal_append(log, &iov, 1, AURAWAL_DURABLE, NULL, NULL), -EIO,
+		     "fail-stop: the log refuses appends after an I/O error");
+	cr_assert_eq(aurawal_append(log, &iov, 1, 0, NULL, NULL), -EIO);
+	cr_assert_eq(aurawal_sync(log), -EIO);
+	cr_assert_eq(aurawal_get_stats(log, &st), 0);
+	cr_assert_eq(st.failed, -EIO);
+	read_check(log, locs[3], 3, seqs[3]); /* reads still work */
+	cr_assert_eq(aurawal_close(log), -EIO);
+	auraio_destroy(e);
+	expect_prefix_survives(10);
+}
+
+Test(wal_recovery, eio_on_the_write_fails_the_log_and_loses_nothing_acknowledged)
+{
+	fail_stop_on(AURAIO_FAULT_OP_WRITE);
+}
+
+Test(wal_recovery, eio_on_the_sync_fails_the_log_and_loses_nothing_acknowledged)
+{
+	fail_stop_on(AURAIO_FAULT_OP_FSYNC);
+}
+
+Test(wal_recovery, enospc_fails_the_appends_and_they_succeed_again_once_it_clears)
+{
+	auraio_engine_t *e = faulty_engine();
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log;
+	uint8_t p[RLEN];
+	struct iovec iov = { p, RLEN };
+
+	o.engine = e;
+	log = wal_open_ok(dir, &o);
+	for (int i = 0; i < 10; i++)
+		seqs[i] = append_i(log, (uint64_t) i, RLEN, AURAWAL_DURABLE, &locs[i]);
+	set_fault(e, (auraio_fault_t){ .ops = AURAIO_FAULT_OP_WRITE,
+				       .fd = -1,
+				       .count = 0,
+				       .kind = AURAIO_FAULT_ERROR,
+				       .error = ENOSPC });
+	payload_fill(p, RLEN, 999);
+	cr_assert_eq(aurawal_append(log, &iov, 1, AURAWAL_DURABLE, NULL, NULL), -ENOSPC);
+	cr_assert_eq(aurawal_append(log, &iov, 1, AURAWAL_DURABLE, NULL, NULL), -ENOSPC,
+		     "still no space");
+	auraio_fault_clear(e);
+	for (int i = 10; i < 20; i++)
+		seqs[i] = append_i(log, (uint64_t) i, RLEN, AURAWAL_DURABLE, &locs[i]);
+	for (int i = 0; i < 20; i++)
+		read_check(log, locs[i], (uint64_t) i, seqs[i]);
+	cr_assert_eq(aurawal_close(log), 0);
+	auraio_destroy(e);
+	{
+		aurawal_options_t o2 = wal_opts(NULL);
+
+		log = wal_open_ok(dir, &o2);
+		for (int i = 0; i < 20; i++)
+			read_check(log, locs[i], (uint64_t) i, seqs[i]);
+		cr_assert_eq(aurawal_close(log), 0);
+	}
+}
+
+Test(wal_recovery, a_short_write_in_the_chain_is_completed_not_acknowledged_on_the_sync)
+{
+	auraio_engine_t *e = faulty_engine();
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log;
+
+	o.engine = e;
+	log = wal_open_ok(dir, &o);
+	for (int i = 0; i < 5; i++)
+		seqs[i] = append_i(log, (uint64_t) i, RLEN, AURAWAL_DURABLE, &locs[i]);
+	/* 5000 B records: the batch write spans two blocks; only the first lands */
+	set_fault(e, (auraio_fault_t){ .ops = AURAIO_FAULT_OP_WRITE,
+				       .fd = -1,
+				       .count = 1,
+				       .kind = AURAIO_FAULT_SHORT,
+				       .keep = 4096 });
+	seqs[5] = append_i(log, 5, 5000, AURAWAL_DURABLE, &locs[5]);
+	read_check(log, locs[5], 5, seqs[5]);
+	cr_assert_eq(aurawal_close(log), 0);
+	auraio_destroy(e);
+	{
+		aurawal_options_t o2 = wal_opts(NULL);
+
+		log = wal_open_ok(dir, &o2);
+		for (int i = 0; i < 6; i++)
+			read_check(log, locs[i], (uint64_t) i, seqs[i]);
+		cr_assert_eq(aurawal_close(log), 0);
+	}
+}

@@ -1,0 +1,285 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * aurawal.h - AuraWAL, a segmented, checksummed, group-committed write-ahead log on
+ * AuraIO. docs/wal_format.md specifies the bytes on disk.
+ *
+ * This header is the manual: each function lists what it returns, every error, who owns
+ * what, and which threads may call it.
+ *
+ * Model
+ *   A log is a directory of fixed-size segment files. Each append adds one record (one
+ *   or more gathered byte ranges) and returns its location (segment, offset, size) and
+ *   a sequence number that grows with every append. Durable appends from many threads
+ *   are group-committed: one thread writes the whole batch with one aligned write and
+ *   makes it durable, then the others return.
+ *
+ * Durability contract
+ *   When a durable append returns 0 (or its callback gets status 0), or aurawal_sync()
+ *   returns 0, the records concerned survive a crash of the process or the machine -
+ *   including when a later write to the same 4 KiB block is torn and only a prefix of
+ *   its 512-byte sectors reaches the disk. A non-durable record survives once a later
+ *   durable append or aurawal_sync() has returned. Nothing is ever acknowledged that
+ *   is not stored.
+ *
+ * Errors
+ *   0 on success, -errno for system errors, or a code of the reserved band below.
+ *   aurawal_strerror() describes all of them. After an I/O error on the write or sync
+ *   path (EIO and the like) the log is failed: every later append and sync returns that
+ *   error until the log is reopened (retrying an fsync after EIO could acknowledge lost
+ *   data). ENOSPC is different: the appends that could not be stored get -ENOSPC, and
+ *   appending works again once space is available, without reopening.
+ *
+ * Threading
+ *   All functions may be called from any thread concurrently, except aurawal_close(),
+ *   which must be the last call on the log. Callbacks of asynchronous appends run in a
+ *   thread that calls aurawal_poll(), aurawal_sync() or a synchronous append on the log;
+ *   a callback may append.
+ */
+#ifndef AURAWAL_H
+#define AURAWAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "auraio.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define AURAWAL_VERSION_MAJOR 0
+#define AURAWAL_VERSION_MINOR 1
+#define AURAWAL_VERSION_PATCH 0
+
+#if defined(AURAWAL_STATIC_DEFINE)
+#define AURAWAL_API
+#else
+#define AURAWAL_API __attribute__((visibility("default")))
+#endif
+
+/** Library error codes (a reserved band; system errors are -errno). */
+#define AURAWAL_ECORRUPT (-31001) /* a checksum or format check failed */
+#define AURAWAL_ECLOSED	 (-31002) /* the log is closing */
+#define AURAWAL_EFORMAT	 (-31003) /* not a log, or a format version this library cannot read */
+#define AURAWAL_ELOCKED	 (-31004) /* another process has the log open */
+
+/** Largest record payload, in bytes (64 MiB). */
+#define AURAWAL_MAX_RECORD (64u << 20)
+
+/** A log. Opaque. */
+typedef struct aurawal aurawal_t;
+
+/** Where a record is: segment number, byte offset in the segment, payload size. A plain
+ * value the caller may store anywhere (the store keeps one per key). */
+typedef struct aurawal_loc {
+	uint64_t segment;
+	uint32_t offset;
+	uint32_t size;
+} aurawal_loc_t;
+
+/** What recovery does with damage followed by valid records (docs/wal_format.md). */
+typedef enum aurawal_recovery {
+	AURAWAL_RECOVER_STRICT = 0,	   /* report it and fail the open (default) */
+	AURAWAL_RECOVER_POINT_IN_TIME = 1, /* report it, truncate the log there, open */
+	AURAWAL_RECOVER_INSPECT = 2,	   /* read-only: report every damaged range and read
+					      past it; appends fail with -EROFS (tools) */
+} aurawal_recovery_t;
+
+/** How a batch is made durable. */
+typedef enum aurawal_sync_mode {
+	AURAWAL_SYNC_FDATASYNC = 0, /* write, then fdatasync, linked in one submission */
+	AURAWAL_SYNC_DSYNC = 1,	    /* one write with RWF_DSYNC */
+} aurawal_sync_mode_t;
+
+/** What a report is about. */
+typedef enum aurawal_report_kind {
+	AURAWAL_REPORT_CORRUPTION = 1, /* damage followed by valid records, or a bad header */
+	AURAWAL_REPORT_TORN_TAIL = 2,  /* the clean end of the log had a partial record */
+	AURAWAL_REPORT_DROPPED = 3,    /* point-in-time recovery truncated this range */
+	AURAWAL_REPORT_LOCKED = 4,     /* the open failed: another process holds the log */
+} aurawal_report_kind_t;
+
+/** One finding of recovery (or of the iterator in inspect mode). */
+typedef struct aurawal_report {
+	aurawal_report_kind_t kind;
+	uint64_t segment;
+	uint64_t offset; /* where the damage starts */
+	uint64_t length; /* bytes up to the next valid record or the end of the data */
+	const char *reason;
+} aurawal_report_t;
+
+/** Log options. Start from aurawal_options_init(). */
+typedef struct aurawal_options {
+	/* Format: fixed when the log is created; ignored for an existing log. */
+	uint64_t segment_size; /* bytes per segment; default 64 MiB; a multiple of 4096 in
+				  1 MiB .. 4 GiB. A record must fit in one segment. */
+
+	/* Opening */
+	bool create_if_missing;					     /* default true */
+	aurawal_recovery_t recovery;				     /* default STRICT */
+	void (*reporter)(const aurawal_report_t *report, void *arg); /* default NULL: reports
+									 go to stderr */
+	void *reporter_arg;
+
+	/* Tuning */
+	size_t buffer_size;	       /* bytes a batch may gather; default 1 MiB (>= 64 KiB).
+					A larger record gets a batch of its own. */
+	unsigned flush_delay_us;       /* a non-durable record is written at most this long
+					after it was appended; default 1000; 0 = only when a
+					buffer fills, on aurawal_sync() or a durable append */
+	aurawal_sync_mode_t sync_mode; /* default FDATASYNC */
+	unsigned spare_segments;       /* segments kept preallocated ahead; default 1 */
+	bool recycle_segments;	       /* released segments become spares instead of being
+					deleted; default true */
+	auraio_engine_t *engine;       /* borrowed; NULL (default) = the log makes its own */
+} aurawal_options_t;
+
+/** Fill `opts` with the defaults above. */
+AURAWAL_API void aurawal_options_init(aurawal_options_t *opts);
+
+/**
+ * Open (or create) the log in directory `dir`; `opts` NULL = defaults.
+ * Recovery runs first (docs/wal_format.md): a torn or zeroed tail is the clean end and
+ * appends continue there; damage followed by valid records is reported through the
+ * reporter and, in STRICT mode, fails the open with AURAWAL_ECORRUPT.
+ * Returns 0 and *log, or: -EINVAL (bad option or NULL), -ENOENT (no log and
+ * create_if_missing is false), AURAWAL_EFORMAT, AURAWAL_ECORRUPT, AURAWAL_ELOCKED
+ * (another process holds the log; the message names its PID through the reporter),
+ * -ENOSPC, -ENOMEM, or another -errno.
+ */
+AURAWAL_API int aurawal_open(const char *dir, const aurawal_options_t *opts, aurawal_t **log);
+
+/**
+ * Make everything appended durable, then close. NULL is ignored. Returns 0, or the
+ * error that kept buffered records from becoming durable (the log is closed anyway).
+ * Must not race with any other call on the log; async callbacks still pending run
+ * before it returns.
+ */
+AURAWAL_API int aurawal_close(aurawal_t *log);
+
+/** aurawal_append flag: return only when the record is durable. */
+#define AURAWAL_DURABLE 1u
+
+/**
+ * Append one record, the concatenation of iov[0..iovcnt) (an empty record is valid:
+ * iovcnt 0). The bytes are copied before the call returns. With AURAWAL_DURABLE, return
+ * when the record is durable (group-committed with concurrent appends); otherwise when
+ * it is buffered (written within flush_delay_us). `loc` and `seq` (may be NULL) receive
+ * the record's location and sequence number.
+ * Returns 0, or: -EINVAL (NULL log, iov NULL with iovcnt > 0, iovcnt < 0, unknown
+ * flags), -EMSGSIZE (larger than AURAWAL_MAX_RECORD or than a segment holds),
+ * AURAWAL_ECLOSED, -EROFS (inspect mode), -ENOSPC, or the log's failure error (-EIO...).
+ */
+AURAWAL_API int aurawal_append(aurawal_t *log, const struct iovec *iov, int iovcnt, unsigned flags,
+			       aurawal_loc_t *loc, uint64_t *seq);
+
+/** Completion of an asynchronous append: status 0 (durable, or written if not
+ * AURAWAL_DURABLE) or a negative error as for aurawal_append. */
+typedef void (*aurawal_append_cb)(void *arg, int status, aurawal_loc_t loc, uint64_t seq);
+
+/**
+ * Append without waiting: the bytes are copied before the call returns, and `cb` runs
+ * once the record is durable (or written), in a thread that calls aurawal_poll(),
+ * aurawal_sync() or a synchronous append. A single thread can keep many appends in
+ * flight this way. Returns 0 (cb will run exactly once) or an error as for
+ * aurawal_append (cb will not run).
+ */
+AURAWAL_API int aurawal_append_async(aurawal_t *log, const struct iovec *iov, int iovcnt,
+				     unsigned flags, aurawal_append_cb cb, void *arg);
+
+/**
+ * Run the callbacks of completed asynchronous appends; if none is ready, wait up to
+ * `timeout_ms` (-1 = no limit) while anything is in flight. Returns the number of
+ * callbacks run, or -EINVAL.
+ */
+AURAWAL_API int aurawal_poll(aurawal_t *log, int timeout_ms);
+
+/** Make every record appended before this call durable. Returns 0 or an error as for a
+ * durable append. */
+AURAWAL_API int aurawal_sync(aurawal_t *log);
+
+/**
+ * Read the record at `loc` (as returned by an append or the iterator) into `buf`,
+ * verifying its checksum - one aligned read through registered buffers, or from memory
+ * if the record is not written yet. `*len` (may be NULL) gets the payload size, `*seq`
+ * (may be NULL) its sequence number. Any thread.
+ * Returns 0, or: -EINVAL (NULL, or loc outside the segment), -EMSGSIZE (cap < loc.size),
+ * -ENOENT (the segment was released or never existed), AURAWAL_ECORRUPT (the checksum,
+ * marker or size does not match: loc does not name an intact record), or -errno.
+ */
+AURAWAL_API int aurawal_read(aurawal_t *log, aurawal_loc_t loc, void *buf, size_t cap, size_t *len,
+			     uint64_t *seq);
+
+/** A sequential reader. Opaque. */
+typedef struct aurawal_iter aurawal_iter_t;
+
+/**
+ * Iterate over the records from `from` (segment 0 = the oldest record) to the end of
+ * what is written when each step is taken. Returns 0 and *it, -EINVAL, -ENOENT (segment
+ * released), -ENOMEM. Close with aurawal_iter_close().
+ */
+AURAWAL_API int aurawal_iter_open(aurawal_t *log, aurawal_loc_t from, aurawal_iter_t **it);
+
+/**
+ * The next record: returns 1 and fills loc, seq, payload (valid until the next call or
+ * close; owned by the iterator) and len; 0 at the end; AURAWAL_ECORRUPT if a record is
+ * damaged (in inspect mode damage is reported and skipped instead); or -errno.
+ * Any argument but `it` may be NULL.
+ */
+AURAWAL_API int aurawal_iter_next(aurawal_iter_t *it, aurawal_loc_t *loc, uint64_t *seq,
+				  const void **payload, size_t *len);
+
+/** Close an iterator. NULL is ignored. */
+AURAWAL_API void aurawal_iter_close(aurawal_iter_t *it);
+
+/**
+ * Release every segment numbered below loc.segment (the segment holding loc stays): the
+ * files are recycled as spares or deleted. Readers and iterators positioned in a
+ * released segment get -ENOENT afterwards. Returns the number of segments released, or
+ * -EINVAL, -EROFS, or -errno.
+ */
+AURAWAL_API int aurawal_release_before(aurawal_t *log, aurawal_loc_t loc);
+
+/** One segment, as listed by aurawal_list_segments(). */
+typedef struct aurawal_segment_info {
+	uint64_t number;
+	uint64_t first_seq; /* 0 if the segment holds no record yet */
+	uint64_t last_seq;
+	uint64_t bytes; /* bytes of records written */
+	bool sealed;	/* closed by a rollover */
+} aurawal_segment_info_t;
+
+/**
+ * Copy up to `max` segments (oldest first) into `out`; `*count` gets the total number
+ * of segments. Returns 0 or -EINVAL.
+ */
+AURAWAL_API int aurawal_list_segments(aurawal_t *log, aurawal_segment_info_t *out, size_t max,
+				      size_t *count);
+
+/** Counters of a log. */
+typedef struct aurawal_stats {
+	uint64_t appends;	  /* records appended */
+	uint64_t durable_appends; /* of which durable */
+	uint64_t bytes;		  /* payload bytes appended */
+	uint64_t writes;	  /* batch writes issued */
+	uint64_t syncs;		  /* batches made durable */
+	double records_per_sync;  /* appends / syncs: the figure of group commit */
+	double sync_p50_us, sync_p99_us, sync_max_us; /* write+sync latency of durable batches */
+	uint64_t segments;			      /* segments in the log */
+	uint64_t next_seq;			      /* the sequence the next append gets */
+	int failed;				      /* the error that failed the log, 0 if none */
+} aurawal_stats_t;
+
+/** Copy the log's counters. Returns 0 or -EINVAL. */
+AURAWAL_API int aurawal_get_stats(aurawal_t *log, aurawal_stats_t *out);
+
+/** Text for 0, -errno or an AURAWAL_ code. Never NULL. */
+AURAWAL_API const char *aurawal_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* AURAWAL_H */

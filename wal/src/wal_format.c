@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * wal_format.c - decoding and verifying segment headers and records
+ * (docs/wal_format.md). Pure functions of their input bytes.
+ */
+#include "aurawal.h"
+#include "wal_format.h"
+
+int wal_header_decode(const uint8_t *blk, struct wal_seg_header *h)
+{
+	if (memcmp(blk + SH_MAGIC, WAL_MAGIC, 8) != 0)
+		return AURAWAL_EFORMAT;
+	if (get_le64(blk + SH_CHECKSUM) != XXH3_64bits(blk, SH_CHECKSUM))
+		return AURAWAL_ECORRUPT;
+	if (get_le32(blk + SH_VERSION) != WAL_VERSION)
+		return AURAWAL_EFORMAT; /* a version this library cannot read */
+	if (get_le32(blk + SH_BLOCK) != WAL_BLOCK)
+		return AURAWAL_ECORRUPT;
+	h->segment_size = get_le64(blk + SH_SIZE);
+	h->log_id = get_le64(blk + SH_LOG_ID);
+	h->number = get_le64(blk + SH_NUMBER);
+	h->first_seq = get_le64(blk + SH_FIRST_SEQ);
+	if (h->segment_size < WAL_MIN_SEGMENT || h->segment_size > WAL_MAX_SEGMENT ||
+	    h->segment_size % WAL_BLOCK || h->number == 0)
+		return AURAWAL_ECORRUPT;
+	return 0;
+}
+
+int wal_rec_parse(const uint8_t *p, uint64_t avail, uint64_t room, uint64_t seed,
+		  struct wal_rec *out)
+{
+	uint64_t need;
+	uint32_t len;
+
+	if (avail < WAL_REC_HEADER)
+		return room < WAL_REC_HEADER ? WAL_PARSE_BAD : WAL_PARSE_SHORT;
+	if (get_le32(p + RH_MARKER) != WAL_REC_MARKER ||
+	    (p[RH_TYPE] != WAL_REC_DATA && p[RH_TYPE] != WAL_REC_SEAL) || p[5] || p[6] || p[7] ||
+	    get_le32(p + 12) != 0)
+		return WAL_PARSE_BAD;
+	len = get_le32(p + RH_LENGTH);
+	if (len > AURAWAL_MAX_RECORD || (p[RH_TYPE] == WAL_REC_SEAL && len != WAL_SEAL_PAYLOAD))
+		return WAL_PARSE_BAD;
+	need = wal_rec_size(len);
+	if (need > room)
+		return WAL_PARSE_BAD;
+	if (need > avail)
+		return WAL_PARSE_SHORT;
+	if (get_le64(p + RH_CHECKSUM) != wal_rec_checksum(p, p + WAL_REC_HEADER, len, seed))
+		return WAL_PARSE_BAD;
+	out->type = p[RH_TYPE];
+	out->len = len;
+	out->seq = get_le64(p + RH_SEQ);
+	out->payload = p + WAL_REC_HEADER;
+	return WAL_PARSE_OK;
+}

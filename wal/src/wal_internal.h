@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * wal_internal.h - the log's internal state, shared by the files of libaurawal.
+ *
+ * Threads: appenders (any thread), one writer thread (all batch writes and their
+ * completions), one preparer thread (spare and ready segments), plus readers.
+ *
+ * Lock order: log->mu, then nothing (auraio calls are made without it, except that
+ * buffers being copied from are pinned by the state machine, not by the lock).
+ *
+ * Batches: records are copied into the *active* batch. The writer takes batches in
+ * order - a closed batch from the queue first (sealed, or full), otherwise the active
+ * one - and writes each with one aligned write (plus fdatasync if it holds a durable
+ * record, is sealed, or a sync was requested). A batch's buffer starts with the partial
+ * tail block of the data already written, which the write rewrites byte for byte
+ * (docs/wal_format.md explains why that is safe under torn writes).
+ */
+#ifndef AURAWAL_INTERNAL_H
+#define AURAWAL_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "aurawal.h"
+#include "wal_format.h"
+
+#ifndef MIN
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+#endif
+
+#define WAL_NBUFS	3  /* write buffers: writing, queued, active */
+#define WAL_READ_BUFS	16 /* registered read buffers */
+#define WAL_READ_BUF_SZ (64u << 10)
+#define WAL_SCAN_CHUNK	(1u << 20) /* sequential reads: recovery, iterators */
+#define WAL_LAT_BUCKETS 64	   /* sync latency: power-of-two buckets of microseconds */
+
+struct wal_segment {
+	uint64_t number;
+	int fd;
+	uint64_t size;	      /* file size (== segment size, or less if truncated) */
+	uint64_t written_end; /* bytes of records on disk (beyond: only in memory) */
+	uint64_t data_end;    /* bytes of records appended (on disk or in buffers) */
+	uint64_t first_seq, last_seq;
+	bool sealed;
+	bool released;
+	int refs;		  /* readers and iterators using it (under mu) */
+	struct wal_segment *next; /* the log's list, oldest first */
+};
+
+/* An asynchronous append waiting for its batch. */
+struct wal_cb {
+	aurawal_append_cb cb;
+	void *arg;
+	aurawal_loc_t loc;
+	uint64_t seq;
+	int status;
+	struct wal_cb *next;
+};
+
+struct wal_batch {
+	uint8_t *buf;
+	size_t cap;
+	int reg_index;	  /* registered buffer index, -1 = plain memory */
+	bool oversize;	  /* buf is a one-off buffer for a large record, freed after use */
+	uint8_t *std_buf; /* the batch's own buffer while an oversize one stands in */
+	size_t std_cap;
+	int std_reg;
+	bool busy; /* in use (active, queued or being written) */
+	struct wal_segment *seg;
+	uint64_t start;		      /* file offset of buf[0], block aligned */
+	uint64_t end;		      /* file offset of the end of the data in buf */
+	uint64_t first_seq, last_seq; /* records of this batch (0 = none) */
+	uint32_t nrecords;
+	uint32_t ndurable;
+	bool sealed;	    /* ends with the SEAL record: the segment is full */
+	bool force_sync;    /* aurawal_sync() asked for it */
+	uint64_t oldest_ns; /* when its first record arrived */
+	struct wal_cb *cbs, *cbs_tail;
+	struct wal_batch *next; /* the queue of closed batches */
+};
+
+struct wal_read_pool {
+	uint8_t *bufs[WAL_READ_BUFS];
+	int reg_index[WAL_READ_BUFS];
+	uint32_t free_mask; /* under mu */
+};
+
+struct aurawal {
+	aurawal_options_t opts;
+	char *dir;
+	int dir_fd;
+	int lock_fd;
+	uint64_t log_id;
+	uint64_t segment_size;
+	auraio_engine_t *engine;
+	bool own_engine;
+	bool read_only; /* inspect mode */
+
+	pthread_mutex_t mu;
+	pthread_cond_t cv_writer;  /* the writer has work */
+	pthread_cond_t cv_done;	   /* a batch completed (appenders, sync, poll, space) */
+	pthread_cond_t cv_prepare; /* the preparer has work */
+	pthread_cond_t cv_ready;   /* a ready segment appeared */
+
+	/* segments (under mu) */
+	struct wal_segment *segs, *segs_tail;
+	struct wal_segment *active; /* being appended to */
+	struct wal_segment *ready;  /* header written, next in line; NULL if none */
+	uint64_t next_number;	    /* number for the next ready segment */
+	char **spares;		    /* paths of spare files */
+	int nspares, cap_spares;
+	int space_err; /* last preparation failure (-ENOSPC...), 0 = none */
+
+	/* appending (under mu) */
+	struct wal_batch bufs[WAL_NBUFS];
+	struct wal_batch *cur;		      /* the active batch, or NULL */
+	struct wal_batch *queue, *queue_tail; /* closed batches, oldest first */
+	struct wal_batch *writing;	      /* the batch being written, or NULL */
+	uint64_t next_seq;
+	uint64_t durable_seq; /* every record <= this is durable */
+	uint64_t written_seq; /* every record <= this is written */
+	uint64_t sync_target; /* aurawal_sync: make records <= this durable */
+	uint64_t enospc_hi;   /* appends up to this seq that are not written failed with -ENOSPC */
+	int enospc;	      /* a batch failed with -ENOSPC and awaits a retry */
+	uint64_t enospc_retry_at; /* when the writer retries it (ns) */
+	uint64_t enospc_attempts; /* retries made, for appenders waiting on one */
+	uint8_t *tail;		  /* the partial last block of the active segment's data */
+	int failed;		  /* fail-stop error (-EIO...), 0 = healthy */
+	bool closing;
+	struct wal_cb *ready_cbs, *ready_cbs_tail; /* completed async appends, for poll */
+	uint32_t pending_cbs;			   /* async appends not yet delivered */
+
+	struct wal_read_pool reads;
+	uint8_t *scratch; /* WAL_BLOCK bytes for headers (writer/preparer only) */
+
+	pthread_t writer, preparer;
+	bool threads_started;
+
+	/* stats (under mu) */
+	uint64_t st_appends, st_durable, st_bytes, st_writes, st_syncs, st_synced_records;
+	uint64_t st_sync_lat[WAL_LAT_BUCKETS];
+	uint64_t st_sync_max_us;
+};
+
+/* ---- wal_log.c ---- */
+void wal_report(struct aurawal *log, aurawal_report_kind_t kind, uint64_t segment, uint64_t offset,
+		uint64_t length, const char *reason);
+uint64_t wal_now_ns(void);
+
+/* ---- wal_io.c: file I/O through auraio, blocking the caller ---- */
+int wal_pread(struct aurawal *log, int fd, void *buf, int reg_index, size_t len, uint64_t off);
+int wal_pwrite(struct aurawal *log, int fd, const void *buf, int reg_index, size_t len,
+	       uint64_t off);
+int wal_fdatasync(struct aurawal *log, int fd);
+int wal_write_sync(struct aurawal *log, int fd, const void *buf, int reg_index, size_t len,
+		   uint64_t off, bool sync);
+void *wal_alloc(struct aurawal *log, size_t size);
+void wal_free(struct aurawal *log, void *p);
+
+/* ---- wal_segment.c ---- */
+int wal_segments_open(struct aurawal *log, bool create);
+void wal_segments_close(struct aurawal *log);
+char *wal_seg_path(const struct aurawal *log, uint64_t number);
+struct wal_segment *wal_seg_find(struct aurawal *log, uint64_t number); /* mu held */
+void wal_seg_put(struct aurawal *log, struct wal_segment *s);		/* mu held */
+void *wal_preparer_main(void *arg);
+int wal_release_segments(struct aurawal *log, uint64_t below);
+
+/* ---- wal_recover.c: sequential reading and recovery ---- */
+struct wal_reader {
+	struct aurawal *log;
+	struct wal_segment *seg;
+	uint8_t *buf;
+	uint64_t cap;
+	uint64_t start, len; /* the file range buf holds */
+};
+void wal_reader_init(struct wal_reader *r, struct aurawal *log, struct wal_segment *s);
+void wal_reader_fini(struct wal_reader *r);
+int64_t wal_reader_fill(struct wal_reader *r, uint64_t off, uint64_t need, uint64_t limit);
+int wal_reader_record(struct wal_reader *r, uint64_t off, uint64_t limit, uint64_t seed,
+		      struct wal_rec *rec);
+uint64_t wal_reader_resync(struct wal_reader *r, uint64_t from, uint64_t limit, uint64_t seed);
+int wal_recover(struct aurawal *log); /* before the threads start */
+int sync_dir_fd(struct aurawal *log);
+
+/* ---- wal_writer.c ---- */
+int wal_writer_init(struct aurawal *log);
+void wal_writer_fini(struct aurawal *log);
+void *wal_writer_main(void *arg);
+
+#endif

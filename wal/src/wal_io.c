@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * wal_io.c - the log's file I/O, all through AuraIO (so fault injection reaches it):
+ * blocking helpers built on waitable requests. A submission refused at the ring's
+ * in-flight limit (EAGAIN) is retried after letting completions drain.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "wal_internal.h"
+
+static auraio_buf_t bufref(const void *buf, int reg_index)
+{
+	return reg_index >= 0 ? auraio_buf_fixed(reg_index, 0) : auraio_buf((void *) buf);
+}
+
+/* Wait for a waitable request; its result or -errno. */
+static ssize_t collect(struct aurawal *log, auraio_request_t *req)
+{
+	ssize_t res = -EIO;
+	int rc = auraio_request_wait(log->engine, req, -1, &res);
+
+	return rc < 0 ? rc : res;
+}
+
+/* Submit one operation, retrying while the ring is full. NULL + errno on failure. */
+static auraio_request_t *submit(struct aurawal *log, const auraio_op_t *op)
+{
+	for (;;) {
+		auraio_request_t *req;
+		int rc = auraio_submit_linked(log->engine, op, 1, &req);
+
+		if (rc == 0)
+			return req;
+		if (rc != -EAGAIN) {
+			errno = -rc;
+			return NULL;
+		}
+		auraio_wait(log->engine, 1); /* let something complete */
+	}
+}
+
+static ssize_t one_op(struct aurawal *log, auraio_op_t *op)
+{
+	auraio_request_t *req = submit(log, op);
+
+	return req ? collect(log, req) : -errno;
+}
+
+int wal_pread(struct aurawal *log, int fd, void *buf, int reg_index, size_t len, uint64_t off)
+{
+	auraio_op_t op = { .opcode = AURAIO_OP_READ,
+			   .fd = fd,
+			   .buf = bufref(buf, reg_index),
+			   .len = len,
+			   .offset = (off_t) off };
+	ssize_t n = one_op(log, &op);
+
+	return n < 0 ? (int) n : (int) (n > (ssize_t) len ? (ssize_t) len : n);
+}
+
+int wal_pwrite(struct aurawal *log, int fd, const void *buf, int reg_index, size_t len,
+	       uint64_t off)
+{
+	auraio_op_t op = { .opcode = AURAIO_OP_WRITE,
+			   .fd = fd,
+			   .buf = bufref(buf, reg_index),
+			   .len = len,
+			   .offset = (off_t) off };
+
+	return (int) one_op(log, &op);
+}
+
+int wal_fdatasync(struct aurawal *log, int fd)
+{
+	auraio_op_t op = { .opcode = AURAIO_OP_FSYNC, .fd = fd, .flags = AURAIO_OP_DATASYNC };
+
+	return (int) one_op(log, &op);
+}
+
+/*
+ * Write len bytes and, if `sync`, make them durable - in one submission: a DSYNC write,
+ * or a write linked to an fdatasync. Returns the bytes written when all is done, a
+ * short count (the sync, if any, did not run: the kernel cancels a link after a short
+ * write, and nothing is claimed durable on its account), or -errno.
+ */
+int wal_write_sync(struct aurawal *log, int fd, const void *buf, int reg_index, size_t len,
+		   uint64_t off, bool sync)
+{
+	auraio_op_t ops[2] = {
+		{ .opcode = AURAIO_OP_WRITE,
+		  .fd = fd,
+		  .buf = bufref(buf, reg_index),
+		  .len = len,
+		  .offset = (off_t) off },
+		{ .opcode = AURAIO_OP_FSYNC, .fd = fd, .flags = AURAIO_OP_DATASYNC },
+	};
+	auraio_request_t *reqs[2];
+	ssize_t wr, sr;
+	int rc;
+
+	if (!sync)
+		return wal_pwrite(log, fd, buf, reg_index, len, off);
+	if (log->opts.sync_mode == AURAWAL_SYNC_DSYNC) {
+		ops[0].flags = AURAIO_OP_DSYNC;
+		return (int) one_op(log, &ops[0]);
+	}
+	while ((rc = auraio_submit_linked(log->engine, ops, 2, reqs)) == -EAGAIN)
+		auraio_wait(log->engine, 1);
+	if (rc < 0)
+		return rc;
+	wr = collect(log, reqs[0]);
+	sr = collect(log, reqs[1]);
+	if (wr < 0 || (size_t) wr != len)
+		return (int) wr; /* the sync was cancelled with the chain */
+	return sr < 0 ? (int) sr : (int) wr;
+}
+
+void *wal_alloc(struct aurawal *log, size_t size)
+{
+	return auraio_buffer_alloc(log->engine, size);
+}
+
+void wal_free(struct aurawal *log, void *p)
+{
+	auraio_buffer_free(log->engine, p);
+}

@@ -1,0 +1,328 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * wal_recover.c - reading segments sequentially, and recovery at open: the recovery
+ * rule of docs/wal_format.md (a torn or zeroed tail is the clean end; damage followed
+ * by valid records is corruption, reported, and fatal unless point-in-time recovery or
+ * inspection was asked for).
+ *
+ * Runs before the log's threads start: no locking needed here.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "wal_internal.h"
+
+/* ---- a sequential reader over one segment ---- */
+
+void wal_reader_init(struct wal_reader *r, struct aurawal *log, struct wal_segment *s)
+{
+	memset(r, 0, sizeof(*r));
+	r->log = log;
+	r->seg = s;
+}
+
+void wal_reader_fini(struct wal_reader *r)
+{
+	if (r->buf)
+		wal_free(r->log, r->buf);
+	r->buf = NULL;
+}
+
+/*
+ * Make [off, off + need) available (need <= the record size limit + a header). Returns
+ * the bytes available from off (less than need only at the end of the file), or -errno.
+ */
+int64_t wal_reader_fill(struct wal_reader *r, uint64_t off, uint64_t need, uint64_t limit)
+{
+	uint64_t start, len, cap;
+	int rc;
+
+	if (off >= limit)
+		return 0;
+	if (off >= r->start && off + need <= r->start + r->len)
+		return (int64_t) (r->start + r->len - off);
+	start = align_down(off, WAL_BLOCK);
+	len = align_up(off + MAX(need, (uint64_t) WAL_SCAN_CHUNK), WAL_BLOCK) - start;
+	if (start + len > align_up(limit, WAL_BLOCK))
+		len = align_up(limit, WAL_BLOCK) - start;
+	cap = align_up(len, WAL_SCAN_CHUNK);
+	if (cap > r->cap) {
+		if (r->buf)
+			wal_free(r->log, r->buf);
+		r->buf = wal_alloc(r->log, cap);
+		r->cap = r->buf ? cap : 0;
+		if (!r->buf)
+			return -ENOMEM;
+	}
+	rc = wal_pread(r->log, r->seg->fd, r->buf, -1, len, start);
+	if (rc < 0)
+		return rc;
+	r->start = start;
+	r->len = (uint64_t) rc < limit - start ? (uint64_t) rc : limit - start;
+	return off < r->start + r->len ? (int64_t) (r->start + r->len - off) : 0;
+}
+
+/* Parse the record at off, reading more as needed. WAL_PARSE_OK or WAL_PARSE_BAD; < 0
+ * on I/O error. */
+int wal_reader_record(struct wal_reader *r, uint64_t off, uint64_t limit, uint64_t seed,
+		      struct wal_rec *rec)
+{
+	uint64_t need = WAL_REC_HEADER;
+
+	for (;;) {
+		int64_t avail = wal_reader_fill(r, off, need, limit);
+		int rc;
+
+		if (avail < 0)
+			return (int) avail;
+		rc = wal_rec_parse(r->buf + (off - r->start), (uint64_t) avail, limit - off, seed,
+				   rec);
+		if (rc != WAL_PARSE_SHORT)
+			return rc;
+		if ((uint64_t) avail >= wal_rec_size(AURAWAL_MAX_RECORD))
+			return WAL_PARSE_BAD;
+		need = wal_rec_size(get_le32(r->buf + (off - r->start) + RH_LENGTH));
+		if ((uint64_t) avail >= need) /* the file ended first */
+			return WAL_PARSE_BAD;
+	}
+}
+
+/* The next valid record at or after `from` (8-byte steps), or `limit` if none. */
+uint64_t wal_reader_resync(struct wal_reader *r, uint64_t from, uint64_t limit, uint64_t seed)
+{
+	for (uint64_t o = align_up(from, 8); o + WAL_REC_HEADER <= limit; o += 8) {
+		int64_t avail = wal_reader_fill(r, o, WAL_REC_HEADER, limit);
+		struct wal_rec rec;
+
+		if (avail < (int64_t) WAL_REC_HEADER)
+			return limit;
+		if (get_le32(r->buf + (o - r->start)) != WAL_REC_MARKER)
+			continue; /* the cheap test first */
+		if (wal_reader_record(r, o, limit, seed, &rec) == WAL_PARSE_OK)
+			return o;
+	}
+	return limit;
+}
+
+/* ---- recovery ---- */
+
+/* Bytes from off up to the first all-zero block: the size of a torn record. */
+static uint64_t torn_length(struct wal_reader *r, uint64_t off, uint64_t limit)
+{
+	uint64_t o = off;
+
+	while (o < limit) {
+		uint64_t blk_end = MIN(align_down(o, WAL_BLOCK) + WAL_BLOCK, limit);
+		int64_t avail = wal_reader_fill(r, o, blk_end - o, limit);
+		bool zero = true;
+
+		if (avail <= 0)
+			break;
+		for (uint64_t i = o; i < blk_end && zero; i++)
+			zero = r->buf[i - r->start] == 0;
+		if (zero)
+			break;
+		o = blk_end;
+	}
+	return o - off;
+}
+
+struct scan_state {
+	uint64_t prev_seq;
+	bool truncate_here; /* point-in-time recovery cut the log in this segment */
+	uint64_t valid_end; /* PIT: the end of the valid data that was dropped */
+};
+
+/* Damage at off. Returns 0 (clean end or handled) with *end set, or AURAWAL_ECORRUPT. */
+static int damage(struct aurawal *log, struct wal_reader *r, uint64_t off, bool last,
+		  struct scan_state *st, uint64_t *resume)
+{
+	struct wal_segment *s = r->seg;
+	uint64_t seed = wal_seed(log->log_id, s->number);
+	uint64_t next = wal_reader_resync(r, off + 8, s->size, seed);
+	uint64_t tl;
+
+	*resume = 0;
+	if (next >= s->size && last) { /* the clean end of the log */
+		tl = torn_length(r, off, s->size);
+		if (tl)
+			wal_report(log, AURAWAL_REPORT_TORN_TAIL, s->number, off, tl,
+				   "a partial record at the end of the log was dropped");
+		return 0;
+	}
+	wal_report(log,
+		   log->opts.recovery == AURAWAL_RECOVER_POINT_IN_TIME ? AURAWAL_REPORT_DROPPED
+								       : AURAWAL_REPORT_CORRUPTION,
+		   s->number, off, next - off,
+		   next < s->size ? "damaged data followed by valid records"
+				  : "a segment before the last ends without a seal");
+	if (log->opts.recovery == AURAWAL_RECOVER_INSPECT && next < s->size) {
+		*resume = next; /* read past it */
+		return 0;
+	}
+	if (log->opts.recovery == AURAWAL_RECOVER_POINT_IN_TIME) {
+		st->truncate_here = true;
+		st->valid_end = s->size;
+		return 0;
+	}
+	return log->opts.recovery == AURAWAL_RECOVER_INSPECT ? 0 : AURAWAL_ECORRUPT;
+}
+
+static int scan_segment(struct aurawal *log, struct wal_segment *s, bool last,
+			struct scan_state *st)
+{
+	uint64_t seed = wal_seed(log->log_id, s->number), off = WAL_HEADER_BLOCK;
+	struct wal_reader r;
+	int rc = 0;
+
+	wal_reader_init(&r, log, s);
+	while (off < s->size) {
+		struct wal_rec rec;
+		uint64_t resume;
+
+		rc = wal_reader_record(&r, off, s->size, seed, &rec);
+		if (rc < 0)
+			break;
+		if (rc == WAL_PARSE_OK && rec.seq <= st->prev_seq)
+			rc = WAL_PARSE_BAD; /* out of order: damage */
+		if (rc == WAL_PARSE_BAD) {
+			rc = damage(log, &r, off, last, st, &resume);
+			if (rc || !resume)
+				break;
+			off = resume;
+			continue;
+		}
+		st->prev_seq = rec.seq;
+		if (!s->first_seq)
+			s->first_seq = rec.seq;
+		s->last_seq = rec.seq;
+		off += wal_rec_size(rec.len);
+		if (rec.type == WAL_REC_SEAL) {
+			s->sealed = true;
+			break;
+		}
+	}
+	s->data_end = s->written_end = MIN(off, s->size);
+	wal_reader_fini(&r);
+	return rc < 0 ? rc : 0;
+}
+
+/* Does segment s hold any valid record (a pre-activated, still empty segment does not)? */
+static int segment_empty(struct aurawal *log, struct wal_segment *s, bool *empty)
+{
+	struct wal_reader r;
+	uint64_t seed = wal_seed(log->log_id, s->number);
+
+	wal_reader_init(&r, log, s);
+	*empty = wal_reader_resync(&r, WAL_HEADER_BLOCK, s->size, seed) >= s->size;
+	wal_reader_fini(&r);
+	return 0;
+}
+
+/* Point-in-time recovery: forget every segment after s (and a ready one). */
+static void drop_after(struct aurawal *log, struct wal_segment *s)
+{
+	struct wal_segment *t = s->next;
+
+	s->next = NULL;
+	log->segs_tail = s;
+	if (log->ready) {
+		log->ready->next = t;
+		t = log->ready;
+		log->ready = NULL;
+	}
+	while (t) {
+		struct wal_segment *next = t->next;
+		char *path = wal_seg_path(log, t->number);
+
+		close(t->fd);
+		if (path && !log->read_only)
+			unlink(path);
+		free(path);
+		free(t);
+		t = next;
+	}
+	log->next_number = s->number + 1;
+}
+
+/* Point-in-time recovery: zero what follows the cut in its segment (valid records of
+ * this segment's life lie there), and drop later segments. */
+static int cut_after(struct aurawal *log, struct wal_segment *s, uint64_t valid_end)
+{
+	uint64_t from = align_up(s->data_end, WAL_BLOCK);
+	uint8_t *z;
+	int rc = 0;
+
+	if (log->read_only)
+		return 0;
+	z = wal_alloc(log, WAL_SCAN_CHUNK);
+	if (!z)
+		return -ENOMEM;
+	memset(z, 0, WAL_SCAN_CHUNK);
+	for (uint64_t o = from; o < valid_end && rc >= 0; o += WAL_SCAN_CHUNK)
+		rc =
+		    wal_pwrite(log, s->fd, z, -1, MIN((uint64_t) WAL_SCAN_CHUNK, valid_end - o), o);
+	wal_free(log, z);
+	/* the partial block at the cut is rewritten whole by the first append */
+	if (rc >= 0)
+		rc = wal_fdatasync(log, s->fd);
+	if (rc < 0)
+		return rc;
+	drop_after(log, s);
+	return sync_dir_fd(log);
+}
+
+int wal_recover(struct aurawal *log)
+{
+	struct scan_state st = { 0 };
+	struct wal_segment *last = log->segs_tail, *s;
+	bool empty = false;
+	int rc = 0;
+
+	/* A trailing segment with no record was made ready before a crash: keep it ready. */
+	if (last && last != log->segs) {
+		segment_empty(log, last, &empty);
+		if (empty) {
+			struct wal_segment *p = log->segs;
+
+			while (p->next != last)
+				p = p->next;
+			p->next = NULL;
+			log->segs_tail = p;
+			log->ready = last;
+			last = p;
+		}
+	}
+	for (s = log->segs; s && rc == 0; s = s->next) {
+		rc = scan_segment(log, s, s == last, &st);
+		if (rc == 0 && st.truncate_here) {
+			rc = cut_after(log, s, st.valid_end);
+			last = s;
+			break;
+		}
+		if (rc == 0 && s != last && !s->sealed &&
+		    log->opts.recovery != AURAWAL_RECOVER_INSPECT) {
+			wal_report(log, AURAWAL_REPORT_CORRUPTION, s->number, s->data_end, 0,
+				   "a segment before the last ends without a seal");
+			rc = AURAWAL_ECORRUPT;
+		}
+	}
+	if (rc)
+		return rc;
+	if (last && last->sealed) { /* the rollover was done: its next segment is the end */
+		if (!log->ready || log->ready->number != last->number + 1) {
+			wal_report(log, AURAWAL_REPORT_CORRUPTION, last->number + 1, 0, 0,
+				   "a sealed segment's successor is missing");
+			return AURAWAL_ECORRUPT;
+		}
+		last->next = log->ready;
+		log->segs_tail = last = log->ready;
+		log->ready = NULL;
+	}
+	log->active = last;
+	log->next_seq = st.prev_seq + 1;
+	log->durable_seq = log->written_seq = st.prev_seq;
+	return 0;
+}

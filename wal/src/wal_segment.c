@@ -1,0 +1,506 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * wal_segment.c - segment files: finding them at open, their headers, the preparer
+ * thread that keeps the next segment ready, release (recycling or deleting), listing.
+ *
+ * A new segment is built off to the side - preallocated, written through with zeros
+ * (or taken from a recycled spare), given its header and synced - and only then renamed
+ * to its numbered name and the directory synced. So a numbered segment file on disk is
+ * always whole, and the append path never waits for a file to be built unless the
+ * preparer fell behind.
+ *
+ * Lock: log->mu protects the segment list, `ready`, the spares and the refs. File work
+ * is done without it.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "wal_internal.h"
+
+#define ZERO_CHUNK	 (1u << 20)
+#define PREPARE_RETRY_NS (200ull * 1000000ull)
+
+char *wal_seg_path(const struct aurawal *log, uint64_t number)
+{
+	char *p = NULL;
+
+	if (asprintf(&p, "%s/%016" PRIx64 ".seg", log->dir, number) < 0)
+		return NULL;
+	return p;
+}
+
+int sync_dir_fd(struct aurawal *log)
+{
+	return fsync(log->dir_fd) == 0 ? 0 : -errno;
+}
+
+static int sync_dir(struct aurawal *log)
+{
+	return sync_dir_fd(log);
+}
+
+/* ---- the segment list (mu held) ---- */
+
+static struct wal_segment *seg_new(uint64_t number, int fd, uint64_t size)
+{
+	struct wal_segment *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->number = number;
+	s->fd = fd;
+	s->size = size;
+	s->data_end = s->written_end = WAL_HEADER_BLOCK;
+	return s;
+}
+
+static void seg_append(struct aurawal *log, struct wal_segment *s)
+{
+	s->next = NULL;
+	if (log->segs_tail)
+		log->segs_tail->next = s;
+	else
+		log->segs = s;
+	log->segs_tail = s;
+}
+
+struct wal_segment *wal_seg_find(struct aurawal *log, uint64_t number)
+{
+	for (struct wal_segment *s = log->segs; s; s = s->next)
+		if (s->number == number) {
+			s->refs++;
+			return s;
+		}
+	return NULL;
+}
+
+/* Dispose of a released segment's file: keep it as a spare, or delete it. */
+static void seg_dispose(struct aurawal *log, struct wal_segment *s)
+{
+	char *path = wal_seg_path(log, s->number), *spare = NULL;
+
+	if (s->fd >= 0)
+		close(s->fd);
+	if (path && log->opts.recycle_segments && s->size == log->segment_size &&
+	    log->nspares < (int) log->opts.spare_segments &&
+	    asprintf(&spare, "%s/spare-%016" PRIx64 ".seg", log->dir, s->number) >= 0 &&
+	    rename(path, spare) == 0) {
+		if (log->nspares == log->cap_spares) {
+			int cap = log->cap_spares ? 2 * log->cap_spares : 4;
+			char **v = realloc(log->spares, sizeof(*v) * (size_t) cap);
+
+			if (v) {
+				log->spares = v;
+				log->cap_spares = cap;
+			}
+		}
+		if (log->nspares < log->cap_spares) {
+			log->spares[log->nspares++] = spare;
+			spare = NULL;
+		}
+	} else if (path) {
+		unlink(path);
+	}
+	if (spare) { /* no room to remember it: do not keep it either */
+		unlink(spare);
+		free(spare);
+	}
+	free(path);
+	free(s);
+}
+
+void wal_seg_put(struct aurawal *log, struct wal_segment *s)
+{
+	if (--s->refs == 0 && s->released)
+		seg_dispose(log, s);
+}
+
+/* ---- headers ---- */
+
+static int write_header(struct aurawal *log, int fd, uint64_t number, uint64_t first_seq)
+{
+	struct wal_seg_header h = { log->segment_size, log->log_id, number, first_seq };
+	int rc;
+
+	wal_header_encode(log->scratch, &h);
+	rc = wal_pwrite(log, fd, log->scratch, -1, WAL_HEADER_BLOCK, 0);
+	if (rc >= 0 && rc != (int) WAL_HEADER_BLOCK)
+		rc = -EIO;
+	return rc < 0 ? rc : wal_fdatasync(log, fd);
+}
+
+static int read_header(struct aurawal *log, int fd, struct wal_seg_header *h)
+{
+	int rc = wal_pread(log, fd, log->scratch, -1, WAL_HEADER_BLOCK, 0);
+
+	if (rc < 0)
+		return rc;
+	if (rc < (int) WAL_HEADER_BLOCK)
+		return AURAWAL_ECORRUPT;
+	return wal_header_decode(log->scratch, h);
+}
+
+/* ---- building a segment ---- */
+
+/* Write zeros through [from, size) so later syncs flush data, not metadata. */
+static int zero_fill(struct aurawal *log, int fd, uint64_t from, uint64_t size)
+{
+	uint8_t *z = wal_alloc(log, ZERO_CHUNK);
+	int rc = 0;
+
+	if (!z)
+		return -ENOMEM;
+	memset(z, 0, ZERO_CHUNK);
+	for (uint64_t off = from; off < size && rc >= 0; off += ZERO_CHUNK) {
+		size_t n = (size_t) (size - off < ZERO_CHUNK ? size - off : ZERO_CHUNK);
+
+		rc = wal_pwrite(log, fd, z, -1, n, off);
+		if (rc >= 0 && (size_t) rc != n)
+			rc = -EIO;
+	}
+	wal_free(log, z);
+	return rc < 0 ? rc : 0;
+}
+
+/* A whole, zeroed file of segment_size bytes at `path` (created exclusively). */
+static int build_file(struct aurawal *log, const char *path, int *fdp)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_DIRECT | O_CLOEXEC, 0644), rc;
+
+	if (fd < 0)
+		return -errno;
+	rc = posix_fallocate(fd, 0, (off_t) log->segment_size);
+	rc = rc ? -rc : zero_fill(log, fd, 0, log->segment_size);
+	if (rc == 0)
+		rc = wal_fdatasync(log, fd);
+	if (rc) {
+		close(fd);
+		unlink(path);
+		return rc;
+	}
+	*fdp = fd;
+	return 0;
+}
+
+/* Segment `number`, ready to append to: header written and synced, name durable. */
+static int make_ready(struct aurawal *log, uint64_t number, const char *spare, int *fdp)
+{
+	char *final = wal_seg_path(log, number), *tmp = NULL;
+	int fd = -1, rc;
+
+	if (!final)
+		return -ENOMEM;
+	if (spare) { /* a recycled segment: its stale records fail their new seed */
+		fd = open(spare, O_RDWR | O_DIRECT | O_CLOEXEC);
+		rc = fd < 0 ? -errno : 0;
+	} else {
+		rc = asprintf(&tmp, "%s/spare-new-%016" PRIx64 ".seg", log->dir, number) < 0
+			 ? -ENOMEM
+			 : build_file(log, tmp, &fd);
+	}
+	if (rc == 0)
+		rc = write_header(log, fd, number, 0);
+	if (rc == 0 && rename(spare ? spare : tmp, final) != 0)
+		rc = -errno;
+	if (rc == 0)
+		rc = sync_dir(log);
+	if (rc && fd >= 0) {
+		close(fd);
+		fd = -1;
+	}
+	if (rc && tmp)
+		unlink(tmp);
+	free(tmp);
+	free(final);
+	*fdp = fd;
+	return rc;
+}
+
+/* One preparation: the next ready segment. Called with mu held; drops it for I/O. */
+static void prepare_once(struct aurawal *log)
+{
+	uint64_t number = log->next_number;
+	char *spare = log->nspares ? log->spares[--log->nspares] : NULL;
+	struct wal_segment *s;
+	int fd = -1, rc;
+
+	pthread_mutex_unlock(&log->mu);
+	rc = make_ready(log, number, spare, &fd);
+	if (rc && spare) { /* the spare was no good: forget it, build a fresh one */
+		unlink(spare);
+		rc = make_ready(log, number, NULL, &fd);
+	}
+	pthread_mutex_lock(&log->mu);
+	free(spare);
+	s = rc == 0 ? seg_new(number, fd, log->segment_size) : NULL;
+	if (!s) {
+		if (fd >= 0)
+			close(fd);
+		log->space_err = rc ? rc : -ENOMEM;
+	} else {
+		log->space_err = 0;
+		log->next_number++;
+		log->ready = s;
+	}
+	pthread_cond_broadcast(&log->cv_ready);
+}
+
+void *wal_preparer_main(void *arg)
+{
+	struct aurawal *log = arg;
+
+	pthread_mutex_lock(&log->mu);
+	while (!log->closing) {
+		if (!log->ready && !log->failed) {
+			prepare_once(log);
+			if (log->space_err) { /* retry later: space may be freed */
+				struct timespec ts;
+				uint64_t t;
+
+				clock_gettime(CLOCK_REALTIME, &ts);
+				t = (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec +
+				    PREPARE_RETRY_NS;
+				ts.tv_sec = (time_t) (t / 1000000000ull);
+				ts.tv_nsec = (long) (t % 1000000000ull);
+				pthread_cond_timedwait(&log->cv_prepare, &log->mu, &ts);
+			}
+			continue;
+		}
+		pthread_cond_wait(&log->cv_prepare, &log->mu);
+	}
+	pthread_mutex_unlock(&log->mu);
+	return NULL;
+}
+
+/* ---- opening ---- */
+
+static int parse_name(const char *name, uint64_t *number)
+{
+	char *end;
+
+	if (strlen(name) != 20 || strcmp(name + 16, ".seg") != 0)
+		return -1;
+	errno = 0;
+	*number = strtoull(name, &end, 16);
+	return (errno || end != name + 16 || *number == 0) ? -1 : 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The numbered segments in the directory, sorted; spares remembered. */
+static int list_dir(struct aurawal *log, uint64_t **numbers, size_t *count)
+{
+	DIR *d = opendir(log->dir);
+	size_t n = 0, cap = 0;
+	uint64_t *v = NULL, num;
+	struct dirent *e;
+
+	if (!d)
+		return -errno;
+	while ((e = readdir(d))) {
+		if (strncmp(e->d_name, "spare-", 6) == 0) {
+			char *p = NULL;
+
+			if (asprintf(&p, "%s/%s", log->dir, e->d_name) >= 0)
+				unlink(p); /* a leftover of an interrupted preparation or release */
+			free(p);
+			continue;
+		}
+		if (parse_name(e->d_name, &num) != 0)
+			continue;
+		if (n == cap) {
+			uint64_t *w = realloc(v, sizeof(*v) * (cap = cap ? 2 * cap : 16));
+
+			if (!w) {
+				free(v);
+				closedir(d);
+				return -ENOMEM;
+			}
+			v = w;
+		}
+		v[n++] = num;
+	}
+	closedir(d);
+	if (n)
+		qsort(v, n, sizeof(*v), cmp_u64);
+	*numbers = v;
+	*count = n;
+	return 0;
+}
+
+/* Open segment `number`, check its header against the log. */
+static int open_segment(struct aurawal *log, uint64_t number, bool first)
+{
+	char *path = wal_seg_path(log, number);
+	struct wal_seg_header h;
+	struct wal_segment *s;
+	struct stat st;
+	int fd, rc;
+
+	if (!path)
+		return -ENOMEM;
+	fd = open(path, (log->read_only ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC);
+	free(path);
+	if (fd < 0)
+		return -errno;
+	rc = fstat(fd, &st) == 0 ? read_header(log, fd, &h) : -errno;
+	if (rc == 0 && first) {
+		log->log_id = h.log_id;
+		log->segment_size = h.segment_size;
+	}
+	if (rc == 0 &&
+	    (h.log_id != log->log_id || h.number != number || h.segment_size != log->segment_size))
+		rc = AURAWAL_ECORRUPT;
+	if (rc) {
+		wal_report(log, AURAWAL_REPORT_CORRUPTION, number, 0, WAL_HEADER_BLOCK,
+			   rc == AURAWAL_EFORMAT ? "not a segment of a supported version"
+						 : "bad segment header");
+		close(fd);
+		return rc;
+	}
+	s = seg_new(number, fd,
+		    (uint64_t) st.st_size < h.segment_size ? (uint64_t) st.st_size
+							   : h.segment_size);
+	if (!s) {
+		close(fd);
+		return -ENOMEM;
+	}
+	seg_append(log, s);
+	return 0;
+}
+
+/* A brand-new log: a random id and segment 1. */
+static int create_log(struct aurawal *log)
+{
+	struct wal_segment *s;
+	int fd, rc;
+
+	if (getrandom(&log->log_id, sizeof(log->log_id), 0) != sizeof(log->log_id))
+		return -errno;
+	log->segment_size = log->opts.segment_size;
+	rc = make_ready(log, 1, NULL, &fd);
+	if (rc)
+		return rc;
+	s = seg_new(1, fd, log->segment_size);
+	if (!s) {
+		close(fd);
+		return -ENOMEM;
+	}
+	seg_append(log, s);
+	log->next_number = 2;
+	return 0;
+}
+
+int wal_segments_open(struct aurawal *log, bool create)
+{
+	uint64_t *nums = NULL;
+	size_t n = 0;
+	int rc = list_dir(log, &nums, &n);
+
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		if (i > 0 && nums[i] != nums[i - 1] + 1) {
+			wal_report(log, AURAWAL_REPORT_CORRUPTION, nums[i - 1] + 1, 0, 0,
+				   "a segment is missing between two others");
+			rc = AURAWAL_ECORRUPT;
+			break;
+		}
+		rc = open_segment(log, nums[i], i == 0);
+	}
+	if (rc == 0 && n > 0)
+		log->next_number = nums[n - 1] + 1;
+	free(nums);
+	if (rc == 0 && n == 0)
+		rc = create ? create_log(log) : -ENOENT;
+	return rc;
+}
+
+void wal_segments_close(struct aurawal *log)
+{
+	struct wal_segment *s = log->segs;
+
+	while (s) {
+		struct wal_segment *next = s->next;
+
+		if (s->fd >= 0)
+			close(s->fd);
+		free(s);
+		s = next;
+	}
+	log->segs = log->segs_tail = NULL;
+	if (log->ready) {
+		close(log->ready->fd);
+		free(log->ready);
+		log->ready = NULL;
+	}
+	for (int i = 0; i < log->nspares; i++)
+		free(log->spares[i]);
+	free(log->spares);
+	log->spares = NULL;
+	log->nspares = 0;
+}
+
+/* ---- release and listing ---- */
+
+int wal_release_segments(struct aurawal *log, uint64_t below)
+{
+	int released = 0;
+
+	pthread_mutex_lock(&log->mu);
+	while (log->segs && log->segs->number < below && log->segs != log->active) {
+		struct wal_segment *s = log->segs;
+
+		log->segs = s->next;
+		if (!log->segs)
+			log->segs_tail = NULL;
+		s->released = true;
+		released++;
+		if (s->refs == 0)
+			seg_dispose(log, s);
+	}
+	pthread_mutex_unlock(&log->mu);
+	if (released && sync_dir(log) != 0)
+		return -errno;
+	return released;
+}
+
+AURAWAL_API int aurawal_release_before(aurawal_t *log, aurawal_loc_t loc)
+{
+	if (!log)
+		return -EINVAL;
+	if (log->read_only)
+		return -EROFS;
+	return wal_release_segments(log, loc.segment);
+}
+
+AURAWAL_API int aurawal_list_segments(aurawal_t *log, aurawal_segment_info_t *out, size_t max,
+				      size_t *count)
+{
+	size_t n = 0;
+
+	if (!log || (!out && max))
+		return -EINVAL;
+	pthread_mutex_lock(&log->mu);
+	for (struct wal_segment *s = log->segs; s; s = s->next, n++) {
+		if (n >= max)
+			continue;
+		out[n] = (aurawal_segment_info_t){ s->number, s->first_seq, s->last_seq,
+						   s->data_end - WAL_HEADER_BLOCK, s->sealed };
+	}
+	pthread_mutex_unlock(&log->mu);
+	if (count)
+		*count = n;
+	return 0;
+}
