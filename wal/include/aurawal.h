@@ -190,8 +190,8 @@ AURAWAL_API int aurawal_append_async(aurawal_t *log, const struct iovec *iov, in
 				     unsigned flags, aurawal_append_cb cb, void *arg);
 
 /**
- * Run the callbacks of completed asynchronous appends; if none is ready, wait up to
- * `timeout_ms` (-1 = no limit) while anything is in flight. Returns the number of
+ * Run the callbacks of completed asynchronous appends and reads; if none is ready, wait
+ * up to `timeout_ms` (-1 = no limit) while anything is in flight. Returns the number of
  * callbacks run, or -EINVAL.
  */
 AURAWAL_API int aurawal_poll(aurawal_t *log, int timeout_ms);
@@ -241,6 +241,33 @@ AURAWAL_API void aurawal_iter_close(aurawal_iter_t *it);
  * -EINVAL, -EROFS, or -errno.
  */
 AURAWAL_API int aurawal_release_before(aurawal_t *log, aurawal_loc_t loc);
+
+/**
+ * Release one segment (not the active one): its file is recycled or deleted once no
+ * reader uses it. The release is recorded durably first (docs/wal_format.md, RELEASED),
+ * so recovery knows the gap is intended. The caller must know that nothing in it is
+ * still needed (the store's GC copies live records out and syncs first).
+ * Returns 0, -ENOENT (no such segment), -EBUSY (the active segment), -EROFS, -EINVAL,
+ * or -errno.
+ */
+AURAWAL_API int aurawal_release_segment(aurawal_t *log, uint64_t number);
+
+/** Completion of an asynchronous read: status 0 (the payload is in the caller's
+ * buffer, `len` bytes, sequence `seq`) or an error as for aurawal_read. */
+typedef void (*aurawal_read_cb)(void *arg, int status, size_t len, uint64_t seq);
+
+/**
+ * Read the record at `loc` into `buf` without waiting; `cb` runs once, in a thread that
+ * calls aurawal_poll(), when the payload is there (or with an error). `buf` is borrowed
+ * until then. One thread can keep many reads in flight this way (the store's async and
+ * multi-get). Returns 0 (cb will run), or an error as for aurawal_read (cb will not run).
+ */
+AURAWAL_API int aurawal_read_async(aurawal_t *log, aurawal_loc_t loc, void *buf, size_t cap,
+				   aurawal_read_cb cb, void *arg);
+
+/** The AuraIO engine the log does its I/O on (borrowed; valid until close). For stats,
+ * and for a client that wants to do its own file I/O on the same engine. */
+AURAWAL_API auraio_engine_t *aurawal_engine(aurawal_t *log);
 
 /** One segment, as listed by aurawal_list_segments(). */
 typedef struct aurawal_segment_info {

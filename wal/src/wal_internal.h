@@ -5,8 +5,8 @@
  * Threads: appenders (any thread), one writer thread (all batch writes and their
  * completions), one preparer thread (spare and ready segments), plus readers.
  *
- * Lock order: log->mu, then nothing (auraio calls are made without it, except that
- * buffers being copied from are pinned by the state machine, not by the lock).
+ * Lock order: log->rel_mu (releases only), then log->mu; auraio calls are made without
+ * either (buffers being written are pinned by the state machine, not by a lock).
  *
  * Batches: records are copied into the *active* batch. The writer takes batches in
  * order - a closed batch from the queue first (sealed, or full), otherwise the active
@@ -50,12 +50,15 @@ struct wal_segment {
 	struct wal_segment *next; /* the log's list, oldest first */
 };
 
-/* An asynchronous append waiting for its batch. */
+/* A completion to deliver through aurawal_poll: an asynchronous append waiting for its
+ * batch (cb), or a finished asynchronous read (rcb). */
 struct wal_cb {
 	aurawal_append_cb cb;
+	aurawal_read_cb rcb;
 	void *arg;
 	aurawal_loc_t loc;
 	uint64_t seq;
+	size_t len;
 	int status;
 	struct wal_cb *next;
 };
@@ -100,6 +103,7 @@ struct aurawal {
 	bool read_only; /* inspect mode */
 
 	pthread_mutex_t mu;
+	pthread_mutex_t rel_mu;	   /* serializes releases (taken before mu) */
 	pthread_cond_t cv_writer;  /* the writer has work */
 	pthread_cond_t cv_done;	   /* a batch completed (appenders, sync, poll, space) */
 	pthread_cond_t cv_prepare; /* the preparer has work */
@@ -131,7 +135,10 @@ struct aurawal {
 	int failed;		  /* fail-stop error (-EIO...), 0 = healthy */
 	bool closing;
 	struct wal_cb *ready_cbs, *ready_cbs_tail; /* completed async appends, for poll */
-	uint32_t pending_cbs;			   /* async appends not yet delivered */
+	uint32_t pending_cbs;			   /* async appends and reads not yet delivered */
+	uint32_t pending_reads;			   /* async reads in flight on the engine */
+	uint64_t *released;			   /* RELEASED: segments released out of order */
+	size_t nreleased;
 
 	struct wal_read_pool reads;
 	uint8_t *scratch; /* WAL_BLOCK bytes for headers (writer/preparer only) */
@@ -168,6 +175,8 @@ struct wal_segment *wal_seg_find(struct aurawal *log, uint64_t number); /* mu he
 void wal_seg_put(struct aurawal *log, struct wal_segment *s);		/* mu held */
 void *wal_preparer_main(void *arg);
 int wal_release_segments(struct aurawal *log, uint64_t below);
+int wal_released_load(struct aurawal *log);
+void wal_deliver(struct aurawal *log, struct wal_cb *c); /* mu held: onto the poll list */
 
 /* ---- wal_recover.c: sequential reading and recovery ---- */
 struct wal_reader {

@@ -233,10 +233,12 @@ static void log_free(struct aurawal *log)
 	if (log->dir_fd >= 0)
 		close(log->dir_fd);
 	pthread_mutex_destroy(&log->mu);
+	pthread_mutex_destroy(&log->rel_mu);
 	pthread_cond_destroy(&log->cv_writer);
 	pthread_cond_destroy(&log->cv_done);
 	pthread_cond_destroy(&log->cv_prepare);
 	pthread_cond_destroy(&log->cv_ready);
+	free(log->released);
 	free(log->dir);
 	free(log);
 }
@@ -255,6 +257,7 @@ static struct aurawal *log_alloc(const char *dir, const aurawal_options_t *opts)
 	log->dir_fd = log->lock_fd = -1;
 	log->read_only = log->opts.recovery == AURAWAL_RECOVER_INSPECT;
 	pthread_mutex_init(&log->mu, NULL);
+	pthread_mutex_init(&log->rel_mu, NULL);
 	pthread_cond_init(&log->cv_writer, NULL);
 	pthread_cond_init(&log->cv_done, NULL);
 	pthread_cond_init(&log->cv_prepare, NULL);

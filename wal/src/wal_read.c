@@ -255,3 +255,138 @@ AURAWAL_API void aurawal_iter_close(aurawal_iter_t *it)
 	pthread_mutex_unlock(&it->log->mu);
 	free(it);
 }
+
+/* ---- asynchronous reads ---- */
+
+struct read_ctx {
+	struct aurawal *log;
+	struct wal_segment *seg; /* referenced until the read is done */
+	aurawal_loc_t loc;
+	void *buf;
+	uint8_t *mem;	/* the aligned read buffer */
+	int slot;	/* registered read buffer, or -1 (mem was allocated) */
+	uint64_t start; /* file offset of mem[0] */
+	struct wal_cb *c;
+};
+
+/* Runs in whichever thread reaps the engine: finish, and queue the callback for poll. */
+static void read_done(auraio_request_t *req, ssize_t res, void *ud)
+{
+	struct read_ctx *x = ud;
+	struct aurawal *log = x->log;
+	uint64_t skip = x->loc.offset - x->start;
+	int rc;
+
+	(void) req;
+	if (res < 0)
+		rc = (int) res;
+	else if ((uint64_t) res < skip + WAL_REC_HEADER)
+		rc = AURAWAL_ECORRUPT;
+	else
+		rc = verify_copy(log, x->seg, x->mem + skip, (uint64_t) res - skip, x->loc, x->buf,
+				 &x->c->len, &x->c->seq);
+	if (x->slot < 0)
+		wal_free(log, x->mem);
+	pthread_mutex_lock(&log->mu);
+	if (x->slot >= 0)
+		log->reads.free_mask |= 1u << x->slot;
+	wal_seg_put(log, x->seg);
+	log->pending_reads--;
+	x->c->status = rc;
+	wal_deliver(log, x->c);
+	pthread_mutex_unlock(&log->mu);
+	free(x);
+}
+
+static int submit_read(struct read_ctx *x, size_t len)
+{
+	struct aurawal *log = x->log;
+	auraio_buf_t b = x->slot >= 0 && log->reads.reg_index[x->slot] >= 0
+			     ? auraio_buf_fixed(log->reads.reg_index[x->slot], 0)
+			     : auraio_buf(x->mem);
+
+	while (!auraio_read(log->engine, x->seg->fd, b, len, (off_t) x->start, read_done, x)) {
+		if (errno != EAGAIN)
+			return -errno;
+		auraio_wait(log->engine, 1); /* the ring is full: let reads complete */
+	}
+	return 0;
+}
+
+/* mu held: a record still in memory completes at once (delivered by the next poll). */
+static void read_async_memory(struct aurawal *log, struct wal_segment *s, aurawal_loc_t loc,
+			      void *buf, struct wal_cb *c)
+{
+	c->status = read_memory(log, s, loc, buf, &c->len, &c->seq);
+	log->pending_cbs++;
+	wal_deliver(log, c);
+}
+
+AURAWAL_API int aurawal_read_async(aurawal_t *log, aurawal_loc_t loc, void *buf, size_t cap,
+				   aurawal_read_cb cb, void *arg)
+{
+	uint64_t size = wal_rec_size(loc.size), start = align_down(loc.offset, WAL_BLOCK);
+	uint64_t end = align_up(loc.offset + size, WAL_BLOCK);
+	struct read_ctx *x = NULL;
+	struct wal_segment *s;
+	struct wal_cb *c;
+	int rc = 0;
+
+	if (!log || !cb || (!buf && loc.size))
+		return -EINVAL;
+	if (cap < loc.size)
+		return -EMSGSIZE;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->rcb = cb;
+	c->arg = arg;
+	pthread_mutex_lock(&log->mu);
+	s = wal_seg_find(log, loc.segment);
+	if (!s)
+		rc = -ENOENT;
+	else if (loc.offset < WAL_HEADER_BLOCK || loc.offset % 8 || loc.offset + size > s->data_end)
+		rc = -EINVAL;
+	else if (loc.offset + size > s->written_end)
+		read_async_memory(log, s, loc, buf, c);
+	else if (!(x = calloc(1, sizeof(*x))))
+		rc = -ENOMEM;
+	if (rc || !x) {
+		if (s)
+			wal_seg_put(log, s);
+		pthread_mutex_unlock(&log->mu);
+		if (rc)
+			free(c);
+		return rc;
+	}
+	*x = (struct read_ctx){ log, s, loc, buf, NULL, -1, start, c };
+	if (end - start <= WAL_READ_BUF_SZ)
+		x->slot = read_buf_get(log);
+	if (x->slot >= 0)
+		x->mem = log->reads.bufs[x->slot];
+	log->pending_cbs++;
+	log->pending_reads++;
+	pthread_mutex_unlock(&log->mu);
+	if (!x->mem)
+		x->mem = wal_alloc(log, end - start);
+	rc = x->mem ? submit_read(x, end - start) : -ENOMEM;
+	if (rc) {
+		pthread_mutex_lock(&log->mu);
+		log->pending_cbs--;
+		log->pending_reads--;
+		if (x->slot >= 0)
+			log->reads.free_mask |= 1u << x->slot;
+		wal_seg_put(log, s);
+		pthread_mutex_unlock(&log->mu);
+		if (x->slot < 0 && x->mem)
+			wal_free(log, x->mem);
+		free(x);
+		free(c);
+	}
+	return rc;
+}
+
+AURAWAL_API auraio_engine_t *aurawal_engine(aurawal_t *log)
+{
+	return log ? log->engine : NULL;
+}

@@ -404,23 +404,60 @@ static int create_log(struct aurawal *log)
 	return 0;
 }
 
+static bool released_has(const struct aurawal *log, uint64_t n)
+{
+	for (size_t i = 0; i < log->nreleased; i++)
+		if (log->released[i] == n)
+			return true;
+	return false;
+}
+
+/* A segment listed in RELEASED but still present: its release was interrupted. */
+static void finish_release(struct aurawal *log, uint64_t n)
+{
+	char *path = wal_seg_path(log, n);
+
+	if (path && !log->read_only)
+		unlink(path);
+	free(path);
+}
+
+/* Every number between two present segments must have been released on purpose. */
+static int check_gap(struct aurawal *log, uint64_t prev, uint64_t next)
+{
+	for (uint64_t m = prev + 1; m < next; m++) {
+		if (released_has(log, m))
+			continue;
+		wal_report(log, AURAWAL_REPORT_CORRUPTION, m, 0, 0,
+			   "a segment is missing between two others (not in RELEASED)");
+		return AURAWAL_ECORRUPT;
+	}
+	return 0;
+}
+
 int wal_segments_open(struct aurawal *log, bool create)
 {
-	uint64_t *nums = NULL;
-	size_t n = 0;
+	uint64_t *nums = NULL, prev = 0;
+	size_t n = 0, opened = 0;
 	int rc = list_dir(log, &nums, &n);
 
+	if (rc == 0)
+		rc = wal_released_load(log);
 	for (size_t i = 0; rc == 0 && i < n; i++) {
-		if (i > 0 && nums[i] != nums[i - 1] + 1) {
-			wal_report(log, AURAWAL_REPORT_CORRUPTION, nums[i - 1] + 1, 0, 0,
-				   "a segment is missing between two others");
-			rc = AURAWAL_ECORRUPT;
-			break;
+		if (released_has(log, nums[i])) {
+			finish_release(log, nums[i]);
+			continue;
 		}
-		rc = open_segment(log, nums[i], i == 0);
+		if (opened && (rc = check_gap(log, prev, nums[i])) != 0)
+			break;
+		rc = open_segment(log, nums[i], opened == 0);
+		prev = nums[i];
+		opened++;
 	}
+	if (rc == 0 && opened == 0)
+		n = 0;
 	if (rc == 0 && n > 0)
-		log->next_number = nums[n - 1] + 1;
+		log->next_number = MAX(prev, nums[n - 1]) + 1;
 	free(nums);
 	if (rc == 0 && n == 0)
 		rc = create ? create_log(log) : -ENOENT;
@@ -454,26 +491,192 @@ void wal_segments_close(struct aurawal *log)
 
 /* ---- release and listing ---- */
 
+/* mu held: forget RELEASED entries below the oldest remaining segment. */
+static void released_prune(struct aurawal *log)
+{
+	uint64_t oldest = log->segs ? log->segs->number : UINT64_MAX;
+	size_t k = 0;
+
+	for (size_t i = 0; i < log->nreleased; i++)
+		if (log->released[i] > oldest)
+			log->released[k++] = log->released[i];
+	log->nreleased = k;
+}
+
+/* mu held: take s out of the list and dispose of it once no reader uses it. */
+static void unlink_segment(struct aurawal *log, struct wal_segment *s)
+{
+	struct wal_segment **pp = &log->segs, *prev = NULL;
+
+	while (*pp != s) {
+		prev = *pp;
+		pp = &(*pp)->next;
+	}
+	*pp = s->next;
+	if (log->segs_tail == s)
+		log->segs_tail = prev;
+	s->released = true;
+	if (s->refs == 0)
+		seg_dispose(log, s);
+}
+
 int wal_release_segments(struct aurawal *log, uint64_t below)
 {
 	int released = 0;
 
+	pthread_mutex_lock(&log->rel_mu);
 	pthread_mutex_lock(&log->mu);
 	while (log->segs && log->segs->number < below && log->segs != log->active) {
 		struct wal_segment *s = log->segs;
 
-		log->segs = s->next;
-		if (!log->segs)
-			log->segs_tail = NULL;
-		s->released = true;
+		unlink_segment(log, s);
 		released++;
-		if (s->refs == 0)
-			seg_dispose(log, s);
 	}
+	released_prune(log);
 	pthread_mutex_unlock(&log->mu);
+	pthread_mutex_unlock(&log->rel_mu);
 	if (released && sync_dir(log) != 0)
 		return -errno;
 	return released;
+}
+
+/* ---- RELEASED (docs/wal_format.md) ---- */
+
+#define RELEASED_MAX (1u << 20)
+
+static int released_parse(struct aurawal *log, char *text, size_t len)
+{
+	char *end_line = NULL, *p, *save = NULL;
+	uint64_t sum;
+
+	for (size_t i = len; i-- > 0;)
+		if (i == 0 || text[i - 1] == '\n') {
+			if (strncmp(text + i, "end ", 4) == 0) {
+				end_line = text + i;
+				break;
+			}
+		}
+	if (!end_line || sscanf(end_line, "end %" SCNx64, &sum) != 1 ||
+	    sum != XXH3_64bits(text, (size_t) (end_line - text)))
+		return AURAWAL_ECORRUPT;
+	*end_line = '\0';
+	for (p = strtok_r(text, "\n", &save); p; p = strtok_r(NULL, "\n", &save)) {
+		uint64_t *v = realloc(log->released, sizeof(*v) * (log->nreleased + 1));
+
+		if (!v)
+			return -ENOMEM;
+		log->released = v;
+		log->released[log->nreleased++] = strtoull(p, NULL, 10);
+	}
+	return 0;
+}
+
+int wal_released_load(struct aurawal *log)
+{
+	char *path = NULL, *text;
+	int fd, rc;
+	struct stat st;
+
+	if (asprintf(&path, "%s/RELEASED", log->dir) < 0)
+		return -ENOMEM;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	free(path);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (fstat(fd, &st) != 0 || st.st_size > RELEASED_MAX) {
+		close(fd);
+		return AURAWAL_ECORRUPT;
+	}
+	text = malloc((size_t) st.st_size + 1);
+	rc = text ? wal_pread(log, fd, text, -1, (size_t) st.st_size, 0) : -ENOMEM;
+	close(fd);
+	if (rc >= 0) {
+		text[rc] = '\0';
+		rc = released_parse(log, text, (size_t) rc);
+	}
+	if (rc == AURAWAL_ECORRUPT)
+		wal_report(log, AURAWAL_REPORT_CORRUPTION, 0, 0, 0, "the RELEASED file is damaged");
+	free(text);
+	return rc < 0 ? rc : 0;
+}
+
+/* Write RELEASED with `set` (n numbers) atomically. rel_mu held, mu not held. */
+static int released_persist(struct aurawal *log, const uint64_t *set, size_t n)
+{
+	size_t cap = 32 * (n + 1) + 64, len = 0;
+	char *text = malloc(cap), *tmp = NULL, *final = NULL;
+	int fd = -1, rc = -ENOMEM;
+
+	if (!text || asprintf(&tmp, "%s/RELEASED.tmp", log->dir) < 0 ||
+	    asprintf(&final, "%s/RELEASED", log->dir) < 0)
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		len += (size_t) snprintf(text + len, cap - len, "%" PRIu64 "\n", set[i]);
+	len += (size_t) snprintf(text + len, cap - len, "end %016" PRIx64 "\n",
+				 XXH3_64bits(text, len));
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	rc = fd < 0 ? -errno : wal_pwrite(log, fd, text, -1, len, 0);
+	if (rc >= 0)
+		rc = rc == (int) len ? wal_fdatasync(log, fd) : -EIO;
+	if (rc == 0 && rename(tmp, final) != 0)
+		rc = -errno;
+	if (rc == 0)
+		rc = sync_dir(log);
+out:
+	if (fd >= 0)
+		close(fd);
+	free(text);
+	free(tmp);
+	free(final);
+	return rc;
+}
+
+AURAWAL_API int aurawal_release_segment(aurawal_t *log, uint64_t number)
+{
+	struct wal_segment *s;
+	uint64_t *set = NULL;
+	size_t n = 0;
+	int rc = 0;
+
+	if (!log)
+		return -EINVAL;
+	if (log->read_only)
+		return -EROFS;
+	pthread_mutex_lock(&log->rel_mu);
+	pthread_mutex_lock(&log->mu);
+	for (s = log->segs; s && s->number != number; s = s->next)
+		;
+	if (!s)
+		rc = -ENOENT;
+	else if (s == log->active)
+		rc = -EBUSY;
+	else if (s != log->segs && !(set = malloc(sizeof(*set) * (log->nreleased + 1))))
+		rc = -ENOMEM;
+	if (set) { /* not the oldest: record the gap first */
+		memcpy(set, log->released, sizeof(*set) * log->nreleased);
+		set[log->nreleased] = number;
+		n = log->nreleased + 1;
+	}
+	pthread_mutex_unlock(&log->mu);
+	if (rc == 0 && set)
+		rc = released_persist(log, set, n);
+	pthread_mutex_lock(&log->mu);
+	if (rc == 0) {
+		if (set) {
+			free(log->released);
+			log->released = set;
+			log->nreleased = n;
+			set = NULL;
+		}
+		unlink_segment(log, s);
+		released_prune(log);
+	}
+	pthread_mutex_unlock(&log->mu);
+	free(set);
+	if (rc == 0)
+		rc = sync_dir(log);
+	pthread_mutex_unlock(&log->rel_mu);
+	return rc;
 }
 
 AURAWAL_API int aurawal_release_before(aurawal_t *log, aurawal_loc_t loc)

@@ -488,11 +488,25 @@ static int run_ready_cbs(struct aurawal *log)
 	while (c) {
 		struct wal_cb *next = c->next;
 
-		c->cb(c->arg, c->status, c->loc, c->seq);
+		if (c->rcb)
+			c->rcb(c->arg, c->status, c->len, c->seq);
+		else
+			c->cb(c->arg, c->status, c->loc, c->seq);
 		free(c);
 		c = next;
 	}
 	return n;
+}
+
+void wal_deliver(struct aurawal *log, struct wal_cb *c)
+{
+	c->next = NULL;
+	if (log->ready_cbs_tail)
+		log->ready_cbs_tail->next = c;
+	else
+		log->ready_cbs = c;
+	log->ready_cbs_tail = c;
+	pthread_cond_broadcast(&log->cv_done);
 }
 
 static int check_input(aurawal_t *log, const struct iovec *iov, int iovcnt, unsigned flags,
@@ -595,27 +609,58 @@ AURAWAL_API int aurawal_append_async(aurawal_t *log, const struct iovec *iov, in
 	return rc;
 }
 
+/* Deadline for a poll: -1 = none. */
+static uint64_t poll_deadline(int timeout_ms)
+{
+	return timeout_ms < 0 ? UINT64_MAX : wal_now_ns() + (uint64_t) timeout_ms * 1000000ull;
+}
+
+/*
+ * Wait (mu held) until a completion is ready, nothing is pending, or the deadline. Async
+ * reads complete only when someone reaps the engine, so while any is in flight the
+ * poller drives it itself, a millisecond at a time (append completions meanwhile arrive
+ * through cv_done from the writer thread).
+ */
+static void poll_wait(struct aurawal *log, uint64_t deadline)
+{
+	while (!log->ready_cbs && log->pending_cbs) {
+		uint64_t now = wal_now_ns();
+		struct timespec ts;
+
+		if (now >= deadline)
+			return;
+		if (log->pending_reads) {
+			pthread_mutex_unlock(&log->mu);
+			auraio_wait(log->engine, 1);
+			pthread_mutex_lock(&log->mu);
+			continue;
+		}
+		clock_gettime(CLOCK_REALTIME, &ts);
+		if (deadline != UINT64_MAX) {
+			uint64_t t = (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec +
+				     (deadline - now);
+
+			ts.tv_sec = (time_t) (t / 1000000000ull);
+			ts.tv_nsec = (long) (t % 1000000000ull);
+			pthread_cond_timedwait(&log->cv_done, &log->mu, &ts);
+		} else {
+			pthread_cond_wait(&log->cv_done, &log->mu);
+		}
+	}
+}
+
 AURAWAL_API int aurawal_poll(aurawal_t *log, int timeout_ms)
 {
-	struct timespec ts;
-
 	if (!log)
 		return -EINVAL;
 	pthread_mutex_lock(&log->mu);
-	if (!log->ready_cbs && log->pending_cbs && timeout_ms != 0) {
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += timeout_ms / 1000;
-		ts.tv_nsec += (long) (timeout_ms % 1000) * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		while (!log->ready_cbs && log->pending_cbs)
-			if ((timeout_ms < 0
-				 ? pthread_cond_wait(&log->cv_done, &log->mu)
-				 : pthread_cond_timedwait(&log->cv_done, &log->mu, &ts)) != 0)
-				break;
+	if (log->pending_reads && !log->ready_cbs) { /* reap what is ready without waiting */
+		pthread_mutex_unlock(&log->mu);
+		auraio_poll(log->engine);
+		pthread_mutex_lock(&log->mu);
 	}
+	if (timeout_ms != 0)
+		poll_wait(log, poll_deadline(timeout_ms));
 	pthread_mutex_unlock(&log->mu);
 	return run_ready_cbs(log);
 }
