@@ -652,8 +652,10 @@ AURAWAL_API int aurawal_release_segment(aurawal_t *log, uint64_t number)
 		rc = -EBUSY;
 	else if (s != log->segs && !(set = malloc(sizeof(*set) * (log->nreleased + 1))))
 		rc = -ENOMEM;
-	if (set) { /* not the oldest: record the gap first */
-		memcpy(set, log->released, sizeof(*set) * log->nreleased);
+	/* Not the oldest: record the gap first (released is NULL until the first gap). */
+	if (set) {
+		if (log->nreleased)
+			memcpy(set, log->released, sizeof(*set) * log->nreleased);
 		set[log->nreleased] = number;
 		n = log->nreleased + 1;
 	}
