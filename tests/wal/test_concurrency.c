@@ -86,3 +86,72 @@ Test(wal_concurrency, sixteen_threads_append_and_every_record_is_there_in_order)
 	rm_tree(dir);
 	free(dir);
 }
+
+/* ---- completed callbacks are handed over under the lock ---- */
+
+struct cb_race {
+	aurawal_t *log;
+	atomic_int done;
+};
+
+static void on_durable(void *arg, int status, aurawal_loc_t loc, uint64_t seq)
+{
+	struct cb_race *r = arg;
+
+	(void) loc;
+	(void) seq;
+	cr_assert_eq(status, 0);
+	atomic_fetch_add(&r->done, 1);
+}
+
+enum { RACE_N = 3000 };
+
+static void *async_appender(void *arg)
+{
+	struct cb_race *r = arg;
+	uint8_t p[64] = { 1 };
+	struct iovec iov = { p, sizeof(p) };
+
+	for (int i = 0; i < RACE_N; i++) {
+		cr_assert_eq(aurawal_append_async(r->log, &iov, 1, AURAWAL_DURABLE, on_durable, r),
+			     0);
+		if (i % 8 == 7)
+			cr_assert_geq(aurawal_poll(r->log, 0), 0);
+	}
+	while (atomic_load(&r->done) < RACE_N)
+		cr_assert_geq(aurawal_poll(r->log, 100), 0);
+	return NULL;
+}
+
+static void *sync_appender(void *arg)
+{
+	struct cb_race *r = arg;
+
+	for (int i = 0; i < RACE_N; i++)
+		append_i(r->log, (uint64_t) i, 64, i % 3 ? 0 : AURAWAL_DURABLE, NULL);
+	return NULL;
+}
+
+/* A synchronous append runs callbacks that completed meanwhile. It used to look at the
+ * list of completed callbacks after dropping the lock, while the writer thread and a
+ * poller change that list under it: a data race, which ThreadSanitizer (the CI's TSan
+ * build of this suite) reported here. */
+Test(wal_concurrency, appends_and_pollers_hand_over_completed_callbacks_without_a_data_race)
+{
+	char *dir = temp_dir();
+	aurawal_options_t o = wal_opts(NULL);
+	static struct cb_race r;
+	pthread_t a, s;
+
+	o.flush_delay_us = 50;
+	r.log = wal_open_ok(dir, &o);
+	atomic_store(&r.done, 0);
+	cr_assert_eq(pthread_create(&a, NULL, async_appender, &r), 0);
+	cr_assert_eq(pthread_create(&s, NULL, sync_appender, &r), 0);
+	pthread_join(a, NULL);
+	pthread_join(s, NULL);
+	cr_assert_eq(atomic_load(&r.done), RACE_N);
+	cr_assert_eq(aurawal_close(r.log), 0);
+	rm_tree(dir);
+	free(dir);
+}

@@ -3,6 +3,7 @@
  * and asynchronous reads. */
 #include <xxhash.h>
 
+#include "wal_internal.h" /* record sizes; waiting for the ready segment */
 #include "wal_test.h"
 
 static char *dir;
@@ -178,5 +179,175 @@ Test(wal_release, async_reads_deliver_payloads_through_poll)
 	cr_assert_eq(
 	    aurawal_read_async(log, (aurawal_loc_t){ 9, 4096, 1 }, bufs[0], 1, on_read, &r[0]),
 	    -ENOENT);
+	cr_assert_eq(aurawal_close(log), 0);
+}
+
+/* ---- a segment is released only once its last batch is written and durable ---- */
+
+static auraio_engine_t *faulty_engine(void)
+{
+	auraio_engine_t *e = auraio_create();
+	auraio_fault_t probe = { .fd = -1, .count = 1, .skip = UINT64_MAX };
+
+	cr_assert_not_null(e);
+	if (auraio_fault_set(e, &probe) == -ENOTSUP) {
+		auraio_destroy(e);
+		cr_skip_test("fault injection is not compiled into this build");
+	}
+	auraio_fault_clear(e);
+	return e;
+}
+
+#define RLEN 1000
+
+/* Append buffered records until the next one would roll segment `seg` over, make them
+ * durable, then make every write to that segment's file fail with ENOSPC and append
+ * that one: the segment's SEAL is then queued and cannot be written (nor anything after
+ * it). Returns the new record's location. */
+static aurawal_loc_t roll_over_with_the_seal_stuck(aurawal_t *log, auraio_engine_t *e, uint64_t seg,
+						   uint64_t *i)
+{
+	aurawal_loc_t loc = { 0 };
+	auraio_fault_t nospace = { .ops = AURAIO_FAULT_OP_WRITE,
+				   .count = 0,
+				   .kind = AURAIO_FAULT_ERROR,
+				   .error = ENOSPC };
+
+	do
+		append_i(log, (*i)++, RLEN, 0, &loc);
+	while (loc.offset + 2 * wal_rec_size(RLEN) + wal_rec_size(8) <= SMALL_SEGMENT);
+	cr_assert_eq(loc.segment, seg);
+	cr_assert_eq(aurawal_sync(log), 0);
+	/* the next segment must be ready before writes fail, or the rollover cannot happen */
+	pthread_mutex_lock(&log->mu);
+	while (!log->ready && !log->space_err)
+		pthread_cond_wait(&log->cv_ready, &log->mu);
+	cr_assert_not_null(log->ready, "no ready segment: %s", aurawal_strerror(log->space_err));
+	nospace.fd = log->active->fd;
+	pthread_mutex_unlock(&log->mu);
+	cr_assert_eq(auraio_fault_set(e, &nospace), 0);
+	append_i(log, (*i)++, RLEN, 0, &loc); /* buffered: returns before any write */
+	cr_assert_eq(loc.segment, seg + 1, "this append should have rolled the segment over");
+	return loc;
+}
+
+static bool seg_file_exists(uint64_t n)
+{
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/%016llx.seg", dir, (unsigned long long) n);
+	return access(path, F_OK) == 0;
+}
+
+Test(wal_release, release_before_waits_for_a_segment_whose_seal_is_not_written_yet)
+{
+	auraio_engine_t *e = faulty_engine();
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_stats_t st;
+	aurawal_loc_t loc, last;
+	aurawal_t *log;
+	uint64_t i = 0, s;
+
+	o.engine = e;
+	log = wal_open_ok(dir, &o);
+	loc = roll_over_with_the_seal_stuck(log, e, 1, &i);
+	/* Segment 1's SEAL cannot be written: releasing it now would close its file under
+	 * the writer (which then fails the log with EBADF, or writes into whatever file
+	 * got the fd number). The release must not happen. */
+	cr_assert_eq(aurawal_release_before(log, loc), -ENOSPC);
+	cr_assert(seg_file_exists(1), "segment 1 was released with its seal unwritten");
+	auraio_fault_clear(e);
+	s = append_i(log, i, RLEN, AURAWAL_DURABLE, &last); /* retries the queued batches */
+	cr_assert_eq(aurawal_release_before(log, loc), 1);
+	cr_assert_eq(aurawal_get_stats(log, &st), 0);
+	cr_assert_eq(st.failed, 0, "the log failed: %s", aurawal_strerror(st.failed));
+	read_check(log, last, i, s);
+	cr_assert_eq(aurawal_close(log), 0);
+	auraio_destroy(e);
+	o.engine = NULL;
+	log = wal_open_ok(dir, &o);
+	read_check(log, last, i, s);
+	cr_assert_eq(aurawal_close(log), 0);
+}
+
+Test(wal_release, release_segment_waits_for_the_seal_of_the_segment_it_releases)
+{
+	auraio_engine_t *e = faulty_engine();
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_segment_info_t segs[8];
+	aurawal_loc_t first, last;
+	aurawal_t *log;
+	uint64_t i = 1, s0, s;
+	size_t n;
+
+	o.engine = e;
+	log = wal_open_ok(dir, &o);
+	s0 = append_i(log, 0, RLEN, AURAWAL_DURABLE, &first);
+	roll_over_with_the_seal_stuck(log, e, 1, &i);
+	auraio_fault_clear(e);
+	append_i(log, i++, RLEN, AURAWAL_DURABLE, NULL);
+	roll_over_with_the_seal_stuck(log, e, 2, &i);
+	/* segment 2 (not the oldest: a gap RELEASED must record) has its SEAL stuck */
+	cr_assert_eq(aurawal_release_segment(log, 2), -ENOSPC);
+	cr_assert(seg_file_exists(2), "segment 2 was released with its seal unwritten");
+	auraio_fault_clear(e);
+	s = append_i(log, i, RLEN, AURAWAL_DURABLE, &last);
+	cr_assert_eq(aurawal_release_segment(log, 2), 0);
+	cr_assert_eq(aurawal_close(log), 0);
+	auraio_destroy(e);
+	o.engine = NULL;
+	log = wal_open_ok(dir, &o);
+	cr_assert_eq(aurawal_list_segments(log, segs, 8, &n), 0);
+	cr_assert_eq(n, 2);
+	cr_assert_eq(segs[0].number, 1);
+	cr_assert_eq(segs[1].number, 3);
+	read_check(log, first, 0, s0);
+	read_check(log, last, i, s);
+	cr_assert_eq(aurawal_close(log), 0);
+}
+
+/* What a store (and walbench --recycle) does: buffered appends, and at each new segment
+ * a release of the ones before - while their SEAL may still be queued in the writer. */
+Test(wal_release, buffered_appends_with_a_release_at_each_rollover_keep_the_log_healthy)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log = wal_open_ok(dir, &o);
+	enum { LEN = 60000, ROLLOVERS = 60 };
+	aurawal_loc_t loc = { 0 }, first_kept = { 0 };
+	aurawal_stats_t st;
+	aurawal_iter_t *it;
+	uint64_t seg = 1, i = 0, first_i = 0, n = 0, seq;
+	const void *p;
+	size_t len;
+	int rc;
+
+	while (seg <= ROLLOVERS) {
+		append_i(log, i++, LEN, 0, &loc);
+		if (loc.segment == seg)
+			continue;
+		seg = loc.segment;
+		first_kept = loc;
+		first_i = i - 1;
+		rc = aurawal_release_before(log, loc);
+		cr_assert_geq(rc, 0, "release at segment %llu: %s", (unsigned long long) seg,
+			      aurawal_strerror(rc));
+	}
+	cr_assert_eq(aurawal_sync(log), 0);
+	cr_assert_eq(aurawal_get_stats(log, &st), 0);
+	cr_assert_eq(st.failed, 0, "the log failed: %s", aurawal_strerror(st.failed));
+	cr_assert_eq(aurawal_close(log), 0);
+	/* the segments kept hold exactly the records appended since the last release */
+	log = wal_open_ok(dir, &o);
+	cr_assert_eq(aurawal_iter_open(log, (aurawal_loc_t){ 0 }, &it), 0);
+	while ((rc = aurawal_iter_next(it, &loc, &seq, &p, &len)) == 1) {
+		if (n == 0)
+			cr_assert_eq(loc.segment, first_kept.segment);
+		cr_assert(payload_check(p, len, first_i + n), "record %llu is damaged",
+			  (unsigned long long) (first_i + n));
+		n++;
+	}
+	cr_assert_eq(rc, 0, "iteration: %s", aurawal_strerror(rc));
+	cr_assert_eq(first_i + n, i);
+	aurawal_iter_close(it);
 	cr_assert_eq(aurawal_close(log), 0);
 }

@@ -122,6 +122,12 @@ typedef struct aurawal_options {
 	void (*reporter)(const aurawal_report_t *report, void *arg); /* default NULL: reports
 									 go to stderr */
 	void *reporter_arg;
+	bool scan_sealed; /* default true: open reads and checks every record of every
+			     segment. false: a sealed segment whose seal block is valid is
+			     trusted - only its SEAL record is read and checked - so opening a
+			     large log reads little; damage inside such a segment is then found
+			     when its records are read (aurawal_read, the iterator, waldump),
+			     not at open. docs/wal_format.md, "Summaries at open". */
 
 	/* Tuning */
 	size_t buffer_size;	       /* bytes a batch may gather; default 1 MiB (>= 64 KiB).
@@ -237,8 +243,13 @@ AURAWAL_API void aurawal_iter_close(aurawal_iter_t *it);
 /**
  * Release every segment numbered below loc.segment (the segment holding loc stays): the
  * files are recycled as spares or deleted. Readers and iterators positioned in a
- * released segment get -ENOENT afterwards. Returns the number of segments released, or
- * -EINVAL, -EROFS, or -errno.
+ * released segment get -ENOENT afterwards. A segment whose last records are still being
+ * written (its SEAL, or records appended without AURAWAL_DURABLE) is released only once
+ * they are written and durable: the call waits for that.
+ * Returns the number of segments released, or -EINVAL, -EROFS, -ENOSPC (the segment's
+ * last records cannot be written for lack of space yet; it was not released: retry
+ * later), the log's failure error, or -errno. If some segments were released before one
+ * of these errors, their number is returned.
  */
 AURAWAL_API int aurawal_release_before(aurawal_t *log, aurawal_loc_t loc);
 
@@ -246,9 +257,12 @@ AURAWAL_API int aurawal_release_before(aurawal_t *log, aurawal_loc_t loc);
  * Release one segment (not the active one): its file is recycled or deleted once no
  * reader uses it. The release is recorded durably first (docs/wal_format.md, RELEASED),
  * so recovery knows the gap is intended. The caller must know that nothing in it is
- * still needed (the store's GC copies live records out and syncs first).
+ * still needed (the store's GC copies live records out and syncs first). If the
+ * segment's last records are still being written, the call first waits until they are
+ * written and durable, as aurawal_release_before() does.
  * Returns 0, -ENOENT (no such segment), -EBUSY (the active segment), -EROFS, -EINVAL,
- * or -errno.
+ * -ENOSPC (as for aurawal_release_before: not released, retry later), the log's failure
+ * error, or -errno.
  */
 AURAWAL_API int aurawal_release_segment(aurawal_t *log, uint64_t number);
 

@@ -54,3 +54,32 @@ int wal_rec_parse(const uint8_t *p, uint64_t avail, uint64_t room, uint64_t seed
 	out->payload = p + WAL_REC_HEADER;
 	return WAL_PARSE_OK;
 }
+
+uint8_t wal_summary_decode(const uint8_t *blk, uint64_t number, uint64_t seed,
+			   uint64_t segment_size, uint64_t file_size, struct wal_summary *sm)
+{
+	uint8_t kind = blk[SM_KIND];
+
+	memset(sm, 0, sizeof(*sm));
+	if (get_le32(blk + SM_MARKER) != WAL_SUM_MARKER ||
+	    (kind != WAL_SUM_SEALED && kind != WAL_SUM_CLOSED) || blk[SM_KIND + 1] ||
+	    blk[SM_KIND + 2] || blk[SM_KIND + 3] ||
+	    get_le64(blk + SM_CHECKSUM) !=
+		XXH3_64bits_withSeed(blk + SM_MARKER, SM_CHECKSUM - SM_MARKER, seed))
+		return WAL_SUM_NONE;
+	sm->data_end = get_le64(blk + SM_DATA_END);
+	sm->first_seq = get_le64(blk + SM_FIRST_SEQ);
+	sm->last_seq = get_le64(blk + SM_LAST_SEQ);
+	sm->records = get_le64(blk + SM_RECORDS);
+	sm->next = get_le64(blk + SM_NEXT);
+	if (sm->data_end % 8 || sm->data_end < WAL_HEADER_BLOCK || sm->data_end > segment_size ||
+	    sm->data_end > file_size || (sm->records == 0) != (sm->first_seq == 0) ||
+	    sm->first_seq > sm->last_seq)
+		return WAL_SUM_NONE;
+	if (kind == WAL_SUM_SEALED &&
+	    (sm->records < 1 || sm->data_end < WAL_HEADER_BLOCK + wal_rec_size(WAL_SEAL_PAYLOAD) ||
+	     sm->next <= number))
+		return WAL_SUM_NONE;
+	sm->kind = kind;
+	return kind;
+}

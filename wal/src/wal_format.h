@@ -43,6 +43,23 @@ enum {
 	SH_END = 56,
 };
 
+/* Segment summary (docs/wal_format.md, "Segment summary"): bytes 64..119 of block 0. */
+#define WAL_SUM_MARKER 0x31535741u /* "AWS1" */
+enum {
+	SM_MARKER = 64,
+	SM_KIND = 68,
+	SM_DATA_END = 72,
+	SM_FIRST_SEQ = 80,
+	SM_LAST_SEQ = 88,
+	SM_RECORDS = 96,
+	SM_NEXT = 104,
+	SM_CHECKSUM = 112,
+	SM_END = 120,
+};
+
+/* Summary kinds. Persistent: never renumber. 0 = no (valid) summary. */
+enum { WAL_SUM_NONE = 0, WAL_SUM_SEALED = 1, WAL_SUM_CLOSED = 2 };
+
 /* Record header field offsets. */
 enum {
 	RH_MARKER = 0,
@@ -128,6 +145,35 @@ static inline void wal_header_encode(uint8_t *blk, const struct wal_seg_header *
 /* Decode and validate: 0, or AURAWAL_EFORMAT (not ours / newer version) or
  * AURAWAL_ECORRUPT (ours but damaged). */
 int wal_header_decode(const uint8_t *blk, struct wal_seg_header *h);
+
+struct wal_summary {
+	uint8_t kind; /* WAL_SUM_*; NONE = absent or invalid */
+	uint64_t data_end;
+	uint64_t first_seq, last_seq;
+	uint64_t records;
+	uint64_t next; /* SEALED: the segment its SEAL names */
+};
+
+/* Add summary `sm` of segment `number` (seed `seed`) to an encoded header block. */
+static inline void wal_summary_encode(uint8_t *blk, const struct wal_summary *sm, uint64_t seed)
+{
+	memset(blk + SM_MARKER, 0, SM_END - SM_MARKER);
+	put_le32(blk + SM_MARKER, WAL_SUM_MARKER);
+	blk[SM_KIND] = sm->kind;
+	put_le64(blk + SM_DATA_END, sm->data_end);
+	put_le64(blk + SM_FIRST_SEQ, sm->first_seq);
+	put_le64(blk + SM_LAST_SEQ, sm->last_seq);
+	put_le64(blk + SM_RECORDS, sm->records);
+	put_le64(blk + SM_NEXT, sm->next);
+	put_le64(blk + SM_CHECKSUM,
+		 XXH3_64bits_withSeed(blk + SM_MARKER, SM_CHECKSUM - SM_MARKER, seed));
+}
+
+/* Decode the summary of a header block: its kind, or WAL_SUM_NONE when it is absent or
+ * fails a validity rule of the document. `number`, `seed`, `segment_size` and
+ * `file_size` are the segment's. */
+uint8_t wal_summary_decode(const uint8_t *blk, uint64_t number, uint64_t seed,
+			   uint64_t segment_size, uint64_t file_size, struct wal_summary *sm);
 
 /* Encode a record header for `len` payload bytes whose checksum is `sum`. */
 static inline void wal_rec_header(uint8_t *p, uint8_t type, uint32_t len, uint64_t seq)

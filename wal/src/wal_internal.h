@@ -9,11 +9,16 @@
  * either (buffers being written are pinned by the state machine, not by a lock).
  *
  * Batches: records are copied into the *active* batch. The writer takes batches in
- * order - a closed batch from the queue first (sealed, or full), otherwise the active
- * one - and writes each with one aligned write (plus fdatasync if it holds a durable
- * record, is sealed, or a sync was requested). A batch's buffer starts with the partial
- * tail block of the data already written, which the write rewrites byte for byte
- * (docs/wal_format.md explains why that is safe under torn writes).
+ * order - closed batches from the queue first (sealed, or full), with the active one
+ * when it is due - and writes them with ONE aligned write at a time (a gathered write
+ * when it covers several batches), linked to an fdatasync if one of them holds a durable
+ * record, is sealed, or a sync was requested. A batch's buffer starts with the partial
+ * tail block of the data before it, which the write rewrites byte for byte
+ * (docs/wal_format.md, "Writing", explains why that is safe under torn writes).
+ *
+ * Durable waiters: a thread waiting for durability (a durable append, aurawal_sync)
+ * queues a struct wal_waiter, in sequence order, and sleeps on its own futex word; the
+ * writer wakes exactly the waiters whose records became durable (wal_wait.h).
  */
 #ifndef AURAWAL_INTERNAL_H
 #define AURAWAL_INTERNAL_H
@@ -26,13 +31,17 @@
 #include "aurawal.h"
 #include "wal_format.h"
 
+struct wal_waiter;
+
 #ifndef MIN
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
 #endif
 
-#define WAL_NBUFS	3  /* write buffers: writing, queued, active */
-#define WAL_READ_BUFS	16 /* registered read buffers */
+#define WAL_NBUFS_MAX	8 /* write buffers at most: being written, queued, active */
+#define WAL_NBUFS_MIN	3
+#define WAL_STAGING	(32u << 20) /* nbufs = this / buffer_size, within the bounds above */
+#define WAL_READ_BUFS	16	    /* registered read buffers */
 #define WAL_READ_BUF_SZ (64u << 10)
 #define WAL_SCAN_CHUNK	(1u << 20) /* sequential reads: recovery, iterators */
 #define WAL_LAT_BUCKETS 64	   /* sync latency: power-of-two buckets of microseconds */
@@ -41,14 +50,28 @@ struct wal_segment {
 	uint64_t number;
 	int fd;
 	uint64_t size;	      /* file size (== segment size, or less if truncated) */
+	uint64_t durable_end; /* bytes of records made durable */
 	uint64_t written_end; /* bytes of records on disk (beyond: only in memory) */
 	uint64_t data_end;    /* bytes of records appended (on disk or in buffers) */
 	uint64_t first_seq, last_seq;
+	uint64_t nrecords;
 	bool sealed;
+	uint64_t seal_next;   /* sealed: the segment its SEAL names */
+	bool summary_pending; /* sealed: its seal block is not written yet */
+	bool summary_ok;      /* the seal block on disk matches (no need to write one) */
 	bool released;
+	struct wal_summary sum;	  /* the summary found in block 0 at open */
 	int refs;		  /* readers and iterators using it (under mu) */
 	struct wal_segment *next; /* the log's list, oldest first */
 };
+
+/* A segment may be released (its file closed, recycled or deleted) only once everything
+ * in it is written, durable and summarized: no write or sync of the writer can then still
+ * reach its file descriptor. mu held. */
+static inline bool wal_seg_settled(const struct wal_segment *s)
+{
+	return s->sealed && s->durable_end >= s->data_end && !s->summary_pending;
+}
 
 /* A completion to deliver through aurawal_poll: an asynchronous append waiting for its
  * batch (cb), or a finished asynchronous read (rcb). */
@@ -64,13 +87,14 @@ struct wal_cb {
 };
 
 struct wal_batch {
-	uint8_t *buf;
+	uint8_t *buf; /* the buffer in use: std_buf, or big for a record that does not fit */
 	size_t cap;
 	int reg_index;	  /* registered buffer index, -1 = plain memory */
-	bool oversize;	  /* buf is a one-off buffer for a large record, freed after use */
-	uint8_t *std_buf; /* the batch's own buffer while an oversize one stands in */
+	uint8_t *std_buf; /* the batch's own buffer (buffer_size bytes, registered) */
 	size_t std_cap;
 	int std_reg;
+	uint8_t *big; /* a larger buffer, kept for the next large record (or NULL) */
+	size_t big_cap;
 	bool busy; /* in use (active, queued or being written) */
 	struct wal_segment *seg;
 	uint64_t start;		      /* file offset of buf[0], block aligned */
@@ -119,10 +143,17 @@ struct aurawal {
 	int space_err; /* last preparation failure (-ENOSPC...), 0 = none */
 
 	/* appending (under mu) */
-	struct wal_batch bufs[WAL_NBUFS];
-	struct wal_batch *cur;		      /* the active batch, or NULL */
-	struct wal_batch *queue, *queue_tail; /* closed batches, oldest first */
-	struct wal_batch *writing;	      /* the batch being written, or NULL */
+	struct wal_batch bufs[WAL_NBUFS_MAX];
+	int nbufs;				   /* buffers in use: WAL_NBUFS_MIN..MAX */
+	size_t big_bytes, big_budget;		   /* large buffers kept, and the most kept */
+	struct wal_batch *cur;			   /* the active batch, or NULL */
+	struct wal_batch *queue, *queue_tail;	   /* closed batches, oldest first */
+	bool io_busy;				   /* the writer has a write or sync in flight */
+	struct wal_waiter *waiters, *waiters_tail; /* durable waiters, in sequence order */
+	uint64_t gather_target;	  /* durable records the next batch waits for (see wal_writer.c) */
+	uint64_t gather_until;	  /* ... but not past this time (ns) */
+	uint64_t sync_avg_ns;	  /* moving average of write+sync latency */
+	uint64_t gather_fixed_ns; /* tests: a fixed gathering window (0 = adaptive) */
 	uint64_t next_seq;
 	uint64_t durable_seq; /* every record <= this is durable */
 	uint64_t written_seq; /* every record <= this is written */
@@ -135,13 +166,19 @@ struct aurawal {
 	int failed;		  /* fail-stop error (-EIO...), 0 = healthy */
 	bool closing;
 	struct wal_cb *ready_cbs, *ready_cbs_tail; /* completed async appends, for poll */
-	uint32_t pending_cbs;			   /* async appends and reads not yet delivered */
-	uint32_t pending_reads;			   /* async reads in flight on the engine */
-	uint64_t *released;			   /* RELEASED: segments released out of order */
+	/* A hint that ready_cbs is not empty, readable without mu (appenders look at it after
+	 * they dropped the lock). Written under mu; relaxed: the list itself is only touched
+	 * under mu, and a stale hint only moves callbacks to the next call that runs them. */
+	atomic_bool cbs_ready;
+	uint32_t pending_cbs;	/* async appends and reads not yet delivered */
+	uint32_t pending_reads; /* async reads in flight on the engine */
+	uint64_t *released;	/* RELEASED: segments released out of order */
 	size_t nreleased;
 
 	struct wal_read_pool reads;
-	uint8_t *scratch; /* WAL_BLOCK bytes for headers (writer/preparer only) */
+	uint8_t *scratch;     /* WAL_BLOCK bytes for headers (open, then the preparer only) */
+	uint8_t *summary_buf; /* WAL_BLOCK bytes for summaries (open, writer, close) */
+	bool created;	      /* this open created the log: there is nothing to recover */
 
 	pthread_t writer, preparer;
 	bool threads_started;
@@ -150,6 +187,10 @@ struct aurawal {
 	uint64_t st_appends, st_durable, st_bytes, st_writes, st_syncs, st_synced_records;
 	uint64_t st_sync_lat[WAL_LAT_BUCKETS];
 	uint64_t st_sync_max_us;
+	uint64_t st_big_allocs; /* large buffers allocated (reuse keeps this small) */
+	/* durable waiters' sleeps, and those that woke to find their record not durable yet:
+	 * counted by the waiters themselves, hence atomics (relaxed: statistics only) */
+	_Atomic uint64_t st_wait_sleeps, st_wait_futile;
 };
 
 /* ---- wal_log.c ---- */
@@ -158,6 +199,8 @@ void wal_report(struct aurawal *log, aurawal_report_kind_t kind, uint64_t segmen
 uint64_t wal_now_ns(void);
 
 /* ---- wal_io.c: file I/O through auraio, blocking the caller ---- */
+int wal_writev_sync(struct aurawal *log, int fd, const struct iovec *iov, int iovcnt, int reg_index,
+		    uint64_t off, bool sync);
 int wal_pread(struct aurawal *log, int fd, void *buf, int reg_index, size_t len, uint64_t off);
 int wal_pwrite(struct aurawal *log, int fd, const void *buf, int reg_index, size_t len,
 	       uint64_t off);
@@ -176,7 +219,14 @@ void wal_seg_put(struct aurawal *log, struct wal_segment *s);		/* mu held */
 void *wal_preparer_main(void *arg);
 int wal_release_segments(struct aurawal *log, uint64_t below);
 int wal_released_load(struct aurawal *log);
+int wal_write_summary(struct aurawal *log, struct wal_segment *s, const struct wal_summary *sm,
+		      bool sync);
+void wal_summary_of(const struct aurawal *log, const struct wal_segment *s, uint8_t kind,
+		    struct wal_summary *sm); /* mu held (or no threads) */
+
+/* ---- wal_read.c: reads, and delivering completions through aurawal_poll ---- */
 void wal_deliver(struct aurawal *log, struct wal_cb *c); /* mu held: onto the poll list */
+int wal_run_ready_cbs(struct aurawal *log);		 /* no lock held */
 
 /* ---- wal_recover.c: sequential reading and recovery ---- */
 struct wal_reader {
@@ -192,12 +242,14 @@ int64_t wal_reader_fill(struct wal_reader *r, uint64_t off, uint64_t need, uint6
 int wal_reader_record(struct wal_reader *r, uint64_t off, uint64_t limit, uint64_t seed,
 		      struct wal_rec *rec);
 uint64_t wal_reader_resync(struct wal_reader *r, uint64_t from, uint64_t limit, uint64_t seed);
-int wal_recover(struct aurawal *log); /* before the threads start */
+int wal_recover(struct aurawal *log);	     /* before the threads start */
+int wal_recover_finish(struct aurawal *log); /* may write: summaries fixed up */
 int sync_dir_fd(struct aurawal *log);
 
 /* ---- wal_writer.c ---- */
 int wal_writer_init(struct aurawal *log);
 void wal_writer_fini(struct aurawal *log);
 void *wal_writer_main(void *arg);
+int wal_write_close_block(struct aurawal *log); /* at close, after the writer stopped */
 
 #endif

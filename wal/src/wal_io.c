@@ -79,32 +79,39 @@ int wal_fdatasync(struct aurawal *log, int fd)
 }
 
 /*
- * Write len bytes and, if `sync`, make them durable - in one submission: a DSYNC write,
- * or a write linked to an fdatasync. Returns the bytes written when all is done, a
- * short count (the sync, if any, did not run: the kernel cancels a link after a short
- * write, and nothing is claimed durable on its account), or -errno.
+ * Write the iovcnt ranges of iov, gathered, at `off` and, if `sync`, make them durable -
+ * in one submission: a DSYNC write, or a write linked to an fdatasync. One range may be a
+ * registered buffer (reg_index >= 0); several are written with writev from plain memory.
+ * Returns the bytes written when all is done, a short count (the sync, if any, did not
+ * run: the kernel cancels a link after a short write, and nothing is claimed durable on
+ * its account), or -errno.
  */
-int wal_write_sync(struct aurawal *log, int fd, const void *buf, int reg_index, size_t len,
-		   uint64_t off, bool sync)
+int wal_writev_sync(struct aurawal *log, int fd, const struct iovec *iov, int iovcnt, int reg_index,
+		    uint64_t off, bool sync)
 {
 	auraio_op_t ops[2] = {
-		{ .opcode = AURAIO_OP_WRITE,
-		  .fd = fd,
-		  .buf = bufref(buf, reg_index),
-		  .len = len,
-		  .offset = (off_t) off },
+		{ .opcode = AURAIO_OP_WRITE, .fd = fd, .offset = (off_t) off },
 		{ .opcode = AURAIO_OP_FSYNC, .fd = fd, .flags = AURAIO_OP_DATASYNC },
 	};
 	auraio_request_t *reqs[2];
+	size_t len = 0;
 	ssize_t wr, sr;
 	int rc;
 
-	if (!sync)
-		return wal_pwrite(log, fd, buf, reg_index, len, off);
-	if (log->opts.sync_mode == AURAWAL_SYNC_DSYNC) {
-		ops[0].flags = AURAIO_OP_DSYNC;
-		return (int) one_op(log, &ops[0]);
+	for (int i = 0; i < iovcnt; i++)
+		len += iov[i].iov_len;
+	if (iovcnt == 1) {
+		ops[0].buf = bufref(iov[0].iov_base, reg_index);
+		ops[0].len = len;
+	} else {
+		ops[0].opcode = AURAIO_OP_WRITEV;
+		ops[0].iov = iov;
+		ops[0].iovcnt = iovcnt;
 	}
+	if (sync && log->opts.sync_mode == AURAWAL_SYNC_DSYNC)
+		ops[0].flags = AURAIO_OP_DSYNC;
+	if (!sync || log->opts.sync_mode == AURAWAL_SYNC_DSYNC)
+		return (int) one_op(log, &ops[0]);
 	while ((rc = auraio_submit_linked(log->engine, ops, 2, reqs)) == -EAGAIN)
 		auraio_wait(log->engine, 1);
 	if (rc < 0)
@@ -114,6 +121,14 @@ int wal_write_sync(struct aurawal *log, int fd, const void *buf, int reg_index, 
 	if (wr < 0 || (size_t) wr != len)
 		return (int) wr; /* the sync was cancelled with the chain */
 	return sr < 0 ? (int) sr : (int) wr;
+}
+
+int wal_write_sync(struct aurawal *log, int fd, const void *buf, int reg_index, size_t len,
+		   uint64_t off, bool sync)
+{
+	struct iovec iov = { (void *) buf, len };
+
+	return wal_writev_sync(log, fd, &iov, 1, reg_index, off, sync);
 }
 
 void *wal_alloc(struct aurawal *log, size_t size)

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,6 +35,7 @@ AURAWAL_API void aurawal_options_init(aurawal_options_t *o)
 	o->sync_mode = AURAWAL_SYNC_FDATASYNC;
 	o->spare_segments = 1;
 	o->recycle_segments = true;
+	o->scan_sealed = true;
 }
 
 uint64_t wal_now_ns(void)
@@ -135,40 +137,78 @@ static int make_engine(struct aurawal *log)
 	return 0;
 }
 
-/* Write buffers and read buffers, registered with the engine when it is the log's own. */
-static int make_buffers(struct aurawal *log)
+/* Bytes of buffers the log may register (pin): half of RLIMIT_MEMLOCK, leaving room
+ * for another log or engine in the process; registering more would fail as a whole. */
+static size_t pin_budget(void)
 {
-	struct iovec iov[WAL_NBUFS + WAL_READ_BUFS];
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_MEMLOCK, &rl) != 0)
+		return 0;
+	return rl.rlim_cur == RLIM_INFINITY ? SIZE_MAX : (size_t) rl.rlim_cur / 2;
+}
+
+/* Register the read buffers, then as many write buffers as the budget allows (the
+ * lowest-numbered ones, which batch_new() uses first); the rest stay plain memory. */
+static void register_buffers(struct aurawal *log)
+{
+	struct iovec iov[WAL_NBUFS_MAX + WAL_READ_BUFS];
+	size_t budget = pin_budget(), used = 0;
 	int n = 0;
 
-	for (int i = 0; i < WAL_NBUFS; i++) {
+	for (int i = 0; i < WAL_READ_BUFS && used + WAL_READ_BUF_SZ <= budget; i++) {
+		log->reads.reg_index[i] = n;
+		iov[n++] = (struct iovec){ log->reads.bufs[i], WAL_READ_BUF_SZ };
+		used += WAL_READ_BUF_SZ;
+	}
+	for (int i = 0; i < log->nbufs && used + log->bufs[i].std_cap <= budget; i++) {
+		log->bufs[i].std_reg = log->bufs[i].reg_index = n;
+		iov[n++] = (struct iovec){ log->bufs[i].std_buf, log->bufs[i].std_cap };
+		used += log->bufs[i].std_cap;
+	}
+	if (n && auraio_register_buffers(log->engine, iov, n) == 0)
+		return;
+	for (int i = 0; i < log->nbufs; i++)
+		log->bufs[i].std_reg = log->bufs[i].reg_index = -1;
+	for (int i = 0; i < WAL_READ_BUFS; i++)
+		log->reads.reg_index[i] = -1;
+}
+
+/*
+ * Write buffers and read buffers, registered with the engine when it is the log's own
+ * (a borrowed engine keeps its own registrations: plain memory then). There are enough
+ * write buffers for one write to take half of them while the other half fills
+ * (wal_writer.c), within WAL_STAGING bytes, and at least WAL_NBUFS_MIN.
+ */
+static int make_buffers(struct aurawal *log)
+{
+	size_t fit = WAL_STAGING / log->opts.buffer_size;
+
+	log->nbufs = (int) MIN(MAX(fit, (size_t) WAL_NBUFS_MIN), (size_t) WAL_NBUFS_MAX);
+	log->big_budget =
+	    MAX((size_t) WAL_STAGING, 2 * (size_t) log->nbufs * log->opts.buffer_size);
+	for (int i = 0; i < log->nbufs; i++) {
 		struct wal_batch *b = &log->bufs[i];
 
-		b->cap = log->opts.buffer_size;
-		b->buf = wal_alloc(log, b->cap);
+		b->std_cap = b->cap = log->opts.buffer_size;
+		b->std_buf = b->buf = wal_alloc(log, b->cap);
 		if (!b->buf)
 			return -ENOMEM;
-		b->reg_index = n;
-		iov[n++] = (struct iovec){ b->buf, b->cap };
+		b->std_reg = b->reg_index = -1;
 	}
 	for (int i = 0; i < WAL_READ_BUFS; i++) {
 		log->reads.bufs[i] = wal_alloc(log, WAL_READ_BUF_SZ);
 		if (!log->reads.bufs[i])
 			return -ENOMEM;
-		log->reads.reg_index[i] = n;
-		iov[n++] = (struct iovec){ log->reads.bufs[i], WAL_READ_BUF_SZ };
+		log->reads.reg_index[i] = -1;
 	}
 	log->reads.free_mask = (1u << WAL_READ_BUFS) - 1;
 	log->scratch = wal_alloc(log, WAL_BLOCK);
-	if (!log->scratch)
+	log->summary_buf = wal_alloc(log, WAL_BLOCK);
+	if (!log->scratch || !log->summary_buf)
 		return -ENOMEM;
-	if (log->own_engine && auraio_register_buffers(log->engine, iov, n) == 0)
-		return 0;
-	/* A borrowed engine keeps its own registrations: use plain memory. */
-	for (int i = 0; i < WAL_NBUFS; i++)
-		log->bufs[i].reg_index = -1;
-	for (int i = 0; i < WAL_READ_BUFS; i++)
-		log->reads.reg_index[i] = -1;
+	if (log->own_engine)
+		register_buffers(log);
 	return 0;
 }
 
@@ -176,11 +216,14 @@ static void free_buffers(struct aurawal *log)
 {
 	if (log->own_engine)
 		auraio_unregister_buffers(log->engine);
-	for (int i = 0; i < WAL_NBUFS; i++)
-		wal_free(log, log->bufs[i].buf);
+	for (int i = 0; i < log->nbufs; i++) {
+		wal_free(log, log->bufs[i].std_buf);
+		wal_free(log, log->bufs[i].big);
+	}
 	for (int i = 0; i < WAL_READ_BUFS; i++)
 		wal_free(log, log->reads.bufs[i]);
 	wal_free(log, log->scratch);
+	wal_free(log, log->summary_buf);
 }
 
 static int start_threads(struct aurawal *log)
@@ -308,8 +351,10 @@ AURAWAL_API int aurawal_close(aurawal_t *log)
 	if (!log)
 		return 0;
 	rc = log->read_only ? 0 : aurawal_sync(log);
-	stop_threads(log);    /* the writer drains what is left */
-	wal_writer_fini(log); /* then the last callbacks run */
+	stop_threads(log); /* the writer drains what is left */
+	if (rc == 0)
+		wal_write_close_block(log); /* best effort: the next open reads less */
+	wal_writer_fini(log);		    /* then the last callbacks run */
 	log_free(log);
 	return rc == AURAWAL_ECLOSED ? 0 : rc;
 }

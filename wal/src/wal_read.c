@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * wal_read.c - reading records back: one record by location (one aligned O_DIRECT read
- * through a registered buffer, or a copy from the batch that still holds it), and the
- * sequential iterator. Every record read is verified (marker, size, checksum).
+ * through a registered buffer, or a copy from the batch that still holds it), the
+ * sequential iterator, asynchronous reads, and aurawal_poll, which delivers the
+ * completions of asynchronous reads and appends. Every record read is verified (marker,
+ * size, checksum).
  *
  * A reader holds a reference on its segment (under mu) for as long as it reads from
  * its file, so aurawal_release_before() never closes a file under a reader.
@@ -10,6 +12,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "wal_internal.h"
 
@@ -38,7 +41,7 @@ static int read_memory(struct aurawal *log, const struct wal_segment *s, aurawal
 {
 	uint64_t end = loc.offset + wal_rec_size(loc.size);
 
-	for (int i = 0; i < WAL_NBUFS; i++) {
+	for (int i = 0; i < log->nbufs; i++) {
 		const struct wal_batch *b = &log->bufs[i];
 
 		if (b->busy && b->seg == s && b->start <= loc.offset && end <= b->end)
@@ -384,6 +387,103 @@ AURAWAL_API int aurawal_read_async(aurawal_t *log, aurawal_loc_t loc, void *buf,
 		free(c);
 	}
 	return rc;
+}
+
+/* ---- delivering completions ---- */
+
+/* Run the callbacks of completed async appends and reads (no lock held). */
+int wal_run_ready_cbs(struct aurawal *log)
+{
+	struct wal_cb *c;
+	int n = 0;
+
+	pthread_mutex_lock(&log->mu);
+	c = log->ready_cbs;
+	log->ready_cbs = log->ready_cbs_tail = NULL;
+	atomic_store_explicit(&log->cbs_ready, false, memory_order_relaxed);
+	for (struct wal_cb *x = c; x; x = x->next)
+		n++;
+	log->pending_cbs -= (uint32_t) n;
+	pthread_mutex_unlock(&log->mu);
+	while (c) {
+		struct wal_cb *next = c->next;
+
+		if (c->rcb)
+			c->rcb(c->arg, c->status, c->len, c->seq);
+		else
+			c->cb(c->arg, c->status, c->loc, c->seq);
+		free(c);
+		c = next;
+	}
+	return n;
+}
+
+void wal_deliver(struct aurawal *log, struct wal_cb *c)
+{
+	c->next = NULL;
+	if (log->ready_cbs_tail)
+		log->ready_cbs_tail->next = c;
+	else
+		log->ready_cbs = c;
+	log->ready_cbs_tail = c;
+	atomic_store_explicit(&log->cbs_ready, true, memory_order_relaxed);
+	pthread_cond_broadcast(&log->cv_done);
+}
+
+/* Deadline for a poll: -1 = none. */
+static uint64_t poll_deadline(int timeout_ms)
+{
+	return timeout_ms < 0 ? UINT64_MAX : wal_now_ns() + (uint64_t) timeout_ms * 1000000ull;
+}
+
+/*
+ * Wait (mu held) until a completion is ready, nothing is pending, or the deadline. Async
+ * reads complete only when someone reaps the engine, so while any is in flight the
+ * poller drives it itself, a millisecond at a time (append completions meanwhile arrive
+ * through cv_done from the writer thread).
+ */
+static void poll_wait(struct aurawal *log, uint64_t deadline)
+{
+	while (!log->ready_cbs && log->pending_cbs) {
+		uint64_t now = wal_now_ns();
+		struct timespec ts;
+
+		if (now >= deadline)
+			return;
+		if (log->pending_reads) {
+			pthread_mutex_unlock(&log->mu);
+			auraio_wait(log->engine, 1);
+			pthread_mutex_lock(&log->mu);
+			continue;
+		}
+		clock_gettime(CLOCK_REALTIME, &ts);
+		if (deadline != UINT64_MAX) {
+			uint64_t t = (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec +
+				     (deadline - now);
+
+			ts.tv_sec = (time_t) (t / 1000000000ull);
+			ts.tv_nsec = (long) (t % 1000000000ull);
+			pthread_cond_timedwait(&log->cv_done, &log->mu, &ts);
+		} else {
+			pthread_cond_wait(&log->cv_done, &log->mu);
+		}
+	}
+}
+
+AURAWAL_API int aurawal_poll(aurawal_t *log, int timeout_ms)
+{
+	if (!log)
+		return -EINVAL;
+	pthread_mutex_lock(&log->mu);
+	if (log->pending_reads && !log->ready_cbs) { /* reap what is ready without waiting */
+		pthread_mutex_unlock(&log->mu);
+		auraio_poll(log->engine);
+		pthread_mutex_lock(&log->mu);
+	}
+	if (timeout_ms != 0)
+		poll_wait(log, poll_deadline(timeout_ms));
+	pthread_mutex_unlock(&log->mu);
+	return wal_run_ready_cbs(log);
 }
 
 AURAWAL_API auraio_engine_t *aurawal_engine(aurawal_t *log)

@@ -89,19 +89,37 @@ int wal_reader_record(struct wal_reader *r, uint64_t off, uint64_t limit, uint64
 	}
 }
 
+/* The first offset in [o, last] (8-byte steps) holding the record marker, or > last.
+ * [o, last + 32) is in r's buffer. The cheap test, in a tight loop over memory. */
+static uint64_t find_marker(const struct wal_reader *r, uint64_t o, uint64_t last)
+{
+	const uint8_t *p = r->buf + (o - r->start);
+
+	for (; o <= last; o += 8, p += 8)
+		if (get_le32(p) == WAL_REC_MARKER)
+			return o;
+	return o;
+}
+
 /* The next valid record at or after `from` (8-byte steps), or `limit` if none. */
 uint64_t wal_reader_resync(struct wal_reader *r, uint64_t from, uint64_t limit, uint64_t seed)
 {
-	for (uint64_t o = align_up(from, 8); o + WAL_REC_HEADER <= limit; o += 8) {
+	uint64_t o = align_up(from, 8);
+
+	while (o + WAL_REC_HEADER <= limit) {
 		int64_t avail = wal_reader_fill(r, o, WAL_REC_HEADER, limit);
 		struct wal_rec rec;
+		uint64_t last;
 
 		if (avail < (int64_t) WAL_REC_HEADER)
 			return limit;
-		if (get_le32(r->buf + (o - r->start)) != WAL_REC_MARKER)
-			continue; /* the cheap test first */
+		last = o + (uint64_t) avail - WAL_REC_HEADER; /* the last header in memory */
+		o = find_marker(r, o, last);
+		if (o > last)
+			continue; /* read on */
 		if (wal_reader_record(r, o, limit, seed, &rec) == WAL_PARSE_OK)
 			return o;
+		o += 8;
 	}
 	return limit;
 }
@@ -170,6 +188,15 @@ static int damage(struct aurawal *log, struct wal_reader *r, uint64_t off, bool 
 	return log->opts.recovery == AURAWAL_RECOVER_INSPECT ? 0 : AURAWAL_ECORRUPT;
 }
 
+/* The last segment has a close block, and its records end exactly where it says, with
+ * its last sequence and count: the clean end of the log, nothing to scan past it. */
+static bool closed_here(const struct wal_segment *s, uint64_t off, const struct scan_state *st)
+{
+	return s->sum.kind == WAL_SUM_CLOSED && off == s->sum.data_end &&
+	       s->nrecords == s->sum.records &&
+	       (s->sum.records == 0 || st->prev_seq == s->sum.last_seq);
+}
+
 static int scan_segment(struct aurawal *log, struct wal_segment *s, bool last,
 			struct scan_state *st)
 {
@@ -187,6 +214,10 @@ static int scan_segment(struct aurawal *log, struct wal_segment *s, bool last,
 			break;
 		if (rc == WAL_PARSE_OK && rec.seq <= st->prev_seq)
 			rc = WAL_PARSE_BAD; /* out of order: damage */
+		if (rc == WAL_PARSE_BAD && last && closed_here(s, off, st)) {
+			rc = 0;
+			break;
+		}
 		if (rc == WAL_PARSE_BAD) {
 			rc = damage(log, &r, off, last, st, &resume);
 			if (rc || !resume)
@@ -198,15 +229,73 @@ static int scan_segment(struct aurawal *log, struct wal_segment *s, bool last,
 		if (!s->first_seq)
 			s->first_seq = rec.seq;
 		s->last_seq = rec.seq;
+		s->nrecords++;
 		off += wal_rec_size(rec.len);
 		if (rec.type == WAL_REC_SEAL) {
 			s->sealed = true;
+			s->seal_next = get_le64(rec.payload);
 			break;
 		}
 	}
-	s->data_end = s->written_end = MIN(off, s->size);
+	s->data_end = s->written_end = s->durable_end = MIN(off, s->size);
 	wal_reader_fini(&r);
 	return rc < 0 ? rc : 0;
+}
+
+/*
+ * scan_sealed = false: take sealed segment s from its seal block without reading its
+ * records, once its SEAL record checks out (docs/wal_format.md, "Summaries at open").
+ * 1 = taken, 0 = not (read it in full), < 0 = I/O error.
+ */
+static int trust_sealed(struct aurawal *log, struct wal_segment *s, struct scan_state *st)
+{
+	const struct wal_summary *sm = &s->sum;
+	uint64_t seed = wal_seed(log->log_id, s->number);
+	uint64_t at = sm->data_end - wal_rec_size(WAL_SEAL_PAYLOAD);
+	struct wal_reader r;
+	struct wal_rec rec;
+	int rc;
+
+	if (sm->kind != WAL_SUM_SEALED || sm->first_seq <= st->prev_seq)
+		return 0;
+	wal_reader_init(&r, log, s);
+	rc = wal_reader_record(&r, at, sm->data_end, seed, &rec);
+	if (rc == WAL_PARSE_OK)
+		rc = rec.type == WAL_REC_SEAL && rec.seq == sm->last_seq &&
+		     get_le64(rec.payload) == sm->next;
+	else if (rc > 0)
+		rc = 0;
+	wal_reader_fini(&r);
+	if (rc != 1)
+		return rc;
+	s->first_seq = sm->first_seq;
+	s->last_seq = sm->last_seq;
+	s->nrecords = sm->records;
+	s->sealed = true;
+	s->seal_next = sm->next;
+	s->summary_ok = true;
+	s->data_end = s->written_end = s->durable_end = sm->data_end;
+	st->prev_seq = sm->last_seq;
+	return 1;
+}
+
+/* Read segment s: trusted from its seal block when allowed, else record by record. */
+static int read_segment(struct aurawal *log, struct wal_segment *s, bool last,
+			struct scan_state *st)
+{
+	int rc = 0;
+
+	if (!log->opts.scan_sealed)
+		rc = trust_sealed(log, s, st);
+	if (rc != 0)
+		return rc < 0 ? rc : 0;
+	rc = scan_segment(log, s, last, st);
+	/* a seal block that agrees with what was read needs no rewriting */
+	s->summary_ok = s->sealed && s->sum.kind == WAL_SUM_SEALED &&
+			s->sum.data_end == s->data_end && s->sum.last_seq == s->last_seq &&
+			s->sum.first_seq == s->first_seq && s->sum.records == s->nrecords &&
+			s->sum.next == s->seal_next;
+	return rc;
 }
 
 /* Does segment s hold any valid record (a pre-activated, still empty segment does not)? */
@@ -274,21 +363,41 @@ static int cut_after(struct aurawal *log, struct wal_segment *s, uint64_t valid_
 	return sync_dir_fd(log);
 }
 
+/*
+ * Is the trailing segment `last` (after `prev`) empty - made ready before a crash or a
+ * close? A close block in prev says so without reading it; after a seal block it does
+ * not matter (it is the end either way: read it as the last); otherwise read it.
+ */
+static bool trailing_empty(struct aurawal *log, struct wal_segment *prev, struct wal_segment *last)
+{
+	bool empty = false;
+
+	if (prev->sum.kind == WAL_SUM_CLOSED)
+		return true;
+	if (prev->sum.kind == WAL_SUM_SEALED)
+		return false;
+	segment_empty(log, last, &empty);
+	return empty;
+}
+
 int wal_recover(struct aurawal *log)
 {
 	struct scan_state st = { 0 };
 	struct wal_segment *last = log->segs_tail, *s;
-	bool empty = false;
 	int rc = 0;
 
+	if (log->created) { /* nothing to read: a new log holds no record */
+		log->active = log->segs;
+		log->next_seq = 1;
+		return 0;
+	}
 	/* A trailing segment with no record was made ready before a crash: keep it ready. */
 	if (last && last != log->segs) {
-		segment_empty(log, last, &empty);
-		if (empty) {
-			struct wal_segment *p = log->segs;
+		struct wal_segment *p = log->segs;
 
-			while (p->next != last)
-				p = p->next;
+		while (p->next != last)
+			p = p->next;
+		if (trailing_empty(log, p, last)) {
 			p->next = NULL;
 			log->segs_tail = p;
 			log->ready = last;
@@ -296,7 +405,7 @@ int wal_recover(struct aurawal *log)
 		}
 	}
 	for (s = log->segs; s && rc == 0; s = s->next) {
-		rc = scan_segment(log, s, s == last, &st);
+		rc = read_segment(log, s, s == last, &st);
 		if (rc == 0 && st.truncate_here) {
 			rc = cut_after(log, s, st.valid_end);
 			last = s;
@@ -325,4 +434,31 @@ int wal_recover(struct aurawal *log)
 	log->next_seq = st.prev_seq + 1;
 	log->durable_seq = log->written_seq = st.prev_seq;
 	return 0;
+}
+
+/*
+ * After recovery, in a log that may be written (no other thread yet): remove the active
+ * segment's summary before anything is appended - a close block would otherwise claim
+ * an end the next appends move, a seal block (left in a segment point-in-time recovery
+ * cut) a seal it no longer has - and give every sealed segment that was read in full a
+ * seal block, so the next open need not read it again.
+ */
+int wal_recover_finish(struct aurawal *log)
+{
+	int rc = 0;
+
+	if (log->active->sum.kind != WAL_SUM_NONE) {
+		rc = wal_write_summary(log, log->active, NULL, true);
+		log->active->sum.kind = WAL_SUM_NONE;
+	}
+	for (struct wal_segment *s = log->segs; s && rc == 0; s = s->next) {
+		struct wal_summary sm;
+
+		if (!s->sealed || s->summary_ok || s == log->active)
+			continue;
+		wal_summary_of(log, s, WAL_SUM_SEALED, &sm);
+		rc = wal_write_summary(log, s, &sm, false);
+		s->summary_ok = rc == 0;
+	}
+	return rc;
 }

@@ -58,7 +58,7 @@ static struct wal_segment *seg_new(uint64_t number, int fd, uint64_t size)
 	s->number = number;
 	s->fd = fd;
 	s->size = size;
-	s->data_end = s->written_end = WAL_HEADER_BLOCK;
+	s->data_end = s->written_end = s->durable_end = WAL_HEADER_BLOCK;
 	return s;
 }
 
@@ -135,6 +135,40 @@ static int write_header(struct aurawal *log, int fd, uint64_t number, uint64_t f
 	if (rc >= 0 && rc != (int) WAL_HEADER_BLOCK)
 		rc = -EIO;
 	return rc < 0 ? rc : wal_fdatasync(log, fd);
+}
+
+/* Fill s's summary with what the log knows of it now: data end, sequences, records. */
+void wal_summary_of(const struct aurawal *log, const struct wal_segment *s, uint8_t kind,
+		    struct wal_summary *sm)
+{
+	(void) log;
+	*sm = (struct wal_summary){ kind,	 s->data_end, s->first_seq,
+				    s->last_seq, s->nrecords, s->seal_next };
+	if (kind != WAL_SUM_SEALED)
+		sm->next = 0;
+}
+
+/*
+ * Rewrite block 0 of segment s: its header, and summary `sm` (NULL = none) - one aligned
+ * 4 KiB write (plus fdatasync if `sync`). The header bytes are the same as on disk, so a
+ * torn write cannot hurt them (docs/wal_format.md, "Segment summary"). Caller: the
+ * writer (a sealed segment nobody else writes), or open and close (no other thread).
+ */
+int wal_write_summary(struct aurawal *log, struct wal_segment *s, const struct wal_summary *sm,
+		      bool sync)
+{
+	struct wal_seg_header h = { log->segment_size, log->log_id, s->number, 0 };
+	int rc;
+
+	wal_header_encode(log->summary_buf, &h);
+	if (sm)
+		wal_summary_encode(log->summary_buf, sm, wal_seed(log->log_id, s->number));
+	rc = wal_pwrite(log, s->fd, log->summary_buf, -1, WAL_HEADER_BLOCK, 0);
+	if (rc >= 0 && rc != (int) WAL_HEADER_BLOCK)
+		rc = -EIO;
+	if (rc >= 0 && sync)
+		rc = wal_fdatasync(log, s->fd);
+	return rc < 0 ? rc : 0;
 }
 
 static int read_header(struct aurawal *log, int fd, struct wal_seg_header *h)
@@ -314,8 +348,11 @@ static int list_dir(struct aurawal *log, uint64_t **numbers, size_t *count)
 		if (strncmp(e->d_name, "spare-", 6) == 0) {
 			char *p = NULL;
 
-			if (asprintf(&p, "%s/%s", log->dir, e->d_name) >= 0)
-				unlink(p); /* a leftover of an interrupted preparation or release */
+			/* A leftover of an interrupted preparation or release - or, seen by an
+			 * inspector (read-only, perhaps while the log is live), a spare its
+			 * owner is about to use: never touch anything then. */
+			if (!log->read_only && asprintf(&p, "%s/%s", log->dir, e->d_name) >= 0)
+				unlink(p);
 			free(p);
 			continue;
 		}
@@ -378,6 +415,9 @@ static int open_segment(struct aurawal *log, uint64_t number, bool first)
 		close(fd);
 		return -ENOMEM;
 	}
+	/* block 0 is still in scratch: its summary, if any */
+	wal_summary_decode(log->scratch, number, wal_seed(log->log_id, number), h.segment_size,
+			   (uint64_t) st.st_size, &s->sum);
 	seg_append(log, s);
 	return 0;
 }
@@ -401,6 +441,7 @@ static int create_log(struct aurawal *log)
 	}
 	seg_append(log, s);
 	log->next_number = 2;
+	log->created = true;
 	return 0;
 }
 
@@ -520,15 +561,42 @@ static void unlink_segment(struct aurawal *log, struct wal_segment *s)
 		seg_dispose(log, s);
 }
 
+/*
+ * mu held (and rel_mu, so s stays in the list): wait until segment s is settled - its
+ * last batch (the SEAL, and non-durable records before it) written and synced, its seal
+ * block written - so that closing its file cannot race with the writer's I/O on it (nor
+ * let the fd number be reused under that I/O), and the release never outruns data the
+ * writer still owes. The writer always writes a sealed batch promptly, so this only
+ * waits for I/O in progress; it gives up on a failed log or a lack of space.
+ */
+static int wait_settled(struct aurawal *log, struct wal_segment *s)
+{
+	while (!wal_seg_settled(s)) {
+		if (log->failed)
+			return log->failed;
+		if (log->enospc)
+			return -ENOSPC;
+		if (log->closing)
+			return AURAWAL_ECLOSED;
+		pthread_cond_wait(&log->cv_done, &log->mu);
+	}
+	return 0;
+}
+
 int wal_release_segments(struct aurawal *log, uint64_t below)
 {
-	int released = 0;
+	int released = 0, rc = 0;
 
 	pthread_mutex_lock(&log->rel_mu);
 	pthread_mutex_lock(&log->mu);
 	while (log->segs && log->segs->number < below && log->segs != log->active) {
 		struct wal_segment *s = log->segs;
 
+		rc = wait_settled(log, s);
+		if (rc)
+			break;
+		if (s != log->segs)
+			continue; /* cannot happen (rel_mu): look again */
 		unlink_segment(log, s);
 		released++;
 	}
@@ -537,7 +605,7 @@ int wal_release_segments(struct aurawal *log, uint64_t below)
 	pthread_mutex_unlock(&log->rel_mu);
 	if (released && sync_dir(log) != 0)
 		return -errno;
-	return released;
+	return released ? released : rc;
 }
 
 /* ---- RELEASED (docs/wal_format.md) ---- */
@@ -650,10 +718,11 @@ AURAWAL_API int aurawal_release_segment(aurawal_t *log, uint64_t number)
 		rc = -ENOENT;
 	else if (s == log->active)
 		rc = -EBUSY;
-	else if (s != log->segs && !(set = malloc(sizeof(*set) * (log->nreleased + 1))))
+	else
+		rc = wait_settled(log, s);
+	if (rc == 0 && s != log->segs && !(set = malloc(sizeof(*set) * (log->nreleased + 1))))
 		rc = -ENOMEM;
-	/* Not the oldest: record the gap first (released is NULL until the first gap). */
-	if (set) {
+	if (set) { /* not the oldest: record the gap first */
 		if (log->nreleased)
 			memcpy(set, log->released, sizeof(*set) * log->nreleased);
 		set[log->nreleased] = number;

@@ -3,20 +3,30 @@
  * wal_writer.c - appending and group commit.
  *
  * Appenders hash their payload outside the lock, then under log->mu place the record in
- * the active batch (sequence number, header, checksum, copy) and, if durable, wait on
- * cv_done until the writer thread has made it durable. The writer takes batches in
- * order - closed ones first, then the active batch as soon as it holds a durable record
- * (a lone appender never waits for company), or when its oldest non-durable record has
- * waited flush_delay_us - and writes each with one aligned write, linked to an
- * fdatasync when needed. While one batch is being written the next one fills: that is
- * the group commit.
+ * the active batch (sequence number, header, checksum, copy) and, if durable, queue a
+ * waiter and sleep on it without the lock (wal_wait.h) until the writer thread has made
+ * the record durable.
  *
- * Failures: -ENOSPC keeps the batch and retries it (appends meanwhile retry with it and
- * fail with -ENOSPC until one succeeds); any other error fails the log (fail-stop).
- * Either way every waiter and callback concerned gets the error exactly once, and
- * nothing is reported durable that was not written and synced.
+ * The writer has one write (or sync) in flight at a time. Each write takes the closed
+ * batches of the queue, oldest first, up to half of the buffers (so that the other half
+ * fills meanwhile), plus the active batch when it is due; it covers them with one
+ * gathered write of contiguous blocks, linked to an fdatasync when one of them needs it.
+ * Everything appended while a write is in flight goes into the next one: that is the
+ * group commit. docs/wal_format.md, "Writing", says why writes holding records are never
+ * in flight together.
  *
- * Lock: log->mu around all state; never held across I/O or a user callback.
+ * Gathering: when a durable write completes, the threads it wakes usually append again
+ * at once. The next durable batch waits for as many durable records as that write made
+ * durable plus those already waiting (log->gather_target), but at most half a sync
+ * (log->gather_until), so that each sync carries all the appenders instead of every
+ * other one. A lone appender waits for itself only: it is never delayed.
+ *
+ * Failures: -ENOSPC keeps the batches and retries them (appends meanwhile retry with
+ * them and fail with -ENOSPC until one succeeds); any other error fails the log
+ * (fail-stop). Either way every waiter and callback concerned gets the error exactly
+ * once, and nothing is reported durable that was not written and synced.
+ *
+ * Lock: log->mu around all state; never held across I/O, a wake-up or a user callback.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -24,18 +34,30 @@
 #include <time.h>
 
 #include "wal_internal.h"
+#include "wal_wait.h"
 
 #define SEAL_SIZE	wal_rec_size(WAL_SEAL_PAYLOAD)
 #define ENOSPC_RETRY_NS (200ull * 1000000ull)
+#define GATHER_MIN_NS	(20ull * 1000)	 /* bounds of the gathering window */
+#define GATHER_MAX_NS	(2000ull * 1000) /* (half the average sync) */
+#define BIG_ROUND	(64u << 10)	 /* large buffers grow in these steps */
 
 /* ---- batches (mu held) ---- */
+
+/* Tell the writer something changed - unless it is busy with I/O: it looks at
+ * everything again as soon as that completes. */
+static void writer_poke(struct aurawal *log)
+{
+	if (!log->io_busy)
+		pthread_cond_signal(&log->cv_writer);
+}
 
 static struct wal_batch *batch_new(struct aurawal *log)
 {
 	struct wal_segment *seg = log->active;
 	struct wal_batch *b = NULL;
 
-	for (int i = 0; i < WAL_NBUFS && !b; i++)
+	for (int i = 0; i < log->nbufs && !b; i++)
 		if (!log->bufs[i].busy)
 			b = &log->bufs[i];
 	if (!b)
@@ -74,37 +96,53 @@ static void batch_close(struct aurawal *log, struct wal_batch *b)
 		log->queue = b;
 	log->queue_tail = b;
 	log->cur = NULL;
-	pthread_cond_signal(&log->cv_writer);
+	writer_poke(log);
 }
 
-/* An empty batch whose buffer is too small for one record: give it a bigger one. */
+/*
+ * An empty batch whose buffer is too small for one record: move it to the batch's large
+ * buffer, allocated (or grown) only when the one kept from before is too small. Large
+ * records thus reuse the same memory instead of mapping fresh pages for each.
+ */
 static int batch_grow(struct aurawal *log, struct wal_batch *b, uint64_t rec)
 {
-	size_t cap = align_up(b->end - b->start + rec, WAL_BLOCK);
-	uint8_t *big = wal_alloc(log, cap);
+	size_t need = align_up(b->end - b->start + rec, WAL_BLOCK);
 
-	if (!big)
-		return -ENOMEM;
-	memcpy(big, b->buf, b->end - b->start);
-	b->std_buf = b->buf;
-	b->std_cap = b->cap;
-	b->std_reg = b->reg_index;
-	b->buf = big;
-	b->cap = cap;
+	if (!b->big || b->big_cap < need) {
+		size_t cap = align_up(need, BIG_ROUND);
+		uint8_t *big = wal_alloc(log, cap);
+
+		if (!big)
+			return -ENOMEM;
+		if (b->big) {
+			wal_free(log, b->big);
+			log->big_bytes -= b->big_cap;
+		}
+		b->big = big;
+		b->big_cap = cap;
+		log->big_bytes += cap;
+		log->st_big_allocs++;
+	}
+	memcpy(b->big, b->buf, b->end - b->start);
+	b->buf = b->big;
+	b->cap = b->big_cap;
 	b->reg_index = -1;
-	b->oversize = true;
 	return 0;
 }
 
+/* The batch is written (or failed): back to its own buffer; a large one is kept for the
+ * next large record unless the log keeps too much already. */
 static void batch_release(struct aurawal *log, struct wal_batch *b)
 {
-	if (b->oversize) {
-		wal_free(log, b->buf);
-		b->buf = b->std_buf;
-		b->cap = b->std_cap;
-		b->reg_index = b->std_reg;
-		b->oversize = false;
+	if (b->buf == b->big && log->big_bytes > log->big_budget) {
+		wal_free(log, b->big);
+		log->big_bytes -= b->big_cap;
+		b->big = NULL;
+		b->big_cap = 0;
 	}
+	b->buf = b->std_buf;
+	b->cap = b->std_cap;
+	b->reg_index = b->std_reg;
 	b->busy = false;
 }
 
@@ -143,6 +181,7 @@ static void place(struct aurawal *log, const struct rec_in *in, aurawal_loc_t *l
 	if (!seg->first_seq)
 		seg->first_seq = seq;
 	seg->last_seq = seq;
+	seg->nrecords++;
 	*loc = (aurawal_loc_t){ seg->number, (uint32_t) off, in->len };
 	*seqp = seq;
 }
@@ -161,6 +200,7 @@ static void rollover(struct aurawal *log)
 	place(log, &seal, &loc, &seq);
 	log->cur->sealed = true;
 	log->active->sealed = true;
+	log->active->seal_next = log->ready->number;
 	batch_close(log, log->cur);
 	log->ready->next = NULL;
 	log->segs_tail->next = log->ready;
@@ -181,7 +221,7 @@ static int enospc_retry(struct aurawal *log)
 	uint64_t attempts = log->enospc_attempts;
 
 	log->enospc_retry_at = 0;
-	pthread_cond_signal(&log->cv_writer);
+	writer_poke(log);
 	while (log->enospc && log->enospc_attempts == attempts && !log->failed)
 		wait_cv(&log->cv_done, &log->mu);
 	return log->failed ? log->failed : log->enospc;
@@ -235,53 +275,165 @@ static int reserve(struct aurawal *log, uint64_t rec)
 	}
 }
 
-/* ---- the writer thread ---- */
+/* ---- the writer thread: what to write next (mu held) ---- */
 
-static bool needs_sync(const struct aurawal *log, const struct wal_batch *b)
+/* A sync that does not wait for company: asked for, or a segment's end. */
+static bool sync_forced(const struct aurawal *log, const struct wal_batch *b)
 {
-	return b->ndurable || b->force_sync || b->sealed || log->closing ||
+	return b->force_sync || b->sealed || log->closing ||
 	       (log->sync_target && log->sync_target >= b->first_seq);
 }
 
-/* The next batch to write, or NULL (then *wake is when to look again, 0 = when told). */
-static struct wal_batch *pick(struct aurawal *log, uint64_t *wake)
+static bool needs_sync(const struct aurawal *log, const struct wal_batch *b)
 {
-	struct wal_batch *b = log->cur;
-	uint64_t now = wal_now_ns(), delay = (uint64_t) log->opts.flush_delay_us * 1000;
-
-	*wake = 0;
-	if (log->enospc && now < log->enospc_retry_at) {
-		*wake = log->enospc_retry_at;
-		return NULL;
-	}
-	if (log->queue)
-		return log->queue;
-	if (!b || !b->nrecords)
-		return NULL;
-	if (needs_sync(log, b) || (delay && now - b->oldest_ns >= delay))
-		return b;
-	if (delay)
-		*wake = b->oldest_ns + delay;
-	return NULL;
+	return b->ndurable || sync_forced(log, b);
 }
 
-/* Write a batch (and sync it): one write, and one retry of the rest if it came short. */
-static int write_batch(struct aurawal *log, struct wal_batch *b, bool sync)
+/* Is the active batch due? If not, *wake is when to look again (0 = when told). */
+static bool cur_due(const struct aurawal *log, const struct wal_batch *b, uint64_t now,
+		    uint64_t *wake)
 {
-	size_t len = align_up(b->end, WAL_BLOCK) - b->start, done;
-	int fd = b->seg->fd, rc;
+	uint64_t delay = (uint64_t) log->opts.flush_delay_us * 1000;
 
-	rc = wal_write_sync(log, fd, b->buf, b->reg_index, len, b->start, sync);
-	if (rc < 0 || (size_t) rc == len)
+	if (sync_forced(log, b))
+		return true;
+	if (b->ndurable) {
+		if (b->ndurable >= log->gather_target)
+			return true;
+		*wake = log->gather_until; /* the appenders that poke us */
+		return false;
+	}
+	if (delay && now - b->oldest_ns >= delay)
+		return true;
+	if (delay)
+		*wake = b->oldest_ns + delay;
+	return false;
+}
+
+/* What one write covers: consecutive batches of one segment. */
+struct wal_plan {
+	struct wal_batch *b[WAL_NBUFS_MAX];
+	int n;
+	bool sync;
+	uint64_t ndurable; /* durable records in it */
+};
+
+/* Can batch b join plan p (same segment, after no SEAL, room left)? */
+static bool plan_fits(const struct aurawal *log, const struct wal_plan *p,
+		      const struct wal_batch *b)
+{
+	if (p->n >= MAX(1, log->nbufs / 2))
+		return false;
+	return p->n == 0 || (b->seg == p->b[0]->seg && !p->b[p->n - 1]->sealed);
+}
+
+static void plan_take(struct aurawal *log, struct wal_plan *p, struct wal_batch *b)
+{
+	if (b == log->queue) {
+		log->queue = b->next;
+		if (!log->queue)
+			log->queue_tail = NULL;
+	} else {
+		batch_seal_tail(log, b);
+		log->cur = NULL;
+	}
+	/* zeros after the data, to the block boundary */
+	memset(b->buf + (b->end - b->start), 0, align_up(b->end, WAL_BLOCK) - b->end);
+	p->sync |= needs_sync(log, b);
+	p->ndurable += b->ndurable;
+	p->b[p->n++] = b;
+}
+
+/* The next write, or 0 batches (then *wake is when to look again, 0 = when told). */
+static int plan(struct aurawal *log, struct wal_plan *p, uint64_t *wake)
+{
+	struct wal_batch *cur = log->cur;
+	uint64_t now = wal_now_ns();
+
+	p->n = 0;
+	p->sync = false;
+	p->ndurable = 0;
+	*wake = 0;
+	if (now >= log->gather_until)
+		log->gather_target = 0;
+	if (log->enospc && now < log->enospc_retry_at) {
+		*wake = log->enospc_retry_at;
+		return 0;
+	}
+	while (log->queue && plan_fits(log, p, log->queue))
+		plan_take(log, p, log->queue);
+	/* The active batch rides along with a write that goes anyway if it needs a sync,
+	 * else it goes when due. */
+	if (cur && cur->nrecords && plan_fits(log, p, cur) &&
+	    ((p->n && needs_sync(log, cur)) || cur_due(log, cur, now, wake)))
+		plan_take(log, p, cur);
+	if (!p->n && log->gather_target && (!*wake || log->gather_until < *wake))
+		*wake = log->gather_until; /* to end the gathering */
+	return p->n;
+}
+
+/* ---- the writer thread: writing (no lock held) ---- */
+
+/* The plan's blocks as iovecs: each batch up to where the next one starts (the block
+ * holding its end is written from the next batch, which has a copy of it), the last one
+ * to its end, zero-padded to a block boundary. *reg: a registered buffer, if one range. */
+static int plan_iov(const struct wal_plan *p, struct iovec *iov, int *reg)
+{
+	int n = 0;
+
+	for (int i = 0; i < p->n; i++) {
+		const struct wal_batch *b = p->b[i];
+		uint64_t end = i + 1 < p->n ? p->b[i + 1]->start : align_up(b->end, WAL_BLOCK);
+
+		if (end > b->start) {
+			iov[n++] = (struct iovec){ b->buf, end - b->start };
+			*reg = b->reg_index;
+		}
+	}
+	if (n > 1)
+		*reg = -1;
+	return n;
+}
+
+/* Drop the first `skip` bytes of iov[0..n); returns the new count. */
+static int iov_advance(struct iovec *iov, int n, uint64_t skip)
+{
+	int k = 0;
+
+	while (k < n && skip >= iov[k].iov_len)
+		skip -= iov[k++].iov_len;
+	memmove(iov, iov + k, sizeof(*iov) * (size_t) (n - k));
+	n -= k;
+	if (n) {
+		iov[0].iov_base = (uint8_t *) iov[0].iov_base + skip;
+		iov[0].iov_len -= skip;
+	}
+	return n;
+}
+
+/* Write the plan (and sync it): one write, and one retry of the rest if it came short. */
+static int write_plan_io(struct aurawal *log, const struct wal_plan *p)
+{
+	struct iovec iov[WAL_NBUFS_MAX];
+	int reg = -1, n = plan_iov(p, iov, &reg), fd = p->b[0]->seg->fd, rc;
+	uint64_t off = p->b[0]->start, len = 0, done;
+
+	for (int i = 0; i < n; i++)
+		len += iov[i].iov_len;
+	rc = wal_writev_sync(log, fd, iov, n, reg, off, p->sync);
+	if (rc < 0 || (uint64_t) rc == len)
 		return rc < 0 ? rc : 0;
 	/* Short: the chain's sync did not run. Write the rest (from a block boundary,
 	 * so the retry stays aligned) and sync, or give up. */
 	done = align_down((uint64_t) rc, WAL_BLOCK);
-	rc = wal_write_sync(log, fd, b->buf + done, -1, len - done, b->start + done, sync);
+	n = iov_advance(iov, n, done);
+	rc = wal_writev_sync(log, fd, iov, n, -1, off + done, p->sync);
 	if (rc < 0)
 		return rc;
-	return (size_t) rc == len - done ? 0 : -EIO;
+	return (uint64_t) rc == len - done ? 0 : -EIO;
 }
+
+/* ---- the writer thread: completing (mu held) ---- */
 
 /* Hand callbacks to the poll list with `status`. */
 static void deliver_cbs(struct aurawal *log, struct wal_batch *b, int status)
@@ -296,16 +448,29 @@ static void deliver_cbs(struct aurawal *log, struct wal_batch *b, int status)
 		log->ready_cbs = b->cbs;
 	log->ready_cbs_tail = b->cbs_tail;
 	b->cbs = b->cbs_tail = NULL;
+	atomic_store_explicit(&log->cbs_ready, true, memory_order_relaxed);
 }
 
 /* Every pending batch's callbacks get `status` (a failure). */
-static void fail_all_cbs(struct aurawal *log, struct wal_batch *b, int status)
+static void fail_all_cbs(struct aurawal *log, const struct wal_plan *p, int status)
 {
-	deliver_cbs(log, b, status);
+	for (int i = 0; p && i < p->n; i++)
+		deliver_cbs(log, p->b[i], status);
 	for (struct wal_batch *q = log->queue; q; q = q->next)
 		deliver_cbs(log, q, status);
 	if (log->cur)
 		deliver_cbs(log, log->cur, status);
+}
+
+/* Fail-stop: the log is failed with rc; every waiter and callback hears it. Returns the
+ * waiters to wake. */
+static struct wal_waiter *fail_stop(struct aurawal *log, const struct wal_plan *p, int rc)
+{
+	log->failed = rc;
+	fail_all_cbs(log, p, rc);
+	for (int i = 0; p && i < p->n; i++)
+		batch_release(log, p->b[i]);
+	return wal_waiters_take(log, UINT64_MAX, rc);
 }
 
 /* A sync completed in lat_ns: count it (before durable_seq moves). */
@@ -321,53 +486,126 @@ static void record_sync(struct aurawal *log, uint64_t lat_ns)
 		log->st_sync_max_us = us;
 	log->st_syncs++;
 	log->st_synced_records += log->written_seq - log->durable_seq;
+	log->sync_avg_ns = log->sync_avg_ns ? (7 * log->sync_avg_ns + lat_ns) / 8 : lat_ns;
 }
 
-static void finish(struct aurawal *log, struct wal_batch *b, int rc, bool sync, uint64_t lat)
+/* After a write that made `completed` durable records durable: how long the next durable
+ * batch waits for their appenders to come back (see the top of this file). */
+static void gather_set(struct aurawal *log, uint64_t completed)
 {
-	if (rc == 0) {
+	uint64_t g = log->gather_fixed_ns;
+
+	if (!g)
+		g = MIN(MAX(log->sync_avg_ns / 2, GATHER_MIN_NS), GATHER_MAX_NS);
+	log->gather_target = completed + (log->cur ? log->cur->ndurable : 0);
+	log->gather_until = wal_now_ns() + g;
+}
+
+static struct wal_waiter *complete_ok(struct aurawal *log, const struct wal_plan *p, uint64_t lat)
+{
+	for (int i = 0; i < p->n; i++) {
+		struct wal_batch *b = p->b[i];
+
 		b->seg->written_end = MAX(b->seg->written_end, b->end);
 		if (b->last_seq)
 			log->written_seq = MAX(log->written_seq, b->last_seq);
-		if (sync) {
-			record_sync(log, lat);
-			log->durable_seq = log->written_seq;
-		}
-		log->st_writes++;
-		log->enospc = 0;
-		deliver_cbs(log, b, 0);
-		batch_release(log, b);
-	} else if (rc == -ENOSPC) { /* keep the batch: it is retried, nothing is lost */
+	}
+	if (p->sync) {
+		record_sync(log, lat);
+		log->durable_seq = log->written_seq;
+		for (int i = 0; i < p->n; i++) /* the sync covers all earlier writes */
+			p->b[i]->seg->durable_end = p->b[i]->seg->written_end;
+	}
+	if (p->b[p->n - 1]->sealed) /* its seal block comes next */
+		p->b[p->n - 1]->seg->summary_pending = true;
+	log->st_writes++;
+	log->enospc = 0;
+	for (int i = 0; i < p->n; i++) {
+		deliver_cbs(log, p->b[i], 0);
+		batch_release(log, p->b[i]);
+	}
+	gather_set(log, p->sync ? p->ndurable : 0);
+	return wal_waiters_take(log, log->durable_seq, 0);
+}
+
+/* The plan's write ended with rc after lat ns. Returns the waiters to wake. */
+static struct wal_waiter *complete(struct aurawal *log, const struct wal_plan *p, int rc,
+				   uint64_t lat)
+{
+	struct wal_waiter *w;
+
+	if (rc == 0) {
+		w = complete_ok(log, p, lat);
+	} else if (rc == -ENOSPC) { /* keep the batches: they are retried, nothing is lost */
 		log->enospc = rc;
 		log->enospc_hi = log->next_seq - 1;
 		log->enospc_retry_at = wal_now_ns() + ENOSPC_RETRY_NS;
-		fail_all_cbs(log, b, rc);
-		b->next = log->queue;
-		log->queue = b;
-		if (!log->queue_tail)
-			log->queue_tail = b;
+		fail_all_cbs(log, p, rc);
+		for (int i = p->n - 1; i >= 0; i--) {
+			p->b[i]->next = log->queue;
+			log->queue = p->b[i];
+			if (!log->queue_tail)
+				log->queue_tail = p->b[i];
+		}
+		w = wal_waiters_take(log, UINT64_MAX, rc);
 	} else { /* fail-stop: a retried sync after EIO could acknowledge lost data */
-		log->failed = rc;
-		fail_all_cbs(log, b, rc);
-		batch_release(log, b);
+		w = fail_stop(log, p, rc);
 	}
 	if (log->enospc || rc == -ENOSPC)
 		log->enospc_attempts++;
+	return w;
 }
 
-/* Take batch b (mu held): off the queue, or the active one closed. */
-static void take(struct aurawal *log, struct wal_batch *b)
+/* Drop mu, wake the waiters, take mu again. */
+static void wake_unlocked(struct aurawal *log, struct wal_waiter *w)
 {
-	if (b == log->queue) {
-		log->queue = b->next;
-		if (!log->queue)
-			log->queue_tail = NULL;
-	} else {
-		batch_seal_tail(log, b);
-		log->cur = NULL;
-	}
-	/* zeros after the data, to the block boundary */
-	memset(b->buf + (b->end - b->start), 0, align_up(b->end, WAL_BLOCK) - b->end);
+	if (!w)
+		return;
+	pthread_mutex_unlock(&log->mu);
+	wal_waiters_wake(w);
+	pthread_mutex_lock(&log->mu);
+}
+
+/*
+ * A segment's SEAL is durable: write its seal block (docs/wal_format.md). Until that is
+ * done the segment is not settled, so no release closes its file meanwhile. An error
+ * other than ENOSPC fails the log (it is the write path); without a seal block the
+ * segment is merely read in full at the next open.
+ */
+static void write_seal_block(struct aurawal *log, struct wal_segment *s)
+{
+	struct wal_summary sm;
+	int rc;
+
+	wal_summary_of(log, s, WAL_SUM_SEALED, &sm);
+	log->io_busy = true;
+	pthread_mutex_unlock(&log->mu);
+	rc = wal_write_summary(log, s, &sm, false);
+	pthread_mutex_lock(&log->mu);
+	log->io_busy = false;
+	s->summary_pending = false;
+	s->summary_ok = rc == 0;
+	if (rc < 0 && rc != -ENOSPC && !log->failed)
+		wake_unlocked(log, fail_stop(log, NULL, rc));
+}
+
+/* Write one plan and complete it. mu held; dropped for the I/O and the wake-ups. */
+static void write_plan(struct aurawal *log, const struct wal_plan *p)
+{
+	struct wal_segment *sealed = p->b[p->n - 1]->sealed ? p->b[p->n - 1]->seg : NULL;
+	uint64_t t0;
+	int rc;
+
+	log->io_busy = true;
+	pthread_mutex_unlock(&log->mu);
+	t0 = wal_now_ns();
+	rc = write_plan_io(log, p);
+	pthread_mutex_lock(&log->mu);
+	log->io_busy = false;
+	wake_unlocked(log, complete(log, p, rc, wal_now_ns() - t0));
+	if (rc == 0 && sealed)
+		write_seal_block(log, sealed);
+	pthread_cond_broadcast(&log->cv_done);
 }
 
 static void timed_wait(struct aurawal *log, uint64_t wake)
@@ -396,21 +634,21 @@ static void timed_wait(struct aurawal *log, uint64_t wake)
 static void bare_sync(struct aurawal *log)
 {
 	struct wal_segment *seg = log->active;
-	uint64_t upto = log->written_seq, t0 = wal_now_ns();
+	uint64_t upto = log->written_seq, end = seg->written_end, t0 = wal_now_ns();
 	int rc;
 
-	log->writing = &log->bufs[0]; /* any non-NULL: a write is in progress */
+	log->io_busy = true;
 	pthread_mutex_unlock(&log->mu);
 	rc = wal_fdatasync(log, seg->fd);
 	pthread_mutex_lock(&log->mu);
-	log->writing = NULL;
+	log->io_busy = false;
 	if (rc < 0) {
-		log->failed = rc;
-		if (log->cur)
-			deliver_cbs(log, log->cur, rc);
+		wake_unlocked(log, fail_stop(log, NULL, rc));
 	} else {
 		record_sync(log, wal_now_ns() - t0);
 		log->durable_seq = MAX(log->durable_seq, upto);
+		seg->durable_end = MAX(seg->durable_end, end);
+		wake_unlocked(log, wal_waiters_take(log, log->durable_seq, 0));
 	}
 	pthread_cond_broadcast(&log->cv_done);
 }
@@ -426,32 +664,21 @@ void *wal_writer_main(void *arg)
 
 	pthread_mutex_lock(&log->mu);
 	for (;;) {
-		uint64_t wake, t0;
-		struct wal_batch *b = log->failed ? NULL : pick(log, &wake);
-		bool sync;
-		int rc;
+		struct wal_plan p;
+		uint64_t wake = 0;
 
-		if (!b && !log->failed && wants_bare_sync(log)) {
+		if (!log->failed && plan(log, &p, &wake)) {
+			write_plan(log, &p);
+			continue;
+		}
+		if (!log->failed && wants_bare_sync(log)) {
 			bare_sync(log);
 			continue;
 		}
-		if (!b) {
-			if (log->closing &&
-			    (log->failed || (!log->queue && (!log->cur || !log->cur->nrecords))))
-				break;
-			timed_wait(log, log->failed ? 0 : wake);
-			continue;
-		}
-		take(log, b);
-		sync = needs_sync(log, b);
-		log->writing = b;
-		pthread_mutex_unlock(&log->mu);
-		t0 = wal_now_ns();
-		rc = write_batch(log, b, sync);
-		pthread_mutex_lock(&log->mu);
-		finish(log, b, rc, sync, wal_now_ns() - t0);
-		log->writing = NULL;
-		pthread_cond_broadcast(&log->cv_done);
+		if (log->closing &&
+		    (log->failed || (!log->queue && (!log->cur || !log->cur->nrecords))))
+			break;
+		timed_wait(log, log->failed ? 0 : wake);
 	}
 	pthread_mutex_unlock(&log->mu);
 	return NULL;
@@ -459,54 +686,35 @@ void *wal_writer_main(void *arg)
 
 /* ---- the API ---- */
 
-static int wait_durable(struct aurawal *log, uint64_t seq)
+/*
+ * mu held: wait until every record <= seq is durable. Returns with mu RELEASED, so that
+ * a woken appender does not contend for the lock only to drop it again.
+ */
+static int wait_durable_unlock(struct aurawal *log, uint64_t seq)
 {
-	for (;;) {
-		if (log->durable_seq >= seq)
-			return 0;
-		if (log->failed)
-			return log->failed;
-		if (log->enospc && seq <= log->enospc_hi)
-			return -ENOSPC;
-		wait_cv(&log->cv_done, &log->mu);
+	struct wal_waiter w;
+	int rc = 1;
+
+	if (log->durable_seq >= seq)
+		rc = 0;
+	else if (log->failed)
+		rc = log->failed;
+	else if (log->enospc && seq <= log->enospc_hi)
+		rc = -ENOSPC;
+	if (rc <= 0) {
+		pthread_mutex_unlock(&log->mu);
+		return rc;
 	}
-}
-
-/* Run the callbacks of completed async appends (no lock held). */
-static int run_ready_cbs(struct aurawal *log)
-{
-	struct wal_cb *c;
-	int n = 0;
-
-	pthread_mutex_lock(&log->mu);
-	c = log->ready_cbs;
-	log->ready_cbs = log->ready_cbs_tail = NULL;
-	for (struct wal_cb *x = c; x; x = x->next)
-		n++;
-	log->pending_cbs -= (uint32_t) n;
+	wal_waiter_add(log, &w, seq);
 	pthread_mutex_unlock(&log->mu);
-	while (c) {
-		struct wal_cb *next = c->next;
-
-		if (c->rcb)
-			c->rcb(c->arg, c->status, c->len, c->seq);
-		else
-			c->cb(c->arg, c->status, c->loc, c->seq);
-		free(c);
-		c = next;
-	}
-	return n;
+	return wal_waiter_sleep(log, &w);
 }
 
-void wal_deliver(struct aurawal *log, struct wal_cb *c)
+/* No lock held: run the callbacks that completed, if the hint says there are any. */
+static void run_cbs_if_ready(struct aurawal *log)
 {
-	c->next = NULL;
-	if (log->ready_cbs_tail)
-		log->ready_cbs_tail->next = c;
-	else
-		log->ready_cbs = c;
-	log->ready_cbs_tail = c;
-	pthread_cond_broadcast(&log->cv_done);
+	if (atomic_load_explicit(&log->cbs_ready, memory_order_relaxed))
+		wal_run_ready_cbs(log);
 }
 
 static int check_input(aurawal_t *log, const struct iovec *iov, int iovcnt, unsigned flags,
@@ -534,7 +742,7 @@ static int check_input(aurawal_t *log, const struct iovec *iov, int iovcnt, unsi
 	return 0;
 }
 
-/* Place a record; a durable one is marked for the writer. mu held. */
+/* Place a record; a durable one is counted for the writer's gathering. mu held. */
 static int append_locked(struct aurawal *log, const struct rec_in *in, unsigned flags,
 			 aurawal_loc_t *loc, uint64_t *seq)
 {
@@ -546,11 +754,11 @@ static int append_locked(struct aurawal *log, const struct rec_in *in, unsigned 
 	log->st_appends++;
 	log->st_bytes += in->len;
 	if (flags & AURAWAL_DURABLE) {
-		log->cur->ndurable++;
 		log->st_durable++;
-		pthread_cond_signal(&log->cv_writer);
+		if (++log->cur->ndurable >= log->gather_target)
+			writer_poke(log); /* the batch is due */
 	} else if (log->cur->nrecords == 1) {
-		pthread_cond_signal(&log->cv_writer); /* arm the flush delay */
+		writer_poke(log); /* arm the flush delay */
 	}
 	return 0;
 }
@@ -568,14 +776,14 @@ AURAWAL_API int aurawal_append(aurawal_t *log, const struct iovec *iov, int iovc
 	pthread_mutex_lock(&log->mu);
 	rc = append_locked(log, &in, flags, &l, &s);
 	if (rc == 0 && (flags & AURAWAL_DURABLE))
-		rc = wait_durable(log, s);
-	pthread_mutex_unlock(&log->mu);
+		rc = wait_durable_unlock(log, s);
+	else
+		pthread_mutex_unlock(&log->mu);
 	if (rc == 0 && loc)
 		*loc = l;
 	if (rc == 0 && seq)
 		*seq = s;
-	if (log->ready_cbs)
-		run_ready_cbs(log);
+	run_cbs_if_ready(log);
 	return rc;
 }
 
@@ -609,62 +817,6 @@ AURAWAL_API int aurawal_append_async(aurawal_t *log, const struct iovec *iov, in
 	return rc;
 }
 
-/* Deadline for a poll: -1 = none. */
-static uint64_t poll_deadline(int timeout_ms)
-{
-	return timeout_ms < 0 ? UINT64_MAX : wal_now_ns() + (uint64_t) timeout_ms * 1000000ull;
-}
-
-/*
- * Wait (mu held) until a completion is ready, nothing is pending, or the deadline. Async
- * reads complete only when someone reaps the engine, so while any is in flight the
- * poller drives it itself, a millisecond at a time (append completions meanwhile arrive
- * through cv_done from the writer thread).
- */
-static void poll_wait(struct aurawal *log, uint64_t deadline)
-{
-	while (!log->ready_cbs && log->pending_cbs) {
-		uint64_t now = wal_now_ns();
-		struct timespec ts;
-
-		if (now >= deadline)
-			return;
-		if (log->pending_reads) {
-			pthread_mutex_unlock(&log->mu);
-			auraio_wait(log->engine, 1);
-			pthread_mutex_lock(&log->mu);
-			continue;
-		}
-		clock_gettime(CLOCK_REALTIME, &ts);
-		if (deadline != UINT64_MAX) {
-			uint64_t t = (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec +
-				     (deadline - now);
-
-			ts.tv_sec = (time_t) (t / 1000000000ull);
-			ts.tv_nsec = (long) (t % 1000000000ull);
-			pthread_cond_timedwait(&log->cv_done, &log->mu, &ts);
-		} else {
-			pthread_cond_wait(&log->cv_done, &log->mu);
-		}
-	}
-}
-
-AURAWAL_API int aurawal_poll(aurawal_t *log, int timeout_ms)
-{
-	if (!log)
-		return -EINVAL;
-	pthread_mutex_lock(&log->mu);
-	if (log->pending_reads && !log->ready_cbs) { /* reap what is ready without waiting */
-		pthread_mutex_unlock(&log->mu);
-		auraio_poll(log->engine);
-		pthread_mutex_lock(&log->mu);
-	}
-	if (timeout_ms != 0)
-		poll_wait(log, poll_deadline(timeout_ms));
-	pthread_mutex_unlock(&log->mu);
-	return run_ready_cbs(log);
-}
-
 AURAWAL_API int aurawal_sync(aurawal_t *log)
 {
 	uint64_t target;
@@ -676,20 +828,22 @@ AURAWAL_API int aurawal_sync(aurawal_t *log)
 	target = log->next_seq - 1;
 	if (log->durable_seq >= target) {
 		rc = 0;
+		pthread_mutex_unlock(&log->mu);
 	} else if (log->failed) {
 		rc = log->failed;
+		pthread_mutex_unlock(&log->mu);
 	} else {
 		log->sync_target = MAX(log->sync_target, target);
 		if (log->cur && log->cur->nrecords)
 			log->cur->force_sync = true;
-		pthread_cond_signal(&log->cv_writer);
-		rc = wait_durable(log, target);
+		writer_poke(log);
+		rc = wait_durable_unlock(log, target);
 	}
-	pthread_mutex_unlock(&log->mu);
-	if (log->ready_cbs)
-		run_ready_cbs(log);
+	run_cbs_if_ready(log);
 	return rc;
 }
+
+/* ---- open and close ---- */
 
 /* After recovery: the partial last block of the log, for the first batch to rewrite. */
 int wal_writer_init(struct aurawal *log)
@@ -697,6 +851,8 @@ int wal_writer_init(struct aurawal *log)
 	int rc = wal_recover(log);
 	uint64_t end;
 
+	if (rc == 0 && !log->read_only)
+		rc = wal_recover_finish(log);
 	if (rc || log->read_only)
 		return rc;
 	log->tail = calloc(1, WAL_BLOCK);
@@ -718,7 +874,25 @@ int wal_writer_init(struct aurawal *log)
 /* Close, after the writer stopped: the callbacks still pending run now. */
 void wal_writer_fini(struct aurawal *log)
 {
-	run_ready_cbs(log);
+	wal_run_ready_cbs(log);
 	free(log->tail);
 	log->tail = NULL;
+}
+
+/*
+ * Close, after the writer stopped and everything appended is durable: write the close
+ * block into the active segment (docs/wal_format.md), so that the next open need not
+ * scan past the end of the log. Best effort: without it the next open reads more.
+ */
+int wal_write_close_block(struct aurawal *log)
+{
+	struct wal_segment *s = log->active;
+	struct wal_summary sm;
+
+	if (log->read_only || log->failed || log->enospc || !s || log->queue ||
+	    (log->cur && log->cur->nrecords) || log->durable_seq + 1 != log->next_seq ||
+	    s->durable_end < s->data_end)
+		return 0;
+	wal_summary_of(log, s, WAL_SUM_CLOSED, &sm);
+	return wal_write_summary(log, s, &sm, false);
 }

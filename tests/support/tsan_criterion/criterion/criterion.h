@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <math.h>
 #include <string.h>
 
 #ifdef __cplusplus
@@ -98,6 +99,11 @@ void tcr_log(const char *level, const char *fmt, ...) __attribute__((format(prin
 #define cr_assert_not_null(p, ...) tcr_check((p) != NULL, "(" #p ") != NULL", __VA_ARGS__)
 #define cr_assert_str_eq(a, b, ...)                                                                \
 	tcr_check(strcmp((a), (b)) == 0, "strcmp(" #a ", " #b ") == 0", __VA_ARGS__)
+#define cr_assert_str_neq(a, b, ...)                                                               \
+	tcr_check(strcmp((a), (b)) != 0, "strcmp(" #a ", " #b ") != 0", __VA_ARGS__)
+#define cr_assert_float_eq(a, b, eps, ...)                                                         \
+	tcr_check(fabs((double) (a) - (double) (b)) <= (eps), "|" #a " - " #b "| <= " #eps,        \
+		  __VA_ARGS__)
 #define cr_assert_arr_eq(a, b, n, ...)                                                             \
 	tcr_check(memcmp((a), (b), (n)) == 0, "memcmp(" #a ", " #b ", " #n ") == 0", __VA_ARGS__)
 #define cr_assert_fail(...) tcr_fail(__FILE__, __LINE__, "cr_assert_fail", " " __VA_ARGS__)
