@@ -1,0 +1,288 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * options.c - walbench's command line: parsing, validation and the usage text.
+ * Parsing never opens files or allocates anything that must be freed.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "walbench.h"
+
+enum {
+	OPT_DIR = 256,
+	OPT_THREADS,
+	OPT_RECORD_SIZE,
+	OPT_DURABLE,
+	OPT_NO_DURABLE,
+	OPT_ASYNC,
+	OPT_DURATION,
+	OPT_COUNT,
+	OPT_SEGMENT,
+	OPT_BUFFER,
+	OPT_SYNC_MODE,
+	OPT_RECYCLE,
+	OPT_JSON,
+	OPT_KV,
+	OPT_QUIET,
+	OPT_KEEP,
+	OPT_HELP,
+};
+
+/* The second name of each pair is an alias (the names iobench and fio users expect). */
+static const struct option long_opts[] = {
+	{ "dir", required_argument, NULL, OPT_DIR },
+	{ "threads", required_argument, NULL, OPT_THREADS },
+	{ "appenders", required_argument, NULL, OPT_THREADS },
+	{ "record-size", required_argument, NULL, OPT_RECORD_SIZE },
+	{ "size", required_argument, NULL, OPT_RECORD_SIZE },
+	{ "durable", no_argument, NULL, OPT_DURABLE },
+	{ "no-durable", no_argument, NULL, OPT_NO_DURABLE },
+	{ "async-depth", required_argument, NULL, OPT_ASYNC },
+	{ "duration", required_argument, NULL, OPT_DURATION },
+	{ "runtime", required_argument, NULL, OPT_DURATION },
+	{ "count", required_argument, NULL, OPT_COUNT },
+	{ "segment-size", required_argument, NULL, OPT_SEGMENT },
+	{ "buffer-size", required_argument, NULL, OPT_BUFFER },
+	{ "sync-mode", required_argument, NULL, OPT_SYNC_MODE },
+	{ "recycle", no_argument, NULL, OPT_RECYCLE },
+	{ "json", required_argument, NULL, OPT_JSON },
+	{ "kv", no_argument, NULL, OPT_KV },
+	{ "quiet", no_argument, NULL, OPT_QUIET },
+	{ "keep", no_argument, NULL, OPT_KEEP },
+	{ "help", no_argument, NULL, OPT_HELP },
+	{ NULL, 0, NULL, 0 },
+};
+
+static void usage(FILE *out)
+{
+	fprintf(
+	    out,
+	    "usage: walbench [options]\n"
+	    "Append records to one AuraWAL log from one or more threads; report the rate,\n"
+	    "the latency of every append, and the log's group-commit counters.\n"
+	    "  --threads N            appending threads, one shared log (default 1)\n"
+	    "  --record-size BYTES    payload bytes per record, k/m suffix (default 128)\n"
+	    "  --durable              every append waits until durable (default)\n"
+	    "  --no-durable           buffered appends; one aurawal_sync() at the end,\n"
+	    "                         included in the reported rate\n"
+	    "  --async-depth D        each thread keeps D appends in flight with\n"
+	    "                         aurawal_append_async + aurawal_poll (default 0 = sync)\n"
+	    "  --duration SECONDS     how long to append, fractions allowed (default 10,\n"
+	    "                         or no limit when --count is given)\n"
+	    "  --count N              stop after N appends in total (k/m suffix allowed)\n"
+	    "  --segment-size BYTES   segment size of the new log (default: library's, 64m)\n"
+	    "  --buffer-size BYTES    bytes a batch may gather (default: library's, 1m)\n"
+	    "  --sync-mode MODE       fdatasync (default) or dsync\n"
+	    "  --recycle              release segments behind the active one as the log\n"
+	    "                         rolls over, so their files are recycled (as a store\n"
+	    "                         does after a checkpoint); default: the log only grows\n"
+	    "  --dir DIR              make the log in DIR, which must not exist or be empty\n"
+	    "                         (default: a new directory in /var/tmp); removed at the\n"
+	    "                         end unless --keep\n"
+	    "  --keep                 leave the log in place (inspect it with waldump)\n"
+	    "  --json FILE            also write the results as JSON to FILE ('-' = stdout)\n"
+	    "  --kv                   print one line of key=value results on stdout (the\n"
+	    "                         human report then goes to stderr)\n"
+	    "  --quiet                no progress lines\n"
+	    "Aliases: --appenders = --threads, --size = --record-size, --runtime = --duration.\n"
+	    "Exit status: 0 done, 1 the run failed, 2 bad arguments.\n");
+}
+
+/* "4096", "4k", "2g" (binary multiples). 0 or -EINVAL. */
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	const char *unit;
+	unsigned long long v;
+	unsigned shift = 0;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || s[0] == '-')
+		return -EINVAL;
+	if (*end && (unit = strchr("kmgt", tolower((unsigned char) *end))) != NULL) {
+		shift = 10u * (unsigned) (unit - "kmgt" + 1);
+		end++;
+	}
+	if (*end == 'i' || *end == 'b' || *end == 'B')
+		end += (end[0] == 'i' && (end[1] == 'b' || end[1] == 'B')) ? 2 : 1;
+	if (*end != '\0' || (shift && v > (UINT64_MAX >> shift)))
+		return -EINVAL;
+	*out = (uint64_t) v << shift;
+	return 0;
+}
+
+static int parse_int(const char *s, int min, int max, int *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end != '\0' || v < min || v > max)
+		return -EINVAL;
+	*out = (int) v;
+	return 0;
+}
+
+static int parse_seconds(const char *s, double *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end != '\0' || !isfinite(v) || v <= 0 || v > 1e7)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int parse_sync_mode(const char *s, aurawal_sync_mode_t *out)
+{
+	if (strcmp(s, "fdatasync") == 0)
+		*out = AURAWAL_SYNC_FDATASYNC;
+	else if (strcmp(s, "dsync") == 0)
+		*out = AURAWAL_SYNC_DSYNC;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static void defaults(struct bench_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->threads = 1;
+	cfg->record_size = 128;
+	cfg->durable = true;
+	cfg->duration = -1; /* not given: 10 s, or no limit with --count */
+	cfg->sync_mode = AURAWAL_SYNC_FDATASYNC;
+}
+
+/* A flag option; false if c is not one. */
+static bool apply_flag(struct bench_config *cfg, int c)
+{
+	switch (c) {
+	case OPT_DURABLE:
+		cfg->durable = true;
+		return true;
+	case OPT_NO_DURABLE:
+		cfg->durable = false;
+		return true;
+	case OPT_RECYCLE:
+		cfg->recycle = true;
+		return true;
+	case OPT_QUIET:
+		cfg->quiet = true;
+		return true;
+	case OPT_KEEP:
+		cfg->keep = true;
+		return true;
+	case OPT_KV:
+		cfg->kv = true;
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* One option (flag or with an argument). 0 or -EINVAL. */
+static int apply_option(struct bench_config *cfg, int c, const char *arg)
+{
+	if (apply_flag(cfg, c))
+		return 0;
+	switch (c) {
+	case OPT_DIR:
+		cfg->dir = arg;
+		return 0;
+	case OPT_THREADS:
+		return parse_int(arg, 1, 1024, &cfg->threads);
+	case OPT_RECORD_SIZE:
+		return parse_size(arg, &cfg->record_size);
+	case OPT_ASYNC:
+		return parse_int(arg, 0, 65536, &cfg->async_depth);
+	case OPT_DURATION:
+		return parse_seconds(arg, &cfg->duration);
+	case OPT_COUNT:
+		return parse_size(arg, &cfg->count);
+	case OPT_SEGMENT:
+		return parse_size(arg, &cfg->segment_size);
+	case OPT_BUFFER:
+		return parse_size(arg, &cfg->buffer_size);
+	case OPT_SYNC_MODE:
+		return parse_sync_mode(arg, &cfg->sync_mode);
+	case OPT_JSON:
+		cfg->json = arg;
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
+/* Cross-option checks, with the ranges aurawal.h documents. NULL when fine, else what
+ * is wrong. */
+static const char *validate(const struct bench_config *cfg)
+{
+	uint64_t seg = cfg->segment_size;
+
+	if (cfg->record_size > AURAWAL_MAX_RECORD)
+		return "--record-size must be at most 64m (AURAWAL_MAX_RECORD)";
+	if (seg && cfg->record_size + 4096 + 80 > seg)
+		return "--record-size does not fit in a segment of --segment-size";
+	if (cfg->kv && cfg->json && strcmp(cfg->json, "-") == 0)
+		return "--kv and --json - would both write to stdout";
+	if (cfg->dir && strlen(cfg->dir) >= 200)
+		return "--dir is too long";
+	if (seg && (seg < (1u << 20) || seg > (4ull << 30) || seg % 4096))
+		return "--segment-size must be a multiple of 4k in 1m..4g";
+	if (cfg->buffer_size && cfg->buffer_size < (64u << 10))
+		return "--buffer-size must be at least 64k";
+	return NULL;
+}
+
+static const char *option_name(int c)
+{
+	for (const struct option *o = long_opts; o->name; o++)
+		if (o->val == c)
+			return o->name;
+	return "?";
+}
+
+/* 0 = run, 1 = help printed (exit 0), -EINVAL = bad arguments (usage printed). */
+int options_parse(struct bench_config *cfg, int argc, char **argv)
+{
+	const char *why;
+	int c;
+
+	defaults(cfg);
+	while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
+		if (c == OPT_HELP || c == 'h') {
+			usage(stdout);
+			return 1;
+		}
+		if (c == '?' || apply_option(cfg, c, optarg) != 0) {
+			if (c != '?')
+				fprintf(stderr, "walbench: bad value for --%s: '%s'\n",
+					option_name(c), optarg ? optarg : "");
+			usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "walbench: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return -EINVAL;
+	}
+	if (cfg->duration < 0)
+		cfg->duration = cfg->count ? 0 : 10.0;
+	if ((why = validate(cfg)) != NULL) {
+		fprintf(stderr, "walbench: %s\n", why);
+		usage(stderr);
+		return -EINVAL;
+	}
+	return 0;
+}

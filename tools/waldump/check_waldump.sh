@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# check_waldump.sh - end-to-end check of waldump on a log made by walbench (ctest
+# tools_waldump):
+#   - an intact log verifies (exit 0) and every record is listed;
+#   - a byte flipped mid-log is corruption: --verify exits 1 and names segment:offset;
+#   - a truncated tail is the clean end of the log: exit 0, the torn tail reported;
+#   - --segment lists one segment; a directory that is not a log, a missing one and bad
+#     arguments exit 2.
+#
+# Usage: check_waldump.sh WALDUMP WALBENCH
+set -euo pipefail
+
+WALDUMP=${1:?usage: check_waldump.sh WALDUMP WALBENCH}
+WALBENCH=${2:?usage: check_waldump.sh WALDUMP WALBENCH}
+work=$(mktemp -d /var/tmp/check_waldump.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+failures=0
+
+fail() {
+	echo "FAIL: $*" >&2
+	failures=$((failures + 1))
+}
+
+# expect_exit CODE DESCRIPTION -- COMMAND...: run it, its output (both streams) in $work/out.
+expect_exit() {
+	local want=$1 what=$2 rc=0
+	shift 3
+	"$@" >"$work/out" 2>&1 || rc=$?
+	if [ "$rc" -ne "$want" ]; then
+		fail "$what: exit $rc, expected $want"
+		sed 's/^/    /' "$work/out" | head -20 >&2
+	else
+		echo "ok: $what (exit $rc)"
+	fi
+}
+
+expect_output() { # REGEX DESCRIPTION: the last command's output has a matching line
+	if grep -Eq -- "$1" "$work/out"; then
+		echo "ok: $2"
+	else
+		fail "$2: no line matching '$1'"
+		sed 's/^/    /' "$work/out" | head -20 >&2
+	fi
+}
+
+expect_no_output() { # REGEX DESCRIPTION: ... and no line matching this one
+	if grep -Eq -- "$1" "$work/out"; then
+		fail "$2: unexpected line matching '$1'"
+		grep -E -- "$1" "$work/out" | sed 's/^/    /' | head -5 >&2
+	else
+		echo "ok: $2"
+	fi
+}
+
+# flip_byte FILE OFFSET: invert one byte in place.
+flip_byte() {
+	local byte
+	byte=$(od -An -tu1 -j"$2" -N1 "$1" | tr -d ' ')
+	# shellcheck disable=SC2059 # the format is the escaped byte
+	printf "\\x$(printf %02x $((byte ^ 0xff)))" |
+		dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+}
+
+# A log of 3 full 1 MiB segments and a partial one: 20000 records of 128 bytes
+# (160 bytes on disk each, about 6500 per segment).
+"$WALBENCH" --dir "$work/log" --count 20000 --record-size 128 --no-durable \
+	--segment-size 1m --keep --quiet >/dev/null 2>&1 || fail "walbench could not make the log"
+
+expect_exit 0 "intact log: full listing" -- "$WALDUMP" "$work/log"
+records=$(grep -cE '^  [0-9]+:[0-9]+ +[0-9]+ +128  ok$' "$work/out" || true)
+if [ "$records" -eq 20000 ]; then
+	echo "ok: 20000 records listed as ok"
+else
+	fail "intact log: $records records listed ok, expected 20000"
+fi
+expect_output '^  1 +1 +[0-9]+ +[0-9]+  sealed$' "segment 1 listed, from seq 1, sealed"
+expect_output '^  4 +[0-9]+ +20003 +[0-9]+  open$' "segment 4 listed, open, ends at seq 20003 (3 seals have one)"
+expect_output '^  1:4096 +1 +128  ok$' "the first record is at 1:4096, seq 1"
+expect_output '^findings: none$' "intact log: no findings"
+
+expect_exit 0 "intact log verifies" -- "$WALDUMP" --verify "$work/log"
+expect_output '^summary: 4 segment\(s\), 20000 records \(seq 1\.\.20003\), 2560000 payload bytes, 0 corruption\(s\), 0 torn tail\(s\)$' \
+	"intact log: summary"
+expect_no_output ' ok$' "--verify lists no records"
+
+expect_exit 0 "--segment 2 --no-segments" -- "$WALDUMP" --segment 2 --no-segments "$work/log"
+expect_no_output '^  [134]:[0-9]+ ' "--segment 2: no record of another segment"
+expect_output '^  2:4096 +[0-9]+ +128  ok$' "--segment 2: its first record"
+expect_no_output '^segments:' "--no-segments: no segment table"
+
+expect_exit 0 "--no-records --hex 4" -- "$WALDUMP" --no-records --hex 4 "$work/log"
+expect_no_output '^records:' "--no-records: no record table"
+
+expect_exit 0 "--hex 4" -- "$WALDUMP" --segment 1 --hex 4 "$work/log"
+expect_output '^    ([0-9a-f]{2} ){4}\.\.\.$' "--hex 4: four payload bytes per record"
+
+# A byte flipped in a record in the middle of segment 2: damage followed by valid
+# records. Offset 500000 lies in the record that starts at 4096 + 160 * k <= 500000.
+cp -a "$work/log" "$work/flip"
+flip_byte "$work/flip/0000000000000002.seg" 500000
+rec=$((4096 + (500000 - 4096) / 160 * 160))
+expect_exit 1 "flipped byte: --verify fails" -- "$WALDUMP" --verify "$work/flip"
+expect_output "^  corruption at 2:$rec, [0-9]+ bytes: " \
+	"flipped byte: the finding names segment 2 offset $rec"
+expect_output ' 19999 records .* 1 corruption\(s\), 0 torn tail\(s\)$' \
+	"flipped byte: one record lost, counted once"
+expect_exit 1 "flipped byte: exit 1 without --verify too" -- "$WALDUMP" "$work/flip"
+expect_output "^  2:$rec +- +[0-9]+  CORRUPT: " "flipped byte: listed in place among the records"
+expect_output "^  2:$((rec + 160)) +[0-9]+ +128  ok$" "flipped byte: the next record is read"
+
+# The last segment cut in the middle of its last record: a torn tail, the clean end.
+cp -a "$work/log" "$work/torn"
+"$WALDUMP" --segment 4 --no-segments "$work/torn" >"$work/out"
+last=$(grep -E ' ok$' "$work/out" | tail -1 | awk '{print $1}')
+off=${last#4:}
+truncate -s $((off + 20)) "$work/torn/0000000000000004.seg"
+expect_exit 0 "truncated tail: --verify passes" -- "$WALDUMP" --verify "$work/torn"
+expect_output "^  torn tail at 4:$off, 20 bytes: .*\(the clean end of the log\)$" \
+	"truncated tail: reported with its location"
+expect_output '^summary: 4 segment\(s\), 19999 records \(seq 1\.\.20002\), .* 0 corruption\(s\), 1 torn tail\(s\)$' \
+	"truncated tail: the partial record is dropped, no corruption"
+
+# A damaged segment header: the log cannot be opened even for inspection.
+cp -a "$work/log" "$work/header"
+flip_byte "$work/header/0000000000000003.seg" 20
+expect_exit 1 "bad segment header: exit 1" -- "$WALDUMP" --verify "$work/header"
+expect_output '^  corruption at 3:0, 4096 bytes: bad segment header$' \
+	"bad segment header: named"
+
+# Not a log, no such directory, bad arguments.
+mkdir "$work/empty"
+expect_exit 2 "empty directory is not a log" -- "$WALDUMP" "$work/empty"
+expect_output 'not an AuraWAL log' "empty directory: clear message"
+expect_exit 2 "missing directory" -- "$WALDUMP" "$work/nonexistent"
+expect_exit 2 "--segment that does not exist" -- "$WALDUMP" --segment 99 "$work/log"
+expect_output 'no segment 99 \(the log has 1\.\.4\)' "--segment 99: clear message"
+expect_exit 2 "no directory given" -- "$WALDUMP"
+expect_exit 2 "unknown option" -- "$WALDUMP" --bogus "$work/log"
+expect_exit 2 "bad --segment value" -- "$WALDUMP" --segment x "$work/log"
+expect_exit 0 "--help" -- "$WALDUMP" --help
+expect_output '1 corruption found' "--help documents the exit codes"
+
+if [ "$failures" -ne 0 ]; then
+	echo "check_waldump: $failures failure(s)" >&2
+	exit 1
+fi
+echo "check_waldump: all passed"
