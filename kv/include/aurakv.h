@@ -1,0 +1,340 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * aurakv.h - AuraKV, an embeddable key-value store on AuraWAL and AuraIO.
+ * docs/kv_format.md specifies the bytes on disk, docs/kv_design.md how it works.
+ *
+ * This header is the manual: each function lists what it returns, every error, who owns
+ * what, and which threads may call it.
+ *
+ * Model
+ *   The log is the database. Every put, delete and batch is one record appended to a
+ *   write-ahead log (group-committed); an ordered index in memory maps each key to its
+ *   latest record, so a get that misses the value cache is one device read. Background
+ *   threads write hint files (so opening reads a compact summary, not the log) and
+ *   collect garbage (segments whose records were overwritten or deleted are copied
+ *   forward and released), without any call from the application.
+ *
+ * Durability
+ *   A write with AURAKV_SYNC returns 0 only once it survives a crash of the process or
+ *   the machine. A write without it survives a process crash once it returned, and a
+ *   machine crash once a later AURAKV_SYNC write or aurakv_sync() has returned (within
+ *   flush_delay_us it is written to the device either way). A batch is atomic: after a
+ *   crash either all of it or none of it is there. Writes to one key are ordered: a
+ *   get returns the value of the last write that returned before it started.
+ *
+ * Errors
+ *   0 on success, -errno for system errors, or a code of the reserved band below;
+ *   aurakv_strerror() describes all of them. A missing key is AURAKV_ENOTFOUND, an
+ *   ordinary result. Corruption is AURAKV_ECORRUPT, never folded into -EIO.
+ *
+ * Threading
+ *   Every function may be called from any thread concurrently on the same store,
+ *   except aurakv_close(), which must be the last call on the store and must not race
+ *   with any other call on it. Callbacks of aurakv_get_async() run in a thread that
+ *   calls aurakv_poll() (or inside aurakv_get_async() itself, see there).
+ *
+ * Limits
+ *   Keys: 1 .. AURAKV_MAX_KEY bytes, compared as unsigned bytes (memcmp order).
+ *   Values: 0 .. AURAKV_MAX_VALUE bytes (an empty value is a valid value).
+ *   A batch: its encoded size (keys, values, ~12 bytes per entry) at most
+ *   AURAKV_MAX_BATCH bytes.
+ */
+#ifndef AURAKV_H
+#define AURAKV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "auraio.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define AURAKV_VERSION_MAJOR 0
+#define AURAKV_VERSION_MINOR 1
+#define AURAKV_VERSION_PATCH 0
+
+#if defined(AURAKV_STATIC_DEFINE)
+#define AURAKV_API
+#else
+#define AURAKV_API __attribute__((visibility("default")))
+#endif
+
+/** Library error codes (a reserved band; system errors are -errno). */
+#define AURAKV_ENOTFOUND  (-32001) /* no such key (an ordinary result) */
+#define AURAKV_ECORRUPT	  (-32002) /* a record or file failed its checksum or format check */
+#define AURAKV_ECLOSED	  (-32003) /* the store handle was closed */
+#define AURAKV_ELOCKED	  (-32004) /* another process has the store open (see the reporter) */
+#define AURAKV_EFORMAT	  (-32005) /* not a store, or a format this library cannot read */
+#define AURAKV_EKEYSIZE	  (-32006) /* key empty or longer than AURAKV_MAX_KEY */
+#define AURAKV_EVALSIZE	  (-32007) /* value longer than AURAKV_MAX_VALUE */
+#define AURAKV_EBATCHSIZE (-32008) /* batch larger than AURAKV_MAX_BATCH */
+#define AURAKV_ENOBUFS	  (-32009) /* the caller's buffer is too small (the size is returned) */
+
+/** Largest key, in bytes (64 KiB - 1). */
+#define AURAKV_MAX_KEY 65535u
+/** Largest value, in bytes (64 MiB - 128 KiB: a record holds the key and headers too). */
+#define AURAKV_MAX_VALUE ((64u << 20) - (128u << 10))
+/** Largest batch, encoded (the same bound: one batch is one log record). */
+#define AURAKV_MAX_BATCH ((64u << 20) - (64u << 10))
+
+/** A store. Opaque. */
+typedef struct aurakv aurakv_t;
+
+/** Write flag: return only when the write is durable. */
+#define AURAKV_SYNC 1u
+
+/** What a report is about (the reporter option). */
+typedef enum aurakv_report_kind {
+	AURAKV_REPORT_INFO = 0,	      /* progress and facts: hint files rebuilt, torn tail */
+	AURAKV_REPORT_CORRUPTION = 1, /* damaged record or file (verify, recovery, reads) */
+	AURAKV_REPORT_LOCKED = 2,     /* the open failed: the message names the holder's PID */
+} aurakv_report_kind_t;
+
+/** Store options. Start from aurakv_options_init(). */
+typedef struct aurakv_options {
+	/* Format: fixed when the store is created; ignored for an existing store. */
+	uint64_t segment_size; /* bytes per log segment; default 64 MiB; 1 MiB .. 4 GiB,
+				  a multiple of 4096. Smaller segments are collected sooner
+				  (less space held by dead records) at the cost of more files. */
+
+	/* Opening */
+	bool create_if_missing; /* default true */
+	void (*reporter)(aurakv_report_kind_t kind, const char *message, void *arg);
+	void *reporter_arg; /* reporter NULL (default): corruption and lock reports go to
+			       stderr, information is dropped */
+
+	/* Tuning */
+	size_t cache_size;	 /* bytes of values cached in memory; default 64 MiB; 0 = no
+				     cache (every get of a written record reads the device) */
+	unsigned compress_min;	 /* values of at least this many bytes are LZ4-compressed
+				     when that saves >= 10 %; default 256; 0 = never */
+	unsigned flush_delay_us; /* a write without AURAKV_SYNC reaches the device at most
+				     this long after it returned; default 1000 */
+	bool background_gc;	 /* collect garbage in a background thread; default true.
+				     false: only aurakv_compact() collects. */
+	double gc_space_amp;	 /* the space amplification (log bytes / live bytes) GC keeps
+				     under; writers are slowed (blocked) when GC falls behind
+				     it; default 1.5; 1.1 .. 10 */
+	bool write_hints;	 /* write hint files for sealed segments; default true */
+	auraio_engine_t *engine; /* borrowed until close; NULL (default) = the store makes
+				     its own */
+} aurakv_options_t;
+
+/** Fill `opts` with the defaults above. NULL is ignored. */
+AURAKV_API void aurakv_options_init(aurakv_options_t *opts);
+
+/**
+ * Open (or create) the store in directory `dir`; `opts` NULL = defaults.
+ * Recovery runs first: the log is checked, a torn tail after a crash is dropped (it was
+ * never acknowledged), the index is rebuilt from hint files and the unsealed part of the
+ * log. Returns 0 and *db, or: -EINVAL (NULL dir or db, bad option), -ENOENT (no store
+ * and create_if_missing is false), AURAKV_ELOCKED (another process has it open: the
+ * reporter gets a message naming its PID), AURAKV_EFORMAT, AURAKV_ECORRUPT (damage the
+ * log cannot recover from, reported), -ENOMEM, -ENOSPC or another -errno.
+ */
+AURAKV_API int aurakv_open(const char *dir, const aurakv_options_t *opts, aurakv_t **db);
+
+/**
+ * Make every write durable, stop the background threads, close. NULL is ignored.
+ * Returns 0, or the error that kept writes from becoming durable (the store is closed
+ * anyway). Afterwards the handle answers every call with AURAKV_ECLOSED (it keeps a
+ * few bytes for that); it must not race with other calls on the store.
+ */
+AURAKV_API int aurakv_close(aurakv_t *db);
+
+/**
+ * Store `val` (vlen bytes, may be 0; val may be NULL if vlen is 0) under `key`. flags:
+ * 0 or AURAKV_SYNC. The bytes are copied. Returns 0, or: -EINVAL (NULL db or key, NULL
+ * val with vlen > 0, unknown flags), AURAKV_EKEYSIZE, AURAKV_EVALSIZE, AURAKV_ECLOSED,
+ * -EMSGSIZE (the record, key and value with their framing, is larger than one log
+ * segment holds: a store with small segment_size limits values below AURAKV_MAX_VALUE;
+ * nothing stored), -ENOSPC (nothing stored; writes work again once space is freed),
+ * -ENOMEM, or the log's failure error (-EIO...: the store is failed until reopened).
+ */
+AURAKV_API int aurakv_put(aurakv_t *db, const void *key, size_t klen, const void *val, size_t vlen,
+			  unsigned flags);
+
+/**
+ * The value of `key`, in a new buffer: *val (free with aurakv_free; non-NULL even for
+ * an empty value) and *vlen. Returns 0, AURAKV_ENOTFOUND, or: -EINVAL, AURAKV_EKEYSIZE,
+ * AURAKV_ECLOSED, AURAKV_ECORRUPT (the record failed its checksum or holds another key:
+ * reported), -ENOMEM, -EIO.
+ */
+AURAKV_API int aurakv_get(aurakv_t *db, const void *key, size_t klen, void **val, size_t *vlen);
+
+/**
+ * The value of `key` into the caller's buffer `buf` of `cap` bytes; *vlen gets its
+ * size. Returns 0, AURAKV_ENOBUFS (cap is too small: *vlen is the size needed, buf is
+ * unspecified), or an error as for aurakv_get.
+ */
+AURAKV_API int aurakv_get_into(aurakv_t *db, const void *key, size_t klen, void *buf, size_t cap,
+			       size_t *vlen);
+
+/**
+ * Delete `key`. flags: 0 or AURAKV_SYNC. Deleting a missing key is not an error (0,
+ * and nothing is written). Returns 0 or an error as for aurakv_put.
+ */
+AURAKV_API int aurakv_delete(aurakv_t *db, const void *key, size_t klen, unsigned flags);
+
+/** Free a value returned by aurakv_get or aurakv_multi_get. NULL is ignored. */
+AURAKV_API void aurakv_free(void *p);
+
+/** Make every write that returned before this call durable. Returns 0 or an error as
+ * for aurakv_put. */
+AURAKV_API int aurakv_sync(aurakv_t *db);
+
+/* ---- Atomic write batches ---- */
+
+/** A batch of puts and deletes, applied atomically by aurakv_write(). Opaque; not
+ * thread-safe (one thread builds it); reusable after aurakv_batch_clear(). */
+typedef struct aurakv_batch aurakv_batch_t;
+
+/** A new, empty batch, or NULL (out of memory). Free with aurakv_batch_free. */
+AURAKV_API aurakv_batch_t *aurakv_batch_new(void);
+AURAKV_API void aurakv_batch_free(aurakv_batch_t *b); /* NULL ignored */
+AURAKV_API void aurakv_batch_clear(aurakv_batch_t *b);
+
+/** Add a put / a delete (copied). Later entries for the same key win. Returns 0, or
+ * -EINVAL, AURAKV_EKEYSIZE, AURAKV_EVALSIZE, AURAKV_EBATCHSIZE (the batch would be too
+ * large; it is unchanged), -ENOMEM. */
+AURAKV_API int aurakv_batch_put(aurakv_batch_t *b, const void *key, size_t klen, const void *val,
+				size_t vlen);
+AURAKV_API int aurakv_batch_delete(aurakv_batch_t *b, const void *key, size_t klen);
+
+/** Entries added since the batch was created or cleared. */
+AURAKV_API size_t aurakv_batch_count(const aurakv_batch_t *b);
+
+/**
+ * Apply `b` atomically: one log record, one durable commit with AURAKV_SYNC. After a
+ * crash either every entry is there or none is; concurrent gets see each key's new
+ * value as soon as its entry is applied (a batch is not isolated from readers). An
+ * empty batch writes nothing. The batch is not modified. Returns 0 or an error as for
+ * aurakv_put.
+ */
+AURAKV_API int aurakv_write(aurakv_t *db, const aurakv_batch_t *b, unsigned flags);
+
+/* ---- Asynchronous and multiple gets ---- */
+
+/**
+ * Completion of an asynchronous get: status 0 (val, vlen: the value, borrowed for the
+ * duration of the callback only), AURAKV_ENOTFOUND, or an error as for aurakv_get.
+ */
+typedef void (*aurakv_get_cb)(void *arg, int status, const void *val, size_t vlen);
+
+/**
+ * Look `key` up without waiting for the device: one thread can keep many reads in
+ * flight. The key is copied. If the answer needs no device read (a missing key, a
+ * cached value, an error) `cb` runs before this returns; otherwise it runs in a thread
+ * that calls aurakv_poll(). Returns 0 (cb runs exactly once) or -EINVAL,
+ * AURAKV_EKEYSIZE, AURAKV_ECLOSED, -ENOMEM (cb does not run).
+ */
+AURAKV_API int aurakv_get_async(aurakv_t *db, const void *key, size_t klen, aurakv_get_cb cb,
+				void *arg);
+
+/**
+ * Run the callbacks of completed asynchronous gets; if none is ready, wait up to
+ * `timeout_ms` (-1 = no limit) while any is in flight. Returns the number of callbacks
+ * run, or -EINVAL, AURAKV_ECLOSED.
+ */
+AURAKV_API int aurakv_poll(aurakv_t *db, int timeout_ms);
+
+/**
+ * Get `n` keys at once, their reads in flight together (at most `depth` at a time; 0 =
+ * 32). For each i: status[i] is 0 (vals[i] is a new buffer to free with aurakv_free,
+ * vlens[i] its size), AURAKV_ENOTFOUND (vals[i] NULL) or an error. Returns 0 when every
+ * key has its status, or -EINVAL (a NULL array, n > 0), AURAKV_ECLOSED.
+ */
+AURAKV_API int aurakv_multi_get(aurakv_t *db, size_t n, const void *const *keys,
+				const size_t *klens, void **vals, size_t *vlens, int *status,
+				unsigned depth);
+
+/* ---- Iteration, maintenance, statistics ---- */
+
+/**
+ * Call `cb` for every live key >= `start` (slen bytes; NULL/0 = from the first key), in
+ * key order, with its value (borrowed for the call). Keys written while it runs may or
+ * may not be seen (not a snapshot). A non-zero return from cb stops it and is returned.
+ * Returns 0 at the end, the callback's value, or an error as for aurakv_get.
+ */
+AURAKV_API int aurakv_foreach(aurakv_t *db, const void *start, size_t slen,
+			      int (*cb)(void *arg, const void *key, size_t klen, const void *val,
+					size_t vlen),
+			      void *arg);
+
+/**
+ * Collect garbage now, whatever the pacing: every sealed segment with dead bytes is
+ * copied forward and released (waits for it). Returns 0 or an error as for aurakv_put.
+ */
+AURAKV_API int aurakv_compact(aurakv_t *db);
+
+/** One log segment as the store sees it. */
+typedef struct aurakv_segment_stats {
+	uint64_t number;
+	uint64_t total_bytes; /* bytes of records in it */
+	uint64_t live_bytes;  /* of which still the latest record of their key */
+	bool sealed;
+	bool has_hint; /* a valid hint file was written for it */
+} aurakv_segment_stats_t;
+
+/** Counters of a store. */
+typedef struct aurakv_stats {
+	uint64_t keys;	      /* live keys */
+	uint64_t live_bytes;  /* bytes of log records that are the latest of their key */
+	uint64_t total_bytes; /* bytes of log records in the log */
+	uint64_t disk_bytes;  /* bytes of files in the store's directory */
+	uint64_t segments;    /* log segments */
+	/* Counters: since the store was opened (cache, compression, GC and hints too). */
+	uint64_t puts, deletes, batches, gets, get_misses;
+	uint64_t cache_hits, cache_misses, cache_bytes;
+	double cache_hit_rate; /* hits / (hits + misses), 0 if none */
+	uint64_t index_bytes;  /* memory held by the index */
+	double index_bytes_per_key;
+	uint64_t compressed_values; /* values LZ4-compressed by writes */
+	uint64_t gc_runs;	    /* segments collected */
+	uint64_t gc_bytes_copied;   /* live bytes copied forward */
+	uint64_t gc_bytes_freed;    /* segment bytes released */
+	uint64_t gc_stalls;	    /* writes that waited for GC (back-pressure) */
+	double gc_stall_ms;	    /* total time writes waited */
+	uint64_t hints_written;	    /* hint files written */
+	auraio_stats_t io;	    /* the engine's stats (auraio.h) */
+} aurakv_stats_t;
+
+/** Copy the store's counters. Returns 0, -EINVAL, AURAKV_ECLOSED. */
+AURAKV_API int aurakv_get_stats(aurakv_t *db, aurakv_stats_t *out);
+
+/** Copy up to `max` segments (oldest first); *count gets their total number. Returns 0,
+ * -EINVAL, AURAKV_ECLOSED. */
+AURAKV_API int aurakv_get_segment_stats(aurakv_t *db, aurakv_segment_stats_t *out, size_t max,
+					size_t *count);
+
+/** What aurakv_verify found. */
+typedef struct aurakv_verify_result {
+	uint64_t records;   /* log records checked */
+	uint64_t segments;  /* segments read */
+	uint64_t hints;	    /* hint files checked */
+	uint64_t corrupt;   /* damaged records or ranges (each reported) */
+	uint64_t bad_hints; /* hint files that are damaged or disagree with the log */
+} aurakv_verify_result_t;
+
+/**
+ * Check the store in `dir` without changing it: every record of the log (checksum,
+ * format, key), every hint file (checksums, order, and that each entry matches the
+ * record it names). Each problem goes to the reporter of `opts` (NULL = stderr). The
+ * store must not be open in another process. Returns 0 if nothing is wrong,
+ * AURAKV_ECORRUPT if anything is (counts in *res, which may be NULL), or an error of
+ * aurakv_open.
+ */
+AURAKV_API int aurakv_verify(const char *dir, const aurakv_options_t *opts,
+			     aurakv_verify_result_t *res);
+
+/** Text for 0, -errno or an AURAKV_ code. Never NULL. */
+AURAKV_API const char *aurakv_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* AURAKV_H */

@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * kv_bg.c - the store's background thread: its loop, start and stop, the hint pass,
+ * and aurakv_compact()'s requests. The thread sleeps on bg.wake (a writer signals it
+ * when a new segment starts, aurakv_compact() when it wants a pass) and otherwise wakes
+ * every BG_PERIOD_MS to look at GC.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kv_db.h"
+
+#define BG_PERIOD_MS 100
+
+/* Write the hint file of every sealed segment that has none yet. */
+static void hint_pass(struct kv_db *db)
+{
+	aurawal_segment_info_t *segs;
+	size_t count = 0, n = 0;
+
+	if (aurawal_list_segments(db->wal, NULL, 0, &count) ||
+	    !(segs = calloc(count + 1, sizeof(*segs))))
+		return;
+	aurawal_list_segments(db->wal, segs, count, &n);
+	for (size_t i = 0; i < n && i < count; i++) {
+		struct kv_seg *s = kv_seg_get(db, segs[i].number, false);
+		struct kv_seg_summary sum;
+		int rc;
+
+		if (!segs[i].sealed || !s || atomic_load(&s->hint) != KV_HINT_NONE)
+			continue;
+		/* A sealed segment's last records may still be in the log's buffer, and the
+		 * summary reads what is written: flush first, or the hint would miss them. */
+		rc = kv_map_wal_error(aurawal_sync(db->wal));
+		if (rc == 0)
+			rc = kv_seg_summarize(db->wal, segs[i].number, &sum);
+		if (rc == 0) {
+			rc = kv_hint_write(db, &sum, segs[i].number);
+			kv_seg_summary_free(&sum);
+		}
+		if (rc == -ENOENT) /* released meanwhile */
+			continue;
+		atomic_store(&s->hint, rc ? KV_HINT_FAILED : KV_HINT_OK);
+		if (rc)
+			kv_report(db, AURAKV_REPORT_INFO,
+				  "hint file of segment %llu not written: %s",
+				  (unsigned long long) segs[i].number, aurakv_strerror(rc));
+		else
+			atomic_fetch_add(&db->n.hints_written, 1);
+	}
+	free(segs);
+}
+
+/* Collect until nothing sealed has dead bytes (bounded: GC's own copies never do). */
+static int compact_pass(struct kv_db *db)
+{
+	int rc = 0;
+
+	for (int i = 0; i < 100000; i++) {
+		rc = kv_gc_step(db, true);
+		if (rc <= 0)
+			break;
+		pthread_mutex_lock(&db->bg.lock);
+		pthread_cond_broadcast(&db->bg.progress);
+		pthread_mutex_unlock(&db->bg.lock);
+	}
+	return rc < 0 ? rc : 0;
+}
+
+static void *bg_main(void *arg)
+{
+	struct kv_db *db = arg;
+
+	pthread_mutex_lock(&db->bg.lock);
+	while (!db->bg.stop) {
+		uint64_t want = db->bg.compact_requested;
+		int did = 0;
+
+		pthread_mutex_unlock(&db->bg.lock);
+		if (db->opts.write_hints)
+			hint_pass(db);
+		if (want > db->bg.compact_done) {
+			int rc = compact_pass(db);
+
+			pthread_mutex_lock(&db->bg.lock);
+			db->bg.compact_rc = rc;
+			db->bg.compact_done = want;
+			pthread_cond_broadcast(&db->bg.progress);
+			pthread_mutex_unlock(&db->bg.lock);
+			did = 1;
+		} else if (db->opts.background_gc) {
+			did = kv_gc_step(db, false) > 0;
+		}
+		pthread_mutex_lock(&db->bg.lock);
+		if (did) {
+			pthread_cond_broadcast(&db->bg.progress);
+		} else if (!db->bg.stop && db->bg.compact_requested == db->bg.compact_done) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += BG_PERIOD_MS * 1000000L;
+			ts.tv_sec += ts.tv_nsec / 1000000000L;
+			ts.tv_nsec %= 1000000000L;
+			pthread_cond_timedwait(&db->bg.wake, &db->bg.lock, &ts);
+		}
+	}
+	atomic_store(&db->bg.behind, false);
+	pthread_cond_broadcast(&db->bg.progress);
+	pthread_mutex_unlock(&db->bg.lock);
+	return NULL;
+}
+
+int kv_bg_start(struct kv_db *db)
+{
+	int rc = pthread_create(&db->bg.thread, NULL, bg_main, db);
+
+	if (rc)
+		return -rc;
+	db->bg.started = true;
+	return 0;
+}
+
+void kv_bg_stop(struct kv_db *db)
+{
+	if (!db->bg.started)
+		return;
+	pthread_mutex_lock(&db->bg.lock);
+	db->bg.stop = true;
+	pthread_cond_broadcast(&db->bg.wake);
+	pthread_cond_broadcast(&db->bg.progress);
+	pthread_mutex_unlock(&db->bg.lock);
+	pthread_join(db->bg.thread, NULL);
+	db->bg.started = false;
+}
+
+int kv_gc_compact(struct kv_db *db)
+{
+	uint64_t ticket;
+	int rc;
+
+	pthread_mutex_lock(&db->bg.lock);
+	ticket = ++db->bg.compact_requested;
+	pthread_cond_signal(&db->bg.wake);
+	while (db->bg.compact_done < ticket && !db->bg.stop)
+		pthread_cond_wait(&db->bg.progress, &db->bg.lock);
+	rc = db->bg.compact_done >= ticket ? db->bg.compact_rc : AURAKV_ECLOSED;
+	pthread_mutex_unlock(&db->bg.lock);
+	return rc;
+}

@@ -1,0 +1,227 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * kv_db.h - the store's internal state, shared by the files of kv/src.
+ *
+ * Lock order (outermost first): key stripes (in increasing stripe order) -> gc.lock ->
+ * batches.lock / segs_lock; the index and the cache have their own internal locks,
+ * taken last and never held across a call out.
+ */
+#ifndef AURAKV_DB_H
+#define AURAKV_DB_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "aurakv.h"
+#include "aurawal.h"
+#include "kv_cache.h"
+#include "kv_format.h"
+#include "kv_index.h"
+
+/* Writes to one key are serialized by its stripe lock, held across version assignment,
+ * append and index update: for every key, log order is version order, and GC (which
+ * takes the same lock) moves only the record the index names at that moment. */
+#define KV_STRIPES 4096u
+
+/* Segment accounting slots: segment n lives in slot n % KV_SEG_SLOTS. A store holds at
+ * most this many segments at once (with 64 MiB segments: 4 TiB). */
+#define KV_SEG_SLOTS 65536u
+
+/* Hint state of a segment. */
+enum { KV_HINT_NONE = 0, KV_HINT_OK = 1, KV_HINT_FAILED = 2 };
+
+struct kv_seg {
+	_Atomic uint64_t number; /* 0: free slot; published after the counters are reset */
+	_Atomic int64_t total;	 /* log bytes of the records in the segment */
+	_Atomic int64_t live;	 /* of which the latest record of a key (or a live batch) */
+	_Atomic int64_t tomb;	 /* of which live deletes (GC may drop them in the oldest) */
+	_Atomic int hint;	 /* KV_HINT_* */
+};
+
+/* Batch records still referenced by the index: (segment, offset) -> live entries. A
+ * batch record is live while any of its entries is. */
+struct kv_batch_ref {
+	uint64_t loc; /* segment << 32 | offset */
+	uint32_t live_entries;
+	uint32_t size; /* payload bytes */
+	struct kv_batch_ref *next;
+};
+
+struct kv_batches {
+	pthread_mutex_t lock;
+	struct kv_batch_ref **buckets;
+	size_t nbuckets, count;
+};
+
+/* Background work: hint writing and garbage collection share one thread. */
+struct kv_bg {
+	pthread_t thread;
+	bool started;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;	 /* the background thread waits here */
+	pthread_cond_t progress; /* writers blocked by back-pressure wait here */
+	bool stop;
+	_Atomic bool behind;	    /* GC is behind: writers wait (back-pressure) */
+	uint64_t compact_done;	    /* passes completed for aurakv_compact() */
+	uint64_t compact_requested; /* passes asked for */
+	int compact_rc;
+	_Atomic uint64_t seen_segment; /* the newest segment the thread has seen */
+};
+
+struct kv_counters {
+	_Atomic uint64_t fg_bytes; /* log bytes appended by writers (GC pacing) */
+	_Atomic uint64_t puts, deletes, batches, gets, get_misses;
+	_Atomic uint64_t compressed, tombstones;
+	_Atomic uint64_t gc_runs, gc_bytes_copied, gc_bytes_freed, gc_stalls, gc_stall_ns;
+	_Atomic uint64_t hints_written;
+};
+
+struct kv_db {
+	char *dir;
+	int lock_fd;
+	aurakv_options_t opts;
+	aurawal_t *wal;
+	struct kv_index *ix;
+	struct kv_cache *cache;
+	_Atomic uint64_t next_version;
+	pthread_mutex_t stripes[KV_STRIPES];
+	struct kv_seg *segs; /* KV_SEG_SLOTS */
+	pthread_mutex_t segs_lock;
+	struct kv_batches batches;
+	struct kv_bg bg;
+	struct kv_counters n;
+	_Atomic int failed_reported;
+};
+
+/* The public handle: stays (as a tombstone) after close, so that a call on a closed
+ * store gets AURAKV_ECLOSED instead of touching freed memory. */
+struct aurakv {
+	uint64_t magic;
+	struct kv_db *db;
+	struct aurakv *next_closed;
+};
+
+#define KV_MAGIC_OPEN	0x415552414b564f50ull /* "AURAKVOP" */
+#define KV_MAGIC_CLOSED 0x415552414b56434cull /* "AURAKVCL" */
+
+/* kv_db.c */
+struct kv_db *kv_db_alloc(const char *dir, const aurakv_options_t *opts);
+void kv_db_free(struct kv_db *db);
+int kv_db_lock(struct kv_db *db);
+int kv_db_open_wal(struct kv_db *db, aurawal_recovery_t mode);
+void kv_report(struct kv_db *db, aurakv_report_kind_t kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int kv_map_wal_error(int rc);
+int kv_check_key(const void *key, size_t klen);
+uint32_t kv_stripe_of(const void *key, size_t klen);
+
+/* kv_acct.c: per-segment live/total accounting and batch liveness. */
+struct kv_seg *kv_seg_get(struct kv_db *db, uint64_t number, bool create);
+void kv_acct_total(struct kv_db *db, uint64_t segment, uint64_t payload);
+void kv_acct_add(struct kv_db *db, const struct kv_ref *ref);
+void kv_acct_drop(struct kv_db *db, const struct kv_ref *ref);
+void kv_acct_forget(struct kv_db *db, uint64_t segment);
+int kv_batches_init(struct kv_batches *b);
+void kv_batches_destroy(struct kv_batches *b);
+
+/* The cache key of an entry: its position in the log (unique per entry). */
+static inline uint64_t kv_cache_loc(const struct kv_ref *r)
+{
+	uint64_t pos = r->offset + ((r->flags & KV_REF_BATCH) ? 32ull + r->batch_off : 0);
+
+	return (uint64_t) r->segment << 32 | pos;
+}
+
+static inline aurawal_loc_t kv_wal_loc(const struct kv_ref *r)
+{
+	aurawal_loc_t loc = { .segment = r->segment, .offset = r->offset, .size = r->size };
+
+	return loc;
+}
+
+/* Apply an index update's outcome to the accounting: `ref` was stored, replacing `old`
+ * if had_old. */
+void kv_apply_upsert(struct kv_db *db, const struct kv_ref *ref, const struct kv_ref *old,
+		     bool had_old);
+
+/* kv_write.c */
+int kv_write_put(struct kv_db *db, const void *key, size_t klen, const void *val, size_t vlen,
+		 unsigned flags);
+int kv_write_delete(struct kv_db *db, const void *key, size_t klen, unsigned flags);
+int kv_write_batch(struct kv_db *db, const aurakv_batch_t *b, unsigned flags);
+/* Compress `val` if worth it: returns the bytes to store (val itself or *buf, malloc'd,
+ * the caller frees) and sets *flags / *stored. */
+const void *kv_maybe_compress(struct kv_db *db, const void *val, size_t vlen, void **buf,
+			      size_t *stored, uint8_t *flags);
+
+/* kv_read.c */
+int kv_read_entry(struct kv_db *db, const void *key, size_t klen, struct kv_ref *ref, void **val,
+		  size_t *vlen, void *buf, size_t cap);
+int kv_get_async(struct kv_db *db, const void *key, size_t klen, aurakv_get_cb cb, void *arg);
+int kv_multi_get(struct kv_db *db, size_t n, const void *const *keys, const size_t *klens,
+		 void **vals, size_t *vlens, int *status, unsigned depth);
+int kv_foreach(struct kv_db *db, const void *start, size_t slen,
+	       int (*cb)(void *, const void *, size_t, const void *, size_t), void *arg);
+
+/* kv_stats.c */
+int kv_segment_stats(struct kv_db *db, aurakv_segment_stats_t *out, size_t max, size_t *count);
+
+/* The store behind a public handle, or NULL and *rc (-EINVAL, AURAKV_ECLOSED). */
+struct kv_db *kv_store_of(aurakv_t *h, int *rc);
+
+/* kv_hint.c */
+struct kv_hint_entry {
+	const uint8_t *key; /* into the owner's memory */
+	size_t klen;
+	struct kv_ref ref;
+};
+/* Every key's latest record in sealed segment `seg`, sorted by key, in a malloc'd
+ * array (*out, *n) whose keys point into *arena (free both). Also the segment's total
+ * log bytes and max version. 0, AURAKV_ECORRUPT, -ENOENT, -ENOMEM or -errno. */
+struct kv_seg_summary {
+	struct kv_hint_entry *entries;
+	size_t n;
+	uint8_t *arena;
+	uint64_t total, max_version, first_seq, last_seq;
+};
+int kv_seg_summarize(aurawal_t *wal, uint64_t seg, struct kv_seg_summary *out);
+void kv_seg_summary_free(struct kv_seg_summary *s);
+int kv_hint_write(struct kv_db *db, const struct kv_seg_summary *s, uint64_t seg);
+char *kv_hint_path(const char *dir, uint64_t seg, const char *suffix);
+
+/* A hint file being read: entries in key order, block by block. */
+struct kv_hint_reader;
+int kv_hint_open(auraio_engine_t *eng, const char *path, uint64_t seg, uint64_t first_seq,
+		 uint64_t last_seq, struct kv_hint_reader **out);
+/* 1 and the next entry (key valid until the next call), 0 at the end, AURAKV_ECORRUPT. */
+int kv_hint_next(struct kv_hint_reader *r, struct kv_hint_entry *e);
+uint64_t kv_hint_total(const struct kv_hint_reader *r);
+uint64_t kv_hint_max_version(const struct kv_hint_reader *r);
+uint64_t kv_hint_entries(const struct kv_hint_reader *r);
+void kv_hint_close(struct kv_hint_reader *r);
+
+/* kv_open.c */
+int kv_recover(struct kv_db *db);
+
+/* kv_gc.c: the background thread (hints and garbage collection). */
+int kv_bg_start(struct kv_db *db);
+void kv_bg_stop(struct kv_db *db);
+void kv_bg_notify(struct kv_db *db);
+void kv_gc_throttle(struct kv_db *db);
+int kv_gc_compact(struct kv_db *db);
+/* Collect segment `seg` (sealed): move its live entries, sync, release. Its tombstones
+ * are dropped if it is the oldest segment of the log, copied otherwise. */
+int kv_gc_collect(struct kv_db *db, uint64_t seg, bool paced);
+/* One GC decision (kv_gc.c): collect at most one segment; 1 if it did, 0 if nothing was
+ * due, or an error. `compact`: any sealed segment with dead bytes is due, unpaced. */
+int kv_gc_step(struct kv_db *db, bool compact);
+
+/* kv_io.c: blocking file I/O through the engine. */
+ssize_t kv_pread(auraio_engine_t *eng, int fd, void *buf, size_t len, uint64_t off);
+ssize_t kv_pwrite(auraio_engine_t *eng, int fd, const void *buf, size_t len, uint64_t off);
+int kv_fsync(auraio_engine_t *eng, int fd);
+int kv_fsync_dir(auraio_engine_t *eng, const char *dir);
+
+#endif

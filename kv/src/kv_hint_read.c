@@ -1,0 +1,266 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * kv_hint_read.c - reading a hint file back, block by block, checking everything
+ * docs/kv_format.md's "Validity" lists: header checksum and fields, each block's
+ * checksum and page count, entries parsing exactly within their block, keys strictly
+ * increasing, the entry count and byte counts matching the header and the file size.
+ * The first violation is AURAKV_ECORRUPT; nothing read before it has been wrong, but
+ * the caller must then not trust the file at all.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "kv_db.h"
+
+#define CHUNK (1u << 20)
+
+struct kv_hint_reader {
+	auraio_engine_t *eng;
+	int fd;
+	uint64_t seg;
+	uint64_t entries, total, max_version, data_bytes, fence_bytes;
+	uint64_t seen; /* entries returned */
+	uint8_t *buf;  /* file bytes [buf_off, buf_off + buf_len) */
+	size_t buf_len, buf_cap;
+	uint64_t buf_off;
+	uint64_t block;	    /* file offset of the current block */
+	size_t block_len;   /* its size; 0 before the first */
+	const uint8_t *p;   /* the next entry in it */
+	const uint8_t *end; /* its checksum */
+	unsigned left;	    /* entries left in it */
+	uint8_t *prev;	    /* the previous key, for the order check */
+	size_t prev_len;
+	bool have_prev;
+};
+
+/* Make [off, off + len) of the file readable in r->buf. */
+static int fill(struct kv_hint_reader *r, uint64_t off, size_t len)
+{
+	size_t want = len > CHUNK ? len : CHUNK;
+	ssize_t n;
+
+	if (off >= r->buf_off && off + len <= r->buf_off + r->buf_len)
+		return 0;
+	if (want > r->buf_cap) {
+		void *p = realloc(r->buf, want);
+
+		if (!p)
+			return -ENOMEM;
+		r->buf = p;
+		r->buf_cap = want;
+	}
+	n = kv_pread(r->eng, r->fd, r->buf, want, off);
+	if (n < 0)
+		return (int) n;
+	r->buf_off = off;
+	r->buf_len = (size_t) n;
+	return (size_t) n < len ? AURAKV_ECORRUPT : 0; /* the file ends too early */
+}
+
+static const uint8_t *at(struct kv_hint_reader *r, uint64_t off)
+{
+	return r->buf + (off - r->buf_off);
+}
+
+static int check_header(struct kv_hint_reader *r, const uint8_t *h, uint64_t first_seq,
+			uint64_t last_seq, uint64_t file_size)
+{
+	if (memcmp(h + HH_MAGIC, KV_HINT_MAGIC, 8) ||
+	    kv_get_le32(h + HH_VERSION) != KV_HINT_VERSION ||
+	    kv_get_le32(h + HH_BLOCK) != KV_HINT_BLOCK ||
+	    kv_get_le64(h + HH_CHECKSUM) != XXH3_64bits_withSeed(h, HH_CHECKSUM, r->seg) ||
+	    kv_get_le64(h + HH_SEGMENT) != r->seg || kv_get_le64(h + HH_FIRST_SEQ) != first_seq ||
+	    kv_get_le64(h + HH_LAST_SEQ) > last_seq)
+		return AURAKV_ECORRUPT;
+	r->entries = kv_get_le64(h + HH_ENTRIES);
+	r->total = kv_get_le64(h + HH_TOTAL);
+	r->max_version = kv_get_le64(h + HH_MAX_VERSION);
+	r->data_bytes = kv_get_le64(h + HH_DATA_BYTES);
+	r->fence_bytes = kv_get_le64(h + HH_FENCE_BYTES);
+	if (r->data_bytes % KV_HINT_BLOCK || r->fence_bytes % KV_HINT_BLOCK ||
+	    KV_HINT_BLOCK + r->data_bytes + r->fence_bytes != file_size)
+		return AURAKV_ECORRUPT;
+	return 0;
+}
+
+int kv_hint_open(auraio_engine_t *eng, const char *path, uint64_t seg, uint64_t first_seq,
+		 uint64_t last_seq, struct kv_hint_reader **out)
+{
+	struct kv_hint_reader *r = calloc(1, sizeof(*r));
+	struct stat st;
+	int rc;
+
+	*out = NULL;
+	if (!r || !(r->prev = malloc(AURAKV_MAX_KEY))) {
+		free(r);
+		return -ENOMEM;
+	}
+	r->eng = eng;
+	r->seg = seg;
+	r->fd = open(path, O_RDONLY | O_CLOEXEC);
+	rc = r->fd < 0 ? -errno : fstat(r->fd, &st) < 0 ? -errno : 0;
+	if (!rc)
+		rc = fill(r, 0, KV_HINT_BLOCK);
+	if (!rc)
+		rc = check_header(r, r->buf, first_seq, last_seq, (uint64_t) st.st_size);
+	if (rc) {
+		kv_hint_close(r);
+		return rc;
+	}
+	r->block = KV_HINT_BLOCK;
+	*out = r;
+	return 0;
+}
+
+/* Load and check the block at `off` (data or fence); r->p/end/left describe it. */
+static int load_block(struct kv_hint_reader *r, uint64_t off, uint64_t limit)
+{
+	const uint8_t *b;
+	size_t pages, len;
+	int rc;
+
+	if (off + KV_HINT_BLOCK > limit)
+		return AURAKV_ECORRUPT;
+	if ((rc = fill(r, off, KV_HINT_BLOCK)))
+		return rc;
+	b = at(r, off);
+	pages = b[0] | (size_t) b[1] << 8;
+	len = pages * KV_HINT_BLOCK;
+	if (pages == 0 || off + len > limit)
+		return AURAKV_ECORRUPT;
+	if ((rc = fill(r, off, len)))
+		return rc;
+	b = at(r, off);
+	if (kv_get_le64(b + len - 8) != XXH3_64bits_withSeed(b, len - 8, kv_hint_seed(r->seg, off)))
+		return AURAKV_ECORRUPT;
+	r->block = off;
+	r->block_len = len;
+	r->left = b[2] | (unsigned) b[3] << 8;
+	r->p = b + 4;
+	r->end = b + len - 8;
+	return r->left ? 0 : AURAKV_ECORRUPT; /* a block is never empty */
+}
+
+static int parse_entry(struct kv_hint_reader *r, struct kv_hint_entry *e)
+{
+	uint64_t klen;
+	uint8_t flags;
+
+	if (r->p >= r->end)
+		return AURAKV_ECORRUPT;
+	flags = *r->p++;
+	if ((flags & ~(KV_HINT_TOMBSTONE | KV_HINT_BATCH)) || kv_get_varint(&r->p, r->end, &klen) ||
+	    klen == 0 || klen > AURAKV_MAX_KEY ||
+	    (uint64_t) (r->end - r->p) < klen + 16 + ((flags & KV_HINT_BATCH) ? 4 : 0))
+		return AURAKV_ECORRUPT;
+	memset(&e->ref, 0, sizeof(e->ref));
+	e->key = r->p;
+	e->klen = klen;
+	r->p += klen;
+	e->ref.version = kv_get_le64(r->p);
+	e->ref.offset = kv_get_le32(r->p + 8);
+	e->ref.size = kv_get_le32(r->p + 12);
+	r->p += 16;
+	e->ref.segment = (uint32_t) r->seg;
+	e->ref.flags = ((flags & KV_HINT_TOMBSTONE) ? KV_REF_TOMBSTONE : 0) |
+		       ((flags & KV_HINT_BATCH) ? KV_REF_BATCH : 0);
+	if (flags & KV_HINT_BATCH) {
+		e->ref.batch_off = kv_get_le32(r->p);
+		r->p += 4;
+	}
+	return 0;
+}
+
+/* Keys strictly increasing across the whole file. */
+static int check_order(struct kv_hint_reader *r, const struct kv_hint_entry *e)
+{
+	if (r->have_prev) {
+		size_t m = r->prev_len < e->klen ? r->prev_len : e->klen;
+		int c = memcmp(r->prev, e->key, m);
+
+		if (c > 0 || (c == 0 && r->prev_len >= e->klen))
+			return AURAKV_ECORRUPT;
+	}
+	memcpy(r->prev, e->key, e->klen);
+	r->prev_len = e->klen;
+	r->have_prev = true;
+	return 0;
+}
+
+static int check_fences(struct kv_hint_reader *r);
+
+int kv_hint_next(struct kv_hint_reader *r, struct kv_hint_entry *e)
+{
+	uint64_t data_end = KV_HINT_BLOCK + r->data_bytes;
+	int rc;
+
+	if (r->left == 0) {
+		uint64_t next = r->block_len ? r->block + r->block_len : KV_HINT_BLOCK;
+
+		if (next >= data_end) /* the end: every entry and byte accounted for */
+			return next == data_end && r->seen == r->entries ? check_fences(r)
+									 : AURAKV_ECORRUPT;
+		if ((rc = load_block(r, next, data_end)))
+			return rc;
+	}
+	if ((rc = parse_entry(r, e)) || (rc = check_order(r, e)))
+		return rc;
+	r->left--;
+	r->seen++;
+	return 1;
+}
+
+/* Check the fence blocks after the data (read once the data is: open does not use
+ * them, but a file is trusted only whole). */
+static int check_fences(struct kv_hint_reader *r)
+{
+	uint64_t off = KV_HINT_BLOCK + r->data_bytes, end = off + r->fence_bytes;
+	int rc;
+
+	while (off < end) {
+		if ((rc = load_block(r, off, end)))
+			return rc;
+		for (; r->left; r->left--) {
+			uint64_t klen;
+
+			if (kv_get_varint(&r->p, r->end, &klen) || klen == 0 ||
+			    (uint64_t) (r->end - r->p) < klen + 8)
+				return AURAKV_ECORRUPT;
+			r->p += klen + 8;
+		}
+		off += r->block_len;
+	}
+	return 0;
+}
+
+uint64_t kv_hint_total(const struct kv_hint_reader *r)
+{
+	return r->total;
+}
+
+uint64_t kv_hint_max_version(const struct kv_hint_reader *r)
+{
+	return r->max_version;
+}
+
+uint64_t kv_hint_entries(const struct kv_hint_reader *r)
+{
+	return r->entries;
+}
+
+void kv_hint_close(struct kv_hint_reader *r)
+{
+	if (!r)
+		return;
+	if (r->fd >= 0)
+		close(r->fd);
+	free(r->buf);
+	free(r->prev);
+	free(r);
+}

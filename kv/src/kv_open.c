@@ -1,0 +1,288 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * kv_open.c - recovery: rebuilding the index and the accounting when a store opens.
+ *
+ * Every segment contributes one sorted run of (key, latest record in that segment):
+ * a sealed segment through its hint file, streamed block by block; a segment without a
+ * valid hint file (the unsealed tail, or a hint that is missing or damaged) through a
+ * summary read from the segment itself. A k-way merge keeps, for every key, the entry
+ * with the highest version (on a tie, the higher segment: a GC copy of the same write)
+ * and bulk-loads the index in key order, O(n). A hint file that turns out damaged
+ * half-way through is deleted and the whole merge is redone with its segment read
+ * instead: a hint decides speed, never correctness.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kv_db.h"
+
+struct run {
+	uint64_t seg;
+	struct kv_hint_reader *hint; /* streamed, or */
+	struct kv_seg_summary sum;   /* in memory */
+	size_t pos;
+	struct kv_hint_entry cur;
+};
+
+/* 1 and r->cur, 0 at the end, AURAKV_ECORRUPT (a damaged hint file). */
+static int run_next(struct run *r)
+{
+	if (r->hint)
+		return kv_hint_next(r->hint, &r->cur);
+	if (r->pos == r->sum.n)
+		return 0;
+	r->cur = r->sum.entries[r->pos++];
+	return 1;
+}
+
+static void run_free(struct run *r)
+{
+	kv_hint_close(r->hint);
+	kv_seg_summary_free(&r->sum);
+}
+
+/* Heap order: key ascending; within a key the winner first (newest, then higher segment). */
+static bool run_before(const struct run *a, const struct run *b)
+{
+	size_t m = a->cur.klen < b->cur.klen ? a->cur.klen : b->cur.klen;
+	int c = memcmp(a->cur.key, b->cur.key, m);
+
+	if (c)
+		return c < 0;
+	if (a->cur.klen != b->cur.klen)
+		return a->cur.klen < b->cur.klen;
+	if (a->cur.ref.version != b->cur.ref.version)
+		return a->cur.ref.version > b->cur.ref.version;
+	return a->seg > b->seg;
+}
+
+static void sift_down(struct run **h, size_t n, size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, m = i;
+		struct run *t;
+
+		if (l < n && run_before(h[l], h[m]))
+			m = l;
+		if (l + 1 < n && run_before(h[l + 1], h[m]))
+			m = l + 1;
+		if (m == i)
+			return;
+		t = h[i];
+		h[i] = h[m];
+		h[m] = t;
+		i = m;
+	}
+}
+
+/* Merge the runs into the (empty) index. On a damaged hint, *bad_seg names it. */
+static int merge(struct kv_db *db, struct run *runs, size_t nruns, uint64_t *bad_seg)
+{
+	struct run **heap = malloc((nruns ? nruns : 1) * sizeof(*heap));
+	uint8_t *last = malloc(AURAKV_MAX_KEY);
+	size_t n = 0, last_len = 0;
+	int rc = heap && last ? 0 : -ENOMEM;
+
+	for (size_t i = 0; i < nruns && rc == 0; i++) {
+		rc = run_next(&runs[i]);
+		if (rc == 1)
+			heap[n++] = &runs[i];
+		else if (rc < 0)
+			*bad_seg = runs[i].seg;
+		rc = rc < 0 ? rc : 0;
+	}
+	for (size_t i = n / 2; i-- > 0;)
+		sift_down(heap, n, i);
+	while (rc == 0 && n) {
+		struct run *r = heap[0];
+
+		if (last_len != r->cur.klen || memcmp(last, r->cur.key, last_len) != 0) {
+			memcpy(last, r->cur.key, r->cur.klen); /* the key's winner */
+			last_len = r->cur.klen;
+			rc = kv_index_bulk_add(db->ix, last, last_len, &r->cur.ref);
+			if (rc == 0)
+				kv_acct_add(db, &r->cur.ref);
+		}
+		if (rc)
+			break;
+		rc = run_next(r);
+		if (rc < 0) {
+			*bad_seg = r->seg;
+			break;
+		}
+		if (rc == 0)
+			heap[0] = heap[--n];
+		rc = 0;
+		sift_down(heap, n, 0);
+	}
+	if (rc == 0)
+		rc = kv_index_bulk_finish(db->ix);
+	free(heap);
+	free(last);
+	return rc;
+}
+
+/* Set up segment `info`'s run: its hint file if valid, else a summary of the segment
+ * (writing the missing hint file on the way, so the next open is fast). */
+static int open_run(struct kv_db *db, const aurawal_segment_info_t *info, bool hint_bad,
+		    struct run *r, uint64_t *max_version)
+{
+	auraio_engine_t *eng = aurawal_engine(db->wal);
+	struct kv_seg *slot = kv_seg_get(db, info->number, true);
+	char *path = kv_hint_path(db->dir, info->number, "hint");
+	uint64_t total;
+	int rc = path ? -ENOENT : -ENOMEM;
+
+	r->seg = info->number;
+	if (path && info->sealed && !hint_bad)
+		rc = kv_hint_open(eng, path, info->number, info->first_seq, info->last_seq,
+				  &r->hint);
+	if (rc && rc != -ENOENT && rc != -ENOMEM)
+		kv_report(db, AURAKV_REPORT_INFO,
+			  "hint file of segment %llu unusable (%s): reading the segment",
+			  (unsigned long long) info->number, aurakv_strerror(rc));
+	if (rc == 0) {
+		total = kv_hint_total(r->hint);
+		if (kv_hint_max_version(r->hint) > *max_version)
+			*max_version = kv_hint_max_version(r->hint);
+		if (slot)
+			atomic_store(&slot->hint, KV_HINT_OK);
+	} else {
+		if (path && rc != -ENOMEM)
+			unlink(path); /* damaged: rewritten below or by the background thread */
+		rc = kv_seg_summarize(db->wal, info->number, &r->sum);
+		if (rc) {
+			free(path);
+			return rc;
+		}
+		total = r->sum.total;
+		if (r->sum.max_version > *max_version)
+			*max_version = r->sum.max_version;
+		if (info->sealed && db->opts.write_hints &&
+		    kv_hint_write(db, &r->sum, info->number) == 0 && slot)
+			atomic_store(&slot->hint, KV_HINT_OK);
+	}
+	if (slot)
+		atomic_store(&slot->total, (int64_t) total);
+	free(path);
+	return 0;
+}
+
+/* Forget everything a failed merge built. */
+static int reset_state(struct kv_db *db)
+{
+	kv_index_destroy(db->ix);
+	db->ix = kv_index_create();
+	memset(db->segs, 0, KV_SEG_SLOTS * sizeof(*db->segs));
+	kv_batches_destroy(&db->batches);
+	atomic_store(&db->n.tombstones, 0);
+	return db->ix && kv_batches_init(&db->batches) == 0 ? 0 : -ENOMEM;
+}
+
+static bool listed(const aurawal_segment_info_t *segs, size_t n, uint64_t number)
+{
+	for (size_t i = 0; i < n; i++)
+		if (segs[i].number == number)
+			return true;
+	return false;
+}
+
+/* Delete hint files being written at a crash (*.tmp) and those of released segments. */
+static void sweep_hints(struct kv_db *db, const aurawal_segment_info_t *segs, size_t n)
+{
+	char path[4096];
+	struct dirent *d;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "%s/hints", db->dir);
+	if (!(dir = opendir(path)))
+		return;
+	while ((d = readdir(dir))) {
+		unsigned long long seg;
+		char suffix[8];
+
+		if (d->d_name[0] == '.' || sscanf(d->d_name, "%16llx.%7s", &seg, suffix) != 2)
+			continue;
+		if (strcmp(suffix, "tmp") == 0 || !listed(segs, n, seg)) {
+			snprintf(path, sizeof(path), "%s/hints/%s", db->dir, d->d_name);
+			unlink(path);
+		}
+	}
+	closedir(dir);
+}
+
+static int list_segments(struct kv_db *db, aurawal_segment_info_t **segs, size_t *n)
+{
+	size_t count = 0;
+	int rc = aurawal_list_segments(db->wal, NULL, 0, &count);
+
+	*segs = NULL;
+	*n = 0;
+	if (rc)
+		return kv_map_wal_error(rc);
+	if (!(*segs = calloc(count + 1, sizeof(**segs))))
+		return -ENOMEM;
+	rc = aurawal_list_segments(db->wal, *segs, count, n);
+	if (*n > count)
+		*n = count;
+	return kv_map_wal_error(rc);
+}
+
+/* One attempt at the whole load; *bad_seg set if a hint file failed mid-way. */
+static int load(struct kv_db *db, const aurawal_segment_info_t *segs, size_t n, const uint64_t *bad,
+		size_t nbad, uint64_t *bad_seg, uint64_t *max_version)
+{
+	struct run *runs = calloc(n ? n : 1, sizeof(*runs));
+	int rc = runs ? 0 : -ENOMEM;
+
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		bool hint_bad = false;
+
+		for (size_t j = 0; j < nbad; j++)
+			hint_bad |= bad[j] == segs[i].number;
+		rc = open_run(db, &segs[i], hint_bad, &runs[i], max_version);
+	}
+	if (rc == 0)
+		rc = merge(db, runs, n, bad_seg);
+	for (size_t i = 0; runs && i < n; i++)
+		run_free(&runs[i]);
+	free(runs);
+	return rc;
+}
+
+int kv_recover(struct kv_db *db)
+{
+	aurawal_segment_info_t *segs;
+	uint64_t *bad = NULL, max_version = 0;
+	size_t n, nbad = 0;
+	int rc = list_segments(db, &segs, &n);
+
+	while (rc == 0) {
+		uint64_t bad_seg = 0;
+
+		rc = load(db, segs, n, bad, nbad, &bad_seg, &max_version);
+		if (rc != AURAKV_ECORRUPT || !bad_seg || nbad == n)
+			break;
+		kv_report(db, AURAKV_REPORT_INFO,
+			  "hint file of segment %llu is damaged: reading the segment instead",
+			  (unsigned long long) bad_seg);
+		if (!bad && !(bad = calloc(n, sizeof(*bad)))) {
+			rc = -ENOMEM;
+			break;
+		}
+		bad[nbad++] = bad_seg;
+		rc = reset_state(db);
+	}
+	if (rc == 0) {
+		atomic_store(&db->next_version, max_version + 1);
+		atomic_store(&db->bg.seen_segment, n ? segs[n - 1].number : 0);
+		sweep_hints(db, segs, n);
+	}
+	free(bad);
+	free(segs);
+	return rc;
+}

@@ -1,0 +1,330 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * kv_read.c - the read path: get, get into a buffer, asynchronous get, multi-get,
+ * ordered walk.
+ *
+ * A get is: index lookup (no lock, see kv_index.h) -> value cache by location -> one
+ * log read (aurawal_read: one aligned device read through registered buffers, checksum
+ * verified) -> the entry decoded and its key compared with the one asked for (a wrong
+ * location is corruption, never a wrong value) -> decompress.
+ * The lookup and the read are not atomic: GC may release the segment between them.
+ * Then the read says -ENOENT, and the lookup is simply retried: GC moved the index to
+ * the record's new copy before releasing the segment.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kv_db.h"
+
+#define STACK_RECORD  4096 /* records up to this size are read into the stack */
+#define MAX_RELOOKUPS 16   /* a released segment, looked up again: bounded retries */
+
+static int corrupt(struct kv_db *db, const struct kv_ref *ref, const char *what)
+{
+	kv_report(db, AURAKV_REPORT_CORRUPTION, "record at segment %u offset %u (size %u): %s",
+		  ref->segment, ref->offset, ref->size, what);
+	return AURAKV_ECORRUPT;
+}
+
+/* Deliver the entry's value: into buf (cap) or a new buffer *val. */
+static int deliver(const struct kv_entry *e, void **val, size_t *vlen, void *buf, size_t cap)
+{
+	*vlen = e->rawlen;
+	if (val) {
+		if (!(*val = malloc(e->rawlen ? e->rawlen : 1)))
+			return -ENOMEM;
+		buf = *val;
+	} else if (e->rawlen > cap) {
+		return AURAKV_ENOBUFS;
+	}
+	return kv_entry_value(e, buf);
+}
+
+static int from_cache(struct kv_db *db, const struct kv_ref *ref, void **val, size_t *vlen,
+		      void *buf, size_t cap)
+{
+	uint64_t loc = kv_cache_loc(ref);
+	int rc;
+
+	if (!db->cache)
+		return -ENOENT;
+	if (val)
+		return kv_cache_get_alloc(db->cache, loc, val, vlen);
+	rc = kv_cache_get(db->cache, loc, buf, cap, vlen);
+	return rc == -EMSGSIZE ? AURAKV_ENOBUFS : rc;
+}
+
+/* Read and decode the record `ref` names; -ENOENT if its segment is gone. */
+static int from_log(struct kv_db *db, const void *key, size_t klen, const struct kv_ref *ref,
+		    void **val, size_t *vlen, void *buf, size_t cap)
+{
+	uint8_t stack[STACK_RECORD], *rec = ref->size <= sizeof(stack) ? stack : malloc(ref->size);
+	struct kv_entry e;
+	size_t n = 0;
+	int rc;
+
+	if (!rec)
+		return -ENOMEM;
+	rc = aurawal_read(db->wal, kv_wal_loc(ref), rec, ref->size, &n, NULL);
+	if (rc == AURAWAL_ECORRUPT)
+		rc = corrupt(db, ref, "checksum, marker or size mismatch");
+	else if (rc == 0 &&
+		 kv_entry_at(rec, n, ref->batch_off, ref->flags & KV_REF_BATCH, key, klen, &e))
+		rc = corrupt(db, ref, "the record does not hold this key");
+	else if (rc == 0 && e.op != KV_KIND_PUT)
+		rc = corrupt(db, ref, "a delete where the index expects a value");
+	else if (rc == 0 && (rc = deliver(&e, val, vlen, buf, cap)) == AURAKV_ECORRUPT)
+		corrupt(db, ref, "the value does not decompress");
+	if (rc == 0 && db->cache)
+		kv_cache_put(db->cache, kv_cache_loc(ref), val ? *val : buf, *vlen);
+	if (rc && val && *val) {
+		free(*val);
+		*val = NULL;
+	}
+	if (rec != stack)
+		free(rec);
+	return rc < 0 ? kv_map_wal_error(rc) : rc;
+}
+
+int kv_read_entry(struct kv_db *db, const void *key, size_t klen, struct kv_ref *ref, void **val,
+		  size_t *vlen, void *buf, size_t cap)
+{
+	atomic_fetch_add_explicit(&db->n.gets, 1, memory_order_relaxed);
+	for (int attempt = 0;; attempt++) {
+		int rc = kv_index_get(db->ix, key, klen, ref);
+
+		if (rc == -ENOENT || (rc == 0 && (ref->flags & KV_REF_TOMBSTONE))) {
+			atomic_fetch_add_explicit(&db->n.get_misses, 1, memory_order_relaxed);
+			return AURAKV_ENOTFOUND;
+		}
+		if (rc)
+			return rc;
+		rc = from_cache(db, ref, val, vlen, buf, cap);
+		if (rc != -ENOENT)
+			return rc;
+		rc = from_log(db, key, klen, ref, val, vlen, buf, cap);
+		if (rc != -ENOENT)
+			return rc;
+		if (attempt == MAX_RELOOKUPS)
+			return corrupt(db, ref, "the index names a released segment");
+	}
+}
+
+/* ---- asynchronous gets ---- */
+
+struct aget {
+	struct kv_db *db;
+	aurakv_get_cb cb;
+	void *arg;
+	struct kv_ref ref;
+	int relookups;
+	uint8_t *rec; /* the record being read */
+	size_t klen;
+	uint8_t key[];
+};
+
+static void aget_finish(struct aget *g, int status, const void *val, size_t vlen)
+{
+	g->cb(g->arg, status, val, vlen);
+	free(g->rec);
+	free(g);
+}
+
+static void aget_start(struct aget *g);
+
+/* The record arrived: check, decode, hand the value over (borrowed for the callback). */
+static void aget_read_done(void *arg, int status, size_t len, uint64_t seq)
+{
+	struct aget *g = arg;
+	struct kv_db *db = g->db;
+	struct kv_entry e;
+	void *raw = NULL;
+	const void *val;
+
+	(void) seq;
+	if (status == -ENOENT && g->relookups++ < MAX_RELOOKUPS) {
+		free(g->rec);
+		g->rec = NULL;
+		aget_start(g); /* GC released the segment: look the key up again */
+		return;
+	}
+	if (status)
+		return aget_finish(g,
+				   status == AURAWAL_ECORRUPT ? corrupt(db, &g->ref, "checksum")
+							      : kv_map_wal_error(status),
+				   NULL, 0);
+	if (kv_entry_at(g->rec, len, g->ref.batch_off, g->ref.flags & KV_REF_BATCH, g->key, g->klen,
+			&e) ||
+	    e.op != KV_KIND_PUT)
+		return aget_finish(g, corrupt(db, &g->ref, "the record does not hold this key"),
+				   NULL, 0);
+	val = e.val;
+	if (e.flags & KV_VAL_LZ4) {
+		if (!(raw = malloc(e.rawlen ? e.rawlen : 1)))
+			return aget_finish(g, -ENOMEM, NULL, 0);
+		if (kv_entry_value(&e, raw)) {
+			free(raw);
+			return aget_finish(g, corrupt(db, &g->ref, "bad compressed value"), NULL,
+					   0);
+		}
+		val = raw;
+	}
+	kv_cache_put(db->cache, kv_cache_loc(&g->ref), val, e.rawlen);
+	atomic_fetch_add_explicit(&db->n.gets, 1, memory_order_relaxed);
+	aget_finish(g, 0, val, e.rawlen);
+	free(raw);
+}
+
+/* Look up and either answer at once or start the read. */
+static void aget_start(struct aget *g)
+{
+	struct kv_db *db = g->db;
+	void *val = NULL;
+	size_t vlen = 0;
+	int rc = kv_index_get(db->ix, g->key, g->klen, &g->ref);
+
+	if (rc == -ENOENT || (rc == 0 && (g->ref.flags & KV_REF_TOMBSTONE))) {
+		atomic_fetch_add_explicit(&db->n.get_misses, 1, memory_order_relaxed);
+		return aget_finish(g, AURAKV_ENOTFOUND, NULL, 0);
+	}
+	if (rc == 0 && db->cache &&
+	    kv_cache_get_alloc(db->cache, kv_cache_loc(&g->ref), &val, &vlen) == 0) {
+		atomic_fetch_add_explicit(&db->n.gets, 1, memory_order_relaxed);
+		aget_finish(g, 0, val, vlen);
+		free(val);
+		return;
+	}
+	if (rc == 0 && !(g->rec = malloc(g->ref.size ? g->ref.size : 1)))
+		rc = -ENOMEM;
+	if (rc == 0)
+		rc = aurawal_read_async(db->wal, kv_wal_loc(&g->ref), g->rec, g->ref.size,
+					aget_read_done, g);
+	if (rc == -ENOENT && g->relookups++ < MAX_RELOOKUPS) {
+		free(g->rec);
+		g->rec = NULL;
+		return aget_start(g);
+	}
+	if (rc)
+		aget_finish(g,
+			    rc == AURAWAL_ECORRUPT ? corrupt(db, &g->ref, "bad location")
+						   : kv_map_wal_error(rc),
+			    NULL, 0);
+}
+
+int kv_get_async(struct kv_db *db, const void *key, size_t klen, aurakv_get_cb cb, void *arg)
+{
+	struct aget *g = malloc(sizeof(*g) + klen);
+
+	if (!g)
+		return -ENOMEM;
+	g->db = db;
+	g->cb = cb;
+	g->arg = arg;
+	g->relookups = 0;
+	g->rec = NULL;
+	g->klen = klen;
+	memcpy(g->key, key, klen);
+	aget_start(g);
+	return 0;
+}
+
+/* ---- multi-get: async gets kept `depth` deep ---- */
+
+struct mget {
+	void **vals;
+	size_t *vlens;
+	int *status;
+	_Atomic size_t done;
+};
+
+struct mget_item {
+	struct mget *m;
+	size_t i;
+};
+
+static void mget_done(void *arg, int status, const void *val, size_t vlen)
+{
+	struct mget_item *it = arg;
+	struct mget *m = it->m;
+
+	m->vals[it->i] = NULL;
+	m->vlens[it->i] = 0;
+	if (status == 0) {
+		if ((m->vals[it->i] = malloc(vlen ? vlen : 1))) {
+			if (vlen)
+				memcpy(m->vals[it->i], val, vlen);
+			m->vlens[it->i] = vlen;
+		} else {
+			status = -ENOMEM;
+		}
+	}
+	m->status[it->i] = status;
+	/* Pairs with the acquire load in kv_multi_get: the results above are visible. */
+	atomic_fetch_add_explicit(&m->done, 1, memory_order_release);
+}
+
+int kv_multi_get(struct kv_db *db, size_t n, const void *const *keys, const size_t *klens,
+		 void **vals, size_t *vlens, int *status, unsigned depth)
+{
+	struct mget m = { vals, vlens, status, 0 };
+	struct mget_item *items = malloc(n * sizeof(*items));
+	size_t issued = 0;
+
+	if (!items)
+		return -ENOMEM;
+	if (depth == 0)
+		depth = 32;
+	while (atomic_load_explicit(&m.done, memory_order_acquire) < n) {
+		while (issued < n &&
+		       issued - atomic_load_explicit(&m.done, memory_order_acquire) < depth) {
+			size_t i = issued++;
+			int rc = kv_check_key(keys[i], klens[i]);
+
+			items[i].m = &m;
+			items[i].i = i;
+			if (rc == 0)
+				rc = kv_get_async(db, keys[i], klens[i], mget_done, &items[i]);
+			if (rc)
+				mget_done(&items[i], rc, NULL, 0);
+		}
+		if (atomic_load_explicit(&m.done, memory_order_acquire) < n)
+			aurawal_poll(db->wal, 1);
+	}
+	free(items);
+	return 0;
+}
+
+/* ---- ordered walk ---- */
+
+int kv_foreach(struct kv_db *db, const void *start, size_t slen,
+	       int (*cb)(void *, const void *, size_t, const void *, size_t), void *arg)
+{
+	struct kv_index_cursor *c = kv_index_cursor_open(db->ix, start, slen);
+	uint8_t *key = malloc(KV_INDEX_MAX_KEY);
+	struct kv_ref ref;
+	size_t klen;
+	int rc = (!c || !key) ? -ENOMEM : 0;
+
+	while (rc == 0 && (rc = kv_index_cursor_next(c, key, &klen, &ref)) == 1) {
+		void *val = NULL;
+		size_t vlen = 0;
+
+		if (ref.flags & KV_REF_TOMBSTONE) {
+			rc = 0;
+			continue;
+		}
+		/* Read through a fresh lookup: the cursor's copy may name a moved record. */
+		rc = kv_read_entry(db, key, klen, &ref, &val, &vlen, NULL, 0);
+		if (rc == AURAKV_ENOTFOUND) {
+			rc = 0; /* deleted meanwhile */
+			continue;
+		}
+		if (rc == 0)
+			rc = cb(arg, key, klen, val, vlen);
+		free(val);
+	}
+	kv_index_cursor_close(c);
+	free(key);
+	return rc;
+}

@@ -1,0 +1,1125 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The ordered in-memory index (kv/src/kv_index*.c): point semantics, a reference
+ * model of 200k random keys through inserts, deletes and reinserts, cursors, bulk
+ * loading, keys up to 64 KiB, readers and cursors racing with writers, and memory per
+ * entry. After every phase check_tree() walks the whole tree and checks its invariants
+ * (it reads the node layout from kv_index_internal.h).
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kv_index.h"
+#include "kv_index_internal.h"
+#include "test_util.h"
+
+/* --- helpers --- */
+
+static uint64_t splitmix(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* A ref whose every field is a function of (version, salt): a torn read shows. */
+static struct kv_ref ref_of(uint64_t version, uint64_t salt)
+{
+	struct kv_ref r = { 0 };
+	uint64_t h = (version * 0x9e3779b97f4a7c15ull) ^ salt;
+
+	r.version = version;
+	r.segment = (uint32_t) (h >> 40);
+	r.offset = (uint32_t) h;
+	r.size = (uint32_t) (h >> 17) & 0xffffff;
+	r.flags = (uint8_t) (version & 3); /* tombstone and batch bits both vary */
+	r.batch_off = (r.flags & KV_REF_BATCH) ? (uint32_t) (h >> 7) : 0;
+	return r;
+}
+
+static bool ref_eq(const struct kv_ref *a, const struct kv_ref *b)
+{
+	return a->version == b->version && a->segment == b->segment && a->offset == b->offset &&
+	       a->size == b->size && a->flags == b->flags && a->batch_off == b->batch_off;
+}
+
+static int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+	int c = memcmp(a, b, alen < blen ? alen : blen);
+
+	return c ? c : (alen > blen) - (alen < blen);
+}
+
+/* --- the structural checker --- */
+
+struct tkey {
+	const uint8_t *p;
+	size_t len;
+};
+
+struct walk {
+	uint8_t *buf[2]; /* whole keys assembled from pages */
+	size_t entries;
+	const struct kvix_node *prev_leaf;
+	int leaf_depth;
+};
+
+static struct tkey node_key(const struct kvix_node *n, uint32_t i, uint8_t *buf)
+{
+	const uint8_t *end = (const uint8_t *) n + KVIX_NODE_SIZE, *e = kvix_entry(n, i);
+	struct kvix_key k;
+	uint32_t at;
+
+	cr_assert_not_null(e, "slot %u out of bounds", i);
+	cr_assert_eq(kvix_key_decode(e, end, &k), 0, "entry %u does not decode", i);
+	if (!k.ovf)
+		return (struct tkey){ k.p, k.len };
+	memcpy(buf, k.p, k.inl);
+	at = k.inl;
+	for (const struct kvix_node *pg = k.ovf; at < k.len; pg = pg->link) {
+		cr_assert(pg && pg->type == KVIX_OVF, "broken out-of-line key");
+		memcpy(buf + at, (const uint8_t *) pg + KVIX_HDR, pg->count);
+		at += pg->count;
+	}
+	cr_assert_eq(at, k.len);
+	return (struct tkey){ buf, k.len };
+}
+
+static void check_layout(const struct kvix_node *n)
+{
+	size_t bytes = 0;
+
+	cr_assert_geq(n->heap, KVIX_HDR + KVIX_SLOT * n->count, "slots overlap entries");
+	cr_assert_leq(n->pfx_len, KVIX_PFX_MAX);
+	for (uint32_t i = 0; i < n->count; i++) {
+		const uint8_t *e = kvix_entry(n, i);
+
+		cr_assert_not_null(e);
+		cr_assert_geq(n->slot[i].off, n->heap);
+		bytes += kvix_entry_len(n, e);
+	}
+	cr_assert_eq(bytes + n->garbage, KVIX_NODE_SIZE - n->heap, "garbage accounting");
+}
+
+/* Keys of n in order, sharing the prefix, heads right, within [lo, hi). */
+static void check_keys(struct walk *w, const struct kvix_node *n, struct tkey lo, struct tkey hi)
+{
+	struct tkey prev = { NULL, 0 };
+
+	for (uint32_t i = 0; i < n->count; i++) {
+		struct tkey k = node_key(n, i, w->buf[i & 1]);
+
+		cr_assert_geq(k.len, n->pfx_len);
+		cr_assert_eq(memcmp(k.p, n->pfx, n->pfx_len), 0, "key outside the node prefix");
+		cr_assert_eq(n->slot[i].head, kvix_head(k.p, (uint32_t) k.len, n->pfx_len));
+		if (prev.p)
+			cr_assert_lt(key_cmp(prev.p, prev.len, k.p, k.len), 0, "keys out of order");
+		if (lo.p)
+			cr_assert_geq(key_cmp(k.p, k.len, lo.p, lo.len), 0, "key below its range");
+		if (hi.p)
+			cr_assert_lt(key_cmp(k.p, k.len, hi.p, hi.len), 0, "key above its range");
+		prev = k;
+	}
+}
+
+static struct tkey dup_key(struct tkey k)
+{
+	uint8_t *p = malloc(k.len ? k.len : 1);
+
+	memcpy(p, k.p, k.len);
+	return (struct tkey){ p, k.len };
+}
+
+static void walk(struct walk *w, const struct kvix_node *n, int depth, struct tkey lo,
+		 struct tkey hi)
+{
+	check_layout(n);
+	check_keys(w, n, lo, hi);
+	if (n->type == KVIX_LEAF) {
+		cr_assert(w->leaf_depth < 0 || w->leaf_depth == depth, "leaves at two depths");
+		w->leaf_depth = depth;
+		cr_assert_eq(n->back, w->prev_leaf, "leaf back link");
+		if (w->prev_leaf)
+			cr_assert_eq(w->prev_leaf->link, n, "leaf link");
+		w->prev_leaf = n;
+		w->entries += n->count;
+		return;
+	}
+	cr_assert_eq(n->type, KVIX_INNER);
+	for (uint32_t i = 0; i <= n->count; i++) {
+		struct tkey clo = lo, chi = hi;
+
+		if (i > 0)
+			clo = dup_key(node_key(n, i - 1, w->buf[0]));
+		if (i < n->count)
+			chi = dup_key(node_key(n, i, w->buf[1]));
+		walk(w, kvix_child(n, i), depth + 1, clo, chi);
+		if (i > 0)
+			free((void *) clo.p);
+		if (i < n->count)
+			free((void *) chi.p);
+	}
+}
+
+static void check_tree(struct kv_index *ix)
+{
+	const struct kvix_node *root = atomic_load(&ix->root);
+	struct walk w = { { malloc(KV_INDEX_MAX_KEY), malloc(KV_INDEX_MAX_KEY) }, 0, NULL, -1 };
+	struct tkey none = { NULL, 0 };
+
+	if (root->type == KVIX_INNER)
+		cr_assert_geq(root->count, 1, "an inner root needs a separator");
+	walk(&w, root, 0, none, none);
+	cr_assert_null(w.prev_leaf->link, "last leaf has a right neighbour");
+	cr_assert_eq(w.leaf_depth + 1, ix->height);
+	cr_assert_eq(w.entries, kv_index_count(ix), "count %zu, leaves hold %zu",
+		     kv_index_count(ix), w.entries);
+	free(w.buf[0]);
+	free(w.buf[1]);
+}
+
+/* --- point semantics --- */
+
+Test(index, get_on_an_empty_index_finds_nothing)
+{
+	struct kv_index *ix = kv_index_create();
+	struct kv_ref r;
+
+	cr_assert_not_null(ix);
+	cr_assert_eq(kv_index_get(ix, "a", 1, &r), -ENOENT);
+	cr_assert_eq(kv_index_count(ix), 0);
+	cr_assert_gt(kv_index_memory(ix), 0);
+	check_tree(ix);
+	kv_index_destroy(ix);
+	kv_index_destroy(NULL);
+}
+
+Test(index, an_inserted_key_is_found_with_every_field)
+{
+	struct kv_index *ix = kv_index_create();
+	struct kv_ref in = ref_of(7, 1), out;
+	bool had = true;
+
+	cr_assert_eq(kv_index_upsert(ix, "key", 3, &in, NULL, &had), 1);
+	cr_assert_not(had);
+	cr_assert_eq(kv_index_get(ix, "key", 3, &out), 0);
+	cr_assert(ref_eq(&in, &out));
+	cr_assert_eq(kv_index_get(ix, "ke", 2, &out), -ENOENT, "a prefix is another key");
+	cr_assert_eq(kv_index_get(ix, "key!", 4, &out), -ENOENT);
+	cr_assert_eq(kv_index_count(ix), 1);
+	kv_index_destroy(ix);
+}
+
+Test(index, a_newer_version_replaces_the_entry_and_reports_the_old_one)
+{
+	struct kv_index *ix = kv_index_create();
+	struct kv_ref a = ref_of(5, 1), b = ref_of(6, 2), old, out;
+	bool had;
+
+	cr_assert_eq(kv_index_upsert(ix, "k", 1, &a, NULL, NULL), 1);
+	cr_assert_eq(kv_index_upsert(ix, "k", 1, &b, &old, &had), 1);
+	cr_assert(had);
+	cr_assert(ref_eq(&old, &a));
+	cr_assert_eq(kv_index_get(ix, "k", 1, &out), 0);
+	cr_assert(ref_eq(&out, &b));
+	cr_assert_eq(kv_index_count(ix), 1);
+	kv_index_destroy(ix);
+}
+
+Test(index, an_older_or_equal_version_is_refused_and_changes_nothing)
+{
+	struct kv_index *ix = kv_index_create();
+	struct kv_ref a = ref_of(5, 1), older = ref_of(4, 2), same = ref_of(5, 3), out;
+	bool had = true;
+
+	cr_assert_eq(kv_index_upsert(ix, "k", 1, &a, NULL, NULL), 1);
+	cr_assert_eq(kv_index_upsert(ix, "k", 1, &older, NULL, &had), 0);
+	cr_assert_not(had);
+	cr_assert_eq(kv_index_upsert(ix, "k", 1, &same, NULL, NULL), 0);
+	cr_assert_eq(kv_index_get(ix, "k", 1, &out), 0);
+	cr_assert(ref_eq(&out, &a));
+	kv_index_destroy(ix);
+}
+
+Test(index, cas_replaces_only_while_the_entry_points_where_expected)
+{
+	struct kv_index *ix = kv_index_create();
+	struct kv_ref a = ref_of(5, 1), moved = a, other = ref_of(9, 9), out;
+
+	moved.segment += 100;
+	moved.offset = 4096;
+	cr_assert_eq(kv_index_cas(ix, "k", 1, &a, &moved), 0, "absent key");
+	cr_assert_eq(kv_index_upsert(ix, "k", 1, &a, NULL, NULL), 1);
+	cr_assert_eq(kv_index_cas(ix, "k", 1, &other, &moved), 0, "wrong location");
+	cr_assert_eq(kv_index_cas(ix, "k", 1, &a, &moved), 1);
+	cr_assert_eq(kv_index_get(ix, "k", 1, &out), 0);
+	cr_assert(ref_eq(&out, &moved));
+	cr_assert_eq(kv_index_cas(ix, "k", 1, &a, &other), 0, "a second move of the old spot");
+	kv_index_destroy(ix);
+}
+
+Test(index, remove_if_removes_only_while_the_entry_points_where_expected)
+{
+	struct kv_index *ix = kv_index_create();
+	struct kv_ref a = ref_of(5, 1), other = ref_of(6, 2), out;
+
+	cr_assert_eq(kv_index_remove_if(ix, "k", 1, &a), 0, "absent key");
+	cr_assert_eq(kv_index_upsert(ix, "k", 1, &a, NULL, NULL), 1);
+	cr_assert_eq(kv_index_remove_if(ix, "k", 1, &other), 0);
+	cr_assert_eq(kv_index_get(ix, "k", 1, &out), 0);
+	cr_assert_eq(kv_index_remove_if(ix, "k", 1, &a), 1);
+	cr_assert_eq(kv_index_get(ix, "k", 1, &out), -ENOENT);
+	cr_assert_eq(kv_index_count(ix), 0);
+	cr_assert_eq(kv_index_remove_if(ix, "k", 1, &a), 0, "already gone");
+	check_tree(ix);
+	kv_index_destroy(ix);
+}
+
+Test(index, a_tombstone_flag_round_trips)
+{
+	struct kv_index *ix = kv_index_create();
+	struct kv_ref t = { .version = 3, .segment = 1, .offset = 2, .size = 0 }, out;
+
+	t.flags = KV_REF_TOMBSTONE;
+	cr_assert_eq(kv_index_upsert(ix, "gone", 4, &t, NULL, NULL), 1);
+	cr_assert_eq(kv_index_get(ix, "gone", 4, &out), 0, "a tombstone is an entry");
+	cr_assert(ref_eq(&out, &t));
+	cr_assert_eq(kv_index_count(ix), 1);
+	kv_index_destroy(ix);
+}
+
+Test(index, batch_off_round_trips_with_the_batch_flag_and_reads_zero_without)
+{
+	struct kv_index *ix = kv_index_create();
+	struct kv_ref b = { .version = UINT64_MAX, .segment = UINT32_MAX, .offset = UINT32_MAX };
+	struct kv_ref nb = { .version = 1, .batch_off = 77 }, out;
+
+	b.size = UINT32_MAX;
+	b.flags = KV_REF_BATCH | KV_REF_TOMBSTONE;
+	b.batch_off = UINT32_MAX - 1;
+	cr_assert_eq(kv_index_upsert(ix, "b", 1, &b, NULL, NULL), 1);
+	cr_assert_eq(kv_index_get(ix, "b", 1, &out), 0);
+	cr_assert(ref_eq(&out, &b), "largest values of every field");
+	cr_assert_eq(kv_index_upsert(ix, "n", 1, &nb, NULL, NULL), 1);
+	cr_assert_eq(kv_index_get(ix, "n", 1, &out), 0);
+	cr_assert_eq(out.batch_off, 0, "batch_off is kept only for batch records");
+	kv_index_destroy(ix);
+}
+
+Test(index, invalid_arguments_are_refused)
+{
+	struct kv_index *ix = kv_index_create();
+	struct kv_ref a = ref_of(1, 1), out;
+	static uint8_t big[KV_INDEX_MAX_KEY + 1];
+
+	cr_assert_eq(kv_index_upsert(ix, "k", 0, &a, NULL, NULL), -EINVAL);
+	cr_assert_eq(kv_index_upsert(ix, big, sizeof(big), &a, NULL, NULL), -EINVAL);
+	cr_assert_eq(kv_index_upsert(ix, "k", 1, NULL, NULL, NULL), -EINVAL);
+	cr_assert_eq(kv_index_get(ix, "k", 0, &out), -ENOENT);
+	cr_assert_eq(kv_index_get(ix, big, sizeof(big), &out), -ENOENT);
+	cr_assert_null(kv_index_cursor_open(ix, big, sizeof(big)));
+	cr_assert_eq(kv_index_count(ix), 0);
+	kv_index_destroy(ix);
+}
+
+/* --- a reference model --- */
+
+struct mkey {
+	uint8_t k[64];
+	uint8_t len;
+	bool present;
+	struct kv_ref ref;
+};
+
+static int mkey_cmp(const void *a, const void *b)
+{
+	const struct mkey *x = a, *y = b;
+
+	return key_cmp(x->k, x->len, y->k, y->len);
+}
+
+/* n distinct random keys of 1..64 bytes, sorted. */
+static struct mkey *model_keys(size_t want, size_t *n, uint64_t seed)
+{
+	struct mkey *m = calloc(want, sizeof(*m));
+	size_t j = 0;
+
+	for (size_t i = 0; i < want; i++) {
+		m[i].len = (uint8_t) (1 + splitmix(&seed) % 64);
+		for (size_t b = 0; b < m[i].len; b++)
+			m[i].k[b] = (uint8_t) splitmix(&seed);
+	}
+	qsort(m, want, sizeof(*m), mkey_cmp);
+	for (size_t i = 0; i < want; i++)
+		if (j == 0 || mkey_cmp(&m[j - 1], &m[i]) != 0)
+			m[j++] = m[i];
+	*n = j;
+	return m;
+}
+
+static size_t *shuffled(size_t n, uint64_t seed)
+{
+	size_t *o = malloc(n * sizeof(*o));
+
+	for (size_t i = 0; i < n; i++)
+		o[i] = i;
+	for (size_t i = n; i > 1; i--) {
+		size_t j = splitmix(&seed) % i, t = o[i - 1];
+
+		o[i - 1] = o[j];
+		o[j] = t;
+	}
+	return o;
+}
+
+static void model_check_gets(struct kv_index *ix, const struct mkey *m, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct kv_ref out;
+		int rc = kv_index_get(ix, m[i].k, m[i].len, &out);
+
+		if (!m[i].present) {
+			cr_assert_eq(rc, -ENOENT, "key %zu should be absent", i);
+			continue;
+		}
+		cr_assert_eq(rc, 0, "key %zu should be present", i);
+		cr_assert(ref_eq(&out, &m[i].ref), "key %zu has the wrong entry", i);
+	}
+}
+
+/* A cursor from `from` yields exactly the present model keys from there, in order. */
+static void model_check_cursor(struct kv_index *ix, const struct mkey *m, size_t n, size_t from)
+{
+	struct kv_index_cursor *c = kv_index_cursor_open(ix, m[from].k, m[from].len);
+	static uint8_t key[KV_INDEX_MAX_KEY];
+	struct kv_ref ref;
+	size_t klen, i = from;
+	int rc;
+
+	cr_assert_not_null(c);
+	while ((rc = kv_index_cursor_next(c, key, &klen, &ref)) == 1) {
+		while (i < n && !m[i].present)
+			i++;
+		cr_assert_lt(i, n, "the cursor yields more than the model");
+		cr_assert_eq(klen, m[i].len, "cursor key %zu: length", i);
+		cr_assert_eq(memcmp(key, m[i].k, klen), 0, "cursor key %zu", i);
+		cr_assert(ref_eq(&ref, &m[i].ref));
+		i++;
+	}
+	cr_assert_eq(rc, 0);
+	while (i < n && !m[i].present)
+		i++;
+	cr_assert_eq(i, n, "the cursor stopped early at %zu of %zu", i, n);
+	kv_index_cursor_close(c);
+}
+
+static void model_check(struct kv_index *ix, const struct mkey *m, size_t n)
+{
+	size_t present = 0;
+
+	for (size_t i = 0; i < n; i++)
+		present += m[i].present;
+	cr_assert_eq(kv_index_count(ix), present);
+	check_tree(ix);
+	model_check_gets(ix, m, n);
+	model_check_cursor(ix, m, n, 0);
+	model_check_cursor(ix, m, n, n / 3);
+}
+
+static void model_insert(struct kv_index *ix, struct mkey *m, const size_t *order, size_t n,
+			 uint64_t version)
+{
+	for (size_t j = 0; j < n; j++) {
+		struct mkey *k = &m[order[j]];
+		bool had;
+
+		k->ref = ref_of(version + j, order[j]);
+		cr_assert_eq(kv_index_upsert(ix, k->k, k->len, &k->ref, NULL, &had), 1);
+		cr_assert_eq(had, k->present);
+		k->present = true;
+	}
+}
+
+Test(index_model, random_keys_match_a_model_through_insert_delete_and_reinsert, .timeout = 120)
+{
+	struct kv_index *ix = kv_index_create();
+	size_t n, *order, removed = 0;
+	struct mkey *m = model_keys(200000, &n, 42);
+	uint64_t seed = 7;
+
+	order = shuffled(n, 1);
+	model_insert(ix, m, order, n, 1);
+	model_check(ix, m, n);
+	for (size_t j = 0; j < n; j++) {
+		struct mkey *k = &m[order[j]];
+
+		if (splitmix(&seed) & 1)
+			continue;
+		cr_assert_eq(kv_index_remove_if(ix, k->k, k->len, &k->ref), 1);
+		k->present = false;
+		removed++;
+	}
+	cr_log_info("model: %zu keys, %zu removed", n, removed);
+	model_check(ix, m, n);
+	free(order);
+	order = shuffled(n, 2);
+	model_insert(ix, m, order, n, 1000000); /* reinsert, and replace the others */
+	model_check(ix, m, n);
+	free(order);
+	free(m);
+	kv_index_destroy(ix);
+}
+
+Test(index_model, removing_every_key_leaves_an_empty_valid_tree_that_takes_inserts)
+{
+	struct kv_index *ix = kv_index_create();
+	size_t n, *order;
+	struct mkey *m = model_keys(50000, &n, 3);
+
+	order = shuffled(n, 4);
+	model_insert(ix, m, order, n, 1);
+	for (size_t j = 0; j < n; j++) {
+		struct mkey *k = &m[order[(j * 7919) % n]];
+
+		cr_assert_eq(kv_index_remove_if(ix, k->k, k->len, &k->ref), 1);
+		k->present = false;
+		if (j % 5000 == 0)
+			check_tree(ix); /* while nodes merge and the tree gets lower */
+	}
+	model_check(ix, m, n);
+	cr_assert_eq(ix->height, 1, "an empty tree is one leaf");
+	model_insert(ix, m, order, n, 100000);
+	model_check(ix, m, n);
+	free(order);
+	free(m);
+	kv_index_destroy(ix);
+}
+
+/* Leaf sizes in key order: leaf j holds model keys [start_j, start_j + size_j). */
+static size_t leaf_sizes(struct kv_index *ix, size_t *sizes, size_t max)
+{
+	const struct kvix_node *n = atomic_load(&ix->root);
+	size_t k = 0;
+
+	while (n->type == KVIX_INNER)
+		n = kvix_child(n, 0);
+	for (; n && k < max; n = n->link)
+		sizes[k++] = n->count;
+	return k;
+}
+
+static void remove_range(struct kv_index *ix, struct mkey *m, size_t from, size_t to)
+{
+	for (size_t i = from; i < to; i++) {
+		size_t j = from + (i - from) * 7919 % (to - from); /* in a scrambled order */
+
+		if (!m[j].present)
+			continue;
+		cr_assert_eq(kv_index_remove_if(ix, m[j].k, m[j].len, &m[j].ref), 1);
+		m[j].present = false;
+	}
+}
+
+/* The first model key >= k. */
+static size_t model_lower(const struct mkey *m, size_t n, struct tkey k)
+{
+	size_t i = 0;
+
+	while (i < n && key_cmp(m[i].k, m[i].len, k.p, k.len) < 0)
+		i++;
+	return i;
+}
+
+Test(index_model, emptied_leaves_and_inner_nodes_leave_the_tree_and_it_gets_lower)
+{
+	struct kv_index *ix = kv_index_create();
+	size_t n, nl, *size = calloc(100000, sizeof(*size)), at = 0, from, to;
+	struct mkey *m = model_keys(300000, &n, 31);
+	uint8_t *buf = malloc(KV_INDEX_MAX_KEY);
+	const struct kvix_node *root;
+	struct tkey lo, hi;
+
+	for (size_t i = 0; i < n; i++) {
+		m[i].ref = ref_of(i + 1, i);
+		m[i].present = true;
+		cr_assert_eq(kv_index_bulk_add(ix, m[i].k, m[i].len, &m[i].ref), 0);
+	}
+	cr_assert_eq(kv_index_bulk_finish(ix), 0);
+	cr_assert_eq(ix->height, 3);
+	/* Every third leaf emptied (the first child of some inner nodes among them): its
+	 * neighbours are too full to merge with, so it leaves the tree empty. */
+	nl = leaf_sizes(ix, size, 100000);
+	for (size_t j = 0; j < nl; at += size[j++])
+		if (j % 3 == 0)
+			remove_range(ix, m, at, at + size[j]);
+	model_check(ix, m, n);
+	/* The whole subtree of the root's second child, in key order: that inner node is
+	 * left with one child (its siblings, two thirds full, cannot take it in), then
+	 * with none, and goes too. */
+	root = atomic_load(&ix->root);
+	cr_assert_geq(root->count, 2);
+	lo = dup_key(node_key(root, 0, buf));
+	hi = dup_key(node_key(root, 1, buf));
+	from = model_lower(m, n, lo);
+	to = model_lower(m, n, hi);
+	for (size_t i = from; i < to; i++)
+		if (m[i].present) {
+			cr_assert_eq(kv_index_remove_if(ix, m[i].k, m[i].len, &m[i].ref), 1);
+			m[i].present = false;
+		}
+	model_check(ix, m, n);
+	/* The root's first subtree down to its first leaf (that inner node keeps one child
+	 * and no separator), then everything else: the tree gets lower down to that leaf. */
+	nl = leaf_sizes(ix, size, 100000);
+	for (from = 0, at = 0; at < size[0]; at += m[from++].present)
+		;
+	root = atomic_load(&ix->root);
+	free((void *) lo.p);
+	lo = dup_key(node_key(root, 0, buf));
+	to = model_lower(m, n, lo);
+	remove_range(ix, m, from, to);
+	check_tree(ix);
+	remove_range(ix, m, to, n);
+	model_check(ix, m, n);
+	cr_assert_eq(ix->height, 1);
+	free((void *) lo.p);
+	free((void *) hi.p);
+	free(buf);
+	free(size);
+	free(m);
+	kv_index_destroy(ix);
+}
+
+Test(index_model, ascending_and_descending_inserts_build_a_valid_tree)
+{
+	struct kv_index *up = kv_index_create(), *down = kv_index_create();
+	size_t n, *order;
+	struct mkey *m = model_keys(60000, &n, 5);
+
+	order = shuffled(n, 6);
+	for (size_t i = 0; i < n; i++)
+		order[i] = i;
+	model_insert(up, m, order, n, 1);
+	model_check(up, m, n);
+	for (size_t i = 0; i < n; i++)
+		m[i].present = false;
+	for (size_t i = 0; i < n; i++)
+		order[i] = n - 1 - i;
+	model_insert(down, m, order, n, 1);
+	model_check(down, m, n);
+	cr_log_info("ascending: %.1f B/entry, descending: %.1f B/entry",
+		    (double) kv_index_memory(up) / (double) n,
+		    (double) kv_index_memory(down) / (double) n);
+	free(order);
+	free(m);
+	kv_index_destroy(up);
+	kv_index_destroy(down);
+}
+
+/* --- cursors --- */
+
+static void put_num(struct kv_index *ix, unsigned i, uint64_t version)
+{
+	char k[16];
+	struct kv_ref r = ref_of(version, i);
+
+	snprintf(k, sizeof(k), "key%08u", i);
+	cr_assert_eq(kv_index_upsert(ix, k, 11, &r, NULL, NULL), 1);
+}
+
+Test(index_cursor, a_cursor_starts_at_the_first_key_not_below_its_start_key)
+{
+	struct kv_index *ix = kv_index_create();
+	struct kv_index_cursor *c;
+	static uint8_t key[KV_INDEX_MAX_KEY];
+	struct kv_ref ref, wref;
+	unsigned expect = 5001;
+	size_t klen;
+
+	for (unsigned i = 0; i < 10000; i += 2)
+		put_num(ix, i + 1, 1); /* odd numbers */
+	c = kv_index_cursor_open(ix, "key00005000", 11);
+	while (kv_index_cursor_next(c, key, &klen, &ref) == 1) {
+		char want[16];
+
+		snprintf(want, sizeof(want), "key%08u", expect);
+		cr_assert_eq(klen, 11);
+		cr_assert_eq(memcmp(key, want, 11), 0, "got %.*s want %s", (int) klen, key, want);
+		wref = ref_of(1, expect);
+		cr_assert(ref_eq(&ref, &wref));
+		expect += 2;
+	}
+	cr_assert_eq(expect, 10001);
+	kv_index_cursor_close(c);
+	c = kv_index_cursor_open(ix, "key00005001", 11); /* an existing key is included */
+	cr_assert_eq(kv_index_cursor_next(c, key, &klen, &ref), 1);
+	cr_assert_eq(memcmp(key, "key00005001", 11), 0);
+	kv_index_cursor_close(c);
+	c = kv_index_cursor_open(ix, "z", 1); /* past the end */
+	cr_assert_eq(kv_index_cursor_next(c, key, &klen, &ref), 0);
+	kv_index_cursor_close(c);
+	kv_index_destroy(ix);
+}
+
+Test(index_cursor, a_cursor_over_an_empty_index_ends_at_once)
+{
+	struct kv_index *ix = kv_index_create();
+	struct kv_index_cursor *c = kv_index_cursor_open(ix, NULL, 0);
+	static uint8_t key[KV_INDEX_MAX_KEY];
+	struct kv_ref ref;
+	size_t klen;
+
+	cr_assert_not_null(c);
+	cr_assert_eq(kv_index_cursor_next(c, key, &klen, &ref), 0);
+	cr_assert_eq(kv_index_cursor_next(c, key, &klen, &ref), 0, "and stays at the end");
+	kv_index_cursor_close(c);
+	kv_index_cursor_close(NULL);
+	kv_index_destroy(ix);
+}
+
+/* --- bulk loading --- */
+
+Test(index_bulk, a_bulk_loaded_index_serves_gets_and_takes_random_upserts)
+{
+	struct kv_index *ix = kv_index_create();
+	size_t n, *order;
+	struct mkey *m = model_keys(100000, &n, 11);
+
+	for (size_t i = 0; i < n; i++) {
+		m[i].ref = ref_of(i + 1, i);
+		m[i].present = true;
+		cr_assert_eq(kv_index_bulk_add(ix, m[i].k, m[i].len, &m[i].ref), 0);
+	}
+	cr_assert_eq(kv_index_bulk_finish(ix), 0);
+	model_check(ix, m, n);
+	order = shuffled(n, 12);
+	model_insert(ix, m, order, n / 2, 10000000); /* replace half, at random */
+	model_check(ix, m, n);
+	free(order);
+	free(m);
+	kv_index_destroy(ix);
+}
+
+Test(index_bulk, bulk_add_refuses_keys_out_of_order_and_a_non_empty_index)
+{
+	struct kv_index *ix = kv_index_create();
+	struct kv_ref r = ref_of(1, 1);
+
+	cr_assert_eq(kv_index_bulk_add(ix, "b", 1, &r), 0);
+	cr_assert_eq(kv_index_bulk_add(ix, "a", 1, &r), -EINVAL);
+	cr_assert_eq(kv_index_bulk_add(ix, "b", 1, &r), -EINVAL, "a duplicate");
+	cr_assert_eq(kv_index_bulk_add(ix, "ba", 2, &r), 0, "a longer key is greater");
+	cr_assert_eq(kv_index_bulk_add(ix, "b", 1, &r), -EINVAL, "a shorter prefix is less");
+	cr_assert_eq(kv_index_bulk_finish(ix), 0);
+	cr_assert_eq(kv_index_count(ix), 2);
+	check_tree(ix);
+	cr_assert_eq(kv_index_bulk_add(ix, "c", 1, &r), -EINVAL, "the index is not empty");
+	cr_assert_eq(kv_index_bulk_finish(ix), 0);
+	kv_index_destroy(ix);
+}
+
+/* --- long keys --- */
+
+/* Key i: long ones share a 40000-byte prefix so that separators between them are long
+ * and out of line too. */
+static size_t long_key(uint8_t *buf, unsigned i)
+{
+	size_t len;
+
+	if (i % 3) {
+		len = (size_t) snprintf((char *) buf, 32, "short%06u", i % 1000000u);
+		return len;
+	}
+	len = i % 9 == 0 ? KV_INDEX_MAX_KEY : 40000 + (i * 131u) % 25000;
+	memset(buf, 'L', 40000);
+	snprintf((char *) buf + 40000 - 7, 8, "%06u", i % 1000000u);
+	for (size_t b = 40000; b < len; b++)
+		buf[b] = (uint8_t) ('a' + (i + b) % 26);
+	return len;
+}
+
+Test(index_long, keys_up_to_64_kib_mix_with_short_ones)
+{
+	struct kv_index *ix = kv_index_create();
+	uint8_t *buf = malloc(KV_INDEX_MAX_KEY), *got = malloc(KV_INDEX_MAX_KEY);
+	struct kv_index_cursor *c;
+	const unsigned n = 900;
+	struct kv_ref ref, out;
+	size_t len, glen, seen = 0;
+
+	for (unsigned j = 0; j < n; j++) {
+		unsigned i = (j * 377) % n;
+
+		len = long_key(buf, i);
+		ref = ref_of(i + 1, i);
+		cr_assert_eq(kv_index_upsert(ix, buf, len, &ref, NULL, NULL), 1);
+	}
+	check_tree(ix);
+	for (unsigned i = 0; i < n; i++) {
+		len = long_key(buf, i);
+		ref = ref_of(i + 1, i);
+		cr_assert_eq(kv_index_get(ix, buf, len, &out), 0, "key %u", i);
+		cr_assert(ref_eq(&out, &ref));
+		buf[len - 1] = 0xff; /* no key ends so */
+		cr_assert_eq(kv_index_get(ix, buf, len, &out), -ENOENT, "a near miss of %u", i);
+	}
+	c = kv_index_cursor_open(ix, NULL, 0);
+	len = 0;
+	while (kv_index_cursor_next(c, got, &glen, &out) == 1) {
+		if (seen)
+			cr_assert_lt(key_cmp(buf, len, got, glen), 0, "cursor order");
+		memcpy(buf, got, glen);
+		len = glen;
+		seen++;
+	}
+	cr_assert_eq(seen, n);
+	kv_index_cursor_close(c);
+	for (unsigned i = 0; i < n; i += 2) {
+		len = long_key(buf, i);
+		ref = ref_of(i + 1, i);
+		cr_assert_eq(kv_index_remove_if(ix, buf, len, &ref), 1);
+	}
+	check_tree(ix);
+	cr_assert_eq(kv_index_count(ix), n / 2);
+	free(buf);
+	free(got);
+	kv_index_destroy(ix);
+}
+
+/* --- concurrency --- */
+
+#define CKEYS	 20000
+#define CLONG	 400 /* of which long: 1..5 KiB sharing a 1500-byte prefix */
+#define RUN_NS	 1500000000ull
+#define NREADERS 4
+#define NWRITERS 2
+
+struct ckey {
+	uint8_t *k;
+	size_t len;
+};
+
+struct shared {
+	struct kv_index *ix;
+	struct ckey *keys;
+	size_t n;
+	_Atomic uint64_t version;
+	atomic_bool stop;
+	atomic_ulong reads, found, writes, passes;
+};
+
+static int ckey_cmp(const void *a, const void *b)
+{
+	const struct ckey *x = a, *y = b;
+
+	return key_cmp(x->k, x->len, y->k, y->len);
+}
+
+/* Distinct keys, sorted: short random ones and long ones whose separators are long
+ * enough to be out of line too. */
+static struct ckey *conc_keys(size_t *n)
+{
+	size_t ns, j = 0;
+	struct mkey *m = model_keys(CKEYS, &ns, 99);
+	struct ckey *c = calloc(ns + CLONG, sizeof(*c));
+	uint64_t seed = 5;
+
+	for (size_t i = 0; i < ns; i++) {
+		c[j].len = m[i].len;
+		c[j].k = malloc(m[i].len);
+		memcpy(c[j++].k, m[i].k, m[i].len);
+	}
+	for (size_t i = 0; i < CLONG; i++) {
+		c[j].len = 1600 + splitmix(&seed) % 4000;
+		c[j].k = malloc(c[j].len);
+		memset(c[j].k, 'P', 1500);
+		for (size_t b = 1500; b < c[j].len; b++)
+			c[j].k[b] = (uint8_t) splitmix(&seed);
+		j++;
+	}
+	qsort(c, j, sizeof(*c), ckey_cmp);
+	free(m);
+	*n = j;
+	return c;
+}
+
+static void conc_free(struct shared *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->keys[i].k);
+	free(s->keys);
+	kv_index_destroy(s->ix);
+	free(s);
+}
+
+Test(index_long, a_bulk_load_of_long_keys_gives_a_valid_tree)
+{
+	struct shared *s = calloc(1, sizeof(*s));
+	struct kv_ref r, out;
+
+	s->ix = kv_index_create();
+	s->keys = conc_keys(&s->n);
+	for (size_t i = 0; i < s->n; i++) {
+		r = ref_of(i + 1, i);
+		cr_assert_eq(kv_index_bulk_add(s->ix, s->keys[i].k, s->keys[i].len, &r), 0);
+	}
+	cr_assert_eq(kv_index_bulk_finish(s->ix), 0);
+	check_tree(s->ix);
+	for (size_t i = 0; i < s->n; i++) {
+		r = ref_of(i + 1, i);
+		cr_assert_eq(kv_index_get(s->ix, s->keys[i].k, s->keys[i].len, &out), 0);
+		cr_assert(ref_eq(&out, &r));
+	}
+	conc_free(s);
+}
+
+/* Keys with index % 4 == 0 are stable: always present (writers only replace them). */
+static bool stable(size_t i)
+{
+	return i % 4 == 0;
+}
+
+static void check_entry(const struct shared *s, size_t i, const struct kv_ref *r)
+{
+	struct kv_ref want = ref_of(r->version, i);
+
+	cr_assert(ref_eq(r, &want), "key %zu: a torn or mixed entry (version %llu)", i,
+		  (unsigned long long) r->version);
+	cr_assert_leq(r->version, atomic_load(&s->version));
+}
+
+static void *reader(void *arg)
+{
+	struct shared *s = arg;
+	uint64_t seed = (uint64_t) (uintptr_t) &seed;
+	unsigned long reads = 0, found = 0;
+
+	while (!atomic_load_explicit(&s->stop, memory_order_relaxed)) {
+		size_t i = splitmix(&seed) % s->n;
+		struct kv_ref r;
+		int rc = kv_index_get(s->ix, s->keys[i].k, s->keys[i].len, &r);
+
+		reads++;
+		if (rc == -ENOENT) {
+			cr_assert(!stable(i), "stable key %zu not found during a change", i);
+			continue;
+		}
+		cr_assert_eq(rc, 0);
+		check_entry(s, i, &r);
+		found++;
+	}
+	atomic_fetch_add(&s->reads, reads);
+	atomic_fetch_add(&s->found, found);
+	return NULL;
+}
+
+static void *writer(void *arg)
+{
+	struct shared *s = arg;
+	uint64_t seed = test_now_ns(), end = test_now_ns() + RUN_NS;
+	unsigned long writes = 0;
+
+	while (test_now_ns() < end) {
+		for (int b = 0; b < 64; b++, writes++) {
+			size_t i = splitmix(&seed) % s->n;
+			struct ckey *k = &s->keys[i];
+			struct kv_ref r, cur;
+
+			if (stable(i) || (splitmix(&seed) & 1)) {
+				r = ref_of(atomic_fetch_add(&s->version, 1) + 1, i);
+				cr_assert_geq(kv_index_upsert(s->ix, k->k, k->len, &r, NULL, NULL),
+					      0);
+			} else if (kv_index_get(s->ix, k->k, k->len, &cur) == 0) {
+				cr_assert_geq(kv_index_remove_if(s->ix, k->k, k->len, &cur), 0);
+			}
+		}
+	}
+	atomic_fetch_add(&s->writes, writes);
+	return NULL;
+}
+
+static struct shared *shared_start(pthread_t *w)
+{
+	struct shared *s = calloc(1, sizeof(*s));
+
+	s->ix = kv_index_create();
+	s->keys = conc_keys(&s->n);
+	atomic_store(&s->version, 1);
+	for (size_t i = 0; i < s->n; i++) {
+		struct kv_ref r = ref_of(1, i);
+
+		if (stable(i) || i % 3 == 0)
+			cr_assert_eq(
+			    kv_index_upsert(s->ix, s->keys[i].k, s->keys[i].len, &r, NULL, NULL),
+			    1);
+	}
+	for (int i = 0; i < NWRITERS; i++)
+		cr_assert_eq(pthread_create(&w[i], NULL, writer, s), 0);
+	return s;
+}
+
+Test(index_concurrency, readers_never_see_a_torn_entry_or_miss_a_stable_key, .timeout = 120)
+{
+	pthread_t w[NWRITERS], r[NREADERS];
+	struct shared *s = shared_start(w);
+
+	for (int i = 0; i < NREADERS; i++)
+		cr_assert_eq(pthread_create(&r[i], NULL, reader, s), 0);
+	for (int i = 0; i < NWRITERS; i++)
+		pthread_join(w[i], NULL);
+	atomic_store(&s->stop, true);
+	for (int i = 0; i < NREADERS; i++)
+		pthread_join(r[i], NULL);
+	cr_log_info("%lu reads (%lu found) during %lu writes", atomic_load(&s->reads),
+		    atomic_load(&s->found), atomic_load(&s->writes));
+	cr_assert_gt(atomic_load(&s->writes), 1000);
+	check_tree(s->ix);
+	conc_free(s);
+}
+
+/* One full pass: strictly increasing keys, valid entries, every stable key seen. */
+static void cursor_pass(struct shared *s, uint8_t *key, uint8_t *prev)
+{
+	struct kv_index_cursor *c = kv_index_cursor_open(s->ix, NULL, 0);
+	size_t klen, plen = 0, i = 0, stable_seen = 0, stable_all = (s->n + 3) / 4;
+	struct kv_ref ref;
+	int rc;
+
+	cr_assert_not_null(c);
+	while ((rc = kv_index_cursor_next(c, key, &klen, &ref)) == 1) {
+		if (plen)
+			cr_assert_lt(key_cmp(prev, plen, key, klen), 0, "not strictly increasing");
+		while (i < s->n && key_cmp(s->keys[i].k, s->keys[i].len, key, klen) < 0)
+			i++;
+		cr_assert_lt(i, s->n, "a key that was never inserted");
+		cr_assert_eq(key_cmp(s->keys[i].k, s->keys[i].len, key, klen), 0);
+		check_entry(s, i, &ref);
+		stable_seen += stable(i);
+		memcpy(prev, key, klen);
+		plen = klen;
+	}
+	cr_assert_eq(rc, 0);
+	cr_assert_eq(stable_seen, stable_all, "the cursor skipped a stable key");
+	kv_index_cursor_close(c);
+}
+
+static void *cursor_reader(void *arg)
+{
+	struct shared *s = arg;
+	uint8_t *key = malloc(KV_INDEX_MAX_KEY), *prev = malloc(KV_INDEX_MAX_KEY);
+
+	while (!atomic_load_explicit(&s->stop, memory_order_relaxed)) {
+		cursor_pass(s, key, prev);
+		atomic_fetch_add(&s->passes, 1);
+	}
+	free(key);
+	free(prev);
+	return NULL;
+}
+
+/* Also a regression test: a cursor whose leaf changed while it copied an out-of-line key
+ * used to seek again from a half-overwritten last key and skip entries. */
+Test(index_concurrency, a_cursor_yields_increasing_keys_and_every_stable_key_while_writers_run,
+     .timeout = 120)
+{
+	pthread_t w[NWRITERS], r[2];
+	struct shared *s = shared_start(w);
+
+	cr_assert_eq(pthread_create(&r[0], NULL, cursor_reader, s), 0);
+	cr_assert_eq(pthread_create(&r[1], NULL, reader, s), 0);
+	for (int i = 0; i < NWRITERS; i++)
+		pthread_join(w[i], NULL);
+	atomic_store(&s->stop, true);
+	pthread_join(r[0], NULL);
+	pthread_join(r[1], NULL);
+	cr_log_info("%lu cursor passes during %lu writes", atomic_load(&s->passes),
+		    atomic_load(&s->writes));
+	cr_assert_gt(atomic_load(&s->passes), 0);
+	check_tree(s->ix);
+	conc_free(s);
+}
+
+/* --- running out of memory --- */
+
+/* Insert model keys in order until the pool, refusing to grow, makes one fail; that one
+ * must be absent and everything else intact. Returns how many went in. */
+static size_t insert_until_enomem(struct kv_index *ix, struct mkey *m, size_t n, size_t from)
+{
+	for (size_t i = from; i < n; i++) {
+		int rc;
+
+		m[i].ref = ref_of(i + 1, i);
+		rc = kv_index_upsert(ix, m[i].k, m[i].len, &m[i].ref, NULL, NULL);
+		if (rc == -ENOMEM)
+			return i;
+		cr_assert_eq(rc, 1);
+		m[i].present = true;
+	}
+	return n;
+}
+
+Test(index_memory, an_operation_that_runs_out_of_memory_changes_nothing)
+{
+	struct kv_index *ix = kv_index_create();
+	size_t n, at = 0, fails = 0;
+	struct mkey *m = model_keys(30000, &n, 21);
+	uint8_t *big = malloc(KV_INDEX_MAX_KEY);
+	struct kv_ref r = ref_of(1, 1), out;
+
+	memset(big, 'x', KV_INDEX_MAX_KEY);
+	while (at < n) {
+		ix->pool.fail = true;
+		at = insert_until_enomem(ix, m, n, at);
+		if (at < n) {
+			fails++;
+			cr_assert_eq(kv_index_upsert(ix, big, KV_INDEX_MAX_KEY, &r, NULL, NULL),
+				     -ENOMEM, "a 64 KiB key needs 17 more pages");
+			model_check(ix, m, n);
+		}
+		ix->pool.fail = false;
+		at = insert_until_enomem(ix, m, n < at + 500 ? n : at + 500, at);
+	}
+	cr_assert_gt(fails, 3, "the pool should have run dry a few times");
+	cr_assert_eq(kv_index_get(ix, big, KV_INDEX_MAX_KEY, &out), -ENOENT);
+	model_check(ix, m, n);
+	free(big);
+	free(m);
+	kv_index_destroy(ix);
+}
+
+/* --- memory --- */
+
+Test(index_memory, memory_per_entry_of_random_16_byte_keys_is_reported, .timeout = 120)
+{
+	struct kv_index *ix = kv_index_create();
+	const size_t n = 1000000;
+	uint64_t seed = 1234;
+	double per;
+
+	for (size_t i = 0; i < n; i++) {
+		uint8_t k[16];
+		struct kv_ref r = { .version = i + 1, .segment = (uint32_t) (i / 400000) };
+
+		r.offset = (uint32_t) (i % 400000) * 160;
+		r.size = 100;
+		for (int b = 0; b < 16; b += 8) {
+			uint64_t x = splitmix(&seed);
+
+			memcpy(k + b, &x, 8);
+		}
+		cr_assert_eq(kv_index_upsert(ix, k, 16, &r, NULL, NULL), 1);
+	}
+	per = (double) kv_index_memory(ix) / (double) kv_index_count(ix);
+	cr_log_info("1M random 16-byte keys: %.1f bytes/entry (%zu bytes)", per,
+		    kv_index_memory(ix));
+	cr_assert_lt(per, 16 + 80);
+	check_tree(ix);
+	kv_index_destroy(ix);
+}

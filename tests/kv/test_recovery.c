@@ -1,0 +1,234 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Opening a store again: hint files used, and damaged or missing ones replaced by a
+ * segment read; damaged records found by get and by verify; the lock file.
+ */
+#include <criterion/criterion.h>
+
+#include "kv_db.h"
+#include "kv_test.h"
+
+#define N      10000
+#define SPREAD 600
+
+static char *dir;
+static struct kv_reports reps;
+
+static void setup(void)
+{
+	memset(&reps, 0, sizeof(reps));
+	dir = kv_temp_dir();
+}
+
+static void teardown(void)
+{
+	kv_rm_tree(dir);
+	free(dir);
+}
+
+TestSuite(kv_recovery, .init = setup, .fini = teardown, .timeout = 120);
+
+/* N keys, write 1, over several 1 MiB segments; the store closed (hints written). */
+static void fill(aurakv_options_t *o)
+{
+	aurakv_t *db = kv_open_ok(dir, o);
+	uint8_t v[SPREAD + 16];
+	char k[32];
+
+	for (uint64_t i = 0; i < N; i++) {
+		size_t len = kv_value_len(i, 1, SPREAD);
+
+		kv_value(v, len, i, 1);
+		cr_assert_eq(aurakv_put(db, k, kv_key(k, i), v, len, 0), 0);
+	}
+	cr_assert_eq(aurakv_compact(db), 0); /* the background pass has written the hints */
+	cr_assert_eq(aurakv_close(db), 0);
+}
+
+static void check_all(aurakv_t *db)
+{
+	char k[32];
+
+	for (uint64_t i = 0; i < N; i++) {
+		void *v;
+		size_t len;
+		int rc = aurakv_get(db, k, kv_key(k, i), &v, &len);
+
+		cr_assert_eq(rc, 0, "key %llu: %s", (unsigned long long) i, aurakv_strerror(rc));
+		cr_assert(kv_value_is(v, len, i, 1, SPREAD), "key %llu: wrong value",
+			  (unsigned long long) i);
+		aurakv_free(v);
+	}
+}
+
+/* The sealed segments and whether each has a hint. */
+static size_t sealed_segments(aurakv_t *db, aurakv_segment_stats_t *out, size_t max)
+{
+	aurakv_segment_stats_t all[64];
+	size_t n = 0, k = 0;
+
+	cr_assert_eq(aurakv_get_segment_stats(db, all, 64, &n), 0);
+	for (size_t i = 0; i < n && i < 64; i++)
+		if (all[i].sealed && k < max)
+			out[k++] = all[i];
+	return k;
+}
+
+Test(kv_recovery, reopen_reads_hint_files_for_sealed_segments)
+{
+	aurakv_options_t o = kv_opts(&reps);
+	aurakv_segment_stats_t segs[64];
+	aurakv_t *db;
+	size_t n;
+
+	fill(&o);
+	db = kv_open_ok(dir, &o);
+	n = sealed_segments(db, segs, 64);
+	cr_assert_geq(n, 3, "the data spans several segments");
+	for (size_t i = 0; i < n; i++)
+		cr_assert(segs[i].has_hint, "segment %llu has a hint file",
+			  (unsigned long long) segs[i].number);
+	cr_assert_eq(reps.info, 0, "no hint was refused: %s", reps.last);
+	check_all(db);
+	cr_assert_eq(aurakv_close(db), 0);
+	cr_assert_eq(aurakv_verify(dir, &o, NULL), 0);
+}
+
+static void damage_then_reopen(bool remove_it, uint64_t where)
+{
+	aurakv_options_t o = kv_opts(&reps);
+	aurakv_segment_stats_t segs[64];
+	aurakv_verify_result_t res;
+	char path[600];
+	aurakv_t *db;
+	struct stat st;
+
+	fill(&o);
+	db = kv_open_ok(dir, &o);
+	cr_assert_geq(sealed_segments(db, segs, 64), 2);
+	cr_assert_eq(aurakv_close(db), 0);
+	kv_hint_file(path, sizeof(path), dir, segs[1].number);
+	cr_assert_eq(stat(path, &st), 0, "hint of segment %llu exists",
+		     (unsigned long long) segs[1].number);
+	if (remove_it) {
+		cr_assert_eq(unlink(path), 0);
+	} else {
+		cr_assert_eq(aurakv_verify(dir, &o, &res), 0);
+		kv_flip_byte(path,
+			     where < (uint64_t) st.st_size ? where : (uint64_t) st.st_size - 1);
+		cr_assert_eq(aurakv_verify(dir, &o, &res), AURAKV_ECORRUPT,
+			     "verify finds the damaged hint");
+		cr_assert_eq(res.bad_hints, 1);
+		cr_assert_eq(res.corrupt, 0, "the log itself is intact");
+	}
+	reps.info = 0;
+	db = kv_open_ok(dir, &o);
+	if (!remove_it)
+		cr_assert_geq(reps.info, 1, "the damaged hint is reported: %s", reps.last);
+	check_all(db);
+	cr_assert_eq(aurakv_close(db), 0);
+	cr_assert_eq(stat(path, &st), 0, "the hint file was written again");
+	cr_assert_eq(aurakv_verify(dir, &o, &res), 0, "and it is valid");
+	cr_assert_geq(res.hints, 2);
+}
+
+Test(kv_recovery, a_damaged_hint_header_is_ignored_and_rewritten)
+{
+	damage_then_reopen(false, 20);
+}
+
+Test(kv_recovery, a_damaged_hint_block_mid_file_is_ignored_and_rewritten)
+{
+	damage_then_reopen(false, 4096 * 2 + 100);
+}
+
+Test(kv_recovery, a_damaged_fence_block_is_found_by_verify)
+{
+	damage_then_reopen(false, UINT64_MAX); /* the last byte: the last fence's checksum */
+}
+
+Test(kv_recovery, a_missing_hint_file_means_reading_the_segment)
+{
+	damage_then_reopen(true, 0);
+}
+
+Test(kv_recovery, a_damaged_record_is_a_corruption_error_and_verify_reports_it)
+{
+	aurakv_options_t o = kv_opts(&reps);
+	aurakv_verify_result_t res;
+	struct kv_ref ref;
+	char path[600], k[32];
+	size_t klen = kv_key(k, 10);
+	aurakv_t *db;
+	void *v;
+	size_t len;
+
+	fill(&o);
+	o.cache_size = 0; /* every get reads the device */
+	db = kv_open_ok(dir, &o);
+	cr_assert_eq(kv_index_get(db->db->ix, k, klen, &ref), 0);
+	kv_segment_path(path, sizeof(path), dir, ref.segment);
+	/* A byte in the middle of the value (after the 32-byte record header). */
+	kv_flip_byte(path, ref.offset + 32 + ref.size - 5);
+	cr_assert_eq(aurakv_get(db, k, klen, &v, &len), AURAKV_ECORRUPT);
+	cr_assert_geq(reps.corruption, 1, "the damage is reported");
+	cr_assert(strstr(reps.last, "segment"), "the report names where: %s", reps.last);
+	kv_key(k, 11);
+	cr_assert_eq(aurakv_get(db, k, klen, &v, &len), 0, "other keys still read");
+	aurakv_free(v);
+	cr_assert_eq(aurakv_close(db), 0);
+	reps.corruption = 0;
+	cr_assert_eq(aurakv_verify(dir, &o, &res), AURAKV_ECORRUPT);
+	cr_assert_geq(res.corrupt, 1);
+	cr_assert_geq(reps.corruption, 1);
+	cr_assert_gt(res.records, N / 2, "verify read the log: %llu records",
+		     (unsigned long long) res.records);
+}
+
+Test(kv_recovery, verify_of_an_intact_store_finds_nothing)
+{
+	aurakv_options_t o = kv_opts(&reps);
+	aurakv_verify_result_t res;
+
+	fill(&o);
+	cr_assert_eq(aurakv_verify(dir, &o, &res), 0);
+	cr_assert_geq(res.records, N);
+	cr_assert_geq(res.segments, 3);
+	cr_assert_geq(res.hints, 2);
+	cr_assert_eq(res.corrupt + res.bad_hints, 0);
+	cr_assert_eq(reps.corruption, 0);
+}
+
+Test(kv_recovery, verify_refuses_a_store_open_elsewhere_and_a_missing_one)
+{
+	aurakv_options_t o = kv_opts(&reps);
+	aurakv_t *db = kv_open_ok(dir, &o);
+	char missing[600];
+
+	cr_assert_eq(aurakv_verify(dir, &o, NULL), AURAKV_ELOCKED);
+	cr_assert_eq(aurakv_close(db), 0);
+	snprintf(missing, sizeof(missing), "%s/none", dir);
+	cr_assert_eq(aurakv_verify(missing, &o, NULL), -ENOENT);
+	cr_assert_eq(aurakv_verify(NULL, &o, NULL), -EINVAL);
+}
+
+Test(kv_recovery, stale_hint_files_are_swept_at_open)
+{
+	aurakv_options_t o = kv_opts(&reps);
+	char stale[600], tmp[600];
+	aurakv_t *db;
+	FILE *f;
+
+	fill(&o);
+	kv_hint_file(stale, sizeof(stale), dir, 9999);
+	snprintf(tmp, sizeof(tmp), "%s/hints/%016llx.tmp", dir, 3ull);
+	cr_assert_not_null(f = fopen(stale, "w"));
+	fclose(f);
+	cr_assert_not_null(f = fopen(tmp, "w"));
+	fclose(f);
+	db = kv_open_ok(dir, &o);
+	cr_assert_neq(access(stale, F_OK), 0, "a hint of a segment not in the log is deleted");
+	cr_assert_neq(access(tmp, F_OK), 0, "a half-written hint is deleted");
+	check_all(db);
+	cr_assert_eq(aurakv_close(db), 0);
+}
