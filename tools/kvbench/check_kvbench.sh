@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# check_kvbench.sh - smoke test of kvbench (ctest tools_kvbench): a tiny run of every
+# workload on a temporary store prints each workload's line, the summary table and
+# found == expected for every read workload; a kept store reopened with --use-existing
+# is read back (sync and async gets, multiget) without a fill; reading it with other
+# keys trips the found/expected warning; bad arguments exit 2, a non-empty --db 1.
+#
+# The fills write 2000 puts of 4000 keys, so the first read workload fills the store
+# first (untimed); every read after that must find every key.
+#
+# Usage: check_kvbench.sh KVBENCH
+set -euo pipefail
+
+KVBENCH=${1:?usage: check_kvbench.sh KVBENCH}
+work=$(mktemp -d /var/tmp/check_kvbench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+failures=0
+
+fail() {
+	echo "FAIL: $*" >&2
+	failures=$((failures + 1))
+}
+
+show() {
+	sed 's/^/    /' "$work/out" | tail -40 >&2
+}
+
+# expect_exit CODE DESCRIPTION -- COMMAND...: run it, output (both streams) in $work/out.
+expect_exit() {
+	local want=$1 what=$2 rc=0
+	shift 3
+	"$@" >"$work/out" 2>&1 || rc=$?
+	if [ "$rc" -ne "$want" ]; then
+		fail "$what: exit $rc, expected $want"
+		show
+	else
+		echo "ok: $what (exit $rc)"
+	fi
+}
+
+expect_output() { # REGEX DESCRIPTION: the last command's output matches
+	if grep -Eq "$1" "$work/out"; then
+		echo "ok: $2"
+	else
+		fail "$2: no line matching '$1'"
+		show
+	fi
+}
+
+expect_no_output() { # REGEX DESCRIPTION
+	if grep -Eq "$1" "$work/out"; then
+		fail "$2: a line matches '$1'"
+		show
+	else
+		echo "ok: $2"
+	fi
+}
+
+# Every summary row of a read workload says found N/N ok (N the same on both sides).
+expect_found_all() { # WORKLOAD...
+	local w line
+	for w in "$@"; do
+		line=$(grep -E "^$w +[0-9]+ +[0-9]+ " "$work/out" | tail -1 || true)
+		if [[ "$line" =~ found\ ([0-9]+)/([0-9]+)\ ok$ ]] &&
+			[ "${BASH_REMATCH[1]}" = "${BASH_REMATCH[2]}" ]; then
+			echo "ok: $w found ${BASH_REMATCH[1]}/${BASH_REMATCH[2]}"
+		else
+			fail "$w: summary row '$line' is not 'found N/N ok'"
+			show
+		fi
+	done
+}
+
+all=fillseq,fillrandom,fillsync,overwrite,readrandom,readseq,readmissing,readwhilewriting,multiget
+common=(--num 4000 --threads 2 --segment-size 1m --quiet)
+
+expect_exit 0 "every workload on a temporary store" -- \
+	"$KVBENCH" "${common[@]}" --benchmarks "$all" --writes 2000 --json "$work/all.json"
+for w in ${all//,/ }; do
+	expect_output "^$w +: +[0-9.]+[kM]? ops/s +[0-9.]+ MB/s" "$w: result line"
+done
+expect_output '^    latency \(us\): mean [0-9.]+, p50 [0-9.]+, p99 [0-9.]+, p99\.9 [0-9.]+, max ' \
+	"latency line"
+expect_output '^    store: [0-9]+ keys; live ' "store line"
+expect_output '^    writer: [0-9.]+[kM]? puts/s' "readwhilewriting reports its writer"
+expect_output '^workload +thr +ops +ops/s +MB/s +p50 us +p99 us +p99\.9 us +max us +cache +check$' \
+	"summary table header"
+expect_found_all readrandom readseq readwhilewriting multiget
+expect_output '^readmissing +.* found 0/0 ok$' "readmissing finds nothing"
+expect_output '^fillsync +2 +2000 ' "fillsync writes --writes puts"
+expect_no_output 'WARNING|MISMATCH' "no warning"
+expect_output 'not known to hold keys 0\.\.3999: writing them first' \
+	"fills of --writes < num: the reads fill the store first"
+if grep -q '"check_ok": false' "$work/all.json"; then
+	fail "JSON: a check_ok is false"
+fi
+if [ "$(grep -c '"name":' "$work/all.json")" -eq 9 ]; then
+	echo "ok: JSON has 9 results"
+else
+	fail "JSON: expected 9 results"
+fi
+if command -v python3 >/dev/null; then
+	if python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$work/all.json"; then
+		echo "ok: JSON parses"
+	else
+		fail "JSON does not parse"
+	fi
+fi
+tmpdir=$(grep -o '/var/tmp/kvbench\.[A-Za-z0-9]*' "$work/out" | head -1 || true)
+if [ -n "$tmpdir" ] && [ ! -e "$tmpdir" ]; then
+	echo "ok: temporary store removed"
+else
+	fail "temporary store '$tmpdir' left behind"
+fi
+
+# A kept store, reopened: no fill needed, async gets and multiget find every key.
+expect_exit 0 "fill a kept store" -- "$KVBENCH" "${common[@]}" --db "$work/db" \
+	--benchmarks fillrandom
+expect_exit 0 "reopen with --use-existing, async gets" -- "$KVBENCH" "${common[@]}" \
+	--db "$work/db" --use-existing --async-depth 8 --benchmarks readrandom,multiget
+expect_no_output 'not timed' "--use-existing: no fill before the reads"
+expect_found_all readrandom multiget
+expect_exit 1 "a non-empty --db without --use-existing" -- "$KVBENCH" "${common[@]}" \
+	--db "$work/db" --benchmarks fillseq
+expect_output 'is not empty' "a non-empty --db is refused, with the reason"
+
+# The correctness guard: keys of another size are not in the store.
+expect_exit 0 "read other keys" -- "$KVBENCH" "${common[@]}" --db "$work/db" --use-existing \
+	--key-size 24 --benchmarks readrandom
+expect_output '^kvbench: WARNING: readrandom found 0 keys, expected 4000' "the guard warns"
+expect_output '^readrandom +.* found 0/4000 MISMATCH$' "the summary says MISMATCH"
+
+expect_exit 2 "an unknown workload" -- "$KVBENCH" --benchmarks fillsq
+expect_output "unknown workload 'fillsq'" "the unknown workload is named"
+expect_exit 2 "a bad number" -- "$KVBENCH" --num 12x
+expect_exit 0 "--help" -- "$KVBENCH" --help
+expect_output '^  readwhilewriting ' "--help lists the workloads"
+
+if [ "$failures" -ne 0 ]; then
+	echo "$failures check(s) failed" >&2
+	exit 1
+fi
+echo "all checks passed"
