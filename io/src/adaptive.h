@@ -20,6 +20,7 @@
 
 #include "auraio.h"
 #include "internal.h"
+#include "latency_hist.h"
 
 /* The window rule (docs/aimd.md). */
 #define WINDOW_MIN_NS	   (5 * NSEC_PER_MSEC)
@@ -129,6 +130,61 @@ static inline void adaptive_sample(struct adaptive *c, uint64_t lat_ns, uint64_t
 	c->win_lat_sum += lat_ns;
 	c->win_over += lat_ns > c->guard_ns;
 	c->whist[whist_bucket(lat_ns)]++;
+}
+
+/*
+ * The window bucket of a latency whose ring-histogram bucket (latency_hist.h) is hb,
+ * without a second bit scan: the window histogram has half the sub-buckets and starts
+ * at 2^WHIST_SHIFT ns, so from 8 * 2^WHIST_SHIFT ns on (where it stops being linear)
+ * its bucket is hb / 2 less a constant. Equal to whist_bucket(ns) for every ns.
+ */
+#define WHIST_FROM_HIST_MIN ((WHIST_SHIFT + 3 - HIST_SUB_BITS + 1) * HIST_SUB)
+_Static_assert(HIST_SUB == 2 * WHIST_SUB, "window buckets are pairs of ring buckets");
+_Static_assert(WHIST_SUB == 8, "linear below 8 * 2^WHIST_SHIFT");
+
+static inline unsigned whist_bucket_from_hist(uint64_t ns, unsigned hb)
+{
+	return hb >= WHIST_FROM_HIST_MIN ? (hb >> 1) - (WHIST_FROM_HIST_MIN / 2 - WHIST_SUB)
+					 : (unsigned) (ns >> WHIST_SHIFT);
+}
+
+/*
+ * A reap pass's samples (complete.c): summed in registers, added to the window once per
+ * pass. Same result as adaptive_sample() per completion with the pass's `now`.
+ */
+struct adaptive_pass {
+	uint64_t guard_ns;
+	uint64_t lat_sum;
+	uint32_t over;
+};
+
+static inline void adaptive_pass_begin(const struct adaptive *c, struct adaptive_pass *p)
+{
+	p->guard_ns = c->guard_ns;
+	p->lat_sum = 0;
+	p->over = 0;
+}
+
+/* cq_lock held: one completion took lat_ns; hb is its ring-histogram bucket. */
+static inline void adaptive_pass_sample(struct adaptive *c, struct adaptive_pass *p,
+					uint64_t lat_ns, unsigned hb)
+{
+	p->lat_sum += lat_ns;
+	p->over += lat_ns > p->guard_ns;
+	c->whist[whist_bucket_from_hist(lat_ns, hb)]++;
+}
+
+/* cq_lock held: the pass (reaped at `now`) is over; it sampled n completions. */
+static inline void adaptive_pass_end(struct adaptive *c, const struct adaptive_pass *p, uint32_t n,
+				     uint64_t now)
+{
+	if (n == 0)
+		return;
+	if (c->win_n == 0)
+		c->win_start = now;
+	c->win_n += n;
+	c->win_lat_sum += p->lat_sum;
+	c->win_over += p->over;
 }
 
 /* Has the current window reached its end (the window rule)? */

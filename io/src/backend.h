@@ -26,10 +26,7 @@ static inline unsigned backend_publish(struct ring *r)
 	return ring_is_uring(r) ? uring_publish(r) : r->ops->publish(r);
 }
 
-static inline int backend_reap(struct ring *r, struct completion *out, int max, bool may_enter)
-{
-	return ring_is_uring(r) ? uring_reap(r, out, max, may_enter)
-				: r->ops->reap(r, out, max, may_enter);
-}
+/* Reaping: complete.c reads io_uring's CQEs in place (uring_peek / uring_advance) and
+ * calls the fallback's reap through the ops table. */
 
 #endif

@@ -21,6 +21,9 @@
 #ifndef IORING_SQ_TASKRUN
 #define IORING_SQ_TASKRUN (1U << 2)
 #endif
+_Static_assert(REQF_FIXED_FILE == IOSQE_FIXED_FILE && REQF_LINK == IOSQE_IO_LINK,
+	       "request flags double as SQE flags");
+
 #ifndef IORING_ASYNC_CANCEL_ANY
 #define IORING_ASYNC_CANCEL_ANY (1U << 2)
 #endif
@@ -41,76 +44,109 @@ static inline unsigned sq_kflags(struct io_uring *u)
 	return IO_URING_READ_ONCE(*u->sq.kflags);
 }
 
-static inline void prep_one(struct io_uring_sqe *sqe, const struct auraio_request *req)
-{
-	int fd = (req->flags & REQF_FIXED_FILE) ? req->file_slot : req->fd;
+/* What an SQE is built from, read out of the request. */
+struct sqe_src {
+	unsigned flags, opcode, len, rw_flags, buf_index;
+	int fd;
+	void *addr;
+	__u64 off, ud;
+};
 
-	if (req->flags & REQF_NOP) {
-		io_uring_prep_nop(sqe);
-	} else {
-		switch (req->opcode) {
-		case AURAIO_OP_READ:
-			if (req->flags & REQF_FIXED_BUF)
-				io_uring_prep_read_fixed(sqe, fd, req->addr, (unsigned) req->len,
-							 (__u64) req->offset, req->buf_index);
-			else
-				io_uring_prep_read(sqe, fd, req->addr, (unsigned) req->len,
-						   (__u64) req->offset);
-			break;
-		case AURAIO_OP_WRITE:
-			if (req->flags & REQF_FIXED_BUF)
-				io_uring_prep_write_fixed(sqe, fd, req->addr, (unsigned) req->len,
-							  (__u64) req->offset, req->buf_index);
-			else
-				io_uring_prep_write(sqe, fd, req->addr, (unsigned) req->len,
-						    (__u64) req->offset);
-			sqe->rw_flags = (__kernel_rwf_t) req->rw_flags;
-			break;
-		case AURAIO_OP_READV:
-			io_uring_prep_readv(sqe, fd, req->fault_iov ? req->fault_iov : req->addr,
-					    (unsigned) req->len, (__u64) req->offset);
-			break;
-		case AURAIO_OP_WRITEV:
-			io_uring_prep_writev2(sqe, fd, req->fault_iov ? req->fault_iov : req->addr,
-					      (unsigned) req->len, (__u64) req->offset,
-					      (int) req->rw_flags);
-			break;
-		default: /* AURAIO_OP_FSYNC */
-			io_uring_prep_fsync(sqe, fd, req->rw_flags);
-			break;
-		}
-		if (req->flags & REQF_FIXED_FILE)
-			sqe->flags |= IOSQE_FIXED_FILE;
-	}
-	if (req->flags & REQF_LINK)
-		sqe->flags |= IOSQE_IO_LINK;
-	io_uring_sqe_set_data64(sqe, request_ud(req));
+/*
+ * Every field is read before the SQ is touched: inlined right after request_init() (the
+ * single-operation submit calls), the compiler then forwards the values just stored
+ * instead of reloading them - a store to the SQ could alias the request - and the
+ * opcode switch below folds away.
+ */
+static inline void sqe_src_of(struct sqe_src *s, const struct auraio_request *req)
+{
+	s->flags = req->flags;
+	s->opcode = req->opcode;
+	s->fd = (s->flags & REQF_FIXED_FILE) ? req->file_slot : req->fd;
+	s->addr = req->addr;
+#ifdef AURAIO_FAULT_INJECTION
+	/* A SHORT/TEAR fault on a vectored write stages a truncated copy of the iovecs. */
+	if ((s->opcode == AURAIO_OP_READV || s->opcode == AURAIO_OP_WRITEV) && req->fault_iov)
+		s->addr = req->fault_iov;
+#endif
+	s->len = (unsigned) req->len;
+	s->rw_flags = req->rw_flags;
+	s->buf_index = req->buf_index;
+	s->off = (__u64) req->offset;
+	s->ud = request_ud(req);
 }
 
-/* An SQE, waiting for the SQPOLL thread to make room if it lags behind. */
+static inline void prep_one(struct io_uring_sqe *sqe, const struct sqe_src *s)
+{
+	if (s->flags & REQF_NOP & REQF_INJECTED) {
+		io_uring_prep_nop(sqe);
+	} else {
+		switch (s->opcode) {
+		case AURAIO_OP_READ:
+			if (s->flags & REQF_FIXED_BUF)
+				io_uring_prep_read_fixed(sqe, s->fd, s->addr, s->len, s->off,
+							 (int) s->buf_index);
+			else
+				io_uring_prep_read(sqe, s->fd, s->addr, s->len, s->off);
+			break;
+		case AURAIO_OP_WRITE:
+			if (s->flags & REQF_FIXED_BUF)
+				io_uring_prep_write_fixed(sqe, s->fd, s->addr, s->len, s->off,
+							  (int) s->buf_index);
+			else
+				io_uring_prep_write(sqe, s->fd, s->addr, s->len, s->off);
+			sqe->rw_flags = (__kernel_rwf_t) s->rw_flags;
+			break;
+		case AURAIO_OP_READV:
+			io_uring_prep_readv(sqe, s->fd, s->addr, s->len, s->off);
+			break;
+		case AURAIO_OP_WRITEV:
+			io_uring_prep_writev2(sqe, s->fd, s->addr, s->len, s->off,
+					      (int) s->rw_flags);
+			break;
+		default: /* AURAIO_OP_FSYNC */
+			io_uring_prep_fsync(sqe, s->fd, s->rw_flags);
+			break;
+		}
+		sqe->flags = (__u8) (s->flags & REQF_FIXED_FILE);
+	}
+	sqe->flags |= (__u8) (s->flags & REQF_LINK);
+	io_uring_sqe_set_data64(sqe, s->ud);
+}
+
+/*
+ * The next free SQE. Cheaper than io_uring_get_sqe(): rings are never set up with
+ * SQE128, so there is no flag to test. Room is almost always there (the core stages no
+ * more than the in-flight limit); only SQPOLL lagging behind, or cancel entries on top
+ * of a full queue, can take the slow path, which waits for the kernel to make room.
+ */
 static inline struct io_uring_sqe *get_sqe(struct ring *r)
 {
 	struct io_uring *u = U(r);
-	struct io_uring_sqe *sqe = io_uring_get_sqe(u);
+	struct io_uring_sq *sq = &u->sq;
+	unsigned tail = sq->sqe_tail;
 
-	while (unlikely(!sqe)) {
-		/* Only SQPOLL can leave published entries unconsumed after an enter; the
-		 * core never stages more than queue_depth otherwise. */
+	/* Acquire pairs with the kernel's release of the SQ head: the SQE it consumed is
+	 * no longer read once we see the head past it. */
+	while (unlikely(tail - io_uring_smp_load_acquire(sq->khead) >= sq->ring_entries)) {
 		if (io_uring_sqring_wait(u) < 0)
 			return NULL;
-		sqe = io_uring_get_sqe(u);
 	}
-	return sqe;
+	sq->sqe_tail = tail + 1;
+	return &sq->sqes[tail & sq->ring_mask];
 }
 
 static inline int uring_stage(struct ring *r, struct auraio_request **reqs, int n)
 {
 	for (int i = 0; i < n; i++) {
-		struct io_uring_sqe *sqe = get_sqe(r);
+		struct io_uring_sqe *sqe;
+		struct sqe_src src;
 
+		sqe_src_of(&src, reqs[i]);
+		sqe = get_sqe(r);
 		if (unlikely(!sqe))
 			return -EBUSY; /* the core checked capacity: cannot happen */
-		prep_one(sqe, reqs[i]);
+		prep_one(sqe, &src);
 	}
 	return 0;
 }
@@ -131,30 +167,63 @@ static inline unsigned uring_publish(struct ring *r)
 	return tail - io_uring_smp_load_acquire(sq->khead);
 }
 
-static inline int uring_reap(struct ring *r, struct completion *out, int max, bool may_enter)
+/*
+ * cq: how many CQEs are ready (at most max), the first at *head; read them through
+ * uring_cqes() and hand them back with uring_advance(). The tail is read once
+ * (acquire: pairs with the kernel's release when it posts, so the CQE contents are
+ * visible); the head is ours (cq_lock). io_uring_for_each_cqe would re-read the tail
+ * for every entry.
+ */
+static inline int uring_peek(struct ring *r, int max, bool may_enter, unsigned *head)
 {
 	struct io_uring *u = U(r);
-	struct io_uring_cqe *cqe;
-	unsigned head;
-	int n = 0;
+	struct io_uring_cq *cq = &u->cq;
+	unsigned tail = io_uring_smp_load_acquire(cq->ktail);
 
-	if (io_uring_cq_ready(u) == 0) {
+	*head = *cq->khead;
+	if (*head == tail) {
 		/* Completions parked as task work (COOP_TASKRUN) or in the overflow list:
 		 * enter the kernel to post them instead of waiting for a timer tick. */
 		if (!may_enter || !(sq_kflags(u) & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)))
 			return 0;
 		io_uring_get_events(u);
 		counter_add(&r->syscalls, 1);
+		tail = io_uring_smp_load_acquire(cq->ktail);
 	}
-	io_uring_for_each_cqe(u, head, cqe)
-	{
-		if (n == max)
-			break;
-		out[n].ud = cqe->user_data;
-		out[n].res = cqe->res;
-		n++;
+	return (int) MIN(tail - *head, (unsigned) max);
+}
+
+/* The CQ entries and their index mask: the CQE at position pos is cqes[pos & mask]. */
+static inline const struct io_uring_cqe *uring_cqes(struct ring *r, unsigned *mask)
+{
+	struct io_uring_cq *cq = &U(r)->cq;
+
+	*mask = cq->ring_mask;
+	return cq->cqes;
+}
+
+/* cq: the n CQEs from head on have been read; the kernel may reuse their entries. */
+static inline void uring_advance(struct ring *r, unsigned head, unsigned n)
+{
+	/* Release: the CQE reads above complete before the kernel sees the new head. */
+	io_uring_smp_store_release(U(r)->cq.khead, head + n);
+}
+
+/* The ops-table form of peek/advance (the core uses those directly): copy CQEs out. */
+static inline int uring_reap(struct ring *r, struct completion *out, int max, bool may_enter)
+{
+	unsigned head, mask;
+	int n = uring_peek(r, max, may_enter, &head);
+	const struct io_uring_cqe *cqes = uring_cqes(r, &mask);
+
+	for (int i = 0; i < n; i++) {
+		const struct io_uring_cqe *cqe = &cqes[(head + (unsigned) i) & mask];
+
+		out[i].ud = cqe->user_data;
+		out[i].res = cqe->res;
 	}
-	io_uring_cq_advance(u, (unsigned) n);
+	if (n)
+		uring_advance(r, head, (unsigned) n);
 	return n;
 }
 

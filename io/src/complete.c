@@ -3,9 +3,10 @@
  * complete.c - the completion path: reap, account, deliver, and wait.
  *
  * Reaping happens under the ring's cq_lock, at most REAP_BATCH completions per
- * acquisition. Accounting (counters, histogram, result) is done under the lock; delivery
- * (callbacks, waking waitable requests, returning requests to the pool) after it is
- * released, so a callback may submit, poll or wait.
+ * acquisition. Accounting (counters, histogram, result) is done under the lock, reading
+ * io_uring's CQEs in place, with one clock read per pass and the pass's sums stored once
+ * (struct pass); delivery (callbacks, waking waitable requests, returning requests to the
+ * pool) after it is released, so a callback may submit, poll or wait.
  *
  * Waiting: the thread that holds cq_lock may block in the kernel for the ring (the
  * "kernel waiter"); it submits any staged entries in the same syscall. Every other
@@ -21,8 +22,9 @@
 #include "backend.h"
 
 struct delivery {
-	struct auraio_request *head, *tail; /* requests with callbacks */
+	struct auraio_request *head, *tail; /* requests with callbacks, linked by ->next */
 	int count;			    /* completions handled (callbacks + waitables) */
+	uint64_t now;			    /* when the pass reaped them */
 };
 
 /*
@@ -45,26 +47,61 @@ static void settle(struct ring *r)
 		ring_flush(r);
 }
 
-static void account_one(struct ring *r, struct auraio_request *req, int64_t res, uint64_t now)
+/* A reap pass's accounting, gathered in registers and stored once per pass. */
+struct pass {
+	uint64_t now;
+	uint64_t bytes_read, bytes_written, lat_max;
+	uint64_t errors, fixed_buf, internal, stale;
+	struct adaptive_pass win;
+	struct auraio_request **link, *tail; /* the delivery list being built */
+	int count;
+};
+
+#define OPS_READ  ((1u << AURAIO_OP_READ) | (1u << AURAIO_OP_READV))
+#define OPS_WRITE ((1u << AURAIO_OP_WRITE) | (1u << AURAIO_OP_WRITEV))
+
+/* One completion: result, counters, the ring's histogram and the controller's window. */
+static inline __attribute__((always_inline)) void
+account_one(struct ring *r, struct auraio_request *req, int64_t res, struct pass *p)
 {
+	unsigned flags = req->flags, op = 1u << req->opcode, hb;
 	uint64_t lat;
 
-	if (req->flags & REQF_FAULT)
+#ifdef AURAIO_FAULT_INJECTION
+	if (flags & REQF_FAULT)
 		res = req->fault_result;
+#endif
 	req->result = res;
-	req->complete_ns = now;
-	if (res < 0) {
-		counter_add(&r->errors, 1);
-	} else if (req->opcode == AURAIO_OP_READ || req->opcode == AURAIO_OP_READV) {
-		counter_add(&r->bytes_read, (uint64_t) res);
-	} else if (req->opcode == AURAIO_OP_WRITE || req->opcode == AURAIO_OP_WRITEV) {
-		counter_add(&r->bytes_written, (uint64_t) res);
-	}
-	if (req->flags & REQF_FIXED_BUF)
-		counter_add(&r->fixed_buf_completed, 1);
-	lat = now > req->submit_ns ? now - req->submit_ns : 0;
-	hist_record(&r->hist, lat);
-	adaptive_sample(&r->ctl, lat, now);
+	req->complete_ns = p->now;
+	if (res < 0)
+		p->errors++;
+	else if (op & OPS_READ)
+		p->bytes_read += (uint64_t) res;
+	else if (op & OPS_WRITE)
+		p->bytes_written += (uint64_t) res;
+	if (unlikely(flags & REQF_FIXED_BUF))
+		p->fixed_buf++;
+	lat = p->now > req->submit_ns ? p->now - req->submit_ns : 0;
+	hb = hist_bucket(lat);
+	hist_count(&r->hist, hb);
+	p->lat_max = MAX(p->lat_max, lat);
+	adaptive_pass_sample(&r->ctl, &p->win, lat, hb);
+}
+
+/* Store the pass's sums: each counter once, not once per completion. */
+static inline __attribute__((always_inline)) void pass_store(struct ring *r, const struct pass *p)
+{
+	counter_add(&r->errors, p->errors);
+	counter_add(&r->bytes_read, p->bytes_read);
+	counter_add(&r->bytes_written, p->bytes_written);
+	if (unlikely(p->fixed_buf))
+		counter_add(&r->fixed_buf_completed, p->fixed_buf);
+	if (unlikely(p->internal))
+		counter_add(&r->internal_completed, p->internal);
+	if (unlikely(p->stale))
+		counter_add(&r->stale, p->stale);
+	hist_note_max(&r->hist, p->lat_max);
+	adaptive_pass_end(&r->ctl, &p->win, (uint32_t) p->count, p->now);
 }
 
 /* cq_lock held: the controller's window ended - hand it the submit side's counters. */
@@ -89,83 +126,87 @@ static void close_window(struct ring *r, uint64_t now)
  * a thread holding cq_lock that sees its request not DONE can then be sure the CQE has
  * not been consumed, so blocking in the kernel for it is safe.
  */
-static void account(struct ring *r, const struct completion *c, int n, struct delivery *d)
+static inline __attribute__((always_inline)) void pass_begin(struct ring *r, struct pass *p,
+							     struct delivery *d)
 {
-	uint64_t now = now_ns();
-	uint64_t internal = 0, stale = 0;
+	*p = (struct pass){ .now = now_ns(), .link = &d->head };
+	adaptive_pass_begin(&r->ctl, &p->win);
+}
 
-	d->head = d->tail = NULL;
-	d->count = 0;
-	for (int i = 0; i < n; i++) {
-		struct auraio_request *req;
+static inline __attribute__((always_inline)) void account(struct ring *r, struct pass *p,
+							  uint64_t ud, int64_t res)
+{
+	struct auraio_request *req;
 
-		if (c[i].ud == UD_INTERNAL) {
-			internal++;
-			continue;
-		}
-		req = request_from_ud(&r->pool, c[i].ud);
-		if (unlikely(!req)) {
-			stale++;
-			continue;
-		}
-		account_one(r, req, c[i].res, now);
-		d->count++;
-		if (req->flags & REQF_WAITABLE) {
-			/* Release pairs with the acquire in is_done(): the result is visible
-			 * before DONE. The waiter owns req from here on: do not touch it. */
-			atomic_store_explicit(&req->state, REQ_DONE, memory_order_release);
-			continue;
-		}
-		req->next = NULL;
-		if (d->tail)
-			d->tail->next = req;
-		else
-			d->head = req;
-		d->tail = req;
+	if (unlikely(ud == UD_INTERNAL)) {
+		p->internal++;
+		return;
 	}
-	if (internal)
-		counter_add(&r->internal_completed, internal);
-	if (stale)
-		counter_add(&r->stale, stale);
+	req = request_from_ud(&r->pool, ud);
+	if (unlikely(!req)) {
+		p->stale++;
+		return;
+	}
+	account_one(r, req, res, p);
+	p->count++;
+	if (req->flags & REQF_WAITABLE) {
+		/* Release pairs with the acquire in is_done(): the result is visible before
+		 * DONE. The waiter owns req from here on: do not touch it. */
+		atomic_store_explicit(&req->state, REQ_DONE, memory_order_release);
+		return;
+	}
+	*p->link = req;
+	p->link = &req->next;
+	p->tail = req;
+}
+
+static inline __attribute__((always_inline)) void pass_end(struct ring *r, struct pass *p,
+							   struct delivery *d)
+{
+	*p->link = NULL;
+	d->tail = p->tail;
+	d->count = p->count;
+	d->now = p->now;
+	pass_store(r, p);
 	/* Only after the results are stored: a submitter that sees room reuses nothing
 	 * of these requests (they return to the pool after delivery). */
 	atomic_store_explicit(&r->completed,
 			      atomic_load_explicit(&r->completed, memory_order_relaxed) +
-				  (uint64_t) d->count,
+				  (uint64_t) p->count,
 			      memory_order_relaxed);
-	if (d->count && adaptive_window_due(&r->ctl, now))
-		close_window(r, now);
+	if (p->count && adaptive_window_due(&r->ctl, p->now))
+		close_window(r, p->now);
 }
 
-/* No lock held: run callbacks, complete waitable requests, recycle the rest. */
+/*
+ * No lock held: run callbacks, then return the requests to the pool. The delivery list
+ * is already linked the way the pool wants it; a callback never touches req->next (the
+ * request is not in the pool while its callback runs), so it is released as is.
+ * tls_dl.now lets submissions made by the callbacks reuse the pass's timestamp.
+ */
 static void deliver(struct ring *r, struct delivery *d)
 {
-	struct auraio_request *rel_head = NULL, *rel_tail = NULL;
-
 	struct ring *outer = tls_dl.ring;
 
 	if (!d->head)
 		return;
 	tls_dl.depth++;
 	tls_dl.ring = r;
-	for (struct auraio_request *req = d->head, *next; req; req = next) {
-		next = req->next;
+	tls_dl.now = d->now;
+	for (struct auraio_request *req = d->head;; req = req->next) {
 		req->cb(req, (ssize_t) req->result, req->user_data);
+#ifdef AURAIO_FAULT_INJECTION
 		if (unlikely(req->fault_iov)) {
 			free(req->fault_iov);
 			req->fault_iov = NULL;
 		}
-		req->next = NULL;
-		if (rel_tail)
-			rel_tail->next = req;
-		else
-			rel_head = req;
-		rel_tail = req;
+#endif
+		if (req == d->tail)
+			break;
 	}
 	tls_dl.ring = outer;
 	tls_dl.depth--;
-	if (rel_head)
-		request_release_list(&r->pool, rel_head, rel_tail);
+	request_release_list(&r->pool, d->head, d->tail);
 }
 
 static bool is_done(struct auraio_request *req)
@@ -213,13 +254,44 @@ int ring_flush(struct ring *r)
 	return (int) to_submit;
 }
 
-/* cq_lock held: reap one batch and account it. */
+/*
+ * cq_lock held: reap one batch and account it. io_uring's CQEs are accounted where they
+ * lie and the CQ head advanced once afterwards; the fallback backend copies them out.
+ * An empty pass reads no clock.
+ */
 static int reap_batch(struct ring *r, struct delivery *d, bool may_enter)
 {
-	struct completion c[REAP_BATCH];
-	int n = backend_reap(r, c, REAP_BATCH, may_enter);
+	struct pass p;
+	int n;
 
-	account(r, c, n, d);
+	d->head = NULL;
+	d->count = 0;
+	if (ring_is_uring(r)) {
+		const struct io_uring_cqe *cqes;
+		unsigned head, mask;
+
+		n = uring_peek(r, REAP_BATCH, may_enter, &head);
+		if (n == 0)
+			return 0;
+		cqes = uring_cqes(r, &mask); /* in locals: stores to requests may alias */
+		pass_begin(r, &p, d);
+		for (int i = 0; i < n; i++) {
+			const struct io_uring_cqe *cqe = &cqes[(head + (unsigned) i) & mask];
+
+			account(r, &p, cqe->user_data, cqe->res);
+		}
+		uring_advance(r, head, (unsigned) n);
+	} else {
+		struct completion c[REAP_BATCH];
+
+		n = r->ops->reap(r, c, REAP_BATCH, may_enter);
+		if (n == 0)
+			return 0;
+		pass_begin(r, &p, d);
+		for (int i = 0; i < n; i++)
+			account(r, &p, c[i].ud, c[i].res);
+	}
+	pass_end(r, &p, d);
 	return n;
 }
 

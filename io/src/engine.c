@@ -74,7 +74,6 @@ struct ring *engine_route_slow(struct auraio_engine *e)
 	int cpu = sched_getcpu();
 	unsigned c = cpu < 0 ? 0 : (unsigned) cpu;
 
-	tls_route.e = e;
 	tls_route.id = e->id;
 	tls_route.ring = &e->rings[c % e->ring_count];
 	tls_route.left = ROUTE_REFRESH - 1;

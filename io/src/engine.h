@@ -199,12 +199,14 @@ static inline void cq_unlock(struct ring *r)
 		lock_release(&r->cq_lock);
 }
 
-/* sq_lock held: the staged batch is being sent at `now`; account how long it waited. */
+/* sq_lock held: the staged batch is being sent at `now`; account how long it waited.
+ * `now` may be a delivery pass's timestamp (submit_clock), older than the batch's. */
 static inline void batch_sent(struct ring *r, uint64_t now)
 {
 	if (atomic_load_explicit(&r->staged, memory_order_relaxed) == 0)
 		return;
-	counter_add(&r->batch_wait_ns, now - r->batch_open_ns);
+	if (now > r->batch_open_ns)
+		counter_add(&r->batch_wait_ns, now - r->batch_open_ns);
 	counter_add(&r->batches, 1);
 	atomic_store_explicit(&r->staged, 0, memory_order_relaxed);
 }
@@ -219,11 +221,12 @@ static inline uint64_t ring_in_flight(const struct ring *r)
 
 /*
  * Routing: a thread submits to the ring of the CPU it runs on. The choice is cached per
- * thread (engine pointer + id + ring) and refreshed with sched_getcpu() every
- * ROUTE_REFRESH submissions, so the common case is three compares and a decrement.
+ * thread (engine id + ring) and refreshed with sched_getcpu() every ROUTE_REFRESH
+ * submissions, so the common case is two compares and a decrement. The id alone names
+ * the engine: ids are process-unique, so an engine created at a destroyed engine's
+ * address never matches a route cached for the old one.
  */
 struct route_tls {
-	const struct auraio_engine *e;
 	uint64_t id;
 	struct ring *ring;
 	unsigned left;
@@ -233,7 +236,7 @@ struct ring *engine_route_slow(struct auraio_engine *e);
 
 static inline struct ring *engine_pick_ring(struct auraio_engine *e)
 {
-	if (likely(tls_route.e == e && tls_route.id == e->id && tls_route.left)) {
+	if (likely(tls_route.id == e->id && tls_route.left)) {
 		tls_route.left--;
 		return tls_route.ring;
 	}
@@ -251,8 +254,21 @@ struct delivery_tls {
 	int depth;	   /* nested deliveries (a callback may poll or wait) */
 	int in_wait;	   /* inside auraio_wait */
 	struct ring *ring; /* the ring whose callbacks are running, NULL if none */
+	uint64_t now;	   /* depth > 0: when the innermost running delivery was reaped */
 };
 extern TLS_IE struct delivery_tls tls_dl;
+
+/*
+ * The submission timestamp of a request for ring r. A submit made from a callback of r
+ * is only staged until the delivery pass ends (complete.c), so it is stamped with the
+ * time that pass reaped its completions: one clock read per pass, not per request. Its
+ * latency can thus include the callbacks run before it in the same pass. Any other
+ * submit reads the clock.
+ */
+static inline uint64_t submit_clock(const struct ring *r)
+{
+	return tls_dl.ring == r ? tls_dl.now : now_ns();
+}
 
 /* Is this thread running r's callbacks (so submissions to r are deferred)? */
 static inline bool delivery_defers(const struct ring *r)

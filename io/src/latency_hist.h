@@ -25,22 +25,35 @@ struct latency_hist {
 
 static inline unsigned hist_bucket(uint64_t ns)
 {
-	unsigned msb;
+	unsigned shift;
 
 	if (ns < HIST_SUB)
 		return (unsigned) ns;
-	msb = 63u - (unsigned) __builtin_clzll(ns);
-	/* group (msb - SUB_BITS + 1), sub-bucket from the SUB_BITS bits below the msb */
-	return (msb - HIST_SUB_BITS + 1) * HIST_SUB +
-	       (unsigned) ((ns >> (msb - HIST_SUB_BITS)) & (HIST_SUB - 1));
+	/* group (msb - SUB_BITS + 1), sub-bucket from the SUB_BITS bits below the msb.
+	 * ns >> shift keeps the msb and those bits, HIST_SUB + sub, which supplies the
+	 * group's "+ 1" itself: no mask needed. */
+	shift = (63u ^ (unsigned) __builtin_clzll(ns)) - HIST_SUB_BITS;
+	return shift * HIST_SUB + (unsigned) (ns >> shift);
+}
+
+/* Single writer: one value whose bucket is known. */
+static inline void hist_count(struct latency_hist *h, unsigned bucket)
+{
+	counter_add(&h->count[bucket], 1);
+}
+
+/* Single writer: the largest value of a batch already counted with hist_count. */
+static inline void hist_note_max(struct latency_hist *h, uint64_t ns)
+{
+	if (unlikely(ns > counter_get(&h->max_ns)))
+		atomic_store_explicit(&h->max_ns, ns, memory_order_relaxed);
 }
 
 /* Single writer. */
 static inline void hist_record(struct latency_hist *h, uint64_t ns)
 {
-	counter_add(&h->count[hist_bucket(ns)], 1);
-	if (unlikely(ns > counter_get(&h->max_ns)))
-		atomic_store_explicit(&h->max_ns, ns, memory_order_relaxed);
+	hist_count(h, hist_bucket(ns));
+	hist_note_max(h, ns);
 }
 
 /* Lowest value that falls in bucket b, and the bucket's width. */

@@ -34,15 +34,23 @@ enum {
 	REQ_DONE = 2,	   /* waitable: completed, result stored, awaiting collection */
 };
 
-/* Request flags (req->flags). */
+/* Request flags (req->flags). FIXED_FILE and LINK are the bits of IOSQE_FIXED_FILE and
+ * IOSQE_IO_LINK (backend_uring.h copies them into the SQE with one mask). */
 enum {
-	REQF_WAITABLE = 1u << 0,   /* cb == NULL: collected by auraio_request_wait */
-	REQF_FIXED_BUF = 1u << 1,  /* addr is inside registered buffer buf_index */
-	REQF_FIXED_FILE = 1u << 2, /* file_slot is a registered slot */
-	REQF_LINK = 1u << 3,	   /* the next request of the chain depends on this one */
+	REQF_FIXED_FILE = 1u << 0, /* file_slot is a registered slot */
+	REQF_WAITABLE = 1u << 1,   /* cb == NULL: collected by auraio_request_wait */
+	REQF_LINK = 1u << 2,	   /* the next request of the chain depends on this one */
+	REQF_FIXED_BUF = 1u << 3,  /* addr is inside registered buffer buf_index */
 	REQF_FAULT = 1u << 4,	   /* fault injected: result is fault_result */
 	REQF_NOP = 1u << 5,	   /* submitted as a no-op (faulted or cancelled in chain) */
 };
+
+/* The flags only fault injection sets: a build without it never tests for them. */
+#ifdef AURAIO_FAULT_INJECTION
+#define REQF_INJECTED (REQF_FAULT | REQF_NOP)
+#else
+#define REQF_INJECTED 0
+#endif
 
 /* user_data of CQEs that belong to no request (cancel operations). */
 #define UD_INTERNAL UINT64_MAX

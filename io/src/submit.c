@@ -59,27 +59,28 @@ static inline __attribute__((always_inline)) int validate_op(const auraio_op_t *
 	return op->flags ? -EINVAL : 0;
 }
 
-/* Registered buffer reference -> address (sq_lock held). Out of line: keeps the common
- * path's register pressure (and so every call's prologue) small. */
-static __attribute__((noinline)) int
-resolve_fixed_buf(struct auraio_engine *e, const auraio_op_t *op, struct auraio_request *req)
+/* Registered buffer reference -> address (sq_lock held); REQF_FIXED_BUF when the
+ * kernel knows the buffer, 0 when it is a plain pointer, or -errno. Out of line, and
+ * with the reference passed by value, so that the common path keeps the op in registers
+ * and its prologue small. */
+static __attribute__((noinline)) int resolve_fixed_buf(struct auraio_engine *e, int index,
+						       size_t offset, uint64_t len,
+						       struct auraio_request *req)
 {
 	const struct buf_table *bt = &e->bufs;
-	unsigned idx = (unsigned) op->buf.u.fixed.index;
+	unsigned idx = (unsigned) index;
 	const struct iovec *iov;
 
-	if (op->buf.u.fixed.index < 0 || idx >= bt->n)
+	if (index < 0 || idx >= bt->n)
 		return -EINVAL;
 	iov = &bt->iovs[idx];
-	if (op->buf.u.fixed.offset > iov->iov_len ||
-	    op->len > iov->iov_len - op->buf.u.fixed.offset)
+	if (offset > iov->iov_len || len > iov->iov_len - offset)
 		return -EOVERFLOW;
-	req->addr = (char *) iov->iov_base + op->buf.u.fixed.offset;
-	if (bt->kernel) {
-		req->flags |= REQF_FIXED_BUF;
-		req->buf_index = (uint16_t) idx;
-	}
-	return 0;
+	req->addr = (char *) iov->iov_base + offset;
+	if (!bt->kernel)
+		return 0;
+	req->buf_index = (uint16_t) idx;
+	return REQF_FIXED_BUF;
 }
 
 static bool aligned(uint64_t v, uint32_t a)
@@ -110,8 +111,9 @@ static __attribute__((noinline)) int check_direct(const struct file_slot *fs,
 	return 0;
 }
 
-static inline __attribute__((always_inline)) int resolve_file(struct auraio_engine *e,
-							      struct auraio_request *req)
+/* Registered file lookup: adds REQF_FIXED_FILE to *flags and checks O_DIRECT alignment. */
+static inline __attribute__((always_inline)) int
+resolve_file(struct auraio_engine *e, struct auraio_request *req, unsigned *flags)
 {
 	const struct file_table *ft = &e->files;
 	const struct file_slot *fs;
@@ -120,18 +122,21 @@ static inline __attribute__((always_inline)) int resolve_file(struct auraio_engi
 	if ((unsigned) req->fd >= ft->map_len || (s = ft->slot_of_fd[req->fd]) == 0)
 		return 0;
 	fs = &ft->slots[s - 1];
-	req->flags |= REQF_FIXED_FILE;
+	*flags |= REQF_FIXED_FILE;
 	req->file_slot = s - 1;
 	return fs->direct ? check_direct(fs, req) : 0;
 }
 
-/* Fill the submission fields of req from op (targeted stores, no memset). */
+/* Fill the submission fields of req from op (targeted stores, no memset). The flags are
+ * built in a register and stored once. */
 static inline __attribute__((always_inline)) int request_init(struct auraio_engine *e,
 							      struct auraio_request *req,
 							      const auraio_op_t *op, uint64_t now)
 {
+	unsigned flags = op->cb ? 0 : REQF_WAITABLE;
+	int rc;
+
 	req->opcode = (uint8_t) op->opcode;
-	req->flags = op->cb ? 0 : REQF_WAITABLE;
 	req->fd = op->fd;
 	req->offset = op->offset;
 	req->cb = op->cb;
@@ -145,10 +150,11 @@ static inline __attribute__((always_inline)) int request_init(struct auraio_engi
 		if (op->opcode == AURAIO_OP_WRITE && (op->flags & AURAIO_OP_DSYNC))
 			req->rw_flags = RWF_DSYNC;
 		if (op->buf.type == AURAIO_BUF_REGISTERED) {
-			int rc = resolve_fixed_buf(e, op, req);
-
-			if (rc)
+			rc = resolve_fixed_buf(e, op->buf.u.fixed.index, op->buf.u.fixed.offset,
+					       op->len, req);
+			if (rc < 0)
 				return rc;
+			flags |= (unsigned) rc;
 		} else {
 			req->addr = op->buf.u.ptr;
 		}
@@ -166,7 +172,9 @@ static inline __attribute__((always_inline)) int request_init(struct auraio_engi
 		req->rw_flags = (op->flags & AURAIO_OP_DATASYNC) ? IORING_FSYNC_DATASYNC : 0;
 		break;
 	}
-	return resolve_file(e, req);
+	rc = resolve_file(e, req, &flags);
+	req->flags = (uint8_t) flags;
+	return rc;
 }
 
 /* Room for n more? A chain longer than the current limit may still go when the ring is
@@ -205,32 +213,40 @@ static inline __attribute__((always_inline)) int fill_chain(struct auraio_engine
 			unwind(r, reqs, i + 1);
 			return rc;
 		}
-		if (reqs[i]->flags & REQF_FIXED_BUF)
-			counter_add(&r->fixed_buf_submitted, 1);
+		if (i + 1 < n)
+			reqs[i]->flags |= REQF_LINK;
 	}
-	for (int i = 0; i + 1 < n; i++)
-		reqs[i]->flags |= REQF_LINK;
 #ifdef AURAIO_FAULT_INJECTION
 	if (unlikely(atomic_load_explicit(&e->fault_armed, memory_order_relaxed)))
 		fault_apply_chain(e, reqs, n);
 #endif
-	/* Release pairs with the acquire in request_from_ud (the reaper). */
-	for (int i = 0; i < n; i++)
-		atomic_store_explicit(&reqs[i]->state, REQ_IN_FLIGHT, memory_order_release);
 	return 0;
 }
 
-/* sq_lock held: stage the chain; returns how many entries to push into the kernel.
- * Inside a callback nothing is pushed: the delivering poll/wait does that (complete.c). */
+/*
+ * sq_lock held: stage the chain; returns how many entries to push into the kernel.
+ * Inside a callback nothing is pushed: the delivering poll/wait does that (complete.c).
+ * The SQEs are prepared first, straight from the values request_init just stored; the
+ * requests are published as IN_FLIGHT before anything is made visible to the kernel.
+ */
 static inline __attribute__((always_inline)) unsigned stage_chain(struct ring *r,
 								  struct auraio_request **reqs,
 								  int n, uint64_t in_flight,
 								  bool defer, uint64_t now)
 {
-	uint32_t before = atomic_load_explicit(&r->staged, memory_order_relaxed);
-	uint32_t staged = before + (uint32_t) n;
+	uint32_t before, staged;
+	uint64_t fixed = 0;
 
-	backend_stage(r, reqs, n);
+	backend_stage(r, reqs, n); /* first: no atomic between it and request_init */
+	before = atomic_load_explicit(&r->staged, memory_order_relaxed);
+	staged = before + (uint32_t) n;
+	for (int i = 0; i < n; i++) {
+		fixed += (reqs[i]->flags & REQF_FIXED_BUF) != 0;
+		/* Release pairs with the acquire in request_from_ud (the reaper). */
+		atomic_store_explicit(&reqs[i]->state, REQ_IN_FLIGHT, memory_order_release);
+	}
+	if (unlikely(fixed))
+		counter_add(&r->fixed_buf_submitted, fixed);
 	atomic_store_explicit(
 	    &r->submitted, atomic_load_explicit(&r->submitted, memory_order_relaxed) + (uint64_t) n,
 	    memory_order_relaxed);
@@ -274,13 +290,13 @@ submit_inline(struct auraio_engine *e, const auraio_op_t *ops, int n, struct aur
 		r->ops->kick(r);
 		return -EAGAIN;
 	}
-	now = now_ns();
+	defer = delivery_defers(r);
+	now = submit_clock(r);
 	rc = fill_chain(e, r, now, ops, n, reqs);
 	if (unlikely(rc)) {
 		sq_unlock(r);
 		return rc;
 	}
-	defer = delivery_defers(r);
 	to_submit = stage_chain(r, reqs, n, in_flight, defer, now);
 	sq_unlock(r);
 	if (to_submit && r->ops->enter(r, to_submit) < 0)
