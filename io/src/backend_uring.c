@@ -141,8 +141,15 @@ static int uring_wait(struct ring *r, unsigned to_submit, int64_t timeout_ns)
 	unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG | enter_flags(u);
 	int rc;
 
-	if (io_uring_cq_ready(u))
+	/* Completions are ready: do not sleep, but still submit what the caller published.
+	 * It counts on this call to enter, and nobody else will: it cleared need_enter and
+	 * a later publish sees nothing staged. (Returning early here once stranded a
+	 * published SQE with every thread asleep: a WAL seal-block write, a hang.) */
+	if (io_uring_cq_ready(u)) {
+		if (to_submit && uring_enter(r, to_submit) < 0)
+			atomic_store_explicit(&r->need_enter, true, memory_order_relaxed);
 		return 0;
+	}
 	memset(&arg, 0, sizeof(arg));
 	if (timeout_ns >= 0) {
 		ts.tv_sec = timeout_ns / (int64_t) NSEC_PER_SEC;
@@ -155,6 +162,8 @@ static int uring_wait(struct ring *r, unsigned to_submit, int64_t timeout_ns)
 	counter_add(&r->syscalls, 1);
 	if (rc > 0 && to_submit)
 		counter_add(&r->sqes, (uint64_t) rc);
+	if (rc < 0 && to_submit) /* maybe not submitted: the next publish enters again */
+		atomic_store_explicit(&r->need_enter, true, memory_order_relaxed);
 	if (rc == -ETIME || rc == -EINTR)
 		return rc;
 	return 0;

@@ -11,7 +11,10 @@
  */
 #include <auraio.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 
 #include "test_util.h"
 
@@ -180,4 +183,116 @@ Test(coop_taskrun, page_cache_reads_complete_far_below_one_timer_tick)
 		    (unsigned long long) b.lat[OPS * 99 / 100]);
 	auraio_destroy(b.e);
 	close(b.fd);
+}
+
+/* ---- a submitter that sleeps outside the engine ---- */
+
+/*
+ * io_uring_setup(2) warns that COOP_TASKRUN is meant for rings whose waiter is also the
+ * submitter: a completion that needs task work (a pipe read, a block-device interrupt)
+ * runs as task work of the thread whose io_uring_enter submitted it, and the kernel does
+ * not interrupt that thread for it. The engine shares a ring between threads, so check
+ * the case that matters: the submitter sleeps outside the engine (on a condition
+ * variable, waiting for the other thread) while another thread waits in the engine for
+ * the completion. It must arrive; a hang here would hang every multi-threaded user.
+ */
+struct handoff {
+	auraio_engine_t *e;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int done;      /* the callback ran */
+	pid_t sleeper; /* the submitter's thread id */
+	int wfd;       /* the pipe's write end */
+};
+
+/* Whether thread tid of this process is asleep (state S in /proc). */
+static bool thread_sleeping(pid_t tid)
+{
+	char path[64], buf[256], *p;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int) tid);
+	f = fopen(path, "r");
+	cr_assert_not_null(f);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	p = strrchr(buf, ')'); /* the state follows the command name */
+	return p && p[1] == ' ' && p[2] == 'S';
+}
+
+static void handoff_cb(auraio_request_t *req, ssize_t res, void *ud)
+{
+	struct handoff *h = ud;
+
+	(void) req;
+	cr_assert_eq(res, 1);
+	pthread_mutex_lock(&h->mu);
+	h->done = 1;
+	pthread_cond_broadcast(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+}
+
+static void *handoff_waiter(void *arg)
+{
+	struct handoff *h = arg;
+	int done = 0;
+
+	/* Make the read completable only once its submitter sleeps on the condition
+	 * variable: the wake-up's task work is then queued to a sleeping thread. */
+	while (!thread_sleeping(h->sleeper))
+		sched_yield();
+	cr_assert_eq(write(h->wfd, "x", 1), 1);
+	/* Bounded, so that the bug fails the test instead of hanging it: 20 x 1 s. */
+	for (int i = 0; i < 20 && !done; i++) {
+		auraio_wait(h->e, 1000);
+		pthread_mutex_lock(&h->mu);
+		done = h->done;
+		pthread_mutex_unlock(&h->mu);
+	}
+	return NULL;
+}
+
+Test(coop_taskrun, a_completion_submitted_by_a_thread_that_then_sleeps_reaches_another_waiter)
+{
+	static struct handoff h = { .mu = PTHREAD_MUTEX_INITIALIZER,
+				    .cv = PTHREAD_COND_INITIALIZER };
+	auraio_options_t o;
+	auraio_stats_t st;
+	pthread_t waiter;
+	struct timespec until;
+	int fd[2], done;
+	char c;
+
+	auraio_options_init(&o);
+	o.ring_count = 1;
+	h.e = auraio_create_with_options(&o);
+	cr_assert_not_null(h.e);
+	cr_assert_eq(auraio_get_stats(h.e, &st), 0);
+	if (st.backend != AURAIO_BACKEND_IO_URING)
+		cr_skip_test("io_uring backend not in use: %s", st.backend_reason);
+	cr_assert_eq(pipe(fd), 0);
+	/* This thread submits the read (its io_uring_enter takes the SQE) ... */
+	cr_assert_not_null(auraio_read(h.e, fd[0], auraio_buf(&c), 1, 0, handoff_cb, &h));
+	cr_assert_geq(auraio_flush(h.e), 0);
+	h.sleeper = (pid_t) syscall(SYS_gettid);
+	h.wfd = fd[1];
+	/* ... and sleeps until the other thread, which writes the byte, has reaped it. */
+	pthread_mutex_lock(&h.mu);
+	cr_assert_eq(pthread_create(&waiter, NULL, handoff_waiter, &h), 0);
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 30;
+	while (!h.done && pthread_cond_timedwait(&h.cv, &h.mu, &until) == 0)
+		;
+	done = h.done;
+	pthread_mutex_unlock(&h.mu);
+	pthread_join(waiter, NULL);
+	cr_assert_eq(done, 1,
+		     "the completion never reached the waiting thread (coop_taskrun=%d): it was "
+		     "parked as task work of the sleeping submitter",
+		     st.coop_taskrun);
+	close(fd[0]);
+	close(fd[1]);
+	auraio_destroy(h.e);
 }
