@@ -9,30 +9,18 @@
  * CPU time (getrusage) and engine statistics at the edges of the measured interval.
  * Progress lines go to stderr only, so `--json -` keeps stdout clean.
  *
- * Tools use only the public headers (auraio.h, liburing.h); never io/src.
+ * Tools use only the public headers (auraio.h, liburing.h) and tools/common (the clock,
+ * the start gate and the histogram are runclock.h's and hist.h's); never io/src.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "iobench.h"
 
 /* The start gate: threads set up, then wait here until the clock starts. */
-static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
-static int gate_ready;
-static bool gate_open;
-
-uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
-}
+static struct start_gate gate = START_GATE_INIT;
 
 /* Record the first failure and stop the run. Any thread, callbacks included. */
 void bench_fail(struct bench *b, int err)
@@ -98,37 +86,7 @@ void slot_fill(struct slot *s, uint64_t len)
 void bench_wait_start(struct bench *b)
 {
 	(void) b;
-	pthread_mutex_lock(&gate_lock);
-	gate_ready++;
-	pthread_cond_broadcast(&gate_cond);
-	while (!gate_open)
-		pthread_cond_wait(&gate_cond, &gate_lock);
-	pthread_mutex_unlock(&gate_lock);
-}
-
-static void gate_wait_ready(int n)
-{
-	pthread_mutex_lock(&gate_lock);
-	while (gate_ready < n)
-		pthread_cond_wait(&gate_cond, &gate_lock);
-	pthread_mutex_unlock(&gate_lock);
-}
-
-static void gate_release(void)
-{
-	pthread_mutex_lock(&gate_lock);
-	gate_open = true;
-	pthread_cond_broadcast(&gate_cond);
-	pthread_mutex_unlock(&gate_lock);
-}
-
-static double cpu_seconds(void)
-{
-	struct rusage ru;
-
-	getrusage(RUSAGE_SELF, &ru);
-	return (double) (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-	       (double) (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+	start_gate_arrive(&gate);
 }
 
 static uint64_t total_ios(struct bench *b)
@@ -140,20 +98,11 @@ static uint64_t total_ios(struct bench *b)
 	return n;
 }
 
-/* Sleep until `deadline` (CLOCK_MONOTONIC ns), waking early if the run failed. */
+/* Sleep until `deadline` (CLOCK_MONOTONIC ns), waking early (within 100 ms) if the run
+ * failed. */
 static void sleep_until(struct bench *b, uint64_t deadline)
 {
-	for (;;) {
-		uint64_t t = now_ns(), step;
-		struct timespec ts;
-
-		if (t >= deadline || atomic_load(&b->error) != 0)
-			return;
-		step = deadline - t < 100000000ull ? deadline : t + 100000000ull;
-		ts.tv_sec = (time_t) (step / 1000000000ull);
-		ts.tv_nsec = (long) (step % 1000000000ull);
-		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
-	}
+	clock_sleep_until(deadline, 100000000ull, &b->error, NULL);
 }
 
 /* The measured interval: a trace sample every TRACE_TICK_MS when tracing, and one
@@ -185,15 +134,26 @@ static void measure(struct bench *b, uint64_t start)
 	sleep_until(b, end);
 }
 
-/* Move the run through its phases. The hook samples mode-specific stats at the edges. */
-static void run_clock(struct bench *b, void (*hook)(struct bench *, int))
+static void join_threads(struct bench *b, int n)
+{
+	for (int i = 0; i < n; i++)
+		pthread_join(b->jobs[i].tid, NULL);
+}
+
+/*
+ * Move the run through its phases. The hook samples mode-specific stats at the edges.
+ * With --ios the measured interval ends when every thread has done its share, so the
+ * threads are joined here (returns true); the main thread sleeps in the join meanwhile,
+ * adding no work to an instruction count.
+ */
+static bool run_clock(struct bench *b, void (*hook)(struct bench *, int))
 {
 	uint64_t t0, t1;
 	double cpu0;
 
 	atomic_store(&b->phase, b->cfg.ramp > 0 ? PHASE_RAMP : PHASE_MEASURE);
 	t0 = now_ns();
-	gate_release();
+	start_gate_release(&gate);
 	if (b->cfg.ramp > 0) {
 		sleep_until(b, t0 + (uint64_t) (b->cfg.ramp * 1e9));
 		if (atomic_load(&b->error) == 0)
@@ -203,18 +163,23 @@ static void run_clock(struct bench *b, void (*hook)(struct bench *, int))
 	cpu0 = cpu_seconds();
 	if (hook)
 		hook(b, PHASE_MEASURE);
-	measure(b, t0);
+	if (b->cfg.ios)
+		join_threads(b, b->cfg.threads);
+	else
+		measure(b, t0);
 	atomic_store(&b->phase, PHASE_STOP);
 	t1 = now_ns();
 	b->cpu_s = cpu_seconds() - cpu0;
 	b->measured_s = (double) (t1 - t0) / 1e9;
 	if (hook)
 		hook(b, PHASE_STOP);
+	return b->cfg.ios != 0;
 }
 
 int bench_run_threads(struct bench *b, void *(*fn)(void *), void (*hook)(struct bench *, int))
 {
 	int started = 0, rc = 0;
+	bool joined = false;
 
 	for (; started < b->cfg.threads; started++) {
 		rc = pthread_create(&b->jobs[started].tid, NULL, fn, &b->jobs[started]);
@@ -224,13 +189,13 @@ int bench_run_threads(struct bench *b, void *(*fn)(void *), void (*hook)(struct 
 			break;
 		}
 	}
-	gate_wait_ready(started);
+	start_gate_wait_ready(&gate, started);
 	if (started == b->cfg.threads && atomic_load(&b->error) == 0)
-		run_clock(b, hook);
+		joined = run_clock(b, hook);
 	else
-		gate_release(); /* the threads see PHASE_STOP and leave */
-	for (int i = 0; i < started; i++)
-		pthread_join(b->jobs[i].tid, NULL);
+		start_gate_release(&gate); /* the threads see PHASE_STOP and leave */
+	if (!joined)
+		join_threads(b, started);
 	return rc ? -rc : 0;
 }
 
@@ -260,6 +225,9 @@ int jobs_create(struct bench *b)
 		}
 		j->nidle = qd;
 		atomic_init(&j->nidle_hint, qd);
+		/* --ios: an equal share each, the remainder to the first jobs */
+		atomic_init(&j->ios_left, b->cfg.ios / (uint64_t) n +
+					      ((uint64_t) i < b->cfg.ios % (uint64_t) n ? 1 : 0));
 	}
 	return 0;
 }

@@ -19,6 +19,7 @@
 
 #include "auraio.h"
 #include "hist.h"
+#include "runclock.h"
 
 enum bench_engine { ENGINE_AURAIO = 0, ENGINE_LIBURING = 1 };
 
@@ -36,6 +37,7 @@ struct bench_config {
 	int threads;	    /* --threads */
 	int rings;	    /* --rings: engine ring_count, 0 = engine default */
 	double runtime;	    /* --runtime, seconds */
+	uint64_t ios;	    /* --ios: run exactly this many I/Os instead (0 = use --runtime) */
 	double ramp;	    /* --ramp, seconds (excluded from stats) */
 	const char *file;   /* --file */
 	uint64_t size;	    /* --size, bytes; 0 = use the file as it is */
@@ -72,6 +74,9 @@ struct job {
 	 * when it sees 0 in PHASE_STOP, can never leave with a resubmission racing. */
 	_Atomic int in_flight;
 	_Atomic uint64_t seq_next; /* sequential modes: the next offset to use */
+	/* --ios: I/Os this job may still submit. Taken by whoever submits (the owner, or a
+	 * callback in any thread), given back when a submit is refused. */
+	_Atomic uint64_t ios_left;
 	/* Slots refused with EAGAIN, waiting for the owner to resubmit them. */
 	pthread_mutex_t idle_lock;
 	int *idle;
@@ -118,12 +123,46 @@ void trace_free(struct bench *b);
 /* layout.c: open (and with --size create/extend) the file. */
 int layout_open(struct bench *b);
 
-/* iobench.c: shared helpers for the run loops */
-uint64_t now_ns(void);
+/* iobench.c: shared helpers for the run loops (now_ns() is runclock.h's) */
 void bench_fail(struct bench *b, int err);
 static inline int bench_phase(struct bench *b)
 {
 	return atomic_load_explicit(&b->phase, memory_order_relaxed);
+}
+
+/*
+ * May the job submit one more I/O? Takes it from the --ios budget; false once the run
+ * stops or the budget is spent. A submit that is then refused gives it back with
+ * job_untake_io().
+ */
+static inline bool job_take_io(struct job *j)
+{
+	uint64_t left;
+
+	if (bench_phase(j->b) == PHASE_STOP)
+		return false;
+	if (j->b->cfg.ios == 0)
+		return true;
+	left = atomic_load_explicit(&j->ios_left, memory_order_relaxed);
+	do {
+		if (left == 0)
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(
+	    &j->ios_left, &left, left - 1, memory_order_relaxed, memory_order_relaxed));
+	return true;
+}
+
+static inline void job_untake_io(struct job *j)
+{
+	if (j->b->cfg.ios)
+		atomic_fetch_add_explicit(&j->ios_left, 1, memory_order_relaxed);
+}
+
+/* Will the job submit nothing more (run stopped, or its --ios budget is spent)? */
+static inline bool job_finished(struct job *j)
+{
+	return bench_phase(j->b) == PHASE_STOP ||
+	       (j->b->cfg.ios && atomic_load_explicit(&j->ios_left, memory_order_relaxed) == 0);
 }
 uint64_t slot_next_offset(struct slot *s);
 void slot_seed(struct slot *s, uint64_t seed, int job, int index);

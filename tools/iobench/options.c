@@ -3,13 +3,11 @@
  * options.c - iobench's command line: parsing, validation and the usage text.
  * Parsing never opens files or allocates anything that must be freed.
  */
-#include <ctype.h>
 #include <errno.h>
-#include <getopt.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cliparse.h"
 #include "iobench.h"
 
 enum {
@@ -25,6 +23,7 @@ enum {
 	OPT_THREADS,
 	OPT_RINGS,
 	OPT_RUNTIME,
+	OPT_IOS,
 	OPT_RAMP,
 	OPT_FILE,
 	OPT_SIZE,
@@ -52,6 +51,7 @@ static const struct option long_opts[] = {
 	{ "threads", required_argument, NULL, OPT_THREADS },
 	{ "rings", required_argument, NULL, OPT_RINGS },
 	{ "runtime", required_argument, NULL, OPT_RUNTIME },
+	{ "ios", required_argument, NULL, OPT_IOS },
 	{ "ramp", required_argument, NULL, OPT_RAMP },
 	{ "file", required_argument, NULL, OPT_FILE },
 	{ "size", required_argument, NULL, OPT_SIZE },
@@ -85,6 +85,8 @@ void options_usage(FILE *out)
 	    "  --rings N              engine rings (default 0 = engine default)\n"
 	    "  --single-thread        engine single_thread mode: no locks, one ring (--threads 1)\n"
 	    "  --runtime SECONDS      measured time, fractions allowed (default 10)\n"
+	    "  --ios N                run exactly N I/Os instead of --runtime, split over the\n"
+	    "                         threads (k/m suffix as --bs); for instruction counts\n"
 	    "  --ramp SECONDS         warm-up excluded from the results (default 0)\n"
 	    "  --file PATH            file to use (existing contents are used as is)\n"
 	    "  --size N               create or extend the file to N bytes by writing data\n"
@@ -94,56 +96,6 @@ void options_usage(FILE *out)
 	    "  --engine NAME          auraio (default) or liburing (hand-written baseline)\n"
 	    "  --seed N               random seed (default 1)\n"
 	    "  --quiet                no progress lines\n");
-}
-
-/* "4096", "4k", "2g" (binary multiples). 0 or -EINVAL. */
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	const char *unit;
-	unsigned long long v;
-	unsigned shift = 0;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s || s[0] == '-')
-		return -EINVAL;
-	if (*end && (unit = strchr("kmgt", tolower((unsigned char) *end))) != NULL) {
-		shift = 10u * (unsigned) (unit - "kmgt" + 1);
-		end++;
-	}
-	if (*end == 'i' || *end == 'b' || *end == 'B')
-		end += (end[0] == 'i' && (end[1] == 'b' || end[1] == 'B')) ? 2 : 1;
-	if (*end != '\0' || (shift && v > (UINT64_MAX >> shift)))
-		return -EINVAL;
-	*out = (uint64_t) v << shift;
-	return 0;
-}
-
-static int parse_int(const char *s, int min, int max, int *out)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end != '\0' || v < min || v > max)
-		return -EINVAL;
-	*out = (int) v;
-	return 0;
-}
-
-static int parse_nonneg(const char *s, double *out)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end != '\0' || !isfinite(v) || v < 0 || v > 1e7)
-		return -EINVAL;
-	*out = v;
-	return 0;
 }
 
 static int parse_rw(const char *s, struct bench_config *cfg)
@@ -179,8 +131,10 @@ static int parse_engine(const char *s, enum bench_engine *out)
 	return 0;
 }
 
-static void defaults(struct bench_config *cfg)
+static void defaults(void *config)
 {
+	struct bench_config *cfg = config;
+
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->random = true;
 	cfg->bs = 4096;
@@ -237,31 +191,41 @@ static int parse_seed(const char *s, uint64_t *out)
 	return (errno || end == s || *end || s[0] == '-') ? -EINVAL : 0;
 }
 
-/* One option (flag or with an argument). 0 or -EINVAL. */
-static int apply_option(struct bench_config *cfg, int c, const char *arg)
+/* A decimal >= 0 (seconds, or --max-p99-ms's milliseconds). 0 or -EINVAL. */
+static int parse_nonneg(const char *s, double *out)
 {
+	return cli_parse_double(s, 0.0, 1e7, out);
+}
+
+/* One option (flag or with an argument) into cfg (a struct bench_config). 0 or -EINVAL. */
+static int apply_option(void *config, int c, const char *arg)
+{
+	struct bench_config *cfg = config;
+
 	if (apply_flag(cfg, c))
 		return 0;
 	switch (c) {
 	case OPT_RW:
 		return parse_rw(arg, cfg);
 	case OPT_BS:
-		return parse_size(arg, &cfg->bs);
+		return cli_parse_size(arg, &cfg->bs);
 	case OPT_QD:
-		return parse_int(arg, 1, 4096, &cfg->qd);
+		return cli_parse_int(arg, 1, 4096, &cfg->qd);
 	case OPT_THREADS:
-		return parse_int(arg, 1, 256, &cfg->threads);
+		return cli_parse_int(arg, 1, 256, &cfg->threads);
 	case OPT_RINGS:
-		return parse_int(arg, 0, 256, &cfg->rings);
+		return cli_parse_int(arg, 0, 256, &cfg->rings);
 	case OPT_RUNTIME:
 		return parse_nonneg(arg, &cfg->runtime);
 	case OPT_RAMP:
 		return parse_nonneg(arg, &cfg->ramp);
+	case OPT_IOS:
+		return cli_parse_size(arg, &cfg->ios);
 	case OPT_FILE:
 		cfg->file = arg;
 		return 0;
 	case OPT_SIZE:
-		return parse_size(arg, &cfg->size);
+		return cli_parse_size(arg, &cfg->size);
 	case OPT_JSON:
 		cfg->json = arg;
 		return 0;
@@ -280,8 +244,10 @@ static int apply_option(struct bench_config *cfg, int c, const char *arg)
 }
 
 /* Cross-option checks. NULL when fine, else what is wrong. */
-static const char *validate(const struct bench_config *cfg)
+static const char *validate(void *config)
 {
+	const struct bench_config *cfg = config;
+
 	if (!cfg->file)
 		return "--file is required";
 	if (cfg->bs == 0 || cfg->bs > (1u << 30))
@@ -290,6 +256,10 @@ static const char *validate(const struct bench_config *cfg)
 		return "--direct needs --bs a multiple of 512";
 	if (cfg->runtime <= 0)
 		return "--runtime must be > 0";
+	if (cfg->ios && (cfg->ramp > 0 || cfg->trace))
+		return "--ios cannot be combined with --ramp or --trace";
+	if (cfg->ios && cfg->ios < (uint64_t) cfg->threads)
+		return "--ios must be at least --threads";
 	if ((uint64_t) cfg->qd * (uint64_t) cfg->threads > 4096 && !cfg->adaptive &&
 	    cfg->engine == ENGINE_AURAIO)
 		return "--qd x --threads must be <= 4096 (the engine's largest queue)";
@@ -300,43 +270,18 @@ static const char *validate(const struct bench_config *cfg)
 	return NULL;
 }
 
-static const char *option_name(int c)
-{
-	for (const struct option *o = long_opts; o->name; o++)
-		if (o->val == c)
-			return o->name;
-	return "?";
-}
-
 /* 0 = run, 1 = help printed (exit 0), -EINVAL = bad arguments (usage printed). */
 int options_parse(struct bench_config *cfg, int argc, char **argv)
 {
-	const char *why;
-	int c;
+	static const struct cli_spec spec = {
+		.prog = "iobench",
+		.long_opts = long_opts,
+		.help = OPT_HELP,
+		.usage = options_usage,
+		.defaults = defaults,
+		.apply = apply_option,
+		.finish = validate,
+	};
 
-	defaults(cfg);
-	while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
-		if (c == OPT_HELP || c == 'h') {
-			options_usage(stdout);
-			return 1;
-		}
-		if (c == '?' || apply_option(cfg, c, optarg) != 0) {
-			if (c != '?')
-				fprintf(stderr, "iobench: bad value for --%s: '%s'\n",
-					option_name(c), optarg ? optarg : "");
-			options_usage(stderr);
-			return -EINVAL;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "iobench: unexpected argument '%s'\n", argv[optind]);
-		options_usage(stderr);
-		return -EINVAL;
-	}
-	if ((why = validate(cfg)) != NULL) {
-		fprintf(stderr, "iobench: %s\n", why);
-		options_usage(stderr);
-		return -EINVAL;
-	}
-	return 0;
+	return cli_parse(&spec, cfg, argc, argv);
 }

@@ -4,10 +4,10 @@
  * stderr when the JSON goes to stdout) and the JSON object of --json.
  * Reads the jobs only after their threads were joined.
  */
-#include <errno.h>
 #include <string.h>
 
 #include "iobench.h"
+#include "reportfmt.h"
 
 struct results {
 	struct lat_summary lat;
@@ -73,18 +73,6 @@ static void compute(struct bench *b, struct results *r)
 	engine_counters(b, r);
 }
 
-/* 41234 -> "41.2k", like fio. */
-static const char *human_count(double v, char *buf, size_t len)
-{
-	if (v >= 1e6)
-		snprintf(buf, len, "%.2fM", v / 1e6);
-	else if (v >= 1e4)
-		snprintf(buf, len, "%.1fk", v / 1e3);
-	else
-		snprintf(buf, len, "%.0f", v);
-	return buf;
-}
-
 static void print_human(struct bench *b, const struct results *r, FILE *out)
 {
 	const struct bench_config *c = &b->cfg;
@@ -117,22 +105,6 @@ static void print_human(struct bench *b, const struct results *r, FILE *out)
 			b->st_end.ring_count, auraio_phase_name(b->st_end.total.phase),
 			(unsigned long long) (b->st_end.total.eagain - b->st_begin.total.eagain),
 			b->st_end.files_registered, b->st_end.buffers_registered ? "yes" : "no");
-}
-
-static void json_string(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char) *s;
-
-		if (ch == '"' || ch == '\\')
-			fprintf(f, "\\%c", ch);
-		else if (ch < 0x20)
-			fprintf(f, "\\u%04x", ch);
-		else
-			fputc(ch, f);
-	}
-	fputc('"', f);
 }
 
 static void json_params(FILE *f, const struct bench *b)
@@ -175,28 +147,11 @@ static void json_results(FILE *f, const struct bench *b, const struct results *r
 	fprintf(f, "  \"defer_taskrun\": %s\n", r->defer ? "true" : "false");
 }
 
-static int write_json(struct bench *b, const struct results *r)
+/* The JSON object's members: a is the struct bench, b its struct results. */
+static void json_members(FILE *f, const void *a, const void *b)
 {
-	bool to_stdout = strcmp(b->cfg.json, "-") == 0;
-	FILE *f = to_stdout ? stdout : fopen(b->cfg.json, "w");
-	int rc = 0;
-
-	if (!f) {
-		rc = -errno;
-		fprintf(stderr, "iobench: %s: %s\n", b->cfg.json, auraio_strerror(rc));
-		return rc;
-	}
-	fprintf(f, "{\n");
-	json_params(f, b);
-	json_results(f, b, r);
-	fprintf(f, "}\n");
-	if (fflush(f) != 0 || ferror(f))
-		rc = -EIO;
-	if (!to_stdout && fclose(f) != 0 && rc == 0)
-		rc = -errno;
-	if (rc)
-		fprintf(stderr, "iobench: writing %s: %s\n", b->cfg.json, auraio_strerror(rc));
-	return rc;
+	json_params(f, a);
+	json_results(f, a, b);
 }
 
 int report_print(struct bench *b)
@@ -207,5 +162,7 @@ int report_print(struct bench *b)
 	compute(b, &r);
 	print_human(b, &r, json_stdout ? stderr : stdout);
 	trace_print_trajectory(b, json_stdout ? stderr : stdout);
-	return b->cfg.json ? write_json(b, &r) : 0;
+	if (!b->cfg.json)
+		return 0;
+	return json_write_object("iobench", b->cfg.json, auraio_strerror, json_members, b, &r);
 }

@@ -75,9 +75,11 @@ static void job_refill(struct job *j)
 	if (atomic_load_explicit(&j->nidle_hint, memory_order_relaxed) == 0)
 		return;
 	pthread_mutex_lock(&j->idle_lock);
-	while (j->nidle > 0 && bench_phase(b) != PHASE_STOP) {
+	while (j->nidle > 0 && job_take_io(j)) {
 		int rc = slot_submit(&j->slots[j->idle[j->nidle - 1]]);
 
+		if (rc != 0)
+			job_untake_io(j);
 		if (rc == -EAGAIN)
 			break;
 		if (rc != 0) {
@@ -100,16 +102,18 @@ static void on_complete(auraio_request_t *req, ssize_t res, void *user_data)
 		bench_fail(b, res < 0 ? (int) res : -EIO); /* a short transfer is a failure */
 	else if (bench_phase(b) == PHASE_MEASURE)
 		hist_record(&j->hist, auraio_request_latency_ns(req));
-	if (bench_phase(b) != PHASE_STOP) {
+	if (job_take_io(j)) {
 		int rc = slot_submit(s);
 
+		if (rc != 0)
+			job_untake_io(j);
 		if (rc == -EAGAIN)
 			slot_park(s);
 		else if (rc != 0)
 			bench_fail(b, rc);
 	}
 	/* Release, after the resubmission: pairs with the owner's acquire load, so an
-	 * owner that sees 0 in PHASE_STOP knows no callback of its job is still going. */
+	 * owner that sees 0 once the job is finished knows no callback of its job is still going. */
 	atomic_fetch_sub_explicit(&j->in_flight, 1, memory_order_release);
 }
 
@@ -124,13 +128,13 @@ static void *job_main(void *arg)
 	for (;;) {
 		int rc;
 
-		if (bench_phase(b) == PHASE_STOP &&
+		if (job_finished(j) &&
 		    atomic_load_explicit(&j->in_flight, memory_order_acquire) == 0)
 			break;
 		rc = auraio_wait(b->engine, timeout);
 		if (rc < 0)
 			bench_fail(b, rc);
-		if (bench_phase(b) != PHASE_STOP)
+		if (!job_finished(j))
 			job_refill(j);
 	}
 	return NULL;

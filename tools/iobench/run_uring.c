@@ -187,7 +187,7 @@ static unsigned reap(struct uring_job *u)
 			bench_fail(b, cqe->res < 0 ? cqe->res : -EIO);
 		else if (bench_phase(b) == PHASE_MEASURE)
 			hist_record(&j->hist, now - s->prep_ns);
-		if (bench_phase(b) != PHASE_STOP)
+		if (job_take_io(j))
 			prep(u, s);
 		else
 			retired++;
@@ -202,7 +202,7 @@ static void loop(struct uring_job *u)
 	struct bench *b = j->b;
 	unsigned in_flight = 0;
 
-	for (int i = 0; i < b->cfg.qd && bench_phase(b) != PHASE_STOP; i++, in_flight++)
+	for (int i = 0; i < b->cfg.qd && job_take_io(j); i++, in_flight++)
 		prep(u, &j->slots[i]);
 	while (in_flight > 0) {
 		int rc = io_uring_submit_and_wait(&u->ring, 1);

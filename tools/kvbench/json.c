@@ -5,31 +5,8 @@
  * where they only grow) and the store's counters at the end. One key per number, flat
  * within each object, so a script needs no schema: see bench/kv_vs_peers.sh.
  */
-#include <errno.h>
-#include <string.h>
-
 #include "kvbench.h"
-
-static void json_string(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char) *s;
-
-		if (ch == '"' || ch == '\\')
-			fprintf(f, "\\%c", ch);
-		else if (ch < 0x20)
-			fprintf(f, "\\u%04x", ch);
-		else
-			fputc(ch, f);
-	}
-	fputc('"', f);
-}
-
-static const char *json_bool(bool v)
-{
-	return v ? "true" : "false";
-}
+#include "reportfmt.h"
 
 static void json_params(FILE *f, const struct bench *b)
 {
@@ -124,9 +101,11 @@ static void json_result(FILE *f, const struct result *r)
 	fprintf(f, "\n    }");
 }
 
-static void json_write(FILE *f, const struct bench *b)
+/* The document's members: a is the struct bench (b is unused). */
+static void json_members(FILE *f, const void *a, const void *unused)
 {
-	fprintf(f, "{\n");
+	const struct bench *b = a;
+
 	json_params(f, b);
 	fprintf(f, "  \"results\": [\n");
 	for (int i = 0; i < b->nresults; i++) {
@@ -138,27 +117,11 @@ static void json_write(FILE *f, const struct bench *b)
 	fprintf(f, ",\n    \"puts\": %llu,\n    \"gets\": %llu,\n    \"get_misses\": %llu,\n",
 		(unsigned long long) b->final.puts, (unsigned long long) b->final.gets,
 		(unsigned long long) b->final.get_misses);
-	fprintf(f, "    \"gc_runs\": %llu,\n    \"gc_stalls\": %llu\n  }\n}\n",
+	fprintf(f, "    \"gc_runs\": %llu,\n    \"gc_stalls\": %llu\n  }\n",
 		(unsigned long long) b->final.gc_runs, (unsigned long long) b->final.gc_stalls);
 }
 
 int report_json(const struct bench *b)
 {
-	bool to_stdout = strcmp(b->cfg.json, "-") == 0;
-	FILE *f = to_stdout ? stdout : fopen(b->cfg.json, "w");
-	int rc = 0;
-
-	if (!f) {
-		rc = -errno;
-		fprintf(stderr, "kvbench: %s: %s\n", b->cfg.json, aurakv_strerror(rc));
-		return rc;
-	}
-	json_write(f, b);
-	if (fflush(f) != 0 || ferror(f))
-		rc = -EIO;
-	if (!to_stdout && fclose(f) != 0 && rc == 0)
-		rc = -errno;
-	if (rc)
-		fprintf(stderr, "kvbench: writing %s: %s\n", b->cfg.json, aurakv_strerror(rc));
-	return rc;
+	return json_write_object("kvbench", b->cfg.json, aurakv_strerror, json_members, b, NULL);
 }

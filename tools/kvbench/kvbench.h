@@ -20,6 +20,7 @@
 
 #include "aurakv.h"
 #include "hist.h"
+#include "runclock.h"
 
 #define KVB_MAX_BENCHMARKS 32
 /* Keys are an 8-byte big-endian index followed by filler bytes (keygen.c). */
@@ -188,8 +189,7 @@ static inline void hist_record_owner(struct lat_hist *h, uint64_t ns)
 		atomic_store_explicit(&h->max_ns, ns, memory_order_relaxed);
 }
 
-/* kvbench.c: shared helpers */
-uint64_t now_ns(void);
+/* kvbench.c: shared helpers (now_ns() is runclock.h's) */
 void bench_fail(struct bench *b, int err);
 static inline int bench_phase(struct bench *b)
 {

@@ -3,13 +3,10 @@
  * options.c - kvbench's command line: parsing, validation and the usage text.
  * Parsing never opens files or allocates anything that must be freed.
  */
-#include <ctype.h>
 #include <errno.h>
-#include <getopt.h>
-#include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
+#include "cliparse.h"
 #include "kvbench.h"
 
 enum {
@@ -152,58 +149,6 @@ static void usage(FILE *out)
 	usage_workloads(out);
 }
 
-/* "4096", "4k", "2g" (binary multiples) or, with `decimal`, "1m" = 10^6. 0 or -EINVAL. */
-static int parse_number(const char *s, bool decimal, uint64_t *out)
-{
-	static const char units[] = "kmgt";
-	const char *unit;
-	char *end;
-	unsigned long long v;
-	uint64_t mult = 1;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s || s[0] == '-')
-		return -EINVAL;
-	if (*end && (unit = strchr(units, tolower((unsigned char) *end))) != NULL) {
-		for (long i = 0; i <= unit - units; i++)
-			mult *= decimal ? 1000u : 1024u;
-		end++;
-	}
-	if (!decimal && (*end == 'i' || *end == 'b' || *end == 'B'))
-		end += (end[0] == 'i' && (end[1] == 'b' || end[1] == 'B')) ? 2 : 1;
-	if (*end != '\0' || v > UINT64_MAX / mult)
-		return -EINVAL;
-	*out = (uint64_t) v * mult;
-	return 0;
-}
-
-static int parse_int(const char *s, long min, long max, long *out)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end != '\0' || v < min || v > max)
-		return -EINVAL;
-	*out = v;
-	return 0;
-}
-
-static int parse_double(const char *s, double min, double max, double *out)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end != '\0' || !isfinite(v) || v < min || v > max)
-		return -EINVAL;
-	*out = v;
-	return 0;
-}
-
 /* Split LIST in place into cfg->benchmarks; unknown names are an error (named). */
 static int parse_benchmarks(struct kv_config *cfg, const char *list)
 {
@@ -225,8 +170,10 @@ static int parse_benchmarks(struct kv_config *cfg, const char *list)
 	return cfg->nbenchmarks ? 0 : -EINVAL;
 }
 
-static void defaults(struct kv_config *cfg)
+static void defaults(void *config)
 {
+	struct kv_config *cfg = config;
+
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->threads = 1;
 	cfg->num = 1000000;
@@ -237,6 +184,7 @@ static void defaults(struct kv_config *cfg)
 	cfg->batch = 32;
 	cfg->compress_min = -1;
 	cfg->seed = 1;
+	parse_benchmarks(cfg, "fillrandom,readrandom");
 }
 
 /* An option with a bounded integer argument; false if c is not one. */
@@ -246,36 +194,37 @@ static bool apply_int(struct kv_config *cfg, int c, const char *arg, int *rc)
 
 	switch (c) {
 	case OPT_THREADS:
-		*rc = parse_int(arg, 1, 1024, &v);
+		*rc = cli_parse_long(arg, 1, 1024, &v);
 		cfg->threads = (int) v;
 		return true;
 	case OPT_KEY_SIZE:
-		*rc = parse_int(arg, KVB_MIN_KEY, AURAKV_MAX_KEY, &v);
+		*rc = cli_parse_long(arg, KVB_MIN_KEY, AURAKV_MAX_KEY, &v);
 		cfg->key_size = (unsigned) v;
 		return true;
 	case OPT_VALUE_SIZE:
-		*rc = parse_int(arg, 0, AURAKV_MAX_VALUE, &v);
+		*rc = cli_parse_long(arg, 0, AURAKV_MAX_VALUE, &v);
 		cfg->value_size = (unsigned) v;
 		return true;
 	case OPT_ASYNC:
-		*rc = parse_int(arg, 0, 4096, &v);
+		*rc = cli_parse_long(arg, 0, 4096, &v);
 		cfg->async_depth = (int) v;
 		return true;
 	case OPT_BATCH:
-		*rc = parse_int(arg, 1, 65536, &v);
+		*rc = cli_parse_long(arg, 1, 65536, &v);
 		cfg->batch = (unsigned) v;
 		return true;
 	case OPT_COMPRESS_MIN:
-		*rc = parse_int(arg, 0, AURAKV_MAX_VALUE, &cfg->compress_min);
+		*rc = cli_parse_long(arg, 0, AURAKV_MAX_VALUE, &cfg->compress_min);
 		return true;
 	default:
 		return false;
 	}
 }
 
-/* One option (flag or with an argument). 0 or -EINVAL. */
-static int apply_option(struct kv_config *cfg, int c, const char *arg)
+/* One option (flag or with an argument) into cfg (a struct kv_config). 0 or -EINVAL. */
+static int apply_option(void *config, int c, const char *arg)
 {
+	struct kv_config *cfg = config;
 	int rc = -EINVAL;
 
 	if (apply_int(cfg, c, arg, &rc))
@@ -284,21 +233,21 @@ static int apply_option(struct kv_config *cfg, int c, const char *arg)
 	case OPT_BENCHMARKS:
 		return parse_benchmarks(cfg, arg);
 	case OPT_NUM:
-		return parse_number(arg, true, &cfg->num);
+		return cli_parse_count(arg, &cfg->num);
 	case OPT_READS:
-		return parse_number(arg, true, &cfg->reads);
+		return cli_parse_count(arg, &cfg->reads);
 	case OPT_WRITES:
-		return parse_number(arg, true, &cfg->writes);
+		return cli_parse_count(arg, &cfg->writes);
 	case OPT_COMPRESSIBILITY:
-		return parse_double(arg, 0.01, 1.0, &cfg->compressibility);
+		return cli_parse_double(arg, 0.01, 1.0, &cfg->compressibility);
 	case OPT_CACHE_SIZE:
-		return parse_number(arg, false, &cfg->cache_size);
+		return cli_parse_size(arg, &cfg->cache_size);
 	case OPT_SEGMENT:
-		return parse_number(arg, false, &cfg->segment_size);
+		return cli_parse_size(arg, &cfg->segment_size);
 	case OPT_DURATION:
-		return parse_double(arg, 0.0, 1e7, &cfg->duration);
+		return cli_parse_double(arg, 0.0, 1e7, &cfg->duration);
 	case OPT_SEED:
-		return parse_number(arg, true, &cfg->seed);
+		return cli_parse_count(arg, &cfg->seed);
 	case OPT_DB:
 		cfg->db = arg;
 		return 0;
@@ -317,8 +266,9 @@ static int apply_option(struct kv_config *cfg, int c, const char *arg)
 }
 
 /* Cross-option checks, with the ranges aurakv.h documents. NULL when fine. */
-static const char *validate(const struct kv_config *cfg)
+static const char *validate(void *config)
 {
+	const struct kv_config *cfg = config;
 	uint64_t seg = cfg->segment_size;
 
 	if (cfg->num == 0 || cfg->num >= (1ull << 62))
@@ -332,44 +282,18 @@ static const char *validate(const struct kv_config *cfg)
 	return NULL;
 }
 
-static const char *option_name(int c)
-{
-	for (const struct option *o = long_opts; o->name; o++)
-		if (o->val == c)
-			return o->name;
-	return "?";
-}
-
 /* 0 = run, 1 = help printed (exit 0), -EINVAL = bad arguments (usage printed). */
 int options_parse(struct kv_config *cfg, int argc, char **argv)
 {
-	const char *why;
-	int c;
+	static const struct cli_spec spec = {
+		.prog = "kvbench",
+		.long_opts = long_opts,
+		.help = OPT_HELP,
+		.usage = usage,
+		.defaults = defaults,
+		.apply = apply_option,
+		.finish = validate,
+	};
 
-	defaults(cfg);
-	parse_benchmarks(cfg, "fillrandom,readrandom");
-	while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
-		if (c == OPT_HELP || c == 'h') {
-			usage(stdout);
-			return 1;
-		}
-		if (c == '?' || apply_option(cfg, c, optarg) != 0) {
-			if (c != '?')
-				fprintf(stderr, "kvbench: bad value for --%s: '%s'\n",
-					option_name(c), optarg ? optarg : "");
-			usage(stderr);
-			return -EINVAL;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "kvbench: unexpected argument '%s'\n", argv[optind]);
-		usage(stderr);
-		return -EINVAL;
-	}
-	if ((why = validate(cfg)) != NULL) {
-		fprintf(stderr, "kvbench: %s\n", why);
-		usage(stderr);
-		return -EINVAL;
-	}
-	return 0;
+	return cli_parse(&spec, cfg, argc, argv);
 }

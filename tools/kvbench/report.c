@@ -6,7 +6,7 @@
  * JSON document of --json.
  *
  * Units: MB = 10^6 bytes; latencies in microseconds, from the log-linear histogram
- * (tools/walbench/hist.h: within 1/32 of the true value; max is exact). Store
+ * (tools/common/hist.h: within 1/32 of the true value; max is exact). Store
  * counters that only grow (cache hits, GC, io) are shown as the difference over the
  * workload; the others (keys, bytes, segments) as they are after it.
  */
@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "kvbench.h"
+#include "reportfmt.h"
 
 FILE *report_out(const struct bench *b)
 {
@@ -81,18 +82,6 @@ void result_compute(struct bench *b, struct result *r)
 static bool check_ok(const struct result *r)
 {
 	return !r->check || (r->found == r->expected_found && r->badsize == 0);
-}
-
-/* 41234 -> "41.2k". */
-static const char *human_count(double v, char *buf, size_t len)
-{
-	if (v >= 1e6)
-		snprintf(buf, len, "%.2fM", v / 1e6);
-	else if (v >= 1e4)
-		snprintf(buf, len, "%.1fk", v / 1e3);
-	else
-		snprintf(buf, len, "%.0f", v);
-	return buf;
 }
 
 static double mib(uint64_t v)

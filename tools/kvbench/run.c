@@ -12,60 +12,18 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 
 #include "kvbench.h"
 
-/* The start gate: threads set up, then wait here until the clock starts. */
-static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
-static int gate_ready;
-static bool gate_open;
+/* The start gate: threads set up, then wait here until the clock starts. Reset before
+ * each workload. */
+static struct start_gate gate = START_GATE_INIT;
 
 /* Called once by every thread of a workload. */
 void bench_wait_start(struct bench *b)
 {
 	(void) b;
-	pthread_mutex_lock(&gate_lock);
-	gate_ready++;
-	pthread_cond_broadcast(&gate_cond);
-	while (!gate_open)
-		pthread_cond_wait(&gate_cond, &gate_lock);
-	pthread_mutex_unlock(&gate_lock);
-}
-
-static void gate_reset(void)
-{
-	pthread_mutex_lock(&gate_lock);
-	gate_ready = 0;
-	gate_open = false;
-	pthread_mutex_unlock(&gate_lock);
-}
-
-static void gate_wait_ready(int n)
-{
-	pthread_mutex_lock(&gate_lock);
-	while (gate_ready < n)
-		pthread_cond_wait(&gate_cond, &gate_lock);
-	pthread_mutex_unlock(&gate_lock);
-}
-
-static void gate_release(void)
-{
-	pthread_mutex_lock(&gate_lock);
-	gate_open = true;
-	pthread_cond_broadcast(&gate_cond);
-	pthread_mutex_unlock(&gate_lock);
-}
-
-static double cpu_seconds(void)
-{
-	struct rusage ru;
-
-	getrusage(RUSAGE_SELF, &ru);
-	return (double) (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-	       (double) (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+	start_gate_arrive(&gate);
 }
 
 /* The buffers one job needs for workload w. 0 or -ENOMEM. */
@@ -184,20 +142,11 @@ static bool ended(struct bench *b)
 	return atomic_load(&b->error) != 0 || atomic_load(&b->running) == 0;
 }
 
-/* Sleep until `deadline` (CLOCK_MONOTONIC ns), waking early if the run ended. */
+/* Sleep until `deadline` (CLOCK_MONOTONIC ns), waking early (within 5 ms) if the run
+ * ended. */
 static void sleep_until(struct bench *b, uint64_t deadline)
 {
-	for (;;) {
-		uint64_t t = now_ns(), step;
-		struct timespec ts;
-
-		if (t >= deadline || ended(b))
-			return;
-		step = deadline - t < 5000000ull ? deadline : t + 5000000ull;
-		ts.tv_sec = (time_t) (step / 1000000000ull);
-		ts.tv_nsec = (long) (step % 1000000000ull);
-		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
-	}
+	clock_sleep_until(deadline, 5000000ull, &b->error, &b->running);
 }
 
 static void progress_line(struct bench *b, uint64_t tick, uint64_t *last)
@@ -250,7 +199,7 @@ static int run_threads(struct bench *b, const struct workload *w, uint64_t total
 	b->stop_ns = 0;
 	atomic_store(&b->phase, PHASE_START);
 	atomic_store(&b->running, b->cfg.threads);
-	gate_reset();
+	start_gate_reset(&gate);
 	rc = jobs_create(b, w, total);
 	while (rc == 0 && started < b->njobs) {
 		rc = -pthread_create(&b->jobs[started].tid, NULL, job_main, &b->jobs[started]);
@@ -261,15 +210,15 @@ static int run_threads(struct bench *b, const struct workload *w, uint64_t total
 	}
 	if (rc)
 		bench_fail(b, rc);
-	gate_wait_ready(started);
+	start_gate_wait_ready(&gate, started);
 	cpu0 = cpu_seconds();
 	b->t0_ns = now_ns();
 	if (rc == 0 && atomic_load(&b->error) == 0) {
 		atomic_store(&b->phase, PHASE_MEASURE);
-		gate_release();
+		start_gate_release(&gate);
 		clock_run(b);
 	} else {
-		gate_release(); /* the threads see STOP and leave */
+		start_gate_release(&gate); /* the threads see STOP and leave */
 	}
 	for (int i = 0; i < started; i++)
 		pthread_join(b->jobs[i].tid, NULL);

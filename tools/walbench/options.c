@@ -3,13 +3,11 @@
  * options.c - walbench's command line: parsing, validation and the usage text.
  * Parsing never opens files or allocates anything that must be freed.
  */
-#include <ctype.h>
 #include <errno.h>
-#include <getopt.h>
-#include <math.h>
-#include <stdlib.h>
+#include <float.h>
 #include <string.h>
 
+#include "cliparse.h"
 #include "walbench.h"
 
 enum {
@@ -92,54 +90,11 @@ static void usage(FILE *out)
 	    "Exit status: 0 done, 1 the run failed, 2 bad arguments.\n");
 }
 
-/* "4096", "4k", "2g" (binary multiples). 0 or -EINVAL. */
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	const char *unit;
-	unsigned long long v;
-	unsigned shift = 0;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s || s[0] == '-')
-		return -EINVAL;
-	if (*end && (unit = strchr("kmgt", tolower((unsigned char) *end))) != NULL) {
-		shift = 10u * (unsigned) (unit - "kmgt" + 1);
-		end++;
-	}
-	if (*end == 'i' || *end == 'b' || *end == 'B')
-		end += (end[0] == 'i' && (end[1] == 'b' || end[1] == 'B')) ? 2 : 1;
-	if (*end != '\0' || (shift && v > (UINT64_MAX >> shift)))
-		return -EINVAL;
-	*out = (uint64_t) v << shift;
-	return 0;
-}
-
-static int parse_int(const char *s, int min, int max, int *out)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end != '\0' || v < min || v > max)
-		return -EINVAL;
-	*out = (int) v;
-	return 0;
-}
-
+/* Seconds, fractions allowed: > 0 (DBL_TRUE_MIN is the smallest double above 0) and
+ * at most 1e7. 0 or -EINVAL. */
 static int parse_seconds(const char *s, double *out)
 {
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end != '\0' || !isfinite(v) || v <= 0 || v > 1e7)
-		return -EINVAL;
-	*out = v;
-	return 0;
+	return cli_parse_double(s, DBL_TRUE_MIN, 1e7, out);
 }
 
 static int parse_sync_mode(const char *s, aurawal_sync_mode_t *out)
@@ -153,8 +108,10 @@ static int parse_sync_mode(const char *s, aurawal_sync_mode_t *out)
 	return 0;
 }
 
-static void defaults(struct bench_config *cfg)
+static void defaults(void *config)
 {
+	struct bench_config *cfg = config;
+
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->threads = 1;
 	cfg->record_size = 128;
@@ -190,9 +147,11 @@ static bool apply_flag(struct bench_config *cfg, int c)
 	}
 }
 
-/* One option (flag or with an argument). 0 or -EINVAL. */
-static int apply_option(struct bench_config *cfg, int c, const char *arg)
+/* One option (flag or with an argument) into cfg (a struct bench_config). 0 or -EINVAL. */
+static int apply_option(void *config, int c, const char *arg)
 {
+	struct bench_config *cfg = config;
+
 	if (apply_flag(cfg, c))
 		return 0;
 	switch (c) {
@@ -200,19 +159,19 @@ static int apply_option(struct bench_config *cfg, int c, const char *arg)
 		cfg->dir = arg;
 		return 0;
 	case OPT_THREADS:
-		return parse_int(arg, 1, 1024, &cfg->threads);
+		return cli_parse_int(arg, 1, 1024, &cfg->threads);
 	case OPT_RECORD_SIZE:
-		return parse_size(arg, &cfg->record_size);
+		return cli_parse_size(arg, &cfg->record_size);
 	case OPT_ASYNC:
-		return parse_int(arg, 0, 65536, &cfg->async_depth);
+		return cli_parse_int(arg, 0, 65536, &cfg->async_depth);
 	case OPT_DURATION:
 		return parse_seconds(arg, &cfg->duration);
 	case OPT_COUNT:
-		return parse_size(arg, &cfg->count);
+		return cli_parse_size(arg, &cfg->count);
 	case OPT_SEGMENT:
-		return parse_size(arg, &cfg->segment_size);
+		return cli_parse_size(arg, &cfg->segment_size);
 	case OPT_BUFFER:
-		return parse_size(arg, &cfg->buffer_size);
+		return cli_parse_size(arg, &cfg->buffer_size);
 	case OPT_SYNC_MODE:
 		return parse_sync_mode(arg, &cfg->sync_mode);
 	case OPT_JSON:
@@ -244,45 +203,28 @@ static const char *validate(const struct bench_config *cfg)
 	return NULL;
 }
 
-static const char *option_name(int c)
+/* After the options: --duration's default depends on --count; then the checks. */
+static const char *finish(void *config)
 {
-	for (const struct option *o = long_opts; o->name; o++)
-		if (o->val == c)
-			return o->name;
-	return "?";
+	struct bench_config *cfg = config;
+
+	if (cfg->duration < 0)
+		cfg->duration = cfg->count ? 0 : 10.0;
+	return validate(cfg);
 }
 
 /* 0 = run, 1 = help printed (exit 0), -EINVAL = bad arguments (usage printed). */
 int options_parse(struct bench_config *cfg, int argc, char **argv)
 {
-	const char *why;
-	int c;
+	static const struct cli_spec spec = {
+		.prog = "walbench",
+		.long_opts = long_opts,
+		.help = OPT_HELP,
+		.usage = usage,
+		.defaults = defaults,
+		.apply = apply_option,
+		.finish = finish,
+	};
 
-	defaults(cfg);
-	while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
-		if (c == OPT_HELP || c == 'h') {
-			usage(stdout);
-			return 1;
-		}
-		if (c == '?' || apply_option(cfg, c, optarg) != 0) {
-			if (c != '?')
-				fprintf(stderr, "walbench: bad value for --%s: '%s'\n",
-					option_name(c), optarg ? optarg : "");
-			usage(stderr);
-			return -EINVAL;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "walbench: unexpected argument '%s'\n", argv[optind]);
-		usage(stderr);
-		return -EINVAL;
-	}
-	if (cfg->duration < 0)
-		cfg->duration = cfg->count ? 0 : 10.0;
-	if ((why = validate(cfg)) != NULL) {
-		fprintf(stderr, "walbench: %s\n", why);
-		usage(stderr);
-		return -EINVAL;
-	}
-	return 0;
+	return cli_parse(&spec, cfg, argc, argv);
 }

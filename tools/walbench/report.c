@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "reportfmt.h"
 #include "walbench.h"
 
 struct results {
@@ -42,18 +43,6 @@ static const char *sync_mode_name(aurawal_sync_mode_t m)
 	return m == AURAWAL_SYNC_DSYNC ? "dsync" : "fdatasync";
 }
 
-/* 41234 -> "41.2k". */
-static const char *human_count(double v, char *buf, size_t len)
-{
-	if (v >= 1e6)
-		snprintf(buf, len, "%.2fM", v / 1e6);
-	else if (v >= 1e4)
-		snprintf(buf, len, "%.1fk", v / 1e3);
-	else
-		snprintf(buf, len, "%.0f", v);
-	return buf;
-}
-
 static void print_human(struct bench *b, const struct results *r, FILE *out)
 {
 	const struct bench_config *c = &b->cfg;
@@ -81,27 +70,6 @@ static void print_human(struct bench *b, const struct results *r, FILE *out)
 		(unsigned long long) st->syncs, st->records_per_sync, st->sync_p50_us,
 		st->sync_p99_us, st->sync_max_us, (unsigned long long) st->writes,
 		(unsigned long long) st->segments);
-}
-
-static void json_string(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char) *s;
-
-		if (ch == '"' || ch == '\\')
-			fprintf(f, "\\%c", ch);
-		else if (ch < 0x20)
-			fprintf(f, "\\u%04x", ch);
-		else
-			fputc(ch, f);
-	}
-	fputc('"', f);
-}
-
-static const char *json_bool(bool v)
-{
-	return v ? "true" : "false";
 }
 
 static void json_params(FILE *f, const struct bench *b)
@@ -140,28 +108,11 @@ static void json_results(FILE *f, const struct bench *b, const struct results *r
 		(unsigned long long) st->segments);
 }
 
-static int write_json(struct bench *b, const struct results *r)
+/* The JSON object's members: a is the struct bench, b its struct results. */
+static void json_members(FILE *f, const void *a, const void *b)
 {
-	bool to_stdout = strcmp(b->cfg.json, "-") == 0;
-	FILE *f = to_stdout ? stdout : fopen(b->cfg.json, "w");
-	int rc = 0;
-
-	if (!f) {
-		rc = -errno;
-		fprintf(stderr, "walbench: %s: %s\n", b->cfg.json, aurawal_strerror(rc));
-		return rc;
-	}
-	fprintf(f, "{\n");
-	json_params(f, b);
-	json_results(f, b, r);
-	fprintf(f, "}\n");
-	if (fflush(f) != 0 || ferror(f))
-		rc = -EIO;
-	if (!to_stdout && fclose(f) != 0 && rc == 0)
-		rc = -errno;
-	if (rc)
-		fprintf(stderr, "walbench: writing %s: %s\n", b->cfg.json, aurawal_strerror(rc));
-	return rc;
+	json_params(f, a);
+	json_results(f, a, b);
 }
 
 /* --kv: everything a script needs on one line of stdout, `key=value` separated by
@@ -197,5 +148,7 @@ int report_print(struct bench *b)
 		fprintf(stderr, "walbench: writing the results: %s\n", aurawal_strerror(-errno));
 		return -EIO;
 	}
-	return b->cfg.json ? write_json(b, &r) : 0;
+	if (!b->cfg.json)
+		return 0;
+	return json_write_object("walbench", b->cfg.json, aurawal_strerror, json_members, b, &r);
 }

@@ -10,33 +10,21 @@
  * the phase, and samples the clock and CPU time at the edges of the measured interval.
  * Progress lines go to stderr only, so `--json -` and --kv keep stdout clean.
  *
- * Tools use only the public headers (aurawal.h, auraio.h); never wal/src.
+ * Tools use only the public headers (aurawal.h, auraio.h) and tools/common (the clock,
+ * the start gate and the histogram are runclock.h's and hist.h's); never wal/src.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "walbench.h"
 
 /* The start gate: threads set up, then wait here until the clock starts. */
-static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
-static int gate_ready;
-static bool gate_open;
-
-uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
-}
+static struct start_gate gate = START_GATE_INIT;
 
 /* Record the first failure and stop the run. Any thread, callbacks included. */
 void bench_fail(struct bench *b, int err)
@@ -51,37 +39,7 @@ void bench_fail(struct bench *b, int err)
 void bench_wait_start(struct bench *b)
 {
 	(void) b;
-	pthread_mutex_lock(&gate_lock);
-	gate_ready++;
-	pthread_cond_broadcast(&gate_cond);
-	while (!gate_open)
-		pthread_cond_wait(&gate_cond, &gate_lock);
-	pthread_mutex_unlock(&gate_lock);
-}
-
-static void gate_wait_ready(int n)
-{
-	pthread_mutex_lock(&gate_lock);
-	while (gate_ready < n)
-		pthread_cond_wait(&gate_cond, &gate_lock);
-	pthread_mutex_unlock(&gate_lock);
-}
-
-static void gate_release(void)
-{
-	pthread_mutex_lock(&gate_lock);
-	gate_open = true;
-	pthread_cond_broadcast(&gate_cond);
-	pthread_mutex_unlock(&gate_lock);
-}
-
-static double cpu_seconds(void)
-{
-	struct rusage ru;
-
-	getrusage(RUSAGE_SELF, &ru);
-	return (double) (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-	       (double) (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+	start_gate_arrive(&gate);
 }
 
 static uint64_t total_appends(struct bench *b)
@@ -99,20 +57,11 @@ static bool ended_early(struct bench *b)
 	return atomic_load(&b->error) != 0 || atomic_load(&b->running) == 0;
 }
 
-/* Sleep until `deadline` (CLOCK_MONOTONIC ns), waking early if the run ended. */
+/* Sleep until `deadline` (CLOCK_MONOTONIC ns), waking early (within 10 ms) if the run
+ * ended. */
 static void sleep_until(struct bench *b, uint64_t deadline)
 {
-	for (;;) {
-		uint64_t t = now_ns(), step;
-		struct timespec ts;
-
-		if (t >= deadline || ended_early(b))
-			return;
-		step = deadline - t < 10000000ull ? deadline : t + 10000000ull;
-		ts.tv_sec = (time_t) (step / 1000000000ull);
-		ts.tv_nsec = (long) (step % 1000000000ull);
-		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
-	}
+	clock_sleep_until(deadline, 10000000ull, &b->error, &b->running);
 }
 
 /* The measured interval, with one progress line per second on long runs. A --count run
@@ -169,15 +118,15 @@ static int run(struct bench *b)
 			break;
 		}
 	}
-	gate_wait_ready(started);
+	start_gate_wait_ready(&gate, started);
 	cpu0 = cpu_seconds();
 	t0 = now_ns();
 	if (started == b->cfg.threads && atomic_load(&b->error) == 0) {
 		atomic_store(&b->phase, PHASE_MEASURE);
-		gate_release();
+		start_gate_release(&gate);
 		measure(b, t0);
 	} else {
-		gate_release(); /* the threads see PHASE_START/STOP and leave */
+		start_gate_release(&gate); /* the threads see PHASE_START/STOP and leave */
 	}
 	atomic_store(&b->phase, PHASE_STOP);
 	t1 = now_ns();

@@ -19,6 +19,7 @@
 
 #include "aurawal.h"
 #include "hist.h"
+#include "runclock.h"
 
 struct bench_config {
 	const char *dir;	       /* --dir: where the log is created, NULL = a temp dir */
@@ -82,8 +83,7 @@ struct bench {
 /* options.c */
 int options_parse(struct bench_config *cfg, int argc, char **argv);
 
-/* walbench.c: shared helpers */
-uint64_t now_ns(void);
+/* walbench.c: shared helpers (now_ns() is runclock.h's) */
 void bench_fail(struct bench *b, int err);
 static inline int bench_phase(struct bench *b)
 {

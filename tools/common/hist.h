@@ -3,15 +3,17 @@
  * hist.h - a log-linear latency histogram: 16 sub-buckets per power of two of
  * nanoseconds, so every recorded value is known to within 1/16 of itself (the reported
  * value is the bucket's midpoint: error <= 1/32). Every completion is recorded; nothing
- * is sampled. A copy of tools/iobench/hist.h: the tools share no objects.
+ * is sampled.
  *
- * Recording is thread-safe (relaxed atomics): a job's asynchronous completions may be
- * handled by any appender thread (whichever one polls the log). Counts need no ordering
- * with anything else: they are read only after the threads are joined (or, for progress
- * lines, as an approximate total).
+ * Shared by iobench, walbench and kvbench (tools/common, library aura_toolcommon).
+ *
+ * Recording is thread-safe (relaxed atomics): a job's completions may be handled by
+ * any thread (iobench's engine mode, an asynchronous append or get completed by
+ * whichever thread polls). Counts need no ordering with anything else: they are read
+ * only after the threads are joined (or, for progress lines, as an approximate total).
  */
-#ifndef WALBENCH_HIST_H
-#define WALBENCH_HIST_H
+#ifndef AURA_TOOLS_HIST_H
+#define AURA_TOOLS_HIST_H
 
 #include <stdatomic.h>
 #include <stdint.h>

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * hist.c - reading the log-linear latency histogram of hist.h: totals, merging the
- * per-job histograms, and percentiles. Recording is inline in hist.h. A copy of
- * tools/iobench/hist.c: the tools share no objects.
+ * per-job histograms, and percentiles. Recording is inline in hist.h. Shared by the
+ * benchmark tools (tools/common).
  */
 #include <math.h>
 
