@@ -39,6 +39,23 @@ static inline void rm_tree(const char *dir)
 	rmdir(dir);
 }
 
+/*
+ * A suite in which every test gets a fresh temporary directory in `dir`, removed after
+ * the test: WAL_DIR_SUITE(wal_basic);
+ */
+#define WAL_DIR_SUITE(name)                                                                        \
+	static char *dir;                                                                          \
+	static void dir_setup(void)                                                                \
+	{                                                                                          \
+		dir = temp_dir();                                                                  \
+	}                                                                                          \
+	static void dir_teardown(void)                                                             \
+	{                                                                                          \
+		rm_tree(dir);                                                                      \
+		free(dir);                                                                         \
+	}                                                                                          \
+	TestSuite(name, .init = dir_setup, .fini = dir_teardown)
+
 /* Payload i: `len` bytes derived from i, so any record can be checked on its own. */
 static inline void payload_fill(uint8_t *p, size_t len, uint64_t i)
 {

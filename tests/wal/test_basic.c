@@ -3,20 +3,7 @@
  * many across segments, every size, reopen, release, async, the documented layout. */
 #include "wal_test.h"
 
-static char *dir;
-
-static void setup(void)
-{
-	dir = temp_dir();
-}
-
-static void teardown(void)
-{
-	rm_tree(dir);
-	free(dir);
-}
-
-TestSuite(wal_basic, .init = setup, .fini = teardown);
+WAL_DIR_SUITE(wal_basic);
 
 /* Iterate the whole log; returns the number of records, checking order and payloads
  * (record i must carry payload i when `check_from` >= 0, numbering from it). */

@@ -12,20 +12,7 @@
 #include "wal_test.h"
 #include "wal_wait.h"
 
-static char *dir;
-
-static void setup(void)
-{
-	dir = temp_dir();
-}
-
-static void teardown(void)
-{
-	rm_tree(dir);
-	free(dir);
-}
-
-TestSuite(wal_group_commit, .init = setup, .fini = teardown);
+WAL_DIR_SUITE(wal_group_commit);
 
 struct appender {
 	aurawal_t *log;

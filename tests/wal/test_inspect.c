@@ -8,20 +8,7 @@
 
 #include "wal_test.h"
 
-static char *dir;
-
-static void setup(void)
-{
-	dir = temp_dir();
-}
-
-static void teardown(void)
-{
-	rm_tree(dir);
-	free(dir);
-}
-
-TestSuite(wal_inspect, .init = setup, .fini = teardown);
+WAL_DIR_SUITE(wal_inspect);
 
 /* One line per file: name, size, modification time, inode, and a hash of its bytes. */
 static char *snapshot(void)

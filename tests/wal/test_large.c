@@ -11,20 +11,7 @@
 #include "wal_internal.h"
 #include "wal_test.h"
 
-static char *dir;
-
-static void setup(void)
-{
-	dir = temp_dir();
-}
-
-static void teardown(void)
-{
-	rm_tree(dir);
-	free(dir);
-}
-
-TestSuite(wal_large, .init = setup, .fini = teardown);
+WAL_DIR_SUITE(wal_large);
 
 /* mu: wait until the preparer has the next segment ready (it is then idle). */
 static void wait_ready(aurawal_t *log)

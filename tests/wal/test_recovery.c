@@ -9,20 +9,7 @@
 #include "wal_internal.h" /* the preparer's state, to inject faults when it is idle */
 #include "wal_test.h"
 
-static char *dir;
-
-static void setup(void)
-{
-	dir = temp_dir();
-}
-
-static void teardown(void)
-{
-	rm_tree(dir);
-	free(dir);
-}
-
-TestSuite(wal_recovery, .init = setup, .fini = teardown);
+WAL_DIR_SUITE(wal_recovery);
 
 #define NREC 50
 #define RLEN 200

@@ -6,20 +6,7 @@
 #include "wal_internal.h" /* record sizes; waiting for the ready segment */
 #include "wal_test.h"
 
-static char *dir;
-
-static void setup(void)
-{
-	dir = temp_dir();
-}
-
-static void teardown(void)
-{
-	rm_tree(dir);
-	free(dir);
-}
-
-TestSuite(wal_release, .init = setup, .fini = teardown);
+WAL_DIR_SUITE(wal_release);
 
 static uint64_t idx[5]; /* payload index of first[i] (seals use sequence numbers too) */
 

@@ -13,20 +13,7 @@
 #include "wal_format.h"
 #include "wal_test.h"
 
-static char *dir;
-
-static void setup(void)
-{
-	dir = temp_dir();
-}
-
-static void teardown(void)
-{
-	rm_tree(dir);
-	free(dir);
-}
-
-TestSuite(wal_summary, .init = setup, .fini = teardown);
+WAL_DIR_SUITE(wal_summary);
 
 static int seg_open(uint64_t n)
 {
