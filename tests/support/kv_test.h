@@ -16,27 +16,15 @@
 
 #define KV_SMALL_SEGMENT (1u << 20) /* rollovers (and so hints and GC) come quickly */
 
-/* A fresh directory path for a store (the store creates it). */
+/* A fresh directory for a store (removed with kv_rm_tree). */
 static inline char *kv_temp_dir(void)
 {
-	char tmpl[] = TEST_TMPDIR "/aurakv.XXXXXX";
-	char *d = mkdtemp(tmpl);
-
-	cr_assert_not_null(d, "mkdtemp: %s", strerror(errno));
-	return strdup(d);
-}
-
-static inline int kv_rm_one(const char *path, const struct stat *st, int flag, struct FTW *f)
-{
-	(void) st;
-	(void) flag;
-	(void) f;
-	return remove(path);
+	return test_temp_dir("aurakv");
 }
 
 static inline void kv_rm_tree(const char *dir)
 {
-	nftw(dir, kv_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	test_rm_tree(dir);
 }
 
 /* Reports the store made, kept for assertions. */

@@ -10,6 +10,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -68,6 +69,33 @@ static inline int temp_file(size_t size, int flags)
 	}
 	unlink(path);
 	return fd;
+}
+
+/* A fresh, empty directory TEST_TMPDIR/<prefix>.XXXXXX (free() it; remove with
+ * test_rm_tree). */
+static inline char *test_temp_dir(const char *prefix)
+{
+	char tmpl[256];
+	char *d;
+
+	snprintf(tmpl, sizeof(tmpl), "%s/%s.XXXXXX", TEST_TMPDIR, prefix);
+	d = mkdtemp(tmpl);
+	cr_assert_not_null(d, "mkdtemp: %s", strerror(errno));
+	return strdup(d);
+}
+
+static inline int test_rm_one(const char *path, const struct stat *st, int flag, struct FTW *f)
+{
+	(void) st;
+	(void) flag;
+	(void) f;
+	return remove(path);
+}
+
+/* Remove dir and everything below it (errors ignored: a test's cleanup). */
+static inline void test_rm_tree(const char *dir)
+{
+	nftw(dir, test_rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static inline uint64_t test_now_ns(void)

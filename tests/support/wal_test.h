@@ -5,38 +5,21 @@
 #define AURA_WAL_TEST_H
 
 #include <aurawal.h>
-#include <dirent.h>
 #include <sys/stat.h>
 
 #include "test_util.h"
 
 #define SMALL_SEGMENT (1u << 20) /* the smallest segment: rollovers come quickly */
 
-/* A fresh, empty directory (removed with rm_tree). */
+/* A fresh, empty directory for a log (removed with rm_tree). */
 static inline char *temp_dir(void)
 {
-	char tmpl[] = TEST_TMPDIR "/auralog.XXXXXX";
-	char *d = mkdtemp(tmpl);
-
-	cr_assert_not_null(d, "mkdtemp: %s", strerror(errno));
-	return strdup(d);
+	return test_temp_dir("auralog");
 }
 
 static inline void rm_tree(const char *dir)
 {
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	char path[512];
-
-	if (!d)
-		return;
-	while ((e = readdir(d)))
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-			unlink(path);
-		}
-	closedir(d);
-	rmdir(dir);
+	test_rm_tree(dir);
 }
 
 /*

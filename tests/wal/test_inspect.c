@@ -4,6 +4,7 @@
  * read-only: opening, iterating and closing must leave every file of the directory as
  * it was - spares included, which a live owner is about to use.
  */
+#include <dirent.h>
 #include <xxhash.h>
 
 #include "wal_test.h"
