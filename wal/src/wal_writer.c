@@ -746,9 +746,18 @@ static int check_input(aurawal_t *log, const struct iovec *iov, int iovcnt, unsi
 	return 0;
 }
 
-/* Place a record; a durable one is counted for the writer's gathering. mu held. */
+/* Does the writer thread have anything to do? (mu held) */
+static bool writer_has_work(const struct aurawal *log)
+{
+	return log->queue || (log->cur && log->cur->nrecords) || wants_bare_sync(log) ||
+	       log->closing;
+}
+
+/* Place a record; a durable one is counted for the writer's gathering. mu held. The
+ * writer is poked when the batch is due, unless the caller may write it itself (lone
+ * durable appender, see write_own_batch) and pokes only if that turns out not to be so. */
 static int append_locked(struct aurawal *log, const struct rec_in *in, unsigned flags,
-			 aurawal_loc_t *loc, uint64_t *seq)
+			 aurawal_loc_t *loc, uint64_t *seq, bool may_write_own)
 {
 	int rc = reserve(log, wal_rec_size(in->len));
 
@@ -759,7 +768,7 @@ static int append_locked(struct aurawal *log, const struct rec_in *in, unsigned 
 	log->st_bytes += in->len;
 	if (flags & AURAWAL_DURABLE) {
 		log->st_durable++;
-		if (++log->cur->ndurable >= log->gather_target)
+		if (++log->cur->ndurable >= log->gather_target && !may_write_own)
 			writer_poke(log); /* the batch is due */
 	} else if (log->cur->nrecords == 1) {
 		writer_poke(log); /* arm the flush delay */
@@ -783,12 +792,17 @@ static void write_own_batch(struct aurawal *log)
 	uint64_t wake;
 
 	if (log->io_busy || log->failed || log->enospc || log->closing || log->queue ||
-	    log->waiters || !log->cur || log->cur->ndurable != 1)
+	    log->waiters || !log->cur || log->cur->ndurable != 1 || !plan(log, &p, &wake)) {
+		/* the writer's job after all (append_locked did not poke) */
+		if (log->cur && log->cur->ndurable >= log->gather_target)
+			writer_poke(log);
 		return;
-	if (!plan(log, &p, &wake))
-		return;
+	}
 	write_plan(log, &p);
-	writer_poke(log);
+	/* Whatever arrived meanwhile is the writer's; a lone appender wakes nobody (each
+	 * needless wake-up costs a thread switch per append on a small machine). */
+	if (writer_has_work(log))
+		writer_poke(log);
 }
 
 AURAWAL_API int aurawal_append(aurawal_t *log, const struct iovec *iov, int iovcnt, unsigned flags,
@@ -802,7 +816,7 @@ AURAWAL_API int aurawal_append(aurawal_t *log, const struct iovec *iov, int iovc
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&log->mu);
-	rc = append_locked(log, &in, flags, &l, &s);
+	rc = append_locked(log, &in, flags, &l, &s, (flags & AURAWAL_DURABLE) != 0);
 	if (rc == 0 && (flags & AURAWAL_DURABLE)) {
 		write_own_batch(log);
 		rc = wait_durable_unlock(log, s);
@@ -831,7 +845,7 @@ AURAWAL_API int aurawal_append_async(aurawal_t *log, const struct iovec *iov, in
 	c->cb = cb;
 	c->arg = arg;
 	pthread_mutex_lock(&log->mu);
-	rc = append_locked(log, &in, flags, &c->loc, &c->seq);
+	rc = append_locked(log, &in, flags, &c->loc, &c->seq, false);
 	if (rc == 0) {
 		if (log->cur->cbs_tail)
 			log->cur->cbs_tail->next = c;
