@@ -240,6 +240,111 @@ Test(wal_recovery, a_torn_partial_record_at_the_tail_is_dropped_and_reported)
 	aurawal_close(log);
 }
 
+/* ---- pipelined writes (docs/wal_format.md, "Pipelined writes") ---- */
+
+/* One record of segment 1 encoded at buf (type, payload, seq), with the log's seed. */
+static size_t put_record(uint8_t *buf, uint64_t seed, uint8_t type, const uint8_t *payload,
+			 uint32_t len, uint64_t seq)
+{
+	wal_rec_header(buf, type, len, seq);
+	memcpy(buf + WAL_REC_HEADER, payload, len);
+	put_le64(buf + RH_CHECKSUM, wal_rec_checksum(buf, payload, len, seed));
+	return wal_rec_size(len);
+}
+
+/*
+ * After make_log(): drop the close block (a crash leaves none), then write, after a gap
+ * of `gap` zero bytes past the last record (a write that never reached the disk), a PIPE
+ * record with dependency start `dep` and write end `end` (0 = the end of what follows)
+ * and `ndata` DATA records. Returns the offset of the gap.
+ */
+static uint64_t craft_pipelined_tail(uint64_t gap, int64_t dep_delta, int ndata, int end_short)
+{
+	uint64_t o = locs[NREC - 1].offset + wal_rec_size(RLEN), p = o + gap, seed, seq, end;
+	uint8_t *blk = calloc(1, 8192), hdr[WAL_HEADER_BLOCK], pl[WAL_PIPE_PAYLOAD], data[RLEN];
+	size_t n = 0;
+	int fd = seg_fd();
+
+	cr_assert_eq(pread(fd, hdr, sizeof(hdr), 0), (ssize_t) sizeof(hdr));
+	memset(hdr + SM_MARKER, 0, SM_END - SM_MARKER); /* no summary: as after a crash */
+	cr_assert_eq(pwrite(fd, hdr, sizeof(hdr), 0), (ssize_t) sizeof(hdr));
+	seed = wal_seed(get_le64(hdr + SH_LOG_ID), 1);
+	seq = seqs[NREC - 1] + 3; /* the lost write held seqs + 1 and + 2 */
+	end = p + wal_rec_size(WAL_PIPE_PAYLOAD) +
+	      (uint64_t) (ndata - end_short) * wal_rec_size(RLEN);
+	put_le64(pl, (uint64_t) ((int64_t) o + dep_delta));
+	put_le64(pl + 8, end);
+	n += put_record(blk + n, seed, WAL_REC_PIPE, pl, WAL_PIPE_PAYLOAD, seq);
+	for (int i = 0; i < ndata; i++) {
+		payload_fill(data, RLEN, 1000 + (uint64_t) i);
+		n += put_record(blk + n, seed, WAL_REC_DATA, data, RLEN, seq + (uint64_t) i);
+	}
+	cr_assert_leq(n, 8192);
+	cr_assert_eq(pwrite(fd, blk, n, (off_t) p), (ssize_t) n);
+	close(fd);
+	free(blk);
+	return o;
+}
+
+Test(wal_recovery, a_pipelined_write_after_a_lost_one_is_the_clean_end_and_never_returns)
+{
+	struct reports rs = { 0 };
+	aurawal_options_t o;
+	aurawal_loc_t loc;
+	aurawal_t *log;
+	uint64_t at;
+	int rc;
+
+	make_log();
+	at = craft_pipelined_tail(2 * wal_rec_size(RLEN), 0, 3, 0);
+	log = open_mode(AURAWAL_RECOVER_STRICT, &rs, &rc);
+	cr_assert_eq(rc, 0, "open: %s (%s)", aurawal_strerror(rc), rs.reason);
+	cr_assert_eq(rs.corruption, 0);
+	cr_assert_eq(rs.torn, 1, "the dropped pipelined write is reported");
+	cr_assert_eq(count_records(log, NULL), NREC, "the pipelined records are not data");
+	/* appends continue where the log ended; after a reopen the dropped records (which
+	 * lay further on) must not come back */
+	append_i(log, NREC, RLEN, AURAWAL_DURABLE, &loc);
+	cr_assert_eq(loc.offset, at);
+	cr_assert_eq(aurawal_close(log), 0);
+	o = wal_opts(&rs);
+	memset(&rs, 0, sizeof(rs));
+	cr_assert_eq(aurawal_open(dir, &o, &log), 0);
+	cr_assert_eq(count_records(log, NULL), NREC + 1);
+	cr_assert_eq(rs.corruption + rs.torn, 0);
+	aurawal_close(log);
+}
+
+Test(wal_recovery, a_pipe_record_that_does_not_cover_the_damage_is_corruption)
+{
+	struct reports rs = { 0 };
+	aurawal_t *log;
+	int rc;
+
+	make_log();
+	/* its dependency starts after the gap: the gap was durable when it was written */
+	craft_pipelined_tail(2 * wal_rec_size(RLEN), 16, 3, 0);
+	log = open_mode(AURAWAL_RECOVER_STRICT, &rs, &rc);
+	cr_assert_eq(rc, AURAWAL_ECORRUPT);
+	cr_assert_null(log);
+	cr_assert_geq(rs.corruption, 1);
+}
+
+Test(wal_recovery, valid_records_past_a_pipelined_writes_end_are_corruption)
+{
+	struct reports rs = { 0 };
+	aurawal_t *log;
+	int rc;
+
+	make_log();
+	/* its write ended one record before the last valid one: that one is not its own */
+	craft_pipelined_tail(2 * wal_rec_size(RLEN), 0, 3, 1);
+	log = open_mode(AURAWAL_RECOVER_STRICT, &rs, &rc);
+	cr_assert_eq(rc, AURAWAL_ECORRUPT);
+	cr_assert_null(log);
+	cr_assert_geq(rs.corruption, 1);
+}
+
 /* ---- injected faults: the log runs on an engine the test controls ---- */
 
 static auraio_engine_t *faulty_engine(void)
