@@ -2,8 +2,7 @@
 /*
  * Group commit with many appenders: a finished batch wakes only the appenders whose
  * records it made durable (each durable append sleeps once, not once per batch), and
- * a sync carries every appender waiting for one instead of every other one; a write
- * may go while the one before it is being synced (pipelined writes).
+ * a sync carries every appender waiting for one instead of every other one.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -129,77 +128,5 @@ Test(wal_group_commit, making_a_sequence_durable_releases_exactly_the_waiters_at
 	wal_waiters_wake(taken);
 	for (int i = 0; i < 10; i++)
 		cr_assert_eq(wal_waiter_sleep(log, &w[i]), i < 5 ? -5 : 0);
-	cr_assert_eq(aurawal_close(log), 0);
-}
-
-/* ---- pipelined writes ---- */
-
-static void count_durable(void *arg, int status, aurawal_loc_t loc, uint64_t seq)
-{
-	(void) loc;
-	(void) seq;
-	cr_assert_eq(status, 0);
-	atomic_fetch_add((atomic_int *) arg, 1);
-}
-
-/* Every record of the log, in order: payloads 0, 1, 2, ... and increasing sequences. */
-static int check_log(aurawal_t *log)
-{
-	aurawal_iter_t *it;
-	const void *p;
-	uint64_t seq, prev = 0;
-	size_t len;
-	int n = 0, rc;
-
-	cr_assert_eq(aurawal_iter_open(log, (aurawal_loc_t){ 0 }, &it), 0);
-	while ((rc = aurawal_iter_next(it, NULL, &seq, &p, &len)) == 1) {
-		cr_assert_gt(seq, prev);
-		cr_assert(payload_check(p, len, (uint64_t) n), "record %d has the wrong payload",
-			  n);
-		prev = seq;
-		n++;
-	}
-	cr_assert_eq(rc, 0, "iteration: %s", aurawal_strerror(rc));
-	aurawal_iter_close(it);
-	return n;
-}
-
-Test(wal_group_commit, a_write_goes_while_the_one_before_it_is_being_synced)
-{
-	enum { DEPTH = 64, MAX = 50000 };
-	struct reports rs = { 0 };
-	aurawal_options_t o = wal_opts(&rs);
-	aurawal_t *log = wal_open_ok(dir, &o);
-	atomic_int done = 0;
-	aurawal_stats_t st = { 0 };
-	uint8_t buf[128];
-	struct iovec iov = { buf, sizeof(buf) };
-	int issued = 0;
-
-	/* One thread keeps DEPTH durable appends in flight: records keep arriving while a
-	 * write's sync runs, so the next write need not wait for it. */
-	while (issued < MAX && st.pipelined_writes < 5) {
-		while (issued - atomic_load(&done) < DEPTH && issued < MAX) {
-			payload_fill(buf, sizeof(buf), (uint64_t) issued);
-			cr_assert_eq(aurawal_append_async(log, &iov, 1, AURAWAL_DURABLE,
-							  count_durable, &done),
-				     0);
-			issued++;
-		}
-		cr_assert_geq(aurawal_poll(log, 1), 0);
-		cr_assert_eq(aurawal_get_stats(log, &st), 0);
-	}
-	while (atomic_load(&done) < issued)
-		cr_assert_geq(aurawal_poll(log, 100), 0);
-	cr_assert_eq(aurawal_get_stats(log, &st), 0);
-	cr_log_info("%d appends, %llu writes, %llu pipelined", issued,
-		    (unsigned long long) st.writes, (unsigned long long) st.pipelined_writes);
-	cr_assert_geq(st.pipelined_writes, 5, "no write went while another was being synced");
-	cr_assert_eq(check_log(log), issued);
-	cr_assert_eq(aurawal_close(log), 0);
-	/* The PIPE records are framing: the reopened log reads the same, without reports. */
-	log = wal_open_ok(dir, &o);
-	cr_assert_eq(check_log(log), issued);
-	cr_assert_eq(rs.corruption + rs.torn, 0);
 	cr_assert_eq(aurawal_close(log), 0);
 }

@@ -66,10 +66,10 @@ static void print_human(struct bench *b, const struct results *r, FILE *out)
 	fprintf(out, "    cpu: %.2f us/append (user+sys %.2fs)\n", r->cpu_us_per_append, b->cpu_s);
 	fprintf(out,
 		"  log: syncs=%llu, records/sync=%.1f, sync p50<=%.0f us, p99<=%.0f us, "
-		"max=%.0f us, writes=%llu (pipelined %llu), segments=%llu\n",
+		"max=%.0f us, writes=%llu, segments=%llu\n",
 		(unsigned long long) st->syncs, st->records_per_sync, st->sync_p50_us,
 		st->sync_p99_us, st->sync_max_us, (unsigned long long) st->writes,
-		(unsigned long long) st->pipelined_writes, (unsigned long long) st->segments);
+		(unsigned long long) st->segments);
 }
 
 static void json_params(FILE *f, const struct bench *b)
@@ -102,7 +102,6 @@ static void json_results(FILE *f, const struct bench *b, const struct results *r
 		r->max_us, b->cpu_s, r->cpu_us_per_append);
 	fprintf(f, "  \"syncs\": %llu,\n  \"records_per_sync\": %.3f,\n",
 		(unsigned long long) st->syncs, st->records_per_sync);
-	fprintf(f, "  \"pipelined_writes\": %llu,\n", (unsigned long long) st->pipelined_writes);
 	fprintf(f, "  \"sync_p50_us\": %.0f,\n  \"sync_p99_us\": %.0f,\n  \"sync_max_us\": %.0f,\n",
 		st->sync_p50_us, st->sync_p99_us, st->sync_max_us);
 	fprintf(f, "  \"writes\": %llu,\n  \"segments\": %llu\n", (unsigned long long) st->writes,
@@ -132,10 +131,8 @@ static void print_kv(const struct bench *b, const struct results *r)
 	       r->p99_us, r->p999_us, r->max_us);
 	printf("cpu_us_per_append=%.3f syncs=%llu records_per_sync=%.3f ", r->cpu_us_per_append,
 	       (unsigned long long) st->syncs, st->records_per_sync);
-	printf("sync_p50_us=%.0f sync_p99_us=%.0f sync_max_us=%.0f writes=%llu "
-	       "pipelined_writes=%llu\n",
-	       st->sync_p50_us, st->sync_p99_us, st->sync_max_us, (unsigned long long) st->writes,
-	       (unsigned long long) st->pipelined_writes);
+	printf("sync_p50_us=%.0f sync_p99_us=%.0f sync_max_us=%.0f writes=%llu\n", st->sync_p50_us,
+	       st->sync_p99_us, st->sync_max_us, (unsigned long long) st->writes);
 }
 
 int report_print(struct bench *b)

@@ -301,14 +301,12 @@ AURAWAL_API int aurawal_list_segments(aurawal_t *log, aurawal_segment_info_t *ou
 
 /** Counters of a log. */
 typedef struct aurawal_stats {
-	uint64_t appends;	   /* records appended */
-	uint64_t durable_appends;  /* of which durable */
-	uint64_t bytes;		   /* payload bytes appended */
-	uint64_t writes;	   /* batch writes issued */
-	uint64_t pipelined_writes; /* of which issued while the previous one was still being
-				      made durable (docs/wal_format.md, "Pipelined writes") */
-	uint64_t syncs;		   /* batches made durable */
-	double records_per_sync;   /* appends / syncs: the figure of group commit */
+	uint64_t appends;	  /* records appended */
+	uint64_t durable_appends; /* of which durable */
+	uint64_t bytes;		  /* payload bytes appended */
+	uint64_t writes;	  /* batch writes issued */
+	uint64_t syncs;		  /* batches made durable */
+	double records_per_sync;  /* appends / syncs: the figure of group commit */
 	double sync_p50_us, sync_p99_us, sync_max_us; /* write+sync latency of durable batches */
 	uint64_t segments;			      /* segments in the log */
 	uint64_t next_seq;			      /* the sequence the next append gets */

@@ -26,10 +26,9 @@
 #define WAL_MAX_SEGMENT	    (4ull << 30)
 #define WAL_SEED_MULTIPLIER 0x9E3779B97F4A7C15ull
 #define WAL_SEAL_PAYLOAD    8u
-#define WAL_PIPE_PAYLOAD    16u /* PIPE: dependency start, write end (both u64) */
 
 /* Record types. Persistent: never renumber. */
-enum { WAL_REC_DATA = 1, WAL_REC_SEAL = 2, WAL_REC_PIPE = 3 };
+enum { WAL_REC_DATA = 1, WAL_REC_SEAL = 2 };
 
 /* Segment header field offsets. */
 enum {

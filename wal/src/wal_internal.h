@@ -2,20 +2,17 @@
 /*
  * wal_internal.h - the log's internal state, shared by the files of libaurawal.
  *
- * Threads: appenders (any thread), two writer threads (batch writes and their
- * completions: one per write in flight), one preparer thread (spare and ready
- * segments), plus readers.
+ * Threads: appenders (any thread), one writer thread (all batch writes and their
+ * completions), one preparer thread (spare and ready segments), plus readers.
  *
  * Lock order: log->rel_mu (releases only), then log->mu; auraio calls are made without
  * either (buffers being written are pinned by the state machine, not by a lock).
  *
  * Batches: records are copied into the *active* batch. The writer takes batches in
  * order - closed batches from the queue first (sealed, or full), with the active one
- * when it is due - and writes them with one aligned write (a gathered write when it
- * covers several batches), linked to an fdatasync if one of them holds a durable
- * record, is sealed, or a sync was requested. A second write may start once the first
- * one's write (not its sync) has completed: a pipelined write, which starts with a PIPE
- * record (docs/wal_format.md, "Pipelined writes"). A batch's buffer starts with the partial
+ * when it is due - and writes them with ONE aligned write at a time (a gathered write
+ * when it covers several batches), linked to an fdatasync if one of them holds a durable
+ * record, is sealed, or a sync was requested. A batch's buffer starts with the partial
  * tail block of the data before it, which the write rewrites byte for byte
  * (docs/wal_format.md, "Writing", explains why that is safe under torn writes).
  *
@@ -105,33 +102,11 @@ struct wal_batch {
 	uint64_t first_seq, last_seq; /* records of this batch (0 = none) */
 	uint32_t nrecords;
 	uint32_t ndurable;
-	uint64_t pipe_off;  /* file offset of its PIPE record (its first), 0 = none */
 	bool sealed;	    /* ends with the SEAL record: the segment is full */
 	bool force_sync;    /* aurawal_sync() asked for it */
 	uint64_t oldest_ns; /* when its first record arrived */
 	struct wal_cb *cbs, *cbs_tail;
 	struct wal_batch *next; /* the queue of closed batches */
-};
-
-/* What one write covers: consecutive batches of one segment (wal_writer.c). */
-struct wal_plan {
-	struct wal_batch *b[WAL_NBUFS_MAX];
-	int n;
-	bool sync;
-	uint64_t ndurable; /* durable records in it */
-};
-
-/* A write (and its linked sync) in flight, issued by a writer thread. At most
- * WAL_FLIGHTS at once; the second is issued only once the first one's write has
- * completed (docs/wal_format.md, "Pipelined writes"). Completed in issue order. */
-#define WAL_FLIGHTS 2
-struct wal_flight {
-	struct wal_plan p;
-	uint64_t t0;	 /* issued (ns) */
-	uint64_t lat;	 /* write + sync latency (ns), once done */
-	int rc;		 /* 0, or the error of its write or sync */
-	bool write_done; /* the write completed (its sync may still run) */
-	bool done;	 /* write and sync completed */
 };
 
 struct wal_read_pool {
@@ -169,14 +144,11 @@ struct aurawal {
 
 	/* appending (under mu) */
 	struct wal_batch bufs[WAL_NBUFS_MAX];
-	int nbufs;			      /* buffers in use: WAL_NBUFS_MIN..MAX */
-	size_t big_bytes, big_budget;	      /* large buffers kept, and the most kept */
-	struct wal_batch *cur;		      /* the active batch, or NULL */
-	struct wal_batch *queue, *queue_tail; /* closed batches, oldest first */
-	bool io_busy; /* exclusive I/O in progress (an appender's own batch, a seal block, a
-			 bare sync): no flight may be issued */
-	struct wal_flight flights[WAL_FLIGHTS]; /* ring, oldest at flight_head */
-	int nflights, flight_head;
+	int nbufs;				   /* buffers in use: WAL_NBUFS_MIN..MAX */
+	size_t big_bytes, big_budget;		   /* large buffers kept, and the most kept */
+	struct wal_batch *cur;			   /* the active batch, or NULL */
+	struct wal_batch *queue, *queue_tail;	   /* closed batches, oldest first */
+	bool io_busy;				   /* the writer has a write or sync in flight */
 	struct wal_waiter *waiters, *waiters_tail; /* durable waiters, in sequence order */
 	uint64_t gather_target;	  /* durable records the next batch waits for (see wal_writer.c) */
 	uint64_t gather_until;	  /* ... but not past this time (ns) */
@@ -208,12 +180,11 @@ struct aurawal {
 	uint8_t *summary_buf; /* WAL_BLOCK bytes for summaries (open, writer, close) */
 	bool created;	      /* this open created the log: there is nothing to recover */
 
-	pthread_t writer[WAL_FLIGHTS], preparer; /* one writer thread per flight */
+	pthread_t writer, preparer;
 	bool threads_started;
 
 	/* stats (under mu) */
 	uint64_t st_appends, st_durable, st_bytes, st_writes, st_syncs, st_synced_records;
-	uint64_t st_pipelined; /* writes issued while another was in flight */
 	uint64_t st_sync_lat[WAL_LAT_BUCKETS];
 	uint64_t st_sync_max_us;
 	uint64_t st_big_allocs; /* large buffers allocated (reuse keeps this small) */
@@ -236,9 +207,6 @@ int wal_pwrite(struct aurawal *log, int fd, const void *buf, int reg_index, size
 int wal_fdatasync(struct aurawal *log, int fd);
 int wal_write_sync(struct aurawal *log, int fd, const void *buf, int reg_index, size_t len,
 		   uint64_t off, bool sync);
-int wal_writev_start(struct aurawal *log, int fd, const struct iovec *iov, int iovcnt,
-		     int reg_index, uint64_t off, bool sync, auraio_request_t **reqs);
-ssize_t wal_collect(struct aurawal *log, auraio_request_t *req);
 void *wal_alloc(struct aurawal *log, size_t size);
 void wal_free(struct aurawal *log, void *p);
 

@@ -15,7 +15,7 @@ static auraio_buf_t bufref(const void *buf, int reg_index)
 }
 
 /* Wait for a waitable request; its result or -errno. */
-ssize_t wal_collect(struct aurawal *log, auraio_request_t *req)
+static ssize_t collect(struct aurawal *log, auraio_request_t *req)
 {
 	ssize_t res = -EIO;
 	int rc = auraio_request_wait(log->engine, req, -1, &res);
@@ -44,7 +44,7 @@ static ssize_t one_op(struct aurawal *log, auraio_op_t *op)
 {
 	auraio_request_t *req = submit(log, op);
 
-	return req ? wal_collect(log, req) : -errno;
+	return req ? collect(log, req) : -errno;
 }
 
 int wal_pread(struct aurawal *log, int fd, void *buf, int reg_index, size_t len, uint64_t off)
@@ -84,20 +84,19 @@ int wal_fdatasync(struct aurawal *log, int fd)
  * registered buffer (reg_index >= 0); several are written with writev from plain memory.
  * Returns the bytes written when all is done, a short count (the sync, if any, did not
  * run: the kernel cancels a link after a short write, and nothing is claimed durable on
- * its account), or -errno. wal_writev_start() only submits: it fills reqs[] with the
- * write and, if linked, the sync (returns how many: 1 or 2, or -errno), for the caller
- * to collect each with wal_collect() - a writer thread notes the write's completion
- * before it waits for the sync (pipelined writes, wal_writer.c).
+ * its account), or -errno.
  */
-int wal_writev_start(struct aurawal *log, int fd, const struct iovec *iov, int iovcnt,
-		     int reg_index, uint64_t off, bool sync, auraio_request_t **reqs)
+int wal_writev_sync(struct aurawal *log, int fd, const struct iovec *iov, int iovcnt, int reg_index,
+		    uint64_t off, bool sync)
 {
 	auraio_op_t ops[2] = {
 		{ .opcode = AURAIO_OP_WRITE, .fd = fd, .offset = (off_t) off },
 		{ .opcode = AURAIO_OP_FSYNC, .fd = fd, .flags = AURAIO_OP_DATASYNC },
 	};
+	auraio_request_t *reqs[2];
 	size_t len = 0;
-	int n = 1, rc;
+	ssize_t wr, sr;
+	int rc;
 
 	for (int i = 0; i < iovcnt; i++)
 		len += iov[i].iov_len;
@@ -111,29 +110,14 @@ int wal_writev_start(struct aurawal *log, int fd, const struct iovec *iov, int i
 	}
 	if (sync && log->opts.sync_mode == AURAWAL_SYNC_DSYNC)
 		ops[0].flags = AURAIO_OP_DSYNC;
-	else if (sync)
-		n = 2;
-	while ((rc = auraio_submit_linked(log->engine, ops, n, reqs)) == -EAGAIN)
+	if (!sync || log->opts.sync_mode == AURAWAL_SYNC_DSYNC)
+		return (int) one_op(log, &ops[0]);
+	while ((rc = auraio_submit_linked(log->engine, ops, 2, reqs)) == -EAGAIN)
 		auraio_wait(log->engine, 1);
-	return rc < 0 ? rc : n;
-}
-
-int wal_writev_sync(struct aurawal *log, int fd, const struct iovec *iov, int iovcnt, int reg_index,
-		    uint64_t off, bool sync)
-{
-	auraio_request_t *reqs[2];
-	size_t len = 0;
-	ssize_t wr, sr;
-	int n = wal_writev_start(log, fd, iov, iovcnt, reg_index, off, sync, reqs);
-
-	if (n < 0)
-		return n;
-	for (int i = 0; i < iovcnt; i++)
-		len += iov[i].iov_len;
-	wr = wal_collect(log, reqs[0]);
-	if (n == 1)
-		return (int) wr;
-	sr = wal_collect(log, reqs[1]);
+	if (rc < 0)
+		return rc;
+	wr = collect(log, reqs[0]);
+	sr = collect(log, reqs[1]);
 	if (wr < 0 || (size_t) wr != len)
 		return (int) wr; /* the sync was cancelled with the chain */
 	return sr < 0 ? (int) sr : (int) wr;

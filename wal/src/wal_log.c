@@ -228,23 +228,20 @@ static void free_buffers(struct aurawal *log)
 
 static int start_threads(struct aurawal *log)
 {
-	int rc = 0, nw;
+	int rc;
 
 	if (log->read_only)
 		return 0;
-
-	for (nw = 0; nw < WAL_FLIGHTS; nw++)
-		if ((rc = -pthread_create(&log->writer[nw], NULL, wal_writer_main, log)))
-			break;
-	if (!rc)
-		rc = -pthread_create(&log->preparer, NULL, wal_preparer_main, log);
+	rc = -pthread_create(&log->writer, NULL, wal_writer_main, log);
+	if (rc)
+		return rc;
+	rc = -pthread_create(&log->preparer, NULL, wal_preparer_main, log);
 	if (rc) {
 		pthread_mutex_lock(&log->mu);
 		log->closing = true;
 		pthread_cond_broadcast(&log->cv_writer);
 		pthread_mutex_unlock(&log->mu);
-		while (nw-- > 0)
-			pthread_join(log->writer[nw], NULL);
+		pthread_join(log->writer, NULL);
 		return rc;
 	}
 	log->threads_started = true;
@@ -260,8 +257,7 @@ static void stop_threads(struct aurawal *log)
 	pthread_cond_broadcast(&log->cv_writer);
 	pthread_cond_broadcast(&log->cv_prepare);
 	pthread_mutex_unlock(&log->mu);
-	for (int i = 0; i < WAL_FLIGHTS; i++)
-		pthread_join(log->writer[i], NULL);
+	pthread_join(log->writer, NULL);
 	pthread_join(log->preparer, NULL);
 	log->threads_started = false;
 }
@@ -385,7 +381,6 @@ AURAWAL_API int aurawal_get_stats(aurawal_t *log, aurawal_stats_t *out)
 	out->durable_appends = log->st_durable;
 	out->bytes = log->st_bytes;
 	out->writes = log->st_writes;
-	out->pipelined_writes = log->st_pipelined;
 	out->syncs = log->st_syncs;
 	out->records_per_sync =
 	    log->st_syncs ? (double) log->st_synced_records / (double) log->st_syncs : 0;

@@ -153,33 +153,6 @@ struct scan_state {
 	uint64_t valid_end; /* PIT: the end of the valid data that was dropped */
 };
 
-/*
- * Damage at `off` of the last segment, and the first valid record after it at `next`:
- * is this the end of a pipelined write (docs/wal_format.md, "Pipelined writes")? It is
- * if that record is a PIPE whose dependency start is at or before `off` - the bytes from
- * there were not durable when its write was issued, so nothing from `off` on was
- * acknowledged - and no valid record follows the end of its write. Returns the end of
- * its write (where the valid bytes to drop end), or 0 if not.
- */
-static uint64_t pipelined_end(struct wal_reader *r, uint64_t off, uint64_t next,
-			      const struct scan_state *st, uint64_t seed)
-{
-	struct wal_segment *s = r->seg;
-	struct wal_rec rec;
-	uint64_t dep, end;
-
-	if (wal_reader_record(r, next, s->size, seed, &rec) != WAL_PARSE_OK ||
-	    rec.type != WAL_REC_PIPE || rec.seq <= st->prev_seq)
-		return 0;
-	dep = get_le64(rec.payload);
-	end = get_le64(rec.payload + 8);
-	if (dep > off || end <= next || end > s->size)
-		return 0;
-	if (wal_reader_resync(r, end, s->size, seed) < s->size)
-		return 0; /* valid records beyond it: not the end of the log */
-	return end;
-}
-
 /* Damage at off. Returns 0 (clean end or handled) with *end set, or AURAWAL_ECORRUPT. */
 static int damage(struct aurawal *log, struct wal_reader *r, uint64_t off, bool last,
 		  struct scan_state *st, uint64_t *resume)
@@ -195,15 +168,6 @@ static int damage(struct aurawal *log, struct wal_reader *r, uint64_t off, bool 
 		if (tl)
 			wal_report(log, AURAWAL_REPORT_TORN_TAIL, s->number, off, tl,
 				   "a partial record at the end of the log was dropped");
-		return 0;
-	}
-	if (last && (tl = pipelined_end(r, off, next, st, seed)) != 0) {
-		/* the clean end too; the valid records after it are zeroed before any
-		 * append, so that they can never reappear after the new end */
-		wal_report(log, AURAWAL_REPORT_TORN_TAIL, s->number, off, tl - off,
-			   "an unacknowledged pipelined write at the end of the log was dropped");
-		st->truncate_here = true;
-		st->valid_end = MIN(align_up(tl, WAL_BLOCK), s->size); /* zeroed in blocks */
 		return 0;
 	}
 	wal_report(log,
@@ -261,14 +225,12 @@ static int scan_segment(struct aurawal *log, struct wal_segment *s, bool last,
 			off = resume;
 			continue;
 		}
-		off += wal_rec_size(rec.len);
-		if (rec.type == WAL_REC_PIPE)
-			continue; /* framing: no record of its own (its sequence is the next's) */
 		st->prev_seq = rec.seq;
 		if (!s->first_seq)
 			s->first_seq = rec.seq;
 		s->last_seq = rec.seq;
 		s->nrecords++;
+		off += wal_rec_size(rec.len);
 		if (rec.type == WAL_REC_SEAL) {
 			s->sealed = true;
 			s->seal_next = get_le64(rec.payload);

@@ -4,19 +4,16 @@
  *
  * Appenders hash their payload outside the lock, then under log->mu place the record in
  * the active batch (sequence number, header, checksum, copy) and, if durable, queue a
- * waiter and sleep on it without the lock (wal_wait.h) until a writer thread has made
- * the record durable (a lone durable appender writes its batch itself: write_own_batch).
+ * waiter and sleep on it without the lock (wal_wait.h) until the writer thread has made
+ * the record durable.
  *
- * Two writer threads issue the writes ("flights"). A write takes the closed batches of
- * the queue, oldest first, up to half of the buffers (so that the other half fills
- * meanwhile), plus the active batch when it is due; it covers them with one gathered
- * write of contiguous blocks, linked to an fdatasync when one of them needs it.
+ * The writer has one write (or sync) in flight at a time. Each write takes the closed
+ * batches of the queue, oldest first, up to half of the buffers (so that the other half
+ * fills meanwhile), plus the active batch when it is due; it covers them with one
+ * gathered write of contiguous blocks, linked to an fdatasync when one of them needs it.
  * Everything appended while a write is in flight goes into the next one: that is the
- * group commit. The next write may be issued as soon as the previous one's *write* has
- * completed, while its sync still runs (a pipelined write: one batch, which starts with
- * a PIPE record - docs/wal_format.md, "Pipelined writes", says why that keeps recovery
- * exact); never two writes at once, never more than two flights. Flights complete in
- * issue order, whichever thread finishes first (flights_complete).
+ * group commit. docs/wal_format.md, "Writing", says why writes holding records are never
+ * in flight together.
  *
  * Gathering: when a durable write completes, the threads it wakes usually append again
  * at once. The next durable batch waits for as many durable records as that write made
@@ -40,7 +37,6 @@
 #include "wal_wait.h"
 
 #define SEAL_SIZE	wal_rec_size(WAL_SEAL_PAYLOAD)
-#define PIPE_SIZE	wal_rec_size(WAL_PIPE_PAYLOAD)
 #define ENOSPC_RETRY_NS (200ull * 1000000ull)
 #define GATHER_MIN_NS	(20ull * 1000)	 /* bounds of the gathering window */
 #define GATHER_MAX_NS	(2000ull * 1000) /* (half the average sync) */
@@ -48,19 +44,11 @@
 
 /* ---- batches (mu held) ---- */
 
-/* Could a writer thread issue a write now (no exclusive I/O, and no flight, or one whose
- * write has completed)? */
-static bool may_issue(const struct aurawal *log)
-{
-	return !log->io_busy && (log->nflights == 0 ||
-				 (log->nflights == 1 && log->flights[log->flight_head].write_done));
-}
-
-/* Tell an idle writer thread something changed - unless no write could be issued now:
- * whoever ends that state looks at everything again. */
+/* Tell the writer something changed - unless it is busy with I/O: it looks at
+ * everything again as soon as that completes. */
 static void writer_poke(struct aurawal *log)
 {
-	if (may_issue(log))
+	if (!log->io_busy)
 		pthread_cond_signal(&log->cv_writer);
 }
 
@@ -82,24 +70,17 @@ static struct wal_batch *batch_new(struct aurawal *log)
 	b->first_seq = b->last_seq = 0;
 	b->nrecords = b->ndurable = 0;
 	b->sealed = b->force_sync = false;
-	b->pipe_off = 0;
 	b->oldest_ns = 0;
 	b->cbs = b->cbs_tail = NULL;
 	b->next = NULL;
 	return b;
 }
 
-static void pipe_set(struct aurawal *log, struct wal_batch *b, uint64_t dep, uint64_t end);
-
-/* The batch will not grow: its PIPE record gets its final payload, and its last partial
- * block is kept for the next batch (which rewrites it byte for byte: so the PIPE is set
- * first). Everything before the segment's durable end now is durable when it is written. */
+/* The batch will not grow: keep its last partial block for the next batch. */
 static void batch_seal_tail(struct aurawal *log, struct wal_batch *b)
 {
 	uint64_t blk = align_down(b->end, WAL_BLOCK);
 
-	if (b->pipe_off)
-		pipe_set(log, b, b->seg->durable_end, b->end);
 	if (b->sealed)
 		return; /* the next batch is in the next segment */
 	memcpy(log->tail, b->buf + (blk - b->start), b->end - blk);
@@ -175,12 +156,11 @@ struct rec_in {
 	uint8_t type;
 };
 
-static void place_one(struct aurawal *log, const struct rec_in *in, aurawal_loc_t *loc,
-		      uint64_t *seqp)
+static void place(struct aurawal *log, const struct rec_in *in, aurawal_loc_t *loc, uint64_t *seqp)
 {
 	struct wal_batch *b = log->cur;
 	struct wal_segment *seg = log->active;
-	uint64_t off = b->end, seq = log->next_seq;
+	uint64_t off = b->end, seq = log->next_seq++;
 	uint8_t *p = b->buf + (off - b->start), *q = p + WAL_REC_HEADER;
 
 	wal_rec_header(p, in->type, in->len, seq);
@@ -192,11 +172,6 @@ static void place_one(struct aurawal *log, const struct rec_in *in, aurawal_loc_
 	}
 	memset(q, 0, align_up(in->len, 8) - in->len);
 	b->end = seg->data_end = off + wal_rec_size(in->len);
-	*loc = (aurawal_loc_t){ seg->number, (uint32_t) off, in->len };
-	*seqp = seq;
-	if (in->type == WAL_REC_PIPE)
-		return; /* framing: carries the next record's sequence, counts as no record */
-	log->next_seq++;
 	if (!b->first_seq) {
 		b->first_seq = seq;
 		b->oldest_ns = wal_now_ns();
@@ -207,51 +182,8 @@ static void place_one(struct aurawal *log, const struct rec_in *in, aurawal_loc_
 		seg->first_seq = seq;
 	seg->last_seq = seq;
 	seg->nrecords++;
-}
-
-/* Set the payload of b's PIPE record (and its checksum): written by a write issued when
- * every byte before `dep` was durable, and that write ends at `end`. dep = UINT64_MAX
- * vouches for nothing. */
-static void pipe_set(struct aurawal *log, struct wal_batch *b, uint64_t dep, uint64_t end)
-{
-	uint8_t *p = b->buf + (b->pipe_off - b->start), *q = p + WAL_REC_HEADER;
-
-	put_le64(q, dep);
-	put_le64(q + 8, end);
-	put_le64(p + RH_CHECKSUM, wal_rec_checksum2(p, wal_payload_hash(q, WAL_PIPE_PAYLOAD),
-						    wal_seed(log->log_id, b->seg->number)));
-}
-
-/* Is a write with a sync in flight (so that the next batch may go before it is
- * durable)? mu held. */
-static bool pipeline_ahead(const struct aurawal *log)
-{
-	return log->nflights > 0 &&
-	       log->flights[(log->flight_head + log->nflights - 1) % WAL_FLIGHTS].p.sync;
-}
-
-/*
- * Place a record in the active batch. A batch begun while a write with a sync is in flight starts
- * with a PIPE record, so that it may be written before that write is durable
- * (docs/wal_format.md, "Pipelined writes"); its payload is set when the batch is
- * written.
- */
-static void place(struct aurawal *log, const struct rec_in *in, aurawal_loc_t *loc, uint64_t *seqp)
-{
-	struct wal_batch *b = log->cur;
-
-	if (b->nrecords == 0 && in->type == WAL_REC_DATA && pipeline_ahead(log)) {
-		uint8_t zero[WAL_PIPE_PAYLOAD] = { 0 };
-		struct iovec iov = { zero, sizeof(zero) };
-		struct rec_in pipe = { &iov, 1, WAL_PIPE_PAYLOAD, 0, WAL_REC_PIPE };
-		aurawal_loc_t l;
-		uint64_t sq;
-
-		b->pipe_off = b->end;
-		place_one(log, &pipe, &l, &sq);
-		pipe_set(log, b, UINT64_MAX, 0);
-	}
-	place_one(log, in, loc, seqp);
+	*loc = (aurawal_loc_t){ seg->number, (uint32_t) off, in->len };
+	*seqp = seq;
 }
 
 /* Close the active segment with a SEAL and make the ready segment active. */
@@ -303,16 +235,13 @@ static int enospc_retry(struct aurawal *log)
 static int reserve(struct aurawal *log, uint64_t rec)
 {
 	for (;;) {
-		/* room for the PIPE record place() may put before a batch's first record */
-		uint64_t need = rec + (!log->cur || !log->cur->nrecords ? PIPE_SIZE : 0);
-
 		if (log->failed)
 			return log->failed;
 		if (log->closing)
 			return AURAWAL_ECLOSED;
 		if (log->enospc && enospc_retry(log) != 0)
 			return log->failed ? log->failed : -ENOSPC;
-		if (log->active->data_end + need + SEAL_SIZE > log->active->size) {
+		if (log->active->data_end + rec + SEAL_SIZE > log->active->size) {
 			if (!log->ready) {
 				if (log->space_err)
 					return log->space_err;
@@ -336,13 +265,13 @@ static int reserve(struct aurawal *log, uint64_t rec)
 			wait_cv(&log->cv_done, &log->mu); /* every buffer is busy: back-pressure */
 			continue;
 		}
-		if (log->cur->end + need <= log->cur->start + log->cur->cap)
+		if (log->cur->end + rec <= log->cur->start + log->cur->cap)
 			return 0;
 		if (log->cur->nrecords) {
 			batch_close(log, log->cur);
 			continue;
 		}
-		return batch_grow(log, log->cur, need);
+		return batch_grow(log, log->cur, rec);
 	}
 }
 
@@ -381,12 +310,20 @@ static bool cur_due(const struct aurawal *log, const struct wal_batch *b, uint64
 	return false;
 }
 
+/* What one write covers: consecutive batches of one segment. */
+struct wal_plan {
+	struct wal_batch *b[WAL_NBUFS_MAX];
+	int n;
+	bool sync;
+	uint64_t ndurable; /* durable records in it */
+};
+
 /* Can batch b join plan p (same segment, after no SEAL, room left)? */
 static bool plan_fits(const struct aurawal *log, const struct wal_plan *p,
 		      const struct wal_batch *b)
 {
-	if (p->n >= MAX(1, log->nbufs / 2) || (log->nflights && p->n >= 1))
-		return false; /* a pipelined write is one batch: its PIPE names its end */
+	if (p->n >= MAX(1, log->nbufs / 2))
+		return false;
 	return p->n == 0 || (b->seg == p->b[0]->seg && !p->b[p->n - 1]->sealed);
 }
 
@@ -407,22 +344,6 @@ static void plan_take(struct aurawal *log, struct wal_plan *p, struct wal_batch 
 	p->b[p->n++] = b;
 }
 
-/*
- * May the next write be issued while the one in flight is not durable yet? Only if that
- * one's write has completed (so the block both share is never written twice at once),
- * the next write starts with a PIPE record (so that recovery can tell a crash during
- * both from corruption) in the same segment, and nothing failed.
- */
-static bool may_pipeline(const struct aurawal *log)
-{
-	const struct wal_flight *f = &log->flights[log->flight_head];
-	const struct wal_batch *first = log->queue ? log->queue : log->cur;
-
-	return log->nflights == 1 && f->write_done && !f->done && !log->enospc && !log->failed &&
-	       first && first->pipe_off && first->seg == f->p.b[0]->seg &&
-	       !f->p.b[f->p.n - 1]->sealed;
-}
-
 /* The next write, or 0 batches (then *wake is when to look again, 0 = when told). */
 static int plan(struct aurawal *log, struct wal_plan *p, uint64_t *wake)
 {
@@ -433,8 +354,6 @@ static int plan(struct aurawal *log, struct wal_plan *p, uint64_t *wake)
 	p->sync = false;
 	p->ndurable = 0;
 	*wake = 0;
-	if (!may_issue(log) || (log->nflights && !may_pipeline(log)))
-		return 0; /* whoever ends that state looks again */
 	if (now >= log->gather_until)
 		log->gather_target = 0;
 	if (log->enospc && now < log->enospc_retry_at) {
@@ -490,6 +409,28 @@ static int iov_advance(struct iovec *iov, int n, uint64_t skip)
 		iov[0].iov_len -= skip;
 	}
 	return n;
+}
+
+/* Write the plan (and sync it): one write, and one retry of the rest if it came short. */
+static int write_plan_io(struct aurawal *log, const struct wal_plan *p)
+{
+	struct iovec iov[WAL_NBUFS_MAX];
+	int reg = -1, n = plan_iov(p, iov, &reg), fd = p->b[0]->seg->fd, rc;
+	uint64_t off = p->b[0]->start, len = 0, done;
+
+	for (int i = 0; i < n; i++)
+		len += iov[i].iov_len;
+	rc = wal_writev_sync(log, fd, iov, n, reg, off, p->sync);
+	if (rc < 0 || (uint64_t) rc == len)
+		return rc < 0 ? rc : 0;
+	/* Short: the chain's sync did not run. Write the rest (from a block boundary,
+	 * so the retry stays aligned) and sync, or give up. */
+	done = align_down((uint64_t) rc, WAL_BLOCK);
+	n = iov_advance(iov, n, done);
+	rc = wal_writev_sync(log, fd, iov, n, -1, off + done, p->sync);
+	if (rc < 0)
+		return rc;
+	return (uint64_t) rc == len - done ? 0 : -EIO;
 }
 
 /* ---- the writer thread: completing (mu held) ---- */
@@ -648,111 +589,23 @@ static void write_seal_block(struct aurawal *log, struct wal_segment *s)
 		wake_unlocked(log, fail_stop(log, NULL, rc));
 }
 
-/* ---- the writer threads: flights (pipelined writes) ---- */
-
-/* The flight's write and sync, no lock held. Once the write has completed (its sync
- * still running), the flight is marked write_done and an idle writer thread is poked:
- * it may issue the next write (may_pipeline). */
-static int flight_io(struct aurawal *log, struct wal_flight *f)
+/* Write one plan and complete it. mu held; dropped for the I/O and the wake-ups. */
+static void write_plan(struct aurawal *log, const struct wal_plan *p)
 {
-	const struct wal_plan *p = &f->p;
-	struct iovec iov[WAL_NBUFS_MAX];
-	auraio_request_t *reqs[2];
-	int reg = -1, n = plan_iov(p, iov, &reg), fd = p->b[0]->seg->fd, nreq, rc;
-	uint64_t off = p->b[0]->start, len = 0, done;
-	ssize_t wr, sr = 0;
-
-	for (int i = 0; i < n; i++)
-		len += iov[i].iov_len;
-	nreq = wal_writev_start(log, fd, iov, n, reg, off, p->sync, reqs);
-	if (nreq < 0)
-		return nreq;
-	wr = wal_collect(log, reqs[0]);
-	if (nreq == 2 && wr == (ssize_t) len) {
-		pthread_mutex_lock(&log->mu);
-		f->write_done = true;
-		if (log->queue || (log->cur && log->cur->nrecords))
-			writer_poke(log); /* else the next append pokes if due */
-		pthread_mutex_unlock(&log->mu);
-	}
-	if (nreq == 2)
-		sr = wal_collect(log, reqs[1]); /* -ECANCELED after a short write */
-	if (wr < 0 || (uint64_t) wr == len)
-		return wr < 0 ? (int) wr : sr < 0 ? (int) sr : 0;
-	/* Short: the chain's sync did not run. Write the rest (from a block boundary, so the
-	 * retry stays aligned) and sync, or give up. */
-	done = align_down((uint64_t) wr, WAL_BLOCK);
-	n = iov_advance(iov, n, done);
-	rc = wal_writev_sync(log, fd, iov, n, -1, off + done, p->sync);
-	if (rc < 0)
-		return rc;
-	return (uint64_t) rc == len - done ? 0 : -EIO;
-}
-
-/* Pop the newest flight (a failure's follower) and complete it with rc. mu held. */
-static void fail_newest(struct aurawal *log, int rc)
-{
-	struct wal_flight *f = &log->flights[(log->flight_head + log->nflights - 1) % WAL_FLIGHTS];
-	struct wal_plan p = f->p;
-
-	log->nflights--;
-	wake_unlocked(log, complete(log, &p, rc, 0));
-}
-
-/*
- * Complete the flights that are done, oldest first (mu held; dropped for wake-ups): a
- * flight's records are durable only once every earlier one's are, so a flight that
- * finished first waits for its elder. A failed flight fails the flights after it too
- * (their writes follow a hole), newest first so that -ENOSPC re-queues all their batches
- * in log order - once they are all done.
- */
-static void flights_complete(struct aurawal *log)
-{
-	while (log->nflights) {
-		struct wal_flight *f = &log->flights[log->flight_head];
-		struct wal_segment *sealed;
-		struct wal_plan p;
-		int rc = f->rc;
-
-		if (!f->done)
-			return;
-		if (rc) {
-			for (int k = 1; k < log->nflights; k++)
-				if (!log->flights[(log->flight_head + k) % WAL_FLIGHTS].done)
-					return; /* its thread completes them all */
-			while (log->nflights > 1)
-				fail_newest(log, rc);
-		}
-		p = f->p;
-		sealed = p.b[p.n - 1]->sealed ? p.b[p.n - 1]->seg : NULL;
-		log->flight_head = (log->flight_head + 1) % WAL_FLIGHTS;
-		log->nflights--;
-		wake_unlocked(log, complete(log, &p, rc, f->lat));
-		if (rc == 0 && sealed) /* no flight follows a sealed one (may_pipeline) */
-			write_seal_block(log, sealed);
-		pthread_cond_broadcast(&log->cv_done);
-	}
-}
-
-/* Issue plan p as a flight and see it through. mu held; dropped for the I/O. */
-static void fly(struct aurawal *log, const struct wal_plan *p)
-{
-	struct wal_flight *f = &log->flights[(log->flight_head + log->nflights) % WAL_FLIGHTS];
+	struct wal_segment *sealed = p->b[p->n - 1]->sealed ? p->b[p->n - 1]->seg : NULL;
+	uint64_t t0;
 	int rc;
 
-	f->p = *p;
-	f->write_done = f->done = false;
-	f->rc = 0;
-	if (log->nflights++)
-		log->st_pipelined++;
+	log->io_busy = true;
 	pthread_mutex_unlock(&log->mu);
-	f->t0 = wal_now_ns();
-	rc = flight_io(log, f);
+	t0 = wal_now_ns();
+	rc = write_plan_io(log, p);
 	pthread_mutex_lock(&log->mu);
-	f->lat = wal_now_ns() - f->t0;
-	f->rc = rc;
-	f->write_done = f->done = true;
-	flights_complete(log);
+	log->io_busy = false;
+	wake_unlocked(log, complete(log, p, rc, wal_now_ns() - t0));
+	if (rc == 0 && sealed)
+		write_seal_block(log, sealed);
+	pthread_cond_broadcast(&log->cv_done);
 }
 
 static void timed_wait(struct aurawal *log, uint64_t wake)
@@ -814,19 +667,21 @@ void *wal_writer_main(void *arg)
 		struct wal_plan p;
 		uint64_t wake = 0;
 
-		/* plan() finds nothing to do while an appender writes its own batch (it pokes
-		 * us after) or while no write may be issued (whoever ends that pokes us) */
-		if (!log->failed && plan(log, &p, &wake)) {
-			fly(log, &p);
+		if (log->io_busy) { /* an appender writes its own batch: it pokes us after */
+			wait_cv(&log->cv_writer, &log->mu);
 			continue;
 		}
-		if (!log->failed && !log->io_busy && !log->nflights && wants_bare_sync(log)) {
+		if (!log->failed && plan(log, &p, &wake)) {
+			write_plan(log, &p);
+			continue;
+		}
+		if (!log->failed && wants_bare_sync(log)) {
 			bare_sync(log);
 			continue;
 		}
 		if (log->closing &&
 		    (log->failed || (!log->queue && (!log->cur || !log->cur->nrecords))))
-			break; /* a flight of the other writer thread is completed by it */
+			break;
 		timed_wait(log, log->failed ? 0 : wake);
 	}
 	pthread_mutex_unlock(&log->mu);
@@ -885,7 +740,7 @@ static int check_input(aurawal_t *log, const struct iovec *iov, int iovcnt, unsi
 			return -EMSGSIZE;
 		XXH3_64bits_update(&st, iov[i].iov_base, iov[i].iov_len);
 	}
-	if (WAL_HEADER_BLOCK + PIPE_SIZE + wal_rec_size(len) + SEAL_SIZE > log->segment_size)
+	if (WAL_HEADER_BLOCK + wal_rec_size(len) + SEAL_SIZE > log->segment_size)
 		return -EMSGSIZE; /* would not fit in a segment */
 	*in = (struct rec_in){ iov, iovcnt, (uint32_t) len, XXH3_64bits_digest(&st), WAL_REC_DATA };
 	return 0;
@@ -928,24 +783,22 @@ static int append_locked(struct aurawal *log, const struct rec_in *in, unsigned 
  * writer thread: the hand-off costs two thread switches per durable append (measured:
  * 1 appender went from 0.68 to 1.00 of fio's write+fdatasync rate). With several
  * appenders the writer thread keeps the job: it goes straight on to the next batch,
- * while an appender that wrote would first have to hand it back. The appender's write
- * is a flight like the writers' (fly): a writer thread may pipeline the next batch
- * behind it, and is poked afterwards only if something arrived meanwhile.
+ * while an appender that wrote would first have to hand it back. The writer stands
+ * aside while io_busy and is poked afterwards for whatever arrived meanwhile.
  */
 static void write_own_batch(struct aurawal *log)
 {
 	struct wal_plan p;
 	uint64_t wake;
 
-	if (log->io_busy || log->nflights || log->failed || log->enospc || log->closing ||
-	    log->queue || log->waiters || !log->cur || log->cur->ndurable != 1 ||
-	    !plan(log, &p, &wake)) {
+	if (log->io_busy || log->failed || log->enospc || log->closing || log->queue ||
+	    log->waiters || !log->cur || log->cur->ndurable != 1 || !plan(log, &p, &wake)) {
 		/* the writer's job after all (append_locked did not poke) */
 		if (log->cur && log->cur->ndurable >= log->gather_target)
 			writer_poke(log);
 		return;
 	}
-	fly(log, &p);
+	write_plan(log, &p);
 	/* Whatever arrived meanwhile is the writer's; a lone appender wakes nobody (each
 	 * needless wake-up costs a thread switch per append on a small machine). */
 	if (writer_has_work(log))
