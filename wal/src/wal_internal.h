@@ -17,8 +17,9 @@
  * (docs/wal_format.md, "Writing", explains why that is safe under torn writes).
  *
  * Durable waiters: a thread waiting for durability (a durable append, aurawal_sync)
- * queues a struct wal_waiter, in sequence order, and sleeps on its own futex word; the
- * writer wakes exactly the waiters whose records became durable (wal_wait.h).
+ * queues a struct wal_waiter, in sequence order, and sleeps on its batch's futex word;
+ * the writer marks exactly the waiters whose records became durable, and wakes each
+ * batch's word once (wal_wait.h).
  */
 #ifndef AURAWAL_INTERNAL_H
 #define AURAWAL_INTERNAL_H
@@ -102,9 +103,10 @@ struct wal_batch {
 	uint64_t first_seq, last_seq; /* records of this batch (0 = none) */
 	uint32_t nrecords;
 	uint32_t ndurable;
-	bool sealed;	    /* ends with the SEAL record: the segment is full */
-	bool force_sync;    /* aurawal_sync() asked for it */
-	uint64_t oldest_ns; /* when its first record arrived */
+	_Atomic uint32_t wake_word; /* its durable waiters sleep on it (wal_wait.h) */
+	bool sealed;		    /* ends with the SEAL record: the segment is full */
+	bool force_sync;	    /* aurawal_sync() asked for it */
+	uint64_t oldest_ns;	    /* when its first record arrived */
 	struct wal_cb *cbs, *cbs_tail;
 	struct wal_batch *next; /* the queue of closed batches */
 };
@@ -150,10 +152,11 @@ struct aurawal {
 	struct wal_batch *queue, *queue_tail;	   /* closed batches, oldest first */
 	bool io_busy;				   /* the writer has a write or sync in flight */
 	struct wal_waiter *waiters, *waiters_tail; /* durable waiters, in sequence order */
-	uint64_t gather_target;	  /* durable records the next batch waits for (see wal_writer.c) */
-	uint64_t gather_until;	  /* ... but not past this time (ns) */
-	uint64_t sync_avg_ns;	  /* moving average of write+sync latency */
-	uint64_t gather_fixed_ns; /* tests: a fixed gathering window (0 = adaptive) */
+	_Atomic uint32_t wake_any; /* futex word of waiters not tied to the active batch */
+	uint64_t gather_target;	   /* durable records the next batch waits for (see wal_writer.c) */
+	uint64_t gather_until;	   /* ... but not past this time (ns) */
+	uint64_t sync_avg_ns;	   /* moving average of write+sync latency */
+	uint64_t gather_fixed_ns;  /* tests: a fixed gathering window (0 = adaptive) */
 	uint64_t next_seq;
 	uint64_t durable_seq; /* every record <= this is durable */
 	uint64_t written_seq; /* every record <= this is written */
