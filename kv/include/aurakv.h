@@ -96,9 +96,13 @@ typedef enum aurakv_report_kind {
 /** Store options. Start from aurakv_options_init(). */
 typedef struct aurakv_options {
 	/* Format: fixed when the store is created; ignored for an existing store. */
-	uint64_t segment_size; /* bytes per log segment; default 64 MiB; 1 MiB .. 4 GiB,
-				  a multiple of 4096. Smaller segments are collected sooner
-				  (less space held by dead records) at the cost of more files. */
+	uint64_t segment_size; /* bytes per log segment; default 16 MiB; 1 MiB .. 4 GiB,
+				  a multiple of 4096. GC frees whole segments, and the active
+				  and the next (preallocated) segment always take their full
+				  size: smaller segments keep the space nearer gc_space_amp x
+				  live, larger ones mean fewer files (at most 65536: 1 TiB of
+				  log at 16 MiB) and allow larger values (a record must fit in
+				  one segment: -EMSGSIZE above ~segment_size). */
 
 	/* Opening */
 	bool create_if_missing; /* default true */
@@ -115,9 +119,13 @@ typedef struct aurakv_options {
 				     this long after it returned; default 1000 */
 	bool background_gc;	 /* collect garbage in a background thread; default true.
 				     false: only aurakv_compact() collects. */
-	double gc_space_amp;	 /* the space amplification (log bytes / live bytes) GC keeps
-				     under; writers are slowed (blocked) when GC falls behind
-				     it; default 1.5; 1.1 .. 10 */
+	double gc_space_amp;	 /* the space amplification GC keeps under: bytes of the
+				     log's segment files (the active and the ready one
+				     included) / bytes of live records; never below what
+				     whole segments allow (live ones, the active and the
+				     ready one, one spare). Above it writers are slowed
+				     (blocked a little per write, in proportion to GC's
+				     progress); default 1.5; 1.1 .. 10 */
 	bool write_hints;	 /* write hint files for sealed segments; default true */
 	auraio_engine_t *engine; /* borrowed until close; NULL (default) = the store makes
 				     its own */

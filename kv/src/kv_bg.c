@@ -6,17 +6,23 @@
  * every BG_PERIOD_MS to look at GC.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "kv_db.h"
 
-#define BG_PERIOD_MS 100
+#define BG_PERIOD_MS   100
+#define HINTS_PER_PASS 4
 
-/* Write the hint file of every sealed segment that has none yet. */
+/* Write the hint files of sealed segments that have none yet: at most HINTS_PER_PASS
+ * (1 while GC is behind), so that GC looks at the space between them - each means
+ * reading a segment, and writers held back by GC wait meanwhile. */
 static void hint_pass(struct kv_db *db)
 {
+	size_t budget =
+	    atomic_load_explicit(&db->bg.behind, memory_order_relaxed) ? 1 : HINTS_PER_PASS;
 	aurawal_segment_info_t *segs;
 	size_t count = 0, n = 0;
 
@@ -24,7 +30,7 @@ static void hint_pass(struct kv_db *db)
 	    !(segs = calloc(count + 1, sizeof(*segs))))
 		return;
 	aurawal_list_segments(db->wal, segs, count, &n);
-	for (size_t i = 0; i < n && i < count; i++) {
+	for (size_t i = 0; i < n && i < count && budget > 0; i++) {
 		struct kv_seg *s = kv_seg_get(db, segs[i].number, false);
 		struct kv_seg_summary sum;
 		int rc;
@@ -42,6 +48,7 @@ static void hint_pass(struct kv_db *db)
 		}
 		if (rc == -ENOENT) /* released meanwhile */
 			continue;
+		budget--;
 		atomic_store(&s->hint, rc ? KV_HINT_FAILED : KV_HINT_OK);
 		if (rc)
 			kv_report(db, AURAKV_REPORT_INFO,

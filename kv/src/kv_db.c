@@ -30,7 +30,7 @@ void aurakv_options_init(aurakv_options_t *opts)
 	if (!opts)
 		return;
 	memset(opts, 0, sizeof(*opts));
-	opts->segment_size = 64ull << 20;
+	opts->segment_size = 16ull << 20;
 	opts->create_if_missing = true;
 	opts->cache_size = 64u << 20;
 	opts->compress_min = 256;
@@ -164,10 +164,21 @@ static void wal_reporter(const aurawal_report_t *r, void *arg)
 		  (unsigned long long) r->length, r->reason ? r->reason : "");
 }
 
+/* The segment size of the log as it is: an existing store keeps the size it was created
+ * with, whatever the options say. */
+static uint64_t log_segment_size(struct kv_db *db)
+{
+	aurawal_stats_t st;
+
+	return aurawal_get_stats(db->wal, &st) == 0 && st.segment_size ? st.segment_size
+								       : db->opts.segment_size;
+}
+
 int kv_db_open_wal(struct kv_db *db, aurawal_recovery_t mode)
 {
 	aurawal_options_t wo;
 	char path[4096];
+	int rc;
 
 	aurawal_options_init(&wo);
 	wo.segment_size = db->opts.segment_size;
@@ -184,7 +195,10 @@ int kv_db_open_wal(struct kv_db *db, aurawal_recovery_t mode)
 	wo.reporter = wal_reporter;
 	wo.reporter_arg = db;
 	snprintf(path, sizeof(path), "%s/wal", db->dir);
-	return kv_map_wal_error(aurawal_open(path, &wo, &db->wal));
+	rc = kv_map_wal_error(aurawal_open(path, &wo, &db->wal));
+	if (rc == 0)
+		db->seg_bytes = log_segment_size(db);
+	return rc;
 }
 
 void kv_db_free(struct kv_db *db)

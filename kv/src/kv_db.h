@@ -2,7 +2,7 @@
 /*
  * kv_db.h - the store's internal state, shared by the files of kv/src.
  *
- * Lock order (outermost first): key stripes (in increasing stripe order) -> gc.lock ->
+ * Lock order (outermost first): key stripes (in increasing stripe order) -> bg.lock ->
  * batches.lock / segs_lock; the index and the cache have their own internal locks,
  * taken last and never held across a call out.
  */
@@ -63,7 +63,8 @@ struct kv_bg {
 	pthread_cond_t wake;	 /* the background thread waits here */
 	pthread_cond_t progress; /* writers blocked by back-pressure wait here */
 	bool stop;
-	_Atomic bool behind;	    /* GC is behind: writers wait (back-pressure) */
+	_Atomic bool behind;	    /* GC is behind: writers spend credit (back-pressure) */
+	_Atomic int64_t credit;	    /* log bytes writers may still append while behind */
 	uint64_t compact_done;	    /* passes completed for aurakv_compact() */
 	uint64_t compact_requested; /* passes asked for */
 	int compact_rc;
@@ -92,6 +93,7 @@ struct kv_db {
 	struct kv_batches batches;
 	struct kv_bg bg;
 	struct kv_counters n;
+	uint64_t seg_bytes; /* the log's real segment size (an existing store keeps its own) */
 	_Atomic int failed_reported;
 };
 
@@ -209,7 +211,9 @@ int kv_recover(struct kv_db *db);
 int kv_bg_start(struct kv_db *db);
 void kv_bg_stop(struct kv_db *db);
 void kv_bg_notify(struct kv_db *db);
-void kv_gc_throttle(struct kv_db *db);
+/* Back-pressure: a writer about to append about `bytes` of log waits here while GC is
+ * behind and has not granted it the credit (kv_gc.c). */
+void kv_gc_throttle(struct kv_db *db, uint64_t bytes);
 int kv_gc_compact(struct kv_db *db);
 /* Collect segment `seg` (sealed): move its live entries, sync, release. Its tombstones
  * are dropped if it is the oldest segment of the log, copied otherwise. */

@@ -21,12 +21,38 @@
  * with it. Elsewhere tombstones are copied forward like values. A crash at any point
  * leaves either the segment (tombstone included) or neither: never a resurrection.
  *
- * Pacing. Collection is not urgent until the space amplification (log bytes / live
- * bytes) nears the target: GC starts at 80 % of the way there, copying at most twice
- * the bytes the application wrote meanwhile plus a small idle allowance, so that its
- * device traffic follows the write rate instead of bursting. If the amplification
- * still reaches the target, writers wait (back-pressure, a condition variable) while GC
- * runs unpaced, until it is back under.
+ * Space. GC measures what the log takes on disk: seg_bytes for every segment of the
+ * log, the active one included (segment files are preallocated whole), plus the one the
+ * WAL keeps ready - against the live bytes (kv_acct.c). Its marks (marks_of), for
+ * target T = gc_space_amp and excess E = (T - 1) x live:
+ *   target = T x live, but at least (live segments + 3) x seg_bytes: full sealed
+ *            segments, the active one, the ready one and one of room - whole segments
+ *            make anything less impossible (a small store sits above T; documented);
+ *   start  = target - 0.4 E (1.3x at 1.5): GC begins, paced;
+ *   soft   = target - one segment (not below start): back-pressure begins;
+ *   hard   = target + 0.5 E + one segment (1.75x at 1.5): writers get no more credit.
+ *
+ * Pacing (start .. soft). GC collects the least-live sealed segment if it is under 90 %
+ * live, copying at most factor x the bytes written since it began plus 64 MiB/s of idle
+ * allowance, checked every 256 KiB. factor = 1.5 x r/(1-r) for the victim's live ratio
+ * r (the copying that exactly keeps up with the writes), clamped to 2 .. 16, and up to
+ * doubled as the space nears the target. While it copies it re-reads the segment count
+ * each 256 KiB (escalate): writers that pass the soft mark meanwhile are held back at
+ * once, not a whole victim later.
+ *
+ * Back-pressure (past soft). `behind` is set, GC runs unpaced, and writers spend
+ * credit: each writer takes its record's log bytes from bg.credit before appending, and
+ * one that finds it negative waits on bg.progress (a condition variable, timed so that a
+ * missed change costs at most BG_PERIOD_MS; never a spin). Every 256 KiB of the victim
+ * walked, GC grants gain x the net space it freed (bytes walked - bytes copied), gain =
+ * (hard - space) / (hard - soft) clamped to 0 .. 4: more than it frees below the soft
+ * mark, less above it, so held-back writers settle the space a segment under the
+ * target (it moves by whole segments) and wait a granule at a time, not a segment. At the hard mark gain is 0: writers wait for the
+ * victim's release (a last resort, far above the target). Hint files are written one
+ * per loop while behind (each reads a segment; writers in debt wait meanwhile).
+ * Back-pressure is lifted when the space is under soft, when no sealed segment has a
+ * dead byte (collecting cannot help), on a GC error and when the store stops: writers
+ * never wait on GC that cannot free anything.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -38,8 +64,14 @@
 
 #define BG_PERIOD_MS	 100
 #define IDLE_COPY_RATE	 (64.0 * 1024 * 1024) /* bytes/s GC may copy with no writes */
-#define PACE_GRANULE	 (256u << 10)
+#define PACE_GRANULE	 (256u << 10)	      /* pacing and credit are settled this often */
 #define WORTH_COLLECTING 0.9 /* a paced pass only takes segments below this live ratio */
+#define START_AT	 0.6 /* paced GC from 60 % of the way to the target (1.3 at 1.5) */
+#define HARD_AT		 0.5 /* no credit half the target's excess above it (1.75 at 1.5) */
+#define MAX_GAIN	 4.0 /* the most credit per byte GC frees (see plan()) */
+#define PACE_MARGIN	 1.5 /* paced GC copies 1.5x the rate that just keeps up */
+#define PACE_MIN	 2.0 /* ... and at least 2x, at most 16x what is written */
+#define PACE_MAX	 16.0
 
 static uint64_t now_ns(void)
 {
@@ -74,26 +106,47 @@ void kv_bg_notify(struct kv_db *db)
 	pthread_mutex_unlock(&db->bg.lock);
 }
 
+/* Switch back-pressure on (writers then spend credit, starting from none) or off. */
 static void set_behind(struct kv_db *db, bool behind)
 {
 	if (atomic_load_explicit(&db->bg.behind, memory_order_relaxed) == behind)
 		return;
 	pthread_mutex_lock(&db->bg.lock);
+	atomic_store_explicit(&db->bg.credit, 0, memory_order_relaxed);
 	atomic_store_explicit(&db->bg.behind, behind, memory_order_relaxed);
 	pthread_cond_broadcast(&db->bg.progress);
 	pthread_mutex_unlock(&db->bg.lock);
 }
 
-void kv_gc_throttle(struct kv_db *db)
+/* GC freed (net) `bytes` more: let writers append gain x that much. Under bg.lock, so
+ * a writer that saw no credit (under the lock) is waiting when the broadcast comes. */
+static void grant(struct kv_db *db, double bytes)
+{
+	if (bytes < 1)
+		return;
+	pthread_mutex_lock(&db->bg.lock);
+	atomic_fetch_add_explicit(&db->bg.credit, (int64_t) bytes, memory_order_relaxed);
+	pthread_cond_broadcast(&db->bg.progress);
+	pthread_mutex_unlock(&db->bg.lock);
+}
+
+void kv_gc_throttle(struct kv_db *db, uint64_t bytes)
 {
 	uint64_t t0;
 
-	/* Relaxed: a writer that misses a just-set flag only passes once more. */
+	/* Relaxed: a writer that misses a just-set flag only passes once more; the credit
+	 * is a plain budget (no data is published through it). */
 	if (!atomic_load_explicit(&db->bg.behind, memory_order_relaxed))
 		return;
+	if (atomic_fetch_sub_explicit(&db->bg.credit, (int64_t) bytes, memory_order_relaxed) >=
+	    (int64_t) bytes)
+		return; /* paid from the credit GC granted */
+	/* In debt: wait until GC's progress pays it, or back-pressure ends (caught up, GC
+	 * cannot help, error, close). The timeout only bounds a missed flag change. */
 	t0 = now_ns();
 	pthread_mutex_lock(&db->bg.lock);
-	while (atomic_load_explicit(&db->bg.behind, memory_order_relaxed) && !db->bg.stop) {
+	while (atomic_load_explicit(&db->bg.behind, memory_order_relaxed) &&
+	       atomic_load_explicit(&db->bg.credit, memory_order_relaxed) < 0 && !db->bg.stop) {
 		struct timespec ts;
 
 		deadline_in(&ts, BG_PERIOD_MS);
@@ -110,6 +163,7 @@ struct view {
 	aurawal_segment_info_t *segs;
 	size_t n;
 	int64_t total, live;
+	double space; /* bytes the log's files hold: every segment, and the ready one */
 };
 
 static int view_take(struct kv_db *db, struct view *v)
@@ -136,6 +190,9 @@ static int view_take(struct kv_db *db, struct view *v)
 	}
 	if (v->n)
 		atomic_store(&db->bg.seen_segment, v->segs[v->n - 1].number);
+	/* Segment files are preallocated whole: a segment, the active one included, takes
+	 * seg_bytes on disk however full it is, and the WAL keeps the next one ready. */
+	v->space = (double) (v->n + 1) * (double) db->seg_bytes;
 	return 0;
 }
 
@@ -175,25 +232,68 @@ static size_t pick(struct kv_db *db, const struct view *v, double *ratio)
 
 /* ---- moving one segment's live entries ---- */
 
+/* How one collection is paced: `factor` x the bytes written meanwhile (plus the idle
+ * allowance) may be copied; or, when writers are held back, each granule of net progress
+ * (victim bytes walked - bytes copied) grants them `gain` x that much credit. */
 struct pacer {
-	bool on;
-	uint64_t t0, fg0, copied, next_check;
+	bool on, grant;
+	double factor, gain, soft, hard; /* the marks (bytes) escalate() needs */
+	uint64_t t0, fg0, copied, scanned, next_check;
+	uint64_t granted_scan, granted_copy; /* progress already turned into credit */
 };
 
-/* Wait until the bytes copied so far are within the budget (or the store stops). */
+static bool within_budget(struct kv_db *db, const struct pacer *p)
+{
+	uint64_t fg = atomic_load_explicit(&db->n.fg_bytes, memory_order_relaxed) - p->fg0;
+	double budget =
+	    p->factor * (double) fg + IDLE_COPY_RATE * (double) (now_ns() - p->t0) / 1e9;
+
+	return (double) p->copied <= budget || atomic_load(&db->bg.behind);
+}
+
+/* A paced collection re-reads the space (the segment count: cheap) as it goes: if the
+ * writers pushed it past the soft mark meanwhile, back-pressure starts now, not after
+ * the victim is done. */
+static void escalate(struct kv_db *db, struct pacer *p)
+{
+	size_t count = 0;
+	double space;
+
+	if (aurawal_list_segments(db->wal, NULL, 0, &count))
+		return;
+	space = (double) (count + 1) * (double) db->seg_bytes;
+	if (space <= p->soft)
+		return;
+	p->gain = (p->hard - space) / (p->hard - p->soft);
+	p->gain = p->gain < 0 ? 0 : p->gain > MAX_GAIN ? MAX_GAIN : p->gain;
+	p->on = false;
+	p->grant = true;
+	set_behind(db, true);
+}
+
+/* Every PACE_GRANULE walked or copied: grant credit, or wait until the bytes copied so
+ * far are within the budget (or the store stops). */
 static void pace(struct kv_db *db, struct pacer *p)
 {
-	if (!p->on || p->copied < p->next_check)
+	if (p->copied + p->scanned < p->next_check)
 		return;
-	p->next_check = p->copied + PACE_GRANULE;
-	for (;;) {
-		uint64_t fg = atomic_load_explicit(&db->n.fg_bytes, memory_order_relaxed) - p->fg0;
-		double budget =
-		    2.0 * (double) fg + IDLE_COPY_RATE * (double) (now_ns() - p->t0) / 1e9;
+	p->next_check = p->copied + p->scanned + PACE_GRANULE;
+	if (!p->grant && p->hard > 0)
+		escalate(db, p);
+	if (p->grant) {
+		double net = (double) (p->scanned - p->granted_scan) -
+			     (double) (p->copied - p->granted_copy);
+
+		if (net > 0) {
+			grant(db, p->gain * net);
+			p->granted_scan = p->scanned;
+			p->granted_copy = p->copied;
+		}
+		return;
+	}
+	while (p->on && !within_budget(db, p)) {
 		struct timespec ts;
 
-		if ((double) p->copied <= budget || atomic_load(&db->bg.behind))
-			return;
 		pthread_mutex_lock(&db->bg.lock);
 		if (db->bg.stop) {
 			pthread_mutex_unlock(&db->bg.lock);
@@ -315,10 +415,9 @@ static bool oldest(struct kv_db *db, uint64_t seg)
 	return aurawal_list_segments(db->wal, &first, 1, &n) == 0 && n > 0 && first.number == seg;
 }
 
-int kv_gc_collect(struct kv_db *db, uint64_t seg, bool paced)
+static int collect(struct kv_db *db, uint64_t seg, struct pacer *p)
 {
 	aurawal_loc_t from = { .segment = seg }, loc;
-	struct pacer p = { .on = paced, .t0 = now_ns(), .fg0 = atomic_load(&db->n.fg_bytes) };
 	bool drop = oldest(db, seg); /* tombstones are dropped only from the oldest */
 	aurawal_iter_t *it;
 	const void *payload;
@@ -330,10 +429,13 @@ int kv_gc_collect(struct kv_db *db, uint64_t seg, bool paced)
 		return rc;
 	if ((rc = kv_map_wal_error(aurawal_iter_open(db->wal, from, &it))))
 		return rc;
+	p->t0 = now_ns();
+	p->fg0 = atomic_load(&db->n.fg_bytes);
 	while ((rc = aurawal_iter_next(it, &loc, NULL, &payload, &len)) == 1 &&
 	       loc.segment == seg) {
-		rc = move_record(db, loc, payload, len, drop, &p.copied);
-		pace(db, &p);
+		rc = move_record(db, loc, payload, len, drop, &p->copied);
+		p->scanned += kv_log_bytes(len);
+		pace(db, p);
 		if (rc == 0 && stopping(db))
 			rc = -ECANCELED;
 		if (rc)
@@ -346,14 +448,66 @@ int kv_gc_collect(struct kv_db *db, uint64_t seg, bool paced)
 	}
 	if (it)
 		aurawal_iter_close(it);
-	atomic_fetch_add(&db->n.gc_bytes_copied, p.copied);
+	atomic_fetch_add(&db->n.gc_bytes_copied, p->copied);
 	return rc < 0 ? kv_map_wal_error(rc) : release(db, seg);
+}
+
+int kv_gc_collect(struct kv_db *db, uint64_t seg, bool paced)
+{
+	struct pacer p = { .on = paced, .factor = PACE_MIN };
+
+	return collect(db, seg, &p);
+}
+
+/* The space thresholds (bytes) of a view. The target is gc_space_amp x live, but never
+ * below what whole segments allow: every live byte in a full sealed segment, plus the
+ * active and the ready segment, plus one segment of room (GC frees whole segments). */
+struct marks {
+	double start, soft, target, hard;
+};
+
+static struct marks marks_of(struct kv_db *db, const struct view *v)
+{
+	uint64_t live_segs =
+	    ((uint64_t) (v->live > 0 ? v->live : 0) + db->seg_bytes - 1) / db->seg_bytes;
+	double seg = (double) db->seg_bytes, live = (double) (v->live > 0 ? v->live : 0);
+	double excess = (db->opts.gc_space_amp - 1) * live;
+	double floor = (double) (live_segs + 3) * seg;
+	struct marks m;
+
+	m.target = db->opts.gc_space_amp * live;
+	if (m.target < floor)
+		m.target = floor;
+	m.start = m.target - (1 - START_AT) * excess;
+	m.soft = m.target - seg > m.start ? m.target - seg : m.start;
+	m.hard = m.target + HARD_AT * excess + seg;
+	return m;
+}
+
+/* The pacing of a collection of a victim with live ratio `ratio` at space `space`. */
+static void plan(struct pacer *p, const struct marks *m, double space, double ratio)
+{
+	double need = ratio / (1 - ratio); /* bytes copied per byte freed */
+	double urgency = (space - m->start) / (m->target - m->start + 1);
+
+	p->factor = PACE_MARGIN * need;
+	p->factor = p->factor < PACE_MIN ? PACE_MIN : p->factor > PACE_MAX ? PACE_MAX : p->factor;
+	p->factor *= 1 + (urgency < 0 ? 0 : urgency > 1 ? 1 : urgency);
+	/* 1 at the soft mark: above it writers get less than GC frees, below it more, so
+	 * held-back writers settle the space a segment under the target (space moves by
+	 * whole segments); 0 at the hard mark. */
+	p->gain = (m->hard - space) / (m->hard - m->soft);
+	p->gain = p->gain < 0 ? 0 : p->gain > MAX_GAIN ? MAX_GAIN : p->gain;
+	p->soft = m->soft;
+	p->hard = m->hard;
 }
 
 int kv_gc_step(struct kv_db *db, bool compact)
 {
+	struct pacer p = { 0 };
 	struct view v;
-	double ratio, target = db->opts.gc_space_amp, start = 1 + (target - 1) * 0.8;
+	struct marks m;
+	double ratio;
 	size_t i;
 	int rc = view_take(db, &v);
 	bool over, due;
@@ -363,14 +517,18 @@ int kv_gc_step(struct kv_db *db, bool compact)
 		return rc;
 	}
 	i = pick(db, &v, &ratio);
-	over = (double) v.total > target * (double) (v.live > 0 ? v.live : 1);
+	m = marks_of(db, &v);
+	over = v.space > m.soft; /* a segment early: GC frees whole segments */
 	/* Back-pressure only while collecting can help: a victim with dead bytes exists. */
 	set_behind(db, over && ratio < 1);
 	due = ratio == 0 || ((compact || over) && ratio < 1) ||
-	      ((double) v.total > start * (double) (v.live > 0 ? v.live : 1) &&
-	       ratio < WORTH_COLLECTING);
-	if (due)
-		rc = kv_gc_collect(db, v.segs[i].number, !compact && ratio > 0 && !over);
+	      (v.space > m.start && ratio < WORTH_COLLECTING);
+	if (due) {
+		plan(&p, &m, v.space, ratio);
+		p.on = !compact && ratio > 0 && !over;
+		p.grant = over && ratio < 1;
+		rc = collect(db, v.segs[i].number, &p);
+	}
 	free(v.segs);
 	if (rc < 0)
 		set_behind(db, false); /* GC cannot proceed: writers must not wait on it */

@@ -98,7 +98,7 @@ int kv_write_put(struct kv_db *db, const void *key, size_t klen, const void *val
 	pthread_mutex_t *stripe = &db->stripes[kv_stripe_of(key, klen)];
 	int rc;
 
-	kv_gc_throttle(db);
+	kv_gc_throttle(db, kv_log_bytes(hl + klen + stored));
 	pthread_mutex_lock(stripe);
 	rc = append_one(db, key, klen, iov, stored ? 3 : 2, hdr, flags, 0);
 	pthread_mutex_unlock(stripe);
@@ -117,7 +117,7 @@ int kv_write_delete(struct kv_db *db, const void *key, size_t klen, unsigned fla
 	struct kv_ref cur;
 	int rc;
 
-	kv_gc_throttle(db);
+	kv_gc_throttle(db, kv_log_bytes(hl + klen));
 	pthread_mutex_lock(stripe);
 	rc = kv_index_get(db->ix, key, klen, &cur);
 	if (rc == -ENOENT || (rc == 0 && (cur.flags & KV_REF_TOMBSTONE))) {
@@ -240,7 +240,7 @@ int kv_write_batch(struct kv_db *db, const aurakv_batch_t *b, unsigned flags)
 		return 0;
 	if ((rc = batch_body(db, b, &body, &len, &owned)))
 		return rc;
-	kv_gc_throttle(db);
+	kv_gc_throttle(db, kv_log_bytes(KV_REC_HDR_MAX + len));
 	lock_stripes(db, b, set);
 	version = atomic_fetch_add_explicit(&db->next_version, b->count, memory_order_relaxed);
 	hl = kv_encode_batch_header(hdr, version, b->count);

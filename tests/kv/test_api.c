@@ -60,7 +60,7 @@ Test(kv_api, options_init_sets_the_documented_defaults)
 
 	memset(&o, 0xff, sizeof(o));
 	aurakv_options_init(&o);
-	cr_assert_eq(o.segment_size, 64ull << 20);
+	cr_assert_eq(o.segment_size, 16ull << 20);
 	cr_assert(o.create_if_missing);
 	cr_assert_eq(o.cache_size, 64u << 20);
 	cr_assert_eq(o.compress_min, 256);

@@ -141,7 +141,7 @@ static void usage(FILE *out)
 	    "  --duration S           stop each random workload after S seconds (default: no\n"
 	    "                         cap; fillseq and readseq run to the end, as db_bench)\n"
 	    "  --compress-min B       store option compress_min (default: the library's, 256)\n"
-	    "  --segment-size BYTES   store option segment_size (default: the library's, 64m)\n"
+	    "  --segment-size BYTES   store option segment_size (default: the library's, 16m)\n"
 	    "  --seed N               random seed (default 1: runs are repeatable)\n"
 	    "  --json FILE            also write the results as JSON to FILE ('-' = stdout;\n"
 	    "                         the human report then goes to stderr)\n"

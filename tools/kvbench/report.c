@@ -146,12 +146,16 @@ static void report_store(const struct result *r, FILE *out)
 	uint64_t hits = a->cache_hits - p->cache_hits, misses = a->cache_misses - p->cache_misses;
 	const auraio_ring_stats_t *io = &a->io.total, *io0 = &p->io.total;
 
-	fprintf(out,
-		"    store: %llu keys; live %.1f MB, log %.1f MB (space amp %.2f); disk %.1f MB in "
-		"%llu segments; index %.1f B/key\n",
-		(unsigned long long) a->keys, mb(a->live_bytes), mb(a->total_bytes),
-		a->live_bytes ? (double) a->total_bytes / (double) a->live_bytes : 0.0,
-		mb(a->disk_bytes), (unsigned long long) a->segments, a->index_bytes_per_key);
+	fprintf(
+	    out,
+	    "    store: %llu keys; live %.1f MB, log records %.1f MB (%.2fx live); disk %.1f MB "
+	    "(space amp %.2f: every file, preallocated segments and hints too) in %llu "
+	    "segments; index %.1f B/key\n",
+	    (unsigned long long) a->keys, mb(a->live_bytes), mb(a->total_bytes),
+	    a->live_bytes ? (double) a->total_bytes / (double) a->live_bytes : 0.0,
+	    mb(a->disk_bytes),
+	    a->live_bytes ? (double) a->disk_bytes / (double) a->live_bytes : 0.0,
+	    (unsigned long long) a->segments, a->index_bytes_per_key);
 	fprintf(out,
 		"    cache: hit rate %.1f%% (%llu hits, %llu misses), %.1f MiB held; gc: %llu "
 		"segments, %.1f MB copied, %.1f MB freed; %llu stalls (%.1f ms); %llu hints; "

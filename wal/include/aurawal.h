@@ -309,8 +309,10 @@ typedef struct aurawal_stats {
 	double records_per_sync;  /* appends / syncs: the figure of group commit */
 	double sync_p50_us, sync_p99_us, sync_max_us; /* write+sync latency of durable batches */
 	uint64_t segments;			      /* segments in the log */
-	uint64_t next_seq;			      /* the sequence the next append gets */
-	int failed;				      /* the error that failed the log, 0 if none */
+	uint64_t segment_size; /* bytes per segment file (an existing log keeps the size it
+				  was created with, whatever the options say) */
+	uint64_t next_seq;     /* the sequence the next append gets */
+	int failed;	       /* the error that failed the log, 0 if none */
 } aurawal_stats_t;
 
 /** Copy the log's counters. Returns 0 or -EINVAL. */

@@ -389,6 +389,7 @@ AURAWAL_API int aurawal_get_stats(aurawal_t *log, aurawal_stats_t *out)
 	out->sync_max_us = (double) log->st_sync_max_us;
 	for (struct wal_segment *s = log->segs; s; s = s->next)
 		out->segments++;
+	out->segment_size = log->segment_size;
 	out->next_seq = log->next_seq;
 	out->failed = log->failed;
 	pthread_mutex_unlock(&log->mu);
