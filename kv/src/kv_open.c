@@ -26,17 +26,34 @@ struct run {
 	struct kv_seg_summary sum;   /* in memory */
 	size_t pos;
 	struct kv_hint_entry cur;
+	uint64_t pfx; /* cur's first 8 key bytes, big-endian, zero-padded: most comparisons
+			 of the merge end here, without a memcmp call (the heap's comparisons
+			 were a third of a 10 M-key open) */
 };
+
+static uint64_t key_prefix(const uint8_t *k, size_t len)
+{
+	uint64_t v = 0;
+
+	for (size_t i = 0; i < 8; i++)
+		v = v << 8 | (i < len ? k[i] : 0);
+	return v;
+}
 
 /* 1 and r->cur, 0 at the end, AURAKV_ECORRUPT (a damaged hint file). */
 static int run_next(struct run *r)
 {
+	int rc = 1;
+
 	if (r->hint)
-		return kv_hint_next(r->hint, &r->cur);
-	if (r->pos == r->sum.n)
-		return 0;
-	r->cur = r->sum.entries[r->pos++];
-	return 1;
+		rc = kv_hint_next(r->hint, &r->cur);
+	else if (r->pos == r->sum.n)
+		rc = 0;
+	else
+		r->cur = r->sum.entries[r->pos++];
+	if (rc == 1)
+		r->pfx = key_prefix(r->cur.key, r->cur.klen);
+	return rc;
 }
 
 static void run_free(struct run *r)
@@ -49,8 +66,11 @@ static void run_free(struct run *r)
 static bool run_before(const struct run *a, const struct run *b)
 {
 	size_t m = a->cur.klen < b->cur.klen ? a->cur.klen : b->cur.klen;
-	int c = memcmp(a->cur.key, b->cur.key, m);
+	int c;
 
+	if (a->pfx != b->pfx) /* memcmp order: the zero padding sorts a prefix first */
+		return a->pfx < b->pfx;
+	c = m > 8 ? memcmp(a->cur.key + 8, b->cur.key + 8, m - 8) : 0;
 	if (c)
 		return c < 0;
 	if (a->cur.klen != b->cur.klen)
