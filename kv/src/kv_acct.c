@@ -32,6 +32,7 @@ struct kv_seg *kv_seg_get(struct kv_db *db, uint64_t number, bool create)
 		atomic_store_explicit(&s->live, 0, memory_order_relaxed);
 		atomic_store_explicit(&s->tomb, 0, memory_order_relaxed);
 		atomic_store_explicit(&s->hint, KV_HINT_NONE, memory_order_relaxed);
+		atomic_store_explicit(&s->hint_bytes, 0, memory_order_relaxed);
 		atomic_store_explicit(&s->number, number, memory_order_release);
 		cur = number;
 	}
@@ -68,12 +69,26 @@ static void add_live(struct kv_db *db, const struct kv_ref *ref, int64_t sign)
 		atomic_fetch_add_explicit(&s->tomb, bytes, memory_order_relaxed);
 }
 
+void kv_acct_hint(struct kv_db *db, uint64_t seg, int64_t bytes)
+{
+	struct kv_seg *s = kv_seg_get(db, seg, true);
+	int64_t old;
+
+	if (!s)
+		return;
+	old = atomic_exchange_explicit(&s->hint_bytes, bytes, memory_order_relaxed);
+	atomic_fetch_add_explicit(&db->hint_bytes, bytes - old, memory_order_relaxed);
+}
+
 void kv_acct_forget(struct kv_db *db, uint64_t segment)
 {
 	struct kv_seg *s = kv_seg_get(db, segment, false);
 
-	if (s)
+	if (s) {
+		atomic_fetch_sub_explicit(&db->hint_bytes, atomic_load(&s->hint_bytes),
+					  memory_order_relaxed);
 		atomic_store_explicit(&s->number, 0, memory_order_release);
+	}
 }
 
 /* ---- batch records referenced by the index ---- */

@@ -33,11 +33,12 @@
 enum { KV_HINT_NONE = 0, KV_HINT_OK = 1, KV_HINT_FAILED = 2 };
 
 struct kv_seg {
-	_Atomic uint64_t number; /* 0: free slot; published after the counters are reset */
-	_Atomic int64_t total;	 /* log bytes of the records in the segment */
-	_Atomic int64_t live;	 /* of which the latest record of a key (or a live batch) */
-	_Atomic int64_t tomb;	 /* of which live deletes (GC may drop them in the oldest) */
-	_Atomic int hint;	 /* KV_HINT_* */
+	_Atomic uint64_t number;    /* 0: free slot; published after the counters are reset */
+	_Atomic int64_t total;	    /* log bytes of the records in the segment */
+	_Atomic int64_t live;	    /* of which the latest record of a key (or a live batch) */
+	_Atomic int64_t tomb;	    /* of which live deletes (GC may drop them in the oldest) */
+	_Atomic int hint;	    /* KV_HINT_* */
+	_Atomic int64_t hint_bytes; /* size of its hint file (0: none), in db->hint_bytes */
 };
 
 /* Batch records still referenced by the index: (segment, offset) -> live entries. A
@@ -94,6 +95,8 @@ struct kv_db {
 	struct kv_bg bg;
 	struct kv_counters n;
 	uint64_t seg_bytes; /* the log's real segment size (an existing store keeps its own) */
+	_Atomic int64_t hint_bytes; /* bytes of the hint files of the log's segments (GC counts
+				       them as space: kv_gc.c) */
 	_Atomic int failed_reported;
 };
 
@@ -200,6 +203,9 @@ int kv_hint_open(auraio_engine_t *eng, const char *path, uint64_t seg, uint64_t 
 /* 1 and the next entry (key valid until the next call), 0 at the end, AURAKV_ECORRUPT. */
 int kv_hint_next(struct kv_hint_reader *r, struct kv_hint_entry *e);
 uint64_t kv_hint_total(const struct kv_hint_reader *r);
+uint64_t kv_hint_file_bytes(const struct kv_hint_reader *r);
+/* Segment `seg`'s hint file now takes `bytes` (0: gone): the space GC counts. */
+void kv_acct_hint(struct kv_db *db, uint64_t seg, int64_t bytes);
 uint64_t kv_hint_max_version(const struct kv_hint_reader *r);
 uint64_t kv_hint_entries(const struct kv_hint_reader *r);
 void kv_hint_close(struct kv_hint_reader *r);

@@ -21,13 +21,15 @@
  * with it. Elsewhere tombstones are copied forward like values. A crash at any point
  * leaves either the segment (tombstone included) or neither: never a resurrection.
  *
- * Space. GC measures what the log takes on disk: seg_bytes for every segment of the
+ * Space. GC measures what the store takes on disk: seg_bytes for every segment of the
  * log, the active one included (segment files are preallocated whole), plus the one the
- * WAL keeps ready - against the live bytes (kv_acct.c). Its marks (marks_of), for
- * target T = gc_space_amp and excess E = (T - 1) x live:
- *   target = T x live, but at least (live segments + 3) x seg_bytes: full sealed
- *            segments, the active one, the ready one and one of room - whole segments
- *            make anything less impossible (a small store sits above T; documented);
+ * WAL keeps ready and its recycled spare, plus the hint files (db->hint_bytes: ~20 % of
+ * the log with 100-byte values) - against the live bytes (kv_acct.c). Its marks
+ * (marks_of), for target T = gc_space_amp and excess E = (T - 1) x live:
+ *   target = T x live, but at least (live segments + 4) x seg_bytes + their hints: full
+ *            sealed segments, the active one, the ready one, the spare and one of
+ *            room - whole segments make anything less impossible (a small store sits
+ *            above T; documented);
  *   start  = target - 0.4 E (1.3x at 1.5): GC begins, paced;
  *   soft   = target - one segment (not below start): back-pressure begins;
  *   hard   = target + 0.5 E + one segment (1.75x at 1.5): writers get no more credit.
@@ -72,6 +74,9 @@
 #define PACE_MARGIN	 1.5 /* paced GC copies 1.5x the rate that just keeps up */
 #define PACE_MIN	 2.0 /* ... and at least 2x, at most 16x what is written */
 #define PACE_MAX	 16.0
+#define EXTRA_SEGS                                                                                 \
+	2 /* files beside the listed segments: the ready one and the WAL's one
+			      recycled spare (aurawal_options_t.spare_segments, 1 by default) */
 
 static uint64_t now_ns(void)
 {
@@ -166,6 +171,15 @@ struct view {
 	double space; /* bytes the log's files hold: every segment, and the ready one */
 };
 
+/* The hint files' bytes: on disk like the log (one hint entry per record of a sealed
+ * segment, ~20 % of the log with 100-byte values), so GC counts them as space. */
+static double gc_hint_bytes(struct kv_db *db)
+{
+	int64_t h = atomic_load_explicit(&db->hint_bytes, memory_order_relaxed);
+
+	return h > 0 ? (double) h : 0;
+}
+
 static int view_take(struct kv_db *db, struct view *v)
 {
 	size_t count = 0;
@@ -191,8 +205,9 @@ static int view_take(struct kv_db *db, struct view *v)
 	if (v->n)
 		atomic_store(&db->bg.seen_segment, v->segs[v->n - 1].number);
 	/* Segment files are preallocated whole: a segment, the active one included, takes
-	 * seg_bytes on disk however full it is, and the WAL keeps the next one ready. */
-	v->space = (double) (v->n + 1) * (double) db->seg_bytes;
+	 * seg_bytes on disk however full it is; the WAL keeps the next one ready and one
+	 * recycled spare; each sealed segment has a hint file. */
+	v->space = (double) (v->n + EXTRA_SEGS) * (double) db->seg_bytes + gc_hint_bytes(db);
 	return 0;
 }
 
@@ -261,7 +276,7 @@ static void escalate(struct kv_db *db, struct pacer *p)
 
 	if (aurawal_list_segments(db->wal, NULL, 0, &count))
 		return;
-	space = (double) (count + 1) * (double) db->seg_bytes;
+	space = (double) (count + EXTRA_SEGS) * (double) db->seg_bytes + gc_hint_bytes(db);
 	if (space <= p->soft)
 		return;
 	p->gain = (p->hard - space) / (p->hard - p->soft);
@@ -460,8 +475,9 @@ int kv_gc_collect(struct kv_db *db, uint64_t seg, bool paced)
 }
 
 /* The space thresholds (bytes) of a view. The target is gc_space_amp x live, but never
- * below what whole segments allow: every live byte in a full sealed segment, plus the
- * active and the ready segment, plus one segment of room (GC frees whole segments). */
+ * below what whole segments allow: every live byte in a full sealed segment (with its
+ * hint file), plus the active and the ready segment, plus one segment of room (GC frees
+ * whole segments). */
 struct marks {
 	double start, soft, target, hard;
 };
@@ -472,7 +488,9 @@ static struct marks marks_of(struct kv_db *db, const struct view *v)
 	    ((uint64_t) (v->live > 0 ? v->live : 0) + db->seg_bytes - 1) / db->seg_bytes;
 	double seg = (double) db->seg_bytes, live = (double) (v->live > 0 ? v->live : 0);
 	double excess = (db->opts.gc_space_amp - 1) * live;
-	double floor = (double) (live_segs + 3) * seg;
+	double hint_per_seg = v->n > 1 ? gc_hint_bytes(db) / (double) (v->n - 1) : 0;
+	double floor =
+	    (double) (live_segs + 2 + EXTRA_SEGS) * seg + (double) live_segs * hint_per_seg;
 	struct marks m;
 
 	m.target = db->opts.gc_space_amp * live;

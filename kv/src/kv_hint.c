@@ -405,6 +405,8 @@ int kv_hint_write(struct kv_db *db, const struct kv_seg_summary *s, uint64_t seg
 	snprintf(hints, sizeof(hints), "%s/hints", db->dir);
 	if (!rc)
 		rc = kv_fsync_dir(eng, hints);
+	if (!rc)
+		kv_acct_hint(db, seg, (int64_t) h.len);
 	if (rc && tmp)
 		unlink(tmp);
 	free(h.p);

@@ -239,6 +239,11 @@ static int check_fences(struct kv_hint_reader *r)
 	return 0;
 }
 
+uint64_t kv_hint_file_bytes(const struct kv_hint_reader *r)
+{
+	return KV_HINT_BLOCK + r->data_bytes + r->fence_bytes;
+}
+
 uint64_t kv_hint_total(const struct kv_hint_reader *r)
 {
 	return r->total;

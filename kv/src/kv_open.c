@@ -171,9 +171,11 @@ static int open_run(struct kv_db *db, const aurawal_segment_info_t *info, bool h
 			*max_version = kv_hint_max_version(r->hint);
 		if (slot)
 			atomic_store(&slot->hint, KV_HINT_OK);
+		kv_acct_hint(db, info->number, (int64_t) kv_hint_file_bytes(r->hint));
 	} else {
 		if (path && rc != -ENOMEM)
 			unlink(path); /* damaged: rewritten below or by the background thread */
+		kv_acct_hint(db, info->number, 0);
 		rc = kv_seg_summarize(db->wal, info->number, &r->sum);
 		if (rc) {
 			free(path);
@@ -198,6 +200,7 @@ static int reset_state(struct kv_db *db)
 	kv_index_destroy(db->ix);
 	db->ix = kv_index_create();
 	memset(db->segs, 0, KV_SEG_SLOTS * sizeof(*db->segs));
+	atomic_store(&db->hint_bytes, 0);
 	kv_batches_destroy(&db->batches);
 	atomic_store(&db->n.tombstones, 0);
 	return db->ix && kv_batches_init(&db->batches) == 0 ? 0 : -ENOMEM;
