@@ -71,7 +71,7 @@ static void add_live(struct kv_db *db, const struct kv_ref *ref, int64_t sign)
 
 void kv_acct_hint(struct kv_db *db, uint64_t seg, int64_t bytes)
 {
-	struct kv_seg *s = kv_seg_get(db, seg, true);
+	struct kv_seg *s = kv_seg_get(db, seg, false); /* never revive a released segment */
 	int64_t old;
 
 	if (!s)
