@@ -753,11 +753,19 @@ static bool writer_has_work(const struct aurawal *log)
 	       log->closing;
 }
 
-/* Place a record; a durable one is counted for the writer's gathering. mu held. The
- * writer is poked when the batch is due, unless the caller may write it itself (lone
- * durable appender, see write_own_batch) and pokes only if that turns out not to be so. */
+/* A durable record was placed: if the active batch now holds as many as the writer is
+ * gathering for, it is due. mu held. */
+static void poke_if_due(struct aurawal *log)
+{
+	if (log->cur && log->cur->ndurable >= log->gather_target)
+		writer_poke(log);
+}
+
+/* Place a record; a durable one is counted for the writer's gathering, and the caller
+ * pokes the writer if it made the batch due (poke_if_due) - unless it writes the batch
+ * itself (write_own_batch). mu held. */
 static int append_locked(struct aurawal *log, const struct rec_in *in, unsigned flags,
-			 aurawal_loc_t *loc, uint64_t *seq, bool may_write_own)
+			 aurawal_loc_t *loc, uint64_t *seq)
 {
 	int rc = reserve(log, wal_rec_size(in->len));
 
@@ -768,8 +776,7 @@ static int append_locked(struct aurawal *log, const struct rec_in *in, unsigned 
 	log->st_bytes += in->len;
 	if (flags & AURAWAL_DURABLE) {
 		log->st_durable++;
-		if (++log->cur->ndurable >= log->gather_target && !may_write_own)
-			writer_poke(log); /* the batch is due */
+		log->cur->ndurable++;
 	} else if (log->cur->nrecords == 1) {
 		writer_poke(log); /* arm the flush delay */
 	}
@@ -793,9 +800,7 @@ static void write_own_batch(struct aurawal *log)
 
 	if (log->io_busy || log->failed || log->enospc || log->closing || log->queue ||
 	    log->waiters || !log->cur || log->cur->ndurable != 1 || !plan(log, &p, &wake)) {
-		/* the writer's job after all (append_locked did not poke) */
-		if (log->cur && log->cur->ndurable >= log->gather_target)
-			writer_poke(log);
+		poke_if_due(log); /* the writer's job after all */
 		return;
 	}
 	write_plan(log, &p);
@@ -816,7 +821,7 @@ AURAWAL_API int aurawal_append(aurawal_t *log, const struct iovec *iov, int iovc
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&log->mu);
-	rc = append_locked(log, &in, flags, &l, &s, (flags & AURAWAL_DURABLE) != 0);
+	rc = append_locked(log, &in, flags, &l, &s);
 	if (rc == 0 && (flags & AURAWAL_DURABLE)) {
 		write_own_batch(log);
 		rc = wait_durable_unlock(log, s);
@@ -845,8 +850,10 @@ AURAWAL_API int aurawal_append_async(aurawal_t *log, const struct iovec *iov, in
 	c->cb = cb;
 	c->arg = arg;
 	pthread_mutex_lock(&log->mu);
-	rc = append_locked(log, &in, flags, &c->loc, &c->seq, false);
+	rc = append_locked(log, &in, flags, &c->loc, &c->seq);
 	if (rc == 0) {
+		if (flags & AURAWAL_DURABLE)
+			poke_if_due(log);
 		if (log->cur->cbs_tail)
 			log->cur->cbs_tail->next = c;
 		else
