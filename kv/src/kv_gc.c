@@ -70,13 +70,13 @@
 #define WORTH_COLLECTING 0.9 /* a paced pass only takes segments below this live ratio */
 #define START_AT	 0.6 /* paced GC from 60 % of the way to the target (1.3 at 1.5) */
 #define HARD_AT		 0.5 /* no credit half the target's excess above it (1.75 at 1.5) */
-#define MAX_GAIN	 4.0 /* the most credit per byte GC frees (see plan()) */
+#define MAX_GAIN	 4.0 /* the most credit per byte GC frees (gain_at()) */
 #define PACE_MARGIN	 1.5 /* paced GC copies 1.5x the rate that just keeps up */
 #define PACE_MIN	 2.0 /* ... and at least 2x, at most 16x what is written */
 #define PACE_MAX	 16.0
-#define EXTRA_SEGS                                                                                 \
-	2 /* files beside the listed segments: the ready one and the WAL's one
-			      recycled spare (aurawal_options_t.spare_segments, 1 by default) */
+/* Segment files beside the listed segments: the ready one and the WAL's one recycled
+ * spare (aurawal_options_t.spare_segments, 1 by default). */
+#define EXTRA_SEGS 2
 
 static uint64_t now_ns(void)
 {
@@ -168,7 +168,7 @@ struct view {
 	aurawal_segment_info_t *segs;
 	size_t n;
 	int64_t total, live;
-	double space; /* bytes the log's files hold: every segment, and the ready one */
+	double space; /* bytes the store's files hold (space_of) */
 };
 
 /* The hint files' bytes: on disk like the log (one hint entry per record of a sealed
@@ -178,6 +178,20 @@ static double gc_hint_bytes(struct kv_db *db)
 	int64_t h = atomic_load_explicit(&db->hint_bytes, memory_order_relaxed);
 
 	return h > 0 ? (double) h : 0;
+}
+
+/* The bytes the store's files hold with `nsegs` segments in the log. Segment files are
+ * preallocated whole: a segment, the active one included, takes seg_bytes on disk
+ * however full it is; the WAL keeps the next one ready and one recycled spare; each
+ * sealed segment has a hint file. */
+static double space_of(struct kv_db *db, size_t nsegs)
+{
+	return (double) (nsegs + EXTRA_SEGS) * (double) db->seg_bytes + gc_hint_bytes(db);
+}
+
+static double clamp(double x, double lo, double hi)
+{
+	return x < lo ? lo : x > hi ? hi : x;
 }
 
 static int view_take(struct kv_db *db, struct view *v)
@@ -204,10 +218,7 @@ static int view_take(struct kv_db *db, struct view *v)
 	}
 	if (v->n)
 		atomic_store(&db->bg.seen_segment, v->segs[v->n - 1].number);
-	/* Segment files are preallocated whole: a segment, the active one included, takes
-	 * seg_bytes on disk however full it is; the WAL keeps the next one ready and one
-	 * recycled spare; each sealed segment has a hint file. */
-	v->space = (double) (v->n + EXTRA_SEGS) * (double) db->seg_bytes + gc_hint_bytes(db);
+	v->space = space_of(db, v->n);
 	return 0;
 }
 
@@ -252,7 +263,7 @@ static size_t pick(struct kv_db *db, const struct view *v, double *ratio)
  * (victim bytes walked - bytes copied) grants them `gain` x that much credit. */
 struct pacer {
 	bool on, grant;
-	double factor, gain, soft, hard; /* the marks (bytes) escalate() needs */
+	double factor, gain, soft, hard; /* the marks (bytes) gain_at() needs */
 	uint64_t t0, fg0, copied, scanned, next_check;
 	uint64_t granted_scan, granted_copy; /* progress already turned into credit */
 };
@@ -266,6 +277,14 @@ static bool within_budget(struct kv_db *db, const struct pacer *p)
 	return (double) p->copied <= budget || atomic_load(&db->bg.behind);
 }
 
+/* Credit per byte GC frees at `space`: 1 at the soft mark - above it writers get less
+ * than GC frees, below it more, so held-back writers settle the space a segment under
+ * the target (space moves by whole segments) - and 0 at the hard mark. */
+static double gain_at(const struct pacer *p, double space)
+{
+	return clamp((p->hard - space) / (p->hard - p->soft), 0, MAX_GAIN);
+}
+
 /* A paced collection re-reads the space (the segment count: cheap) as it goes: if the
  * writers pushed it past the soft mark meanwhile, back-pressure starts now, not after
  * the victim is done. */
@@ -276,11 +295,10 @@ static void escalate(struct kv_db *db, struct pacer *p)
 
 	if (aurawal_list_segments(db->wal, NULL, 0, &count))
 		return;
-	space = (double) (count + EXTRA_SEGS) * (double) db->seg_bytes + gc_hint_bytes(db);
+	space = space_of(db, count);
 	if (space <= p->soft)
 		return;
-	p->gain = (p->hard - space) / (p->hard - p->soft);
-	p->gain = p->gain < 0 ? 0 : p->gain > MAX_GAIN ? MAX_GAIN : p->gain;
+	p->gain = gain_at(p, space);
 	p->on = false;
 	p->grant = true;
 	set_behind(db, true);
@@ -476,8 +494,8 @@ int kv_gc_collect(struct kv_db *db, uint64_t seg, bool paced)
 
 /* The space thresholds (bytes) of a view. The target is gc_space_amp x live, but never
  * below what whole segments allow: every live byte in a full sealed segment (with its
- * hint file), plus the active and the ready segment, plus one segment of room (GC frees
- * whole segments). */
+ * hint file), plus the active, the ready and the spare segment, plus one segment of
+ * room (GC frees whole segments). */
 struct marks {
 	double start, soft, target, hard;
 };
@@ -508,16 +526,10 @@ static void plan(struct pacer *p, const struct marks *m, double space, double ra
 	double need = ratio / (1 - ratio); /* bytes copied per byte freed */
 	double urgency = (space - m->start) / (m->target - m->start + 1);
 
-	p->factor = PACE_MARGIN * need;
-	p->factor = p->factor < PACE_MIN ? PACE_MIN : p->factor > PACE_MAX ? PACE_MAX : p->factor;
-	p->factor *= 1 + (urgency < 0 ? 0 : urgency > 1 ? 1 : urgency);
-	/* 1 at the soft mark: above it writers get less than GC frees, below it more, so
-	 * held-back writers settle the space a segment under the target (space moves by
-	 * whole segments); 0 at the hard mark. */
-	p->gain = (m->hard - space) / (m->hard - m->soft);
-	p->gain = p->gain < 0 ? 0 : p->gain > MAX_GAIN ? MAX_GAIN : p->gain;
+	p->factor = clamp(PACE_MARGIN * need, PACE_MIN, PACE_MAX) * (1 + clamp(urgency, 0, 1));
 	p->soft = m->soft;
 	p->hard = m->hard;
+	p->gain = gain_at(p, space);
 }
 
 int kv_gc_step(struct kv_db *db, bool compact)
