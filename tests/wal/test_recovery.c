@@ -317,7 +317,7 @@ Test(wal_recovery, a_torn_write_at_each_512_byte_boundary_keeps_acknowledged_rec
 	}
 }
 
-static void fail_stop_on(unsigned ops)
+static void fail_stop_on(unsigned ops, aurawal_sync_mode_t mode)
 {
 	auraio_engine_t *e = faulty_engine();
 	aurawal_options_t o = wal_opts(NULL);
@@ -327,6 +327,7 @@ static void fail_stop_on(unsigned ops)
 	struct iovec iov = { p, RLEN };
 
 	o.engine = e;
+	o.sync_mode = mode;
 	log = wal_open_ok(dir, &o);
 	for (int i = 0; i < 10; i++)
 		seqs[i] = append_i(log, (uint64_t) i, RLEN, AURAWAL_DURABLE, &locs[i]);
@@ -349,14 +350,51 @@ static void fail_stop_on(unsigned ops)
 	expect_prefix_survives(10);
 }
 
+/* DSYNC (the default): the sync is part of the write, so an EIO from either comes back
+ * as the write's result. */
+Test(wal_recovery, eio_on_the_dsync_write_fails_the_log_and_loses_nothing_acknowledged)
+{
+	fail_stop_on(AURAIO_FAULT_OP_WRITE, AURAWAL_SYNC_DSYNC);
+}
+
+/* The default makes a batch durable with its write alone: with every fsync failing, durable
+ * appends still succeed (and count their syncs); FDATASYNC mode fails on the first. */
+Test(wal_recovery, the_default_dsync_mode_needs_no_fsync_per_batch)
+{
+	auraio_engine_t *e = faulty_engine();
+	aurawal_options_t o = wal_opts(NULL), d;
+	aurawal_stats_t st;
+	aurawal_t *log;
+
+	aurawal_options_init(&d);
+	cr_assert_eq(d.sync_mode, AURAWAL_SYNC_DSYNC);
+	o.engine = e;
+	log = wal_open_ok(dir, &o);
+	preparer_idle(log);
+	set_fault(e, (auraio_fault_t){ .ops = AURAIO_FAULT_OP_FSYNC,
+				       .fd = -1,
+				       .count = 0,
+				       .kind = AURAIO_FAULT_ERROR,
+				       .error = EIO });
+	for (int i = 0; i < 10; i++)
+		seqs[i] = append_i(log, (uint64_t) i, RLEN, AURAWAL_DURABLE, &locs[i]);
+	cr_assert_eq(aurawal_get_stats(log, &st), 0);
+	cr_assert_geq(st.syncs, 10);
+	cr_assert_eq(st.failed, 0);
+	auraio_fault_clear(e);
+	cr_assert_eq(aurawal_close(log), 0);
+	auraio_destroy(e);
+	expect_prefix_survives(10);
+}
+
 Test(wal_recovery, eio_on_the_write_fails_the_log_and_loses_nothing_acknowledged)
 {
-	fail_stop_on(AURAIO_FAULT_OP_WRITE);
+	fail_stop_on(AURAIO_FAULT_OP_WRITE, AURAWAL_SYNC_FDATASYNC);
 }
 
 Test(wal_recovery, eio_on_the_sync_fails_the_log_and_loses_nothing_acknowledged)
 {
-	fail_stop_on(AURAIO_FAULT_OP_FSYNC);
+	fail_stop_on(AURAIO_FAULT_OP_FSYNC, AURAWAL_SYNC_FDATASYNC);
 }
 
 Test(wal_recovery, enospc_fails_the_appends_and_they_succeed_again_once_it_clears)
@@ -399,13 +437,14 @@ Test(wal_recovery, enospc_fails_the_appends_and_they_succeed_again_once_it_clear
 	}
 }
 
-Test(wal_recovery, a_short_write_in_the_chain_is_completed_not_acknowledged_on_the_sync)
+static void short_write_is_completed(aurawal_sync_mode_t mode)
 {
 	auraio_engine_t *e = faulty_engine();
 	aurawal_options_t o = wal_opts(NULL);
 	aurawal_t *log;
 
 	o.engine = e;
+	o.sync_mode = mode;
 	log = wal_open_ok(dir, &o);
 	for (int i = 0; i < 5; i++)
 		seqs[i] = append_i(log, (uint64_t) i, RLEN, AURAWAL_DURABLE, &locs[i]);
@@ -429,4 +468,15 @@ Test(wal_recovery, a_short_write_in_the_chain_is_completed_not_acknowledged_on_t
 			read_check(log, locs[i], (uint64_t) i, seqs[i]);
 		cr_assert_eq(aurawal_close(log), 0);
 	}
+}
+
+Test(wal_recovery, a_short_write_in_the_chain_is_completed_not_acknowledged_on_the_sync)
+{
+	short_write_is_completed(AURAWAL_SYNC_FDATASYNC);
+}
+
+/* DSYNC: the kernel syncs what a short write wrote; the rest must still be written. */
+Test(wal_recovery, a_short_dsync_write_is_completed_not_acknowledged_as_written)
+{
+	short_write_is_completed(AURAWAL_SYNC_DSYNC);
 }

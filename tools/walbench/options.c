@@ -74,7 +74,7 @@ static void usage(FILE *out)
 	    "  --count N              stop after N appends in total (k/m suffix allowed)\n"
 	    "  --segment-size BYTES   segment size of the new log (default: library's, 64m)\n"
 	    "  --buffer-size BYTES    bytes a batch may gather (default: library's, 1m)\n"
-	    "  --sync-mode MODE       fdatasync (default) or dsync\n"
+	    "  --sync-mode MODE       dsync or fdatasync (default: library's, dsync)\n"
 	    "  --recycle              release segments behind the active one as the log\n"
 	    "                         rolls over, so their files are recycled (as a store\n"
 	    "                         does after a checkpoint); default: the log only grows\n"
@@ -117,7 +117,12 @@ static void defaults(void *config)
 	cfg->record_size = 128;
 	cfg->durable = true;
 	cfg->duration = -1; /* not given: 10 s, or no limit with --count */
-	cfg->sync_mode = AURAWAL_SYNC_FDATASYNC;
+	{
+		aurawal_options_t o;
+
+		aurawal_options_init(&o);
+		cfg->sync_mode = o.sync_mode; /* the library's default */
+	}
 }
 
 /* A flag option; false if c is not one. */

@@ -87,10 +87,18 @@ typedef enum aurawal_recovery {
 					      past it; appends fail with -EROFS (tools) */
 } aurawal_recovery_t;
 
-/** How a batch is made durable. */
+/**
+ * How a batch is made durable; both give the same guarantee (the kernel flushes the
+ * device's cache before the write completes). DSYNC, the default, is one write with
+ * RWF_DSYNC: the kernel syncs from the write's own completion, without handing the
+ * batch back to the log's writer thread between the write and the sync. That hop is
+ * a thread wake-up, dear on a small virtual machine: 32 appenders reached 1.09x (median
+ * of 16 paired runs; 15 of 16 faster) the rate of FDATASYNC, one appender the same.
+ * FDATASYNC is a write linked to an fdatasync in one submission.
+ */
 typedef enum aurawal_sync_mode {
 	AURAWAL_SYNC_FDATASYNC = 0, /* write, then fdatasync, linked in one submission */
-	AURAWAL_SYNC_DSYNC = 1,	    /* one write with RWF_DSYNC */
+	AURAWAL_SYNC_DSYNC = 1,	    /* one write with RWF_DSYNC (default) */
 } aurawal_sync_mode_t;
 
 /** What a report is about. */
@@ -135,7 +143,7 @@ typedef struct aurawal_options {
 	unsigned flush_delay_us;       /* a non-durable record is written at most this long
 					after it was appended; default 1000; 0 = only when a
 					buffer fills, on aurawal_sync() or a durable append */
-	aurawal_sync_mode_t sync_mode; /* default FDATASYNC */
+	aurawal_sync_mode_t sync_mode; /* default DSYNC (see aurawal_sync_mode_t) */
 	unsigned spare_segments;       /* segments kept preallocated ahead; default 1 */
 	bool recycle_segments;	       /* released segments become spares instead of being
 					deleted; default true */

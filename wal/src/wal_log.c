@@ -32,7 +32,7 @@ AURAWAL_API void aurawal_options_init(aurawal_options_t *o)
 	o->recovery = AURAWAL_RECOVER_STRICT;
 	o->buffer_size = 1u << 20;
 	o->flush_delay_us = 1000;
-	o->sync_mode = AURAWAL_SYNC_FDATASYNC;
+	o->sync_mode = AURAWAL_SYNC_DSYNC;
 	o->spare_segments = 1;
 	o->recycle_segments = true;
 	o->scan_sealed = true;
