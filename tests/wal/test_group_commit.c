@@ -87,7 +87,7 @@ Test(wal_group_commit, each_sync_carries_every_appender_that_waits_for_it)
 
 	/* A gathering window far longer than any scheduling delay makes the policy
 	 * deterministic: once a batch of N completes, the next one waits for its N
-	 * appenders to come back. (The default window is half a sync.) */
+	 * appenders to come back. (The default window is a quarter of a sync.) */
 	pthread_mutex_lock(&log->mu);
 	log->gather_fixed_ns = 200ull * 1000 * 1000;
 	pthread_mutex_unlock(&log->mu);

@@ -17,9 +17,13 @@
  *
  * Gathering: when a durable write completes, the threads it wakes usually append again
  * at once. The next durable batch waits for as many durable records as that write made
- * durable plus those already waiting (log->gather_target), but at most half a sync
- * (log->gather_until), so that each sync carries all the appenders instead of every
- * other one. A lone appender waits for itself only: it is never delayed.
+ * durable plus those already waiting (log->gather_target), but at most a quarter of a
+ * sync (log->gather_until), so that each sync carries (nearly) all the appenders instead
+ * of every other one. A lone appender waits for itself only: it is never delayed.
+ * Why a quarter: appenders woken on an idle CPU come back late (~100 us on a small VM);
+ * waiting half a sync for the last of them cost more than they add. 32 appenders, 6
+ * pairs of 2 s runs, quarter vs half: 50.2-55.7k vs 42.4-49.7k appends/s, 28.4-29.0 vs
+ * 31.0-31.6 records per sync.
  *
  * Failures: -ENOSPC keeps the batches and retries them (appends meanwhile retry with
  * them and fail with -ENOSPC until one succeeds); any other error fails the log
@@ -39,7 +43,7 @@
 #define SEAL_SIZE	wal_rec_size(WAL_SEAL_PAYLOAD)
 #define ENOSPC_RETRY_NS (200ull * 1000000ull)
 #define GATHER_MIN_NS	(20ull * 1000)	 /* bounds of the gathering window */
-#define GATHER_MAX_NS	(2000ull * 1000) /* (half the average sync) */
+#define GATHER_MAX_NS	(2000ull * 1000) /* (a quarter of the average sync) */
 #define BIG_ROUND	(64u << 10)	 /* large buffers grow in these steps */
 
 /* ---- batches (mu held) ---- */
@@ -496,7 +500,7 @@ static void gather_set(struct aurawal *log, uint64_t completed)
 	uint64_t g = log->gather_fixed_ns;
 
 	if (!g)
-		g = MIN(MAX(log->sync_avg_ns / 2, GATHER_MIN_NS), GATHER_MAX_NS);
+		g = MIN(MAX(log->sync_avg_ns / 4, GATHER_MIN_NS), GATHER_MAX_NS);
 	log->gather_target = completed + (log->cur ? log->cur->ndurable : 0);
 	log->gather_until = wal_now_ns() + g;
 }
