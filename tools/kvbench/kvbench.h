@@ -166,6 +166,12 @@ void key_init(const struct bench *b, uint8_t *key);
 void key_set(const struct bench *b, uint8_t *key, uint64_t idx, bool missing);
 const uint8_t *value_next(struct job *j);
 uint64_t rng_next(uint64_t *state);
+/* bytes / the store's live bytes (0 for an empty store): the amplification figures. */
+static inline double per_live(const aurakv_stats_t *s, uint64_t bytes)
+{
+	return s->live_bytes ? (double) bytes / (double) s->live_bytes : 0.0;
+}
+
 static inline uint64_t rng_below(uint64_t *state, uint64_t n)
 {
 	return (uint64_t) (((unsigned __int128) rng_next(state) * n) >> 64);

@@ -152,9 +152,7 @@ static void report_store(const struct result *r, FILE *out)
 	    "(space amp %.2f: every file, preallocated segments and hints too) in %llu "
 	    "segments; index %.1f B/key\n",
 	    (unsigned long long) a->keys, mb(a->live_bytes), mb(a->total_bytes),
-	    a->live_bytes ? (double) a->total_bytes / (double) a->live_bytes : 0.0,
-	    mb(a->disk_bytes),
-	    a->live_bytes ? (double) a->disk_bytes / (double) a->live_bytes : 0.0,
+	    per_live(a, a->total_bytes), mb(a->disk_bytes), per_live(a, a->disk_bytes),
 	    (unsigned long long) a->segments, a->index_bytes_per_key);
 	fprintf(out,
 		"    cache: hit rate %.1f%% (%llu hits, %llu misses), %.1f MiB held; gc: %llu "
