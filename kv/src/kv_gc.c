@@ -502,9 +502,9 @@ struct marks {
 
 static struct marks marks_of(struct kv_db *db, const struct view *v)
 {
-	uint64_t live_segs =
-	    ((uint64_t) (v->live > 0 ? v->live : 0) + db->seg_bytes - 1) / db->seg_bytes;
-	double seg = (double) db->seg_bytes, live = (double) (v->live > 0 ? v->live : 0);
+	uint64_t live_u = v->live > 0 ? (uint64_t) v->live : 0;
+	uint64_t live_segs = (live_u + db->seg_bytes - 1) / db->seg_bytes;
+	double seg = (double) db->seg_bytes, live = (double) live_u;
 	double excess = (db->opts.gc_space_amp - 1) * live;
 	double hint_per_seg = v->n > 1 ? gc_hint_bytes(db) / (double) (v->n - 1) : 0;
 	double floor =
