@@ -184,6 +184,7 @@ int kv_db_open_wal(struct kv_db *db, aurawal_recovery_t mode)
 	wo.segment_size = db->opts.segment_size;
 	wo.create_if_missing = db->opts.create_if_missing;
 	wo.flush_delay_us = db->opts.flush_delay_us;
+	wo.flush_on_rollover = true; /* GC's syncs must not carry the writers' rollovers */
 	wo.engine = db->opts.engine;
 	wo.recovery = mode;
 	/* Opening for use trusts sealed segments whose seal block checks out (the WAL

@@ -455,8 +455,9 @@ static int collect(struct kv_db *db, uint64_t seg, struct pacer *p)
 	aurawal_iter_t *it;
 	const void *payload;
 	size_t len;
-	/* The iterator reads what is written: flush the segment's tail first. */
-	int rc = kv_map_wal_error(aurawal_sync(db->wal));
+	/* The iterator reads what is written: write the segment's tail first (no sync: the
+	 * one before the release below makes the copies durable). */
+	int rc = kv_map_wal_error(aurawal_flush(db->wal));
 
 	if (rc)
 		return rc;

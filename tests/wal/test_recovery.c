@@ -242,20 +242,6 @@ Test(wal_recovery, a_torn_partial_record_at_the_tail_is_dropped_and_reported)
 
 /* ---- injected faults: the log runs on an engine the test controls ---- */
 
-static auraio_engine_t *faulty_engine(void)
-{
-	auraio_engine_t *e = auraio_create();
-	auraio_fault_t probe = { .fd = -1, .count = 1, .skip = UINT64_MAX };
-
-	cr_assert_not_null(e);
-	if (auraio_fault_set(e, &probe) == -ENOTSUP) {
-		auraio_destroy(e);
-		cr_skip_test("fault injection is not compiled into this build");
-	}
-	auraio_fault_clear(e);
-	return e;
-}
-
 /* Wait until the preparer has made the next segment ready: it then writes nothing
  * until the active segment fills, so an injected fault with fd -1 hits the append's
  * write and not a background write the preparer happens to be doing. */
@@ -289,7 +275,7 @@ static void expect_prefix_survives(int n)
 Test(wal_recovery, a_torn_write_at_each_512_byte_boundary_keeps_acknowledged_records)
 {
 	for (int k = 0; k <= 8; k++) {
-		auraio_engine_t *e = faulty_engine();
+		auraio_engine_t *e = wal_faulty_engine();
 		aurawal_options_t o = wal_opts(NULL);
 		aurawal_t *log;
 		uint8_t p[RLEN];
@@ -319,7 +305,7 @@ Test(wal_recovery, a_torn_write_at_each_512_byte_boundary_keeps_acknowledged_rec
 
 static void fail_stop_on(unsigned ops, aurawal_sync_mode_t mode)
 {
-	auraio_engine_t *e = faulty_engine();
+	auraio_engine_t *e = wal_faulty_engine();
 	aurawal_options_t o = wal_opts(NULL);
 	aurawal_stats_t st;
 	aurawal_t *log;
@@ -361,7 +347,7 @@ Test(wal_recovery, eio_on_the_dsync_write_fails_the_log_and_loses_nothing_acknow
  * appends still succeed (and count their syncs); FDATASYNC mode fails on the first. */
 Test(wal_recovery, the_default_dsync_mode_needs_no_fsync_per_batch)
 {
-	auraio_engine_t *e = faulty_engine();
+	auraio_engine_t *e = wal_faulty_engine();
 	aurawal_options_t o = wal_opts(NULL), d;
 	aurawal_stats_t st;
 	aurawal_t *log;
@@ -399,7 +385,7 @@ Test(wal_recovery, eio_on_the_sync_fails_the_log_and_loses_nothing_acknowledged)
 
 Test(wal_recovery, enospc_fails_the_appends_and_they_succeed_again_once_it_clears)
 {
-	auraio_engine_t *e = faulty_engine();
+	auraio_engine_t *e = wal_faulty_engine();
 	aurawal_options_t o = wal_opts(NULL);
 	aurawal_t *log;
 	uint8_t p[RLEN];
@@ -439,7 +425,7 @@ Test(wal_recovery, enospc_fails_the_appends_and_they_succeed_again_once_it_clear
 
 static void short_write_is_completed(aurawal_sync_mode_t mode)
 {
-	auraio_engine_t *e = faulty_engine();
+	auraio_engine_t *e = wal_faulty_engine();
 	aurawal_options_t o = wal_opts(NULL);
 	aurawal_t *log;
 

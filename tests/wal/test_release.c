@@ -171,20 +171,6 @@ Test(wal_release, async_reads_deliver_payloads_through_poll)
 
 /* ---- a segment is released only once its last batch is written and durable ---- */
 
-static auraio_engine_t *faulty_engine(void)
-{
-	auraio_engine_t *e = auraio_create();
-	auraio_fault_t probe = { .fd = -1, .count = 1, .skip = UINT64_MAX };
-
-	cr_assert_not_null(e);
-	if (auraio_fault_set(e, &probe) == -ENOTSUP) {
-		auraio_destroy(e);
-		cr_skip_test("fault injection is not compiled into this build");
-	}
-	auraio_fault_clear(e);
-	return e;
-}
-
 #define RLEN 1000
 
 /* Append buffered records until the next one would roll segment `seg` over, make them
@@ -228,7 +214,7 @@ static bool seg_file_exists(uint64_t n)
 
 Test(wal_release, release_before_waits_for_a_segment_whose_seal_is_not_written_yet)
 {
-	auraio_engine_t *e = faulty_engine();
+	auraio_engine_t *e = wal_faulty_engine();
 	aurawal_options_t o = wal_opts(NULL);
 	aurawal_stats_t st;
 	aurawal_loc_t loc, last;
@@ -259,7 +245,7 @@ Test(wal_release, release_before_waits_for_a_segment_whose_seal_is_not_written_y
 
 Test(wal_release, release_segment_waits_for_the_seal_of_the_segment_it_releases)
 {
-	auraio_engine_t *e = faulty_engine();
+	auraio_engine_t *e = wal_faulty_engine();
 	aurawal_options_t o = wal_opts(NULL);
 	aurawal_segment_info_t segs[8];
 	aurawal_loc_t first, last;

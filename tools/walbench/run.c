@@ -10,12 +10,9 @@
  * polls (or appends to) the log, so a job's counters are atomics and a slot is touched
  * only by the thread running its callback.
  *
- * --recycle releases segments behind the active one. It must only release a segment
- * whose records are all written: aurawal_release_before() closes the file of every
- * segment before loc.segment, even one whose last batch (the seal) is still queued in
- * the writer. A durable append's return, or any append's callback, proves every
- * earlier batch is written; a buffered append proves nothing, so the release then
- * waits for an aurawal_sync() first (one sync per segment, counted in the run).
+ * --recycle releases segments behind the active one, as a consumer of the log would:
+ * aurawal_release_before() waits until their last batches are written (not synced: a
+ * released segment is not needed), so a non-durable run never syncs for it.
  *
  * Must never: let a thread leave while a callback may still resubmit one of its slots
  * (see job.in_flight in walbench.h).
@@ -50,9 +47,9 @@ static void record(struct job *j, uint64_t t0)
 		hist_record(&j->hist, t - t0);
 }
 
-/* --recycle: the record at loc is written (and all before it, if `written`); release
- * the segments before its own. One thread does it per new segment. */
-static void maybe_recycle(struct bench *b, aurawal_loc_t loc, bool written)
+/* --recycle: release the segments before the one of the record at loc. One thread
+ * does it per new segment. */
+static void maybe_recycle(struct bench *b, aurawal_loc_t loc)
 {
 	uint64_t below = atomic_load_explicit(&b->released, memory_order_relaxed);
 	int rc;
@@ -60,10 +57,6 @@ static void maybe_recycle(struct bench *b, aurawal_loc_t loc, bool written)
 	if (!b->cfg.recycle || loc.segment <= below ||
 	    !atomic_compare_exchange_strong(&b->released, &below, loc.segment))
 		return;
-	if (!written && (rc = aurawal_sync(b->log)) != 0) {
-		bench_fail(b, rc);
-		return;
-	}
 	rc = aurawal_release_before(b->log, loc);
 	if (rc < 0)
 		bench_fail(b, rc);
@@ -85,7 +78,7 @@ static void run_sync(struct job *j)
 			return;
 		}
 		record(j, t0);
-		maybe_recycle(b, loc, b->cfg.durable);
+		maybe_recycle(b, loc);
 	}
 }
 
@@ -122,7 +115,7 @@ static void on_appended(void *arg, int status, aurawal_loc_t loc, uint64_t seq)
 		bench_fail(b, status);
 	} else {
 		record(j, s->submit_ns);
-		maybe_recycle(b, loc, true);
+		maybe_recycle(b, loc);
 	}
 	if (take_ticket(j) && (rc = slot_submit(s)) != 0)
 		bench_fail(b, rc);

@@ -76,7 +76,9 @@ else
 	fail "intact log: $records records listed ok, expected 20000"
 fi
 expect_output '^  1 +1 +[0-9]+ +[0-9]+  sealed$' "segment 1 listed, from seq 1, sealed"
-expect_output '^  4 +[0-9]+ +20003 +[0-9]+  open$' "segment 4 listed, open, ends at seq 20003 (3 seals have one)"
+# Sequence numbers: 3 SEALs have one, and so has the SYNC mark of the close's sync in
+# segment 4 (made ready by the preparer, its first durable write: docs/wal_format.md).
+expect_output '^  4 +[0-9]+ +20004 +[0-9]+  open$' "segment 4 listed, open, ends at seq 20004 (3 seals and a SYNC mark have one)"
 expect_output '^  1:4096 +1 +128  ok$' "the first record is at 1:4096, seq 1"
 expect_output '^findings: none$' "intact log: no findings"
 
@@ -122,7 +124,7 @@ expect_output "^  torn tail at 4:$off, 20 bytes: .*\(the clean end of the log\)$
 expect_output '^summary: 4 segment\(s\), 19999 records \(seq 1\.\.20002\), .* 0 corruption\(s\), 1 torn tail\(s\)$' \
 	"truncated tail: the partial record is dropped, no corruption"
 
-# A damaged segment header: the log cannot be opened even for inspection.
+# A damaged segment header, with a SYNC mark after it (the close's): corruption.
 cp -a "$work/log" "$work/header"
 flip_byte "$work/header/0000000000000003.seg" 20
 expect_exit 1 "bad segment header: exit 1" -- "$WALDUMP" --verify "$work/header"

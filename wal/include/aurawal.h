@@ -19,7 +19,11 @@
  *   including when a later write to the same 4 KiB block is torn and only a prefix of
  *   its 512-byte sectors reaches the disk. A non-durable record survives once a later
  *   durable append or aurawal_sync() has returned. Nothing is ever acknowledged that
- *   is not stored.
+ *   is not stored. A log appended to only without durability never flushes the device,
+ *   not even when it rolls over to a new segment: the flushes a rollover needs are paid
+ *   by the next durable append, aurawal_sync() or aurawal_close(), before they return.
+ *   After a crash in between, the log ends where the device's cache lost data - never
+ *   with a hole before an acknowledged record (docs/wal_format.md, "Recovery rule").
  *
  * Errors
  *   0 on success, -errno for system errors, or a code of the reserved band below.
@@ -105,7 +109,9 @@ typedef enum aurawal_sync_mode {
 typedef enum aurawal_report_kind {
 	AURAWAL_REPORT_CORRUPTION = 1, /* damage followed by valid records, or a bad header */
 	AURAWAL_REPORT_TORN_TAIL = 2,  /* the clean end of the log had a partial record */
-	AURAWAL_REPORT_DROPPED = 3,    /* point-in-time recovery truncated this range */
+	AURAWAL_REPORT_DROPPED = 3,    /* dropped at open: point-in-time recovery truncated this
+					  range, or a segment after a crash before its
+					  rollover was flushed (nothing durable in it) */
 	AURAWAL_REPORT_LOCKED = 4,     /* the open failed: another process holds the log */
 } aurawal_report_kind_t;
 
@@ -147,6 +153,15 @@ typedef struct aurawal_options {
 	unsigned spare_segments;       /* segments kept preallocated ahead; default 1 */
 	bool recycle_segments;	       /* released segments become spares instead of being
 					deleted; default true */
+	bool flush_on_rollover;	       /* default false: a rollover does not flush; what it
+					owes is paid by the next durable append, sync or
+					close (docs/wal_format.md, "Rollover without a
+					flush"). true: every rollover flushes at once, as
+					does aurawal_release_before() - the cost then falls
+					on the appenders that roll over, not on the next
+					sync (the store sets it: its GC syncs before every
+					release and must not carry a backlog of flushes
+					while writers run unthrottled). */
 	auraio_engine_t *engine;       /* borrowed; NULL (default) = the log makes its own */
 } aurawal_options_t;
 
@@ -215,6 +230,14 @@ AURAWAL_API int aurawal_poll(aurawal_t *log, int timeout_ms);
 AURAWAL_API int aurawal_sync(aurawal_t *log);
 
 /**
+ * Write every record appended before this call, without making it durable: afterwards
+ * aurawal_read() and the iterators see them (they read what is written). No flush.
+ * Returns 0, -EINVAL, -ENOSPC (some of them cannot be written for lack of space yet),
+ * AURAWAL_ECLOSED, or the log's failure error.
+ */
+AURAWAL_API int aurawal_flush(aurawal_t *log);
+
+/**
  * Read the record at `loc` (as returned by an append or the iterator) into `buf`,
  * verifying its checksum - one aligned read through registered buffers, or from memory
  * if the record is not written yet. `*len` (may be NULL) gets the payload size, `*seq`
@@ -253,7 +276,10 @@ AURAWAL_API void aurawal_iter_close(aurawal_iter_t *it);
  * files are recycled as spares or deleted. Readers and iterators positioned in a
  * released segment get -ENOENT afterwards. A segment whose last records are still being
  * written (its SEAL, or records appended without AURAWAL_DURABLE) is released only once
- * they are written and durable: the call waits for that.
+ * they are written: the call waits for that (not for a sync: a released segment is not
+ * needed). The release itself becomes durable with the next durable append, sync or
+ * close; after a crash before that, released segments may be found again at open, in
+ * front of the log.
  * Returns the number of segments released, or -EINVAL, -EROFS, -ENOSPC (the segment's
  * last records cannot be written for lack of space yet; it was not released: retry
  * later), the log's failure error, or -errno. If some segments were released before one
@@ -267,7 +293,7 @@ AURAWAL_API int aurawal_release_before(aurawal_t *log, aurawal_loc_t loc);
  * so recovery knows the gap is intended. The caller must know that nothing in it is
  * still needed (the store's GC copies live records out and syncs first). If the
  * segment's last records are still being written, the call first waits until they are
- * written and durable, as aurawal_release_before() does.
+ * written, as aurawal_release_before() does.
  * Returns 0, -ENOENT (no such segment), -EBUSY (the active segment), -EROFS, -EINVAL,
  * -ENOSPC (as for aurawal_release_before: not released, retry later), the log's failure
  * error, or -errno.

@@ -28,7 +28,7 @@
 #define WAL_SEAL_PAYLOAD    8u
 
 /* Record types. Persistent: never renumber. */
-enum { WAL_REC_DATA = 1, WAL_REC_SEAL = 2 };
+enum { WAL_REC_DATA = 1, WAL_REC_SEAL = 2, WAL_REC_SYNC = 3 };
 
 /* Segment header field offsets. */
 enum {

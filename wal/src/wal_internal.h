@@ -58,20 +58,31 @@ struct wal_segment {
 	uint64_t nrecords;
 	bool sealed;
 	uint64_t seal_next;   /* sealed: the segment its SEAL names */
-	bool summary_pending; /* sealed: its seal block is not written yet */
+	bool summary_pending; /* sealed: its seal block is being written (I/O on its fd) */
 	bool summary_ok;      /* the seal block on disk matches (no need to write one) */
 	bool released;
+	bool lazy_hdr;		  /* header written (and file renamed) without a flush: owed */
+	bool unmarked;		  /* prepared without a flush, its SYNC mark not placed yet */
+	bool bad_hdr;		  /* open: its header block is not valid (a break: wal_recover.c) */
 	struct wal_summary sum;	  /* the summary found in block 0 at open */
 	int refs;		  /* readers and iterators using it (under mu) */
 	struct wal_segment *next; /* the log's list, oldest first */
 };
 
 /* A segment may be released (its file closed, recycled or deleted) only once everything
- * in it is written, durable and summarized: no write or sync of the writer can then still
- * reach its file descriptor. mu held. */
+ * in it is written and no seal block is being written: no write of the writer can then
+ * still reach its file descriptor (the flushes a rollover owes hold a reference: see
+ * pay_debt in wal_writer.c). It need not be durable: a released segment is not needed.
+ * mu held. */
 static inline bool wal_seg_settled(const struct wal_segment *s)
 {
-	return s->sealed && s->durable_end >= s->data_end && !s->summary_pending;
+	return s->sealed && s->written_end >= s->data_end && !s->summary_pending;
+}
+
+/* Does segment s owe a flush (records written since its last sync, or a new header)? */
+static inline bool wal_seg_owes(const struct wal_segment *s)
+{
+	return s->durable_end < s->written_end || s->lazy_hdr;
 }
 
 /* A completion to deliver through aurawal_poll: an asynchronous append waiting for its
@@ -142,7 +153,9 @@ struct aurawal {
 	uint64_t next_number;	    /* number for the next ready segment */
 	char **spares;		    /* paths of spare files */
 	int nspares, cap_spares;
-	int space_err; /* last preparation failure (-ENOSPC...), 0 = none */
+	int space_err;	     /* last preparation failure (-ENOSPC...), 0 = none */
+	uint64_t dir_gen;    /* bumped by every rename made without a directory sync */
+	uint64_t dir_synced; /* dir_gen when the directory was last synced */
 
 	/* appending (under mu) */
 	struct wal_batch bufs[WAL_NBUFS_MAX];
@@ -158,11 +171,12 @@ struct aurawal {
 	uint64_t sync_avg_ns;	   /* moving average of write+sync latency */
 	uint64_t gather_fixed_ns;  /* tests: a fixed gathering window (0 = adaptive) */
 	uint64_t next_seq;
-	uint64_t durable_seq; /* every record <= this is durable */
-	uint64_t written_seq; /* every record <= this is written */
-	uint64_t sync_target; /* aurawal_sync: make records <= this durable */
-	uint64_t enospc_hi;   /* appends up to this seq that are not written failed with -ENOSPC */
-	int enospc;	      /* a batch failed with -ENOSPC and awaits a retry */
+	uint64_t durable_seq;  /* every record <= this is durable */
+	uint64_t written_seq;  /* every record <= this is written */
+	uint64_t sync_target;  /* aurawal_sync: make records <= this durable */
+	uint64_t flush_target; /* aurawal_flush: write records <= this (no sync) */
+	uint64_t enospc_hi;    /* appends up to this seq that are not written failed with -ENOSPC */
+	int enospc;	       /* a batch failed with -ENOSPC and awaits a retry */
 	uint64_t enospc_retry_at; /* when the writer retries it (ns) */
 	uint64_t enospc_attempts; /* retries made, for appenders waiting on one */
 	uint8_t *tail;		  /* the partial last block of the active segment's data */
@@ -220,6 +234,7 @@ char *wal_seg_path(const struct aurawal *log, uint64_t number);
 struct wal_segment *wal_seg_find(struct aurawal *log, uint64_t number); /* mu held */
 void wal_seg_put(struct aurawal *log, struct wal_segment *s);		/* mu held */
 void *wal_preparer_main(void *arg);
+int wal_seg_remake(struct aurawal *log, uint64_t number, struct wal_segment **out);
 int wal_release_segments(struct aurawal *log, uint64_t below);
 int wal_released_load(struct aurawal *log);
 int wal_write_summary(struct aurawal *log, struct wal_segment *s, const struct wal_summary *sm,
@@ -254,5 +269,6 @@ int wal_writer_init(struct aurawal *log);
 void wal_writer_fini(struct aurawal *log);
 void *wal_writer_main(void *arg);
 int wal_write_close_block(struct aurawal *log); /* at close, after the writer stopped */
+int wal_sync_dir_if_dirty(struct aurawal *log); /* at close, after the writer stopped */
 
 #endif

@@ -353,6 +353,8 @@ AURAWAL_API int aurawal_close(aurawal_t *log)
 	rc = log->read_only ? 0 : aurawal_sync(log);
 	stop_threads(log); /* the writer drains what is left */
 	if (rc == 0)
+		rc = wal_sync_dir_if_dirty(log); /* renames no durable write has covered */
+	if (rc == 0)
 		wal_write_close_block(log); /* best effort: the next open reads less */
 	wal_writer_fini(log);		    /* then the last callbacks run */
 	log_free(log);

@@ -235,6 +235,10 @@ AURAWAL_API int aurawal_iter_next(aurawal_iter_t *it, aurawal_loc_t *loc, uint64
 			it->off = limit; /* the segment ends here */
 			continue;
 		}
+		if (rec.type == WAL_REC_SYNC) { /* evidence for recovery, not a record */
+			it->off += wal_rec_size(rec.len);
+			continue;
+		}
 		if (loc)
 			*loc = (aurawal_loc_t){ it->seg->number, (uint32_t) it->off, rec.len };
 		if (seq)

@@ -170,13 +170,13 @@ static int damage(struct aurawal *log, struct wal_reader *r, uint64_t off, bool 
 				   "a partial record at the end of the log was dropped");
 		return 0;
 	}
+	if (next >= s->size) /* a segment before the last ends here: a break (wal_recover) */
+		return 0;
 	wal_report(log,
 		   log->opts.recovery == AURAWAL_RECOVER_POINT_IN_TIME ? AURAWAL_REPORT_DROPPED
 								       : AURAWAL_REPORT_CORRUPTION,
-		   s->number, off, next - off,
-		   next < s->size ? "damaged data followed by valid records"
-				  : "a segment before the last ends without a seal");
-	if (log->opts.recovery == AURAWAL_RECOVER_INSPECT && next < s->size) {
+		   s->number, off, next - off, "damaged data followed by valid records");
+	if (log->opts.recovery == AURAWAL_RECOVER_INSPECT) {
 		*resume = next; /* read past it */
 		return 0;
 	}
@@ -380,10 +380,91 @@ static bool trailing_empty(struct aurawal *log, struct wal_segment *prev, struct
 	return empty;
 }
 
+/* Does segment s hold a valid SYNC mark anywhere (damage skipped)? 1, 0, or -errno. */
+static int holds_mark(struct aurawal *log, struct wal_segment *s)
+{
+	uint64_t seed = wal_seed(log->log_id, s->number), off = WAL_HEADER_BLOCK;
+	struct wal_reader r;
+	int found = 0;
+
+	wal_reader_init(&r, log, s);
+	while (off < s->size && found == 0) {
+		struct wal_rec rec;
+		int rc = wal_reader_record(&r, off, s->size, seed, &rec);
+
+		if (rc < 0)
+			found = rc;
+		else if (rc == WAL_PARSE_OK && rec.type == WAL_REC_SYNC)
+			found = 1;
+		else if (rc == WAL_PARSE_OK)
+			off += wal_rec_size(rec.len);
+		else
+			off = wal_reader_resync(&r, off + 8, s->size, seed);
+	}
+	wal_reader_fini(&r);
+	return found;
+}
+
+/*
+ * Was segment `broken` durable before a later write? Evidence (docs/wal_format.md): a
+ * valid seal block in it or after it (written only once a segment is durable, and the
+ * older ones first), or a SYNC mark after it. The ready segment counts too. 1, 0, -errno.
+ */
+static int durable_evidence(struct aurawal *log, struct wal_segment *broken, bool marks_in_broken)
+{
+	int rc = 0;
+
+	for (struct wal_segment *s = broken; s && rc == 0; s = s->next) {
+		if (s->sum.kind == WAL_SUM_SEALED)
+			return 1;
+		if (s != broken || marks_in_broken)
+			rc = holds_mark(log, s);
+	}
+	if (rc == 0 && log->ready)
+		rc = holds_mark(log, log->ready);
+	return rc;
+}
+
+/*
+ * A break: segment `prev` is the last one that can be read - it ends without a SEAL
+ * (torn), or the segment after it has a bad header. docs/wal_format.md, "Recovery
+ * rule": with evidence that the broken segment was durable, it is corruption; without,
+ * it is the end of the log left by a crash before a rollover's flush was paid - the
+ * later segments, which hold nothing acknowledged as durable, are dropped. Returns 0
+ * (the log ends in prev) or an error; *cut: point-in-time recovery cuts the log in prev.
+ */
+static int log_break(struct aurawal *log, struct wal_segment *prev, bool torn, const char *what,
+		     bool *cut)
+{
+	bool inspect = log->opts.recovery == AURAWAL_RECOVER_INSPECT;
+	bool pit = log->opts.recovery == AURAWAL_RECOVER_POINT_IN_TIME;
+	int rc = durable_evidence(log, torn ? prev : prev->next, !torn);
+
+	*cut = false;
+	if (rc < 0)
+		return rc;
+	if (rc == 1) { /* durable after the break: corruption */
+		wal_report(log, pit ? AURAWAL_REPORT_DROPPED : AURAWAL_REPORT_CORRUPTION,
+			   torn ? prev->number : prev->next->number, torn ? prev->data_end : 0,
+			   torn ? 0 : WAL_HEADER_BLOCK, what);
+		*cut = pit;
+		return inspect || pit ? 0 : AURAWAL_ECORRUPT;
+	}
+	for (struct wal_segment *s = prev->next; s; s = s->next)
+		wal_report(log, AURAWAL_REPORT_DROPPED, s->number, 0, 0,
+			   "after a rollover whose flush was never made (nothing in it was "
+			   "acknowledged as durable)");
+	if (inspect)
+		return 0;
+	drop_after(log, prev);
+	return log->read_only ? 0 : sync_dir_fd(log);
+}
+
 int wal_recover(struct aurawal *log)
 {
 	struct scan_state st = { 0 };
-	struct wal_segment *last = log->segs_tail, *s;
+	struct wal_segment *last, *s;
+	bool cut = false;
 	int rc = 0;
 
 	if (log->created) { /* nothing to read: a new log holds no record */
@@ -391,6 +472,18 @@ int wal_recover(struct aurawal *log)
 		log->next_seq = 1;
 		return 0;
 	}
+	/* A segment with a bad header (never the first) is a break before it. */
+	for (s = log->segs; s && s->next && rc == 0; s = s->next)
+		if (s->next->bad_hdr) {
+			rc = log_break(log, s, false, "bad segment header", &cut);
+			if (cut || log->opts.recovery == AURAWAL_RECOVER_INSPECT)
+				drop_after(log,
+					   s); /* PIT cuts it off; an inspector cannot read it */
+			break;
+		}
+	if (rc)
+		return rc;
+	last = log->segs_tail;
 	/* A trailing segment with no record was made ready before a crash: keep it ready. */
 	if (last && last != log->segs) {
 		struct wal_segment *p = log->segs;
@@ -411,24 +504,34 @@ int wal_recover(struct aurawal *log)
 			last = s;
 			break;
 		}
-		if (rc == 0 && s != last && !s->sealed &&
-		    log->opts.recovery != AURAWAL_RECOVER_INSPECT) {
-			wal_report(log, AURAWAL_REPORT_CORRUPTION, s->number, s->data_end, 0,
-				   "a segment before the last ends without a seal");
-			rc = AURAWAL_ECORRUPT;
+		if (rc == 0 && s != last && !s->sealed) {
+			rc = log_break(log, s, true,
+				       "a segment before the last ends without a seal", &cut);
+			if (rc == 0 && cut)
+				rc = cut_after(log, s, s->size);
+			if (rc == 0 && log->opts.recovery != AURAWAL_RECOVER_INSPECT) {
+				last = s; /* the log ends here */
+				break;
+			}
 		}
 	}
 	if (rc)
 		return rc;
 	if (last && last->sealed) { /* the rollover was done: its next segment is the end */
-		if (!log->ready || log->ready->number != last->number + 1) {
+		if (log->ready && log->ready->number != last->number + 1) {
 			wal_report(log, AURAWAL_REPORT_CORRUPTION, last->number + 1, 0, 0,
 				   "a sealed segment's successor is missing");
 			return AURAWAL_ECORRUPT;
 		}
-		last->next = log->ready;
-		log->segs_tail = last = log->ready;
-		log->ready = NULL;
+		if (log->ready) {
+			last->next = log->ready;
+			log->segs_tail = last = log->ready;
+			log->ready = NULL;
+		} else if (!log->read_only) { /* its rename was lost: make it again */
+			rc = wal_seg_remake(log, last->number + 1, &last);
+			if (rc)
+				return rc;
+		}
 	}
 	log->active = last;
 	log->next_seq = st.prev_seq + 1;
@@ -445,9 +548,14 @@ int wal_recover(struct aurawal *log)
  */
 int wal_recover_finish(struct aurawal *log)
 {
-	int rc = 0;
+	/* What a crashed process wrote may still be in the device's cache: make the active
+	 * segment and the directory durable before anything is built on them. */
+	int rc = wal_fdatasync(log, log->active->fd);
 
-	if (log->active->sum.kind != WAL_SUM_NONE) {
+	if (rc == 0)
+		rc = sync_dir_fd(log);
+
+	if (rc == 0 && log->active->sum.kind != WAL_SUM_NONE) {
 		rc = wal_write_summary(log, log->active, NULL, true);
 		log->active->sum.kind = WAL_SUM_NONE;
 	}
@@ -456,8 +564,11 @@ int wal_recover_finish(struct aurawal *log)
 
 		if (!s->sealed || s->summary_ok || s == log->active)
 			continue;
+		/* a seal block describes durable records: flush what was read first */
+		rc = wal_fdatasync(log, s->fd);
 		wal_summary_of(log, s, WAL_SUM_SEALED, &sm);
-		rc = wal_write_summary(log, s, &sm, false);
+		if (rc == 0)
+			rc = wal_write_summary(log, s, &sm, false);
 		s->summary_ok = rc == 0;
 	}
 	return rc;

@@ -4,10 +4,12 @@
  * thread that keeps the next segment ready, release (recycling or deleting), listing.
  *
  * A new segment is built off to the side - preallocated, written through with zeros
- * (or taken from a recycled spare), given its header and synced - and only then renamed
- * to its numbered name and the directory synced. So a numbered segment file on disk is
- * always whole, and the append path never waits for a file to be built unless the
- * preparer fell behind.
+ * (or taken from a recycled spare), given its header - and only then renamed to its
+ * numbered name. So a numbered segment file is always whole, and the append path never
+ * waits for a file to be built unless the preparer fell behind. The preparer does not
+ * flush: the header and the rename are owed (lazy_hdr, dir_gen) until the first durable
+ * write into the segment pays for them (docs/wal_format.md, "Rollover without a flush").
+ * A segment made at create or at open is flushed at once.
  *
  * Lock: log->mu protects the segment list, `ready`, the spares and the refs. File work
  * is done without it.
@@ -87,6 +89,8 @@ static void seg_dispose(struct aurawal *log, struct wal_segment *s)
 {
 	char *path = wal_seg_path(log, s->number), *spare = NULL;
 
+	log->dir_gen++; /* renamed or deleted: owed until a directory sync */
+
 	if (s->fd >= 0)
 		close(s->fd);
 	if (path && log->opts.recycle_segments && s->size == log->segment_size &&
@@ -125,7 +129,7 @@ void wal_seg_put(struct aurawal *log, struct wal_segment *s)
 
 /* ---- headers ---- */
 
-static int write_header(struct aurawal *log, int fd, uint64_t number, uint64_t first_seq)
+static int write_header(struct aurawal *log, int fd, uint64_t number, uint64_t first_seq, bool sync)
 {
 	struct wal_seg_header h = { log->segment_size, log->log_id, number, first_seq };
 	int rc;
@@ -134,7 +138,7 @@ static int write_header(struct aurawal *log, int fd, uint64_t number, uint64_t f
 	rc = wal_pwrite(log, fd, log->scratch, -1, WAL_HEADER_BLOCK, 0);
 	if (rc >= 0 && rc != (int) WAL_HEADER_BLOCK)
 		rc = -EIO;
-	return rc < 0 ? rc : wal_fdatasync(log, fd);
+	return rc < 0 ? rc : sync ? wal_fdatasync(log, fd) : 0;
 }
 
 /* Fill s's summary with what the log knows of it now: data end, sequences, records. */
@@ -205,7 +209,7 @@ static int zero_fill(struct aurawal *log, int fd, uint64_t from, uint64_t size)
 }
 
 /* A whole, zeroed file of segment_size bytes at `path` (created exclusively). */
-static int build_file(struct aurawal *log, const char *path, int *fdp)
+static int build_file(struct aurawal *log, const char *path, int *fdp, bool sync)
 {
 	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_DIRECT | O_CLOEXEC, 0644), rc;
 
@@ -213,7 +217,7 @@ static int build_file(struct aurawal *log, const char *path, int *fdp)
 		return -errno;
 	rc = posix_fallocate(fd, 0, (off_t) log->segment_size);
 	rc = rc ? -rc : zero_fill(log, fd, 0, log->segment_size);
-	if (rc == 0)
+	if (rc == 0 && sync)
 		rc = wal_fdatasync(log, fd);
 	if (rc) {
 		close(fd);
@@ -224,8 +228,9 @@ static int build_file(struct aurawal *log, const char *path, int *fdp)
 	return 0;
 }
 
-/* Segment `number`, ready to append to: header written and synced, name durable. */
-static int make_ready(struct aurawal *log, uint64_t number, const char *spare, int *fdp)
+/* Segment `number`, ready to append to: header written and file renamed - and, if
+ * `sync`, both durable. */
+static int make_ready(struct aurawal *log, uint64_t number, const char *spare, int *fdp, bool sync)
 {
 	char *final = wal_seg_path(log, number), *tmp = NULL;
 	int fd = -1, rc;
@@ -238,13 +243,13 @@ static int make_ready(struct aurawal *log, uint64_t number, const char *spare, i
 	} else {
 		rc = asprintf(&tmp, "%s/spare-new-%016" PRIx64 ".seg", log->dir, number) < 0
 			 ? -ENOMEM
-			 : build_file(log, tmp, &fd);
+			 : build_file(log, tmp, &fd, sync);
 	}
 	if (rc == 0)
-		rc = write_header(log, fd, number, 0);
+		rc = write_header(log, fd, number, 0, sync);
 	if (rc == 0 && rename(spare ? spare : tmp, final) != 0)
 		rc = -errno;
-	if (rc == 0)
+	if (rc == 0 && sync)
 		rc = sync_dir(log);
 	if (rc && fd >= 0) {
 		close(fd);
@@ -267,10 +272,10 @@ static void prepare_once(struct aurawal *log)
 	int fd = -1, rc;
 
 	pthread_mutex_unlock(&log->mu);
-	rc = make_ready(log, number, spare, &fd);
+	rc = make_ready(log, number, spare, &fd, log->opts.flush_on_rollover);
 	if (rc && spare) { /* the spare was no good: forget it, build a fresh one */
 		unlink(spare);
-		rc = make_ready(log, number, NULL, &fd);
+		rc = make_ready(log, number, NULL, &fd, log->opts.flush_on_rollover);
 	}
 	pthread_mutex_lock(&log->mu);
 	free(spare);
@@ -282,6 +287,10 @@ static void prepare_once(struct aurawal *log)
 	} else {
 		log->space_err = 0;
 		log->next_number++;
+		if (!log->opts.flush_on_rollover) { /* owed: see the top of this file */
+			s->lazy_hdr = s->unmarked = true;
+			log->dir_gen++;
+		}
 		log->ready = s;
 	}
 	pthread_cond_broadcast(&log->cv_ready);
@@ -378,47 +387,94 @@ static int list_dir(struct aurawal *log, uint64_t **numbers, size_t *count)
 	return 0;
 }
 
-/* Open segment `number`, check its header against the log. */
+/*
+ * Open segment `number`, check its header against the log. 0 = opened; 1 = skipped, a
+ * recycled spare whose header names a later segment (docs/wal_format.md, "Recovery
+ * rule"; deleted unless read-only); < 0 = error. A bad header of any segment but the
+ * first is not an error here: the segment is kept with bad_hdr, and recovery decides
+ * whether it is a break after a crash or corruption.
+ */
 static int open_segment(struct aurawal *log, uint64_t number, bool first)
 {
 	char *path = wal_seg_path(log, number);
 	struct wal_seg_header h;
 	struct wal_segment *s;
 	struct stat st;
+	bool bad;
 	int fd, rc;
 
 	if (!path)
 		return -ENOMEM;
 	fd = open(path, (log->read_only ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC);
-	free(path);
-	if (fd < 0)
+	if (fd < 0) {
+		free(path);
 		return -errno;
+	}
 	rc = fstat(fd, &st) == 0 ? read_header(log, fd, &h) : -errno;
+	if (rc == 0 && h.number > number &&
+	    (first || (h.log_id == log->log_id && h.segment_size == log->segment_size))) {
+		close(fd);
+		if (!log->read_only)
+			unlink(path);
+		free(path);
+		return 1;
+	}
+	free(path);
 	if (rc == 0 && first) {
 		log->log_id = h.log_id;
 		log->segment_size = h.segment_size;
 	}
-	if (rc == 0 &&
-	    (h.log_id != log->log_id || h.number != number || h.segment_size != log->segment_size))
-		rc = AURAWAL_ECORRUPT;
-	if (rc) {
-		wal_report(log, AURAWAL_REPORT_CORRUPTION, number, 0, WAL_HEADER_BLOCK,
-			   rc == AURAWAL_EFORMAT ? "not a segment of a supported version"
-						 : "bad segment header");
+	if (rc == AURAWAL_EFORMAT && memcmp(log->scratch, WAL_MAGIC, 8) != 0)
+		rc = AURAWAL_ECORRUPT; /* not even the magic: garbage, not a newer version */
+	bad =
+	    rc == AURAWAL_ECORRUPT || (rc == 0 && (h.log_id != log->log_id || h.number != number ||
+						   h.segment_size != log->segment_size));
+	if (rc < 0 && rc != AURAWAL_ECORRUPT) { /* I/O error, or a version we cannot read */
+		if (rc == AURAWAL_EFORMAT)
+			wal_report(log, AURAWAL_REPORT_CORRUPTION, number, 0, WAL_HEADER_BLOCK,
+				   "not a segment of a supported version");
 		close(fd);
 		return rc;
 	}
+	if (bad && first) {
+		wal_report(log, AURAWAL_REPORT_CORRUPTION, number, 0, WAL_HEADER_BLOCK,
+			   "bad segment header");
+		close(fd);
+		return AURAWAL_ECORRUPT;
+	}
 	s = seg_new(number, fd,
-		    (uint64_t) st.st_size < h.segment_size ? (uint64_t) st.st_size
-							   : h.segment_size);
+		    bad ? MIN((uint64_t) st.st_size, log->segment_size)
+			: MIN((uint64_t) st.st_size, h.segment_size));
 	if (!s) {
 		close(fd);
 		return -ENOMEM;
 	}
+	s->bad_hdr = bad;
 	/* block 0 is still in scratch: its summary, if any */
-	wal_summary_decode(log->scratch, number, wal_seed(log->log_id, number), h.segment_size,
-			   (uint64_t) st.st_size, &s->sum);
+	if (!bad)
+		wal_summary_decode(log->scratch, number, wal_seed(log->log_id, number),
+				   h.segment_size, (uint64_t) st.st_size, &s->sum);
 	seg_append(log, s);
+	return 0;
+}
+
+/* Open: make segment `number` anew, flushed, at the end of the list (a sealed last
+ * segment whose successor's rename was lost in a crash). */
+int wal_seg_remake(struct aurawal *log, uint64_t number, struct wal_segment **out)
+{
+	struct wal_segment *s;
+	int fd, rc = make_ready(log, number, NULL, &fd, true);
+
+	if (rc)
+		return rc;
+	s = seg_new(number, fd, log->segment_size);
+	if (!s) {
+		close(fd);
+		return -ENOMEM;
+	}
+	seg_append(log, s);
+	log->next_number = MAX(log->next_number, number + 1);
+	*out = s;
 	return 0;
 }
 
@@ -431,7 +487,7 @@ static int create_log(struct aurawal *log)
 	if (getrandom(&log->log_id, sizeof(log->log_id), 0) != sizeof(log->log_id))
 		return -errno;
 	log->segment_size = log->opts.segment_size;
-	rc = make_ready(log, 1, NULL, &fd);
+	rc = make_ready(log, 1, NULL, &fd, true);
 	if (rc)
 		return rc;
 	s = seg_new(1, fd, log->segment_size);
@@ -492,6 +548,10 @@ int wal_segments_open(struct aurawal *log, bool create)
 		if (opened && (rc = check_gap(log, prev, nums[i])) != 0)
 			break;
 		rc = open_segment(log, nums[i], opened == 0);
+		if (rc == 1) { /* a recycled spare left under an old name */
+			rc = 0;
+			continue;
+		}
 		prev = nums[i];
 		opened++;
 	}
@@ -603,8 +663,11 @@ int wal_release_segments(struct aurawal *log, uint64_t below)
 	released_prune(log);
 	pthread_mutex_unlock(&log->mu);
 	pthread_mutex_unlock(&log->rel_mu);
-	if (released && sync_dir(log) != 0)
-		return -errno;
+	/* No directory sync (unless flush_on_rollover): the renames are owed (seg_dispose)
+	 * and paid before the next durable write. A release lost in a crash leaves old,
+	 * whole segments in front of the log, which the next open reads again. */
+	if (released && log->opts.flush_on_rollover && (rc = sync_dir(log)) != 0)
+		return rc;
 	return released ? released : rc;
 }
 

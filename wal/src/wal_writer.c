@@ -41,6 +41,7 @@
 #include "wal_wait.h"
 
 #define SEAL_SIZE	wal_rec_size(WAL_SEAL_PAYLOAD)
+#define MARK_SIZE	wal_rec_size(0)
 #define ENOSPC_RETRY_NS (200ull * 1000000ull)
 #define GATHER_MIN_NS	(20ull * 1000)	 /* bounds of the gathering window */
 #define GATHER_MAX_NS	(2000ull * 1000) /* (a quarter of the average sync) */
@@ -214,6 +215,17 @@ static void rollover(struct aurawal *log)
 	pthread_cond_signal(&log->cv_prepare);
 }
 
+/* Place the active segment's SYNC mark (docs/wal_format.md): room for it is reserved. */
+static void place_mark(struct aurawal *log)
+{
+	struct rec_in mark = { NULL, 0, 0, wal_payload_hash(NULL, 0), WAL_REC_SYNC };
+	aurawal_loc_t loc;
+	uint64_t seq;
+
+	place(log, &mark, &loc, &seq);
+	log->active->unmarked = false;
+}
+
 static void wait_cv(pthread_cond_t *cv, pthread_mutex_t *mu)
 {
 	pthread_cond_wait(cv, mu);
@@ -281,10 +293,11 @@ static int reserve(struct aurawal *log, uint64_t rec)
 
 /* ---- the writer thread: what to write next (mu held) ---- */
 
-/* A sync that does not wait for company: asked for, or a segment's end. */
+/* A sync that does not wait for company: asked for, or closing. A segment's end is not
+ * one: the rollover's flush is owed until something durable is written (pay_debt). */
 static bool sync_forced(const struct aurawal *log, const struct wal_batch *b)
 {
-	return b->force_sync || b->sealed || log->closing ||
+	return b->force_sync || log->closing || (b->sealed && log->opts.flush_on_rollover) ||
 	       (log->sync_target && log->sync_target >= b->first_seq);
 }
 
@@ -299,7 +312,7 @@ static bool cur_due(const struct aurawal *log, const struct wal_batch *b, uint64
 {
 	uint64_t delay = (uint64_t) log->opts.flush_delay_us * 1000;
 
-	if (sync_forced(log, b))
+	if (sync_forced(log, b) || (log->flush_target && log->flush_target >= b->first_seq))
 		return true;
 	if (b->ndurable) {
 		if (b->ndurable >= log->gather_target)
@@ -520,7 +533,7 @@ static struct wal_waiter *complete_ok(struct aurawal *log, const struct wal_plan
 		for (int i = 0; i < p->n; i++) /* the sync covers all earlier writes */
 			p->b[i]->seg->durable_end = p->b[i]->seg->written_end;
 	}
-	if (p->b[p->n - 1]->sealed) /* its seal block comes next */
+	if (p->b[p->n - 1]->sealed && p->sync) /* durable: its seal block comes next */
 		p->b[p->n - 1]->seg->summary_pending = true;
 	log->st_writes++;
 	log->enospc = 0;
@@ -593,21 +606,84 @@ static void write_seal_block(struct aurawal *log, struct wal_segment *s)
 		wake_unlocked(log, fail_stop(log, NULL, rc));
 }
 
-/* Write one plan and complete it. mu held; dropped for the I/O and the wake-ups. */
-static void write_plan(struct aurawal *log, const struct wal_plan *p)
+/* One flush of fd for pay_debt. mu held; dropped for the I/O. */
+static int debt_io(struct aurawal *log, int fd)
 {
-	struct wal_segment *sealed = p->b[p->n - 1]->sealed ? p->b[p->n - 1]->seg : NULL;
-	uint64_t t0;
 	int rc;
 
 	log->io_busy = true;
 	pthread_mutex_unlock(&log->mu);
-	t0 = wal_now_ns();
-	rc = write_plan_io(log, p);
+	rc = fd >= 0 ? wal_fdatasync(log, fd) : sync_dir_fd(log);
 	pthread_mutex_lock(&log->mu);
 	log->io_busy = false;
+	return rc;
+}
+
+/* The oldest segment before `seg` that owes a flush, or NULL. mu held. */
+static struct wal_segment *first_owing(struct aurawal *log, const struct wal_segment *seg)
+{
+	for (struct wal_segment *s = log->segs; s && s->number < seg->number; s = s->next)
+		if (wal_seg_owes(s))
+			return s;
+	return NULL;
+}
+
+/*
+ * mu held (dropped for the I/O): before a durable write into `seg`, or a sync of it, pay
+ * what lazy rollovers owe - docs/wal_format.md, "Rollover without a flush": fdatasync
+ * every earlier segment written since its last sync (then its seal block, if it is
+ * sealed), fsync the directory if a segment file was renamed since it was last synced,
+ * and fdatasync seg if its header is new. Only then may the durable write (and the SYNC
+ * mark it may carry) go out. A segment being flushed is held by a reference, so a
+ * release cannot close its file meanwhile. 0 or -errno (nothing is written then).
+ */
+static int pay_debt(struct aurawal *log, struct wal_segment *seg)
+{
+	struct wal_segment *s;
+	uint64_t gen;
+	int rc = 0;
+
+	while (rc == 0 && (s = first_owing(log, seg))) {
+		uint64_t end = s->written_end;
+
+		s->refs++;
+		rc = debt_io(log, s->fd);
+		if (rc == 0) {
+			s->durable_end = MAX(s->durable_end, end);
+			s->lazy_hdr = false;
+			if (s->sealed && s->durable_end >= s->data_end && !s->summary_ok &&
+			    !s->released) {
+				s->summary_pending = true;
+				write_seal_block(log, s);
+			}
+		}
+		wal_seg_put(log, s);
+	}
+	gen = log->dir_gen;
+	if (rc == 0 && gen != log->dir_synced && (rc = debt_io(log, -1)) == 0)
+		log->dir_synced = MAX(log->dir_synced, gen);
+	if (rc == 0 && seg->lazy_hdr && (rc = debt_io(log, seg->fd)) == 0)
+		seg->lazy_hdr = false;
+	return rc;
+}
+
+/* Write one plan and complete it. mu held; dropped for the I/O and the wake-ups. */
+static void write_plan(struct aurawal *log, const struct wal_plan *p)
+{
+	struct wal_segment *sealed = p->b[p->n - 1]->sealed ? p->b[p->n - 1]->seg : NULL;
+	uint64_t t0 = wal_now_ns();
+	int rc = p->sync ? pay_debt(log, p->b[0]->seg) : 0;
+
+	if (rc == 0) {
+		log->io_busy = true;
+		pthread_mutex_unlock(&log->mu);
+		t0 = wal_now_ns();
+		rc = write_plan_io(log, p);
+		pthread_mutex_lock(&log->mu);
+		log->io_busy = false;
+	}
 	wake_unlocked(log, complete(log, p, rc, wal_now_ns() - t0));
-	if (rc == 0 && sealed)
+	if (rc == 0 && sealed && sealed->summary_pending)
 		write_seal_block(log, sealed);
 	pthread_cond_broadcast(&log->cv_done);
 }
@@ -632,20 +708,23 @@ static void timed_wait(struct aurawal *log, uint64_t wake)
 /*
  * A sync was asked for records that are already written but not durable (the flush
  * delay wrote them), and there is no batch to carry the sync: sync the active segment
- * on its own. Only the active segment can hold such records - sealed batches are always
- * synced. mu held; dropped for the I/O.
+ * on its own, after what earlier segments owe (pay_debt). aurawal_sync() places the SYNC
+ * mark - and so a batch - in a segment that still needs one, so this never writes one.
+ * mu held; dropped for the I/O.
  */
 static void bare_sync(struct aurawal *log)
 {
 	struct wal_segment *seg = log->active;
 	uint64_t upto = log->written_seq, end = seg->written_end, t0 = wal_now_ns();
-	int rc;
+	int rc = pay_debt(log, seg);
 
-	log->io_busy = true;
-	pthread_mutex_unlock(&log->mu);
-	rc = wal_fdatasync(log, seg->fd);
-	pthread_mutex_lock(&log->mu);
-	log->io_busy = false;
+	if (rc == 0) {
+		log->io_busy = true;
+		pthread_mutex_unlock(&log->mu);
+		rc = wal_fdatasync(log, seg->fd);
+		pthread_mutex_lock(&log->mu);
+		log->io_busy = false;
+	}
 	if (rc < 0) {
 		wake_unlocked(log, fail_stop(log, NULL, rc));
 	} else {
@@ -771,10 +850,13 @@ static void poke_if_due(struct aurawal *log)
 static int append_locked(struct aurawal *log, const struct rec_in *in, unsigned flags,
 			 aurawal_loc_t *loc, uint64_t *seq)
 {
-	int rc = reserve(log, wal_rec_size(in->len));
+	bool durable = (flags & AURAWAL_DURABLE) != 0;
+	int rc = reserve(log, wal_rec_size(in->len) + (durable ? MARK_SIZE : 0));
 
 	if (rc)
 		return rc;
+	if (durable && log->active->unmarked)
+		place_mark(log); /* the segment's first durable write carries its mark */
 	place(log, in, loc, seq);
 	log->st_appends++;
 	log->st_bytes += in->len;
@@ -886,13 +968,47 @@ AURAWAL_API int aurawal_sync(aurawal_t *log)
 	} else if (log->failed) {
 		rc = log->failed;
 		pthread_mutex_unlock(&log->mu);
+	} else if (log->active->unmarked && (rc = reserve(log, MARK_SIZE)) != 0) {
+		pthread_mutex_unlock(&log->mu);
 	} else {
+		if (log->active->unmarked) { /* the segment's first durable write: its mark */
+			place_mark(log);
+			target = log->next_seq - 1;
+		}
 		log->sync_target = MAX(log->sync_target, target);
 		if (log->cur && log->cur->nrecords)
 			log->cur->force_sync = true;
 		writer_poke(log);
 		rc = wait_durable_unlock(log, target);
 	}
+	run_cbs_if_ready(log);
+	return rc;
+}
+
+AURAWAL_API int aurawal_flush(aurawal_t *log)
+{
+	uint64_t target;
+	int rc = 0;
+
+	if (!log)
+		return -EINVAL;
+	pthread_mutex_lock(&log->mu);
+	target = log->next_seq - 1;
+	if (log->written_seq < target) {
+		log->flush_target = MAX(log->flush_target, target);
+		writer_poke(log);
+	}
+	while (rc == 0 && log->written_seq < target) {
+		if (log->failed)
+			rc = log->failed;
+		else if (log->enospc && target <= log->enospc_hi)
+			rc = -ENOSPC;
+		else if (log->closing)
+			rc = AURAWAL_ECLOSED;
+		else
+			wait_cv(&log->cv_done, &log->mu);
+	}
+	pthread_mutex_unlock(&log->mu);
 	run_cbs_if_ready(log);
 	return rc;
 }
@@ -931,6 +1047,16 @@ void wal_writer_fini(struct aurawal *log)
 	wal_run_ready_cbs(log);
 	free(log->tail);
 	log->tail = NULL;
+}
+
+/* Close, after the writer stopped: make renames durable that no sync has covered (a
+ * release's, or the ready segment's). */
+int wal_sync_dir_if_dirty(struct aurawal *log)
+{
+	if (log->read_only || log->dir_gen == log->dir_synced)
+		return 0;
+	log->dir_synced = log->dir_gen;
+	return sync_dir_fd(log);
 }
 
 /*
