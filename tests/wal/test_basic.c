@@ -202,6 +202,16 @@ Test(wal_basic, bad_arguments_get_clear_errors)
 
 		cr_assert_eq(aurawal_append(log, &seg_big, 1, 0, NULL, NULL), -EMSGSIZE,
 			     "a record larger than a segment");
+		/* the largest that fits: the header block, its header, a SYNC mark, a SEAL */
+		seg_big.iov_len = SMALL_SEGMENT - 4200 + 1;
+		cr_assert_eq(aurawal_append(log, &seg_big, 1, AURAWAL_DURABLE, NULL, NULL),
+			     -EMSGSIZE);
+		seg_big.iov_len--;
+		memset(seg_big.iov_base, 'b', seg_big.iov_len);
+		for (int k = 0; k < 2; k++) /* in the created segment, then in a prepared one */
+			cr_assert_eq(aurawal_append(log, &seg_big, 1, AURAWAL_DURABLE, &loc, NULL),
+				     0);
+		cr_assert_eq(loc.offset, 4096 + 32, "after the second segment's SYNC mark");
 		free(seg_big.iov_base);
 	}
 	cr_assert_eq(aurawal_append(log, &one, 1, AURAWAL_DURABLE, &loc, NULL), 0);

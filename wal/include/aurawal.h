@@ -69,7 +69,8 @@ extern "C" {
 #define AURAWAL_EFORMAT	 (-31003) /* not a log, or a format version this library cannot read */
 #define AURAWAL_ELOCKED	 (-31004) /* another process has the log open */
 
-/** Largest record payload, in bytes (64 MiB). */
+/** Largest record payload, in bytes (64 MiB) - and at most segment_size - 4200 (the
+ * header block, the record's header, a SYNC mark and a SEAL: docs/wal_format.md). */
 #define AURAWAL_MAX_RECORD (64u << 20)
 
 /** A log. Opaque. */

@@ -823,8 +823,8 @@ static int check_input(aurawal_t *log, const struct iovec *iov, int iovcnt, unsi
 			return -EMSGSIZE;
 		XXH3_64bits_update(&st, iov[i].iov_base, iov[i].iov_len);
 	}
-	if (WAL_HEADER_BLOCK + wal_rec_size(len) + SEAL_SIZE > log->segment_size)
-		return -EMSGSIZE; /* would not fit in a segment */
+	if (WAL_HEADER_BLOCK + wal_rec_size(len) + MARK_SIZE + SEAL_SIZE > log->segment_size)
+		return -EMSGSIZE; /* would not fit in a segment, with its mark and a SEAL */
 	*in = (struct rec_in){ iov, iovcnt, (uint32_t) len, XXH3_64bits_digest(&st), WAL_REC_DATA };
 	return 0;
 }
