@@ -304,3 +304,46 @@ Test(wal_rollover, with_flush_on_rollover_a_rollover_flushes_at_once)
 	aurawal_close(log);
 	auraio_destroy(e);
 }
+
+/* Segments dropped after a break give their numbers back; one that was released out of
+ * order (listed in RELEASED) must not make the next open delete its successor. */
+Test(wal_rollover, a_dropped_number_released_out_of_order_is_forgotten)
+{
+	auraio_engine_t *e = wal_faulty_engine();
+	struct reports rs = { 0 };
+	aurawal_options_t o = wal_opts(&rs);
+	aurawal_loc_t loc = { 0 };
+	aurawal_t *log;
+	uint64_t end2;
+	int n;
+
+	o.engine = e;
+	log = wal_open_ok(dir, &o);
+	n = append_until(log, 4);
+	cr_assert_eq(aurawal_flush(log), 0);
+	cr_assert_eq(aurawal_release_segment(log, 3), 0, "out of order: recorded in RELEASED");
+	end2 = data_end(log, 2);
+	cr_assert_eq(auraio_fault_set(e, &(auraio_fault_t){ .ops = AURAIO_FAULT_OP_FSYNC,
+							    .fd = -1,
+							    .count = 0,
+							    .kind = AURAIO_FAULT_ERROR,
+							    .error = EIO }),
+		     0);
+	cr_assert_eq(aurawal_sync(log), -EIO);
+	aurawal_close(log);
+	auraio_destroy(e);
+	zero_bytes(2, end2 - 40, 40); /* segment 2's SEAL never reached the device */
+
+	o.engine = NULL;
+	log = wal_open_ok(dir, &o);
+	cr_assert_eq(rs.corruption, 0, "reported: %s", rs.reason);
+	cr_assert_eq(count_records(log), check_records(log, n, 1, 2));
+	while (loc.segment < 4) /* segment 3 again, then 4 */
+		append_i(log, 5555, RLEN, AURAWAL_DURABLE, &loc);
+	cr_assert_eq(aurawal_close(log), 0);
+	memset(&rs, 0, sizeof(rs));
+	log = wal_open_ok(dir, &o);
+	cr_assert_eq(rs.corruption + rs.dropped, 0, "reported: %s", rs.reason);
+	cr_assert(seg_exists(3), "the new segment 3 was deleted as released");
+	cr_assert_eq(aurawal_close(log), 0);
+}

@@ -237,6 +237,7 @@ void *wal_preparer_main(void *arg);
 int wal_seg_remake(struct aurawal *log, uint64_t number, struct wal_segment **out);
 int wal_release_segments(struct aurawal *log, uint64_t below);
 int wal_released_load(struct aurawal *log);
+int wal_released_forget_above(struct aurawal *log, uint64_t number); /* open only */
 int wal_write_summary(struct aurawal *log, struct wal_segment *s, const struct wal_summary *sm,
 		      bool sync);
 void wal_summary_of(const struct aurawal *log, const struct wal_segment *s, uint8_t kind,

@@ -310,8 +310,9 @@ static int segment_empty(struct aurawal *log, struct wal_segment *s, bool *empty
 	return 0;
 }
 
-/* Point-in-time recovery: forget every segment after s (and a ready one). */
-static void drop_after(struct aurawal *log, struct wal_segment *s)
+/* Forget every segment after s (and a ready one): point-in-time recovery, or a break
+ * without evidence. Their numbers are used again. */
+static int drop_after(struct aurawal *log, struct wal_segment *s)
 {
 	struct wal_segment *t = s->next;
 
@@ -334,6 +335,7 @@ static void drop_after(struct aurawal *log, struct wal_segment *s)
 		t = next;
 	}
 	log->next_number = s->number + 1;
+	return wal_released_forget_above(log, s->number);
 }
 
 /* Point-in-time recovery: zero what follows the cut in its segment (valid records of
@@ -359,8 +361,8 @@ static int cut_after(struct aurawal *log, struct wal_segment *s, uint64_t valid_
 		rc = wal_fdatasync(log, s->fd);
 	if (rc < 0)
 		return rc;
-	drop_after(log, s);
-	return sync_dir_fd(log);
+	rc = drop_after(log, s);
+	return rc ? rc : sync_dir_fd(log);
 }
 
 /*
@@ -456,8 +458,8 @@ static int log_break(struct aurawal *log, struct wal_segment *prev, bool torn, c
 			   "acknowledged as durable)");
 	if (inspect)
 		return 0;
-	drop_after(log, prev);
-	return log->read_only ? 0 : sync_dir_fd(log);
+	rc = drop_after(log, prev);
+	return rc || log->read_only ? rc : sync_dir_fd(log);
 }
 
 int wal_recover(struct aurawal *log)
@@ -476,9 +478,9 @@ int wal_recover(struct aurawal *log)
 	for (s = log->segs; s && s->next && rc == 0; s = s->next)
 		if (s->next->bad_hdr) {
 			rc = log_break(log, s, false, "bad segment header", &cut);
-			if (cut || log->opts.recovery == AURAWAL_RECOVER_INSPECT)
-				drop_after(log,
-					   s); /* PIT cuts it off; an inspector cannot read it */
+			/* PIT cuts it off; an inspector cannot read it */
+			if (rc == 0 && (cut || log->opts.recovery == AURAWAL_RECOVER_INSPECT))
+				rc = drop_after(log, s);
 			break;
 		}
 	if (rc)

@@ -762,6 +762,22 @@ out:
 	return rc;
 }
 
+/* Open, no threads yet: segments after `number` were dropped and their numbers will be
+ * used again - so RELEASED must not name any of them (the next open would delete the new
+ * segment as released). */
+int wal_released_forget_above(struct aurawal *log, uint64_t number)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < log->nreleased; i++)
+		if (log->released[i] <= number)
+			log->released[k++] = log->released[i];
+	if (k == log->nreleased)
+		return 0;
+	log->nreleased = k;
+	return log->read_only ? 0 : released_persist(log, log->released, k);
+}
+
 AURAWAL_API int aurawal_release_segment(aurawal_t *log, uint64_t number)
 {
 	struct wal_segment *s;
