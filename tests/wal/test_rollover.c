@@ -59,6 +59,15 @@ static void zero_bytes(uint64_t n, uint64_t off, size_t len)
 	close(fd);
 }
 
+/* From now on every fsync and fdatasync fails with EIO. */
+static void fail_every_fsync(auraio_engine_t *e)
+{
+	auraio_fault_t f = { .ops = AURAIO_FAULT_OP_FSYNC, .fd = -1, .kind = AURAIO_FAULT_ERROR };
+
+	f.error = EIO;
+	cr_assert_eq(auraio_fault_set(e, &f), 0);
+}
+
 /* Append non-durable records until record k lands in segment `upto`; returns how many. */
 static int append_until(aurawal_t *log, uint64_t upto)
 {
@@ -127,12 +136,7 @@ static int unflushed_log(uint64_t upto, uint64_t *end1)
 
 	o.engine = e;
 	log = wal_open_ok(dir, &o);
-	cr_assert_eq(auraio_fault_set(e, &(auraio_fault_t){ .ops = AURAIO_FAULT_OP_FSYNC,
-							    .fd = -1,
-							    .count = 0,
-							    .kind = AURAIO_FAULT_ERROR,
-							    .error = EIO }),
-		     0);
+	fail_every_fsync(e);
 	n = append_until(log, upto);
 	cr_assert_eq(aurawal_flush(log), 0, "aurawal_flush writes everything without a flush");
 	cr_assert_eq(aurawal_get_stats(log, &st), 0);
@@ -292,12 +296,7 @@ Test(wal_rollover, with_flush_on_rollover_a_rollover_flushes_at_once)
 	o.engine = e;
 	o.flush_on_rollover = true;
 	log = wal_open_ok(dir, &o);
-	cr_assert_eq(auraio_fault_set(e, &(auraio_fault_t){ .ops = AURAIO_FAULT_OP_FSYNC,
-							    .fd = -1,
-							    .count = 0,
-							    .kind = AURAIO_FAULT_ERROR,
-							    .error = EIO }),
-		     0);
+	fail_every_fsync(e);
 	for (k = 0; k < 5 * 260 && rc == 0 && loc.segment < 4; k++)
 		rc = aurawal_append(log, &iov, 1, 0, &loc, NULL);
 	cr_assert_eq(rc, -EIO, "appends went on past segment %u (rc %d)", loc.segment, rc);
@@ -323,12 +322,7 @@ Test(wal_rollover, a_dropped_number_released_out_of_order_is_forgotten)
 	cr_assert_eq(aurawal_flush(log), 0);
 	cr_assert_eq(aurawal_release_segment(log, 3), 0, "out of order: recorded in RELEASED");
 	end2 = data_end(log, 2);
-	cr_assert_eq(auraio_fault_set(e, &(auraio_fault_t){ .ops = AURAIO_FAULT_OP_FSYNC,
-							    .fd = -1,
-							    .count = 0,
-							    .kind = AURAIO_FAULT_ERROR,
-							    .error = EIO }),
-		     0);
+	fail_every_fsync(e);
 	cr_assert_eq(aurawal_sync(log), -EIO);
 	aurawal_close(log);
 	auraio_destroy(e);
