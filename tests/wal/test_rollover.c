@@ -299,7 +299,8 @@ Test(wal_rollover, with_flush_on_rollover_a_rollover_flushes_at_once)
 	fail_every_fsync(e);
 	for (k = 0; k < 5 * 260 && rc == 0 && loc.segment < 4; k++)
 		rc = aurawal_append(log, &iov, 1, 0, &loc, NULL);
-	cr_assert_eq(rc, -EIO, "appends went on past segment %u (rc %d)", loc.segment, rc);
+	cr_assert_eq(rc, -EIO, "appends went on past segment %llu (rc %d)",
+		     (unsigned long long) loc.segment, rc);
 	aurawal_close(log);
 	auraio_destroy(e);
 }
