@@ -4,6 +4,12 @@
  * payload hash) through a pipe; the parent kills it with SIGKILL at a random moment,
  * reopens the log and checks that every acknowledged record is present and intact.
  * WAL_CRASH_ROUNDS sets the number of rounds (default 50; bench/ runs more).
+ *
+ * The mixed loop does the same with mostly non-durable appends of 4-16 KiB, every
+ * eighth one durable, so that the log rolls over several times a round without
+ * flushing and the durable appends pay for the rollovers (docs/wal_format.md,
+ * "Rollover without a flush"): every record up to the last acknowledged durable one -
+ * the non-durable ones before it included - must be there after each kill.
  */
 #include <signal.h>
 #include <sys/wait.h>
@@ -14,29 +20,35 @@
 struct ack {
 	uint64_t seq;
 	uint64_t hash;
+	uint64_t durable; /* mixed loop: 1 if acknowledged as durable */
 };
 
-static void child(const char *dir, int out, uint64_t round)
+static void child(const char *dir, int out, uint64_t round, bool mixed)
 {
 	aurawal_options_t o = wal_opts(NULL);
 	aurawal_t *log = NULL;
-	uint8_t p[512];
+	uint8_t p[16384];
 
 	if (aurawal_open(dir, &o, &log) != 0)
 		_exit(3);
 	for (uint64_t i = 0;; i++) {
-		size_t len = 16 + (size_t) ((i * 131 + round) % 400);
+		size_t len = mixed ? 4096 + (size_t) ((i * 1031 + round) % 12000)
+				   : 16 + (size_t) ((i * 131 + round) % 400);
 		struct iovec iov = { p, len };
 		struct ack a;
 
+		a.durable = !mixed || i % 8 == 7;
 		payload_fill(p, len, round * 1000000 + i);
-		if (aurawal_append(log, &iov, 1, AURAWAL_DURABLE, NULL, &a.seq) != 0)
+		if (aurawal_append(log, &iov, 1, a.durable ? AURAWAL_DURABLE : 0, NULL, &a.seq) !=
+		    0)
 			_exit(4);
 		a.hash = XXH3_64bits(p, len);
 		if (write(out, &a, sizeof(a)) != (ssize_t) sizeof(a))
 			_exit(5);
 	}
 }
+
+static size_t last_segments; /* segments of the log at the last check */
 
 /* Every acknowledged record is in the log with its payload. */
 static void verify(const char *dir, const struct ack *acks, size_t n)
@@ -61,13 +73,27 @@ static void verify(const char *dir, const struct ack *acks, size_t n)
 	}
 	cr_assert_eq(k, n, "%zu of %zu acknowledged records found", k, n);
 	aurawal_iter_close(it);
+	cr_assert_eq(aurawal_list_segments(log, NULL, 0, &len), 0);
+	last_segments = len;
 	cr_assert_eq(aurawal_close(log), 0);
 }
 
-Test(wal_crash, sigkill_at_random_moments_never_loses_an_acknowledged_record)
+/* Keep the acknowledgements to check: all of them, or (mixed) every record up to the
+ * last durable one - the ones after it may be lost. */
+static size_t keep_checked(struct ack *acks, size_t first, size_t total)
+{
+	size_t end = first;
+
+	for (size_t k = first; k < total; k++)
+		if (acks[k].durable)
+			end = k + 1;
+	return end;
+}
+
+static void crash_loop(bool mixed, int default_rounds)
 {
 	const char *env = getenv("WAL_CRASH_ROUNDS");
-	int rounds = env ? atoi(env) : 50;
+	int rounds = env ? atoi(env) : default_rounds;
 	char *dir = temp_dir();
 	size_t cap = 1 << 16, total = 0;
 	struct ack *acks = malloc(cap * sizeof(*acks));
@@ -78,12 +104,14 @@ Test(wal_crash, sigkill_at_random_moments_never_loses_an_acknowledged_record)
 		pid_t pid;
 		uint64_t deadline;
 
+		size_t round_first = total;
+
 		cr_assert_eq(pipe(fds), 0);
 		pid = fork();
 		cr_assert_geq(pid, 0);
 		if (pid == 0) {
 			close(fds[0]);
-			child(dir, fds[1], (uint64_t) r);
+			child(dir, fds[1], (uint64_t) r, mixed);
 		}
 		close(fds[1]);
 		/* Let it run 2..40 ms, reading acknowledgements meanwhile. */
@@ -107,10 +135,22 @@ Test(wal_crash, sigkill_at_random_moments_never_loses_an_acknowledged_record)
 		close(fds[0]);
 		cr_assert_eq(waitpid(pid, &st, 0), pid);
 		cr_assert(WIFSIGNALED(st), "the child died on its own: status %d", st);
+		total = keep_checked(acks, round_first, total);
 		verify(dir, acks, total);
 	}
-	cr_log_info("%d rounds, %zu acknowledged records verified", rounds, total);
+	cr_log_info("%d rounds, %zu acknowledged records verified, %zu segments", rounds, total,
+		    last_segments);
 	free(acks);
 	rm_tree(dir);
 	free(dir);
+}
+
+Test(wal_crash, sigkill_at_random_moments_never_loses_an_acknowledged_record)
+{
+	crash_loop(false, 50);
+}
+
+Test(wal_crash, sigkill_during_unflushed_rollovers_loses_nothing_before_a_durable_ack)
+{
+	crash_loop(true, 30);
 }
