@@ -195,6 +195,9 @@ Test(wal_basic, bad_arguments_get_clear_errors)
 	cr_assert_eq(aurawal_append(log, &one, -1, 0, NULL, NULL), -EINVAL);
 	cr_assert_eq(aurawal_append(log, &one, 1, 0x40, NULL, NULL), -EINVAL);
 	cr_assert_eq(aurawal_append(NULL, &one, 1, 0, NULL, NULL), -EINVAL);
+	cr_assert_eq(aurawal_sync(NULL), -EINVAL);
+	cr_assert_eq(aurawal_flush(NULL), -EINVAL);
+	cr_assert_eq(aurawal_flush(log), 0, "nothing to write is not an error");
 	big.iov_base = &c;
 	cr_assert_eq(aurawal_append(log, &big, 1, 0, NULL, NULL), -EMSGSIZE);
 	{
@@ -372,5 +375,24 @@ Test(wal_basic, sync_makes_records_durable_that_the_flush_delay_already_wrote, .
 	cr_assert_eq(aurawal_sync(log), 0);
 	cr_assert_eq(aurawal_get_stats(log, &st), 0);
 	cr_assert_eq(st.syncs, 1);
+	cr_assert_eq(aurawal_close(log), 0);
+}
+
+Test(wal_basic, aurawal_flush_writes_buffered_records_without_a_sync)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_stats_t st;
+	aurawal_t *log;
+
+	o.flush_delay_us = 0; /* written only when a buffer fills, on a sync or a flush */
+	log = wal_open_ok(dir, &o);
+	for (int i = 0; i < 20; i++)
+		append_i(log, (uint64_t) i, 100, 0, NULL);
+	cr_assert_eq(iterate_all(log, 0), 0, "the iterator reads what is written: nothing yet");
+	cr_assert_eq(aurawal_flush(log), 0);
+	cr_assert_eq(iterate_all(log, 0), 20);
+	cr_assert_eq(aurawal_get_stats(log, &st), 0);
+	cr_assert_eq(st.syncs, 0, "aurawal_flush made nothing durable");
+	cr_assert_geq(st.writes, 1);
 	cr_assert_eq(aurawal_close(log), 0);
 }
