@@ -265,6 +265,22 @@ int wal_recover(struct aurawal *log);	     /* before the threads start */
 int wal_recover_finish(struct aurawal *log); /* may write: summaries fixed up */
 int sync_dir_fd(struct aurawal *log);
 
+/* What one write covers: consecutive batches of one segment. */
+struct wal_plan {
+	struct wal_batch *b[WAL_NBUFS_MAX];
+	int n;
+	bool sync;
+	uint64_t ndurable; /* durable records in it */
+};
+
+/* ---- wal_append.c (the appenders' side) and wal_writer.c (the writer thread) ---- */
+/* mu held: */
+void wal_batch_seal_tail(struct aurawal *log, struct wal_batch *b);	    /* it will not grow */
+void wal_batch_release(struct aurawal *log, struct wal_batch *b);	    /* written or failed */
+int wal_plan_next(struct aurawal *log, struct wal_plan *p, uint64_t *wake); /* batches */
+void wal_write_plan(struct aurawal *log, const struct wal_plan *p);	    /* drops mu for I/O */
+bool wal_wants_bare_sync(const struct aurawal *log);
+
 /* ---- wal_writer.c ---- */
 int wal_writer_init(struct aurawal *log);
 void wal_writer_fini(struct aurawal *log);
