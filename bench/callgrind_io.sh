@@ -104,7 +104,7 @@ per_io() {
 		'BEGIN { printf "%.1f %d %d\n", (l - s) / n, s, l }'
 }
 
-modes=("liburing:--engine liburing" "auraio:--engine auraio")
+modes=("liburing:--engine liburing" "auraio:--engine auraio" "auraio-batch:--engine auraio --batch")
 [ "$ADAPTIVE" = 1 ] && modes+=("auraio-adaptive:--engine auraio --adaptive")
 
 echo "callgrind_io: 4K buffered randread from the page cache, QD $QD, 1 thread," \

@@ -275,7 +275,7 @@ typedef enum auraio_opcode {
 /** auraio_op_t.flags: for FSYNC, fdatasync semantics (same as AURAIO_FSYNC_DATASYNC). */
 #define AURAIO_OP_DATASYNC AURAIO_FSYNC_DATASYNC
 
-/** One operation of a linked chain (auraio_submit_linked). */
+/** One operation for auraio_submit_batch() or a linked chain (auraio_submit_linked). */
 typedef struct auraio_op {
 	auraio_opcode_t opcode;
 	int fd;
@@ -300,6 +300,29 @@ typedef struct auraio_op {
  */
 AURAIO_API int auraio_submit_linked(auraio_engine_t *engine, const auraio_op_t *ops, int n,
 				    auraio_request_t **reqs);
+
+/**
+ * Submit up to `n` independent operations in one call: one ring choice, one lock
+ * acquisition, one clock read and at most one kernel entry for all of them, instead of
+ * one of each per operation. The operations are not ordered among themselves (use
+ * auraio_submit_linked() for that) and each completes on its own, exactly as if it had
+ * been submitted alone (callback or waitable; same validation, same errors).
+ * `reqs` (may be NULL) receives the handles of the accepted operations.
+ *
+ * Acceptance is a prefix, like write(2): returns how many operations, from ops[0], were
+ * submitted (1..n). It stops early, returning fewer than `n`, when the ring reaches its
+ * in-flight limit or at the first operation that is invalid; calling again with the rest
+ * then reports that operation's error (or submits it, once there is room).
+ * When not even ops[0] is accepted, nothing is submitted and the return is -errno:
+ *   -EINVAL    engine or ops NULL, n < 1, or ops[0] invalid (as for auraio_read() etc.)
+ *   -EOVERFLOW ops[0]'s registered buffer offset + len exceeds the registered buffer
+ *   -EAGAIN    the ring is at its in-flight limit: reap completions, then retry
+ *   -ESHUTDOWN the engine is being destroyed
+ * Threading and callbacks: as for the single-operation calls (never runs a callback;
+ * inside a callback the operations are sent when the delivering poll/wait finishes).
+ */
+AURAIO_API int auraio_submit_batch(auraio_engine_t *engine, const auraio_op_t *ops, int n,
+				   auraio_request_t **reqs);
 
 /**
  * Ask the kernel to cancel `req`. Returns 0 when the cancellation was requested; the

@@ -136,6 +136,22 @@ static inline struct io_uring_sqe *get_sqe(struct ring *r)
 	return &sq->sqes[tail & sq->ring_mask];
 }
 
+/* Free SQEs: the SQ's size less what is staged or not yet consumed by the kernel. */
+static inline unsigned uring_sq_room(struct ring *r)
+{
+	struct io_uring_sq *sq = &U(r)->sq;
+
+	return sq->ring_entries - (sq->sqe_tail - io_uring_smp_load_acquire(sq->khead));
+}
+
+/* The next SQE, when uring_sq_room() said there is one (no check here). */
+static inline struct io_uring_sqe *uring_next_sqe(struct ring *r)
+{
+	struct io_uring_sq *sq = &U(r)->sq;
+
+	return &sq->sqes[sq->sqe_tail++ & sq->ring_mask];
+}
+
 static inline int uring_stage(struct ring *r, struct auraio_request **reqs, int n)
 {
 	for (int i = 0; i < n; i++) {

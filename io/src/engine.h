@@ -48,7 +48,8 @@ struct backend_ops {
 	const char *name;
 	int (*ring_init)(struct ring *r);
 	void (*ring_fini)(struct ring *r);
-	/* sq: stage n prepared requests (n > 1: a linked chain). Cannot fail for lack of
+	/* sq: stage n prepared requests as one linked chain (independent requests are
+	 * staged one call each, see backend_stage_each). Cannot fail for lack of
 	 * space: the core never stages more than the ring holds. 0 or -errno. */
 	int (*stage)(struct ring *r, struct auraio_request **reqs, int n);
 	/* sq: make staged requests visible to the kernel/workers; returns how many. */

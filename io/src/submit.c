@@ -224,29 +224,17 @@ static inline __attribute__((always_inline)) int fill_chain(struct auraio_engine
 }
 
 /*
- * sq_lock held: stage the chain; returns how many entries to push into the kernel.
- * Inside a callback nothing is pushed: the delivering poll/wait does that (complete.c).
- * The SQEs are prepared first, straight from the values request_init just stored; the
- * requests are published as IN_FLIGHT before anything is made visible to the kernel.
+ * sq_lock held: n requests were just staged with the backend and marked IN_FLIGHT;
+ * account them and decide whether the batch goes to the kernel now. Returns how many
+ * entries to push into the kernel. Inside a callback nothing is pushed: the delivering
+ * poll/wait does that (complete.c).
  */
-static inline __attribute__((always_inline)) unsigned stage_chain(struct ring *r,
-								  struct auraio_request **reqs,
-								  int n, uint64_t in_flight,
-								  bool defer, uint64_t now)
+static inline __attribute__((always_inline)) unsigned
+stage_account(struct ring *r, int n, uint64_t in_flight, bool defer, uint64_t now)
 {
-	uint32_t before, staged;
-	uint64_t fixed = 0;
+	uint32_t before = atomic_load_explicit(&r->staged, memory_order_relaxed);
+	uint32_t staged = before + (uint32_t) n;
 
-	backend_stage(r, reqs, n); /* first: no atomic between it and request_init */
-	before = atomic_load_explicit(&r->staged, memory_order_relaxed);
-	staged = before + (uint32_t) n;
-	for (int i = 0; i < n; i++) {
-		fixed += (reqs[i]->flags & REQF_FIXED_BUF) != 0;
-		/* Release pairs with the acquire in request_from_ud (the reaper). */
-		atomic_store_explicit(&reqs[i]->state, REQ_IN_FLIGHT, memory_order_release);
-	}
-	if (unlikely(fixed))
-		counter_add(&r->fixed_buf_submitted, fixed);
 	atomic_store_explicit(
 	    &r->submitted, atomic_load_explicit(&r->submitted, memory_order_relaxed) + (uint64_t) n,
 	    memory_order_relaxed);
@@ -263,6 +251,36 @@ static inline __attribute__((always_inline)) unsigned stage_chain(struct ring *r
 		return 0;
 	batch_sent(r, now);
 	return backend_publish(r);
+}
+
+/* sq_lock held: reqs[0..n) are staged; publish them to the reaper as IN_FLIGHT. */
+static inline __attribute__((always_inline)) void
+mark_in_flight(struct ring *r, struct auraio_request **reqs, int n)
+{
+	uint64_t fixed = 0;
+
+	for (int i = 0; i < n; i++) {
+		fixed += (reqs[i]->flags & REQF_FIXED_BUF) != 0;
+		/* Release pairs with the acquire in request_from_ud (the reaper). */
+		atomic_store_explicit(&reqs[i]->state, REQ_IN_FLIGHT, memory_order_release);
+	}
+	if (unlikely(fixed))
+		counter_add(&r->fixed_buf_submitted, fixed);
+}
+
+/*
+ * sq_lock held: stage the chain; returns how many entries to push into the kernel.
+ * The SQEs are prepared first, straight from the values request_init just stored; the
+ * requests are published as IN_FLIGHT before anything is made visible to the kernel.
+ */
+static inline __attribute__((always_inline)) unsigned stage_chain(struct ring *r,
+								  struct auraio_request **reqs,
+								  int n, uint64_t in_flight,
+								  bool defer, uint64_t now)
+{
+	backend_stage(r, reqs, n); /* first: no atomic between it and request_init */
+	mark_in_flight(r, reqs, n);
+	return stage_account(r, n, in_flight, defer, now);
 }
 
 /* The whole submission; always inlined so that each public call is specialised for its
@@ -307,6 +325,163 @@ submit_inline(struct auraio_engine *e, const auraio_op_t *ops, int n, struct aur
 int submit_ops(struct auraio_engine *e, const auraio_op_t *ops, int n, struct auraio_request **reqs)
 {
 	return submit_inline(e, ops, n, reqs);
+}
+
+/*
+ * Batches. An operation that is a READ or WRITE of a plain buffer with no flags, on a
+ * file not registered with O_DIRECT - what a batch almost always holds - takes the plain
+ * lane on io_uring: checked in one expression, its SQE built straight from the op,
+ * without the general path's switches. Anything else (vectors, fsync, registered
+ * buffers, DSYNC, O_DIRECT checks, the thread backend, an armed fault rule) goes through
+ * the general path, one operation at a time.
+ */
+static inline __attribute__((always_inline)) bool op_is_plain(const auraio_op_t *op)
+{
+	return ((unsigned) op->opcode | op->flags) <= AURAIO_OP_WRITE &&
+	       op->buf.type == AURAIO_BUF_UNREGISTERED && op->buf.u.ptr && op->fd >= 0 &&
+	       op->len <= UINT32_MAX && op->offset >= 0;
+}
+_Static_assert(AURAIO_OP_READ == 0 && AURAIO_OP_WRITE == 1,
+	       "op_is_plain: READ or WRITE with no flags is (opcode | flags) <= 1");
+
+/* The registered slot + 1 of a plain op's fd (0: not registered), or -1 when the file
+ * needs the O_DIRECT checks of the general path. */
+static inline __attribute__((always_inline)) int32_t plain_slot(const struct file_table *ft, int fd)
+{
+	int32_t s;
+
+	if ((unsigned) fd >= ft->map_len || (s = ft->slot_of_fd[fd]) == 0)
+		return 0;
+	return ft->slots[s - 1].direct ? -1 : s;
+}
+
+/*
+ * sq_lock held, io_uring: fill req from a plain op, build its SQE in `sqe`, and publish
+ * req as IN_FLIGHT. The request keeps what completion and the accessors read (opcode,
+ * flags, fd, callback, user data, submission time); the transfer itself is described by
+ * the SQE alone - nothing reads addr/len/offset of an io_uring request once staged.
+ */
+static inline __attribute__((always_inline)) void plain_stage(struct io_uring_sqe *sqe,
+							      struct auraio_request *req,
+							      const auraio_op_t *op, int32_t slot,
+							      uint64_t now)
+{
+	unsigned flags = slot ? REQF_FIXED_FILE : 0;
+
+	if (!op->cb)
+		flags |= REQF_WAITABLE;
+	req->opcode = (uint8_t) op->opcode;
+	req->flags = (uint8_t) flags;
+	req->fd = op->fd;
+	req->cb = op->cb;
+	req->user_data = op->user_data;
+	req->submit_ns = now;
+	io_uring_prep_rw(op->opcode == AURAIO_OP_READ ? IORING_OP_READ : IORING_OP_WRITE, sqe,
+			 slot ? slot - 1 : op->fd, op->buf.u.ptr, (unsigned) op->len,
+			 (__u64) op->offset);
+	sqe->flags = (__u8) (flags & REQF_FIXED_FILE);
+	io_uring_sqe_set_data64(sqe, request_ud(req));
+	/* Release pairs with the acquire in request_from_ud (the reaper). */
+	atomic_store_explicit(&req->state, REQ_IN_FLIGHT, memory_order_release);
+}
+
+/* sq_lock held: the general path for one operation of a batch. 0 or -errno (nothing
+ * allocated then). */
+static int general_stage(struct auraio_engine *e, struct ring *r, const auraio_op_t *op,
+			 uint64_t now, struct auraio_request **out)
+{
+	struct auraio_request *req;
+	int rc = validate_op(op);
+
+	if (rc)
+		return rc;
+	req = request_alloc(&r->pool);
+	if (unlikely(!req))
+		return -EAGAIN;
+	rc = request_init(e, req, op, now);
+	if (unlikely(rc)) {
+		request_unalloc(&r->pool, req);
+		return rc;
+	}
+#ifdef AURAIO_FAULT_INJECTION
+	if (unlikely(atomic_load_explicit(&e->fault_armed, memory_order_relaxed)))
+		fault_apply_chain(e, &req, 1);
+#endif
+	backend_stage_each(r, &req, 1);
+	mark_in_flight(r, &req, 1);
+	*out = req;
+	return 0;
+}
+
+/*
+ * Independent operations: the longest prefix of ops that is valid and fits under the
+ * ring's limit, under one sq_lock. Returns how many were submitted, or -errno when none.
+ * A batch cut short by the limit counts as one EAGAIN for the controller: demand
+ * exceeded the limit.
+ */
+static int submit_batch(struct auraio_engine *e, const auraio_op_t *ops, int n,
+			struct auraio_request **reqs)
+{
+	struct ring *r;
+	uint64_t in_flight, room, now;
+	unsigned to_submit;
+	bool defer, plain;
+	int k, err;
+
+	/* ops[0]'s own error comes before the ring's state (EAGAIN). */
+	if ((err = validate_op(&ops[0])) != 0)
+		return err;
+	if (unlikely(atomic_load_explicit(&e->shutting_down, memory_order_relaxed)))
+		return -ESHUTDOWN;
+	r = engine_pick_ring(e);
+	sq_lock(r);
+	in_flight = ring_in_flight(r);
+	room = adaptive_limit(&r->ctl);
+	room = in_flight < room ? room - in_flight : 0;
+	if ((uint64_t) n > room) {
+		counter_add(&r->eagain, 1);
+		if (room == 0) {
+			sq_unlock(r);
+			r->ops->kick(r);
+			return -EAGAIN;
+		}
+		n = (int) room;
+	}
+	defer = delivery_defers(r);
+	now = submit_clock(r);
+	/* The plain lane needs io_uring, no fault rule, and SQ room for the whole batch
+	 * (always there but for SQPOLL lagging: then get_sqe waits, op by op). */
+	plain = ring_is_uring(r) && uring_sq_room(r) >= (unsigned) n;
+#ifdef AURAIO_FAULT_INJECTION
+	plain = plain && !atomic_load_explicit(&e->fault_armed, memory_order_relaxed);
+#endif
+	for (k = 0; k < n; k++) {
+		const auraio_op_t *op = &ops[k];
+		struct auraio_request *req;
+		int32_t slot;
+
+		if (likely(plain && op_is_plain(op) &&
+			   (slot = plain_slot(&e->files, op->fd)) >= 0)) {
+			req = request_alloc(&r->pool);
+			if (unlikely(!req)) {
+				err = -EAGAIN;
+				break;
+			}
+			plain_stage(uring_next_sqe(r), req, op, slot, now);
+		} else if ((err = general_stage(e, r, op, now, &req)) != 0) {
+			break;
+		}
+		reqs[k] = req;
+	}
+	if (k == 0) {
+		sq_unlock(r);
+		return err;
+	}
+	to_submit = stage_account(r, k, in_flight, defer, now);
+	sq_unlock(r);
+	if (to_submit && r->ops->enter(r, to_submit) < 0)
+		atomic_store_explicit(&r->need_enter, true, memory_order_relaxed);
+	return k;
 }
 
 static inline __attribute__((always_inline)) auraio_request_t *submit_one(auraio_engine_t *e,
@@ -430,6 +605,29 @@ AURAIO_API int auraio_submit_linked(auraio_engine_t *e, const auraio_op_t *ops, 
 	if (out != local)
 		free(out);
 	return rc;
+}
+
+AURAIO_API int auraio_submit_batch(auraio_engine_t *e, const auraio_op_t *ops, int n,
+				   auraio_request_t **reqs)
+{
+	struct auraio_request *local[64];
+	int done = 0;
+
+	if (!e || !ops || n < 1)
+		return -EINVAL;
+	if (reqs)
+		return submit_batch(e, ops, n, reqs);
+	while (done < n) {
+		int chunk = MIN(n - done, (int) ARRAY_SIZE(local));
+		int rc = submit_batch(e, ops + done, chunk, local);
+
+		if (rc < 0)
+			return done ? done : rc;
+		done += rc;
+		if (rc < chunk)
+			break;
+	}
+	return done;
 }
 
 AURAIO_API int auraio_cancel(auraio_engine_t *e, auraio_request_t *req)

@@ -216,7 +216,8 @@ int jobs_create(struct bench *b)
 		pthread_mutex_init(&j->idle_lock, NULL);
 		j->slots = calloc((size_t) qd, sizeof(*j->slots));
 		j->idle = calloc((size_t) qd, sizeof(*j->idle));
-		if (!j->slots || !j->idle)
+		j->ops = calloc((size_t) qd, sizeof(*j->ops));
+		if (!j->slots || !j->idle || !j->ops)
 			return -ENOMEM;
 		for (int k = 0; k < qd; k++) {
 			j->slots[k].job = j;
@@ -239,6 +240,7 @@ void jobs_destroy(struct bench *b)
 	for (int i = 0; i < b->cfg.threads; i++) {
 		free(b->jobs[i].slots);
 		free(b->jobs[i].idle);
+		free(b->jobs[i].ops);
 		pthread_mutex_destroy(&b->jobs[i].idle_lock);
 	}
 	free(b->jobs);

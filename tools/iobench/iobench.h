@@ -48,6 +48,7 @@ struct bench_config {
 	uint64_t seed;
 	bool quiet;	    /* --quiet: no progress lines */
 	bool single_thread; /* --single-thread: the engine's lock-free single-thread mode */
+	bool batch;	    /* --batch: resubmit completions with one auraio_submit_batch */
 };
 
 /* Run phases, in order. Completions are recorded only in MEASURE; nothing is
@@ -62,6 +63,7 @@ struct slot {
 	int buf_index;	  /* index among registered buffers (engine: global, uring: per job) */
 	uint64_t rng;	  /* xorshift64* state, never 0 */
 	uint64_t prep_ns; /* liburing mode: when the SQE was prepared */
+	struct slot *next_ready; /* --batch: the job's ready stack */
 };
 
 struct job {
@@ -82,6 +84,10 @@ struct job {
 	int *idle;
 	int nidle;
 	_Atomic int nidle_hint; /* nidle, readable without the lock (a hint) */
+	/* --batch: completed slots waiting for the owner to resubmit them (pushed by the
+	 * callbacks, taken whole by the owner: no ABA), and the owner's op array. */
+	_Atomic(struct slot *) ready;
+	auraio_op_t *ops;
 	/* liburing mode (owner thread only): kernel entries and SQEs while measuring */
 	uint64_t enters;
 	uint64_t sqes;

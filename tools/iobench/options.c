@@ -34,6 +34,7 @@ enum {
 	OPT_SEED,
 	OPT_QUIET,
 	OPT_SINGLE,
+	OPT_BATCH,
 	OPT_HELP,
 };
 
@@ -62,6 +63,7 @@ static const struct option long_opts[] = {
 	{ "seed", required_argument, NULL, OPT_SEED },
 	{ "quiet", no_argument, NULL, OPT_QUIET },
 	{ "single-thread", no_argument, NULL, OPT_SINGLE },
+	{ "batch", no_argument, NULL, OPT_BATCH },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -84,6 +86,8 @@ void options_usage(FILE *out)
 	    "  --threads N            submitting threads (default 1)\n"
 	    "  --rings N              engine rings (default 0 = engine default)\n"
 	    "  --single-thread        engine single_thread mode: no locks, one ring (--threads 1)\n"
+	    "  --batch                engine: resubmit each wait's completions with one\n"
+	    "                         auraio_submit_batch() call instead of one call per I/O\n"
 	    "  --runtime SECONDS      measured time, fractions allowed (default 10)\n"
 	    "  --ios N                run exactly N I/Os instead of --runtime, split over the\n"
 	    "                         threads (k/m suffix as --bs); for instruction counts\n"
@@ -175,6 +179,9 @@ static bool apply_flag(struct bench_config *cfg, int c)
 	case OPT_SINGLE:
 		flag = &cfg->single_thread;
 		break;
+	case OPT_BATCH:
+		flag = &cfg->batch;
+		break;
 	default:
 		return false;
 	}
@@ -265,6 +272,8 @@ static const char *validate(void *config)
 		return "--qd x --threads must be <= 4096 (the engine's largest queue)";
 	if (cfg->defer_taskrun && cfg->engine != ENGINE_LIBURING)
 		return "--defer-taskrun applies to --engine liburing only";
+	if (cfg->batch && cfg->engine != ENGINE_AURAIO)
+		return "--batch applies to --engine auraio only";
 	if (cfg->size && cfg->size < cfg->bs)
 		return "--size must be at least --bs";
 	return NULL;

@@ -14,6 +14,11 @@
  * shared by threads) is parked on the job's idle list; the owner resubmits it after its
  * next wait.
  *
+ * --batch: the callback only records the latency and pushes the slot onto the job's
+ * ready stack; after each wait the owner resubmits every ready slot with one
+ * auraio_submit_batch() call (what is not accepted is parked as above). With several
+ * threads a slot completed by another thread waits for its owner's wait to end.
+ *
  * Must never: let a thread leave while a callback may still resubmit one of its slots
  * (see job.in_flight in iobench.h), or free a buffer before the engine is destroyed.
  */
@@ -31,9 +36,10 @@
 #define MULTI_THREAD_WAIT_MS 10
 
 static void on_complete(auraio_request_t *req, ssize_t res, void *user_data);
+static void on_complete_batch(auraio_request_t *req, ssize_t res, void *user_data);
 
-/* Submit slot s. 0 or -errno (-EAGAIN: the ring is at its limit). */
-static int slot_submit(struct slot *s)
+/* Submit slot s with callback cb. 0 or -errno (-EAGAIN: the ring is at its limit). */
+static inline int slot_submit_cb(struct slot *s, auraio_callback_t cb)
 {
 	struct job *j = s->job;
 	struct bench *b = j->b;
@@ -46,14 +52,20 @@ static int slot_submit(struct slot *s)
 	 * the submit call even returns. */
 	atomic_fetch_add_explicit(&j->in_flight, 1, memory_order_relaxed);
 	if (b->cfg.is_write)
-		req = auraio_write(b->engine, b->fd, buf, b->cfg.bs, off, on_complete, s);
+		req = auraio_write(b->engine, b->fd, buf, b->cfg.bs, off, cb, s);
 	else
-		req = auraio_read(b->engine, b->fd, buf, b->cfg.bs, off, on_complete, s);
+		req = auraio_read(b->engine, b->fd, buf, b->cfg.bs, off, cb, s);
 	if (req)
 		return 0;
 	err = errno;
 	atomic_fetch_sub_explicit(&j->in_flight, 1, memory_order_relaxed);
 	return -err;
+}
+
+/* The callback's resubmission (one call per I/O). */
+static int slot_submit(struct slot *s)
+{
+	return slot_submit_cb(s, on_complete);
 }
 
 static void slot_park(struct slot *s)
@@ -76,7 +88,8 @@ static void job_refill(struct job *j)
 		return;
 	pthread_mutex_lock(&j->idle_lock);
 	while (j->nidle > 0 && job_take_io(j)) {
-		int rc = slot_submit(&j->slots[j->idle[j->nidle - 1]]);
+		int rc = slot_submit_cb(&j->slots[j->idle[j->nidle - 1]],
+					b->cfg.batch ? on_complete_batch : on_complete);
 
 		if (rc != 0)
 			job_untake_io(j);
@@ -117,6 +130,61 @@ static void on_complete(auraio_request_t *req, ssize_t res, void *user_data)
 	atomic_fetch_sub_explicit(&j->in_flight, 1, memory_order_release);
 }
 
+/* --batch: the callback. Records, then hands the slot to its owner. */
+static void on_complete_batch(auraio_request_t *req, ssize_t res, void *user_data)
+{
+	struct slot *s = user_data;
+	struct job *j = s->job;
+	struct bench *b = j->b;
+	struct slot *top;
+
+	if (res != (ssize_t) b->cfg.bs)
+		bench_fail(b, res < 0 ? (int) res : -EIO);
+	else if (bench_phase(b) == PHASE_MEASURE)
+		hist_record(&j->hist, auraio_request_latency_ns(req));
+	top = atomic_load_explicit(&j->ready, memory_order_relaxed);
+	do
+		s->next_ready = top;
+	while (!atomic_compare_exchange_weak_explicit(&j->ready, &top, s, memory_order_release,
+						      memory_order_relaxed));
+	atomic_fetch_sub_explicit(&j->in_flight, 1, memory_order_release);
+}
+
+/* --batch, owner: resubmit every ready slot in one call; park what is refused. */
+static void job_resubmit_ready(struct job *j)
+{
+	struct bench *b = j->b;
+	struct slot *s = atomic_exchange_explicit(&j->ready, NULL, memory_order_acquire);
+	int n = 0, rc;
+
+	/* At most qd slots exist, so the ops array (qd entries) holds them all. */
+	for (; s && job_take_io(j); s = s->next_ready) {
+		auraio_op_t *op = &j->ops[n];
+
+		op->opcode = b->cfg.is_write ? AURAIO_OP_WRITE : AURAIO_OP_READ;
+		op->fd = b->fd;
+		op->buf = b->cfg.reg_bufs ? auraio_buf_fixed(s->buf_index, 0) : auraio_buf(s->buf);
+		op->len = b->cfg.bs;
+		op->offset = (off_t) slot_next_offset(s);
+		op->flags = 0;
+		op->cb = on_complete_batch;
+		op->user_data = s;
+		n++;
+	}
+	if (n == 0)
+		return;
+	/* Counted before they can complete, as in slot_submit. */
+	atomic_fetch_add_explicit(&j->in_flight, n, memory_order_relaxed);
+	rc = auraio_submit_batch(b->engine, j->ops, n, NULL);
+	if (rc < 0 && rc != -EAGAIN)
+		bench_fail(b, rc);
+	for (int i = rc > 0 ? rc : 0; i < n; i++) {
+		atomic_fetch_sub_explicit(&j->in_flight, 1, memory_order_relaxed);
+		job_untake_io(j);
+		slot_park(j->ops[i].user_data);
+	}
+}
+
 static void *job_main(void *arg)
 {
 	struct job *j = arg;
@@ -134,6 +202,8 @@ static void *job_main(void *arg)
 		rc = auraio_wait(b->engine, timeout);
 		if (rc < 0)
 			bench_fail(b, rc);
+		if (b->cfg.batch && !job_finished(j))
+			job_resubmit_ready(j);
 		if (!job_finished(j))
 			job_refill(j);
 	}
