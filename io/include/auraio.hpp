@@ -5,8 +5,8 @@
  * This header is the manual of the wrapper; auraio.h is the manual of the engine and
  * everything said there (routing, batching, borrowing, threading) holds here too. The
  * wrapper adds what follows. It always submits with a callback: waitable requests
- * (cb NULL, auraio_request_wait) and linked chains are reached through handle() and the C
- * API.
+ * (cb NULL, auraio_request_wait), linked chains (auraio_submit_linked) and batches
+ * (auraio_submit_batch) are reached through handle() and the C API.
  *
  * Ownership
  *   Engine owns one auraio_engine_t (destroyed by ~Engine, movable, not copyable) and
