@@ -153,6 +153,29 @@ Test(batch, the_in_flight_limit_accepts_a_prefix_and_the_rest_goes_later)
 	close(p[1]);
 }
 
+/* What the plain lane keeps in a request is enough for the accessors and for cancel. */
+Test(batch, a_batched_request_can_be_cancelled_and_knows_its_fd_and_user_data)
+{
+	auraio_op_t ops[2];
+	auraio_request_t *reqs[2];
+	char b[2][8];
+	int p[2], tag = 7;
+
+	cr_assert_eq(pipe(p), 0);
+	for (int i = 0; i < 2; i++)
+		ops[i] = read_op(p[0], b[i], 1, 0, NULL, &tag);
+	cr_assert_eq(auraio_submit_batch(engine, ops, 2, reqs), 2);
+	cr_assert_eq(auraio_request_fd(reqs[0]), p[0]);
+	cr_assert_eq(auraio_request_user_data(reqs[1]), &tag);
+	cr_assert_eq(auraio_cancel(engine, reqs[0]), 0);
+	cr_assert_eq(collect(engine, reqs[0]), -ECANCELED);
+	cr_assert_eq(write(p[1], "z", 1), 1);
+	cr_assert_eq(collect(engine, reqs[1]), 1);
+	cr_assert_eq(b[1][0], 'z');
+	close(p[0]);
+	close(p[1]);
+}
+
 Test(batch, an_invalid_operation_ends_the_prefix_and_reports_its_error_next_call)
 {
 	static char bufs[4][512];
