@@ -4,7 +4,7 @@
 #include <pthread.h>
 #include <sched.h>
 
-#include "test_util.h"
+#include "io_concurrency.h"
 
 #define FILE_SIZE (1 << 20)
 
@@ -380,37 +380,11 @@ Test(batch, a_fault_rule_hits_operations_of_a_batch_one_by_one)
 #define MT_BATCHES 60
 #define MT_BATCH   16
 
-struct mt_shared {
-	auraio_engine_t *e;
-	atomic_int completed;
-	atomic_int bad;
-	atomic_bool stop;
-};
-
-struct mt_op {
-	struct mt_shared *s;
-	off_t off;
-	char buf[512];
-	atomic_int delivered;
-};
-
-static void mt_check_cb(auraio_request_t *req, ssize_t res, void *ud)
-{
-	struct mt_op *op = ud;
-
-	(void) req;
-	if (res != 512 || !check_pattern(op->buf, 512, (uint64_t) op->off))
-		atomic_fetch_add(&op->s->bad, 1);
-	if (atomic_fetch_add(&op->delivered, 1) != 0)
-		atomic_fetch_add(&op->s->bad, 1); /* delivered twice */
-	atomic_fetch_add(&op->s->completed, 1);
-}
-
 static void *mt_submitter(void *arg)
 {
-	struct mt_shared *s = arg;
+	struct shared *s = arg;
 	enum { N = MT_BATCHES * MT_BATCH };
-	struct mt_op *mo = calloc(N, sizeof(*mo));
+	struct op *mo = calloc(N, sizeof(*mo));
 	auraio_op_t ops[MT_BATCH];
 	unsigned seed = (unsigned) (uintptr_t) &mo;
 
@@ -419,11 +393,11 @@ static void *mt_submitter(void *arg)
 		int done = 0;
 
 		for (int i = 0; i < MT_BATCH; i++) {
-			struct mt_op *m = &mo[b * MT_BATCH + i];
+			struct op *m = &mo[b * MT_BATCH + i];
 
 			m->s = s;
 			m->off = (off_t) (rand_r(&seed) % (FILE_SIZE / 512)) * 512;
-			ops[i] = read_op(fd, m->buf, 512, m->off, mt_check_cb, m);
+			ops[i] = read_op(s->fd, m->buf, 512, m->off, check_cb, m);
 		}
 		while (done < MT_BATCH) { /* the rest of a cut batch goes once there is room */
 			int rc = auraio_submit_batch(s->e, ops + done, MT_BATCH - done, NULL);
@@ -436,30 +410,18 @@ static void *mt_submitter(void *arg)
 				sched_yield(); /* the poller frees room */
 		}
 	}
-	/* The ops must outlive their callbacks: wait until the poller delivered them. */
-	for (int i = 0; i < N; i++)
-		while (atomic_load(&mo[i].delivered) == 0)
-			sched_yield();
+	wait_delivered(mo, N);
 	free(mo);
-	return NULL;
-}
-
-static void *mt_poller(void *arg)
-{
-	struct mt_shared *s = arg;
-
-	while (!atomic_load(&s->stop))
-		cr_assert_geq(auraio_wait(s->e, 50), 0);
 	return NULL;
 }
 
 Test(batch, batches_from_several_threads_each_complete_once_with_their_data)
 {
-	struct mt_shared s = { .e = fixed_engine(32) }; /* small: batches get cut */
+	struct shared s = { .e = fixed_engine(32), .fd = fd }; /* small: batches get cut */
 	pthread_t sub[MT_THREADS], pol;
 
 	cr_assert_not_null(s.e);
-	cr_assert_eq(pthread_create(&pol, NULL, mt_poller, &s), 0);
+	cr_assert_eq(pthread_create(&pol, NULL, poller, &s), 0);
 	for (int i = 0; i < MT_THREADS; i++)
 		cr_assert_eq(pthread_create(&sub[i], NULL, mt_submitter, &s), 0);
 	for (int i = 0; i < MT_THREADS; i++)

@@ -8,38 +8,11 @@
 #include <pthread.h>
 #include <sched.h>
 
-#include "test_util.h"
+#include "io_concurrency.h"
 
 #define THREADS	   8
 #define PER_THREAD 1500
 #define FILE_SIZE  (1 << 20)
-
-struct shared {
-	auraio_engine_t *e;
-	int fd;
-	atomic_int completed;
-	atomic_int bad;
-	atomic_bool stop;
-};
-
-struct op {
-	struct shared *s;
-	off_t off;
-	char buf[512];
-	atomic_int delivered;
-};
-
-static void check_cb(auraio_request_t *req, ssize_t res, void *ud)
-{
-	struct op *op = ud;
-
-	(void) req;
-	if (res != 512 || !check_pattern(op->buf, 512, (uint64_t) op->off))
-		atomic_fetch_add(&op->s->bad, 1);
-	if (atomic_fetch_add(&op->delivered, 1) != 0)
-		atomic_fetch_add(&op->s->bad, 1); /* delivered twice */
-	atomic_fetch_add(&op->s->completed, 1);
-}
 
 static void *submitter(void *arg)
 {
@@ -57,20 +30,8 @@ static void *submitter(void *arg)
 			sched_yield(); /* the poller frees room */
 		}
 	}
-	/* ops must outlive their callbacks: wait until the poller has delivered them. */
-	for (int i = 0; i < PER_THREAD; i++)
-		while (atomic_load(&ops[i].delivered) == 0)
-			sched_yield();
+	wait_delivered(ops, PER_THREAD);
 	free(ops);
-	return NULL;
-}
-
-static void *poller(void *arg)
-{
-	struct shared *s = arg;
-
-	while (!atomic_load(&s->stop))
-		cr_assert_geq(auraio_wait(s->e, 50), 0);
 	return NULL;
 }
 
