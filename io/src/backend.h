@@ -21,21 +21,6 @@ static inline int backend_stage(struct ring *r, struct auraio_request **reqs, in
 	return ring_is_uring(r) ? uring_stage(r, reqs, n) : r->ops->stage(r, reqs, n);
 }
 
-/* Stage n independent requests (no chain): io_uring stages them in one pass (no LINK
- * flag set); the fallback queues each as a chain of its own. */
-static inline int backend_stage_each(struct ring *r, struct auraio_request **reqs, int n)
-{
-	if (ring_is_uring(r))
-		return uring_stage(r, reqs, n);
-	for (int i = 0; i < n; i++) {
-		int rc = r->ops->stage(r, &reqs[i], 1);
-
-		if (rc)
-			return rc;
-	}
-	return 0;
-}
-
 static inline unsigned backend_publish(struct ring *r)
 {
 	return ring_is_uring(r) ? uring_publish(r) : r->ops->publish(r);

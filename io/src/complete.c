@@ -313,19 +313,13 @@ int ring_reap_dispatch(struct ring *r, bool may_enter)
 	return handled;
 }
 
-static void enter_now(struct ring *r, unsigned to_submit)
-{
-	if (to_submit && r->ops->enter(r, to_submit) < 0)
-		atomic_store_explicit(&r->need_enter, true, memory_order_relaxed);
-}
-
 /* cq_lock held: the kernel-waiter role. Submits to_submit in the same syscall. */
 static int kernel_wait(struct ring *r, unsigned to_submit, int64_t timeout_ns, struct delivery *d)
 {
 	int n = reap_batch(r, d, false);
 
 	if (n > 0) {
-		enter_now(r, to_submit);
+		ring_enter(r, to_submit);
 		return n;
 	}
 	/* One syscall submits what is staged, runs parked task work, and waits. */
@@ -347,7 +341,7 @@ int ring_wait_dispatch(struct ring *r, int64_t timeout_ns, struct auraio_request
 	int n;
 
 	if (!cq_trylock(r)) {
-		enter_now(r, to_submit);
+		ring_enter(r, to_submit);
 		to_submit = 0;
 		seq = ev_prepare(&r->ev);
 		if (is_done(want)) {
@@ -363,7 +357,7 @@ int ring_wait_dispatch(struct ring *r, int64_t timeout_ns, struct auraio_request
 	}
 	if (is_done(want)) {
 		cq_unlock_notify(r);
-		enter_now(r, to_submit);
+		ring_enter(r, to_submit);
 		return 0;
 	}
 	n = kernel_wait(r, to_submit, timeout_ns, &d);

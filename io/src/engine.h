@@ -48,8 +48,7 @@ struct backend_ops {
 	const char *name;
 	int (*ring_init)(struct ring *r);
 	void (*ring_fini)(struct ring *r);
-	/* sq: stage n prepared requests as one linked chain (independent requests are
-	 * staged one call each, see backend_stage_each). Cannot fail for lack of
+	/* sq: stage n prepared requests (n > 1: a linked chain). Cannot fail for lack of
 	 * space: the core never stages more than the ring holds. 0 or -errno. */
 	int (*stage)(struct ring *r, struct auraio_request **reqs, int n);
 	/* sq: make staged requests visible to the kernel/workers; returns how many. */
@@ -210,6 +209,14 @@ static inline void batch_sent(struct ring *r, uint64_t now)
 		counter_add(&r->batch_wait_ns, now - r->batch_open_ns);
 	counter_add(&r->batches, 1);
 	atomic_store_explicit(&r->staged, 0, memory_order_relaxed);
+}
+
+/* No lock held: push the to_submit entries this thread published into the kernel. If
+ * that fails they stay published, and need_enter makes the next flush retry. */
+static inline void ring_enter(struct ring *r, unsigned to_submit)
+{
+	if (to_submit && r->ops->enter(r, to_submit) < 0)
+		atomic_store_explicit(&r->need_enter, true, memory_order_relaxed);
 }
 
 static inline uint64_t ring_in_flight(const struct ring *r)

@@ -317,8 +317,7 @@ submit_inline(struct auraio_engine *e, const auraio_op_t *ops, int n, struct aur
 	}
 	to_submit = stage_chain(r, reqs, n, in_flight, defer, now);
 	sq_unlock(r);
-	if (to_submit && r->ops->enter(r, to_submit) < 0)
-		atomic_store_explicit(&r->need_enter, true, memory_order_relaxed);
+	ring_enter(r, to_submit);
 	return 0;
 }
 
@@ -407,7 +406,7 @@ static int general_stage(struct auraio_engine *e, struct ring *r, const auraio_o
 	if (unlikely(atomic_load_explicit(&e->fault_armed, memory_order_relaxed)))
 		fault_apply_chain(e, &req, 1);
 #endif
-	backend_stage_each(r, &req, 1);
+	backend_stage(r, &req, 1); /* a chain of one */
 	mark_in_flight(r, &req, 1);
 	*out = req;
 	return 0;
@@ -415,7 +414,8 @@ static int general_stage(struct auraio_engine *e, struct ring *r, const auraio_o
 
 /*
  * Independent operations: the longest prefix of ops that is valid and fits under the
- * ring's limit, under one sq_lock. Returns how many were submitted, or -errno when none.
+ * ring's limit, under one sq_lock; their handles go to reqs unless it is NULL. Returns
+ * how many were submitted, or -errno when none.
  * A batch cut short by the limit counts as one EAGAIN for the controller: demand
  * exceeded the limit.
  */
@@ -471,7 +471,8 @@ static int submit_batch(struct auraio_engine *e, const auraio_op_t *ops, int n,
 		} else if ((err = general_stage(e, r, op, now, &req)) != 0) {
 			break;
 		}
-		reqs[k] = req;
+		if (reqs)
+			reqs[k] = req;
 	}
 	if (k == 0) {
 		sq_unlock(r);
@@ -479,8 +480,7 @@ static int submit_batch(struct auraio_engine *e, const auraio_op_t *ops, int n,
 	}
 	to_submit = stage_account(r, k, in_flight, defer, now);
 	sq_unlock(r);
-	if (to_submit && r->ops->enter(r, to_submit) < 0)
-		atomic_store_explicit(&r->need_enter, true, memory_order_relaxed);
+	ring_enter(r, to_submit);
 	return k;
 }
 
@@ -610,24 +610,9 @@ AURAIO_API int auraio_submit_linked(auraio_engine_t *e, const auraio_op_t *ops, 
 AURAIO_API int auraio_submit_batch(auraio_engine_t *e, const auraio_op_t *ops, int n,
 				   auraio_request_t **reqs)
 {
-	struct auraio_request *local[64];
-	int done = 0;
-
 	if (!e || !ops || n < 1)
 		return -EINVAL;
-	if (reqs)
-		return submit_batch(e, ops, n, reqs);
-	while (done < n) {
-		int chunk = MIN(n - done, (int) ARRAY_SIZE(local));
-		int rc = submit_batch(e, ops + done, chunk, local);
-
-		if (rc < 0)
-			return done ? done : rc;
-		done += rc;
-		if (rc < chunk)
-			break;
-	}
-	return done;
+	return submit_batch(e, ops, n, reqs);
 }
 
 AURAIO_API int auraio_cancel(auraio_engine_t *e, auraio_request_t *req)
