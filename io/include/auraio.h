@@ -501,7 +501,7 @@ typedef struct auraio_stats {
 	char buffers_reason[128];   /* why registration degraded, if it did */
 	int files_registered;	    /* registered file slots (0 = none) */
 	uint64_t buffer_pool_bytes; /* memory held by the buffer pool */
-	uint64_t faults_injected;   /* operations hit by auraio_fault_set() */
+	uint64_t faults_injected;   /* operations (or kernel entries) hit by auraio_fault_set() */
 } auraio_stats_t;
 
 /** Copy the engine-wide stats into `out`. Returns 0 or -EINVAL. Any thread. */
@@ -532,6 +532,12 @@ typedef enum auraio_fault_kind {
 	AURAIO_FAULT_TEAR = 2,	/* a write of which only the first `keep` bytes (rounded down
 				   to 512) reach the file; completes with -error, as if the
 				   machine stopped mid-write */
+	AURAIO_FAULT_ENTER = 3, /* io_uring backend only: a call into the kernel that would
+				   submit entries fails with -error (0 = EBUSY) and submits
+				   nothing, as io_uring_enter does when the kernel cannot take
+				   them now (EAGAIN, EBUSY); the entries stay queued and the
+				   engine's next flush or wait submits them. `ops` and `fd` are
+				   ignored; `skip` and `count` count such calls */
 } auraio_fault_kind_t;
 
 /** Fault rule operation mask bits. */

@@ -123,6 +123,8 @@ static int uring_enter(struct ring *r, unsigned to_submit)
 	/* With SQPOLL the kernel thread consumes the SQ; enter only to wake it. */
 	if ((u->flags & IORING_SETUP_SQPOLL) && flags == 0)
 		return 0;
+	if (to_submit && (rc = fault_enter(r->engine)) < 0)
+		return rc;
 	do {
 		rc = io_uring_enter(u->ring_fd, to_submit, 0, flags, NULL);
 	} while (rc == -EINTR);
@@ -158,6 +160,11 @@ static int uring_wait(struct ring *r, unsigned to_submit, int64_t timeout_ns)
 	}
 	if (u->flags & IORING_SETUP_SQPOLL)
 		to_submit = 0;
+	if (to_submit && (rc = fault_enter(r->engine)) < 0) {
+		/* Refused, as the kernel refuses (EAGAIN, EBUSY): nothing submitted, no wait. */
+		atomic_store_explicit(&r->need_enter, true, memory_order_relaxed);
+		return 0;
+	}
 	rc = io_uring_enter2(u->ring_fd, to_submit, 1, flags, (void *) &arg, sizeof(arg));
 	counter_add(&r->syscalls, 1);
 	if (rc > 0 && to_submit)

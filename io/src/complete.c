@@ -379,8 +379,7 @@ void ring_drain(struct ring *r)
 	batch_sent(r, now_ns());
 	to_submit = backend_publish(r);
 	sq_unlock(r);
-	if (to_submit)
-		r->ops->enter(r, to_submit);
+	ring_enter(r, to_submit);
 	while (ring_in_flight(r) > 0 ||
 	       counter_get(&r->internal_submitted) > counter_get(&r->internal_completed))
 		ring_wait_dispatch(r, -1, NULL);

@@ -297,6 +297,15 @@ int submit_ops(struct auraio_engine *e, const auraio_op_t *ops, int n,
 #ifdef AURAIO_FAULT_INJECTION
 /* sq_lock held: apply the fault rule to a chain being staged (may rewrite requests). */
 void fault_apply_chain(struct auraio_engine *e, struct auraio_request **reqs, int n);
+/* Any lock or none: 0, or the -errno an AURAIO_FAULT_ENTER rule makes this submitting
+ * kernel entry fail with (it must then submit nothing). */
+int fault_enter(struct auraio_engine *e);
+#else
+static inline int fault_enter(struct auraio_engine *e)
+{
+	(void) e;
+	return 0;
+}
 #endif
 void fault_fini(struct auraio_engine *e);
 

@@ -11,6 +11,9 @@
  *          -error, as if the machine stopped with only those sectors written.
  * The rest of a linked chain after a faulted operation becomes no-ops completing with
  * -ECANCELED, which is what the kernel does to a chain after a failed or short link.
+ *   ENTER  not an operation's fault: io_uring_enter refusing to take published entries
+ *          (EAGAIN, EBUSY), decided by the io_uring backend before each submitting
+ *          entry (fault_enter). It tests the engine's retry: need_enter (engine.h).
  *
  * Compiled only with AURAIO_FAULT_INJECTION; otherwise the API reports -ENOTSUP and the
  * submit path carries no check at all.
@@ -132,7 +135,8 @@ void fault_apply_chain(struct auraio_engine *e, struct auraio_request **reqs, in
 	int hit = -1;
 
 	pthread_mutex_lock(&e->fault_lock);
-	if (atomic_load_explicit(&e->fault_armed, memory_order_relaxed) && e->fault) {
+	if (atomic_load_explicit(&e->fault_armed, memory_order_relaxed) && e->fault &&
+	    e->fault->rule.kind != AURAIO_FAULT_ENTER) {
 		for (int i = 0; i < n && hit < 0; i++)
 			if (rule_hits(e->fault, reqs[i]))
 				hit = i;
@@ -147,9 +151,30 @@ void fault_apply_chain(struct auraio_engine *e, struct auraio_request **reqs, in
 		make_nop(reqs[i], -ECANCELED);
 }
 
+int fault_enter(struct auraio_engine *e)
+{
+	int rc = 0;
+
+	if (!atomic_load_explicit(&e->fault_armed, memory_order_relaxed))
+		return 0;
+	pthread_mutex_lock(&e->fault_lock);
+	if (atomic_load_explicit(&e->fault_armed, memory_order_relaxed) && e->fault &&
+	    e->fault->rule.kind == AURAIO_FAULT_ENTER) {
+		const auraio_fault_t *f = &e->fault->rule;
+		uint64_t nth = e->fault->seen++;
+
+		if (nth >= f->skip && (f->count == 0 || nth - f->skip < f->count))
+			rc = -(f->error ? f->error : EBUSY);
+	}
+	pthread_mutex_unlock(&e->fault_lock);
+	if (rc)
+		counter_add(&e->faults_injected, 1);
+	return rc;
+}
+
 AURAIO_API int auraio_fault_set(auraio_engine_t *e, const auraio_fault_t *f)
 {
-	if (!e || !f || f->kind < AURAIO_FAULT_ERROR || f->kind > AURAIO_FAULT_TEAR ||
+	if (!e || !f || f->kind < AURAIO_FAULT_ERROR || f->kind > AURAIO_FAULT_ENTER ||
 	    f->error < 0 || (f->ops & ~7u))
 		return -EINVAL;
 	pthread_mutex_lock(&e->fault_lock);

@@ -640,7 +640,6 @@ AURAIO_API int auraio_cancel(auraio_engine_t *e, auraio_request_t *req)
 	batch_sent(r, now_ns());
 	to_submit = backend_publish(r);
 	sq_unlock(r);
-	if (to_submit)
-		r->ops->enter(r, to_submit);
+	ring_enter(r, to_submit);
 	return rc;
 }

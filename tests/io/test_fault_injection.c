@@ -202,3 +202,82 @@ Test(fault_injection, bad_rules_are_refused)
 	cr_assert_eq(auraio_fault_set(engine, NULL), -EINVAL);
 	cr_assert_eq(auraio_fault_set(NULL, &f), -EINVAL);
 }
+
+/* ENTER rules model io_uring_enter refusing entries; the thread backend has no such call. */
+static void skip_unless_io_uring(void)
+{
+	auraio_stats_t st;
+
+	cr_assert_eq(auraio_get_stats(engine, &st), 0);
+	if (st.backend != AURAIO_BACKEND_IO_URING)
+		cr_skip_test("ENTER faults model io_uring_enter; this engine uses worker threads");
+}
+
+Test(fault_injection, a_submission_the_kernel_refuses_goes_in_with_the_next_wait)
+{
+	auraio_fault_t f = { .fd = -1, .count = 1, .kind = AURAIO_FAULT_ENTER, .error = EAGAIN };
+	char buf[512];
+	auraio_stats_t st;
+
+	skip_unless_io_uring();
+	set_or_skip(&f);
+	cr_assert_eq(do_read(buf, sizeof(buf), 512), 512);
+	cr_assert(check_pattern(buf, sizeof(buf), 512));
+	cr_assert_eq(auraio_get_stats(engine, &st), 0);
+	cr_assert_eq(st.faults_injected, 1, "the read's first entry was refused");
+	cr_assert_eq(do_read(buf, sizeof(buf), 0), 512, "count = 1: the next one is taken");
+	cr_assert_eq(auraio_get_stats(engine, &st), 0);
+	cr_assert_eq(st.faults_injected, 1);
+}
+
+/* A cancel goes into the kernel from auraio_cancel itself; if that entry is refused, the
+ * next wait must submit it, or the request it cancels is never completed. */
+Test(fault_injection, a_cancel_the_kernel_refuses_goes_in_with_the_next_wait)
+{
+	auraio_fault_t f = { .fd = -1, .count = 1, .kind = AURAIO_FAULT_ENTER };
+	auraio_request_t *req;
+	auraio_stats_t st;
+	ssize_t res = 0;
+	char b[8];
+	int p[2];
+
+	skip_unless_io_uring();
+	cr_assert_eq(pipe(p), 0);
+	req = auraio_read(engine, p[0], auraio_buf(b), 1, 0, NULL, NULL); /* stays in flight */
+	cr_assert_not_null(req);
+	cr_assert_eq(auraio_wait(engine, 0), 0, "nothing completes: the pipe is empty");
+	cr_assert_eq(auraio_get_stats(engine, &st), 0);
+	cr_assert_eq(st.total.sqes_submitted, 1, "the read is in the kernel");
+	set_or_skip(&f);
+	cr_assert_eq(auraio_cancel(engine, req), 0);
+	cr_assert_eq(auraio_get_stats(engine, &st), 0);
+	cr_assert_eq(st.faults_injected, 1, "the cancel's entry was refused");
+	cr_assert_eq(auraio_request_wait(engine, req, 10000, &res), 0);
+	cr_assert_eq(res, -ECANCELED);
+	close(p[0]);
+	close(p[1]);
+}
+
+/* Destroy cancels what is in flight and waits for it; a refused entry of that cancel is
+ * retried, not waited on forever (a hang here is the failure; the timeout reports it). */
+Test(fault_injection, destroy_retries_a_cancel_the_kernel_refuses, .timeout = 60)
+{
+	auraio_fault_t f = { .fd = -1, .count = 1, .kind = AURAIO_FAULT_ENTER };
+	auraio_request_t *req;
+	auraio_stats_t st;
+	char b[8];
+	int p[2];
+
+	skip_unless_io_uring();
+	cr_assert_eq(pipe(p), 0);
+	req = auraio_read(engine, p[0], auraio_buf(b), 1, 0, NULL, NULL);
+	cr_assert_not_null(req);
+	cr_assert_eq(auraio_wait(engine, 0), 0);
+	set_or_skip(&f);
+	cr_assert_eq(auraio_get_stats(engine, &st), 0);
+	cr_assert_eq(st.faults_injected, 0, "the rule is still armed for destroy's first entry");
+	auraio_destroy(engine); /* its first entry is a cancel: refused */
+	engine = NULL;
+	close(p[0]);
+	close(p[1]);
+}
