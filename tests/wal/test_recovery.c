@@ -2,8 +2,8 @@
 /*
  * Recovery and failures: truncated and zeroed tails, flipped bytes mid-log (in each
  * recovery mode), torn writes at every 512-byte boundary of the tail block, EIO on the
- * write and on the sync (fail-stop), ENOSPC (appends succeed again once it clears), and
- * a short write inside the write+sync chain.
+ * write and on the sync (fail-stop), ENOSPC (appends succeed again once it clears), a
+ * short write inside the write+sync chain, and the kernel refusing entries for a while.
  */
 #include "wal_format.h"	  /* record sizes, to find records in the files */
 #include "wal_internal.h" /* the preparer's state, to inject faults when it is idle */
@@ -465,4 +465,36 @@ Test(wal_recovery, a_short_write_in_the_chain_is_completed_not_acknowledged_on_t
 Test(wal_recovery, a_short_dsync_write_is_completed_not_acknowledged_as_written)
 {
 	short_write_is_completed(AURAWAL_SYNC_DSYNC);
+}
+
+/* io_uring_enter refusing entries (EAGAIN, EBUSY) is transient, not an I/O error: the
+ * engine submits them again, and the log neither fails nor loses anything. */
+Test(wal_recovery, refused_kernel_entries_are_retried_and_fail_nothing, .timeout = 120)
+{
+	auraio_engine_t *e = wal_faulty_engine();
+	aurawal_options_t o = wal_opts(NULL);
+	auraio_stats_t est;
+	aurawal_stats_t st;
+	aurawal_t *log;
+
+	cr_assert_eq(auraio_get_stats(e, &est), 0);
+	if (est.backend != AURAIO_BACKEND_IO_URING) {
+		auraio_destroy(e);
+		cr_skip_test("ENTER faults model io_uring_enter; this engine uses worker threads");
+	}
+	o.engine = e;
+	log = wal_open_ok(dir, &o);
+	set_fault(e, (auraio_fault_t){ .fd = -1, .count = 40, .kind = AURAIO_FAULT_ENTER });
+	for (int i = 0; i < NREC; i++)
+		seqs[i] = append_i(log, (uint64_t) i, RLEN, i % 3 ? AURAWAL_DURABLE : 0, &locs[i]);
+	cr_assert_eq(aurawal_sync(log), 0);
+	for (int i = 0; i < NREC; i++)
+		read_check(log, locs[i], (uint64_t) i, seqs[i]);
+	cr_assert_eq(auraio_get_stats(e, &est), 0);
+	cr_assert_eq(est.faults_injected, 40, "every refusal of the rule was met and retried");
+	cr_assert_eq(aurawal_get_stats(log, &st), 0);
+	cr_assert_eq(st.failed, 0);
+	cr_assert_eq(aurawal_close(log), 0);
+	auraio_destroy(e);
+	expect_prefix_survives(NREC);
 }
