@@ -31,7 +31,11 @@
  *   path (EIO and the like) the log is failed: every later append and sync returns that
  *   error until the log is reopened (retrying an fsync after EIO could acknowledge lost
  *   data). ENOSPC is different: the appends that could not be stored get -ENOSPC, and
- *   appending works again once space is available, without reopening.
+ *   appending works again once space is available, without reopening. An append told
+ *   -ENOSPC (returned, or given to its callback) is not stored: it is never found in the
+ *   log afterwards (its place holds a VOID record, docs/wal_format.md). Appends that
+ *   returned 0 without AURAWAL_DURABLE were buffered and stay so: they are written once
+ *   space returns, and aurawal_sync() fails with -ENOSPC until then.
  *
  * Threading
  *   All functions may be called from any thread concurrently, except aurawal_close(),
@@ -244,7 +248,8 @@ AURAWAL_API int aurawal_flush(aurawal_t *log);
  * if the record is not written yet. `*len` (may be NULL) gets the payload size, `*seq`
  * (may be NULL) its sequence number. Any thread.
  * Returns 0, or: -EINVAL (NULL, or loc outside the segment), -EMSGSIZE (cap < loc.size),
- * -ENOENT (the segment was released or never existed), AURAWAL_ECORRUPT (the checksum,
+ * -ENOENT (the segment was released or never existed, or the record there was voided:
+ * its append failed with -ENOSPC), AURAWAL_ECORRUPT (the checksum,
  * marker or size does not match: loc does not name an intact record), or -errno.
  */
 AURAWAL_API int aurawal_read(aurawal_t *log, aurawal_loc_t loc, void *buf, size_t cap, size_t *len,

@@ -53,6 +53,7 @@ static struct wal_batch *batch_new(struct aurawal *log)
 	b->sealed = b->force_sync = false;
 	b->oldest_ns = 0;
 	b->cbs = b->cbs_tail = NULL;
+	b->nvoids = 0;
 	b->next = NULL;
 	return b;
 }
@@ -340,10 +341,27 @@ static void poke_if_due(struct aurawal *log)
 		writer_poke(log);
 }
 
+/* Room to note one more record of b that is voided if its write fails with -ENOSPC. */
+static int voids_reserve(struct wal_batch *b)
+{
+	uint32_t cap = b->voids_cap ? 2 * b->voids_cap : 64;
+	uint32_t *v;
+
+	if (b->nvoids < b->voids_cap)
+		return 0;
+	v = realloc(b->voids, sizeof(*v) * cap);
+	if (!v)
+		return -ENOMEM;
+	b->voids = v;
+	b->voids_cap = cap;
+	return 0;
+}
+
 /* Place a record; a durable one is counted for the writer's gathering, and the caller
  * pokes the writer if it made the batch due (poke_if_due) - unless it writes the batch
- * itself (write_own_batch). mu held. */
-static int append_locked(struct aurawal *log, const struct rec_in *in, unsigned flags,
+ * itself (write_own_batch). `told`: the appender learns how the write went (a durable
+ * or an asynchronous append), so the record is voided if that is -ENOSPC. mu held. */
+static int append_locked(struct aurawal *log, const struct rec_in *in, unsigned flags, bool told,
 			 aurawal_loc_t *loc, uint64_t *seq)
 {
 	bool durable = (flags & AURAWAL_DURABLE) != 0;
@@ -351,8 +369,12 @@ static int append_locked(struct aurawal *log, const struct rec_in *in, unsigned 
 
 	if (rc)
 		return rc;
+	if (told && (rc = voids_reserve(log->cur)) != 0)
+		return rc;
 	if (durable && log->active->unmarked)
 		place_mark(log); /* the segment's first durable write carries its mark */
+	if (told)
+		log->cur->voids[log->cur->nvoids++] = (uint32_t) (log->cur->end - log->cur->start);
 	place(log, in, loc, seq);
 	log->st_appends++;
 	log->st_bytes += in->len;
@@ -374,23 +396,27 @@ static int append_locked(struct aurawal *log, const struct rec_in *in, unsigned 
  * appenders the writer thread keeps the job: it goes straight on to the next batch,
  * while an appender that wrote would first have to hand it back. The writer stands
  * aside while io_busy and is poked afterwards for whatever arrived meanwhile.
+ * Returns 1 when the batch is the writer's job, else how writing it went: 0 = the record
+ * is durable, -errno = it is not (voided if -ENOSPC).
  */
-static void write_own_batch(struct aurawal *log)
+static int write_own_batch(struct aurawal *log)
 {
 	struct wal_plan p;
 	uint64_t wake;
+	int rc;
 
 	if (log->io_busy || log->failed || log->enospc || log->closing || log->queue ||
 	    log->waiters || !log->cur || log->cur->ndurable != 1 ||
 	    !wal_plan_next(log, &p, &wake)) {
 		poke_if_due(log); /* the writer's job after all */
-		return;
+		return 1;
 	}
-	wal_write_plan(log, &p);
+	rc = wal_write_plan(log, &p);
 	/* Whatever arrived meanwhile is the writer's; a lone appender wakes nobody (each
 	 * needless wake-up costs a thread switch per append on a small machine). */
 	if (writer_has_work(log))
 		writer_poke(log);
+	return rc;
 }
 
 AURAWAL_API int aurawal_append(aurawal_t *log, const struct iovec *iov, int iovcnt, unsigned flags,
@@ -404,12 +430,15 @@ AURAWAL_API int aurawal_append(aurawal_t *log, const struct iovec *iov, int iovc
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&log->mu);
-	rc = append_locked(log, &in, flags, &l, &s);
-	if (rc == 0 && (flags & AURAWAL_DURABLE)) {
-		write_own_batch(log);
+	rc = append_locked(log, &in, flags, (flags & AURAWAL_DURABLE) != 0, &l, &s);
+	if (rc == 0 && (flags & AURAWAL_DURABLE) && (rc = write_own_batch(log)) > 0) {
 		rc = wait_durable_unlock(log, s);
-	} else
+	} else {
+		/* Not durable, or its batch was written here: that write's outcome is the
+		 * append's (durable, or failed - voided if -ENOSPC - while mu was dropped,
+		 * so later state could mislead: a retry may have written it as VOID). */
 		pthread_mutex_unlock(&log->mu);
+	}
 	if (rc == 0 && loc)
 		*loc = l;
 	if (rc == 0 && seq)
@@ -433,7 +462,7 @@ AURAWAL_API int aurawal_append_async(aurawal_t *log, const struct iovec *iov, in
 	c->cb = cb;
 	c->arg = arg;
 	pthread_mutex_lock(&log->mu);
-	rc = append_locked(log, &in, flags, &c->loc, &c->seq);
+	rc = append_locked(log, &in, flags, true, &c->loc, &c->seq);
 	if (rc == 0) {
 		if (flags & AURAWAL_DURABLE)
 			poke_if_due(log);

@@ -35,7 +35,7 @@ int wal_rec_parse(const uint8_t *p, uint64_t avail, uint64_t room, uint64_t seed
 	if (avail < WAL_REC_HEADER)
 		return room < WAL_REC_HEADER ? WAL_PARSE_BAD : WAL_PARSE_SHORT;
 	if (get_le32(p + RH_MARKER) != WAL_REC_MARKER || p[RH_TYPE] < WAL_REC_DATA ||
-	    p[RH_TYPE] > WAL_REC_SYNC || p[5] || p[6] || p[7] || get_le32(p + 12) != 0)
+	    p[RH_TYPE] > WAL_REC_VOID || p[5] || p[6] || p[7] || get_le32(p + 12) != 0)
 		return WAL_PARSE_BAD;
 	len = get_le32(p + RH_LENGTH);
 	if (len > AURAWAL_MAX_RECORD || (p[RH_TYPE] == WAL_REC_SEAL && len != WAL_SEAL_PAYLOAD) ||

@@ -28,7 +28,7 @@
 #define WAL_SEAL_PAYLOAD    8u
 
 /* Record types. Persistent: never renumber. */
-enum { WAL_REC_DATA = 1, WAL_REC_SEAL = 2, WAL_REC_SYNC = 3 };
+enum { WAL_REC_DATA = 1, WAL_REC_SEAL = 2, WAL_REC_SYNC = 3, WAL_REC_VOID = 4 };
 
 /* Segment header field offsets. */
 enum {
@@ -206,6 +206,17 @@ static inline uint64_t wal_rec_checksum(const uint8_t *hdr, const void *payload,
 					uint64_t seed)
 {
 	return wal_rec_checksum2(hdr, wal_payload_hash(payload, len), seed);
+}
+
+/* Turn the encoded record at p (of a segment with checksum seed `seed`) into a VOID
+ * record: same length and sequence, zero payload, checksum redone (docs/wal_format.md). */
+static inline void wal_rec_void(uint8_t *p, uint64_t seed)
+{
+	uint32_t len = get_le32(p + RH_LENGTH);
+
+	p[RH_TYPE] = WAL_REC_VOID;
+	memset(p + WAL_REC_HEADER, 0, align_up(len, 8));
+	put_le64(p + RH_CHECKSUM, wal_rec_checksum(p, p + WAL_REC_HEADER, len, seed));
 }
 
 /* A record as parsed (pointers into the caller's buffer). */

@@ -119,6 +119,11 @@ struct wal_batch {
 	bool force_sync;	    /* aurawal_sync() asked for it */
 	uint64_t oldest_ns;	    /* when its first record arrived */
 	struct wal_cb *cbs, *cbs_tail;
+	/* Where its records lie (offsets from start) whose appenders learn the outcome of
+	 * its write - durable and asynchronous appends: voided if that is -ENOSPC
+	 * (docs/wal_format.md, "Out of space"). */
+	uint32_t *voids;
+	uint32_t nvoids, voids_cap;
 	struct wal_batch *next; /* the queue of closed batches */
 };
 
@@ -278,7 +283,7 @@ struct wal_plan {
 void wal_batch_seal_tail(struct aurawal *log, struct wal_batch *b);	    /* it will not grow */
 void wal_batch_release(struct aurawal *log, struct wal_batch *b);	    /* written or failed */
 int wal_plan_next(struct aurawal *log, struct wal_plan *p, uint64_t *wake); /* batches */
-void wal_write_plan(struct aurawal *log, const struct wal_plan *p);	    /* drops mu for I/O */
+int wal_write_plan(struct aurawal *log, const struct wal_plan *p);	    /* drops mu for I/O */
 bool wal_wants_bare_sync(const struct aurawal *log);
 
 /* ---- wal_writer.c ---- */

@@ -219,6 +219,7 @@ static void free_buffers(struct aurawal *log)
 	for (int i = 0; i < log->nbufs; i++) {
 		wal_free(log, log->bufs[i].std_buf);
 		wal_free(log, log->bufs[i].big);
+		free(log->bufs[i].voids);
 	}
 	for (int i = 0; i < WAL_READ_BUFS; i++)
 		wal_free(log, log->reads.bufs[i]);

@@ -24,8 +24,10 @@ static int verify_copy(struct aurawal *log, const struct wal_segment *s, const u
 
 	if (wal_rec_parse(p, avail, s->size - loc.offset, wal_seed(log->log_id, s->number), &rec) !=
 		WAL_PARSE_OK ||
-	    rec.type != WAL_REC_DATA || rec.len != loc.size)
+	    rec.len != loc.size || (rec.type != WAL_REC_DATA && rec.type != WAL_REC_VOID))
 		return AURAWAL_ECORRUPT;
+	if (rec.type == WAL_REC_VOID)
+		return -ENOENT; /* its append failed (ENOSPC): nothing is stored there */
 	if (rec.len)
 		memcpy(buf, rec.payload, rec.len);
 	if (len)
@@ -235,7 +237,7 @@ AURAWAL_API int aurawal_iter_next(aurawal_iter_t *it, aurawal_loc_t *loc, uint64
 			it->off = limit; /* the segment ends here */
 			continue;
 		}
-		if (rec.type == WAL_REC_SYNC) { /* evidence for recovery, not a record */
+		if (rec.type == WAL_REC_SYNC || rec.type == WAL_REC_VOID) { /* not records */
 			it->off += wal_rec_size(rec.len);
 			continue;
 		}

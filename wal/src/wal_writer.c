@@ -221,6 +221,35 @@ static void fail_all_cbs(struct aurawal *log, const struct wal_plan *p, int stat
 		deliver_cbs(log, log->cur, status);
 }
 
+/*
+ * A write failed with -ENOSPC and its batches are back at the head of the queue: every
+ * record whose appender is told so (a durable or an asynchronous append, noted in its
+ * batch's voids) becomes a VOID record before anything is written again, so a failed
+ * append is never found in the log (docs/wal_format.md, "Out of space"). A record lies
+ * whole in its own batch's buffer, but the block holding the end of one batch is also
+ * the start of the next one's buffer (and of log->tail while no batch follows): those
+ * copies are refreshed from the batch before, oldest first.
+ */
+static void void_told(struct aurawal *log)
+{
+	struct wal_batch *prev = NULL, *b;
+
+	for (b = log->queue;; b = b->next) {
+		if (!b && !(b = log->cur))
+			break;
+		for (uint32_t i = 0; i < b->nvoids; i++)
+			wal_rec_void(b->buf + b->voids[i], wal_seed(log->log_id, b->seg->number));
+		b->nvoids = 0;
+		if (prev && prev->seg == b->seg && prev->end > b->start)
+			memcpy(b->buf, prev->buf + (b->start - prev->start), prev->end - b->start);
+		prev = b;
+		if (b == log->cur)
+			break;
+	}
+	if (prev && prev != log->cur)
+		wal_batch_seal_tail(log, prev); /* the next batch starts from log->tail */
+}
+
 /* Fail-stop: the log is failed with rc; every waiter and callback hears it. Returns the
  * waiters to wake. */
 static struct wal_waiter *fail_stop(struct aurawal *log, const struct wal_plan *p, int rc)
@@ -306,6 +335,7 @@ static struct wal_waiter *complete(struct aurawal *log, const struct wal_plan *p
 			if (!log->queue_tail)
 				log->queue_tail = p->b[i];
 		}
+		void_told(log);
 		w = wal_waiters_take(log, UINT64_MAX, rc);
 	} else { /* fail-stop: a retried sync after EIO could acknowledge lost data */
 		w = fail_stop(log, p, rc);
@@ -410,8 +440,9 @@ static int pay_debt(struct aurawal *log, struct wal_segment *seg)
 	return rc;
 }
 
-/* Write one plan and complete it. mu held; dropped for the I/O and the wake-ups. */
-void wal_write_plan(struct aurawal *log, const struct wal_plan *p)
+/* Write one plan and complete it; returns how its write went (0 or -errno). mu held;
+ * dropped for the I/O and the wake-ups. */
+int wal_write_plan(struct aurawal *log, const struct wal_plan *p)
 {
 	struct wal_segment *sealed = p->b[p->n - 1]->sealed ? p->b[p->n - 1]->seg : NULL;
 	uint64_t t0 = wal_now_ns();
@@ -429,6 +460,7 @@ void wal_write_plan(struct aurawal *log, const struct wal_plan *p)
 	if (rc == 0 && sealed && sealed->summary_pending)
 		write_seal_block(log, sealed);
 	pthread_cond_broadcast(&log->cv_done);
+	return rc;
 }
 
 static void timed_wait(struct aurawal *log, uint64_t wake)

@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Injected faults under the store: EIO on the log's writes fails the store and loses
+ * nothing acknowledged; ENOSPC fails the writes that could not be stored, which stay
+ * unstored, and writes work again once space returns; EIO on a read is that get's error.
+ */
+#include <criterion/criterion.h>
+
+#include "kv_db.h"
+#include "kv_test.h"
+#include "wal_internal.h"
+
+#define N      200
+#define SPREAD 300
+
+static char *dir;
+
+static void setup(void)
+{
+	dir = kv_temp_dir();
+}
+
+static void teardown(void)
+{
+	kv_rm_tree(dir);
+	free(dir);
+}
+
+TestSuite(kv_faults, .init = setup, .fini = teardown, .timeout = 120);
+
+/* An engine with fault injection, or the test is skipped (the build has none). */
+static auraio_engine_t *faulty_engine(void)
+{
+	auraio_engine_t *e = auraio_create();
+	auraio_fault_t probe = { .fd = -1, .count = 1, .skip = UINT64_MAX };
+
+	cr_assert_not_null(e);
+	if (auraio_fault_set(e, &probe) == -ENOTSUP) {
+		auraio_destroy(e);
+		cr_skip_test("fault injection is not compiled into this build");
+	}
+	auraio_fault_clear(e);
+	return e;
+}
+
+/* Until the log's next segment is ready its preparer may write: a fault for any fd
+ * could hit that instead of the write under test. */
+static void log_idle(aurakv_t *db)
+{
+	aurawal_t *log = db->db->wal;
+
+	pthread_mutex_lock(&log->mu);
+	while (!log->ready && !log->space_err)
+		pthread_cond_wait(&log->cv_ready, &log->mu);
+	cr_assert_not_null(log->ready);
+	pthread_mutex_unlock(&log->mu);
+}
+
+static aurakv_t *open_on(auraio_engine_t *e)
+{
+	aurakv_options_t o = kv_opts(NULL);
+
+	o.engine = e;
+	o.background_gc = false; /* no background I/O for a fault to hit instead */
+	o.write_hints = false;
+	o.cache_size = 0; /* every get reads the log */
+	return kv_open_ok(dir, &o);
+}
+
+static int put_w(aurakv_t *db, uint64_t k, uint64_t w, unsigned flags)
+{
+	uint8_t v[SPREAD + 16];
+	size_t len = kv_value_len(k, w, SPREAD);
+	char key[32];
+
+	kv_value(v, len, k, w);
+	return aurakv_put(db, key, kv_key(key, k), v, len, flags);
+}
+
+/* Key k holds write w (w == 0: k is absent). */
+static void expect(aurakv_t *db, uint64_t k, uint64_t w)
+{
+	char key[32];
+	void *v = NULL;
+	size_t len = 0;
+	int rc = aurakv_get(db, key, kv_key(key, k), &v, &len);
+
+	if (w == 0) {
+		cr_assert_eq(rc, AURAKV_ENOTFOUND, "key %llu: %s (write %llu)",
+			     (unsigned long long) k, aurakv_strerror(rc),
+			     rc == 0 ? (unsigned long long) kv_value_write(v, len, k) : 0ull);
+		return;
+	}
+	cr_assert_eq(rc, 0, "key %llu: %s", (unsigned long long) k, aurakv_strerror(rc));
+	cr_assert(kv_value_is(v, len, k, w, SPREAD), "key %llu: not write %llu (write %llu)",
+		  (unsigned long long) k, (unsigned long long) w,
+		  (unsigned long long) kv_value_write(v, len, k));
+	aurakv_free(v);
+}
+
+/* A store opened again (healthy engine): keys 0..n-1 hold write w, `absent` is absent. */
+static void expect_after_reopen(uint64_t n, uint64_t w, uint64_t absent)
+{
+	aurakv_options_t o = kv_opts(NULL);
+	aurakv_t *db = kv_open_ok(dir, &o);
+
+	for (uint64_t k = 0; k < n; k++)
+		expect(db, k, w);
+	expect(db, absent, 0);
+	cr_assert_eq(aurakv_close(db), 0);
+}
+
+Test(kv_faults, enospc_fails_writes_which_stay_unstored_and_writes_resume_once_it_clears)
+{
+	auraio_engine_t *e = faulty_engine();
+	aurakv_t *db = open_on(e);
+	auraio_fault_t f = { .ops = AURAIO_FAULT_OP_WRITE,
+			     .fd = -1,
+			     .count = 0,
+			     .kind = AURAIO_FAULT_ERROR,
+			     .error = ENOSPC };
+
+	for (uint64_t k = 0; k < N; k++)
+		cr_assert_eq(put_w(db, k, 1, AURAKV_SYNC), 0);
+	log_idle(db);
+	cr_assert_eq(auraio_fault_set(e, &f), 0);
+	cr_assert_eq(put_w(db, N, 1, AURAKV_SYNC), -ENOSPC);
+	cr_assert_eq(put_w(db, N + 1, 1, 0), -ENOSPC, "still no space, with or without SYNC");
+	cr_assert_eq(put_w(db, 0, 2, AURAKV_SYNC), -ENOSPC);
+	expect(db, N, 0);
+	expect(db, 0, 1);
+	auraio_fault_clear(e);
+	for (uint64_t k = 0; k < N; k++)
+		cr_assert_eq(put_w(db, k, 2, AURAKV_SYNC), 0, "writes work again");
+	expect(db, N, 0);
+	expect(db, N + 1, 0);
+	cr_assert_eq(aurakv_close(db), 0);
+	auraio_destroy(e);
+	/* The failed puts were not stored, and the log's retry did not store them later:
+	 * a store opened again agrees with what each put returned. */
+	expect_after_reopen(N, 2, N);
+	expect_after_reopen(0, 0, N + 1);
+}
+
+Test(kv_faults, eio_on_a_log_write_fails_the_store_and_loses_nothing_acknowledged)
+{
+	auraio_engine_t *e = faulty_engine();
+	aurakv_t *db = open_on(e);
+	auraio_fault_t f = { .ops = AURAIO_FAULT_OP_WRITE,
+			     .fd = -1,
+			     .count = 1,
+			     .kind = AURAIO_FAULT_ERROR,
+			     .error = EIO };
+
+	for (uint64_t k = 0; k < N; k++)
+		cr_assert_eq(put_w(db, k, 1, k % 2 ? AURAKV_SYNC : 0), 0);
+	cr_assert_eq(aurakv_sync(db), 0);
+	log_idle(db);
+	cr_assert_eq(auraio_fault_set(e, &f), 0);
+	cr_assert_eq(put_w(db, N, 1, AURAKV_SYNC), -EIO);
+	auraio_fault_clear(e);
+	cr_assert_eq(put_w(db, N + 1, 1, AURAKV_SYNC), -EIO, "failed until reopened");
+	cr_assert_eq(put_w(db, N + 1, 1, 0), -EIO);
+	cr_assert_eq(aurakv_sync(db), -EIO);
+	for (uint64_t k = 0; k < N; k += 17)
+		expect(db, k, 1); /* reads still work */
+	cr_assert_eq(aurakv_close(db), -EIO, "close reports what kept writes from the log");
+	auraio_destroy(e);
+	expect_after_reopen(N, 1, N + 1);
+}
+
+Test(kv_faults, eio_on_a_read_is_that_gets_error_and_the_next_get_works)
+{
+	auraio_engine_t *e = faulty_engine();
+	aurakv_t *db = open_on(e);
+	auraio_fault_t f = { .ops = AURAIO_FAULT_OP_READ,
+			     .fd = -1,
+			     .count = 1,
+			     .kind = AURAIO_FAULT_ERROR,
+			     .error = EIO };
+	char key[32];
+	void *v = NULL;
+	size_t len;
+
+	for (uint64_t k = 0; k < N; k++)
+		cr_assert_eq(put_w(db, k, 1, AURAKV_SYNC), 0);
+	log_idle(db);
+	cr_assert_eq(auraio_fault_set(e, &f), 0);
+	cr_assert_eq(aurakv_get(db, key, kv_key(key, 7), &v, &len), -EIO);
+	cr_assert_null(v);
+	expect(db, 7, 1);
+	cr_assert_eq(put_w(db, 7, 2, AURAKV_SYNC), 0, "a failed read does not fail the store");
+	expect(db, 7, 2);
+	cr_assert_eq(aurakv_close(db), 0);
+	auraio_destroy(e);
+}

@@ -1,0 +1,263 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Out of space (docs/wal_format.md, "Out of space"): an append told -ENOSPC - returned,
+ * or given to its callback - is never found in the log afterwards, not even once space
+ * returns and the log's buffers are written after all; every append told 0 is.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "wal_internal.h" /* the preparer's state, to inject faults when it is idle */
+#include "wal_test.h"
+
+WAL_DIR_SUITE(wal_enospc);
+
+#define LEN	   100
+#define MAX_IDS	   20000
+#define THREADS	   4
+#define PER_THREAD 1500
+
+/* What each append (by id) was told: 0 = nothing yet, 1 = stored, 2 = -ENOSPC. */
+static _Atomic int told[MAX_IDS];
+static aurawal_loc_t locs[MAX_IDS];
+
+static void record(uint64_t id, int rc)
+{
+	cr_assert(rc == 0 || rc == -ENOSPC, "append %llu: %s", (unsigned long long) id,
+		  aurawal_strerror(rc));
+	atomic_store(&told[id], rc == 0 ? 1 : 2);
+}
+
+static void payload(uint8_t *p, uint64_t id)
+{
+	payload_fill(p, LEN, id);
+	memcpy(p, &id, sizeof(id));
+}
+
+static int append_id(aurawal_t *log, uint64_t id, unsigned flags)
+{
+	uint8_t p[LEN];
+	struct iovec iov = { p, LEN };
+
+	payload(p, id);
+	return aurawal_append(log, &iov, 1, flags, &locs[id], NULL);
+}
+
+static void async_cb(void *arg, int status, aurawal_loc_t loc, uint64_t seq)
+{
+	uint64_t id = (uint64_t) (uintptr_t) arg;
+
+	(void) seq;
+	locs[id] = loc;
+	record(id, status);
+}
+
+static void append_async_id(aurawal_t *log, uint64_t id, unsigned flags)
+{
+	uint8_t p[LEN];
+	struct iovec iov = { p, LEN };
+	int rc;
+
+	payload(p, id);
+	rc = aurawal_append_async(log, &iov, 1, flags, async_cb, (void *) (uintptr_t) id);
+	if (rc)
+		record(id, rc); /* refused at once: the callback will not run */
+}
+
+static void preparer_idle(aurawal_t *log)
+{
+	pthread_mutex_lock(&log->mu);
+	while (!log->ready && !log->space_err)
+		pthread_cond_wait(&log->cv_ready, &log->mu);
+	cr_assert_not_null(log->ready);
+	pthread_mutex_unlock(&log->mu);
+}
+
+static void set_enospc(auraio_engine_t *e)
+{
+	auraio_fault_t f = { .ops = AURAIO_FAULT_OP_WRITE | AURAIO_FAULT_OP_FSYNC,
+			     .fd = -1,
+			     .count = 0,
+			     .kind = AURAIO_FAULT_ERROR,
+			     .error = ENOSPC };
+
+	cr_assert_eq(auraio_fault_set(e, &f), 0);
+}
+
+/* Reopen with a healthy engine: the ids present are exactly those told 0. */
+static void check_log(uint64_t nids)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log = wal_open_ok(dir, &o);
+	static bool seen[MAX_IDS];
+	aurawal_iter_t *it;
+	const void *pl;
+	size_t len;
+	uint64_t stored = 0, refused = 0;
+	int rc;
+
+	memset(seen, 0, sizeof(seen));
+	cr_assert_eq(aurawal_iter_open(log, (aurawal_loc_t){ 0 }, &it), 0);
+	while ((rc = aurawal_iter_next(it, NULL, NULL, &pl, &len)) == 1) {
+		uint64_t id;
+
+		cr_assert_eq(len, LEN);
+		memcpy(&id, pl, sizeof(id));
+		cr_assert_lt(id, nids);
+		cr_assert(!seen[id], "record %llu twice", (unsigned long long) id);
+		seen[id] = true;
+	}
+	cr_assert_eq(rc, 0);
+	aurawal_iter_close(it);
+	for (uint64_t id = 0; id < nids; id++) {
+		int t = atomic_load(&told[id]);
+
+		cr_assert_neq(t, 0, "append %llu never learnt its outcome",
+			      (unsigned long long) id);
+		if (t == 1) {
+			stored++;
+			cr_assert(seen[id], "append %llu was told 0 but is not in the log",
+				  (unsigned long long) id);
+		} else {
+			refused++;
+			cr_assert(!seen[id], "append %llu was told -ENOSPC but is in the log",
+				  (unsigned long long) id);
+		}
+	}
+	cr_log_info("%llu appends stored, %llu refused", (unsigned long long) stored,
+		    (unsigned long long) refused);
+	cr_assert_gt(refused, 0);
+	cr_assert_gt(stored, 0);
+	cr_assert_eq(aurawal_close(log), 0);
+}
+
+/* One thread, every kind of append around one episode without space. */
+Test(wal_enospc, each_kind_of_append_told_enospc_is_absent_and_each_told_0_is_present)
+{
+	auraio_engine_t *e = wal_faulty_engine();
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log;
+	uint64_t id = 0, first_async;
+	uint8_t buf[LEN];
+	size_t len;
+
+	o.engine = e;
+	o.flush_delay_us = 0; /* buffered records stay buffered until asked */
+	log = wal_open_ok(dir, &o);
+	for (; id < 10; id++)
+		record(id, append_id(log, id, AURAWAL_DURABLE));
+	preparer_idle(log);
+	set_enospc(e);
+	for (; id < 14; id++) /* buffered: told 0, and kept */
+		record(id, append_id(log, id, 0));
+	first_async = id;
+	for (; id < 20; id++) /* pending: the failed write decides */
+		append_async_id(log, id, id % 2 ? AURAWAL_DURABLE : 0);
+	record(id, append_id(log, id, AURAWAL_DURABLE)); /* its write fails */
+	cr_assert_eq(atomic_load(&told[id]), 2, "a durable append without space fails");
+	id++;
+	while (aurawal_poll(log, 0) > 0)
+		;
+	for (uint64_t a = first_async; a < 20; a++)
+		cr_assert_eq(atomic_load(&told[a]), 2, "async append %llu: told %d",
+			     (unsigned long long) a, atomic_load(&told[a]));
+	cr_assert_eq(aurawal_read(log, locs[first_async], buf, sizeof(buf), &len, NULL), -ENOENT,
+		     "a voided record reads as absent");
+	for (; id < 24; id++) /* while out of space: refused, nothing placed */
+		record(id, append_id(log, id, id % 2 ? AURAWAL_DURABLE : 0));
+	cr_assert_eq(aurawal_sync(log), -ENOSPC);
+	auraio_fault_clear(e);
+	for (; id < 30; id++)
+		record(id, append_id(log, id, AURAWAL_DURABLE));
+	for (uint64_t k = 10; k < 14; k++) { /* the buffered ones were written after all */
+		cr_assert_eq(aurawal_read(log, locs[k], buf, sizeof(buf), &len, NULL), 0);
+		cr_assert_eq(memcmp(buf, &k, sizeof(k)), 0);
+	}
+	cr_assert_eq(aurawal_close(log), 0);
+	auraio_destroy(e);
+	check_log(id);
+}
+
+struct worker {
+	aurawal_t *log;
+	uint64_t base;
+};
+
+static _Atomic int workers_done;
+
+static void *sync_worker(void *arg)
+{
+	struct worker *w = arg;
+
+	for (uint64_t i = 0; i < PER_THREAD; i++) {
+		uint64_t id = w->base + i;
+
+		record(id, append_id(w->log, id, i % 3 ? AURAWAL_DURABLE : 0));
+	}
+	atomic_fetch_add(&workers_done, 1);
+	return NULL;
+}
+
+static void *async_worker(void *arg)
+{
+	struct worker *w = arg;
+
+	for (uint64_t i = 0; i < PER_THREAD; i++) {
+		append_async_id(w->log, w->base + i, i % 2 ? AURAWAL_DURABLE : 0);
+		if (i % 16 == 15)
+			aurawal_poll(w->log, 0);
+	}
+	atomic_fetch_add(&workers_done, 1);
+	return NULL;
+}
+
+static uint64_t count_told(uint64_t n, int what)
+{
+	uint64_t c = 0;
+
+	for (uint64_t id = 0; id < n; id++)
+		c += atomic_load(&told[id]) == what;
+	return c;
+}
+
+/* Several threads append while space comes and goes. */
+Test(wal_enospc, concurrent_appends_across_episodes_without_space_are_told_the_truth,
+     .timeout = 240)
+{
+	auraio_engine_t *e = wal_faulty_engine();
+	aurawal_options_t o = wal_opts(NULL);
+	struct worker w[THREADS];
+	pthread_t t[THREADS];
+	aurawal_t *log;
+	uint64_t n = (uint64_t) THREADS * PER_THREAD;
+
+	memset(told, 0, sizeof(told));
+	o.engine = e;
+	log = wal_open_ok(dir, &o);
+	preparer_idle(log);
+	for (int i = 0; i < THREADS; i++) {
+		w[i] = (struct worker){ log, (uint64_t) i * PER_THREAD };
+		cr_assert_eq(pthread_create(&t[i], NULL, i ? sync_worker : async_worker, &w[i]), 0);
+	}
+	/* Three episodes: each lasts until some append has been refused, then space
+	 * returns until more appends have been stored (or the workers are done). */
+	for (int ep = 0; ep < 3; ep++) {
+		uint64_t before = count_told(n, 1);
+
+		set_enospc(e);
+		while (count_told(n, 2) == 0 && atomic_load(&workers_done) < THREADS)
+			sched_yield();
+		auraio_fault_clear(e);
+		while (count_told(n, 1) <= before && atomic_load(&workers_done) < THREADS)
+			sched_yield();
+	}
+	for (int i = 0; i < THREADS; i++)
+		pthread_join(t[i], NULL);
+	auraio_fault_clear(e);
+	cr_assert_eq(aurawal_sync(log), 0);
+	while (aurawal_poll(log, 0) > 0)
+		;
+	cr_assert_eq(aurawal_close(log), 0);
+	auraio_destroy(e);
+	check_log(n);
+}
