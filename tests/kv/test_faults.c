@@ -7,41 +7,14 @@
 #include <criterion/criterion.h>
 
 #include "kv_db.h"
+#include "fault_engine.h"
 #include "kv_test.h"
 #include "wal_internal.h"
 
 #define N      200
 #define SPREAD 300
 
-static char *dir;
-
-static void setup(void)
-{
-	dir = kv_temp_dir();
-}
-
-static void teardown(void)
-{
-	kv_rm_tree(dir);
-	free(dir);
-}
-
-TestSuite(kv_faults, .init = setup, .fini = teardown, .timeout = 120);
-
-/* An engine with fault injection, or the test is skipped (the build has none). */
-static auraio_engine_t *faulty_engine(void)
-{
-	auraio_engine_t *e = auraio_create();
-	auraio_fault_t probe = { .fd = -1, .count = 1, .skip = UINT64_MAX };
-
-	cr_assert_not_null(e);
-	if (auraio_fault_set(e, &probe) == -ENOTSUP) {
-		auraio_destroy(e);
-		cr_skip_test("fault injection is not compiled into this build");
-	}
-	auraio_fault_clear(e);
-	return e;
-}
+KV_DIR_SUITE(kv_faults, 120);
 
 /* Until the log's next segment is ready its preparer may write: a fault for any fd
  * could hit that instead of the write under test. */
@@ -65,6 +38,16 @@ static aurakv_t *open_on(auraio_engine_t *e)
 	o.write_hints = false;
 	o.cache_size = 0; /* every get reads the log */
 	return kv_open_ok(dir, &o);
+}
+
+/* Operations of kind `ops` on any file fail with -err: the next `count` (0 = all). */
+static void inject(auraio_engine_t *e, unsigned ops, uint64_t count, int err)
+{
+	auraio_fault_t f = {
+		.ops = ops, .fd = -1, .count = count, .kind = AURAIO_FAULT_ERROR, .error = err
+	};
+
+	cr_assert_eq(auraio_fault_set(e, &f), 0);
 }
 
 static int put_w(aurakv_t *db, uint64_t k, uint64_t w, unsigned flags)
@@ -112,18 +95,13 @@ static void expect_after_reopen(uint64_t n, uint64_t w, uint64_t absent)
 
 Test(kv_faults, enospc_fails_writes_which_stay_unstored_and_writes_resume_once_it_clears)
 {
-	auraio_engine_t *e = faulty_engine();
+	auraio_engine_t *e = test_faulty_engine();
 	aurakv_t *db = open_on(e);
-	auraio_fault_t f = { .ops = AURAIO_FAULT_OP_WRITE,
-			     .fd = -1,
-			     .count = 0,
-			     .kind = AURAIO_FAULT_ERROR,
-			     .error = ENOSPC };
 
 	for (uint64_t k = 0; k < N; k++)
 		cr_assert_eq(put_w(db, k, 1, AURAKV_SYNC), 0);
 	log_idle(db);
-	cr_assert_eq(auraio_fault_set(e, &f), 0);
+	inject(e, AURAIO_FAULT_OP_WRITE, 0, ENOSPC);
 	cr_assert_eq(put_w(db, N, 1, AURAKV_SYNC), -ENOSPC);
 	cr_assert_eq(put_w(db, N + 1, 1, 0), -ENOSPC, "still no space, with or without SYNC");
 	cr_assert_eq(put_w(db, 0, 2, AURAKV_SYNC), -ENOSPC);
@@ -144,19 +122,14 @@ Test(kv_faults, enospc_fails_writes_which_stay_unstored_and_writes_resume_once_i
 
 Test(kv_faults, eio_on_a_log_write_fails_the_store_and_loses_nothing_acknowledged)
 {
-	auraio_engine_t *e = faulty_engine();
+	auraio_engine_t *e = test_faulty_engine();
 	aurakv_t *db = open_on(e);
-	auraio_fault_t f = { .ops = AURAIO_FAULT_OP_WRITE,
-			     .fd = -1,
-			     .count = 1,
-			     .kind = AURAIO_FAULT_ERROR,
-			     .error = EIO };
 
 	for (uint64_t k = 0; k < N; k++)
 		cr_assert_eq(put_w(db, k, 1, k % 2 ? AURAKV_SYNC : 0), 0);
 	cr_assert_eq(aurakv_sync(db), 0);
 	log_idle(db);
-	cr_assert_eq(auraio_fault_set(e, &f), 0);
+	inject(e, AURAIO_FAULT_OP_WRITE, 1, EIO);
 	cr_assert_eq(put_w(db, N, 1, AURAKV_SYNC), -EIO);
 	auraio_fault_clear(e);
 	cr_assert_eq(put_w(db, N + 1, 1, AURAKV_SYNC), -EIO, "failed until reopened");
@@ -171,13 +144,8 @@ Test(kv_faults, eio_on_a_log_write_fails_the_store_and_loses_nothing_acknowledge
 
 Test(kv_faults, eio_on_a_read_is_that_gets_error_and_the_next_get_works)
 {
-	auraio_engine_t *e = faulty_engine();
+	auraio_engine_t *e = test_faulty_engine();
 	aurakv_t *db = open_on(e);
-	auraio_fault_t f = { .ops = AURAIO_FAULT_OP_READ,
-			     .fd = -1,
-			     .count = 1,
-			     .kind = AURAIO_FAULT_ERROR,
-			     .error = EIO };
 	char key[32];
 	void *v = NULL;
 	size_t len;
@@ -185,7 +153,7 @@ Test(kv_faults, eio_on_a_read_is_that_gets_error_and_the_next_get_works)
 	for (uint64_t k = 0; k < N; k++)
 		cr_assert_eq(put_w(db, k, 1, AURAKV_SYNC), 0);
 	log_idle(db);
-	cr_assert_eq(auraio_fault_set(e, &f), 0);
+	inject(e, AURAIO_FAULT_OP_READ, 1, EIO);
 	cr_assert_eq(aurakv_get(db, key, kv_key(key, 7), &v, &len), -EIO);
 	cr_assert_null(v);
 	expect(db, 7, 1);

@@ -12,20 +12,7 @@
 #include "kv_db.h"
 #include "kv_test.h"
 
-static char *dir;
-
-static void setup(void)
-{
-	dir = kv_temp_dir();
-}
-
-static void teardown(void)
-{
-	kv_rm_tree(dir);
-	free(dir);
-}
-
-TestSuite(kv_gc, .init = setup, .fini = teardown, .timeout = 240);
+KV_DIR_SUITE(kv_gc, 240);
 
 static void put_w(aurakv_t *db, uint64_t k, uint64_t w, size_t spread)
 {

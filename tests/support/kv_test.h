@@ -27,6 +27,23 @@ static inline void kv_rm_tree(const char *dir)
 	test_rm_tree(dir);
 }
 
+/*
+ * A suite in which every test gets a fresh directory for a store in `dir`, removed after
+ * the test, and `secs` seconds: KV_DIR_SUITE(kv_gc, 240);
+ */
+#define KV_DIR_SUITE(name, secs)                                                                   \
+	static char *dir;                                                                          \
+	static void dir_setup(void)                                                                \
+	{                                                                                          \
+		dir = kv_temp_dir();                                                               \
+	}                                                                                          \
+	static void dir_teardown(void)                                                             \
+	{                                                                                          \
+		kv_rm_tree(dir);                                                                   \
+		free(dir);                                                                         \
+	}                                                                                          \
+	TestSuite(name, .init = dir_setup, .fini = dir_teardown, .timeout = secs)
+
 /* Reports the store made, kept for assertions. */
 struct kv_reports {
 	int info, corruption, locked;

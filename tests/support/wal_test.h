@@ -7,6 +7,7 @@
 #include <aurawal.h>
 #include <sys/stat.h>
 
+#include "fault_engine.h"
 #include "test_util.h"
 
 #define SMALL_SEGMENT (1u << 20) /* the smallest segment: rollovers come quickly */
@@ -96,21 +97,6 @@ static inline aurawal_options_t wal_opts(struct reports *rs)
 		o.reporter_arg = rs;
 	}
 	return o;
-}
-
-/* An engine with fault injection, or the test is skipped (the build has none). */
-static inline auraio_engine_t *wal_faulty_engine(void)
-{
-	auraio_engine_t *e = auraio_create();
-	auraio_fault_t probe = { .fd = -1, .count = 1, .skip = UINT64_MAX };
-
-	cr_assert_not_null(e);
-	if (auraio_fault_set(e, &probe) == -ENOTSUP) {
-		auraio_destroy(e);
-		cr_skip_test("fault injection is not compiled into this build");
-	}
-	auraio_fault_clear(e);
-	return e;
 }
 
 static inline aurawal_t *wal_open_ok(const char *dir, const aurawal_options_t *o)

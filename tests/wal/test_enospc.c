@@ -134,7 +134,7 @@ static void check_log(uint64_t nids)
 /* One thread, every kind of append around one episode without space. */
 Test(wal_enospc, each_kind_of_append_told_enospc_is_absent_and_each_told_0_is_present)
 {
-	auraio_engine_t *e = wal_faulty_engine();
+	auraio_engine_t *e = test_faulty_engine();
 	aurawal_options_t o = wal_opts(NULL);
 	aurawal_t *log;
 	uint64_t id = 0, first_async;
@@ -224,7 +224,7 @@ static uint64_t count_told(uint64_t n, int what)
 Test(wal_enospc, concurrent_appends_across_episodes_without_space_are_told_the_truth,
      .timeout = 240)
 {
-	auraio_engine_t *e = wal_faulty_engine();
+	auraio_engine_t *e = test_faulty_engine();
 	aurawal_options_t o = wal_opts(NULL);
 	struct worker w[THREADS];
 	pthread_t t[THREADS];

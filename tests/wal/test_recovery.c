@@ -275,7 +275,7 @@ static void expect_prefix_survives(int n)
 Test(wal_recovery, a_torn_write_at_each_512_byte_boundary_keeps_acknowledged_records)
 {
 	for (int k = 0; k <= 8; k++) {
-		auraio_engine_t *e = wal_faulty_engine();
+		auraio_engine_t *e = test_faulty_engine();
 		aurawal_options_t o = wal_opts(NULL);
 		aurawal_t *log;
 		uint8_t p[RLEN];
@@ -305,7 +305,7 @@ Test(wal_recovery, a_torn_write_at_each_512_byte_boundary_keeps_acknowledged_rec
 
 static void fail_stop_on(unsigned ops, aurawal_sync_mode_t mode)
 {
-	auraio_engine_t *e = wal_faulty_engine();
+	auraio_engine_t *e = test_faulty_engine();
 	aurawal_options_t o = wal_opts(NULL);
 	aurawal_stats_t st;
 	aurawal_t *log;
@@ -347,7 +347,7 @@ Test(wal_recovery, eio_on_the_dsync_write_fails_the_log_and_loses_nothing_acknow
  * appends still succeed (and count their syncs); FDATASYNC mode fails on the first. */
 Test(wal_recovery, the_default_dsync_mode_needs_no_fsync_per_batch)
 {
-	auraio_engine_t *e = wal_faulty_engine();
+	auraio_engine_t *e = test_faulty_engine();
 	aurawal_options_t o = wal_opts(NULL), d;
 	aurawal_stats_t st;
 	aurawal_t *log;
@@ -385,7 +385,7 @@ Test(wal_recovery, eio_on_the_sync_fails_the_log_and_loses_nothing_acknowledged)
 
 Test(wal_recovery, enospc_fails_the_appends_and_they_succeed_again_once_it_clears)
 {
-	auraio_engine_t *e = wal_faulty_engine();
+	auraio_engine_t *e = test_faulty_engine();
 	aurawal_options_t o = wal_opts(NULL);
 	aurawal_t *log;
 	uint8_t p[RLEN];
@@ -425,7 +425,7 @@ Test(wal_recovery, enospc_fails_the_appends_and_they_succeed_again_once_it_clear
 
 static void short_write_is_completed(aurawal_sync_mode_t mode)
 {
-	auraio_engine_t *e = wal_faulty_engine();
+	auraio_engine_t *e = test_faulty_engine();
 	aurawal_options_t o = wal_opts(NULL);
 	aurawal_t *log;
 
@@ -471,7 +471,7 @@ Test(wal_recovery, a_short_dsync_write_is_completed_not_acknowledged_as_written)
  * engine submits them again, and the log neither fails nor loses anything. */
 Test(wal_recovery, refused_kernel_entries_are_retried_and_fail_nothing, .timeout = 120)
 {
-	auraio_engine_t *e = wal_faulty_engine();
+	auraio_engine_t *e = test_faulty_engine();
 	aurawal_options_t o = wal_opts(NULL);
 	auraio_stats_t est;
 	aurawal_stats_t st;

@@ -214,7 +214,7 @@ static bool seg_file_exists(uint64_t n)
 
 Test(wal_release, release_before_waits_for_a_segment_whose_seal_is_not_written_yet)
 {
-	auraio_engine_t *e = wal_faulty_engine();
+	auraio_engine_t *e = test_faulty_engine();
 	aurawal_options_t o = wal_opts(NULL);
 	aurawal_stats_t st;
 	aurawal_loc_t loc, last;
@@ -245,7 +245,7 @@ Test(wal_release, release_before_waits_for_a_segment_whose_seal_is_not_written_y
 
 Test(wal_release, release_segment_waits_for_the_seal_of_the_segment_it_releases)
 {
-	auraio_engine_t *e = wal_faulty_engine();
+	auraio_engine_t *e = test_faulty_engine();
 	aurawal_options_t o = wal_opts(NULL);
 	aurawal_segment_info_t segs[8];
 	aurawal_loc_t first, last;

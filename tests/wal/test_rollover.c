@@ -128,7 +128,7 @@ static uint64_t data_end(aurawal_t *log, uint64_t n)
  */
 static int unflushed_log(uint64_t upto, uint64_t *end1)
 {
-	auraio_engine_t *e = wal_faulty_engine();
+	auraio_engine_t *e = test_faulty_engine();
 	aurawal_options_t o = wal_opts(NULL);
 	aurawal_stats_t st;
 	aurawal_t *log;
@@ -285,7 +285,7 @@ Test(wal_rollover, a_recycled_spare_under_its_old_name_is_not_part_of_the_log)
  * the first rollover fails the log. */
 Test(wal_rollover, with_flush_on_rollover_a_rollover_flushes_at_once)
 {
-	auraio_engine_t *e = wal_faulty_engine();
+	auraio_engine_t *e = test_faulty_engine();
 	aurawal_options_t o = wal_opts(NULL);
 	aurawal_t *log;
 	uint8_t p[RLEN];
@@ -309,7 +309,7 @@ Test(wal_rollover, with_flush_on_rollover_a_rollover_flushes_at_once)
  * order (listed in RELEASED) must not make the next open delete its successor. */
 Test(wal_rollover, a_dropped_number_released_out_of_order_is_forgotten)
 {
-	auraio_engine_t *e = wal_faulty_engine();
+	auraio_engine_t *e = test_faulty_engine();
 	struct reports rs = { 0 };
 	aurawal_options_t o = wal_opts(&rs);
 	aurawal_loc_t loc = { 0 };
