@@ -162,3 +162,75 @@ Test(kv_faults, eio_on_a_read_is_that_gets_error_and_the_next_get_works)
 	cr_assert_eq(aurakv_close(db), 0);
 	auraio_destroy(e);
 }
+
+struct got {
+	uint64_t k;
+	int status;
+	bool ok;
+	_Atomic int *calls;
+};
+
+static void on_get(void *arg, int status, const void *val, size_t vlen)
+{
+	struct got *g = arg;
+
+	g->status = status;
+	g->ok = status == 0 && kv_value_is(val, vlen, g->k, 1, SPREAD);
+	atomic_fetch_add(g->calls, 1);
+}
+
+/* The kernel refusing entries for a while (EAGAIN, EBUSY) is not an error: gets of
+ * every kind and durable puts all complete, with the right values. */
+Test(kv_faults, refused_kernel_entries_delay_nothing_into_an_error)
+{
+	auraio_engine_t *e = test_faulty_engine();
+	aurakv_t *db = open_on(e);
+	auraio_fault_t f = { .fd = -1, .count = 60, .kind = AURAIO_FAULT_ENTER };
+	static char keys[64][32];
+	static struct got got[64];
+	const void *kp[64];
+	size_t klen[64], vlens[64];
+	void *vals[64];
+	int status[64];
+	_Atomic int calls = 0;
+	auraio_stats_t st;
+
+	cr_assert_eq(auraio_get_stats(e, &st), 0);
+	if (st.backend != AURAIO_BACKEND_IO_URING) {
+		aurakv_close(db);
+		auraio_destroy(e);
+		cr_skip_test("ENTER faults model io_uring_enter; this engine uses worker threads");
+	}
+	for (uint64_t k = 0; k < 64; k++) {
+		cr_assert_eq(put_w(db, k, 1, AURAKV_SYNC), 0);
+		klen[k] = kv_key(keys[k], k);
+		kp[k] = keys[k];
+	}
+	log_idle(db);
+	cr_assert_eq(auraio_fault_set(e, &f), 0);
+	for (uint64_t k = 0; k < 64; k += 9)
+		expect(db, k, 1);
+	cr_assert_eq(aurakv_multi_get(db, 64, kp, klen, vals, vlens, status, 16), 0);
+	for (uint64_t k = 0; k < 64; k++) {
+		cr_assert_eq(status[k], 0, "key %llu: %s", (unsigned long long) k,
+			     aurakv_strerror(status[k]));
+		cr_assert(kv_value_is(vals[k], vlens[k], k, 1, SPREAD));
+		aurakv_free(vals[k]);
+	}
+	for (uint64_t k = 0; k < 64; k++) {
+		got[k] = (struct got){ k, 1, false, &calls };
+		cr_assert_eq(aurakv_get_async(db, keys[k], klen[k], on_get, &got[k]), 0);
+	}
+	while (atomic_load(&calls) < 64)
+		cr_assert_geq(aurakv_poll(db, 1000), 0);
+	for (uint64_t k = 0; k < 64; k++)
+		cr_assert(got[k].ok, "async get of key %llu: %d", (unsigned long long) k,
+			  got[k].status);
+	for (uint64_t k = 64; k < 96; k++)
+		cr_assert_eq(put_w(db, k, 1, AURAKV_SYNC), 0);
+	cr_assert_eq(auraio_get_stats(e, &st), 0);
+	cr_assert_eq(st.faults_injected, 60, "every refusal was met and retried");
+	cr_assert_eq(aurakv_close(db), 0);
+	auraio_destroy(e);
+	expect_after_reopen(96, 1, 96);
+}
