@@ -261,3 +261,60 @@ Test(wal_enospc, concurrent_appends_across_episodes_without_space_are_told_the_t
 	auraio_destroy(e);
 	check_log(n);
 }
+
+/* mu: bytes left in the active segment. */
+static uint64_t room_left(aurawal_t *log)
+{
+	uint64_t r;
+
+	pthread_mutex_lock(&log->mu);
+	r = log->active->size - log->active->data_end;
+	pthread_mutex_unlock(&log->mu);
+	return r;
+}
+
+/* The rollover needs the next segment made ready; without space that fails. Once space
+ * returns, the append that needs it asks for it at once (it does not wait for the
+ * preparer's next retry, nor fail meanwhile). */
+Test(wal_enospc, a_segment_that_could_not_be_prepared_is_made_once_space_returns)
+{
+	auraio_engine_t *e = test_faulty_engine();
+	aurawal_options_t o = wal_opts(NULL);
+	uint64_t need = wal_rec_size(LEN) + wal_rec_size(0) + wal_rec_size(WAL_SEAL_PAYLOAD);
+	uint64_t id = 0, seg;
+	aurawal_t *log;
+
+	o.engine = e;
+	o.flush_delay_us = 0;
+	log = wal_open_ok(dir, &o);
+	while (room_left(log) >= need) /* until a durable append no longer fits */
+		record(id, append_id(log, id, 0)), id++;
+	cr_assert_eq(aurawal_sync(log), 0);
+	preparer_idle(log);
+	seg = locs[id - 1].segment;
+
+	set_enospc(e);
+	record(id, append_id(log, id, AURAWAL_DURABLE)); /* rolls over; its write fails */
+	cr_assert_eq(atomic_load(&told[id]), 2);
+	id++;
+	pthread_mutex_lock(&log->mu); /* the preparer's attempt at the next segment fails */
+	while (!log->ready && !log->space_err)
+		pthread_cond_wait(&log->cv_ready, &log->mu);
+	cr_assert_null(log->ready);
+	cr_assert_eq(log->space_err, -ENOSPC);
+	pthread_mutex_unlock(&log->mu);
+	auraio_fault_clear(e);
+
+	/* Fill the new segment at once, well inside the preparer's retry period. */
+	do {
+		int rc = append_id(log, id, 0);
+
+		cr_assert_eq(rc, 0, "append %llu after space returned: %s", (unsigned long long) id,
+			     aurawal_strerror(rc));
+		record(id, rc);
+	} while (locs[id++].segment < seg + 2);
+	cr_assert_eq(aurawal_sync(log), 0);
+	cr_assert_eq(aurawal_close(log), 0);
+	auraio_destroy(e);
+	check_log(id);
+}

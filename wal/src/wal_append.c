@@ -220,6 +220,18 @@ static int enospc_retry(struct aurawal *log)
 	return log->failed ? log->failed : log->enospc;
 }
 
+/* The last preparation of a segment failed (space_err): ask the preparer to try again
+ * now rather than at its next retry, and wait for that attempt. 0 or its error. */
+static int prepare_retry(struct aurawal *log)
+{
+	uint64_t attempts = log->prepare_attempts;
+
+	pthread_cond_signal(&log->cv_prepare);
+	while (!log->ready && log->prepare_attempts == attempts && !log->closing && !log->failed)
+		wait_cv(&log->cv_ready, &log->mu);
+	return log->ready || log->closing || log->failed ? 0 : log->space_err;
+}
+
 /*
  * Make room for a record of `rec` bytes in the active batch, rolling the segment over
  * if it does not fit. May wait for a buffer or a ready segment. 0 or an error; nothing
@@ -227,6 +239,8 @@ static int enospc_retry(struct aurawal *log)
  */
 static int reserve(struct aurawal *log, uint64_t rec)
 {
+	int rc;
+
 	for (;;) {
 		if (log->failed)
 			return log->failed;
@@ -236,10 +250,12 @@ static int reserve(struct aurawal *log, uint64_t rec)
 			return log->failed ? log->failed : -ENOSPC;
 		if (log->active->data_end + rec + SEAL_SIZE > log->active->size) {
 			if (!log->ready) {
-				if (log->space_err)
-					return log->space_err;
-				pthread_cond_signal(&log->cv_prepare);
-				wait_cv(&log->cv_ready, &log->mu);
+				if (log->space_err && (rc = prepare_retry(log)) != 0)
+					return rc;
+				if (!log->ready) {
+					pthread_cond_signal(&log->cv_prepare);
+					wait_cv(&log->cv_ready, &log->mu);
+				}
 				continue;
 			}
 			if (!log->cur && !(log->cur = batch_new(log))) {

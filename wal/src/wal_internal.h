@@ -158,9 +158,10 @@ struct aurawal {
 	uint64_t next_number;	    /* number for the next ready segment */
 	char **spares;		    /* paths of spare files */
 	int nspares, cap_spares;
-	int space_err;	     /* last preparation failure (-ENOSPC...), 0 = none */
-	uint64_t dir_gen;    /* bumped by every rename made without a directory sync */
-	uint64_t dir_synced; /* dir_gen when the directory was last synced */
+	int space_err;		   /* last preparation failure (-ENOSPC...), 0 = none */
+	uint64_t prepare_attempts; /* preparations made, for appenders waiting on one */
+	uint64_t dir_gen;	   /* bumped by every rename made without a directory sync */
+	uint64_t dir_synced;	   /* dir_gen when the directory was last synced */
 
 	/* appending (under mu) */
 	struct wal_batch bufs[WAL_NBUFS_MAX];

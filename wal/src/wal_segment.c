@@ -293,6 +293,7 @@ static void prepare_once(struct aurawal *log)
 		}
 		log->ready = s;
 	}
+	log->prepare_attempts++;
 	pthread_cond_broadcast(&log->cv_ready);
 }
 
