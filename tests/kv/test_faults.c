@@ -234,3 +234,58 @@ Test(kv_faults, refused_kernel_entries_delay_nothing_into_an_error)
 	auraio_destroy(e);
 	expect_after_reopen(96, 1, 96);
 }
+
+/* A failed read is the error of the get it served, and of no other, through the
+ * asynchronous and the multiple get as well. */
+Test(kv_faults, eio_on_reads_fails_exactly_the_async_and_multi_gets_they_served)
+{
+	auraio_engine_t *e = test_faulty_engine();
+	aurakv_t *db = open_on(e);
+	static char keys[16][32];
+	static struct got got[16];
+	const void *kp[16];
+	size_t klen[16], vlens[16];
+	void *vals[16];
+	int status[16], failed = 0;
+	_Atomic int calls = 0;
+
+	for (uint64_t k = 0; k < 16; k++) {
+		cr_assert_eq(put_w(db, k, 1, AURAKV_SYNC), 0);
+		klen[k] = kv_key(keys[k], k);
+		kp[k] = keys[k];
+	}
+	log_idle(db);
+	inject(e, AURAIO_FAULT_OP_READ, 1, EIO);
+	for (uint64_t k = 0; k < 16; k++) {
+		got[k] = (struct got){ k, 1, false, &calls };
+		cr_assert_eq(aurakv_get_async(db, keys[k], klen[k], on_get, &got[k]), 0);
+	}
+	while (atomic_load(&calls) < 16)
+		cr_assert_geq(aurakv_poll(db, 1000), 0);
+	for (uint64_t k = 0; k < 16; k++) {
+		if (got[k].status == -EIO)
+			failed++;
+		else
+			cr_assert(got[k].ok, "async get of key %llu: %d", (unsigned long long) k,
+				  got[k].status);
+	}
+	cr_assert_eq(failed, 1);
+
+	inject(e, AURAIO_FAULT_OP_READ, 2, EIO);
+	cr_assert_eq(aurakv_multi_get(db, 16, kp, klen, vals, vlens, status, 4), 0);
+	failed = 0;
+	for (uint64_t k = 0; k < 16; k++) {
+		if (status[k] == -EIO) {
+			failed++;
+			cr_assert_null(vals[k]);
+			continue;
+		}
+		cr_assert_eq(status[k], 0, "key %llu: %s", (unsigned long long) k,
+			     aurakv_strerror(status[k]));
+		cr_assert(kv_value_is(vals[k], vlens[k], k, 1, SPREAD));
+		aurakv_free(vals[k]);
+	}
+	cr_assert_eq(failed, 2);
+	cr_assert_eq(aurakv_close(db), 0);
+	auraio_destroy(e);
+}
