@@ -266,6 +266,8 @@ static void stop_threads(struct aurawal *log)
 static void log_free(struct aurawal *log)
 {
 	stop_threads(log);
+	free(log->tail); /* set by wal_writer_init; a failed open gets here without a close */
+	log->tail = NULL;
 	wal_segments_close(log);
 	if (log->engine) {
 		free_buffers(log);

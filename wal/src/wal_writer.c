@@ -573,8 +573,6 @@ int wal_writer_init(struct aurawal *log)
 void wal_writer_fini(struct aurawal *log)
 {
 	wal_run_ready_cbs(log);
-	free(log->tail);
-	log->tail = NULL;
 }
 
 /* Close, after the writer stopped: make renames durable that no sync has covered (a
