@@ -2,7 +2,9 @@
 /*
  * Injected faults under the store: EIO on the log's writes fails the store and loses
  * nothing acknowledged; ENOSPC fails the writes that could not be stored, which stay
- * unstored, and writes work again once space returns; EIO on a read is that get's error.
+ * unstored, and writes work again once space returns; EIO on a read is that get's error,
+ * and at open it fails the open (or, for a hint file, sends it to the segment) without
+ * losing anything; the kernel refusing entries for a while fails nothing.
  */
 #include <criterion/criterion.h>
 
@@ -288,4 +290,77 @@ Test(kv_faults, eio_on_reads_fails_exactly_the_async_and_multi_gets_they_served)
 	cr_assert_eq(failed, 2);
 	cr_assert_eq(aurakv_close(db), 0);
 	auraio_destroy(e);
+}
+
+#define NKEYS 12000
+
+/* A store opened again (healthy engine): every 7th key holds write 1, and key NKEYS
+ * (never written) is absent. */
+static void expect_sample_after_reopen(void)
+{
+	aurakv_options_t o = kv_opts(NULL);
+	aurakv_t *db = kv_open_ok(dir, &o);
+
+	for (uint64_t k = 0; k < NKEYS; k += 7)
+		expect(db, k, 1);
+	expect(db, NKEYS, 0);
+	cr_assert_eq(aurakv_close(db), 0);
+}
+
+/* The k-th read of an open fails, for every k until an open no longer reads that much:
+ * the open fails with -EIO - or succeeds, every key intact (a hint file that cannot be
+ * read is replaced by reading its segment, and said as information) - says nothing of
+ * corruption, and the store is intact afterwards. */
+Test(kv_faults, an_eio_at_each_read_of_an_open_fails_it_and_loses_nothing)
+{
+	aurakv_options_t o = kv_opts(NULL);
+	aurakv_t *db = kv_open_ok(dir, &o);
+	uint64_t k;
+	int failed = 0;
+
+	for (uint64_t i = 0; i < NKEYS; i++) /* several 1 MiB segments, with hints */
+		cr_assert_eq(put_w(db, i, 1, i % 1000 == 999 ? AURAKV_SYNC : 0), 0);
+	cr_assert_eq(aurakv_close(db), 0);
+	for (k = 0;; k++) {
+		auraio_engine_t *e = test_faulty_engine();
+		struct kv_reports rs = { 0 };
+		auraio_stats_t st;
+		int rc;
+
+		o = kv_opts(&rs);
+		o.engine = e;
+		o.background_gc = false;
+		{
+			auraio_fault_t f = { .ops = AURAIO_FAULT_OP_READ,
+					     .fd = -1,
+					     .skip = k,
+					     .count = 1,
+					     .kind = AURAIO_FAULT_ERROR,
+					     .error = EIO };
+
+			cr_assert_eq(auraio_fault_set(e, &f), 0);
+		}
+		db = NULL;
+		rc = aurakv_open(dir, &o, &db);
+		cr_assert_eq(auraio_get_stats(e, &st), 0);
+		cr_assert(rc == 0 || rc == -EIO, "read %llu failed: open says %s",
+			  (unsigned long long) k, aurakv_strerror(rc));
+		cr_assert_eq(rs.corruption, 0, "read %llu failed: reported as corruption: %s",
+			     (unsigned long long) k, rs.last);
+		if (rc == 0) {
+			auraio_fault_clear(e);
+			for (uint64_t i = 0; i < NKEYS; i += 97)
+				expect(db, i, 1);
+			cr_assert_eq(aurakv_close(db), 0);
+		} else {
+			failed++;
+		}
+		auraio_destroy(e);
+		expect_sample_after_reopen();
+		if (st.faults_injected == 0)
+			break;
+	}
+	cr_log_info("an open made %llu reads; %d opens failed with -EIO", (unsigned long long) k,
+		    failed);
+	cr_assert_gt(failed, 0);
 }

@@ -1,0 +1,155 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Read errors are errors: an EIO while opening (recovery), reading a record or iterating
+ * is returned as such - never taken for the end of the log (which would truncate it), a
+ * torn tail, or corruption - and a failed open leaves the log as it was.
+ */
+#include "wal_test.h"
+
+WAL_DIR_SUITE(wal_read_errors);
+
+#define NREC 2500
+#define RLEN 1000 /* ~2.5 MB: three 1 MiB segments */
+
+static aurawal_loc_t locs[NREC];
+static uint64_t seqs[NREC];
+
+static void make_log(void)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log = wal_open_ok(dir, &o);
+
+	for (int i = 0; i < NREC; i++)
+		seqs[i] =
+		    append_i(log, (uint64_t) i, RLEN, i % 50 == 49 ? AURAWAL_DURABLE : 0, &locs[i]);
+	cr_assert_eq(aurawal_close(log), 0);
+	cr_assert_gt(locs[NREC - 1].segment, 2, "the log spans three segments");
+}
+
+/* Iterate the whole log: 1 = every record 0..NREC-1 in order, else the error. */
+static int iterate(aurawal_t *log)
+{
+	aurawal_iter_t *it;
+	const void *p;
+	size_t len;
+	int n = 0, rc = aurawal_iter_open(log, (aurawal_loc_t){ 0 }, &it);
+
+	if (rc)
+		return rc;
+	while ((rc = aurawal_iter_next(it, NULL, NULL, &p, &len)) == 1) {
+		cr_assert_lt(n, NREC);
+		cr_assert(payload_check(p, len, (uint64_t) n), "record %d", n);
+		n++;
+	}
+	aurawal_iter_close(it);
+	if (rc)
+		return rc;
+	cr_assert_eq(n, NREC, "iteration ended after %d records without an error", n);
+	return 1;
+}
+
+static void expect_intact(void)
+{
+	struct reports rs = { 0 };
+	aurawal_options_t o = wal_opts(&rs);
+	aurawal_t *log = wal_open_ok(dir, &o);
+
+	cr_assert_eq(iterate(log), 1);
+	cr_assert_eq(rs.corruption + rs.torn + rs.dropped, 0, "%s", rs.reason);
+	cr_assert_eq(aurawal_close(log), 0);
+}
+
+static void read_fault(auraio_engine_t *e, uint64_t skip)
+{
+	auraio_fault_t f = { .ops = AURAIO_FAULT_OP_READ,
+			     .fd = -1,
+			     .skip = skip,
+			     .count = 1,
+			     .kind = AURAIO_FAULT_ERROR,
+			     .error = EIO };
+
+	cr_assert_eq(auraio_fault_set(e, &f), 0);
+}
+
+/* The k-th read of an open fails, for every k until an open no longer reads that much:
+ * the open fails with -EIO (or does not need the read and succeeds with every record),
+ * says nothing of damage, and the log is intact afterwards. Returns the reads counted. */
+static uint64_t eio_at_each_read_of_an_open(aurawal_recovery_t mode, bool scan_sealed)
+{
+	uint64_t k;
+	int failed = 0;
+
+	for (k = 0;; k++) {
+		auraio_engine_t *e = test_faulty_engine();
+		struct reports rs = { 0 };
+		aurawal_options_t o = wal_opts(&rs);
+		aurawal_t *log = NULL;
+		auraio_stats_t st;
+		int rc;
+
+		o.engine = e;
+		o.recovery = mode;
+		o.scan_sealed = scan_sealed;
+		read_fault(e, k);
+		rc = aurawal_open(dir, &o, &log);
+		cr_assert_eq(auraio_get_stats(e, &st), 0);
+		cr_assert(rc == 0 || rc == -EIO, "mode %d: read %llu failed: open says %s", mode,
+			  (unsigned long long) k, aurawal_strerror(rc));
+		cr_assert_eq(rs.corruption + rs.torn + rs.dropped, 0,
+			     "mode %d: read %llu failed: reported as damage: %s", mode,
+			     (unsigned long long) k, rs.reason);
+		if (rc == 0) {
+			auraio_fault_clear(e);
+			cr_assert_eq(iterate(log), 1);
+			cr_assert_eq(aurawal_close(log), 0);
+		} else {
+			failed++;
+		}
+		auraio_destroy(e);
+		expect_intact();
+		if (st.faults_injected == 0)
+			break; /* the open made fewer than k + 1 reads */
+	}
+	cr_assert_gt(failed, 0);
+	return k;
+}
+
+Test(wal_read_errors, an_eio_at_each_read_of_an_open_fails_it_and_truncates_nothing, .timeout = 240)
+{
+	make_log();
+	for (int mode = AURAWAL_RECOVER_STRICT; mode <= AURAWAL_RECOVER_POINT_IN_TIME; mode++)
+		for (int scan = 0; scan <= 1; scan++)
+			cr_log_info("recovery mode %d, scan_sealed %d: an open made %llu reads",
+				    mode, scan,
+				    (unsigned long long) eio_at_each_read_of_an_open(
+					(aurawal_recovery_t) mode, scan));
+}
+
+Test(wal_read_errors, an_eio_while_reading_or_iterating_is_returned_as_eio)
+{
+	auraio_engine_t *e = test_faulty_engine();
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log;
+	uint8_t buf[RLEN];
+	size_t len;
+	int rc, n = 0;
+
+	make_log();
+	o.engine = e;
+	log = wal_open_ok(dir, &o);
+	read_fault(e, 0);
+	cr_assert_eq(aurawal_read(log, locs[10], buf, sizeof(buf), &len, NULL), -EIO);
+	read_check(log, locs[10], 10, seqs[10]);
+	for (uint64_t k = 0; k < 4; k++) {
+		read_fault(e, k);
+		rc = iterate(log);
+		cr_assert(rc == -EIO || rc == 1, "iteration with read %llu failing: %s",
+			  (unsigned long long) k, aurawal_strerror(rc));
+		n += rc == -EIO;
+	}
+	cr_assert_gt(n, 0, "no iteration met its failed read");
+	auraio_fault_clear(e);
+	cr_assert_eq(aurawal_close(log), 0);
+	auraio_destroy(e);
+	expect_intact();
+}
