@@ -42,16 +42,6 @@ static aurakv_t *open_on(auraio_engine_t *e)
 	return kv_open_ok(dir, &o);
 }
 
-/* Operations of kind `ops` on any file fail with -err: the next `count` (0 = all). */
-static void inject(auraio_engine_t *e, unsigned ops, uint64_t count, int err)
-{
-	auraio_fault_t f = {
-		.ops = ops, .fd = -1, .count = count, .kind = AURAIO_FAULT_ERROR, .error = err
-	};
-
-	cr_assert_eq(auraio_fault_set(e, &f), 0);
-}
-
 static int put_w(aurakv_t *db, uint64_t k, uint64_t w, unsigned flags)
 {
 	uint8_t v[SPREAD + 16];
@@ -103,7 +93,7 @@ Test(kv_faults, enospc_fails_writes_which_stay_unstored_and_writes_resume_once_i
 	for (uint64_t k = 0; k < N; k++)
 		cr_assert_eq(put_w(db, k, 1, AURAKV_SYNC), 0);
 	log_idle(db);
-	inject(e, AURAIO_FAULT_OP_WRITE, 0, ENOSPC);
+	test_fault_error(e, AURAIO_FAULT_OP_WRITE, 0, 0, ENOSPC);
 	cr_assert_eq(put_w(db, N, 1, AURAKV_SYNC), -ENOSPC);
 	cr_assert_eq(put_w(db, N + 1, 1, 0), -ENOSPC, "still no space, with or without SYNC");
 	cr_assert_eq(put_w(db, 0, 2, AURAKV_SYNC), -ENOSPC);
@@ -131,7 +121,7 @@ Test(kv_faults, eio_on_a_log_write_fails_the_store_and_loses_nothing_acknowledge
 		cr_assert_eq(put_w(db, k, 1, k % 2 ? AURAKV_SYNC : 0), 0);
 	cr_assert_eq(aurakv_sync(db), 0);
 	log_idle(db);
-	inject(e, AURAIO_FAULT_OP_WRITE, 1, EIO);
+	test_fault_error(e, AURAIO_FAULT_OP_WRITE, 0, 1, EIO);
 	cr_assert_eq(put_w(db, N, 1, AURAKV_SYNC), -EIO);
 	auraio_fault_clear(e);
 	cr_assert_eq(put_w(db, N + 1, 1, AURAKV_SYNC), -EIO, "failed until reopened");
@@ -155,7 +145,7 @@ Test(kv_faults, eio_on_a_read_is_that_gets_error_and_the_next_get_works)
 	for (uint64_t k = 0; k < N; k++)
 		cr_assert_eq(put_w(db, k, 1, AURAKV_SYNC), 0);
 	log_idle(db);
-	inject(e, AURAIO_FAULT_OP_READ, 1, EIO);
+	test_fault_error(e, AURAIO_FAULT_OP_READ, 0, 1, EIO);
 	cr_assert_eq(aurakv_get(db, key, kv_key(key, 7), &v, &len), -EIO);
 	cr_assert_null(v);
 	expect(db, 7, 1);
@@ -257,7 +247,7 @@ Test(kv_faults, eio_on_reads_fails_exactly_the_async_and_multi_gets_they_served)
 		kp[k] = keys[k];
 	}
 	log_idle(db);
-	inject(e, AURAIO_FAULT_OP_READ, 1, EIO);
+	test_fault_error(e, AURAIO_FAULT_OP_READ, 0, 1, EIO);
 	for (uint64_t k = 0; k < 16; k++) {
 		got[k] = (struct got){ k, 1, false, &calls };
 		cr_assert_eq(aurakv_get_async(db, keys[k], klen[k], on_get, &got[k]), 0);
@@ -273,7 +263,7 @@ Test(kv_faults, eio_on_reads_fails_exactly_the_async_and_multi_gets_they_served)
 	}
 	cr_assert_eq(failed, 1);
 
-	inject(e, AURAIO_FAULT_OP_READ, 2, EIO);
+	test_fault_error(e, AURAIO_FAULT_OP_READ, 0, 2, EIO);
 	cr_assert_eq(aurakv_multi_get(db, 16, kp, klen, vals, vlens, status, 4), 0);
 	failed = 0;
 	for (uint64_t k = 0; k < 16; k++) {
@@ -330,16 +320,7 @@ Test(kv_faults, an_eio_at_each_read_of_an_open_fails_it_and_loses_nothing)
 		o = kv_opts(&rs);
 		o.engine = e;
 		o.background_gc = false;
-		{
-			auraio_fault_t f = { .ops = AURAIO_FAULT_OP_READ,
-					     .fd = -1,
-					     .skip = k,
-					     .count = 1,
-					     .kind = AURAIO_FAULT_ERROR,
-					     .error = EIO };
-
-			cr_assert_eq(auraio_fault_set(e, &f), 0);
-		}
+		test_fault_error(e, AURAIO_FAULT_OP_READ, k, 1, EIO);
 		db = NULL;
 		rc = aurakv_open(dir, &o, &db);
 		cr_assert_eq(auraio_get_stats(e, &st), 0);

@@ -22,4 +22,19 @@ static inline auraio_engine_t *test_faulty_engine(void)
 	return e;
 }
 
+/* Operations of kind `ops` (AURAIO_FAULT_OP_*, 0 = all) on any file fail with -err:
+ * `count` of them (0 = every one until cleared) after the first `skip`. */
+static inline void test_fault_error(auraio_engine_t *e, unsigned ops, uint64_t skip, uint64_t count,
+				    int err)
+{
+	auraio_fault_t f = { .ops = ops,
+			     .fd = -1,
+			     .skip = skip,
+			     .count = count,
+			     .kind = AURAIO_FAULT_ERROR,
+			     .error = err };
+
+	cr_assert_eq(auraio_fault_set(e, &f), 0);
+}
+
 #endif

@@ -59,18 +59,6 @@ static void expect_intact(void)
 	cr_assert_eq(aurawal_close(log), 0);
 }
 
-static void read_fault(auraio_engine_t *e, uint64_t skip)
-{
-	auraio_fault_t f = { .ops = AURAIO_FAULT_OP_READ,
-			     .fd = -1,
-			     .skip = skip,
-			     .count = 1,
-			     .kind = AURAIO_FAULT_ERROR,
-			     .error = EIO };
-
-	cr_assert_eq(auraio_fault_set(e, &f), 0);
-}
-
 /* The k-th read of an open fails, for every k until an open no longer reads that much:
  * the open fails with -EIO (or does not need the read and succeeds with every record),
  * says nothing of damage, and the log is intact afterwards. Returns the reads counted. */
@@ -90,7 +78,7 @@ static uint64_t eio_at_each_read_of_an_open(aurawal_recovery_t mode, bool scan_s
 		o.engine = e;
 		o.recovery = mode;
 		o.scan_sealed = scan_sealed;
-		read_fault(e, k);
+		test_fault_error(e, AURAIO_FAULT_OP_READ, k, 1, EIO);
 		rc = aurawal_open(dir, &o, &log);
 		cr_assert_eq(auraio_get_stats(e, &st), 0);
 		cr_assert(rc == 0 || rc == -EIO, "mode %d: read %llu failed: open says %s", mode,
@@ -137,11 +125,11 @@ Test(wal_read_errors, an_eio_while_reading_or_iterating_is_returned_as_eio)
 	make_log();
 	o.engine = e;
 	log = wal_open_ok(dir, &o);
-	read_fault(e, 0);
+	test_fault_error(e, AURAIO_FAULT_OP_READ, 0, 1, EIO);
 	cr_assert_eq(aurawal_read(log, locs[10], buf, sizeof(buf), &len, NULL), -EIO);
 	read_check(log, locs[10], 10, seqs[10]);
 	for (uint64_t k = 0; k < 4; k++) {
-		read_fault(e, k);
+		test_fault_error(e, AURAIO_FAULT_OP_READ, k, 1, EIO);
 		rc = iterate(log);
 		cr_assert(rc == -EIO || rc == 1, "iteration with read %llu failing: %s",
 			  (unsigned long long) k, aurawal_strerror(rc));
