@@ -11,24 +11,17 @@
 #include "kv_db.h"
 #include "fault_engine.h"
 #include "kv_test.h"
-#include "wal_internal.h"
+#include "wal_internal_test.h"
 
 #define N      200
 #define SPREAD 300
 
 KV_DIR_SUITE(kv_faults, 120);
 
-/* Until the log's next segment is ready its preparer may write: a fault for any fd
- * could hit that instead of the write under test. */
+/* The log's preparer idle (wal_internal_test.h): faults for any file hit the store. */
 static void log_idle(aurakv_t *db)
 {
-	aurawal_t *log = db->db->wal;
-
-	pthread_mutex_lock(&log->mu);
-	while (!log->ready && !log->space_err)
-		pthread_cond_wait(&log->cv_ready, &log->mu);
-	cr_assert_not_null(log->ready);
-	pthread_mutex_unlock(&log->mu);
+	wal_preparer_idle(db->db->wal);
 }
 
 static aurakv_t *open_on(auraio_engine_t *e)

@@ -7,7 +7,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "wal_internal.h" /* the preparer's state, to inject faults when it is idle */
+#include "wal_internal_test.h"
 #include "wal_test.h"
 
 WAL_DIR_SUITE(wal_enospc);
@@ -62,15 +62,6 @@ static void append_async_id(aurawal_t *log, uint64_t id, unsigned flags)
 	rc = aurawal_append_async(log, &iov, 1, flags, async_cb, (void *) (uintptr_t) id);
 	if (rc)
 		record(id, rc); /* refused at once: the callback will not run */
-}
-
-static void preparer_idle(aurawal_t *log)
-{
-	pthread_mutex_lock(&log->mu);
-	while (!log->ready && !log->space_err)
-		pthread_cond_wait(&log->cv_ready, &log->mu);
-	cr_assert_not_null(log->ready);
-	pthread_mutex_unlock(&log->mu);
 }
 
 static void set_enospc(auraio_engine_t *e)
@@ -146,7 +137,7 @@ Test(wal_enospc, each_kind_of_append_told_enospc_is_absent_and_each_told_0_is_pr
 	log = wal_open_ok(dir, &o);
 	for (; id < 10; id++)
 		record(id, append_id(log, id, AURAWAL_DURABLE));
-	preparer_idle(log);
+	wal_preparer_idle(log);
 	set_enospc(e);
 	for (; id < 14; id++) /* buffered: told 0, and kept */
 		record(id, append_id(log, id, 0));
@@ -234,7 +225,7 @@ Test(wal_enospc, concurrent_appends_across_episodes_without_space_are_told_the_t
 	memset(told, 0, sizeof(told));
 	o.engine = e;
 	log = wal_open_ok(dir, &o);
-	preparer_idle(log);
+	wal_preparer_idle(log);
 	for (int i = 0; i < THREADS; i++) {
 		w[i] = (struct worker){ log, (uint64_t) i * PER_THREAD };
 		cr_assert_eq(pthread_create(&t[i], NULL, i ? sync_worker : async_worker, &w[i]), 0);
@@ -290,7 +281,7 @@ Test(wal_enospc, a_segment_that_could_not_be_prepared_is_made_once_space_returns
 	while (room_left(log) >= need) /* until a durable append no longer fits */
 		record(id, append_id(log, id, 0)), id++;
 	cr_assert_eq(aurawal_sync(log), 0);
-	preparer_idle(log);
+	wal_preparer_idle(log);
 	seg = locs[id - 1].segment;
 
 	set_enospc(e);

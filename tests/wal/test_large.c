@@ -8,20 +8,10 @@
 #include <pthread.h>
 #include <sys/resource.h>
 
-#include "wal_internal.h"
+#include "wal_internal_test.h"
 #include "wal_test.h"
 
 WAL_DIR_SUITE(wal_large);
-
-/* mu: wait until the preparer has the next segment ready (it is then idle). */
-static void wait_ready(aurawal_t *log)
-{
-	pthread_mutex_lock(&log->mu);
-	while (!log->ready && !log->space_err)
-		pthread_cond_wait(&log->cv_ready, &log->mu);
-	cr_assert_not_null(log->ready, "no ready segment: %s", aurawal_strerror(log->space_err));
-	pthread_mutex_unlock(&log->mu);
-}
 
 static long minor_faults(void)
 {
@@ -45,7 +35,7 @@ Test(wal_large, records_larger_than_a_batch_buffer_reuse_memory_instead_of_mappi
 	for (int i = 0; i < N; i++)
 		payload_fill(payload[i], LEN, (uint64_t) i);
 	log = wal_open_ok(dir, &o);
-	wait_ready(log);
+	wal_preparer_idle(log);
 	faults = minor_faults();
 	for (int i = 0; i < N; i++) {
 		struct iovec iov = { payload[i], LEN };
@@ -163,7 +153,7 @@ Test(wal_large, batches_queued_behind_a_write_go_out_together_in_one_write)
 	aurawal_t *log = wal_open_ok(dir, &o);
 	int n;
 
-	wait_ready(log);
+	wal_preparer_idle(log);
 	stall(e, &s);
 	n = fill_buffers(log, locs, seqs, 0); /* the old writer had 3 buffers: this hung */
 	unstall(e, &s);
@@ -211,7 +201,7 @@ Test(wal_large, a_torn_gathered_write_keeps_acknowledged_records_and_the_log_ope
 		for (int i = 0; i < 8; i++) /* acknowledged: they must survive */
 			acked_seq[i] =
 			    append_i(log, (uint64_t) i, 3000, AURAWAL_DURABLE, &acked[i]);
-		wait_ready(log);
+		wal_preparer_idle(log);
 		stall(e, &s);
 		fill_buffers(log, locs, seqs, 8);
 		pthread_mutex_lock(&log->mu);

@@ -5,8 +5,8 @@
  * write and on the sync (fail-stop), ENOSPC (appends succeed again once it clears), a
  * short write inside the write+sync chain, and the kernel refusing entries for a while.
  */
-#include "wal_format.h"	  /* record sizes, to find records in the files */
-#include "wal_internal.h" /* the preparer's state, to inject faults when it is idle */
+#include "wal_format.h" /* record sizes, to find records in the files */
+#include "wal_internal_test.h"
 #include "wal_test.h"
 
 WAL_DIR_SUITE(wal_recovery);
@@ -242,18 +242,6 @@ Test(wal_recovery, a_torn_partial_record_at_the_tail_is_dropped_and_reported)
 
 /* ---- injected faults: the log runs on an engine the test controls ---- */
 
-/* Wait until the preparer has made the next segment ready: it then writes nothing
- * until the active segment fills, so an injected fault with fd -1 hits the append's
- * write and not a background write the preparer happens to be doing. */
-static void preparer_idle(aurawal_t *log)
-{
-	pthread_mutex_lock(&log->mu);
-	while (!log->ready && !log->space_err)
-		pthread_cond_wait(&log->cv_ready, &log->mu);
-	cr_assert_not_null(log->ready, "no ready segment: %s", aurawal_strerror(log->space_err));
-	pthread_mutex_unlock(&log->mu);
-}
-
 static void set_fault(auraio_engine_t *e, auraio_fault_t f)
 {
 	cr_assert_eq(auraio_fault_set(e, &f), 0);
@@ -287,7 +275,7 @@ Test(wal_recovery, a_torn_write_at_each_512_byte_boundary_keeps_acknowledged_rec
 		log = wal_open_ok(dir, &o);
 		for (int i = 0; i < 7; i++) /* 7 x 232 B: the tail block is half full */
 			seqs[i] = append_i(log, (uint64_t) i, RLEN, AURAWAL_DURABLE, &locs[i]);
-		preparer_idle(log);
+		wal_preparer_idle(log);
 
 		set_fault(e, (auraio_fault_t){ .ops = AURAIO_FAULT_OP_WRITE,
 					       .fd = -1,
@@ -317,7 +305,7 @@ static void fail_stop_on(unsigned ops, aurawal_sync_mode_t mode)
 	log = wal_open_ok(dir, &o);
 	for (int i = 0; i < 10; i++)
 		seqs[i] = append_i(log, (uint64_t) i, RLEN, AURAWAL_DURABLE, &locs[i]);
-	preparer_idle(log);
+	wal_preparer_idle(log);
 
 	set_fault(e,
 		  (auraio_fault_t){
@@ -356,7 +344,7 @@ Test(wal_recovery, the_default_dsync_mode_needs_no_fsync_per_batch)
 	cr_assert_eq(d.sync_mode, AURAWAL_SYNC_DSYNC);
 	o.engine = e;
 	log = wal_open_ok(dir, &o);
-	preparer_idle(log);
+	wal_preparer_idle(log);
 	set_fault(e, (auraio_fault_t){ .ops = AURAIO_FAULT_OP_FSYNC,
 				       .fd = -1,
 				       .count = 0,
@@ -395,7 +383,7 @@ Test(wal_recovery, enospc_fails_the_appends_and_they_succeed_again_once_it_clear
 	log = wal_open_ok(dir, &o);
 	for (int i = 0; i < 10; i++)
 		seqs[i] = append_i(log, (uint64_t) i, RLEN, AURAWAL_DURABLE, &locs[i]);
-	preparer_idle(log);
+	wal_preparer_idle(log);
 
 	set_fault(e, (auraio_fault_t){ .ops = AURAIO_FAULT_OP_WRITE,
 				       .fd = -1,
@@ -435,7 +423,7 @@ static void short_write_is_completed(aurawal_sync_mode_t mode)
 	for (int i = 0; i < 5; i++)
 		seqs[i] = append_i(log, (uint64_t) i, RLEN, AURAWAL_DURABLE, &locs[i]);
 	/* 5000 B records: the batch write spans two blocks; only the first lands */
-	preparer_idle(log);
+	wal_preparer_idle(log);
 
 	set_fault(e, (auraio_fault_t){ .ops = AURAIO_FAULT_OP_WRITE,
 				       .fd = -1,

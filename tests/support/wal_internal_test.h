@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: MIT */
+/* wal_internal_test.h - for suites that look inside a log (wal_internal.h): waiting
+ * until its background preparer is idle. */
+#ifndef AURA_WAL_INTERNAL_TEST_H
+#define AURA_WAL_INTERNAL_TEST_H
+
+#include <criterion/criterion.h>
+
+#include "wal_internal.h"
+
+/* Wait until the preparer has made the next segment ready: it then writes nothing until
+ * the active segment fills, so a fault injected for any file hits the I/O under test
+ * and not a background write of the preparer. */
+static inline void wal_preparer_idle(aurawal_t *log)
+{
+	pthread_mutex_lock(&log->mu);
+	while (!log->ready && !log->space_err)
+		pthread_cond_wait(&log->cv_ready, &log->mu);
+	cr_assert_not_null(log->ready, "no ready segment: %s", aurawal_strerror(log->space_err));
+	pthread_mutex_unlock(&log->mu);
+}
+
+#endif
