@@ -3,7 +3,7 @@
  * and asynchronous reads. */
 #include <xxhash.h>
 
-#include "wal_internal.h" /* record sizes; waiting for the ready segment */
+#include "wal_internal_test.h" /* record sizes; waiting for the ready segment */
 #include "wal_test.h"
 
 WAL_DIR_SUITE(wal_release);
@@ -323,4 +323,50 @@ Test(wal_release, buffered_appends_with_a_release_at_each_rollover_keep_the_log_
 	cr_assert_eq(first_i + n, i);
 	aurawal_iter_close(it);
 	cr_assert_eq(aurawal_close(log), 0);
+}
+
+/* Recording the gap in RELEASED fails (its write or its sync): the release fails with
+ * the error, the segment stays - readable now and after reopening - and a later release
+ * of it succeeds. */
+Test(wal_release, a_release_whose_record_cannot_be_written_keeps_the_segment)
+{
+	static const unsigned ops[] = { AURAIO_FAULT_OP_WRITE, AURAIO_FAULT_OP_FSYNC };
+	aurawal_loc_t first[5] = { 0 };
+	uint64_t seq[5];
+	struct reports rs = { 0 };
+
+	five_segments(first, seq);
+	for (int i = 0; i < 2; i++) {
+		auraio_engine_t *e = test_faulty_engine();
+		aurawal_options_t o = wal_opts(&rs);
+		aurawal_t *log;
+
+		o.engine = e;
+		log = wal_open_ok(dir, &o);
+		wal_preparer_idle(log); /* so the fault hits RELEASED's write or sync */
+		test_fault_error(e, ops[i], 0, 1, EIO);
+		cr_assert_eq(aurawal_release_segment(log, 3), -EIO);
+		auraio_fault_clear(e);
+		read_check(log, first[2], idx[2], seq[2]);
+		cr_assert_eq(aurawal_close(log), 0);
+		auraio_destroy(e);
+		o = wal_opts(&rs);
+		log = wal_open_ok(dir, &o);
+		cr_assert_eq(rs.corruption, 0, "%s", rs.reason);
+		read_check(log, first[2], idx[2], seq[2]);
+		cr_assert_eq(aurawal_close(log), 0);
+	}
+	{
+		aurawal_options_t o = wal_opts(&rs);
+		aurawal_t *log = wal_open_ok(dir, &o);
+		char buf[1000];
+
+		cr_assert_eq(aurawal_release_segment(log, 3), 0);
+		cr_assert_eq(aurawal_read(log, first[2], buf, sizeof(buf), NULL, NULL), -ENOENT);
+		cr_assert_eq(aurawal_close(log), 0);
+		log = wal_open_ok(dir, &o);
+		cr_assert_eq(rs.corruption, 0, "%s", rs.reason);
+		read_check(log, first[3], idx[3], seq[3]);
+		cr_assert_eq(aurawal_close(log), 0);
+	}
 }
