@@ -418,16 +418,9 @@ static void *mt_submitter(void *arg)
 Test(batch, batches_from_several_threads_each_complete_once_with_their_data)
 {
 	struct shared s = { .e = fixed_engine(32), .fd = fd }; /* small: batches get cut */
-	pthread_t sub[MT_THREADS], pol;
 
 	cr_assert_not_null(s.e);
-	cr_assert_eq(pthread_create(&pol, NULL, poller, &s), 0);
-	for (int i = 0; i < MT_THREADS; i++)
-		cr_assert_eq(pthread_create(&sub[i], NULL, mt_submitter, &s), 0);
-	for (int i = 0; i < MT_THREADS; i++)
-		pthread_join(sub[i], NULL);
-	atomic_store(&s.stop, true);
-	pthread_join(pol, NULL);
+	run_with_poller(&s, MT_THREADS, mt_submitter);
 	cr_assert_eq(atomic_load(&s.bad), 0);
 	cr_assert_eq(atomic_load(&s.completed), MT_THREADS * MT_BATCHES * MT_BATCH);
 	auraio_destroy(s.e);

@@ -51,15 +51,8 @@ static auraio_engine_t *make_engine(int qd)
 Test(multithread, many_submitters_and_one_poller_deliver_every_completion_once)
 {
 	struct shared s = { .e = make_engine(32), .fd = temp_file(FILE_SIZE, 0) };
-	pthread_t sub[THREADS], pol;
 
-	cr_assert_eq(pthread_create(&pol, NULL, poller, &s), 0);
-	for (int i = 0; i < THREADS; i++)
-		cr_assert_eq(pthread_create(&sub[i], NULL, submitter, &s), 0);
-	for (int i = 0; i < THREADS; i++)
-		pthread_join(sub[i], NULL);
-	atomic_store(&s.stop, true);
-	pthread_join(pol, NULL);
+	run_with_poller(&s, THREADS, submitter);
 	cr_assert_eq(atomic_load(&s.completed), THREADS * PER_THREAD);
 	cr_assert_eq(atomic_load(&s.bad), 0);
 	auraio_destroy(s.e);

@@ -2,13 +2,14 @@
 /*
  * io_concurrency.h - what the engine's concurrency tests share: submitting threads
  * check each read in its callback (data, and delivered exactly once), one thread polls
- * until told to stop, and a submitter waits until its reads are delivered before it
- * frees them.
+ * until told to stop (run_with_poller), and a submitter waits until its reads are
+ * delivered before it frees them.
  */
 #ifndef AURA_IO_CONCURRENCY_H
 #define AURA_IO_CONCURRENCY_H
 
 #include <auraio.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -59,6 +60,21 @@ static inline void *poller(void *arg)
 	while (!atomic_load(&s->stop))
 		cr_assert_geq(auraio_wait(s->e, 50), 0);
 	return NULL;
+}
+
+/* Run n threads of `body` (arg: s) with one poller, until all of them have returned. */
+static inline void run_with_poller(struct shared *s, int n, void *(*body)(void *) )
+{
+	pthread_t t[64], pol;
+
+	cr_assert_leq(n, 64);
+	cr_assert_eq(pthread_create(&pol, NULL, poller, s), 0);
+	for (int i = 0; i < n; i++)
+		cr_assert_eq(pthread_create(&t[i], NULL, body, s), 0);
+	for (int i = 0; i < n; i++)
+		pthread_join(t[i], NULL);
+	atomic_store(&s->stop, true);
+	pthread_join(pol, NULL);
 }
 
 #endif
