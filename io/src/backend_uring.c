@@ -160,15 +160,14 @@ static int uring_wait(struct ring *r, unsigned to_submit, int64_t timeout_ns)
 	}
 	if (u->flags & IORING_SETUP_SQPOLL)
 		to_submit = 0;
-	if (to_submit && (rc = fault_enter(r->engine)) < 0) {
-		/* Refused, as the kernel refuses (EAGAIN, EBUSY): nothing submitted, no wait. */
-		atomic_store_explicit(&r->need_enter, true, memory_order_relaxed);
-		return 0;
+	/* A fault rule may refuse the entry as the kernel does: nothing submitted, no wait. */
+	rc = to_submit ? fault_enter(r->engine) : 0;
+	if (rc == 0) {
+		rc = io_uring_enter2(u->ring_fd, to_submit, 1, flags, (void *) &arg, sizeof(arg));
+		counter_add(&r->syscalls, 1);
+		if (rc > 0 && to_submit)
+			counter_add(&r->sqes, (uint64_t) rc);
 	}
-	rc = io_uring_enter2(u->ring_fd, to_submit, 1, flags, (void *) &arg, sizeof(arg));
-	counter_add(&r->syscalls, 1);
-	if (rc > 0 && to_submit)
-		counter_add(&r->sqes, (uint64_t) rc);
 	if (rc < 0 && to_submit) /* maybe not submitted: the next publish enters again */
 		atomic_store_explicit(&r->need_enter, true, memory_order_relaxed);
 	if (rc == -ETIME || rc == -EINTR)

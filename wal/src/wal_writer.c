@@ -230,21 +230,22 @@ static void fail_all_cbs(struct aurawal *log, const struct wal_plan *p, int stat
  * the start of the next one's buffer (and of log->tail while no batch follows): those
  * copies are refreshed from the batch before, oldest first.
  */
+static struct wal_batch *pending_next(const struct aurawal *log, const struct wal_batch *b)
+{
+	return b == log->cur ? NULL : b->next ? b->next : log->cur;
+}
+
 static void void_told(struct aurawal *log)
 {
 	struct wal_batch *prev = NULL, *b;
 
-	for (b = log->queue;; b = b->next) {
-		if (!b && !(b = log->cur))
-			break;
+	for (b = log->queue ? log->queue : log->cur; b; b = pending_next(log, b)) {
 		for (uint32_t i = 0; i < b->nvoids; i++)
 			wal_rec_void(b->buf + b->voids[i], wal_seed(log->log_id, b->seg->number));
 		b->nvoids = 0;
 		if (prev && prev->seg == b->seg && prev->end > b->start)
 			memcpy(b->buf, prev->buf + (b->start - prev->start), prev->end - b->start);
 		prev = b;
-		if (b == log->cur)
-			break;
 	}
 	if (prev && prev != log->cur)
 		wal_batch_seal_tail(log, prev); /* the next batch starts from log->tail */
