@@ -24,15 +24,20 @@ static void log_idle(aurakv_t *db)
 	wal_preparer_idle(db->db->wal);
 }
 
-static aurakv_t *open_on(auraio_engine_t *e)
+static aurakv_t *open_on_rs(auraio_engine_t *e, struct kv_reports *rs)
 {
-	aurakv_options_t o = kv_opts(NULL);
+	aurakv_options_t o = kv_opts(rs);
 
 	o.engine = e;
 	o.background_gc = false; /* no background I/O for a fault to hit instead */
 	o.write_hints = false;
 	o.cache_size = 0; /* every get reads the log */
 	return kv_open_ok(dir, &o);
+}
+
+static aurakv_t *open_on(auraio_engine_t *e)
+{
+	return open_on_rs(e, NULL);
 }
 
 static int put_w(aurakv_t *db, uint64_t k, uint64_t w, unsigned flags)
@@ -108,15 +113,25 @@ Test(kv_faults, enospc_fails_writes_which_stay_unstored_and_writes_resume_once_i
 Test(kv_faults, eio_on_a_log_write_fails_the_store_and_loses_nothing_acknowledged)
 {
 	auraio_engine_t *e = test_faulty_engine();
-	aurakv_t *db = open_on(e);
+	struct kv_reports rs = { 0 };
+	aurakv_t *db = open_on_rs(e, &rs);
+	char key[32];
+	void *v = NULL;
+	size_t len;
 
 	for (uint64_t k = 0; k < N; k++)
 		cr_assert_eq(put_w(db, k, 1, k % 2 ? AURAKV_SYNC : 0), 0);
 	cr_assert_eq(aurakv_sync(db), 0);
 	log_idle(db);
 	test_fault_error(e, AURAIO_FAULT_OP_WRITE, 0, 1, EIO);
+	/* Buffered (0), then lost with the failed write: its get is the failure's error,
+	 * not corruption. */
+	cr_assert_eq(put_w(db, N + 2, 1, 0), 0);
 	cr_assert_eq(put_w(db, N, 1, AURAKV_SYNC), -EIO);
 	auraio_fault_clear(e);
+	cr_assert_eq(aurakv_get(db, key, kv_key(key, N + 2), &v, &len), -EIO);
+	cr_assert_null(v);
+	cr_assert_eq(rs.corruption, 0, "%s", rs.last);
 	cr_assert_eq(put_w(db, N + 1, 1, AURAKV_SYNC), -EIO, "failed until reopened");
 	cr_assert_eq(put_w(db, N + 1, 1, 0), -EIO);
 	cr_assert_eq(aurakv_sync(db), -EIO);

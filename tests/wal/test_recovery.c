@@ -291,14 +291,24 @@ Test(wal_recovery, a_torn_write_at_each_512_byte_boundary_keeps_acknowledged_rec
 	}
 }
 
+static void on_read(void *arg, int status, size_t len, uint64_t seq)
+{
+	(void) len;
+	(void) seq;
+	*(int *) arg = status;
+}
+
 static void fail_stop_on(unsigned ops, aurawal_sync_mode_t mode)
 {
 	auraio_engine_t *e = test_faulty_engine();
-	aurawal_options_t o = wal_opts(NULL);
+	struct reports rs = { 0 };
+	aurawal_options_t o = wal_opts(&rs);
 	aurawal_stats_t st;
+	aurawal_loc_t lost;
 	aurawal_t *log;
 	uint8_t p[RLEN];
 	struct iovec iov = { p, RLEN };
+	int status = 1;
 
 	o.engine = e;
 	o.sync_mode = mode;
@@ -310,8 +320,17 @@ static void fail_stop_on(unsigned ops, aurawal_sync_mode_t mode)
 	set_fault(e,
 		  (auraio_fault_t){
 		      .ops = ops, .fd = -1, .count = 1, .kind = AURAIO_FAULT_ERROR, .error = EIO });
+	/* A buffered append (0: it is in memory) goes down with the durable one's write. */
+	append_i(log, 10, RLEN, 0, &lost);
 	cr_assert_eq(aurawal_append(log, &iov, 1, AURAWAL_DURABLE, NULL, NULL), -EIO);
 	auraio_fault_clear(e);
+	/* Never stored: reading it is the failure's error, not corruption (nor a report). */
+	cr_assert_eq(aurawal_read(log, lost, p, sizeof(p), NULL, NULL), -EIO);
+	cr_assert_eq(aurawal_read_async(log, lost, p, sizeof(p), on_read, &status), 0);
+	while (status == 1)
+		cr_assert_geq(aurawal_poll(log, 1000), 0);
+	cr_assert_eq(status, -EIO);
+	cr_assert_eq(rs.corruption, 0, "%s", rs.reason);
 	cr_assert_eq(aurawal_append(log, &iov, 1, AURAWAL_DURABLE, NULL, NULL), -EIO,
 		     "fail-stop: the log refuses appends after an I/O error");
 	cr_assert_eq(aurawal_append(log, &iov, 1, 0, NULL, NULL), -EIO);

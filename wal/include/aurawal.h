@@ -250,7 +250,9 @@ AURAWAL_API int aurawal_flush(aurawal_t *log);
  * Returns 0, or: -EINVAL (NULL, or loc outside the segment), -EMSGSIZE (cap < loc.size),
  * -ENOENT (the segment was released or never existed, or the record there was voided:
  * its append failed with -ENOSPC), AURAWAL_ECORRUPT (the checksum,
- * marker or size does not match: loc does not name an intact record), or -errno.
+ * marker or size does not match: loc does not name an intact record), the log's
+ * failure error (-EIO...: the record was appended but the write that carried it failed,
+ * so it was never stored - not corruption, and not reported as such), or -errno.
  */
 AURAWAL_API int aurawal_read(aurawal_t *log, aurawal_loc_t loc, void *buf, size_t cap, size_t *len,
 			     uint64_t *seq);

@@ -37,7 +37,9 @@ static int verify_copy(struct aurawal *log, const struct wal_segment *s, const u
 	return 0;
 }
 
-/* mu held: the record is still in a batch (not written yet). */
+/* mu held: the record is not written: it is still in a batch - or, once the log has
+ * failed, it may be lost with the write that failed, which is the failure's error (the
+ * bytes were never stored: nothing is damaged). */
 static int read_memory(struct aurawal *log, const struct wal_segment *s, aurawal_loc_t loc,
 		       void *buf, size_t *len, uint64_t *seq)
 {
@@ -50,6 +52,8 @@ static int read_memory(struct aurawal *log, const struct wal_segment *s, aurawal
 			return verify_copy(log, s, b->buf + (loc.offset - b->start),
 					   end - loc.offset, loc, buf, len, seq);
 	}
+	if (log->failed)
+		return log->failed;
 	return AURAWAL_ECORRUPT; /* data_end says it exists, yet no batch holds it */
 }
 
