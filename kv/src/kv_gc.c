@@ -5,12 +5,15 @@
  *
  * GC picks the sealed segment with the smallest live fraction (exact accounting,
  * kv_acct.c), walks its records, and for each entry the index still names - checked
- * and moved under the key's stripe lock, so no writer of that key interleaves - appends
- * a copy at the head of the log with the same version and switches the index to it
- * (compare-and-swap on the location). Then: sync the log (the copies, and every write
- * that made the rest of the segment dead, are durable), and release the segment
- * (recorded durably by the WAL; readers still inside it finish first; a reader that
- * arrives later gets -ENOENT and looks the key up again).
+ * under the key's stripe lock, so no writer of that key interleaves - appends a copy at
+ * the head of the log with the same version. Once the copies are durable (a sync every
+ * GC_MOVES_MAX copies or GC_MOVES_KEYS key bytes, and one at the end) it switches the
+ * index to them (compare-and-swap on the location: a key written meanwhile keeps its
+ * newer record). Then it releases the segment (recorded durably by the WAL; readers
+ * still inside it finish first; a reader that arrives later gets -ENOENT and looks the
+ * key up again). The index thus never names a copy that is not durable: a collection
+ * that fails - the log out of space, or failed by an I/O error - leaves every key on
+ * its record in the victim, which stays, and gets keep working.
  *
  * Tombstones. A delete must stay in the log while an older record of its key may
  * remain. Because each key's writes are appended under its stripe lock in version order
@@ -74,6 +77,8 @@
 #define PACE_MARGIN	 1.5 /* paced GC copies 1.5x the rate that just keeps up */
 #define PACE_MIN	 2.0 /* ... and at least 2x, at most 16x what is written */
 #define PACE_MAX	 16.0
+#define GC_MOVES_MAX	 8192	    /* copies whose index switch waits for one sync ... */
+#define GC_MOVES_KEYS	 (1u << 20) /* ... and the key bytes they may hold */
 /* Segment files beside the listed segments: the ready one and the WAL's one recycled
  * spare (aurawal_options_t.spare_segments, 1 by default). */
 #define EXTRA_SEGS 2
@@ -348,10 +353,95 @@ static bool names(const struct kv_ref *cur, aurawal_loc_t loc, const struct kv_e
 	return !e->in_batch || cur->batch_off == e->entry_off;
 }
 
+/* Copies appended but not yet durable: the index switches to them after a sync. */
+struct gc_move {
+	struct kv_ref from, to;
+	size_t key_off, klen; /* the key, in gc_moves.keys */
+};
+
+struct gc_moves {
+	struct gc_move *v;
+	size_t n, cap;
+	uint8_t *keys;
+	size_t key_bytes, key_cap;
+};
+
+static void moves_free(struct gc_moves *m)
+{
+	free(m->v);
+	free(m->keys);
+	*m = (struct gc_moves){ 0 };
+}
+
+static bool moves_full(const struct gc_moves *m)
+{
+	return m->n >= GC_MOVES_MAX || m->key_bytes >= GC_MOVES_KEYS;
+}
+
+static int moves_add(struct gc_moves *m, const void *key, size_t klen, const struct kv_ref *from,
+		     const struct kv_ref *to)
+{
+	if (m->n == m->cap) {
+		size_t cap = m->cap ? 2 * m->cap : 256;
+		struct gc_move *v = realloc(m->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		m->v = v;
+		m->cap = cap;
+	}
+	if (m->key_bytes + klen > m->key_cap) {
+		size_t cap = m->key_cap ? 2 * m->key_cap : 16384;
+		uint8_t *k;
+
+		while (cap < m->key_bytes + klen)
+			cap *= 2;
+		if (!(k = realloc(m->keys, cap)))
+			return -ENOMEM;
+		m->keys = k;
+		m->key_cap = cap;
+	}
+	memcpy(m->keys + m->key_bytes, key, klen);
+	m->v[m->n++] = (struct gc_move){ *from, *to, m->key_bytes, klen };
+	m->key_bytes += klen;
+	return 0;
+}
+
+/* The copies are durable: switch the index to each one whose key still names the
+ * record it was copied from (under the key's stripe lock, as writers update it). */
+static void moves_apply(struct kv_db *db, struct gc_moves *m)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		const struct gc_move *mv = &m->v[i];
+		const uint8_t *key = m->keys + mv->key_off;
+		pthread_mutex_t *stripe = &db->stripes[kv_stripe_of(key, mv->klen)];
+
+		pthread_mutex_lock(stripe);
+		if (kv_index_cas(db->ix, key, mv->klen, &mv->from, &mv->to) == 1) {
+			kv_acct_add(db, &mv->to);
+			kv_acct_drop(db, &mv->from);
+		}
+		pthread_mutex_unlock(stripe);
+	}
+	m->n = 0;
+	m->key_bytes = 0;
+}
+
+/* Make the copies durable, then switch the index to them. */
+static int moves_commit(struct kv_db *db, struct gc_moves *m)
+{
+	int rc = kv_map_wal_error(aurawal_sync(db->wal));
+
+	if (rc == 0)
+		moves_apply(db, m);
+	return rc;
+}
+
 /* Copy entry e (of the record at loc) to the head of the log if it is still its key's
- * latest, or drop it if it is a droppable tombstone. Stripe held by the caller. */
+ * latest (the index switches to the copy once it is durable: moves_commit), or drop it
+ * if it is a droppable tombstone. Stripe held by the caller. */
 static int move_entry(struct kv_db *db, aurawal_loc_t loc, const struct kv_entry *e, bool drop,
-		      uint64_t *copied)
+		      struct gc_moves *moves, uint64_t *copied)
 {
 	uint8_t hdr[KV_REC_HDR_MAX];
 	struct kv_ref cur, ref = { 0 };
@@ -382,16 +472,12 @@ static int move_entry(struct kv_db *db, aurawal_loc_t loc, const struct kv_entry
 	ref.offset = nloc.offset;
 	ref.size = nloc.size;
 	ref.flags = e->op == KV_KIND_DELETE ? KV_REF_TOMBSTONE : 0;
-	if (kv_index_cas(db->ix, e->key, e->klen, &cur, &ref) == 1) {
-		kv_acct_add(db, &ref);
-		kv_acct_drop(db, &cur);
-	}
 	*copied += kv_log_bytes(nloc.size);
-	return 0;
+	return moves_add(moves, e->key, e->klen, &cur, &ref);
 }
 
 static int move_record(struct kv_db *db, aurawal_loc_t loc, const void *payload, size_t len,
-		       bool drop, uint64_t *copied)
+		       bool drop, struct gc_moves *moves, uint64_t *copied)
 {
 	struct kv_entry_iter it;
 	struct kv_entry e;
@@ -401,7 +487,7 @@ static int move_record(struct kv_db *db, aurawal_loc_t loc, const void *payload,
 		pthread_mutex_t *stripe = &db->stripes[kv_stripe_of(e.key, e.klen)];
 
 		pthread_mutex_lock(stripe);
-		rc = move_entry(db, loc, &e, drop, copied);
+		rc = move_entry(db, loc, &e, drop, moves, copied);
 		pthread_mutex_unlock(stripe);
 	}
 	if (rc == AURAKV_ECORRUPT)
@@ -452,6 +538,7 @@ static int collect(struct kv_db *db, uint64_t seg, struct pacer *p)
 {
 	aurawal_loc_t from = { .segment = seg }, loc;
 	bool drop = oldest(db, seg); /* tombstones are dropped only from the oldest */
+	struct gc_moves moves = { 0 };
 	aurawal_iter_t *it;
 	const void *payload;
 	size_t len;
@@ -467,8 +554,10 @@ static int collect(struct kv_db *db, uint64_t seg, struct pacer *p)
 	p->fg0 = atomic_load(&db->n.fg_bytes);
 	while ((rc = aurawal_iter_next(it, &loc, NULL, &payload, &len)) == 1 &&
 	       loc.segment == seg) {
-		rc = move_record(db, loc, payload, len, drop, &p->copied);
+		rc = move_record(db, loc, payload, len, drop, &moves, &p->copied);
 		p->scanned += kv_log_bytes(len);
+		if (rc == 0 && moves_full(&moves))
+			rc = moves_commit(db, &moves);
 		pace(db, p);
 		if (rc == 0 && stopping(db))
 			rc = -ECANCELED;
@@ -478,10 +567,11 @@ static int collect(struct kv_db *db, uint64_t seg, struct pacer *p)
 	if (rc == 0 || rc == 1) {
 		aurawal_iter_close(it);
 		it = NULL;
-		rc = kv_map_wal_error(aurawal_sync(db->wal));
+		rc = moves_commit(db, &moves);
 	}
 	if (it)
 		aurawal_iter_close(it);
+	moves_free(&moves); /* after an error: copies the index never named, dead bytes */
 	atomic_fetch_add(&db->n.gc_bytes_copied, p->copied);
 	return rc < 0 ? kv_map_wal_error(rc) : release(db, seg);
 }

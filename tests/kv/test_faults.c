@@ -4,7 +4,8 @@
  * nothing acknowledged; ENOSPC fails the writes that could not be stored, which stay
  * unstored, and writes work again once space returns; EIO on a read is that get's error,
  * and at open it fails the open (or, for a hint file, sends it to the segment) without
- * losing anything; the kernel refusing entries for a while fails nothing.
+ * losing anything; the kernel refusing entries for a while fails nothing; and GC, hit by
+ * any of these, fails that collection and keeps its victim, every value readable.
  */
 #include <criterion/criterion.h>
 
@@ -352,4 +353,140 @@ Test(kv_faults, an_eio_at_each_read_of_an_open_fails_it_and_loses_nothing)
 	cr_log_info("an open made %llu reads; %d opens failed with -EIO", (unsigned long long) k,
 		    failed);
 	cr_assert_gt(failed, 0);
+}
+
+/* ---- faults while GC copies a segment forward ---- */
+
+#define GC_KEYS 16000
+
+/* The write key k holds after fill_for_gc(). */
+static uint64_t gc_write(uint64_t k)
+{
+	return k % 2 ? 2 : 1;
+}
+
+/* Keys 0..GC_KEYS-1 written once, then the odd ones again, across several 1 MiB
+ * segments: every segment of the first pass is about half live, so GC has something to
+ * copy from each victim (none is released without writing). Returns the number of
+ * segments. */
+static size_t fill_for_gc(aurakv_t *db)
+{
+	size_t n = 0;
+
+	for (uint64_t k = 0; k < GC_KEYS; k++)
+		cr_assert_eq(put_w(db, k, 1, k % 500 == 499 ? AURAKV_SYNC : 0), 0);
+	for (uint64_t k = 1; k < GC_KEYS; k += 2)
+		cr_assert_eq(put_w(db, k, 2, k % 501 == 0 ? AURAKV_SYNC : 0), 0);
+	cr_assert_eq(aurakv_sync(db), 0);
+	cr_assert_eq(aurakv_get_segment_stats(db, NULL, 0, &n), 0);
+	cr_assert_geq(n, 3, "the fill spans several segments (%zu)", n);
+	return n;
+}
+
+static uint64_t first_segment(aurakv_t *db)
+{
+	aurakv_segment_stats_t s;
+	size_t n = 0;
+
+	cr_assert_eq(aurakv_get_segment_stats(db, &s, 1, &n), 0);
+	cr_assert_gt(n, 0);
+	return s.number;
+}
+
+static size_t segment_count(aurakv_t *db)
+{
+	size_t n = 0;
+
+	cr_assert_eq(aurakv_get_segment_stats(db, NULL, 0, &n), 0);
+	return n;
+}
+
+static void expect_gc_fill(aurakv_t *db)
+{
+	for (uint64_t k = 0; k < GC_KEYS; k++)
+		expect(db, k, gc_write(k));
+	expect(db, GC_KEYS, 0);
+}
+
+static void expect_gc_fill_after_reopen(void)
+{
+	aurakv_options_t o = kv_opts(NULL);
+	aurakv_t *db = kv_open_ok(dir, &o);
+
+	expect_gc_fill(db);
+	cr_assert_eq(aurakv_close(db), 0);
+}
+
+/* Faults (`ops` fail with -err, `count` of them, 0 = until cleared) while GC collects:
+ * the collection fails with that error and keeps its victim, every key keeps its value
+ * meanwhile (`during` checks more, the fault still set), and once the fault is gone the
+ * next collection frees segments and a store opened again has every value. */
+static void gc_fault_then_recovery(unsigned ops, uint64_t count, int err,
+				   void (*during)(aurakv_t *db))
+{
+	auraio_engine_t *e = test_faulty_engine();
+	aurakv_t *db = open_on(e);
+	size_t before = fill_for_gc(db);
+	uint64_t first = first_segment(db);
+
+	log_idle(db);
+	test_fault_error(e, ops, 0, count, err);
+	cr_assert_eq(aurakv_compact(db), -err);
+	cr_assert_eq(first_segment(db), first, "the victim was not released");
+	cr_assert_geq(segment_count(db), before);
+	expect_gc_fill(db);
+	if (during)
+		during(db);
+	auraio_fault_clear(e);
+	expect_gc_fill(db);
+	cr_assert_eq(aurakv_compact(db), 0);
+	cr_assert_lt(segment_count(db), before, "the next collection freed segments");
+	expect_gc_fill(db);
+	cr_assert_eq(aurakv_close(db), 0);
+	auraio_destroy(e);
+	expect_gc_fill_after_reopen();
+}
+
+Test(kv_faults, a_gc_read_error_fails_that_collection_and_keeps_its_segment)
+{
+	gc_fault_then_recovery(AURAIO_FAULT_OP_READ, 1, EIO, NULL);
+}
+
+static void still_out_of_space(aurakv_t *db)
+{
+	aurakv_stats_t st;
+
+	cr_assert_eq(aurakv_get_stats(db, &st), 0);
+	cr_assert_gt(st.gc_bytes_copied, 0, "GC had copied records when space ran out");
+	cr_assert_eq(put_w(db, 0, 3, AURAKV_SYNC), -ENOSPC);
+}
+
+/* Out of space while GC copies: the index still names the victim's records, so every
+ * get finds its value; once space returns the copies are written and GC completes. */
+Test(kv_faults, gc_out_of_space_keeps_its_victim_and_every_value_readable)
+{
+	gc_fault_then_recovery(AURAIO_FAULT_OP_WRITE, 0, ENOSPC, still_out_of_space);
+}
+
+/* An I/O error on GC's writes fails the store (fail-stop, as any write's would); the
+ * victim is not released, so a store opened again has every value. */
+Test(kv_faults, a_gc_write_error_fails_the_store_and_loses_nothing)
+{
+	auraio_engine_t *e = test_faulty_engine();
+	aurakv_t *db = open_on(e);
+	uint64_t first;
+
+	fill_for_gc(db);
+	first = first_segment(db);
+	log_idle(db);
+	test_fault_error(e, AURAIO_FAULT_OP_WRITE, 0, 1, EIO);
+	cr_assert_eq(aurakv_compact(db), -EIO);
+	auraio_fault_clear(e);
+	cr_assert_eq(first_segment(db), first, "the victim was not released");
+	cr_assert_eq(put_w(db, 0, 3, AURAKV_SYNC), -EIO, "the store has failed");
+	for (uint64_t k = 0; k < GC_KEYS; k += 13)
+		expect(db, k, gc_write(k)); /* reads still work */
+	cr_assert_eq(aurakv_close(db), -EIO);
+	auraio_destroy(e);
+	expect_gc_fill_after_reopen();
 }
