@@ -111,6 +111,70 @@ Test(kv_faults, enospc_fails_writes_which_stay_unstored_and_writes_resume_once_i
 	expect_after_reopen(0, 0, N + 1);
 }
 
+/* Key k's write w into batch b (w == 0: a delete). */
+static void batch_w(aurakv_batch_t *b, uint64_t k, uint64_t w)
+{
+	uint8_t v[SPREAD + 16];
+	size_t len = kv_value_len(k, w, SPREAD);
+	char key[32];
+
+	if (w == 0) {
+		cr_assert_eq(aurakv_batch_delete(b, key, kv_key(key, k)), 0);
+		return;
+	}
+	kv_value(v, len, k, w);
+	cr_assert_eq(aurakv_batch_put(b, key, kv_key(key, k), v, len), 0);
+}
+
+/* What each key holds in the ENOSPC batch test: 1, but 20..29 rewritten (2), 30
+ * deleted, and nothing of the batches and deletes that failed. */
+static uint64_t batch_expected(uint64_t k)
+{
+	return k >= 20 && k < 30 ? 2 : k == 30 || k >= N ? 0 : 1;
+}
+
+/* Batches and deletes refused for lack of space are refused whole: none of their
+ * entries is applied, then or after reopening; once space returns they work. */
+Test(kv_faults, enospc_refuses_batches_and_deletes_whole)
+{
+	auraio_engine_t *e = test_faulty_engine();
+	aurakv_t *db = open_on(e);
+	aurakv_batch_t *b = aurakv_batch_new();
+	aurakv_options_t o = kv_opts(NULL);
+	char key[32];
+
+	cr_assert_not_null(b);
+	for (uint64_t k = 0; k < N; k++)
+		cr_assert_eq(put_w(db, k, 1, AURAKV_SYNC), 0);
+	log_idle(db);
+	test_fault_error(e, AURAIO_FAULT_OP_WRITE, 0, 0, ENOSPC);
+	for (uint64_t k = 0; k < 10; k++)
+		batch_w(b, k, 2);
+	batch_w(b, 10, 0);
+	batch_w(b, N, 1);
+	cr_assert_eq(aurakv_write(db, b, AURAKV_SYNC), -ENOSPC);
+	cr_assert_eq(aurakv_write(db, b, 0), -ENOSPC);
+	cr_assert_eq(aurakv_delete(db, key, kv_key(key, 11), AURAKV_SYNC), -ENOSPC);
+	cr_assert_eq(aurakv_delete(db, key, kv_key(key, 12), 0), -ENOSPC);
+	for (uint64_t k = 0; k <= N; k++)
+		expect(db, k, k < N ? 1 : 0);
+	auraio_fault_clear(e);
+	aurakv_batch_clear(b);
+	for (uint64_t k = 20; k < 30; k++)
+		batch_w(b, k, 2);
+	batch_w(b, 30, 0);
+	cr_assert_eq(aurakv_write(db, b, AURAKV_SYNC), 0, "batches work again");
+	for (uint64_t k = 0; k <= N; k++)
+		expect(db, k, batch_expected(k));
+	cr_assert_eq(aurakv_close(db), 0);
+	auraio_destroy(e);
+	aurakv_batch_free(b);
+	db = kv_open_ok(dir, &o);
+	for (uint64_t k = 0; k <= N; k++)
+		expect(db, k, batch_expected(k));
+	cr_assert_eq(aurakv_close(db), 0);
+}
+
 Test(kv_faults, eio_on_a_log_write_fails_the_store_and_loses_nothing_acknowledged)
 {
 	auraio_engine_t *e = test_faulty_engine();
