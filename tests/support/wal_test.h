@@ -138,4 +138,72 @@ static inline void read_check(aurawal_t *log, aurawal_loc_t loc, uint64_t i, uin
 	free(p);
 }
 
+/* What wal_walk_all() saw: records of each type (index = aurawal_record_type_t). */
+struct wal_walk {
+	uint64_t n[5];
+	uint64_t first_seq, last_seq;
+};
+
+/*
+ * Walk every record of the log with aurawal_iter_next_record, checking that together
+ * they account for the whole log: sequence numbers go up by exactly one from record to
+ * record (the log's own records take theirs too), each record starts where the previous
+ * one ended (the first of a segment right after its header block), a SEAL ends its
+ * segment and names the segment that follows, and the DATA records are exactly those
+ * aurawal_iter_next returns, in order.
+ */
+static inline struct wal_walk wal_walk_all(aurawal_t *log)
+{
+	struct wal_walk w = { { 0 }, 0, 0 };
+	aurawal_iter_t *all, *data;
+	aurawal_record_t r;
+	aurawal_loc_t dloc, prev = { 0, 0, 0 };
+	uint64_t dseq, next_seg = 0;
+	int rc;
+
+	cr_assert_eq(aurawal_iter_open(log, (aurawal_loc_t){ 0 }, &all), 0);
+	cr_assert_eq(aurawal_iter_open(log, (aurawal_loc_t){ 0 }, &data), 0);
+	while ((rc = aurawal_iter_next_record(all, &r)) == 1) {
+		cr_assert(r.type >= AURAWAL_RECORD_DATA && r.type <= AURAWAL_RECORD_VOID);
+		cr_assert_eq(r.len, r.loc.size);
+		if (w.last_seq)
+			cr_assert_eq(r.seq, w.last_seq + 1, "seq %llu after %llu",
+				     (unsigned long long) r.seq, (unsigned long long) w.last_seq);
+		else
+			w.first_seq = r.seq;
+		if (r.loc.segment == prev.segment) {
+			cr_assert_eq(r.loc.offset, prev.offset + 32 + ((prev.size + 7) & ~7u),
+				     "record at %llu:%u does not follow the previous one",
+				     (unsigned long long) r.loc.segment, r.loc.offset);
+		} else {
+			cr_assert_eq(r.loc.offset, 4096, "segment %llu starts at %u",
+				     (unsigned long long) r.loc.segment, r.loc.offset);
+			if (next_seg)
+				cr_assert_eq(r.loc.segment, next_seg, "the SEAL named %llu",
+					     (unsigned long long) next_seg);
+			next_seg = 0;
+		}
+		cr_assert_eq(next_seg, 0, "a record after the SEAL of segment %llu",
+			     (unsigned long long) r.loc.segment);
+		if (r.type == AURAWAL_RECORD_SEAL) {
+			cr_assert_eq(r.len, 8);
+			memcpy(&next_seg, r.payload, 8);
+			cr_assert_gt(next_seg, r.loc.segment);
+		}
+		if (r.type == AURAWAL_RECORD_DATA) {
+			cr_assert_eq(aurawal_iter_next(data, &dloc, &dseq, NULL, NULL), 1);
+			cr_assert(dloc.segment == r.loc.segment && dloc.offset == r.loc.offset &&
+				  dseq == r.seq);
+		}
+		w.n[r.type]++;
+		w.last_seq = r.seq;
+		prev = r.loc;
+	}
+	cr_assert_eq(rc, 0, "%s", aurawal_strerror(rc));
+	cr_assert_eq(aurawal_iter_next(data, NULL, NULL, NULL, NULL), 0);
+	aurawal_iter_close(all);
+	aurawal_iter_close(data);
+	return w;
+}
+
 #endif

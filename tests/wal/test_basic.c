@@ -115,6 +115,39 @@ Test(wal_basic, many_records_across_segment_boundaries)
 	cr_assert_eq(aurawal_close(log), 0);
 }
 
+/* aurawal_iter_next_record lists the log's own records too - a SEAL ending each sealed
+ * segment, SYNC marks - and with them the records account for every sequence number
+ * and every byte of the log (wal_walk_all), in the live log and after reopening. */
+Test(wal_basic, iterating_every_record_shows_the_logs_own_records_too)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log = wal_open_ok(dir, &o);
+	enum { N = 6000, LEN = 300 };
+	aurawal_loc_t last;
+	aurawal_record_t r;
+	aurawal_iter_t *it;
+	struct wal_walk w;
+
+	for (int i = 0; i < N; i++)
+		append_i(log, (uint64_t) i, LEN, i % 100 == 99 ? AURAWAL_DURABLE : 0, &last);
+	cr_assert_eq(aurawal_sync(log), 0);
+	cr_assert_gt(last.segment, 1, "6000 x 300 B span two 1 MiB segments");
+	for (int pass = 0; pass < 2; pass++) {
+		w = wal_walk_all(log);
+		cr_assert_eq(w.n[AURAWAL_RECORD_DATA], N);
+		cr_assert_eq(w.n[AURAWAL_RECORD_SEAL], last.segment - 1, "one per sealed segment");
+		cr_assert_geq(w.n[AURAWAL_RECORD_SYNC], 1);
+		cr_assert_eq(w.n[AURAWAL_RECORD_VOID], 0);
+		cr_assert_eq(aurawal_close(log), 0);
+		log = wal_open_ok(dir, &o);
+	}
+	cr_assert_eq(aurawal_iter_open(log, (aurawal_loc_t){ 0 }, &it), 0);
+	cr_assert_eq(aurawal_iter_next_record(it, NULL), -EINVAL);
+	cr_assert_eq(aurawal_iter_next_record(NULL, &r), -EINVAL);
+	aurawal_iter_close(it);
+	cr_assert_eq(aurawal_close(log), 0);
+}
+
 Test(wal_basic, every_record_size_from_zero_to_three_blocks)
 {
 	aurawal_options_t o = wal_opts(NULL);

@@ -75,9 +75,11 @@ static void set_enospc(auraio_engine_t *e)
 	cr_assert_eq(auraio_fault_set(e, &f), 0);
 }
 
-/* Reopen with a healthy engine: the ids present are exactly those told 0. */
-static void check_log(uint64_t nids)
+/* Reopen with a healthy engine: the ids present are exactly those told 0, and the
+ * log's records account for the whole log (wal_walk_all). Returns what the walk saw. */
+static struct wal_walk check_log(uint64_t nids)
 {
+	struct wal_walk w;
 	aurawal_options_t o = wal_opts(NULL);
 	aurawal_t *log = wal_open_ok(dir, &o);
 	static bool seen[MAX_IDS];
@@ -115,11 +117,16 @@ static void check_log(uint64_t nids)
 				  (unsigned long long) id);
 		}
 	}
-	cr_log_info("%llu appends stored, %llu refused", (unsigned long long) stored,
-		    (unsigned long long) refused);
+	w = wal_walk_all(log);
+	cr_log_info("%llu appends stored, %llu refused, %llu of them voided in place",
+		    (unsigned long long) stored, (unsigned long long) refused,
+		    (unsigned long long) w.n[AURAWAL_RECORD_VOID]);
 	cr_assert_gt(refused, 0);
 	cr_assert_gt(stored, 0);
+	cr_assert_eq(w.n[AURAWAL_RECORD_DATA], stored);
+	cr_assert_leq(w.n[AURAWAL_RECORD_VOID], refused);
 	cr_assert_eq(aurawal_close(log), 0);
+	return w;
 }
 
 /* One thread, every kind of append around one episode without space. */
@@ -166,7 +173,8 @@ Test(wal_enospc, each_kind_of_append_told_enospc_is_absent_and_each_told_0_is_pr
 	}
 	cr_assert_eq(aurawal_close(log), 0);
 	auraio_destroy(e);
-	check_log(id);
+	/* The appends of the failed write (14..20) stay in the log as VOID records. */
+	cr_assert_eq(check_log(id).n[AURAWAL_RECORD_VOID], 20 - first_async + 1);
 }
 
 struct worker {

@@ -87,6 +87,20 @@ expect_output '^summary: 4 segment\(s\), 20000 records \(seq 1\.\.20003\), 25600
 	"intact log: summary"
 expect_no_output ' ok$' "--verify lists no records"
 
+# --all: the log's own records are listed too, and account for the sequence gaps.
+expect_exit 0 "--all" -- "$WALDUMP" --all --no-segments "$work/log"
+records=$(grep -cE '^  [0-9]+:[0-9]+ +[0-9]+ +128  ok$' "$work/out" || true)
+[ "$records" -eq 20000 ] || fail "--all: $records records listed ok, expected 20000"
+seals=$(grep -cE '^  [123]:[0-9]+ +[0-9]+ +8  ok  SEAL: the segment ends, segment [234] follows$' "$work/out" || true)
+[ "$seals" -eq 3 ] || fail "--all: $seals SEAL records of segments 1-3 listed, expected 3"
+expect_output '^  4:[0-9]+ +20004 +0  ok  SYNC mark: ' "--all: the SYNC mark of the close, seq 20004"
+expect_output '^summary: 4 segment\(s\), 20000 records \(seq 1\.\.20003\), 2560000 payload bytes, and 4 of the log.s own \(3 SEAL, 1 SYNC, 0 VOID\), 0 corruption\(s\), 0 torn tail\(s\)$' \
+	"--all: summary counts the log's own records"
+# Every sequence number from 1 to 20004 appears once, in order.
+awk '/^  [0-9]+:[0-9]+ +[0-9]+ +[0-9]+  ok/ { if ($2 != ++n) { print "seq " $2 " where " n " was due"; exit 1 } }
+     END { if (n != 20004) { print n " records"; exit 1 } }' "$work/out" ||
+	fail "--all: the sequence numbers are not 1..20004 without a gap"
+
 expect_exit 0 "--segment 2 --no-segments" -- "$WALDUMP" --segment 2 --no-segments "$work/log"
 expect_no_output '^  [134]:[0-9]+ ' "--segment 2: no record of another segment"
 expect_output '^  2:4096 +[0-9]+ +128  ok$' "--segment 2: its first record"

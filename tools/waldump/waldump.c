@@ -37,7 +37,7 @@ struct finding {
 struct dump {
 	/* options */
 	const char *dir;
-	bool verify, records, segments;
+	bool verify, records, segments, all;
 	uint64_t only_segment; /* --segment N, 0 = all */
 	size_t hex;	       /* --hex N: payload bytes to print per record */
 	/* findings, in the order reported */
@@ -46,6 +46,8 @@ struct dump {
 	int err; /* a reporter allocation failure */
 	/* what the walk saw */
 	uint64_t nrecords, bytes, first_seq, last_seq, nsegments, bad_seq;
+	uint64_t own[5];	/* --all: the log's own records, by aurawal_record_type_t */
+	uint64_t last_data_seq; /* last_seq is of any record (the order check) */
 };
 
 static void usage(FILE *out)
@@ -60,6 +62,10 @@ static void usage(FILE *out)
 		"  --no-segments     do not list the segments\n"
 		"  --segment N       list only segment N and its records\n"
 		"  --hex N           also print the first N payload bytes of each record\n"
+		"  --all             also list the log's own records - SEAL (ends a segment),\n"
+		"                    SYNC marks, VOID (an append refused for lack of space) -\n"
+		"                    which take sequence numbers and bytes: with them every\n"
+		"                    number and byte of the log is accounted for\n"
 		"  -h, --help        this text\n"
 		"Records are listed as segment:offset, sequence, payload length and checksum\n"
 		"state; damaged ranges appear in place and in the findings at the end.\n"
@@ -174,7 +180,7 @@ static int parse_number(const char *opt, const char *s, uint64_t min, uint64_t *
 	return 0;
 }
 
-enum { OPT_NO_RECORDS = 256, OPT_NO_SEGMENTS, OPT_SEGMENT, OPT_HEX };
+enum { OPT_NO_RECORDS = 256, OPT_NO_SEGMENTS, OPT_SEGMENT, OPT_HEX, OPT_ALL };
 
 static int apply_option(struct dump *d, int c, const char *arg)
 {
@@ -198,6 +204,9 @@ static int apply_option(struct dump *d, int c, const char *arg)
 		return 0;
 	case OPT_SEGMENT:
 		return parse_number("segment", arg, 1, &d->only_segment);
+	case OPT_ALL:
+		d->all = true;
+		return 0;
 	case OPT_HEX:
 		if (parse_number("hex", arg, 0, &v) != 0)
 			return -EINVAL;
@@ -218,6 +227,7 @@ static int parse_args(struct dump *d, int argc, char **argv)
 		{ "no-segments", no_argument, NULL, OPT_NO_SEGMENTS },
 		{ "segment", required_argument, NULL, OPT_SEGMENT },
 		{ "hex", required_argument, NULL, OPT_HEX },
+		{ "all", no_argument, NULL, OPT_ALL },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -336,40 +346,67 @@ static void print_hex(const void *payload, size_t len, size_t max)
 	printf("%s\n", n < len ? "..." : "");
 }
 
+/* What a record of the log's own is, for its row (--all). */
+static const char *own_kind(const aurawal_record_t *r, char *buf, size_t size)
+{
+	uint64_t next = 0;
+
+	switch (r->type) {
+	case AURAWAL_RECORD_SEAL:
+		for (int i = 7; i >= 0; i--) /* little-endian on disk */
+			next = next << 8 | ((const unsigned char *) r->payload)[i];
+		snprintf(buf, size, "SEAL: the segment ends, segment %llu follows",
+			 (unsigned long long) next);
+		return buf;
+	case AURAWAL_RECORD_SYNC:
+		return "SYNC mark: everything before this segment was durable";
+	case AURAWAL_RECORD_VOID:
+		return "VOID: an append refused for lack of space";
+	default:
+		return "";
+	}
+}
+
 /* One record the iterator returned (its checksum verified by the library). */
-static void on_record(struct dump *d, aurawal_loc_t loc, uint64_t seq, const void *payload,
-		      size_t len)
+static void on_record(struct dump *d, const aurawal_record_t *r)
 {
 	/* Recovery treats a sequence that does not grow as damage (and reports it at this
 	 * location); the iterator does not check order, so say so on the record too. */
-	bool in_order = seq > d->last_seq;
-	char where[48];
+	bool in_order = r->seq > d->last_seq, data = r->type == AURAWAL_RECORD_DATA;
+	char where[48], kind[96];
 
 	if (!in_order)
 		d->bad_seq++;
-	if (!d->first_seq)
-		d->first_seq = seq;
-	d->last_seq = in_order ? seq : d->last_seq;
-	d->nrecords++;
-	d->bytes += len;
+	if (data && !d->first_seq)
+		d->first_seq = r->seq;
+	d->last_seq = in_order ? r->seq : d->last_seq;
+	if (data) {
+		if (in_order)
+			d->last_data_seq = r->seq;
+		d->nrecords++;
+		d->bytes += r->len;
+	} else {
+		d->own[r->type]++;
+	}
 	if (!d->records)
 		return;
-	flush_findings(d, loc.segment, loc.offset);
-	snprintf(where, sizeof(where), "%llu:%u", (unsigned long long) loc.segment, loc.offset);
-	printf("  %-20s %12llu %10zu  %s\n", where, (unsigned long long) seq, len,
-	       in_order ? "ok" : "ok, but its sequence is not above the previous one");
-	if (d->hex)
-		print_hex(payload, len, d->hex);
+	flush_findings(d, r->loc.segment, r->loc.offset);
+	snprintf(where, sizeof(where), "%llu:%u", (unsigned long long) r->loc.segment,
+		 r->loc.offset);
+	printf("  %-20s %12llu %10zu  %s%s%s\n", where, (unsigned long long) r->seq, r->len,
+	       in_order ? "ok" : "ok, but its sequence is not above the previous one",
+	       data ? "" : "  ", data ? "" : own_kind(r, kind, sizeof(kind)));
+	if (d->hex && data)
+		print_hex(r->payload, r->len, d->hex);
 }
 
-/* Every record the iterator returns; damage comes through the reporter. */
+/* Every record the iterator returns (--all: the log's own too); damage comes through
+ * the reporter. */
 static int walk_records(struct dump *d, aurawal_t *log)
 {
-	aurawal_loc_t loc, from = { d->only_segment, 0, 0 };
-	const void *payload;
+	aurawal_loc_t from = { d->only_segment, 0, 0 };
+	aurawal_record_t r;
 	aurawal_iter_t *it;
-	uint64_t seq;
-	size_t len;
 	int rc = aurawal_iter_open(log, from, &it);
 
 	if (rc)
@@ -377,10 +414,18 @@ static int walk_records(struct dump *d, aurawal_t *log)
 	if (d->records)
 		printf("records:\n  %-20s %12s %10s  %s\n", "segment:offset", "seq", "length",
 		       "checksum");
-	while ((rc = aurawal_iter_next(it, &loc, &seq, &payload, &len)) == 1) {
-		if (d->only_segment && loc.segment != d->only_segment)
+	for (;;) {
+		if (d->all)
+			rc = aurawal_iter_next_record(it, &r);
+		else
+			rc = aurawal_iter_next(it, &r.loc, &r.seq, &r.payload, &r.len);
+		if (rc != 1)
 			break;
-		on_record(d, loc, seq, payload, len);
+		if (!d->all)
+			r.type = AURAWAL_RECORD_DATA;
+		if (d->only_segment && r.loc.segment != d->only_segment)
+			break;
+		on_record(d, &r);
 	}
 	aurawal_iter_close(it);
 	if (rc >= 0 && d->records)
@@ -414,11 +459,22 @@ static size_t print_summary(const struct dump *d)
 {
 	size_t torn, corrupt = print_findings(d, &torn);
 
-	printf("summary: %llu segment(s), %llu records (seq %llu..%llu), %llu payload bytes, "
+	char own[160] = "";
+
+	if (d->all)
+		snprintf(own, sizeof(own),
+			 ", and %llu of the log's own (%llu SEAL, %llu SYNC, %llu VOID)",
+			 (unsigned long long) (d->own[AURAWAL_RECORD_SEAL] +
+					       d->own[AURAWAL_RECORD_SYNC] +
+					       d->own[AURAWAL_RECORD_VOID]),
+			 (unsigned long long) d->own[AURAWAL_RECORD_SEAL],
+			 (unsigned long long) d->own[AURAWAL_RECORD_SYNC],
+			 (unsigned long long) d->own[AURAWAL_RECORD_VOID]);
+	printf("summary: %llu segment(s), %llu records (seq %llu..%llu), %llu payload bytes%s, "
 	       "%zu corruption(s), %zu torn tail(s)%s\n",
 	       (unsigned long long) d->nsegments, (unsigned long long) d->nrecords,
-	       (unsigned long long) d->first_seq, (unsigned long long) d->last_seq,
-	       (unsigned long long) d->bytes, corrupt, torn,
+	       (unsigned long long) d->first_seq, (unsigned long long) d->last_data_seq,
+	       (unsigned long long) d->bytes, own, corrupt, torn,
 	       d->only_segment ? " (records of the one segment asked for)" : "");
 	return corrupt;
 }

@@ -276,6 +276,36 @@ AURAWAL_API int aurawal_iter_open(aurawal_t *log, aurawal_loc_t from, aurawal_it
 AURAWAL_API int aurawal_iter_next(aurawal_iter_t *it, aurawal_loc_t *loc, uint64_t *seq,
 				  const void **payload, size_t *len);
 
+/** What a record of the log is (docs/wal_format.md, "Record"). Values are the type byte
+ * on disk: never renumbered. */
+typedef enum aurawal_record_type {
+	AURAWAL_RECORD_DATA = 1, /* an append: what aurawal_iter_next returns */
+	AURAWAL_RECORD_SEAL = 2, /* the last record of a segment closed for a rollover;
+				    payload: the next segment's number, 8 bytes LE */
+	AURAWAL_RECORD_SYNC = 3, /* a sync mark (no payload): recovery's evidence that
+				    everything before its segment was durable */
+	AURAWAL_RECORD_VOID = 4, /* an append refused for lack of space (-ENOSPC) before it
+				    was written: its place and sequence number, zero bytes */
+} aurawal_record_type_t;
+
+/** One record as aurawal_iter_next_record() returns it. */
+typedef struct aurawal_record {
+	aurawal_loc_t loc;
+	uint64_t seq;
+	aurawal_record_type_t type;
+	const void *payload; /* valid until the next call or close; owned by the iterator */
+	size_t len;
+} aurawal_record_t;
+
+/**
+ * As aurawal_iter_next(), but every record of the log, the log's own too - SEAL, SYNC
+ * marks, VOID records - each with its type: what explains a gap in the sequence
+ * numbers or offsets of the appends (waldump --all). Steps of the two calls may be
+ * mixed on one iterator. Returns 1 and fills *rec, 0 at the end, or an error as for
+ * aurawal_iter_next (-EINVAL if rec is NULL).
+ */
+AURAWAL_API int aurawal_iter_next_record(aurawal_iter_t *it, aurawal_record_t *rec);
+
 /** Close an iterator. NULL is ignored. */
 AURAWAL_API void aurawal_iter_close(aurawal_iter_t *it);
 

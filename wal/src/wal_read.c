@@ -204,18 +204,22 @@ static int iter_damage(struct aurawal_iter *it, uint64_t limit, uint64_t seed)
 	return 0;
 }
 
-AURAWAL_API int aurawal_iter_next(aurawal_iter_t *it, aurawal_loc_t *loc, uint64_t *seq,
-				  const void **payload, size_t *len)
+_Static_assert((int) AURAWAL_RECORD_DATA == WAL_REC_DATA &&
+		   (int) AURAWAL_RECORD_SEAL == WAL_REC_SEAL &&
+		   (int) AURAWAL_RECORD_SYNC == WAL_REC_SYNC &&
+		   (int) AURAWAL_RECORD_VOID == WAL_REC_VOID,
+	       "aurawal_record_type_t is the type byte on disk");
+
+/* The next record - of any type if `all`, else the next DATA record - into *out. */
+static int iter_step(struct aurawal_iter *it, bool all, aurawal_record_t *out)
 {
 	for (;;) {
-		struct aurawal *log = it ? it->log : NULL;
-		uint64_t limit, seed;
+		struct aurawal *log = it->log;
+		uint64_t limit, seed, at;
 		struct wal_rec rec;
 		bool released;
 		int rc;
 
-		if (!it)
-			return -EINVAL;
 		pthread_mutex_lock(&log->mu);
 		limit = it->seg->written_end;
 		released = it->seg->released;
@@ -237,25 +241,47 @@ AURAWAL_API int aurawal_iter_next(aurawal_iter_t *it, aurawal_loc_t *loc, uint64
 				return rc;
 			continue;
 		}
-		if (rec.type == WAL_REC_SEAL) {
-			it->off = limit; /* the segment ends here */
+		at = it->off;
+		/* A SEAL ends its segment; SYNC marks and VOID records are not appends. */
+		it->off = rec.type == WAL_REC_SEAL ? limit : it->off + wal_rec_size(rec.len);
+		if (rec.type != WAL_REC_DATA && !all)
 			continue;
-		}
-		if (rec.type == WAL_REC_SYNC || rec.type == WAL_REC_VOID) { /* not records */
-			it->off += wal_rec_size(rec.len);
-			continue;
-		}
-		if (loc)
-			*loc = (aurawal_loc_t){ it->seg->number, (uint32_t) it->off, rec.len };
-		if (seq)
-			*seq = rec.seq;
-		if (payload)
-			*payload = rec.payload;
-		if (len)
-			*len = rec.len;
-		it->off += wal_rec_size(rec.len);
+		*out = (aurawal_record_t){ { it->seg->number, (uint32_t) at, rec.len },
+					   rec.seq,
+					   (aurawal_record_type_t) rec.type,
+					   rec.payload,
+					   rec.len };
 		return 1;
 	}
+}
+
+AURAWAL_API int aurawal_iter_next(aurawal_iter_t *it, aurawal_loc_t *loc, uint64_t *seq,
+				  const void **payload, size_t *len)
+{
+	aurawal_record_t rec;
+	int rc;
+
+	if (!it)
+		return -EINVAL;
+	rc = iter_step(it, false, &rec);
+	if (rc != 1)
+		return rc;
+	if (loc)
+		*loc = rec.loc;
+	if (seq)
+		*seq = rec.seq;
+	if (payload)
+		*payload = rec.payload;
+	if (len)
+		*len = rec.len;
+	return 1;
+}
+
+AURAWAL_API int aurawal_iter_next_record(aurawal_iter_t *it, aurawal_record_t *rec)
+{
+	if (!it || !rec)
+		return -EINVAL;
+	return iter_step(it, true, rec);
 }
 
 AURAWAL_API void aurawal_iter_close(aurawal_iter_t *it)
