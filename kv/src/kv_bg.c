@@ -15,11 +15,15 @@
 
 #define BG_PERIOD_MS   100
 #define HINTS_PER_PASS 4
+#define HINT_RETRY_NS  (10ull * 1000000000ull)
 
 /* Write the hint files of sealed segments that have none yet: at most HINTS_PER_PASS
  * (1 while GC is behind), so that GC looks at the space between them - each means
- * reading a segment, and writers held back by GC wait meanwhile. */
-static void hint_pass(struct kv_db *db)
+ * reading a segment, and writers held back by GC wait meanwhile. A segment whose hint
+ * could not be written (out of space, an I/O error: said once, as information) is tried
+ * again HINT_RETRY_NS after the last failure, or at once when `retry` (a pass asked
+ * for by aurakv_compact()). */
+static void hint_pass(struct kv_db *db, bool retry)
 {
 	size_t budget =
 	    atomic_load_explicit(&db->bg.behind, memory_order_relaxed) ? 1 : HINTS_PER_PASS;
@@ -33,9 +37,10 @@ static void hint_pass(struct kv_db *db)
 	for (size_t i = 0; i < n && i < count && budget > 0; i++) {
 		struct kv_seg *s = kv_seg_get(db, segs[i].number, false);
 		struct kv_seg_summary sum;
-		int rc;
+		int rc, was;
 
-		if (!segs[i].sealed || !s || atomic_load(&s->hint) != KV_HINT_NONE)
+		if (!segs[i].sealed || !s || (was = atomic_load(&s->hint)) == KV_HINT_OK ||
+		    (was == KV_HINT_FAILED && !retry))
 			continue;
 		/* A sealed segment's last records may still be in the log's buffer, and the
 		 * summary reads what is written: flush first, or the hint would miss them. */
@@ -51,10 +56,12 @@ static void hint_pass(struct kv_db *db)
 		budget--;
 		atomic_store(&s->hint, rc ? KV_HINT_FAILED : KV_HINT_OK);
 		if (rc)
+			db->bg.hint_retry_at = kv_now_ns() + HINT_RETRY_NS;
+		if (rc && was == KV_HINT_NONE)
 			kv_report(db, AURAKV_REPORT_INFO,
-				  "hint file of segment %llu not written: %s",
+				  "hint file of segment %llu not written: %s (tried again later)",
 				  (unsigned long long) segs[i].number, aurakv_strerror(rc));
-		else
+		else if (!rc)
 			atomic_fetch_add(&db->n.hints_written, 1);
 	}
 	free(segs);
@@ -83,11 +90,14 @@ static void *bg_main(void *arg)
 	pthread_mutex_lock(&db->bg.lock);
 	while (!db->bg.stop) {
 		uint64_t want = db->bg.compact_requested;
+		/* Failed hints are retried when due, and by every pass asked for. */
+		bool retry = want > db->bg.compact_done ||
+			     (db->bg.hint_retry_at && kv_now_ns() >= db->bg.hint_retry_at);
 		int did = 0;
 
 		pthread_mutex_unlock(&db->bg.lock);
 		if (db->opts.write_hints)
-			hint_pass(db);
+			hint_pass(db, retry);
 		if (want > db->bg.compact_done) {
 			int rc = compact_pass(db);
 

@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "aurakv.h"
 #include "aurawal.h"
@@ -70,6 +71,7 @@ struct kv_bg {
 	uint64_t compact_requested; /* passes asked for */
 	int compact_rc;
 	_Atomic uint64_t seen_segment; /* the newest segment the thread has seen */
+	uint64_t hint_retry_at; /* CLOCK_MONOTONIC ns: failed hints are tried again (kv_bg.c) */
 };
 
 struct kv_counters {
@@ -132,6 +134,15 @@ int kv_batches_init(struct kv_batches *b);
 void kv_batches_destroy(struct kv_batches *b);
 
 /* The cache key of an entry: its position in the log (unique per entry). */
+/* CLOCK_MONOTONIC in ns (GC pacing, hint retries). */
+static inline uint64_t kv_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
+}
+
 static inline uint64_t kv_cache_loc(const struct kv_ref *r)
 {
 	uint64_t pos = r->offset + ((r->flags & KV_REF_BATCH) ? 32ull + r->batch_off : 0);

@@ -83,14 +83,6 @@
  * spare (aurawal_options_t.spare_segments, 1 by default). */
 #define EXTRA_SEGS 2
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
-}
-
 static void deadline_in(struct timespec *ts, unsigned ms)
 {
 	clock_gettime(CLOCK_REALTIME, ts);
@@ -153,7 +145,7 @@ void kv_gc_throttle(struct kv_db *db, uint64_t bytes)
 		return; /* paid from the credit GC granted */
 	/* In debt: wait until GC's progress pays it, or back-pressure ends (caught up, GC
 	 * cannot help, error, close). The timeout only bounds a missed flag change. */
-	t0 = now_ns();
+	t0 = kv_now_ns();
 	pthread_mutex_lock(&db->bg.lock);
 	while (atomic_load_explicit(&db->bg.behind, memory_order_relaxed) &&
 	       atomic_load_explicit(&db->bg.credit, memory_order_relaxed) < 0 && !db->bg.stop) {
@@ -164,7 +156,7 @@ void kv_gc_throttle(struct kv_db *db, uint64_t bytes)
 	}
 	pthread_mutex_unlock(&db->bg.lock);
 	atomic_fetch_add_explicit(&db->n.gc_stalls, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&db->n.gc_stall_ns, now_ns() - t0, memory_order_relaxed);
+	atomic_fetch_add_explicit(&db->n.gc_stall_ns, kv_now_ns() - t0, memory_order_relaxed);
 }
 
 /* ---- the segments as GC sees them ---- */
@@ -277,7 +269,7 @@ static bool within_budget(struct kv_db *db, const struct pacer *p)
 {
 	uint64_t fg = atomic_load_explicit(&db->n.fg_bytes, memory_order_relaxed) - p->fg0;
 	double budget =
-	    p->factor * (double) fg + IDLE_COPY_RATE * (double) (now_ns() - p->t0) / 1e9;
+	    p->factor * (double) fg + IDLE_COPY_RATE * (double) (kv_now_ns() - p->t0) / 1e9;
 
 	return (double) p->copied <= budget || atomic_load(&db->bg.behind);
 }
@@ -550,7 +542,7 @@ static int collect(struct kv_db *db, uint64_t seg, struct pacer *p)
 		return rc;
 	if ((rc = kv_map_wal_error(aurawal_iter_open(db->wal, from, &it))))
 		return rc;
-	p->t0 = now_ns();
+	p->t0 = kv_now_ns();
 	p->fg0 = atomic_load(&db->n.fg_bytes);
 	while ((rc = aurawal_iter_next(it, &loc, NULL, &payload, &len)) == 1 &&
 	       loc.segment == seg) {

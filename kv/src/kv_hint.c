@@ -382,13 +382,15 @@ static int hint_image(const struct kv_seg_summary *s, uint64_t seg, struct hbuf 
 	return rc;
 }
 
-/* Write the hint file of segment `seg`: DIR/hints/N.tmp, synced, renamed, dir synced. */
+/* Write the hint file of segment `seg`: DIR/hints/N.tmp, synced, renamed, dir synced.
+ * On failure no file is left, neither N.tmp nor N.hint. */
 int kv_hint_write(struct kv_db *db, const struct kv_seg_summary *s, uint64_t seg)
 {
 	auraio_engine_t *eng = aurawal_engine(db->wal);
 	char *tmp = kv_hint_path(db->dir, seg, "tmp"), *fin = kv_hint_path(db->dir, seg, "hint");
 	char hints[4096];
 	struct hbuf h = { 0 };
+	bool renamed = false;
 	int fd = -1, rc = tmp && fin ? hint_image(s, seg, &h) : -ENOMEM;
 
 	if (!rc && (fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0)
@@ -400,15 +402,15 @@ int kv_hint_write(struct kv_db *db, const struct kv_seg_summary *s, uint64_t seg
 	}
 	if (fd >= 0)
 		close(fd);
-	if (!rc && rename(tmp, fin) < 0)
+	if (!rc && !(renamed = rename(tmp, fin) == 0))
 		rc = -errno;
 	snprintf(hints, sizeof(hints), "%s/hints", db->dir);
 	if (!rc)
 		rc = kv_fsync_dir(eng, hints);
 	if (!rc)
 		kv_acct_hint(db, seg, (int64_t) h.len);
-	if (rc && tmp)
-		unlink(tmp);
+	if (rc && tmp) /* a hint that failed leaves no file (its retry starts afresh) */
+		unlink(renamed ? fin : tmp);
 	free(h.p);
 	free(tmp);
 	free(fin);
