@@ -458,7 +458,6 @@ static size_t print_findings(const struct dump *d, size_t *torn)
 static size_t print_summary(const struct dump *d)
 {
 	size_t torn, corrupt = print_findings(d, &torn);
-
 	char own[160] = "";
 
 	if (d->all)
