@@ -370,20 +370,29 @@ static void expect_sample_after_reopen(void)
 	cr_assert_eq(aurakv_close(db), 0);
 }
 
+/* A closed store of NKEYS keys holding write 1: several 1 MiB segments, with hints. */
+static void make_nkeys_store(void)
+{
+	aurakv_options_t o = kv_opts(NULL);
+	aurakv_t *db = kv_open_ok(dir, &o);
+
+	for (uint64_t i = 0; i < NKEYS; i++)
+		cr_assert_eq(put_w(db, i, 1, i % 1000 == 999 ? AURAKV_SYNC : 0), 0);
+	cr_assert_eq(aurakv_close(db), 0);
+}
+
 /* The k-th read of an open fails, for every k until an open no longer reads that much:
  * the open fails with -EIO - or succeeds, every key intact (a hint file that cannot be
  * read is replaced by reading its segment, and said as information) - says nothing of
  * corruption, and the store is intact afterwards. */
 Test(kv_faults, an_eio_at_each_read_of_an_open_fails_it_and_loses_nothing)
 {
-	aurakv_options_t o = kv_opts(NULL);
-	aurakv_t *db = kv_open_ok(dir, &o);
+	aurakv_options_t o;
+	aurakv_t *db;
 	uint64_t k;
 	int failed = 0;
 
-	for (uint64_t i = 0; i < NKEYS; i++) /* several 1 MiB segments, with hints */
-		cr_assert_eq(put_w(db, i, 1, i % 1000 == 999 ? AURAKV_SYNC : 0), 0);
-	cr_assert_eq(aurakv_close(db), 0);
+	make_nkeys_store();
 	for (k = 0;; k++) {
 		auraio_engine_t *e = test_faulty_engine();
 		struct kv_reports rs = { 0 };
@@ -647,4 +656,79 @@ Test(kv_faults, a_hint_file_that_cannot_be_written_is_written_later)
 	cr_assert_eq(aurakv_close(db), 0);
 	auraio_destroy(e);
 	expect_sample_after_reopen();
+}
+
+#define KV_NEXTRA 8 /* SYNC puts after the open */
+
+/* The k-th write or sync fails (EIO), for every k until an open, KV_NEXTRA SYNC puts and
+ * a close no longer make that many: the open fails with -EIO or succeeds; a put is
+ * acknowledged or fails with -EIO (the store fails, and the rest with it); nothing is
+ * taken for corruption; and the store opened again has every key it had and every put
+ * acknowledged. (Background hint writes, if any, are among those failed in turn.) */
+Test(kv_faults, an_eio_at_each_write_or_sync_after_an_open_loses_nothing, .timeout = 240)
+{
+	aurakv_options_t o;
+	aurakv_t *db;
+	int open_failed = 0, put_failed = 0;
+	/* Key i's last acknowledged write; 0 once a later put of it failed (an EIO does
+	 * not say whether its write reached the device). */
+	uint64_t last[KV_NEXTRA], k;
+
+	for (uint64_t i = 0; i < KV_NEXTRA; i++)
+		last[i] = 1;
+	make_nkeys_store();
+	for (k = 0;; k++) {
+		auraio_engine_t *e = test_faulty_engine();
+		struct kv_reports rs = { 0 };
+		auraio_stats_t st;
+		uint64_t acked = 0;
+		int rc;
+
+		o = kv_opts(&rs);
+		o.engine = e;
+		o.background_gc = false;
+		test_fault_error(e, AURAIO_FAULT_OP_WRITE | AURAIO_FAULT_OP_FSYNC, k, 1, EIO);
+		db = NULL;
+		rc = aurakv_open(dir, &o, &db);
+		cr_assert(rc == 0 || rc == -EIO, "write %llu failed: open says %s",
+			  (unsigned long long) k, aurakv_strerror(rc));
+		if (rc == 0) {
+			/* Each round rewrites the same keys with a new write: 2 + k. */
+			for (; acked < KV_NEXTRA; acked++) {
+				rc = put_w(db, acked, 2 + k, AURAKV_SYNC);
+				if (rc) {
+					cr_assert_eq(rc, -EIO, "write %llu failed: put says %s",
+						     (unsigned long long) k, aurakv_strerror(rc));
+					last[acked] = 0;
+					put_failed++;
+					break;
+				}
+				last[acked] = 2 + k;
+			}
+			rc = aurakv_close(db);
+			cr_assert(rc == 0 || rc == -EIO, "write %llu failed: close says %s",
+				  (unsigned long long) k, aurakv_strerror(rc));
+		} else {
+			open_failed++;
+		}
+		cr_assert_eq(rs.corruption, 0, "write %llu failed: reported as corruption: %s",
+			     (unsigned long long) k, rs.last);
+		cr_assert_eq(auraio_get_stats(e, &st), 0);
+		auraio_destroy(e);
+		/* Opened again: every key holds its last acknowledged write. */
+		o = kv_opts(NULL);
+		db = kv_open_ok(dir, &o);
+		for (uint64_t i = 0; i < KV_NEXTRA; i++)
+			if (last[i])
+				expect(db, i, last[i]);
+		for (uint64_t i = KV_NEXTRA; i < NKEYS; i += 7)
+			expect(db, i, 1);
+		cr_assert_eq(aurakv_close(db), 0);
+		if (st.faults_injected == 0)
+			break; /* the round made fewer than k + 1 writes and syncs */
+	}
+	cr_log_info("%llu writes and syncs failed in turn: %d opens and %d puts failed",
+		    (unsigned long long) k, open_failed, put_failed);
+	cr_assert_gt(open_failed, 0);
+	cr_assert_gt(put_failed, 0);
 }
