@@ -660,18 +660,23 @@ Test(kv_faults, a_hint_file_that_cannot_be_written_is_written_later)
 
 #define KV_NEXTRA 8 /* SYNC puts after the open */
 
-/* The k-th write or sync fails (EIO), for every k until an open, KV_NEXTRA SYNC puts and
- * a close no longer make that many: the open fails with -EIO or succeeds; a put is
- * acknowledged or fails with -EIO (the store fails, and the rest with it); nothing is
- * taken for corruption; and the store opened again has every key it had and every put
- * acknowledged. (Background hint writes, if any, are among those failed in turn.) */
-Test(kv_faults, an_eio_at_each_write_or_sync_after_an_open_loses_nothing, .timeout = 240)
+/*
+ * The k-th write or sync fails with -err, for every k until an open, KV_NEXTRA SYNC puts
+ * and a close no longer make that many: the open fails with -err or succeeds; nothing is
+ * taken for corruption. EIO: a put is acknowledged or fails with -EIO (the store fails,
+ * and the rest with it), and the store opened again has every key's last acknowledged
+ * write. ENOSPC (one failure, then space again): a put fails with -ENOSPC or is
+ * acknowledged, later ones work, and the store opened again agrees with every put's
+ * result - none told -ENOSPC is there. (Background hint writes, if any, are among those
+ * failed in turn.)
+ */
+static void kv_fault_at_each_write_or_sync(int err)
 {
 	aurakv_options_t o;
 	aurakv_t *db;
 	int open_failed = 0, put_failed = 0;
-	/* Key i's last acknowledged write; 0 once a later put of it failed (an EIO does
-	 * not say whether its write reached the device). */
+	/* Key i's last acknowledged write; 0 once a later put of it failed with EIO (which
+	 * does not say whether its write reached the device). */
 	uint64_t last[KV_NEXTRA], k;
 
 	for (uint64_t i = 0; i < KV_NEXTRA; i++)
@@ -681,32 +686,35 @@ Test(kv_faults, an_eio_at_each_write_or_sync_after_an_open_loses_nothing, .timeo
 		auraio_engine_t *e = test_faulty_engine();
 		struct kv_reports rs = { 0 };
 		auraio_stats_t st;
-		uint64_t acked = 0;
 		int rc;
 
 		o = kv_opts(&rs);
 		o.engine = e;
 		o.background_gc = false;
-		test_fault_error(e, AURAIO_FAULT_OP_WRITE | AURAIO_FAULT_OP_FSYNC, k, 1, EIO);
+		test_fault_error(e, AURAIO_FAULT_OP_WRITE | AURAIO_FAULT_OP_FSYNC, k, 1, err);
 		db = NULL;
 		rc = aurakv_open(dir, &o, &db);
-		cr_assert(rc == 0 || rc == -EIO, "write %llu failed: open says %s",
+		cr_assert(rc == 0 || rc == -err, "write %llu failed: open says %s",
 			  (unsigned long long) k, aurakv_strerror(rc));
 		if (rc == 0) {
 			/* Each round rewrites the same keys with a new write: 2 + k. */
-			for (; acked < KV_NEXTRA; acked++) {
-				rc = put_w(db, acked, 2 + k, AURAKV_SYNC);
-				if (rc) {
-					cr_assert_eq(rc, -EIO, "write %llu failed: put says %s",
-						     (unsigned long long) k, aurakv_strerror(rc));
-					last[acked] = 0;
-					put_failed++;
+			for (uint64_t i = 0; i < KV_NEXTRA; i++) {
+				rc = put_w(db, i, 2 + k, AURAKV_SYNC);
+				if (rc == 0) {
+					last[i] = 2 + k;
+					continue;
+				}
+				cr_assert_eq(rc, -err, "write %llu failed: put %llu says %s",
+					     (unsigned long long) k, (unsigned long long) i,
+					     aurakv_strerror(rc));
+				put_failed++;
+				if (err == EIO) {
+					last[i] = 0;
 					break;
 				}
-				last[acked] = 2 + k;
 			}
 			rc = aurakv_close(db);
-			cr_assert(rc == 0 || rc == -EIO, "write %llu failed: close says %s",
+			cr_assert(rc == 0 || rc == -err, "write %llu failed: close says %s",
 				  (unsigned long long) k, aurakv_strerror(rc));
 		} else {
 			open_failed++;
@@ -727,8 +735,19 @@ Test(kv_faults, an_eio_at_each_write_or_sync_after_an_open_loses_nothing, .timeo
 		if (st.faults_injected == 0)
 			break; /* the round made fewer than k + 1 writes and syncs */
 	}
-	cr_log_info("%llu writes and syncs failed in turn: %d opens and %d puts failed",
-		    (unsigned long long) k, open_failed, put_failed);
+	cr_log_info("%s: %llu writes and syncs failed in turn: %d opens and %d puts failed",
+		    strerror(err), (unsigned long long) k, open_failed, put_failed);
 	cr_assert_gt(open_failed, 0);
 	cr_assert_gt(put_failed, 0);
+}
+
+Test(kv_faults, an_eio_at_each_write_or_sync_after_an_open_loses_nothing, .timeout = 240)
+{
+	kv_fault_at_each_write_or_sync(EIO);
+}
+
+Test(kv_faults, an_enospc_at_each_write_or_sync_stores_exactly_what_was_acknowledged,
+     .timeout = 240)
+{
+	kv_fault_at_each_write_or_sync(ENOSPC);
 }
