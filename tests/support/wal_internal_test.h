@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* wal_internal_test.h - for suites that look inside a log (wal_internal.h): waiting
- * until its background preparer is idle. */
+ * until its background preparer is idle, its active segment's file. */
 #ifndef AURA_WAL_INTERNAL_TEST_H
 #define AURA_WAL_INTERNAL_TEST_H
 
@@ -18,6 +18,19 @@ static inline void wal_preparer_idle(aurawal_t *log)
 		pthread_cond_wait(&log->cv_ready, &log->mu);
 	cr_assert_not_null(log->ready, "no ready segment: %s", aurawal_strerror(log->space_err));
 	pthread_mutex_unlock(&log->mu);
+}
+
+/* The file descriptor of the log's active segment: a fault rule for it hits the writes
+ * of what is appended now (into this segment), not those of the preparer when the
+ * appends fill it and it rolls over. */
+static inline int wal_active_fd(aurawal_t *log)
+{
+	int fd;
+
+	pthread_mutex_lock(&log->mu);
+	fd = log->active->fd;
+	pthread_mutex_unlock(&log->mu);
+	return fd;
 }
 
 #endif
