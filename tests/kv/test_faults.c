@@ -747,13 +747,12 @@ static void kv_fault_at_each_write_or_sync(int err)
 	cr_assert_gt(put_failed, 0);
 }
 
-Test(kv_faults, an_eio_at_each_write_or_sync_after_an_open_loses_nothing, .timeout = 240)
+Test(kv_faults, an_eio_at_each_write_or_sync_after_an_open_loses_nothing)
 {
 	kv_fault_at_each_write_or_sync(EIO);
 }
 
-Test(kv_faults, an_enospc_at_each_write_or_sync_stores_exactly_what_was_acknowledged,
-     .timeout = 240)
+Test(kv_faults, an_enospc_at_each_write_or_sync_stores_exactly_what_was_acknowledged)
 {
 	kv_fault_at_each_write_or_sync(ENOSPC);
 }
