@@ -3,7 +3,8 @@
  * Read errors are errors: an EIO while opening (recovery), reading a record or iterating
  * is returned as such - never taken for the end of the log (which would truncate it), a
  * torn tail, or corruption - and a failed open leaves the log as it was. Likewise an EIO
- * or ENOSPC on any write or sync of an open, of the appends after it, or of the close.
+ * or ENOSPC on any write or sync of an open, of the appends after it, or of the close,
+ * and a torn write there.
  */
 #include "wal_test.h"
 
@@ -148,8 +149,9 @@ Test(wal_read_errors, an_eio_while_reading_or_iterating_is_returned_as_eio)
 /* Opened again (healthy engine): the log holds records 0..NREC-1, made by make_log(),
  * then the appends tried after them whose bit is set in `stored` (bit i: record
  * NREC + i) - and, where `maybe` has the bit, perhaps that one too (an EIO does not say
- * whether its write reached the device). Nothing is reported as damage. */
-static void expect_records(unsigned stored, unsigned maybe)
+ * whether its write reached the device). Nothing is reported as damage - but for a torn
+ * tail when `torn_ok` (a torn write's prefix is the clean end of the log). */
+static void expect_records(unsigned stored, unsigned maybe, bool torn_ok)
 {
 	struct reports rs = { 0 };
 	aurawal_options_t o = wal_opts(&rs);
@@ -178,22 +180,26 @@ static void expect_records(unsigned stored, unsigned maybe)
 	cr_assert_eq(rc, 0, "%s", aurawal_strerror(rc));
 	cr_assert_geq(i, NREC);
 	cr_assert_eq(stored, 0, "acknowledged appends missing: mask %#x", stored);
-	cr_assert_eq(rs.corruption + rs.torn + rs.dropped, 0, "%s", rs.reason);
+	cr_assert_eq(rs.corruption + (torn_ok ? 0 : rs.torn) + rs.dropped, 0, "%s", rs.reason);
 	cr_assert_eq(aurawal_close(log), 0);
 }
 
 /*
- * The k-th write or sync fails with -err, for every k until an open, NEXTRA durable
- * appends and a close no longer make that many: the open fails with -err or succeeds;
- * nothing is taken for damage. EIO: an append is acknowledged or fails with -EIO
- * (fail-stop: the rest fail too), and the log opened again has every record it had and
- * every append acknowledged. ENOSPC (one failure: the space "returns" at once): an
- * append fails with -ENOSPC or is acknowledged, later ones work again, and the log
- * opened again has exactly the appends acknowledged - never one told -ENOSPC. (The
- * log's preparer, if it writes meanwhile, has its writes among those failed in turn.)
+ * The k-th operation matching `rule` fails (rule.skip = k), for every k until an open,
+ * NEXTRA durable appends and a close no longer make that many: the open fails with
+ * -err or succeeds; nothing is taken for damage (but a torn write may leave a torn
+ * tail). EIO - an error, or a torn write (only a prefix reaches the file): an append is
+ * acknowledged or fails with -EIO (fail-stop: the rest fail too), and the log opened
+ * again has every record it had and every append acknowledged. ENOSPC (one failure: the
+ * space "returns" at once): an append fails with -ENOSPC or is acknowledged, later ones
+ * work again, and the log opened again has exactly the appends acknowledged - never one
+ * told -ENOSPC. (The log's preparer, if it writes meanwhile, has its writes among those
+ * failed in turn.)
  */
-static void fault_at_each_write_or_sync(int err)
+static void fault_at_each(auraio_fault_t rule)
 {
+	int err = rule.error;
+	bool tear = rule.kind == AURAIO_FAULT_TEAR;
 	int open_failed = 0, append_failed = 0;
 	uint64_t k;
 
@@ -212,7 +218,8 @@ static void fault_at_each_write_or_sync(int err)
 		cr_assert_eq(mkdir(dir, 0755), 0);
 		make_log();
 		o.engine = e;
-		test_fault_error(e, AURAIO_FAULT_OP_WRITE | AURAIO_FAULT_OP_FSYNC, k, 1, err);
+		rule.skip = k;
+		cr_assert_eq(auraio_fault_set(e, &rule), 0);
 		rc = aurawal_open(dir, &o, &log);
 		cr_assert(rc == 0 || rc == -err, "write %llu failed: open says %s",
 			  (unsigned long long) k, aurawal_strerror(rc));
@@ -243,23 +250,46 @@ static void fault_at_each_write_or_sync(int err)
 			     rs.reason);
 		cr_assert_eq(auraio_get_stats(e, &st), 0);
 		auraio_destroy(e);
-		expect_records(stored, maybe);
+		expect_records(stored, maybe, tear);
 		if (st.faults_injected == 0)
 			break; /* the run made fewer than k + 1 writes and syncs */
 	}
-	cr_log_info("%s: %llu writes and syncs failed in turn: %d opens and %d appends failed",
-		    strerror(err), (unsigned long long) k, open_failed, append_failed);
+	cr_log_info("%s%s: %llu operations failed in turn: %d opens and %d appends failed",
+		    tear ? "torn, " : "", strerror(err), (unsigned long long) k, open_failed,
+		    append_failed);
 	cr_assert_gt(open_failed, 0);
 	cr_assert_gt(append_failed, 0);
 }
 
+static auraio_fault_t each_write_or_sync(int err)
+{
+	return (auraio_fault_t){ .ops = AURAIO_FAULT_OP_WRITE | AURAIO_FAULT_OP_FSYNC,
+				 .fd = -1,
+				 .count = 1,
+				 .kind = AURAIO_FAULT_ERROR,
+				 .error = err };
+}
+
 Test(wal_read_errors, an_eio_at_each_write_or_sync_after_an_open_loses_nothing, .timeout = 240)
 {
-	fault_at_each_write_or_sync(EIO);
+	fault_at_each(each_write_or_sync(EIO));
 }
 
 Test(wal_read_errors, an_enospc_at_each_write_or_sync_stores_exactly_what_was_acknowledged,
      .timeout = 240)
 {
-	fault_at_each_write_or_sync(ENOSPC);
+	fault_at_each(each_write_or_sync(ENOSPC));
+}
+
+/* Each write torn in turn - 1, 4 and 7 of a block's 8 sectors reach the file - failing
+ * with EIO: the open's close-block rewrite, the appends' batches, the close's block. */
+Test(wal_read_errors, a_torn_write_at_each_write_after_an_open_loses_nothing, .timeout = 240)
+{
+	for (size_t keep = 512; keep < 4096; keep += 1536)
+		fault_at_each((auraio_fault_t){ .ops = AURAIO_FAULT_OP_WRITE,
+						.fd = -1,
+						.count = 1,
+						.kind = AURAIO_FAULT_TEAR,
+						.keep = keep,
+						.error = EIO });
 }
