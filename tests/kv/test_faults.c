@@ -381,13 +381,24 @@ static void make_nkeys_store(void)
 	cr_assert_eq(aurakv_close(db), 0);
 }
 
+/* Open the store on engine e (whose fault rule is set), reports to rs, no background GC:
+ * aurakv_open's result, the store in *db. */
+static int open_faulty(auraio_engine_t *e, struct kv_reports *rs, aurakv_t **db)
+{
+	aurakv_options_t o = kv_opts(rs);
+
+	o.engine = e;
+	o.background_gc = false;
+	*db = NULL;
+	return aurakv_open(dir, &o, db);
+}
+
 /* The k-th read of an open fails, for every k until an open no longer reads that much:
  * the open fails with -EIO - or succeeds, every key intact (a hint file that cannot be
  * read is replaced by reading its segment, and said as information) - says nothing of
  * corruption, and the store is intact afterwards. */
 Test(kv_faults, an_eio_at_each_read_of_an_open_fails_it_and_loses_nothing)
 {
-	aurakv_options_t o;
 	aurakv_t *db;
 	uint64_t k;
 	int failed = 0;
@@ -399,12 +410,8 @@ Test(kv_faults, an_eio_at_each_read_of_an_open_fails_it_and_loses_nothing)
 		auraio_stats_t st;
 		int rc;
 
-		o = kv_opts(&rs);
-		o.engine = e;
-		o.background_gc = false;
 		test_fault_error(e, AURAIO_FAULT_OP_READ, k, 1, EIO);
-		db = NULL;
-		rc = aurakv_open(dir, &o, &db);
+		rc = open_faulty(e, &rs, &db);
 		cr_assert_eq(auraio_get_stats(e, &st), 0);
 		cr_assert(rc == 0 || rc == -EIO, "read %llu failed: open says %s",
 			  (unsigned long long) k, aurakv_strerror(rc));
@@ -694,12 +701,8 @@ static void kv_fault_at_each_write_or_sync(int err)
 		auraio_stats_t st;
 		int rc;
 
-		o = kv_opts(&rs);
-		o.engine = e;
-		o.background_gc = false;
 		test_fault_error(e, AURAIO_FAULT_OP_WRITE | AURAIO_FAULT_OP_FSYNC, k, 1, err);
-		db = NULL;
-		rc = aurakv_open(dir, &o, &db);
+		rc = open_faulty(e, &rs, &db);
 		cr_assert(rc == 0 || rc == -err, "write %llu failed: open says %s",
 			  (unsigned long long) k, aurakv_strerror(rc));
 		if (rc == 0) {

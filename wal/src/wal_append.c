@@ -360,11 +360,12 @@ static void poke_if_due(struct aurawal *log)
 /* Room to note one more record of b that is voided if its write fails with -ENOSPC. */
 static int voids_reserve(struct wal_batch *b)
 {
-	uint32_t cap = b->voids_cap ? 2 * b->voids_cap : 64;
+	uint32_t cap;
 	uint32_t *v;
 
 	if (b->nvoids < b->voids_cap)
 		return 0;
+	cap = b->voids_cap ? 2 * b->voids_cap : 64;
 	v = realloc(b->voids, sizeof(*v) * cap);
 	if (!v)
 		return -ENOMEM;
