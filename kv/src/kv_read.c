@@ -171,7 +171,6 @@ static void aget_read_done(void *arg, int status, size_t len, uint64_t seq)
 		val = raw;
 	}
 	kv_cache_put(db->cache, kv_cache_loc(&g->ref), val, e.rawlen);
-	atomic_fetch_add_explicit(&db->n.gets, 1, memory_order_relaxed);
 	aget_finish(g, 0, val, e.rawlen);
 	free(raw);
 }
@@ -190,7 +189,6 @@ static void aget_start(struct aget *g)
 	}
 	if (rc == 0 && db->cache &&
 	    kv_cache_get_alloc(db->cache, kv_cache_loc(&g->ref), &val, &vlen) == 0) {
-		atomic_fetch_add_explicit(&db->n.gets, 1, memory_order_relaxed);
 		aget_finish(g, 0, val, vlen);
 		free(val);
 		return;
@@ -218,6 +216,9 @@ int kv_get_async(struct kv_db *db, const void *key, size_t klen, aurakv_get_cb c
 
 	if (!g)
 		return -ENOMEM;
+	/* Counted once here, as kv_read_entry counts a get: whatever its outcome, and not
+	 * again when a released segment makes aget_start look the key up again. */
+	atomic_fetch_add_explicit(&db->n.gets, 1, memory_order_relaxed);
 	g->db = db;
 	g->cb = cb;
 	g->arg = arg;

@@ -509,3 +509,19 @@ Test(kv_api, a_second_open_is_refused_naming_the_holders_pid)
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
 		  "the second open must fail with AURAKV_ELOCKED naming PID %d", (int) getpid());
 }
+
+Test(kv_api, an_async_get_counts_in_gets_like_a_get_whether_found_or_missing)
+{
+	struct async_result missing = { 0 }, found = { 0 };
+	aurakv_stats_t st;
+
+	cr_assert_eq(aurakv_put(db, "here", 4, "value", 5, 0), 0);
+	cr_assert_eq(aurakv_get_async(db, "nothere", 7, on_get, &missing), 0);
+	cr_assert_eq(aurakv_get_async(db, "here", 4, on_get, &found), 0);
+	while (found.calls == 0)
+		cr_assert_geq(aurakv_poll(db, 1000), 0);
+	cr_assert_eq(aurakv_get_stats(db, &st), 0);
+	cr_assert_eq(st.get_misses, 1);
+	cr_assert_eq(st.gets, 2, "every get counts, the missing one too: %llu",
+		     (unsigned long long) st.gets);
+}
