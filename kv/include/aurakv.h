@@ -18,9 +18,10 @@
  *   A write with AURAKV_SYNC returns 0 only once it survives a crash of the process or
  *   the machine. A write without it survives a process crash once it returned, and a
  *   machine crash once a later AURAKV_SYNC write or aurakv_sync() has returned (within
- *   flush_delay_us it is written to the device either way). A batch is atomic: after a
- *   crash either all of it or none of it is there. Writes to one key are ordered: a
- *   get returns the value of the last write that returned before it started.
+ *   flush_delay_us, if not 0, it is written to the device either way). A batch is
+ *   atomic: after a crash either all of it or none of it is there. Writes to one key
+ *   are ordered: a get returns the value of the last write that returned before it
+ *   started.
  *
  * Errors
  *   0 on success, -errno for system errors, or a code of the reserved band below;
@@ -116,7 +117,9 @@ typedef struct aurakv_options {
 	unsigned compress_min;	 /* values of at least this many bytes are LZ4-compressed
 				     when that saves >= 10 %; default 256; 0 = never */
 	unsigned flush_delay_us; /* a write without AURAKV_SYNC reaches the device at most
-				     this long after it returned; default 1000 */
+				     this long after it returned; default 1000; 0 .. 10000000
+				     (10 s); 0 = only when a buffer fills, on aurakv_sync()
+				     or an AURAKV_SYNC write */
 	bool background_gc;	 /* collect garbage in a background thread; default true.
 				     false: only aurakv_compact() collects. */
 	double gc_space_amp;	 /* the space amplification GC keeps under: bytes of the

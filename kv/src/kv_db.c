@@ -22,6 +22,8 @@
 #include "kv_batch.h"
 #include "kv_db.h"
 
+#define KV_MAX_FLUSH_DELAY_US 10000000u /* aurakv.h, flush_delay_us */
+
 static pthread_mutex_t closed_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct aurakv *closed_handles; /* kept so that their memory stays valid */
 
@@ -46,6 +48,9 @@ static int check_options(const aurakv_options_t *o)
 	    o->segment_size % 4096)
 		return -EINVAL;
 	if (!(o->gc_space_amp >= 1.1 && o->gc_space_amp <= 10))
+		return -EINVAL;
+	/* The log refuses more too, but only once the directory exists: check first. */
+	if (o->flush_delay_us > KV_MAX_FLUSH_DELAY_US)
 		return -EINVAL;
 	return 0;
 }

@@ -525,3 +525,19 @@ Test(kv_api, an_async_get_counts_in_gets_like_a_get_whether_found_or_missing)
 	cr_assert_eq(st.gets, 2, "every get counts, the missing one too: %llu",
 		     (unsigned long long) st.gets);
 }
+
+Test(kv_api, open_refuses_a_flush_delay_over_ten_seconds_before_creating_anything)
+{
+	aurakv_options_t o = kv_opts(NULL);
+	aurakv_t *other = NULL;
+	char fresh[600];
+
+	snprintf(fresh, sizeof(fresh), "%s/fresh", dir);
+	o.flush_delay_us = 10000001u;
+	cr_assert_eq(aurakv_open(fresh, &o, &other), -EINVAL);
+	cr_assert_null(other);
+	cr_assert_neq(access(fresh, F_OK), 0, "a refused open leaves no directory behind");
+	o.flush_delay_us = 10000000u; /* the largest */
+	other = kv_open_ok(fresh, &o);
+	cr_assert_eq(aurakv_close(other), 0);
+}
