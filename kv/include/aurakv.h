@@ -338,7 +338,7 @@ typedef struct aurakv_verify_result {
  * record it names). Each problem goes to the reporter of `opts` (NULL = stderr). The
  * store must not be open in another process. Returns 0 if nothing is wrong,
  * AURAKV_ECORRUPT if anything is (counts in *res, which may be NULL), or an error of
- * aurakv_open.
+ * aurakv_open (-ENOENT for a directory that holds no store: it is left untouched).
  */
 AURAKV_API int aurakv_verify(const char *dir, const aurakv_options_t *opts,
 			     aurakv_verify_result_t *res);

@@ -175,6 +175,16 @@ static int verify_log(struct vctx *v)
 	return rc;
 }
 
+/* 0 if `dir` holds a log, else -ENOENT (or -errno): checked before the lock, whose LOCK
+ * file would otherwise be left in a directory that is not a store. */
+static int has_log(const char *dir)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/wal", dir);
+	return access(path, F_OK) == 0 ? 0 : -errno;
+}
+
 int aurakv_verify(const char *dir, const aurakv_options_t *opts, aurakv_verify_result_t *res)
 {
 	aurakv_options_t o;
@@ -198,7 +208,9 @@ int aurakv_verify(const char *dir, const aurakv_options_t *opts, aurakv_verify_r
 		free(v);
 		return -ENOMEM;
 	}
-	rc = access(dir, F_OK) == 0 ? kv_db_lock(v->db) : -ENOENT;
+	rc = has_log(dir);
+	if (rc == 0)
+		rc = kv_db_lock(v->db);
 	if (rc == 0)
 		rc = kv_db_open_wal(v->db, AURAWAL_RECOVER_INSPECT);
 	if (rc == 0)

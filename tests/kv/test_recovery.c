@@ -212,6 +212,24 @@ Test(kv_recovery, verify_refuses_a_store_open_elsewhere_and_a_missing_one)
 	cr_assert_eq(aurakv_verify(NULL, &o, NULL), -EINVAL);
 }
 
+Test(kv_recovery, verify_of_a_directory_that_is_not_a_store_is_enoent_and_changes_nothing)
+{
+	aurakv_options_t o = kv_opts(&reps);
+	char lock[600];
+	DIR *d;
+	struct dirent *e;
+	int entries = 0;
+
+	cr_assert_eq(aurakv_verify(dir, &o, NULL), -ENOENT);
+	snprintf(lock, sizeof(lock), "%s/LOCK", dir);
+	cr_assert_neq(access(lock, F_OK), 0, "verify created %s", lock);
+	cr_assert_not_null(d = opendir(dir));
+	while ((e = readdir(d)))
+		entries += e->d_name[0] != '.';
+	closedir(d);
+	cr_assert_eq(entries, 0, "the directory is left as it was: empty");
+}
+
 Test(kv_recovery, stale_hint_files_are_swept_at_open)
 {
 	aurakv_options_t o = kv_opts(&reps);
