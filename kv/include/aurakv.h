@@ -188,7 +188,8 @@ AURAKV_API int aurakv_get_into(aurakv_t *db, const void *key, size_t klen, void 
 
 /**
  * Delete `key`. flags: 0 or AURAKV_SYNC. Deleting a missing key is not an error (0,
- * and nothing is written). Returns 0 or an error as for aurakv_put.
+ * and nothing is written; with AURAKV_SYNC, earlier writes are still made durable).
+ * Returns 0 or an error as for aurakv_put.
  */
 AURAKV_API int aurakv_delete(aurakv_t *db, const void *key, size_t klen, unsigned flags);
 
@@ -224,8 +225,8 @@ AURAKV_API size_t aurakv_batch_count(const aurakv_batch_t *b);
  * Apply `b` atomically: one log record, one durable commit with AURAKV_SYNC. After a
  * crash either every entry is there or none is; concurrent gets see each key's new
  * value as soon as its entry is applied (a batch is not isolated from readers). An
- * empty batch writes nothing. The batch is not modified. Returns 0 or an error as for
- * aurakv_put.
+ * empty batch writes nothing (with AURAKV_SYNC, earlier writes are still made durable).
+ * The batch is not modified. Returns 0 or an error as for aurakv_put.
  */
 AURAKV_API int aurakv_write(aurakv_t *db, const aurakv_batch_t *b, unsigned flags);
 

@@ -50,6 +50,14 @@ static unsigned wal_flags(unsigned flags)
 	return (flags & AURAKV_SYNC) ? AURAWAL_DURABLE : 0;
 }
 
+/* A write that stores nothing (a missing key's delete, an empty batch) still keeps the
+ * promise of AURAKV_SYNC: every write that returned before it is durable when it returns
+ * 0 (aurakv.h, Durability). Cheap when there is nothing to sync. */
+static int sync_noop(struct kv_db *db, unsigned flags)
+{
+	return (flags & AURAKV_SYNC) ? kv_map_wal_error(aurawal_sync(db->wal)) : 0;
+}
+
 /* A record went to a segment the background thread has not seen: the one before was
  * sealed, its hint file is due and GC may have work. */
 static void note_segment(struct kv_db *db, uint64_t segment)
@@ -122,9 +130,7 @@ int kv_write_delete(struct kv_db *db, const void *key, size_t klen, unsigned fla
 	rc = kv_index_get(db->ix, key, klen, &cur);
 	if (rc == -ENOENT || (rc == 0 && (cur.flags & KV_REF_TOMBSTONE))) {
 		pthread_mutex_unlock(stripe);
-		/* Nothing to delete; a durable delete still makes an earlier one durable. */
-		return (flags & AURAKV_SYNC) && rc == 0 ? kv_map_wal_error(aurawal_sync(db->wal))
-							: 0;
+		return sync_noop(db, flags); /* nothing to delete */
 	}
 	rc = append_one(db, key, klen, iov, 2, hdr, flags, KV_REF_TOMBSTONE);
 	pthread_mutex_unlock(stripe);
@@ -237,7 +243,7 @@ int kv_write_batch(struct kv_db *db, const aurakv_batch_t *b, unsigned flags)
 	int rc;
 
 	if (b->count == 0)
-		return 0;
+		return sync_noop(db, flags);
 	if ((rc = batch_body(db, b, &body, &len, &owned)))
 		return rc;
 	kv_gc_throttle(db, kv_log_bytes(KV_REC_HDR_MAX + len));

@@ -759,3 +759,43 @@ Test(kv_faults, an_enospc_at_each_write_or_sync_stores_exactly_what_was_acknowle
 {
 	kv_fault_at_each_write_or_sync(ENOSPC);
 }
+
+/* A put is buffered, its write then fails: only a call that makes earlier writes durable
+ * learns of it. `commit` is such a call, with AURAKV_SYNC, that stores nothing itself. */
+static void durable_noop_syncs_earlier_writes(int (*commit)(aurakv_t *db))
+{
+	auraio_engine_t *e = test_faulty_engine();
+	aurakv_t *db = open_on(e);
+
+	log_idle(db);
+	test_fault_error(e, AURAIO_FAULT_OP_WRITE | AURAIO_FAULT_OP_FSYNC, 0, 0, EIO);
+	cr_assert_eq(put_w(db, 1, 1, 0), 0);
+	cr_assert_eq(commit(db), -EIO, "an AURAKV_SYNC call returned 0 with the put not durable");
+	auraio_fault_clear(e);
+	aurakv_close(db);
+	auraio_destroy(e);
+}
+
+static int delete_missing_sync(aurakv_t *db)
+{
+	return aurakv_delete(db, "never-written", 13, AURAKV_SYNC);
+}
+
+static int empty_batch_sync(aurakv_t *db)
+{
+	aurakv_batch_t *b = aurakv_batch_new();
+	int rc = aurakv_write(db, b, AURAKV_SYNC);
+
+	aurakv_batch_free(b);
+	return rc;
+}
+
+Test(kv_faults, a_durable_delete_of_a_missing_key_makes_earlier_writes_durable)
+{
+	durable_noop_syncs_earlier_writes(delete_missing_sync);
+}
+
+Test(kv_faults, a_durable_empty_batch_makes_earlier_writes_durable)
+{
+	durable_noop_syncs_earlier_writes(empty_batch_sync);
+}
