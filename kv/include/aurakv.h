@@ -32,7 +32,8 @@
  *   Every function may be called from any thread concurrently on the same store,
  *   except aurakv_close(), which must be the last call on the store and must not race
  *   with any other call on it. Callbacks of aurakv_get_async() run in a thread that
- *   calls aurakv_poll() (or inside aurakv_get_async() itself, see there).
+ *   calls aurakv_poll() (or inside aurakv_get_async() itself, see there; a thread in
+ *   aurakv_multi_get() or aurakv_close() may run them too).
  *
  * Limits
  *   Keys: 1 .. AURAKV_MAX_KEY bytes, compared as unsigned bytes (memcmp order).
@@ -150,6 +151,8 @@ AURAKV_API int aurakv_open(const char *dir, const aurakv_options_t *opts, aurakv
 
 /**
  * Make every write durable, stop the background threads, close. NULL is ignored.
+ * Asynchronous gets still in flight complete first: each callback runs once, in this
+ * thread, before it returns (a callback must not call the store).
  * Returns 0, or the error that kept writes from becoming durable (the store is closed
  * anyway). Afterwards the handle answers every call with AURAKV_ECLOSED (it keeps a
  * few bytes for that); it must not race with other calls on the store.

@@ -307,6 +307,11 @@ int aurakv_close(aurakv_t *h)
 	if (!h || h->magic != KV_MAGIC_OPEN)
 		return h ? AURAKV_ECLOSED : 0;
 	db = h->db;
+	/* Async gets still in flight complete first, their callbacks run here: the log's
+	 * close runs only callbacks already reaped, and would free the read buffers under a
+	 * read the engine still holds. A callback's relookup may start another: loop. */
+	while (aurawal_poll(db->wal, -1) > 0)
+		;
 	kv_bg_stop(db);
 	rc = kv_map_wal_error(aurawal_close(db->wal));
 	kv_db_free(db);

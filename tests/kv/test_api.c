@@ -541,3 +541,29 @@ Test(kv_api, open_refuses_a_flush_delay_over_ten_seconds_before_creating_anythin
 	other = kv_open_ok(fresh, &o);
 	cr_assert_eq(aurakv_close(other), 0);
 }
+
+Test(kv_api, close_runs_the_callback_of_every_async_get_still_in_flight_once)
+{
+	struct async_result r[64];
+	aurakv_options_t o = kv_opts(&reps);
+	char k[32];
+
+	cr_assert_eq(aurakv_close(db), 0);
+	o.cache_size = 0; /* every get is a device read */
+	db = kv_open_ok(dir, &o);
+	memset(r, 0, sizeof(r));
+	for (uint64_t i = 0; i < 64; i++)
+		cr_assert_eq(aurakv_put(db, k, kv_key(k, i), k, 9, 0), 0);
+	cr_assert_eq(aurakv_sync(db), 0);
+	for (uint64_t i = 0; i < 64; i++)
+		cr_assert_eq(aurakv_get_async(db, k, kv_key(k, i), on_get, &r[i]), 0);
+	cr_assert_eq(aurakv_close(db), 0);
+	db = NULL;
+	for (uint64_t i = 0; i < 64; i++) {
+		cr_assert_eq(r[i].calls, 1, "get %llu: %d callbacks", (unsigned long long) i,
+			     r[i].calls);
+		cr_assert_eq(r[i].status, 0);
+		cr_assert_eq(r[i].len, kv_key(k, i));
+		cr_assert_eq(memcmp(r[i].val, k, 9), 0);
+	}
+}
