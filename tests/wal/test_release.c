@@ -169,6 +169,34 @@ Test(wal_release, async_reads_deliver_payloads_through_poll)
 	cr_assert_eq(aurawal_close(log), 0);
 }
 
+Test(wal_release, close_completes_async_reads_still_in_flight_and_runs_their_callbacks)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log = wal_open_ok(dir, &o);
+	enum { N = 64 };
+	aurawal_loc_t locs[N];
+	uint64_t seqs[N];
+	static struct async_read r[N];
+	static uint8_t bufs[N][300];
+
+	for (int i = 0; i < N; i++)
+		seqs[i] = append_i(log, (uint64_t) i, 300, AURAWAL_DURABLE, &locs[i]);
+	cr_assert_eq(aurawal_close(log), 0);
+	/* Read-only: its close writes nothing, so nothing else reaps the reads meanwhile. */
+	o.recovery = AURAWAL_RECOVER_INSPECT;
+	log = wal_open_ok(dir, &o);
+	memset(r, 0, sizeof(r));
+	for (int i = 0; i < N; i++) /* device reads, and nobody polls */
+		cr_assert_eq(aurawal_read_async(log, locs[i], bufs[i], 300, on_read, &r[i]), 0);
+	cr_assert_eq(aurawal_close(log), 0);
+	for (int i = 0; i < N; i++) {
+		cr_assert_eq(r[i].done, 1, "read %d: %d callbacks", i, r[i].done);
+		cr_assert_eq(r[i].status, 0, "read %d: %s", i, aurawal_strerror(r[i].status));
+		cr_assert_eq(r[i].seq, seqs[i]);
+		cr_assert(payload_check(bufs[i], 300, (uint64_t) i));
+	}
+}
+
 /* ---- a segment is released only once its last batch is written and durable ---- */
 
 #define RLEN 1000

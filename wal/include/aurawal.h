@@ -188,8 +188,9 @@ AURAWAL_API int aurawal_open(const char *dir, const aurawal_options_t *opts, aur
 /**
  * Make everything appended durable, then close. NULL is ignored. Returns 0, or the
  * error that kept buffered records from becoming durable (the log is closed anyway).
- * Must not race with any other call on the log; async callbacks still pending run
- * before it returns.
+ * Must not race with any other call on the log. Asynchronous reads still in flight
+ * complete first, and every async callback still pending runs once, in this thread,
+ * before it returns (a read's callback may start another read; it completes too).
  */
 AURAWAL_API int aurawal_close(aurawal_t *log);
 

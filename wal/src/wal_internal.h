@@ -289,7 +289,6 @@ bool wal_wants_bare_sync(const struct aurawal *log);
 
 /* ---- wal_writer.c ---- */
 int wal_writer_init(struct aurawal *log);
-void wal_writer_fini(struct aurawal *log);
 void *wal_writer_main(void *arg);
 int wal_write_close_block(struct aurawal *log); /* at close, after the writer stopped */
 int wal_sync_dir_if_dirty(struct aurawal *log); /* at close, after the writer stopped */

@@ -347,6 +347,22 @@ AURAWAL_API int aurawal_open(const char *dir, const aurawal_options_t *opts, aur
 	return 0;
 }
 
+/* Close, after the writer stopped: reads still in flight complete (nobody else reaps the
+ * engine now) and every callback ready runs - a read's callback may start another read,
+ * hence the loop - before the buffers, files and engine they use go away. */
+static void finish_callbacks(struct aurawal *log)
+{
+	do {
+		pthread_mutex_lock(&log->mu);
+		while (log->pending_reads) {
+			pthread_mutex_unlock(&log->mu);
+			auraio_wait(log->engine, 100);
+			pthread_mutex_lock(&log->mu);
+		}
+		pthread_mutex_unlock(&log->mu);
+	} while (wal_run_ready_cbs(log) > 0);
+}
+
 AURAWAL_API int aurawal_close(aurawal_t *log)
 {
 	int rc;
@@ -359,7 +375,7 @@ AURAWAL_API int aurawal_close(aurawal_t *log)
 		rc = wal_sync_dir_if_dirty(log); /* renames no durable write has covered */
 	if (rc == 0)
 		wal_write_close_block(log); /* best effort: the next open reads less */
-	wal_writer_fini(log);		    /* then the last callbacks run */
+	finish_callbacks(log);		    /* then the last callbacks run */
 	log_free(log);
 	return rc == AURAWAL_ECLOSED ? 0 : rc;
 }

@@ -571,11 +571,6 @@ int wal_writer_init(struct aurawal *log)
 }
 
 /* Close, after the writer stopped: the callbacks still pending run now. */
-void wal_writer_fini(struct aurawal *log)
-{
-	wal_run_ready_cbs(log);
-}
-
 /* Close, after the writer stopped: make renames durable that no sync has covered (a
  * release's, or the ready segment's). */
 int wal_sync_dir_if_dirty(struct aurawal *log)
