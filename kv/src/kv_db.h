@@ -201,6 +201,8 @@ struct kv_seg_summary {
 	size_t n;
 	uint8_t *arena;
 	uint64_t total, max_version, first_seq, last_seq;
+	uint64_t end; /* offset just past the last record read (0: none); set on failure
+			 too: after AURAKV_ECORRUPT, where the damaged record starts */
 };
 int kv_seg_summarize(aurawal_t *wal, uint64_t seg, struct kv_seg_summary *out);
 void kv_seg_summary_free(struct kv_seg_summary *s);

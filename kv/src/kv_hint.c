@@ -135,6 +135,7 @@ static int sum_read(aurawal_t *wal, uint64_t seg, struct sum_build *b, struct kv
 			out->first_seq = seq;
 		out->last_seq = seq;
 		out->total += kv_log_bytes(len);
+		out->end = loc.offset + kv_log_bytes(len);
 		if ((rc = kv_entry_iter_init(&ei, payload, len)))
 			break;
 		while ((rc = kv_entry_iter_next(&ei, &e)) == 1 && !(rc = sum_add(b, &e, loc)))

@@ -177,6 +177,13 @@ static int open_run(struct kv_db *db, const aurawal_segment_info_t *info, bool h
 			unlink(path); /* damaged: rewritten below or by the background thread */
 		kv_acct_hint(db, info->number, 0);
 		rc = kv_seg_summarize(db->wal, info->number, &r->sum);
+		if (rc == AURAKV_ECORRUPT) /* the log's strict iterator fails without a word */
+			kv_report(db, AURAKV_REPORT_CORRUPTION,
+				  "log segment %llu offset %llu: damaged record (the segment was "
+				  "read at open: %s)",
+				  (unsigned long long) info->number,
+				  (unsigned long long) r->sum.end,
+				  info->sealed ? "it has no usable hint file" : "the log's tail");
 		if (rc) {
 			free(path);
 			return rc;

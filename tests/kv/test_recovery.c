@@ -250,3 +250,31 @@ Test(kv_recovery, stale_hint_files_are_swept_at_open)
 	check_all(db);
 	cr_assert_eq(aurakv_close(db), 0);
 }
+
+/* A sealed segment is read at open when it has no usable hint; damage in it fails the
+ * open (strict recovery, as if the log were scanned) - and must be said, not only
+ * returned: the caller has no other way to learn which segment, nor where. */
+Test(kv_recovery, a_damaged_segment_read_at_open_fails_it_and_is_reported)
+{
+	aurakv_options_t o = kv_opts(&reps);
+	struct kv_ref ref;
+	char path[600], k[32], where[64];
+	aurakv_t *db;
+
+	fill(&o);
+	db = kv_open_ok(dir, &o);
+	cr_assert_eq(kv_index_get(db->db->ix, k, kv_key(k, 10), &ref), 0);
+	cr_assert_eq(aurakv_close(db), 0);
+	kv_segment_path(path, sizeof(path), dir, ref.segment);
+	kv_flip_byte(path, ref.offset + 32 + ref.size - 5);
+	kv_hint_file(path, sizeof(path), dir, ref.segment);
+	cr_assert_eq(unlink(path), 0, "the segment has no hint: open reads it");
+	reps.corruption = 0;
+	db = NULL;
+	cr_assert_eq(aurakv_open(dir, &o, &db), AURAKV_ECORRUPT);
+	cr_assert_null(db);
+	cr_assert_geq(reps.corruption, 1, "the damage is reported");
+	snprintf(where, sizeof(where), "segment %u offset %u", ref.segment, ref.offset);
+	cr_assert(strstr(reps.last, where), "the report names the damaged record (%s): %s", where,
+		  reps.last);
+}
