@@ -36,7 +36,7 @@ static void hint_pass(struct kv_db *db, bool retry)
 	aurawal_list_segments(db->wal, segs, count, &n);
 	for (size_t i = 0; i < n && i < count && budget > 0; i++) {
 		struct kv_seg *s = kv_seg_get(db, segs[i].number, false);
-		struct kv_seg_summary sum;
+		struct kv_seg_summary sum = { 0 };
 		int rc, was;
 
 		if (!segs[i].sealed || !s || (was = atomic_load(&s->hint)) == KV_HINT_OK ||
@@ -57,7 +57,13 @@ static void hint_pass(struct kv_db *db, bool retry)
 		atomic_store(&s->hint, rc ? KV_HINT_FAILED : KV_HINT_OK);
 		if (rc)
 			db->bg.hint_retry_at = kv_now_ns() + HINT_RETRY_NS;
-		if (rc && was == KV_HINT_NONE)
+		if (rc == AURAKV_ECORRUPT && was == KV_HINT_NONE) /* the log itself, not the hint */
+			kv_report(db, AURAKV_REPORT_CORRUPTION,
+				  "log segment %llu offset %llu: damaged record (found reading the "
+				  "segment for its hint file)",
+				  (unsigned long long) segs[i].number,
+				  (unsigned long long) sum.end);
+		else if (rc && was == KV_HINT_NONE)
 			kv_report(db, AURAKV_REPORT_INFO,
 				  "hint file of segment %llu not written: %s (tried again later)",
 				  (unsigned long long) segs[i].number, aurakv_strerror(rc));

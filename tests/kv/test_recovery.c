@@ -278,3 +278,36 @@ Test(kv_recovery, a_damaged_segment_read_at_open_fails_it_and_is_reported)
 	cr_assert(strstr(reps.last, where), "the report names the damaged record (%s): %s", where,
 		  reps.last);
 }
+
+/* The background thread reads a sealed segment to write its hint: damage it finds there
+ * is corruption, and said as such (information is dropped by the default reporter). */
+Test(kv_recovery, a_damaged_segment_found_writing_its_hint_is_reported_as_corruption)
+{
+	aurakv_options_t o = kv_opts(&reps);
+	struct kv_ref ref;
+	char path[600], k[32], where[64];
+	aurakv_t *db;
+
+	o.write_hints = false; /* sealed segments without hints, until the flag is set below */
+	o.background_gc = false;
+	db = kv_open_ok(dir, &o);
+	for (uint64_t i = 0; i < N; i++) {
+		uint8_t v[SPREAD + 16];
+		size_t len = kv_value_len(i, 1, SPREAD);
+
+		kv_value(v, len, i, 1);
+		cr_assert_eq(aurakv_put(db, k, kv_key(k, i), v, len, 0), 0);
+	}
+	cr_assert_eq(aurakv_sync(db), 0);
+	cr_assert_eq(kv_index_get(db->db->ix, k, kv_key(k, 10), &ref), 0);
+	kv_segment_path(path, sizeof(path), dir, ref.segment);
+	kv_flip_byte(path, ref.offset + 32 + ref.size - 5);
+	/* Read by the background thread after it takes bg.lock, which compact signals. */
+	db->db->opts.write_hints = true;
+	cr_assert_eq(aurakv_compact(db), 0);
+	cr_assert_geq(reps.corruption, 1, "the damage is reported as corruption: %s", reps.last);
+	snprintf(where, sizeof(where), "segment %u offset %u", ref.segment, ref.offset);
+	cr_assert(strstr(reps.last, where), "the report names the damaged record (%s): %s", where,
+		  reps.last);
+	cr_assert_eq(aurakv_close(db), 0);
+}
