@@ -221,6 +221,24 @@ static bool listed(const aurawal_segment_info_t *segs, size_t n, uint64_t number
 	return false;
 }
 
+/* Is `name` exactly a name kv_hint_path() makes, "<16 lowercase hex digits>.hint" or
+ * ".tmp"? Then *seg and *tmp. Nothing else in hints/ is the store's to delete. */
+static bool hint_name(const char *name, uint64_t *seg, bool *tmp)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 16; i++) {
+		char c = name[i];
+
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+			return false;
+		v = v << 4 | (uint64_t) (c <= '9' ? c - '0' : c - 'a' + 10);
+	}
+	*seg = v;
+	*tmp = strcmp(name + 16, ".tmp") == 0;
+	return *tmp || strcmp(name + 16, ".hint") == 0;
+}
+
 /* Delete hint files being written at a crash (*.tmp) and those of released segments. */
 static void sweep_hints(struct kv_db *db, const aurawal_segment_info_t *segs, size_t n)
 {
@@ -232,12 +250,12 @@ static void sweep_hints(struct kv_db *db, const aurawal_segment_info_t *segs, si
 	if (!(dir = opendir(path)))
 		return;
 	while ((d = readdir(dir))) {
-		unsigned long long seg;
-		char suffix[8];
+		uint64_t seg;
+		bool tmp;
 
-		if (d->d_name[0] == '.' || sscanf(d->d_name, "%16llx.%7s", &seg, suffix) != 2)
+		if (!hint_name(d->d_name, &seg, &tmp))
 			continue;
-		if (strcmp(suffix, "tmp") == 0 || !listed(segs, n, seg)) {
+		if (tmp || !listed(segs, n, seg)) {
 			snprintf(path, sizeof(path), "%s/hints/%s", db->dir, d->d_name);
 			unlink(path);
 		}

@@ -311,3 +311,29 @@ Test(kv_recovery, a_damaged_segment_found_writing_its_hint_is_reported_as_corrup
 		  reps.last);
 	cr_assert_eq(aurakv_close(db), 0);
 }
+
+/* Open deletes only the files it names itself (N.tmp, N.hint of a segment gone): a file
+ * someone else put in hints/ is not the store's to delete. */
+Test(kv_recovery, foreign_files_in_the_hints_directory_are_left_alone)
+{
+	static const char *const names[] = { "cafe.txt", "1.bak", "0000000000009999.hint.bak",
+					     "abc.tmp", "0000000000009999.hintx" };
+	aurakv_options_t o = kv_opts(&reps);
+	char path[600];
+	aurakv_t *db;
+	FILE *f;
+
+	fill(&o);
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(path, sizeof(path), "%s/hints/%s", dir, names[i]);
+		cr_assert_not_null(f = fopen(path, "w"));
+		fclose(f);
+	}
+	db = kv_open_ok(dir, &o);
+	check_all(db);
+	cr_assert_eq(aurakv_close(db), 0);
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(path, sizeof(path), "%s/hints/%s", dir, names[i]);
+		cr_assert_eq(access(path, F_OK), 0, "%s is still there", names[i]);
+	}
+}
