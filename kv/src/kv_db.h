@@ -209,10 +209,12 @@ void kv_seg_summary_free(struct kv_seg_summary *s);
 int kv_hint_write(struct kv_db *db, const struct kv_seg_summary *s, uint64_t seg);
 char *kv_hint_path(const char *dir, uint64_t seg, const char *suffix);
 
-/* A hint file being read: entries in key order, block by block. */
+/* A hint file being read: entries in key order, block by block. The file must be that
+ * of segment `info` (number, first and last sequence), and its entries name records
+ * within the segment's `seg_bytes`. */
 struct kv_hint_reader;
-int kv_hint_open(auraio_engine_t *eng, const char *path, uint64_t seg, uint64_t first_seq,
-		 uint64_t last_seq, struct kv_hint_reader **out);
+int kv_hint_open(auraio_engine_t *eng, const char *path, const aurawal_segment_info_t *info,
+		 uint64_t seg_bytes, struct kv_hint_reader **out);
 /* 1 and the next entry (key valid until the next call), 0 at the end, AURAKV_ECORRUPT. */
 int kv_hint_next(struct kv_hint_reader *r, struct kv_hint_entry *e);
 uint64_t kv_hint_total(const struct kv_hint_reader *r);

@@ -24,6 +24,7 @@ struct kv_hint_reader {
 	auraio_engine_t *eng;
 	int fd;
 	uint64_t seg;
+	uint64_t seg_bytes; /* every entry's record lies within the segment's file */
 	uint64_t entries, total, max_version, data_bytes, fence_bytes;
 	uint64_t seen; /* entries returned */
 	uint8_t *buf;  /* file bytes [buf_off, buf_off + buf_len) */
@@ -89,8 +90,8 @@ static int check_header(struct kv_hint_reader *r, const uint8_t *h, uint64_t fir
 	return 0;
 }
 
-int kv_hint_open(auraio_engine_t *eng, const char *path, uint64_t seg, uint64_t first_seq,
-		 uint64_t last_seq, struct kv_hint_reader **out)
+int kv_hint_open(auraio_engine_t *eng, const char *path, const aurawal_segment_info_t *info,
+		 uint64_t seg_bytes, struct kv_hint_reader **out)
 {
 	struct kv_hint_reader *r = calloc(1, sizeof(*r));
 	struct stat st;
@@ -102,13 +103,15 @@ int kv_hint_open(auraio_engine_t *eng, const char *path, uint64_t seg, uint64_t 
 		return -ENOMEM;
 	}
 	r->eng = eng;
-	r->seg = seg;
+	r->seg = info->number;
+	r->seg_bytes = seg_bytes;
 	r->fd = open(path, O_RDONLY | O_CLOEXEC);
 	rc = r->fd < 0 ? -errno : fstat(r->fd, &st) < 0 ? -errno : 0;
 	if (!rc)
 		rc = fill(r, 0, KV_HINT_BLOCK);
 	if (!rc)
-		rc = check_header(r, r->buf, first_seq, last_seq, (uint64_t) st.st_size);
+		rc =
+		    check_header(r, r->buf, info->first_seq, info->last_seq, (uint64_t) st.st_size);
 	if (rc) {
 		kv_hint_close(r);
 		return rc;
@@ -174,6 +177,11 @@ static int parse_entry(struct kv_hint_reader *r, struct kv_hint_entry *e)
 		e->ref.batch_off = kv_get_le32(r->p);
 		r->p += 4;
 	}
+	/* Checksums prove the bytes are those written, not that the writer was right: a
+	 * location outside the segment (or an entry outside its batch) is damage too. */
+	if ((uint64_t) e->ref.offset + kv_log_bytes(e->ref.size) > r->seg_bytes ||
+	    ((flags & KV_HINT_BATCH) && e->ref.batch_off >= e->ref.size))
+		return AURAKV_ECORRUPT;
 	return 0;
 }
 

@@ -159,8 +159,7 @@ static int open_run(struct kv_db *db, const aurawal_segment_info_t *info, bool h
 
 	r->seg = info->number;
 	if (path && info->sealed && !hint_bad)
-		rc = kv_hint_open(eng, path, info->number, info->first_seq, info->last_seq,
-				  &r->hint);
+		rc = kv_hint_open(eng, path, info, db->seg_bytes, &r->hint);
 	if (rc && rc != -ENOENT && rc != -ENOMEM)
 		kv_report(db, AURAKV_REPORT_INFO,
 			  "hint file of segment %llu unusable (%s): reading the segment",

@@ -337,3 +337,44 @@ Test(kv_recovery, foreign_files_in_the_hints_directory_are_left_alone)
 		cr_assert_eq(access(path, F_OK), 0, "%s is still there", names[i]);
 	}
 }
+
+/* A hint whose every checksum holds can still be wrong (written by a faulty version, or
+ * put there by hand): an entry naming bytes outside its segment is as damaged as a
+ * failed checksum, and the segment is read instead. */
+Test(kv_recovery, a_hint_entry_outside_its_segment_makes_open_read_the_segment)
+{
+	aurakv_options_t o = kv_opts(&reps);
+	aurakv_segment_stats_t segs[64];
+	struct kv_seg_summary sum;
+	char k[32];
+	size_t klen;
+	uint64_t key;
+	aurakv_t *db;
+	void *v;
+	size_t len;
+	int rc;
+
+	fill(&o);
+	o.background_gc = false;
+	db = kv_open_ok(dir, &o);
+	cr_assert_geq(sealed_segments(db, segs, 64), 2);
+	cr_assert_eq(kv_seg_summarize(db->db->wal, segs[1].number, &sum), 0);
+	cr_assert_geq(sum.n, 2);
+	klen = sum.entries[1].klen;
+	memcpy(k, sum.entries[1].key, klen);
+	sum.entries[1].ref.offset = (uint32_t) db->db->seg_bytes; /* past the segment's end */
+	cr_assert_eq(kv_hint_write(db->db, &sum, segs[1].number), 0);
+	kv_seg_summary_free(&sum);
+	cr_assert_eq(aurakv_close(db), 0);
+	reps.info = 0;
+	db = kv_open_ok(dir, &o);
+	cr_assert_geq(reps.info, 1, "the hint is refused, and said: %s", reps.last);
+	rc = aurakv_get(db, k, klen, &v, &len);
+	cr_assert_eq(rc, 0, "%.*s: %s", (int) klen, k, aurakv_strerror(rc));
+	cr_assert_eq(sscanf(k, "k%08llu", (unsigned long long *) &key), 1);
+	cr_assert(kv_value_is(v, len, key, 1, SPREAD));
+	aurakv_free(v);
+	check_all(db);
+	cr_assert_eq(aurakv_close(db), 0);
+	cr_assert_eq(aurakv_verify(dir, &o, NULL), 0, "the hint was written again, right");
+}
