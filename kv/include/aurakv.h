@@ -174,8 +174,8 @@ AURAKV_API int aurakv_put(aurakv_t *db, const void *key, size_t klen, const void
 /**
  * The value of `key`, in a new buffer: *val (free with aurakv_free; non-NULL even for
  * an empty value) and *vlen. Returns 0, AURAKV_ENOTFOUND, or: -EINVAL, AURAKV_EKEYSIZE,
- * AURAKV_ECLOSED, AURAKV_ECORRUPT (the record failed its checksum or holds another key:
- * reported), -ENOMEM, -EIO (a failed read; or the store's failure error when the key's
+ * AURAKV_ECLOSED, AURAKV_ECORRUPT (the record failed its checksum, holds another key, or
+ * is not in the log at the place the index names: reported), -ENOMEM, -EIO (a failed read; or the store's failure error when the key's
  * last write returned 0 without AURAKV_SYNC and was lost with the log write that
  * failed the store: never stored, not corruption).
  */

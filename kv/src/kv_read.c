@@ -69,6 +69,8 @@ static int from_log(struct kv_db *db, const void *key, size_t klen, const struct
 	rc = aurawal_read(db->wal, kv_wal_loc(ref), rec, ref->size, &n, NULL);
 	if (rc == AURAWAL_ECORRUPT)
 		rc = corrupt(db, ref, "checksum, marker or size mismatch");
+	else if (rc == -EINVAL) /* our arguments are sound: the location is no record's */
+		rc = corrupt(db, ref, "the log holds no record there");
 	else if (rc == 0 &&
 		 kv_entry_at(rec, n, ref->batch_off, ref->flags & KV_REF_BATCH, key, klen, &e))
 		rc = corrupt(db, ref, "the record does not hold this key");
@@ -205,8 +207,9 @@ static void aget_start(struct aget *g)
 	}
 	if (rc)
 		aget_finish(g,
-			    rc == AURAWAL_ECORRUPT ? corrupt(db, &g->ref, "bad location")
-						   : kv_map_wal_error(rc),
+			    rc == AURAWAL_ECORRUPT || rc == -EINVAL
+				? corrupt(db, &g->ref, "bad location")
+				: kv_map_wal_error(rc),
 			    NULL, 0);
 }
 

@@ -378,3 +378,37 @@ Test(kv_recovery, a_hint_entry_outside_its_segment_makes_open_read_the_segment)
 	cr_assert_eq(aurakv_close(db), 0);
 	cr_assert_eq(aurakv_verify(dir, &o, NULL), 0, "the hint was written again, right");
 }
+
+/* An index entry the log refuses as no record's place (here from a hint whose checksums
+ * hold but whose offset is inside the segment's header block) is corruption at get:
+ * reported, never a bare -EINVAL the caller would take for its own mistake. */
+Test(kv_recovery, a_get_of_a_location_the_log_refuses_is_reported_corruption)
+{
+	aurakv_options_t o = kv_opts(&reps);
+	aurakv_segment_stats_t segs[64];
+	struct kv_seg_summary sum;
+	char k[32];
+	size_t klen;
+	aurakv_t *db;
+	void *v;
+	size_t len;
+
+	fill(&o);
+	o.background_gc = false;
+	o.cache_size = 0;
+	db = kv_open_ok(dir, &o);
+	cr_assert_geq(sealed_segments(db, segs, 64), 2);
+	cr_assert_eq(kv_seg_summarize(db->db->wal, segs[1].number, &sum), 0);
+	klen = sum.entries[1].klen;
+	memcpy(k, sum.entries[1].key, klen);
+	sum.entries[1].ref.offset = 8;
+	cr_assert_eq(kv_hint_write(db->db, &sum, segs[1].number), 0);
+	kv_seg_summary_free(&sum);
+	cr_assert_eq(aurakv_close(db), 0);
+	db = kv_open_ok(dir, &o);
+	reps.corruption = 0;
+	cr_assert_eq(aurakv_get(db, k, klen, &v, &len), AURAKV_ECORRUPT);
+	cr_assert_geq(reps.corruption, 1, "and reported");
+	cr_assert_eq(aurakv_close(db), 0);
+	cr_assert_eq(aurakv_verify(dir, &o, NULL), AURAKV_ECORRUPT, "verify finds the hint wrong");
+}
