@@ -302,8 +302,11 @@ Test(kv_recovery, a_damaged_segment_found_writing_its_hint_is_reported_as_corrup
 	cr_assert_eq(kv_index_get(db->db->ix, k, kv_key(k, 10), &ref), 0);
 	kv_segment_path(path, sizeof(path), dir, ref.segment);
 	kv_flip_byte(path, ref.offset + 32 + ref.size - 5);
-	/* Read by the background thread after it takes bg.lock, which compact signals. */
+	/* Set under bg.lock, which the background thread takes before each pass that
+	 * reads it (compact signals the next one). */
+	pthread_mutex_lock(&db->db->bg.lock);
 	db->db->opts.write_hints = true;
+	pthread_mutex_unlock(&db->db->bg.lock);
 	cr_assert_eq(aurakv_compact(db), 0);
 	cr_assert_geq(reps.corruption, 1, "the damage is reported as corruption: %s", reps.last);
 	snprintf(where, sizeof(where), "segment %u offset %u", ref.segment, ref.offset);
