@@ -23,9 +23,12 @@ static int parse_scaled(const char *s, unsigned base, bool byte_suffix, uint64_t
 	unsigned long long v;
 	uint64_t mult = 1;
 
+	/* strtoull skips blanks and takes a sign: " -1" would wrap to 2^64 - 1 */
+	if (!isdigit((unsigned char) s[0]))
+		return -EINVAL;
 	errno = 0;
 	v = strtoull(s, &end, 10);
-	if (errno || end == s || s[0] == '-')
+	if (errno)
 		return -EINVAL;
 	if (*end && (unit = strchr(units, tolower((unsigned char) *end))) != NULL) {
 		for (long i = 0; i <= unit - units; i++)

@@ -12,7 +12,8 @@
  * each followed by the tool's usage text on stderr. --help and -h print the usage on
  * stdout.
  *
- * Every number parser returns 0 or -EINVAL and writes *out only on success. Nothing
+ * Every number parser returns 0 or -EINVAL and writes *out only on success. Sizes and
+ * counts start with a digit: no blank, no sign. Nothing
  * here allocates, opens files or keeps state of its own (getopt's globals aside).
  */
 #ifndef AURA_TOOLS_CLIPARSE_H

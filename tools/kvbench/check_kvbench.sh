@@ -135,6 +135,12 @@ expect_output '^readrandom +.* found 0/4000 MISMATCH$' "the summary says MISMATC
 expect_exit 2 "an unknown workload" -- "$KVBENCH" --benchmarks fillsq
 expect_output "unknown workload 'fillsq'" "the unknown workload is named"
 expect_exit 2 "a bad number" -- "$KVBENCH" --num 12x
+# strtoull skips blanks and negates: " -1" must not become 2^64 - 1 reads (a run
+# that never ends); --use-existing without --db stops the run if the value passes.
+expect_exit 2 "a negative count after a blank" -- "$KVBENCH" --reads ' -1' --use-existing
+expect_output "bad value for --reads: ' -1'" "' -1' is refused as a bad value"
+expect_exit 2 "a size with a sign" -- "$KVBENCH" --cache-size '+8m' --use-existing
+expect_output "bad value for --cache-size: '\\+8m'" "'+8m' is refused as a bad value"
 expect_exit 0 "--help" -- "$KVBENCH" --help
 expect_output '^  readwhilewriting ' "--help lists the workloads"
 
