@@ -89,8 +89,9 @@ void options_usage(FILE *out)
 	    "  --batch                engine: resubmit each wait's completions with one\n"
 	    "                         auraio_submit_batch() call instead of one call per I/O\n"
 	    "  --runtime SECONDS      measured time, fractions allowed (default 10)\n"
-	    "  --ios N                run exactly N I/Os instead of --runtime, split over the\n"
-	    "                         threads (k/m suffix as --bs); for instruction counts\n"
+	    "  --ios N                run exactly N I/Os (N >= 1) instead of --runtime, split\n"
+	    "                         over the threads (k/m suffix as --bs); for instruction\n"
+	    "                         counts\n"
 	    "  --ramp SECONDS         warm-up excluded from the results (default 0)\n"
 	    "  --file PATH            file to use (existing contents are used as is)\n"
 	    "  --size N               create or extend the file to N bytes by writing data\n"
@@ -99,7 +100,8 @@ void options_usage(FILE *out)
 	    "  --max-p99-ms X         --adaptive: the P99 guard in ms (engine default 10)\n"
 	    "  --engine NAME          auraio (default) or liburing (hand-written baseline)\n"
 	    "  --seed N               random seed (default 1)\n"
-	    "  --quiet                no progress lines\n");
+	    "  --quiet                no progress lines\n"
+	    "Exit status: 0 done, 1 the run failed, 2 bad arguments.\n");
 }
 
 static int parse_rw(const char *s, struct bench_config *cfg)
@@ -227,7 +229,8 @@ static int apply_option(void *config, int c, const char *arg)
 	case OPT_RAMP:
 		return parse_nonneg(arg, &cfg->ramp);
 	case OPT_IOS:
-		return cli_parse_size(arg, &cfg->ios);
+		/* 0 is the "not given" of cfg->ios: refused, not taken as --runtime */
+		return cli_parse_size(arg, &cfg->ios) || cfg->ios == 0 ? -EINVAL : 0;
 	case OPT_FILE:
 		cfg->file = arg;
 		return 0;
