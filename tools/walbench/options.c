@@ -71,9 +71,11 @@ static void usage(FILE *out)
 	    "                         aurawal_append_async + aurawal_poll (default 0 = sync)\n"
 	    "  --duration SECONDS     how long to append, fractions allowed (default 10,\n"
 	    "                         or no limit when --count is given)\n"
-	    "  --count N              stop after N appends in total (k/m suffix allowed)\n"
+	    "  --count N              stop after N >= 1 appends in total (k/m suffix: 2^10,\n"
+	    "                         2^20)\n"
 	    "  --segment-size BYTES   segment size of the new log (default: library's, 64m)\n"
-	    "  --buffer-size BYTES    bytes a batch may gather (default: library's, 1m)\n"
+	    "  --buffer-size BYTES    bytes a batch may gather, 64k..256m (default: library's,\n"
+	    "                         1m)\n"
 	    "  --sync-mode MODE       dsync or fdatasync (default: library's, dsync)\n"
 	    "  --recycle              release segments behind the active one as the log\n"
 	    "                         rolls over, so their files are recycled (as a store\n"
@@ -172,7 +174,8 @@ static int apply_option(void *config, int c, const char *arg)
 	case OPT_DURATION:
 		return parse_seconds(arg, &cfg->duration);
 	case OPT_COUNT:
-		return cli_parse_size(arg, &cfg->count);
+		/* 0 is the "not given" of cfg->count: refused, not taken as 10 s */
+		return cli_parse_size(arg, &cfg->count) || cfg->count == 0 ? -EINVAL : 0;
 	case OPT_SEGMENT:
 		return cli_parse_size(arg, &cfg->segment_size);
 	case OPT_BUFFER:
@@ -203,8 +206,8 @@ static const char *validate(const struct bench_config *cfg)
 		return "--dir is too long";
 	if (seg && (seg < (1u << 20) || seg > (4ull << 30) || seg % 4096))
 		return "--segment-size must be a multiple of 4k in 1m..4g";
-	if (cfg->buffer_size && cfg->buffer_size < (64u << 10))
-		return "--buffer-size must be at least 64k";
+	if (cfg->buffer_size && (cfg->buffer_size < (64u << 10) || cfg->buffer_size > (256u << 20)))
+		return "--buffer-size must be in 64k..256m";
 	return NULL;
 }
 
