@@ -139,10 +139,16 @@ expect_exit 2 "a bad number" -- "$KVBENCH" --num 12x
 # that never ends); --use-existing without --db stops the run if the value passes.
 expect_exit 2 "a negative count after a blank" -- "$KVBENCH" --reads ' -1' --use-existing
 expect_output "bad value for --reads: ' -1'" "' -1' is refused as a bad value"
+# 0 was the "not given" of --reads, --writes and --duration: silently the default.
+for opt in --reads --writes --duration; do
+	expect_exit 2 "$opt 0" -- "$KVBENCH" "$opt" 0 --use-existing
+	expect_output "bad value for $opt: '0'" "$opt 0 is refused as a bad value"
+done
 expect_exit 2 "a size with a sign" -- "$KVBENCH" --cache-size '+8m' --use-existing
 expect_output "bad value for --cache-size: '\\+8m'" "'+8m' is refused as a bad value"
 expect_exit 0 "--help" -- "$KVBENCH" --help
 expect_output '^  readwhilewriting ' "--help lists the workloads"
+expect_output '^Exit status: ' "--help documents the exit status"
 
 if [ "$failures" -ne 0 ]; then
 	echo "$failures check(s) failed" >&2

@@ -4,6 +4,7 @@
  * Parsing never opens files or allocates anything that must be freed.
  */
 #include <errno.h>
+#include <float.h>
 #include <string.h>
 
 #include "cliparse.h"
@@ -121,8 +122,8 @@ static void usage(FILE *out)
 	    "  --threads N            threads per workload (default 1); --num, --reads and\n"
 	    "                         --writes are totals, split among them\n"
 	    "  --num N                keys (default 1000000; k/m/g = 10^3/10^6/10^9)\n"
-	    "  --reads N              gets per read workload (default: num)\n"
-	    "  --writes N             puts per fill/overwrite (default: num)\n"
+	    "  --reads N              gets per read workload, >= 1 (default: num)\n"
+	    "  --writes N             puts per fill/overwrite, >= 1 (default: num)\n"
 	    "  --key-size B           key bytes, >= 8 (default 16): an 8-byte big-endian\n"
 	    "                         index, then filler bytes\n"
 	    "  --value-size B         value bytes (default 100)\n"
@@ -138,8 +139,8 @@ static void usage(FILE *out)
 	    "                         directory under /var/tmp, removed at the end\n"
 	    "  --use-existing         open the store in --db as it is (else DIR must not\n"
 	    "                         exist or be empty)\n"
-	    "  --duration S           stop each random workload after S seconds (default: no\n"
-	    "                         cap; fillseq and readseq run to the end, as db_bench)\n"
+	    "  --duration S           stop each random workload after S > 0 seconds (default:\n"
+	    "                         no cap; fillseq and readseq run to the end, as db_bench)\n"
 	    "  --compress-min B       store option compress_min (default: the library's, 256)\n"
 	    "  --segment-size BYTES   store option segment_size (default: the library's, 16m)\n"
 	    "  --seed N               random seed (default 1: runs are repeatable)\n"
@@ -147,6 +148,8 @@ static void usage(FILE *out)
 	    "                         the human report then goes to stderr)\n"
 	    "  --quiet                no progress lines\n");
 	usage_workloads(out);
+	fprintf(out, "Exit status: 0 done, 1 the run failed or --db cannot be used, 2 bad "
+		     "arguments.\n");
 }
 
 /* Split LIST in place into cfg->benchmarks; unknown names are an error (named). */
@@ -234,10 +237,12 @@ static int apply_option(void *config, int c, const char *arg)
 		return parse_benchmarks(cfg, arg);
 	case OPT_NUM:
 		return cli_parse_count(arg, &cfg->num);
+	/* 0 is the "not given" of reads, writes and duration: refused, not taken as the
+	 * default */
 	case OPT_READS:
-		return cli_parse_count(arg, &cfg->reads);
+		return cli_parse_count(arg, &cfg->reads) || cfg->reads == 0 ? -EINVAL : 0;
 	case OPT_WRITES:
-		return cli_parse_count(arg, &cfg->writes);
+		return cli_parse_count(arg, &cfg->writes) || cfg->writes == 0 ? -EINVAL : 0;
 	case OPT_COMPRESSIBILITY:
 		return cli_parse_double(arg, 0.01, 1.0, &cfg->compressibility);
 	case OPT_CACHE_SIZE:
@@ -245,7 +250,7 @@ static int apply_option(void *config, int c, const char *arg)
 	case OPT_SEGMENT:
 		return cli_parse_size(arg, &cfg->segment_size);
 	case OPT_DURATION:
-		return cli_parse_double(arg, 0.0, 1e7, &cfg->duration);
+		return cli_parse_double(arg, DBL_TRUE_MIN, 1e7, &cfg->duration);
 	case OPT_SEED:
 		return cli_parse_count(arg, &cfg->seed);
 	case OPT_DB:
