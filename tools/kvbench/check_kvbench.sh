@@ -125,6 +125,9 @@ expect_found_all readrandom multiget
 expect_exit 1 "a non-empty --db without --use-existing" -- "$KVBENCH" "${common[@]}" \
 	--db "$work/db" --benchmarks fillseq
 expect_output 'is not empty' "a non-empty --db is refused, with the reason"
+: >"$work/file"
+expect_exit 1 "a --db that is a file" -- "$KVBENCH" "${common[@]}" --db "$work/file"
+expect_output "^kvbench: $work/file: Not a directory$" "a file --db: 'Not a directory'"
 
 # The correctness guard: keys of another size are not in the store.
 expect_exit 0 "read other keys" -- "$KVBENCH" "${common[@]}" --db "$work/db" --use-existing \

@@ -47,6 +47,7 @@ static bool dir_is_empty(const char *dir)
 static int dir_prepare(struct bench *b)
 {
 	const char *db = b->cfg.db;
+	struct stat st;
 
 	if (!db) {
 		strcpy(b->dir, "/var/tmp/kvbench.XXXXXX");
@@ -65,6 +66,8 @@ static int dir_prepare(struct bench *b)
 	strcpy(b->dir, db);
 	if (b->cfg.use_existing || mkdir(db, 0755) == 0)
 		return 0;
+	if (errno == EEXIST && (stat(db, &st) != 0 || !S_ISDIR(st.st_mode)))
+		errno = ENOTDIR; /* a file: not "not empty" */
 	if (errno != EEXIST) {
 		fprintf(stderr, "kvbench: %s: %s\n", db, aurakv_strerror(-errno));
 		return -1;
