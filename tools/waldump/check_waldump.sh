@@ -155,6 +155,13 @@ expect_output 'no segment 99 \(the log has 1\.\.4\)' "--segment 99: clear messag
 expect_exit 2 "no directory given" -- "$WALDUMP"
 expect_exit 2 "unknown option" -- "$WALDUMP" --bogus "$work/log"
 expect_exit 2 "bad --segment value" -- "$WALDUMP" --segment x "$work/log"
+# Numbers are decimal: strtoull's base 0 took "010" as 8 and "0x2" as 2.
+expect_exit 2 "--segment 010 is segment 10, not 8" -- "$WALDUMP" --segment 010 "$work/log"
+expect_output 'no segment 10 \(the log has 1\.\.4\)' "--segment 010: decimal"
+expect_exit 2 "--segment 0x2 is refused" -- "$WALDUMP" --segment 0x2 "$work/log"
+expect_output "bad value for --segment: '0x2'" "--segment 0x2: named"
+expect_exit 2 "--hex ' -1' is refused" -- "$WALDUMP" --hex ' -1' "$work/log"
+expect_output "bad value for --hex: ' -1'" "--hex ' -1': named"
 expect_exit 0 "--help" -- "$WALDUMP" --help
 expect_output '1 corruption found' "--help documents the exit codes"
 

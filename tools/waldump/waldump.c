@@ -15,6 +15,7 @@
  *
  * Must never: write to the log. Uses only the public header aurawal.h.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -169,9 +170,11 @@ static int parse_number(const char *opt, const char *s, uint64_t min, uint64_t *
 	char *end;
 	unsigned long long v;
 
+	/* Decimal only: base 0 read "010" as 8. A digit first: strtoull skips blanks and
+	 * negates, so " -1" was 2^64 - 1. */
 	errno = 0;
-	v = strtoull(s, &end, 0);
-	if (errno || end == s || *end || s[0] == '-' || v < min) {
+	v = isdigit((unsigned char) s[0]) ? strtoull(s, &end, 10) : 0;
+	if (!isdigit((unsigned char) s[0]) || errno || *end || v < min) {
 		fprintf(stderr, "waldump: bad value for --%s: '%s' (a whole number >= %llu)\n", opt,
 			s, (unsigned long long) min);
 		return -EINVAL;
