@@ -71,6 +71,7 @@ kv() { "$AURAKV" --dir "$db" --segment-size 1m "$@"; }
 db=$work/db
 expect_exit 0 "--help" -- "$AURAKV" --help
 expect_in out '^Exit status:' "--help documents the exit status"
+expect_in out "default: the library's \\(16m\\)" "--help: the library's segment size"
 expect_exit 2 "no command" -- "$AURAKV" --dir "$db"
 expect_exit 2 "no --dir" -- "$AURAKV" get k
 expect_in err 'no store directory given' "no --dir: says so"
@@ -105,6 +106,12 @@ expect_exit 0 "get the empty value" -- kv get empty
 expect_exit 0 "put --sync a binary value from stdin" -- kv put --sync bin - <"$work/bin"
 expect_exit 0 "get the binary value" -- kv get bin
 expect_stdout_is "$work/bin" "binary value round trip through stdin and stdout"
+# A value larger than a 1m segment holds (the library says only -EMSGSIZE).
+head -c 1100000 /dev/urandom >"$work/big"
+expect_exit 2 "put a value larger than a segment" -- kv put big - <"$work/big"
+expect_in err 'a value of 1100000 bytes does not fit in one log segment' \
+	"a value larger than a segment: says so"
+expect_exit 1 "the value too large was not stored" -- kv get big
 expect_exit 0 "put a value starting with '-'" -- kv put dash -- -x
 expect_exit 0 "get it" -- kv get dash
 printf -- '-x' >"$work/want"

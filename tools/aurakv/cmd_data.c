@@ -112,8 +112,13 @@ int cmd_put(struct cli *c)
 		return rc;
 	}
 	rc = aurakv_put(db, key.p, key.len, val.p, val.len, a.given & CO_SYNC ? AURAKV_SYNC : 0);
+	if (rc == -EMSGSIZE)
+		fprintf(stderr,
+			"aurakv: %s: put: a value of %zu bytes does not fit in one log segment "
+			"of this store (--segment-size when it is created sets the size)\n",
+			c->dir, val.len);
 	if (rc)
-		rc = cli_fail(c, "put", rc);
+		rc = rc == -EMSGSIZE ? CLI_ERROR : cli_fail(c, "put", rc);
 	bytes_free(&key);
 	bytes_free(&val);
 	return cli_close(c, db, rc);
