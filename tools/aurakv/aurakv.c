@@ -12,6 +12,7 @@
  *
  * Uses only the public header aurakv.h. Exit status: see cli_usage().
  */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
@@ -68,7 +69,8 @@ void cli_usage(FILE *out)
 		"Keys and values given as arguments are the argument's bytes; --hex-key and\n"
 		"--hex-value take them as hex digits instead (e.g. 00ff). A key is 1..65535\n"
 		"bytes. Use '--' before a key or value that starts with '-'. Only put and\n"
-		"delete create a missing store; every other command fails on it.\n"
+		"delete create a missing store, in a new or empty directory; every other\n"
+		"command fails on it.\n"
 		"\n"
 		"Exit status:\n"
 		"  0  success\n"
@@ -133,6 +135,46 @@ void cli_options_init(struct cli *c, aurakv_options_t *o, bool create)
 	o->reporter_arg = c;
 }
 
+/* What a directory holds, seen from outside the store (its wal/ makes it one). */
+enum dir_kind {
+	DIR_FREE,  /* missing, unreadable or empty: a store may be created there */
+	DIR_STORE, /* has a wal/ entry */
+	DIR_LOG,   /* no wal/, but AuraWAL segment files (*.seg): a store's wal/ itself? */
+	DIR_OTHER, /* anything else */
+};
+
+static enum dir_kind dir_kind(const char *dir)
+{
+	enum dir_kind k = DIR_FREE;
+	struct dirent *e;
+	DIR *d = opendir(dir);
+
+	if (!d)
+		return DIR_FREE; /* the open says why */
+	while (k != DIR_STORE && (e = readdir(d)) != NULL) {
+		size_t n = strlen(e->d_name);
+
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		if (strcmp(e->d_name, "wal") == 0)
+			k = DIR_STORE;
+		else if (n > 4 && strcmp(e->d_name + n - 4, ".seg") == 0)
+			k = DIR_LOG;
+		else if (k == DIR_FREE)
+			k = DIR_OTHER;
+	}
+	closedir(d);
+	return k;
+}
+
+/* The hint for a directory that holds a log but no store. */
+static const char *log_hint(const char *dir)
+{
+	return dir_kind(dir) == DIR_LOG ? "; it holds AuraWAL segment files: a store's log "
+					  "directory, whose parent is the store?"
+					: "";
+}
+
 /* Say why the store in c->dir could not be opened (or verified); the exit status. */
 int cli_open_error(struct cli *c, int err)
 {
@@ -144,8 +186,8 @@ int cli_open_error(struct cli *c, int err)
 				"must exist)\n",
 				c->dir, aurakv_strerror(err));
 		else
-			fprintf(stderr, "aurakv: no store at %s (put or delete creates one)\n",
-				c->dir);
+			fprintf(stderr, "aurakv: no store at %s (put or delete creates one)%s\n",
+				c->dir, log_hint(c->dir));
 		return CLI_ERROR;
 	case AURAKV_ELOCKED:
 		fprintf(stderr, "aurakv: %s: %s: %s\n", c->dir, aurakv_strerror(err),
@@ -168,12 +210,22 @@ int cli_open_error(struct cli *c, int err)
 /* Open the store; on failure print why. 0, or the exit status. */
 int cli_open(struct cli *c, bool create, aurakv_t **db)
 {
+	/* The library would make a store inside any directory (a log, one's home): only
+	 * in a new or empty one. */
+	enum dir_kind k = create ? dir_kind(c->dir) : DIR_STORE;
 	aurakv_options_t o;
 	int rc;
 
 	cli_options_init(c, &o, create);
 	c->creating = create;
 	c->locked_msg[0] = '\0';
+	if (k == DIR_LOG || k == DIR_OTHER) {
+		fprintf(stderr,
+			"aurakv: %s: not a store and not empty: put and delete create a store "
+			"only in a new or empty directory%s\n",
+			c->dir, log_hint(c->dir));
+		return CLI_ERROR;
+	}
 	rc = aurakv_open(c->dir, &o, db);
 	return rc ? cli_open_error(c, rc) : 0;
 }

@@ -6,7 +6,8 @@
 # codes, dump order and format, stats, compact, verify on an intact store (exit 0) and
 # on one with a byte flipped inside a record in the middle of the log (exit 1, the
 # location named), a store held open by another process (the message names its PID),
-# reads of a missing store (a clear error, nothing created) and bad arguments (exit 2).
+# reads of a missing store (a clear error, nothing created), put into a directory that
+# holds other files or a log (refused, nothing created) and bad arguments (exit 2).
 #
 # Usage: check_aurakv.sh AURAKV
 set -euo pipefail
@@ -90,6 +91,21 @@ for cmd in get dump stats verify compact; do
 	expect_in err "no store at $db" "$cmd on a missing store: clear message"
 done
 [ -e "$db" ] && fail "a read created the store directory $db"
+
+# ---- Nor is a store made inside a directory that holds other things ----
+mkdir "$work/files"
+echo hello >"$work/files/notes.txt"
+for cmd in put delete; do
+	args=(k)
+	[ "$cmd" = put ] && args=(k v)
+	expect_exit 2 "$cmd into a non-empty directory" -- \
+		"$AURAKV" --dir "$work/files" "$cmd" "${args[@]}"
+	expect_in err 'not a store and not empty' "$cmd into a non-empty directory: says so"
+done
+[ -e "$work/files/wal" ] && fail "a store was created among other files in $work/files"
+mkdir "$work/empty"
+expect_exit 0 "put into an empty directory creates the store" -- \
+	"$AURAKV" --dir "$work/empty" put k v
 
 # ---- Round trips ----
 expect_exit 0 "put creates the store" -- kv put k1 v1
@@ -203,6 +219,12 @@ for i in 1 2 3 4 5 6 7 8; do
 	expect_exit 0 "put key$i (3000 random bytes)" -- kv put "key$i" - <"$work/val$i"
 done
 expect_exit 0 "verify before the flip" -- kv verify
+# The store's log directory given as the store: no store made inside it, and a hint.
+expect_exit 2 "put into the store's wal/ directory" -- "$AURAKV" --dir "$db/wal" put k v
+expect_in err 'AuraWAL segment files: a store.s log directory' "put into wal/: the hint"
+[ -e "$db/wal/wal" ] && fail "a store was created inside $db/wal"
+expect_exit 2 "get from the store's wal/ directory" -- "$AURAKV" --dir "$db/wal" get key1
+expect_in err "no store at $db/wal .*a store.s log directory, whose parent" "get from wal/: the hint"
 marker=$(head -c 20 "$work/val4" | cut -d- -f1-3)-
 seg=''
 mark_off=''
