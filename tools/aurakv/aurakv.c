@@ -14,6 +14,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -383,10 +384,27 @@ static int run(struct cli *c)
 	return cli_bad_usage("unknown command '%s'", c->cmd);
 }
 
+/*
+ * Started with stdin, stdout or stderr closed, the store's first open would take that
+ * descriptor, and `get` would print the value into the store's LOCK file. Hold each
+ * closed one with /dev/null opened the wrong way round, so that reading stdin or
+ * writing stdout still fails (EBADF) as it would have.
+ */
+static void hold_std_fds(void)
+{
+	for (int fd = 0; fd <= 2; fd++)
+		if (fcntl(fd, F_GETFD) < 0 && errno == EBADF &&
+		    open("/dev/null", fd == 0 ? O_WRONLY : O_RDONLY) != fd)
+			exit(CLI_ERROR);
+}
+
 int main(int argc, char **argv)
 {
 	struct cli c = { 0 };
-	int rc = parse_global(&c, argc, argv);
+	int rc;
+
+	hold_std_fds();
+	rc = parse_global(&c, argc, argv);
 
 	if (rc == 0)
 		rc = run(&c);

@@ -138,6 +138,22 @@ expect_exit 0 "put --hex-key --hex-value" -- kv put --hex-key --hex-value 00ff01
 expect_exit 0 "get --hex-key" -- kv get --hex --hex-key 00FF01
 expect_in out '^0a00$' "hex key and value round trip"
 
+# ---- Closed standard streams ----
+# The store's LOCK file must not take the place of a closed stdout: the value went there.
+closed_stdout() { "$@" >&-; }
+closed_stdin() { "$@" <&-; }
+expect_exit 2 "get with stdout closed" -- closed_stdout kv get k1
+expect_in err 'writing the value to stdout' "get with stdout closed: says so"
+if grep -q v1 "$db/LOCK"; then
+	fail "get with stdout closed wrote the value into $db/LOCK"
+fi
+expect_exit 0 "the store is intact after get with stdout closed" -- kv get k1
+printf 'v1' >"$work/want"
+expect_stdout_is "$work/want" "get after stdout was closed"
+expect_exit 2 "put - with stdin closed" -- closed_stdin kv put fromstdin -
+expect_in err 'reading the value from stdin' "put - with stdin closed: says so"
+expect_exit 1 "nothing was stored from a closed stdin" -- kv get fromstdin
+
 # ---- Not found, delete ----
 expect_exit 1 "get a missing key" -- kv get nosuchkey
 expect_in err "key 'nosuchkey': not found" "missing key: message on stderr"
