@@ -162,6 +162,12 @@ expect_exit 2 "--segment 0x2 is refused" -- "$WALDUMP" --segment 0x2 "$work/log"
 expect_output "bad value for --segment: '0x2'" "--segment 0x2: named"
 expect_exit 2 "--hex ' -1' is refused" -- "$WALDUMP" --hex ' -1' "$work/log"
 expect_output "bad value for --hex: ' -1'" "--hex ' -1': named"
+# Output that cannot be written is not a clean result.
+if [ -w /dev/full ]; then
+	to_full() { "$@" >/dev/full; }
+	expect_exit 2 "stdout on a full device" -- to_full "$WALDUMP" --verify "$work/log"
+	expect_output '^waldump: writing to stdout: ' "stdout on a full device: says so"
+fi
 expect_exit 0 "--help" -- "$WALDUMP" --help
 expect_output '1 corruption found' "--help documents the exit codes"
 

@@ -11,7 +11,8 @@
  * the same damaged range, so findings are kept once per (kind, segment, offset).
  *
  * Exit status: 0 no corruption (a torn tail is the clean end of a log, not corruption);
- * 1 corruption found; 2 bad arguments, or the log could not be opened or read.
+ * 1 corruption found; 2 bad arguments, the log could not be opened or read, or stdout
+ * could not be written.
  *
  * Must never: write to the log. Uses only the public header aurawal.h.
  */
@@ -74,7 +75,8 @@ static void usage(FILE *out)
 		"open; every damaged range is reported and read past.\n"
 		"Exit status: 0 no corruption (a torn tail is a clean end, not corruption),\n"
 		"             1 corruption found,\n"
-		"             2 bad arguments, or the log cannot be opened or read.\n");
+		"             2 bad arguments, the log cannot be opened or read, or the\n"
+		"               output cannot be written.\n");
 }
 
 static const char *kind_name(aurawal_report_kind_t k)
@@ -521,5 +523,10 @@ int main(int argc, char **argv)
 	free(d.f);
 	if (corrupt)
 		return EXIT_CORRUPT;
+	/* A listing lost on the way (a full disk, a closed stdout) is no clean result. */
+	if (fflush(stdout) || ferror(stdout)) {
+		fprintf(stderr, "waldump: writing to stdout: %s\n", aurawal_strerror(-EIO));
+		return EXIT_ERROR;
+	}
 	return rc || d.err ? EXIT_ERROR : 0;
 }
