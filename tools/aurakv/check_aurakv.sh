@@ -13,25 +13,19 @@
 set -euo pipefail
 
 AURAKV=${1:?usage: check_aurakv.sh AURAKV}
-work=$(mktemp -d /var/tmp/check_aurakv.XXXXXX)
+. "$(dirname "$0")/../common/check_lib.sh"
+check_begin aurakv
 holder=
-cleanup() {
+check_cleanup_extra() {
 	if [ -n "$holder" ]; then
 		kill "$holder" 2>/dev/null || true
 	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
-failures=0
-
-fail() {
-	echo "FAIL: $*" >&2
-	failures=$((failures + 1))
 }
 
+# This script keeps the two streams apart: its own show and expect_exit.
 show() { # the last command's output, indented
-	sed 's/^/    stdout: /' "$work/out" | head -20 >&2
-	sed 's/^/    stderr: /' "$work/err" | head -20 >&2
+	sed 's/^/    stdout: /' "$work/out" | tail -20 >&2
+	sed 's/^/    stderr: /' "$work/err" | tail -20 >&2
 }
 
 # expect_exit CODE DESCRIPTION -- COMMAND...: run it; stdout in $work/out, stderr in
@@ -281,8 +275,4 @@ else
 	expect_in err '[Cc]orrupt' "get of the damaged key: says corrupt"
 fi
 
-if [ "$failures" -ne 0 ]; then
-	echo "check_aurakv: $failures failure(s)" >&2
-	exit 1
-fi
-echo "check_aurakv: all passed"
+check_end

@@ -8,36 +8,8 @@
 set -euo pipefail
 
 IOBENCH=${1:?usage: check_iobench.sh IOBENCH}
-work=$(mktemp -d /var/tmp/check_iobench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-failures=0
-
-fail() {
-	echo "FAIL: $*" >&2
-	failures=$((failures + 1))
-}
-
-# expect_exit CODE DESCRIPTION -- COMMAND...: run it, output (both streams) in $work/out.
-expect_exit() {
-	local want=$1 what=$2 rc=0
-	shift 3
-	"$@" >"$work/out" 2>&1 || rc=$?
-	if [ "$rc" -ne "$want" ]; then
-		fail "$what: exit $rc, expected $want"
-		sed 's/^/    /' "$work/out" | head -20 >&2
-	else
-		echo "ok: $what (exit $rc)"
-	fi
-}
-
-expect_output() { # REGEX DESCRIPTION: the last command's output has a matching line
-	if grep -Eq -- "$1" "$work/out"; then
-		echo "ok: $2"
-	else
-		fail "$2: no line matching '$1'"
-		sed 's/^/    /' "$work/out" | head -20 >&2
-	fi
-}
+. "$(dirname "$0")/../common/check_lib.sh"
+check_begin iobench
 
 # The file does not exist: an argument that slips through fails on opening it (exit 1)
 # instead of running.
@@ -60,8 +32,4 @@ expect_exit 2 "missing value" -- "$IOBENCH" --file
 expect_exit 0 "--help" -- "$IOBENCH" --help
 expect_output '^Exit status: ' "--help documents the exit status"
 
-if [ "$failures" -ne 0 ]; then
-	echo "check_iobench: $failures failure(s)" >&2
-	exit 1
-fi
-echo "check_iobench: all passed"
+check_end

@@ -14,49 +14,8 @@
 set -euo pipefail
 
 KVBENCH=${1:?usage: check_kvbench.sh KVBENCH}
-work=$(mktemp -d /var/tmp/check_kvbench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-failures=0
-
-fail() {
-	echo "FAIL: $*" >&2
-	failures=$((failures + 1))
-}
-
-show() {
-	sed 's/^/    /' "$work/out" | tail -40 >&2
-}
-
-# expect_exit CODE DESCRIPTION -- COMMAND...: run it, output (both streams) in $work/out.
-expect_exit() {
-	local want=$1 what=$2 rc=0
-	shift 3
-	"$@" >"$work/out" 2>&1 || rc=$?
-	if [ "$rc" -ne "$want" ]; then
-		fail "$what: exit $rc, expected $want"
-		show
-	else
-		echo "ok: $what (exit $rc)"
-	fi
-}
-
-expect_output() { # REGEX DESCRIPTION: the last command's output matches
-	if grep -Eq "$1" "$work/out"; then
-		echo "ok: $2"
-	else
-		fail "$2: no line matching '$1'"
-		show
-	fi
-}
-
-expect_no_output() { # REGEX DESCRIPTION
-	if grep -Eq "$1" "$work/out"; then
-		fail "$2: a line matches '$1'"
-		show
-	else
-		echo "ok: $2"
-	fi
-}
+. "$(dirname "$0")/../common/check_lib.sh"
+check_begin kvbench
 
 # Every summary row of a read workload says found N/N ok (N the same on both sides).
 expect_found_all() { # WORKLOAD...
@@ -153,8 +112,4 @@ expect_exit 0 "--help" -- "$KVBENCH" --help
 expect_output '^  readwhilewriting ' "--help lists the workloads"
 expect_output '^Exit status: ' "--help documents the exit status"
 
-if [ "$failures" -ne 0 ]; then
-	echo "$failures check(s) failed" >&2
-	exit 1
-fi
-echo "all checks passed"
+check_end

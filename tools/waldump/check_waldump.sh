@@ -14,45 +14,8 @@ set -euo pipefail
 
 WALDUMP=${1:?usage: check_waldump.sh WALDUMP WALBENCH}
 WALBENCH=${2:?usage: check_waldump.sh WALDUMP WALBENCH}
-work=$(mktemp -d /var/tmp/check_waldump.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-failures=0
-
-fail() {
-	echo "FAIL: $*" >&2
-	failures=$((failures + 1))
-}
-
-# expect_exit CODE DESCRIPTION -- COMMAND...: run it, its output (both streams) in $work/out.
-expect_exit() {
-	local want=$1 what=$2 rc=0
-	shift 3
-	"$@" >"$work/out" 2>&1 || rc=$?
-	if [ "$rc" -ne "$want" ]; then
-		fail "$what: exit $rc, expected $want"
-		sed 's/^/    /' "$work/out" | head -20 >&2
-	else
-		echo "ok: $what (exit $rc)"
-	fi
-}
-
-expect_output() { # REGEX DESCRIPTION: the last command's output has a matching line
-	if grep -Eq -- "$1" "$work/out"; then
-		echo "ok: $2"
-	else
-		fail "$2: no line matching '$1'"
-		sed 's/^/    /' "$work/out" | head -20 >&2
-	fi
-}
-
-expect_no_output() { # REGEX DESCRIPTION: ... and no line matching this one
-	if grep -Eq -- "$1" "$work/out"; then
-		fail "$2: unexpected line matching '$1'"
-		grep -E -- "$1" "$work/out" | sed 's/^/    /' | head -5 >&2
-	else
-		echo "ok: $2"
-	fi
-}
+. "$(dirname "$0")/../common/check_lib.sh"
+check_begin waldump
 
 # flip_byte FILE OFFSET: invert one byte in place.
 flip_byte() {
@@ -171,8 +134,4 @@ fi
 expect_exit 0 "--help" -- "$WALDUMP" --help
 expect_output '1 corruption found' "--help documents the exit codes"
 
-if [ "$failures" -ne 0 ]; then
-	echo "check_waldump: $failures failure(s)" >&2
-	exit 1
-fi
-echo "check_waldump: all passed"
+check_end
