@@ -132,6 +132,19 @@ static void on_read(void *arg, int status, size_t len, uint64_t seq)
 	r->done++;
 }
 
+/* Each of the n reads of 300-byte payload i completed once, with its record. */
+static void check_reads(const struct async_read *r, uint8_t (*bufs)[300], const uint64_t *seqs,
+			int n)
+{
+	for (int i = 0; i < n; i++) {
+		cr_assert_eq(r[i].done, 1, "read %d: %d callbacks", i, r[i].done);
+		cr_assert_eq(r[i].status, 0, "read %d: %s", i, aurawal_strerror(r[i].status));
+		cr_assert_eq(r[i].len, 300);
+		cr_assert_eq(r[i].seq, seqs[i]);
+		cr_assert(payload_check(bufs[i], 300, (uint64_t) i));
+	}
+}
+
 Test(wal_release, async_reads_deliver_payloads_through_poll)
 {
 	aurawal_options_t o = wal_opts(NULL);
@@ -156,13 +169,7 @@ Test(wal_release, async_reads_deliver_payloads_through_poll)
 		cr_assert_geq(n, 0);
 		done += n;
 	}
-	for (int i = 0; i < N; i++) {
-		cr_assert_eq(r[i].done, 1);
-		cr_assert_eq(r[i].status, 0, "read %d: %s", i, aurawal_strerror(r[i].status));
-		cr_assert_eq(r[i].len, 300);
-		cr_assert_eq(r[i].seq, seqs[i]);
-		cr_assert(payload_check(bufs[i], 300, (uint64_t) i));
-	}
+	check_reads(r, bufs, seqs, N);
 	cr_assert_eq(
 	    aurawal_read_async(log, (aurawal_loc_t){ 9, 4096, 1 }, bufs[0], 1, on_read, &r[0]),
 	    -ENOENT);
@@ -189,12 +196,7 @@ Test(wal_release, close_completes_async_reads_still_in_flight_and_runs_their_cal
 	for (int i = 0; i < N; i++) /* device reads, and nobody polls */
 		cr_assert_eq(aurawal_read_async(log, locs[i], bufs[i], 300, on_read, &r[i]), 0);
 	cr_assert_eq(aurawal_close(log), 0);
-	for (int i = 0; i < N; i++) {
-		cr_assert_eq(r[i].done, 1, "read %d: %d callbacks", i, r[i].done);
-		cr_assert_eq(r[i].status, 0, "read %d: %s", i, aurawal_strerror(r[i].status));
-		cr_assert_eq(r[i].seq, seqs[i]);
-		cr_assert(payload_check(bufs[i], 300, (uint64_t) i));
-	}
+	check_reads(r, bufs, seqs, N);
 }
 
 /* ---- a segment is released only once its last batch is written and durable ---- */
