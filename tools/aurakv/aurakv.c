@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "aurakv_cli.h"
+#include "toolio.h"
 
 void cli_usage(FILE *out)
 {
@@ -384,26 +385,13 @@ static int run(struct cli *c)
 	return cli_bad_usage("unknown command '%s'", c->cmd);
 }
 
-/*
- * Started with stdin, stdout or stderr closed, the store's first open would take that
- * descriptor, and `get` would print the value into the store's LOCK file. Hold each
- * closed one with /dev/null opened the wrong way round, so that reading stdin or
- * writing stdout still fails (EBADF) as it would have.
- */
-static void hold_std_fds(void)
-{
-	for (int fd = 0; fd <= 2; fd++)
-		if (fcntl(fd, F_GETFD) < 0 && errno == EBADF &&
-		    open("/dev/null", fd == 0 ? O_WRONLY : O_RDONLY) != fd)
-			exit(CLI_ERROR);
-}
-
 int main(int argc, char **argv)
 {
 	struct cli c = { 0 };
 	int rc;
 
-	hold_std_fds();
+	/* Else a closed stdout is the LOCK file's fd, and get prints the value into it. */
+	tool_hold_std_fds(CLI_ERROR);
 	rc = parse_global(&c, argc, argv);
 
 	if (rc == 0)
@@ -411,9 +399,7 @@ int main(int argc, char **argv)
 	else if (rc == 1)
 		rc = CLI_OK; /* --help */
 	/* Output that did not reach stdout (a full disk) is a failure. */
-	if (rc == CLI_OK && (fflush(stdout) || ferror(stdout))) {
-		fprintf(stderr, "aurakv: writing to stdout: %s\n", aurakv_strerror(-EIO));
+	if (rc == CLI_OK && tool_flush_stdout("aurakv", aurakv_strerror))
 		rc = CLI_ERROR;
-	}
 	return rc;
 }

@@ -134,7 +134,6 @@ expect_in out '^0a00$' "hex key and value round trip"
 
 # ---- Closed standard streams ----
 # The store's LOCK file must not take the place of a closed stdout: the value went there.
-closed_stdout() { "$@" >&-; }
 closed_stdin() { "$@" <&-; }
 expect_exit 2 "get with stdout closed" -- closed_stdout kv get k1
 expect_in err 'writing the value to stdout' "get with stdout closed: says so"

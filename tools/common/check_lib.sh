@@ -13,6 +13,7 @@
 #   expect_output REGEX WHAT     a line of the last command's output matches
 #   expect_no_output REGEX WHAT  no line does
 #   fail WHAT                count a failure; show prints the last output, indented
+#   closed_stdout COMMAND... run COMMAND with stdout closed (for expect_exit)
 #   check_end                exit 1 if anything failed, else say all passed
 #
 # Output is shown with tail, never head: under `set -o pipefail` a head that stops
@@ -70,6 +71,8 @@ expect_no_output() {
 		echo "ok: $2"
 	fi
 }
+
+closed_stdout() { "$@" >&-; }
 
 check_end() {
 	if [ "$failures" -ne 0 ]; then

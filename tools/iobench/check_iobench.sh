@@ -29,6 +29,12 @@ expect_exit 2 "no --file" -- "$IOBENCH" --bs 4k
 expect_output '^iobench: --file is required$' "no --file: named"
 expect_exit 2 "unknown option" -- "$IOBENCH" --file "$file" --bogus
 expect_exit 2 "missing value" -- "$IOBENCH" --file
+# An unwritable --json path is refused before the run (it was found after it).
+expect_exit 2 "--json in a missing directory" -- "$IOBENCH" --file "$file" --json "$work/no/x.json"
+expect_output "^iobench: $work/no/x.json: No such file or directory$" "--json path: named"
+expect_exit 1 "a report that cannot reach stdout" -- \
+	closed_stdout "$IOBENCH" --file "$work/data" --size 1m --runtime 0.1 --quiet
+expect_output '^iobench: writing to stdout: ' "a lost report: said"
 expect_exit 0 "--help" -- "$IOBENCH" --help
 expect_output '^Exit status: ' "--help documents the exit status"
 

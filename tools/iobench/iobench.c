@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "iobench.h"
+#include "toolio.h"
 
 /* The start gate: threads set up, then wait here until the clock starts. */
 static struct start_gate gate = START_GATE_INIT;
@@ -252,9 +253,12 @@ int main(int argc, char **argv)
 	static struct bench b;
 	int rc, err;
 
+	tool_hold_std_fds(1); /* else a closed stdout is the data file's fd */
 	rc = options_parse(&b.cfg, argc, argv);
 	if (rc != 0)
 		return rc > 0 ? 0 : 2;
+	if (b.cfg.json && tool_check_output("iobench", b.cfg.json, auraio_strerror))
+		return 2;
 	b.fd = -1;
 	if (layout_open(&b) != 0) {
 		if (b.fd >= 0)
@@ -270,6 +274,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "iobench: run failed: %s\n", auraio_strerror(err));
 	if (rc == 0 && err == 0)
 		rc = report_print(&b);
+	if (rc == 0 && err == 0)
+		rc = tool_flush_stdout("iobench", auraio_strerror);
 	trace_free(&b);
 	jobs_destroy(&b);
 	close(b.fd);

@@ -101,7 +101,8 @@ void options_usage(FILE *out)
 	    "  --engine NAME          auraio (default) or liburing (hand-written baseline)\n"
 	    "  --seed N               random seed (default 1)\n"
 	    "  --quiet                no progress lines\n"
-	    "Exit status: 0 done, 1 the run failed, 2 bad arguments.\n");
+	    "Exit status: 0 done, 1 the run failed or its report was lost, 2 bad\n"
+	    "arguments (a --json FILE that cannot be written, checked first, included).\n");
 }
 
 static int parse_rw(const char *s, struct bench_config *cfg)

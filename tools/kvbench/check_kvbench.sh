@@ -108,6 +108,12 @@ for opt in --reads --writes --duration; do
 done
 expect_exit 2 "a size with a sign" -- "$KVBENCH" --cache-size '+8m' --use-existing
 expect_output "bad value for --cache-size: '\\+8m'" "'+8m' is refused as a bad value"
+# An unwritable --json path is refused before the run (it was found after it).
+expect_exit 2 "--json in a missing directory" -- "$KVBENCH" --num 100 --json "$work/no/x.json"
+expect_output "^kvbench: $work/no/x.json: No such file or directory$" "--json path: named"
+expect_exit 1 "a report that cannot reach stdout" -- \
+	closed_stdout "$KVBENCH" --num 100 --benchmarks fillseq --quiet
+expect_output '^kvbench: writing to stdout: ' "a lost report: said"
 expect_exit 0 "--help" -- "$KVBENCH" --help
 expect_output '^  readwhilewriting ' "--help lists the workloads"
 expect_output '^Exit status: ' "--help documents the exit status"

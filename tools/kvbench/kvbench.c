@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "kvbench.h"
+#include "toolio.h"
 
 /* Record the first failure and stop the run. Any thread, callbacks included. */
 void bench_fail(struct bench *b, int err)
@@ -160,6 +161,8 @@ static int bench_main(struct bench *b)
 		report_summary(b);
 	if (rc == 0 && b->cfg.json)
 		rc = report_json(b);
+	if (rc == 0)
+		rc = tool_flush_stdout("kvbench", aurakv_strerror);
 	close_rc = aurakv_close(b->db);
 	if (close_rc)
 		fprintf(stderr, "kvbench: closing the store: %s\n", aurakv_strerror(close_rc));
@@ -171,9 +174,12 @@ int main(int argc, char **argv)
 	static struct bench b;
 	int rc;
 
+	tool_hold_std_fds(1); /* else a closed stdout is one of the store's fds */
 	rc = options_parse(&b.cfg, argc, argv);
 	if (rc != 0)
 		return rc > 0 ? 0 : 2;
+	if (b.cfg.json && tool_check_output("kvbench", b.cfg.json, aurakv_strerror))
+		return 2;
 	if (dir_prepare(&b) != 0)
 		return 1;
 	rc = bench_main(&b);

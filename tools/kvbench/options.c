@@ -148,8 +148,9 @@ static void usage(FILE *out)
 	    "                         the human report then goes to stderr)\n"
 	    "  --quiet                no progress lines\n");
 	usage_workloads(out);
-	fprintf(out, "Exit status: 0 done, 1 the run failed or --db cannot be used, 2 bad "
-		     "arguments.\n");
+	fprintf(out, "Exit status: 0 done, 1 the run failed, --db cannot be used or the report\n"
+		     "was lost, 2 bad arguments (a --json FILE that cannot be written, checked\n"
+		     "first, included).\n");
 }
 
 /* Split LIST in place into cfg->benchmarks; unknown names are an error (named). */

@@ -31,8 +31,13 @@ expect_exit 2 "--threads -1" -- "$WALBENCH" --dir "$dir" --threads -1
 expect_exit 2 "unknown option" -- "$WALBENCH" --dir "$dir" --bogus
 expect_exit 1 "--dir is a file" -- "$WALBENCH" --dir "$dir" --count 1
 expect_output 'Not a directory' "--dir is a file: said"
+# An unwritable --json path is refused before the run (it was found after it).
+expect_exit 2 "--json in a missing directory" -- "$WALBENCH" --count 1 --json "$work/no/x.json"
+expect_output "^walbench: $work/no/x.json: No such file or directory$" "--json path: named"
+expect_exit 1 "a report that cannot reach stdout" -- closed_stdout "$WALBENCH" --count 1 --quiet
+expect_output '^walbench: writing to stdout: ' "a lost report: said"
 expect_exit 0 "--help" -- "$WALBENCH" --help
-expect_output '^Exit status: 0 done, 1 the run failed, 2 bad arguments\.$' \
+expect_output '^Exit status: 0 done, 1 the run failed or its report was lost, 2 bad$' \
 	"--help documents the exit status"
 
 check_end

@@ -89,7 +89,8 @@ static void usage(FILE *out)
 	    "                         human report then goes to stderr)\n"
 	    "  --quiet                no progress lines\n"
 	    "Aliases: --appenders = --threads, --size = --record-size, --runtime = --duration.\n"
-	    "Exit status: 0 done, 1 the run failed, 2 bad arguments.\n");
+	    "Exit status: 0 done, 1 the run failed or its report was lost, 2 bad\n"
+	    "arguments (a --json FILE that cannot be written, checked first, included).\n");
 }
 
 /* Seconds, fractions allowed: > 0 (DBL_TRUE_MIN is the smallest double above 0) and

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "reportfmt.h"
+#include "toolio.h"
 #include "walbench.h"
 
 struct results {
@@ -144,10 +145,8 @@ int report_print(struct bench *b)
 	print_human(b, &r, json_stdout || b->cfg.kv ? stderr : stdout);
 	if (b->cfg.kv)
 		print_kv(b, &r);
-	if (fflush(stdout) != 0) {
-		fprintf(stderr, "walbench: writing the results: %s\n", aurawal_strerror(-errno));
+	if (tool_flush_stdout("walbench", aurawal_strerror))
 		return -EIO;
-	}
 	if (!b->cfg.json)
 		return 0;
 	return json_write_object("walbench", b->cfg.json, aurawal_strerror, json_members, b, &r);

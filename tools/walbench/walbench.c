@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "walbench.h"
+#include "toolio.h"
 
 /* The start gate: threads set up, then wait here until the clock starts. */
 static struct start_gate gate = START_GATE_INIT;
@@ -255,9 +256,12 @@ int main(int argc, char **argv)
 	static struct bench b;
 	int rc;
 
+	tool_hold_std_fds(1); /* else a closed stdout is one of the log's fds */
 	rc = options_parse(&b.cfg, argc, argv);
 	if (rc != 0)
 		return rc > 0 ? 0 : 2;
+	if (b.cfg.json && tool_check_output("walbench", b.cfg.json, aurawal_strerror))
+		return 2;
 	if (dir_prepare(&b) != 0)
 		return 1;
 	rc = bench_main(&b);

@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 
 #include "aurawal.h"
+#include "toolio.h"
 
 #define EXIT_CORRUPT 1
 #define EXIT_ERROR   2
@@ -497,7 +498,10 @@ int main(int argc, char **argv)
 	struct dump d = { 0 };
 	aurawal_t *log = NULL;
 	size_t corrupt;
-	int rc = parse_args(&d, argc, argv);
+	int rc;
+
+	tool_hold_std_fds(EXIT_ERROR); /* else a closed stdout is a segment's fd */
+	rc = parse_args(&d, argc, argv);
 
 	if (rc)
 		return rc > 0 ? 0 : EXIT_ERROR;
@@ -524,9 +528,7 @@ int main(int argc, char **argv)
 	if (corrupt)
 		return EXIT_CORRUPT;
 	/* A listing lost on the way (a full disk, a closed stdout) is no clean result. */
-	if (fflush(stdout) || ferror(stdout)) {
-		fprintf(stderr, "waldump: writing to stdout: %s\n", aurawal_strerror(-EIO));
+	if (tool_flush_stdout("waldump", aurawal_strerror))
 		return EXIT_ERROR;
-	}
 	return rc || d.err ? EXIT_ERROR : 0;
 }
