@@ -211,11 +211,18 @@ char *kv_hint_path(const char *dir, uint64_t seg, const char *suffix);
 
 /* A hint file being read: entries in key order, block by block. The file must be that
  * of segment `info` (number, first and last sequence), and its entries name records
- * within the segment's `seg_bytes`. */
+ * within the segment's `seg_bytes`. It is read `chunk` bytes at a time (at most its
+ * size), and held open only during each read: a reader holds no file descriptor.
+ * Errors: AURAKV_ECORRUPT (the file is damaged: delete it), else -errno (-ENOENT, -EMFILE,
+ * -EIO, -ENOMEM, ...: nothing is known about the file). */
 struct kv_hint_reader;
 int kv_hint_open(auraio_engine_t *eng, const char *path, const aurawal_segment_info_t *info,
-		 uint64_t seg_bytes, struct kv_hint_reader **out);
-/* 1 and the next entry (key valid until the next call), 0 at the end, AURAKV_ECORRUPT. */
+		 uint64_t seg_bytes, size_t chunk, struct kv_hint_reader **out);
+/* The chunk for each of `runs` readers open at once: a 64 MiB budget shared, each
+ * 64 KiB .. 1 MiB, a multiple of 4096. */
+size_t kv_hint_chunk(size_t runs);
+/* 1 and the next entry (key valid until the next call), 0 at the end, AURAKV_ECORRUPT,
+ * or -errno as kv_hint_open. */
 int kv_hint_next(struct kv_hint_reader *r, struct kv_hint_entry *e);
 uint64_t kv_hint_total(const struct kv_hint_reader *r);
 uint64_t kv_hint_file_bytes(const struct kv_hint_reader *r);

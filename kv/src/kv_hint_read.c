@@ -5,7 +5,15 @@
  * checksum and page count, entries parsing exactly within their block, keys strictly
  * increasing, the entry count and byte counts matching the header and the file size.
  * The first violation is AURAKV_ECORRUPT; nothing read before it has been wrong, but
- * the caller must then not trust the file at all.
+ * the caller must then not trust the file at all. Any other error (an fd, memory, an I/O
+ * error) says nothing about the file.
+ *
+ * Bounded resources: open merges one reader per sealed segment, all at once, so a reader
+ * holds no file descriptor between reads (each read opens the file, preads, closes: the
+ * store's lock keeps anyone else from replacing hints/ meanwhile, and the checksums would
+ * catch it), its buffer is its share of a budget for all of them (kv_hint_chunk) and never
+ * larger than the file, and the previous key is kept in a buffer as long as the longest
+ * key seen so far.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,11 +26,26 @@
 
 #include "kv_db.h"
 
-#define CHUNK (1u << 20)
+/* Each reader's share of a budget for all (open has one per segment), within bounds:
+ * at least 64 KiB, so that one read (open, pread, close) brings ~1900 entries to merge;
+ * at most 1 MiB, the size every reader had, so a store of <= 64 segments reads as before. */
+#define READ_BUDGET (64u << 20)
+#define CHUNK_MIN   (64u << 10)
+#define CHUNK_MAX   (1u << 20)
+
+size_t kv_hint_chunk(size_t runs)
+{
+	size_t c = READ_BUDGET / (runs ? runs : 1);
+
+	c = c < CHUNK_MIN ? CHUNK_MIN : c > CHUNK_MAX ? CHUNK_MAX : c;
+	return c / KV_HINT_BLOCK * KV_HINT_BLOCK;
+}
 
 struct kv_hint_reader {
 	auraio_engine_t *eng;
-	int fd;
+	char *path;	    /* opened for each read, closed after it */
+	uint64_t file_size; /* at kv_hint_open */
+	size_t chunk;	    /* bytes read at once (more only for a larger block) */
 	uint64_t seg;
 	uint64_t seg_bytes; /* every entry's record lies within the segment's file */
 	uint64_t entries, total, max_version, data_bytes, fence_bytes;
@@ -36,18 +59,36 @@ struct kv_hint_reader {
 	const uint8_t *end; /* its checksum */
 	unsigned left;	    /* entries left in it */
 	uint8_t *prev;	    /* the previous key, for the order check */
-	size_t prev_len;
+	size_t prev_len, prev_cap;
 	bool have_prev;
 };
 
-/* Make [off, off + len) of the file readable in r->buf. */
+/* pread [off, off + len) of the file into buf, the file open only meanwhile. */
+static ssize_t read_at(struct kv_hint_reader *r, void *buf, size_t len, uint64_t off)
+{
+	int fd = open(r->path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = kv_pread(r->eng, fd, buf, len, off);
+	close(fd);
+	return n;
+}
+
+/* Make [off, off + len) of the file readable in r->buf: one read of r->chunk bytes from
+ * off, or up to the file's end, or len if more. */
 static int fill(struct kv_hint_reader *r, uint64_t off, size_t len)
 {
-	size_t want = len > CHUNK ? len : CHUNK;
+	size_t want = r->chunk;
 	ssize_t n;
 
 	if (off >= r->buf_off && off + len <= r->buf_off + r->buf_len)
 		return 0;
+	if (off < r->file_size && r->file_size - off < want)
+		want = (size_t) (r->file_size - off);
+	if (want < len)
+		want = len;
 	if (want > r->buf_cap) {
 		void *p = realloc(r->buf, want);
 
@@ -56,7 +97,8 @@ static int fill(struct kv_hint_reader *r, uint64_t off, size_t len)
 		r->buf = p;
 		r->buf_cap = want;
 	}
-	n = kv_pread(r->eng, r->fd, r->buf, want, off);
+	r->buf_len = 0; /* nothing valid if the read fails */
+	n = read_at(r, r->buf, want, off);
 	if (n < 0)
 		return (int) n;
 	r->buf_off = off;
@@ -91,27 +133,27 @@ static int check_header(struct kv_hint_reader *r, const uint8_t *h, uint64_t fir
 }
 
 int kv_hint_open(auraio_engine_t *eng, const char *path, const aurawal_segment_info_t *info,
-		 uint64_t seg_bytes, struct kv_hint_reader **out)
+		 uint64_t seg_bytes, size_t chunk, struct kv_hint_reader **out)
 {
 	struct kv_hint_reader *r = calloc(1, sizeof(*r));
 	struct stat st;
 	int rc;
 
 	*out = NULL;
-	if (!r || !(r->prev = malloc(AURAKV_MAX_KEY))) {
+	if (!r || !(r->path = strdup(path))) {
 		free(r);
 		return -ENOMEM;
 	}
 	r->eng = eng;
 	r->seg = info->number;
 	r->seg_bytes = seg_bytes;
-	r->fd = open(path, O_RDONLY | O_CLOEXEC);
-	rc = r->fd < 0 ? -errno : fstat(r->fd, &st) < 0 ? -errno : 0;
+	r->chunk = chunk < KV_HINT_BLOCK ? KV_HINT_BLOCK : chunk;
+	rc = stat(path, &st) < 0 ? -errno : 0;
+	r->file_size = rc ? 0 : (uint64_t) st.st_size;
 	if (!rc)
 		rc = fill(r, 0, KV_HINT_BLOCK);
 	if (!rc)
-		rc =
-		    check_header(r, r->buf, info->first_seq, info->last_seq, (uint64_t) st.st_size);
+		rc = check_header(r, r->buf, info->first_seq, info->last_seq, r->file_size);
 	if (rc) {
 		kv_hint_close(r);
 		return rc;
@@ -188,6 +230,17 @@ static int parse_entry(struct kv_hint_reader *r, struct kv_hint_entry *e)
 /* Keys strictly increasing across the whole file. */
 static int check_order(struct kv_hint_reader *r, const struct kv_hint_entry *e)
 {
+	if (e->klen > r->prev_cap) { /* keys are short: no AURAKV_MAX_KEY bytes per reader */
+		size_t cap = r->prev_cap ? r->prev_cap : 64;
+		void *p;
+
+		while (cap < e->klen)
+			cap *= 2;
+		if (!(p = realloc(r->prev, cap)))
+			return -ENOMEM;
+		r->prev = p;
+		r->prev_cap = cap;
+	}
 	if (r->have_prev) {
 		size_t m = r->prev_len < e->klen ? r->prev_len : e->klen;
 		int c = memcmp(r->prev, e->key, m);
@@ -271,8 +324,7 @@ void kv_hint_close(struct kv_hint_reader *r)
 {
 	if (!r)
 		return;
-	if (r->fd >= 0)
-		close(r->fd);
+	free(r->path);
 	free(r->buf);
 	free(r->prev);
 	free(r);

@@ -10,6 +10,10 @@
  * and bulk-loads the index in key order, O(n). A hint file that turns out damaged
  * half-way through is deleted and the whole merge is redone with its segment read
  * instead: a hint decides speed, never correctness.
+ *
+ * Bounded resources: the hint readers hold no fd between reads and share a budget of
+ * read buffers (kv_hint_chunk), so open needs a few fds beyond the log's own, and
+ * ~64 MiB plus at most 64 KiB per segment beyond the index, whatever the store's size.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -149,7 +153,7 @@ static int merge(struct kv_db *db, struct run *runs, size_t nruns, uint64_t *bad
 /* Set up segment `info`'s run: its hint file if valid, else a summary of the segment
  * (writing the missing hint file on the way, so the next open is fast). */
 static int open_run(struct kv_db *db, const aurawal_segment_info_t *info, bool hint_bad,
-		    struct run *r, uint64_t *max_version)
+		    size_t chunk, struct run *r, uint64_t *max_version)
 {
 	auraio_engine_t *eng = aurawal_engine(db->wal);
 	struct kv_seg *slot = kv_seg_get(db, info->number, true);
@@ -159,7 +163,7 @@ static int open_run(struct kv_db *db, const aurawal_segment_info_t *info, bool h
 
 	r->seg = info->number;
 	if (path && info->sealed && !hint_bad)
-		rc = kv_hint_open(eng, path, info, db->seg_bytes, &r->hint);
+		rc = kv_hint_open(eng, path, info, db->seg_bytes, chunk, &r->hint);
 	if (rc && rc != -ENOENT && rc != -ENOMEM)
 		kv_report(db, AURAKV_REPORT_INFO,
 			  "hint file of segment %llu unusable (%s): reading the segment",
@@ -284,6 +288,7 @@ static int load(struct kv_db *db, const aurawal_segment_info_t *segs, size_t n, 
 		size_t nbad, uint64_t *bad_seg, uint64_t *max_version)
 {
 	struct run *runs = calloc(n ? n : 1, sizeof(*runs));
+	size_t chunk = kv_hint_chunk(n); /* all readers are open at once */
 	int rc = runs ? 0 : -ENOMEM;
 
 	for (size_t i = 0; i < n && rc == 0; i++) {
@@ -291,7 +296,7 @@ static int load(struct kv_db *db, const aurawal_segment_info_t *segs, size_t n, 
 
 		for (size_t j = 0; j < nbad; j++)
 			hint_bad |= bad[j] == segs[i].number;
-		rc = open_run(db, &segs[i], hint_bad, &runs[i], max_version);
+		rc = open_run(db, &segs[i], hint_bad, chunk, &runs[i], max_version);
 	}
 	if (rc == 0)
 		rc = merge(db, runs, n, bad_seg);

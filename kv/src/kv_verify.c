@@ -131,7 +131,8 @@ static int check_hint(struct vctx *v, const aurawal_segment_info_t *info)
 		return 0; /* no hint file: nothing to check (open rebuilds it) */
 	}
 	v->res.hints++;
-	rc = kv_hint_open(aurawal_engine(v->db->wal), path, info, v->db->seg_bytes, &r);
+	rc = kv_hint_open(aurawal_engine(v->db->wal), path, info, v->db->seg_bytes,
+			  kv_hint_chunk(1), &r);
 	free(path);
 	if (rc == 0 && (rc = kv_seg_summarize(v->db->wal, info->number, &sum)) == 0) {
 		while ((rc = kv_hint_next(r, &e)) == 1 && i < sum.n && same(&e, &sum.entries[i]))

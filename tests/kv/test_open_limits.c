@@ -1,0 +1,231 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What opening a store of many segments holds while it merges one run per segment: no
+ * file descriptor per hint file, read buffers that are a share of a budget and never
+ * larger than their file.
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <malloc.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include "kv_db.h"
+#include "kv_test.h"
+
+#define SPREAD 600
+#define MANY   40000 /* ~15 segments of 1 MiB */
+
+KV_DIR_SUITE(kv_open_limits, 120);
+
+static size_t spread = SPREAD; /* of the values' lengths */
+static uint64_t segment_size = KV_SMALL_SEGMENT;
+
+/* Keys 0..n-1, write 1, over segments of segment_size; every sealed one's hint written;
+ * closed. */
+static void fill(uint64_t n)
+{
+	aurakv_options_t o = kv_opts(NULL);
+	aurakv_t *db;
+	uint8_t v[SPREAD + 16];
+	char k[32];
+
+	o.segment_size = segment_size;
+	db = kv_open_ok(dir, &o);
+	for (uint64_t i = 0; i < n; i++) {
+		size_t len = kv_value_len(i, 1, spread);
+
+		kv_value(v, len, i, 1);
+		cr_assert_eq(aurakv_put(db, k, kv_key(k, i), v, len, 0), 0);
+	}
+	cr_assert_eq(aurakv_compact(db), 0); /* runs a hint pass first */
+	cr_assert_eq(aurakv_close(db), 0);
+}
+
+/* Every key there (the index counts n), and every 61st with its value. */
+static void check_all(aurakv_t *db, uint64_t n)
+{
+	aurakv_stats_t st;
+	char k[32];
+
+	cr_assert_eq(aurakv_get_stats(db, &st), 0);
+	cr_assert_eq(st.keys, n, "%llu keys", (unsigned long long) st.keys);
+	for (uint64_t i = 0; i < n; i += 61) {
+		void *v;
+		size_t len;
+		int rc = aurakv_get(db, k, kv_key(k, i), &v, &len);
+
+		cr_assert_eq(rc, 0, "key %llu: %s", (unsigned long long) i, aurakv_strerror(rc));
+		cr_assert(kv_value_is(v, len, i, 1, spread), "key %llu: wrong value",
+			  (unsigned long long) i);
+		aurakv_free(v);
+	}
+}
+
+/* The sealed segments' numbers (every one has a hint file after fill()). */
+static size_t sealed(aurakv_t *db, uint64_t *out, size_t max)
+{
+	aurakv_segment_stats_t all[256];
+	size_t n = 0, k = 0;
+
+	cr_assert_eq(aurakv_get_segment_stats(db, all, 256, &n), 0);
+	cr_assert_leq(n, 256);
+	for (size_t i = 0; i < n; i++)
+		if (all[i].sealed && k < max) {
+			cr_assert(all[i].has_hint, "segment %llu has its hint",
+				  (unsigned long long) all[i].number);
+			out[k++] = all[i].number;
+		}
+	return k;
+}
+
+/* Size of segment seg's hint file, -1 if there is none. */
+static off_t hint_size(uint64_t seg)
+{
+	char path[600];
+	struct stat st;
+
+	kv_hint_file(path, sizeof(path), dir, seg);
+	return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+static int open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	cr_assert_not_null(d);
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n - 3; /* ".", ".." and d's own */
+}
+
+static aurakv_options_t quiet_opts(struct kv_reports *rs)
+{
+	aurakv_options_t o = kv_opts(rs);
+
+	o.background_gc = false; /* nothing but the open opens files */
+	return o;
+}
+
+/* Before: each hint reader held its file open for the whole merge, so a store of N
+ * segments needed ~2N fds to open; beyond the limit hint opens failed with EMFILE, and
+ * the hint files were deleted for it. */
+Test(kv_open_limits, a_store_of_many_segments_opens_with_a_few_fds_more_than_its_log_holds)
+{
+	struct kv_reports rs = { 0 };
+	aurakv_options_t o = quiet_opts(&rs);
+	struct rlimit old, low;
+	uint64_t segs[256];
+	size_t n;
+	aurakv_t *db;
+	int held;
+
+	fill(MANY);
+	db = kv_open_ok(dir, &o);
+	held = open_fds(); /* the log's segments, the engine, the lock... */
+	n = sealed(db, segs, 256);
+	cr_assert_eq(aurakv_close(db), 0);
+	cr_assert_geq(n, 12, "many sealed segments (%zu)", n);
+
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+	low = old;
+	low.rlim_cur = (rlim_t) held + 8; /* well below one more per hint file */
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+	rs.info = 0;
+	db = NULL;
+	int rc = aurakv_open(dir, &o, &db);
+	if (rc == 0) {
+		check_all(db, MANY);
+		cr_assert_eq(sealed(db, segs, 256), n);
+		cr_assert_eq(aurakv_close(db), 0);
+	}
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+	cr_assert_eq(rc, 0, "open under %d fds: %s", held + 8, aurakv_strerror(rc));
+	cr_assert_eq(rs.info, 0, "every hint file was read: %s", rs.last);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_gt(hint_size(segs[i]), 0, "segment %llu's hint file is there",
+			     (unsigned long long) segs[i]);
+}
+
+/* Heap in use (the main arena and mmapped chunks: open runs in this thread). */
+static size_t heap_bytes(void)
+{
+	struct mallinfo2 m = mallinfo2();
+
+	return m.uordblks + m.hblkhd;
+}
+
+struct heap_probe {
+	size_t at[2];
+	int n;
+};
+
+static void probe_report(aurakv_report_kind_t kind, const char *msg, void *arg)
+{
+	struct heap_probe *p = arg;
+
+	(void) kind;
+	(void) msg;
+	if (p->n < 2)
+		p->at[p->n] = heap_bytes();
+	p->n++;
+}
+
+/* Before: every reader held a 1 MiB buffer and a 64 KiB one for the previous key from
+ * its open to the merge's end, whatever its file's size. Measured in the open itself:
+ * the hints of the first and of the last sealed segment are damaged, so the open reports
+ * on each, and between the two reports it opened the readers of all the others. */
+Test(kv_open_limits, a_hint_reader_holds_no_more_memory_than_its_file_needs)
+{
+	struct heap_probe probe = { 0 };
+	aurakv_options_t o = quiet_opts(NULL);
+	uint64_t segs[256], files = 0;
+	char path[600];
+	size_t n, between;
+	aurakv_t *db;
+
+	fill(MANY);
+	db = kv_open_ok(dir, &o);
+	n = sealed(db, segs, 256);
+	cr_assert_eq(aurakv_close(db), 0);
+	cr_assert_geq(n, 12);
+	for (size_t i = 1; i + 1 < n; i++)
+		files += (uint64_t) hint_size(segs[i]);
+	between = n - 2;
+	kv_hint_file(path, sizeof(path), dir, segs[0]);
+	kv_flip_byte(path, 100);
+	kv_hint_file(path, sizeof(path), dir, segs[n - 1]);
+	kv_flip_byte(path, 100);
+
+	o.reporter = probe_report;
+	o.reporter_arg = &probe;
+	db = kv_open_ok(dir, &o);
+	cr_assert_eq(probe.n, 2, "the two damaged hints were reported");
+	check_all(db, MANY);
+	cr_assert_eq(aurakv_close(db), 0);
+	/* The readers between the reports, and the first segment's summary (~150 KB) */
+	cr_log_info("%zu readers of %llu bytes of hint files: %zu bytes of heap", between,
+		    (unsigned long long) files, probe.at[1] - probe.at[0]);
+	cr_assert_lt(probe.at[1] - probe.at[0], files + (512u << 10),
+		     "%zu readers of %llu bytes of hint files held %zu bytes", between,
+		     (unsigned long long) files, probe.at[1] - probe.at[0]);
+}
+
+Test(kv_open_limits, a_hint_readers_buffer_is_its_share_of_64_mib_within_64_kib_and_1_mib)
+{
+	cr_assert_eq(kv_hint_chunk(0), 1u << 20);
+	cr_assert_eq(kv_hint_chunk(1), 1u << 20);
+	cr_assert_eq(kv_hint_chunk(64), 1u << 20, "few segments read as before");
+	cr_assert_eq(kv_hint_chunk(128), 512u << 10);
+	cr_assert_eq(kv_hint_chunk(1000), 64u << 10);
+	cr_assert_eq(kv_hint_chunk(65536), 64u << 10, "a floor: one read per 64 KiB");
+	for (size_t runs = 1; runs <= 4096; runs++) {
+		size_t c = kv_hint_chunk(runs);
+
+		cr_assert_eq(c % 4096, 0, "%zu runs: %zu", runs, c);
+		cr_assert_leq(c, kv_hint_chunk(runs - 1));
+		cr_assert(runs * c <= (64u << 20) || c == (64u << 10), "%zu runs: %zu", runs, c);
+	}
+}
