@@ -7,9 +7,13 @@
  * valid hint file (the unsealed tail, or a hint that is missing or damaged) through a
  * summary read from the segment itself. A k-way merge keeps, for every key, the entry
  * with the highest version (on a tie, the higher segment: a GC copy of the same write)
- * and bulk-loads the index in key order, O(n). A hint file that turns out damaged
- * half-way through is deleted and the whole merge is redone with its segment read
- * instead: a hint decides speed, never correctness.
+ * and bulk-loads the index in key order, O(n). A hint file that turns out unreadable
+ * half-way through makes the whole merge be redone with its segment read instead: a
+ * hint decides speed, never correctness.
+ *
+ * Only damage (AURAKV_ECORRUPT) deletes a hint file. Any other error reading it - no fd
+ * left (EMFILE), an I/O error, no memory - says nothing about the file: it is kept, and
+ * the segment read this time.
  *
  * Bounded resources: the hint readers hold no fd between reads and share a budget of
  * read buffers (kv_hint_chunk), so open needs a few fds beyond the log's own, and
@@ -20,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kv_db.h"
@@ -150,58 +155,96 @@ static int merge(struct kv_db *db, struct run *runs, size_t nruns, uint64_t *bad
 	return rc;
 }
 
-/* Set up segment `info`'s run: its hint file if valid, else a summary of the segment
- * (writing the missing hint file on the way, so the next open is fast). */
-static int open_run(struct kv_db *db, const aurawal_segment_info_t *info, bool hint_bad,
-		    size_t chunk, struct run *r, uint64_t *max_version)
+/* One attempt at loading: what every run needs. */
+struct load_ctx {
+	struct kv_db *db;
+	size_t chunk; /* each hint reader's read size */
+	uint64_t max_version;
+};
+
+/* A hint file that could not be used: a damaged one (or none: a missing file, or that
+ * of an unsealed segment, which no hint describes) is deleted; else it is kept, and its
+ * size still counted as the store's. */
+static void hint_unused(struct kv_db *db, uint64_t seg, const char *path, int rc)
 {
-	auraio_engine_t *eng = aurawal_engine(db->wal);
+	struct stat st;
+
+	if (rc == AURAKV_ECORRUPT || rc == -ENOENT || !path) {
+		if (path)
+			unlink(path); /* rewritten below or by the background thread */
+		kv_acct_hint(db, seg, 0);
+		return;
+	}
+	kv_acct_hint(db, seg, stat(path, &st) == 0 ? (int64_t) st.st_size : 0);
+}
+
+static void use_hint(struct kv_db *db, struct kv_seg *slot, struct run *r, uint64_t *max_version)
+{
+	if (kv_hint_max_version(r->hint) > *max_version)
+		*max_version = kv_hint_max_version(r->hint);
+	if (slot)
+		atomic_store(&slot->hint, KV_HINT_OK);
+	kv_acct_hint(db, r->seg, (int64_t) kv_hint_file_bytes(r->hint));
+}
+
+/* Segment `info`'s run read from the segment itself; its hint file written if `write`. */
+static int summary_run(struct load_ctx *c, const aurawal_segment_info_t *info, struct kv_seg *slot,
+		       struct run *r, bool write)
+{
+	struct kv_db *db = c->db;
+	int rc = kv_seg_summarize(db->wal, info->number, &r->sum);
+
+	if (rc == AURAKV_ECORRUPT) /* the log's strict iterator fails without a word */
+		kv_report(db, AURAKV_REPORT_CORRUPTION,
+			  "log segment %llu offset %llu: damaged record (the segment was "
+			  "read at open: %s)",
+			  (unsigned long long) info->number, (unsigned long long) r->sum.end,
+			  info->sealed ? "it has no usable hint file" : "the log's tail");
+	if (rc)
+		return rc;
+	if (r->sum.max_version > c->max_version)
+		c->max_version = r->sum.max_version;
+	if (write && info->sealed && db->opts.write_hints &&
+	    kv_hint_write(db, &r->sum, info->number) == 0 && slot)
+		atomic_store(&slot->hint, KV_HINT_OK);
+	if (slot)
+		atomic_store(&slot->total, (int64_t) r->sum.total);
+	return 0;
+}
+
+/* Set up segment `info`'s run: its hint file if valid, else a summary of the segment
+ * (writing a hint file on the way, so the next open is fast, unless the one there was
+ * kept). `hint_rc`: the error a previous attempt had reading this hint (0: none); it is
+ * then not opened again. */
+static int open_run(struct load_ctx *c, const aurawal_segment_info_t *info, int hint_rc,
+		    struct run *r)
+{
+	struct kv_db *db = c->db;
 	struct kv_seg *slot = kv_seg_get(db, info->number, true);
 	char *path = kv_hint_path(db->dir, info->number, "hint");
-	uint64_t total;
 	int rc = path ? -ENOENT : -ENOMEM;
 
 	r->seg = info->number;
-	if (path && info->sealed && !hint_bad)
-		rc = kv_hint_open(eng, path, info, db->seg_bytes, chunk, &r->hint);
-	if (rc && rc != -ENOENT && rc != -ENOMEM)
+	if (path && info->sealed && !(rc = hint_rc))
+		rc = kv_hint_open(aurawal_engine(db->wal), path, info, db->seg_bytes, c->chunk,
+				  &r->hint);
+	if (rc && !hint_rc && rc != -ENOENT && rc != -ENOMEM)
 		kv_report(db, AURAKV_REPORT_INFO,
-			  "hint file of segment %llu unusable (%s): reading the segment",
-			  (unsigned long long) info->number, aurakv_strerror(rc));
+			  "hint file of segment %llu %s (%s): reading the segment",
+			  (unsigned long long) info->number,
+			  rc == AURAKV_ECORRUPT ? "is damaged" : "cannot be read now, kept",
+			  aurakv_strerror(rc));
 	if (rc == 0) {
-		total = kv_hint_total(r->hint);
-		if (kv_hint_max_version(r->hint) > *max_version)
-			*max_version = kv_hint_max_version(r->hint);
+		use_hint(db, slot, r, &c->max_version);
 		if (slot)
-			atomic_store(&slot->hint, KV_HINT_OK);
-		kv_acct_hint(db, info->number, (int64_t) kv_hint_file_bytes(r->hint));
-	} else {
-		if (path && rc != -ENOMEM)
-			unlink(path); /* damaged: rewritten below or by the background thread */
-		kv_acct_hint(db, info->number, 0);
-		rc = kv_seg_summarize(db->wal, info->number, &r->sum);
-		if (rc == AURAKV_ECORRUPT) /* the log's strict iterator fails without a word */
-			kv_report(db, AURAKV_REPORT_CORRUPTION,
-				  "log segment %llu offset %llu: damaged record (the segment was "
-				  "read at open: %s)",
-				  (unsigned long long) info->number,
-				  (unsigned long long) r->sum.end,
-				  info->sealed ? "it has no usable hint file" : "the log's tail");
-		if (rc) {
-			free(path);
-			return rc;
-		}
-		total = r->sum.total;
-		if (r->sum.max_version > *max_version)
-			*max_version = r->sum.max_version;
-		if (info->sealed && db->opts.write_hints &&
-		    kv_hint_write(db, &r->sum, info->number) == 0 && slot)
-			atomic_store(&slot->hint, KV_HINT_OK);
+			atomic_store(&slot->total, (int64_t) kv_hint_total(r->hint));
+		free(path);
+		return 0;
 	}
-	if (slot)
-		atomic_store(&slot->total, (int64_t) total);
+	hint_unused(db, info->number, path, rc);
+	rc = summary_run(c, info, slot, r, rc == AURAKV_ECORRUPT || rc == -ENOENT);
 	free(path);
-	return 0;
+	return rc;
 }
 
 /* Forget everything a failed merge built. */
@@ -283,50 +326,64 @@ static int list_segments(struct kv_db *db, aurawal_segment_info_t **segs, size_t
 	return kv_map_wal_error(rc);
 }
 
-/* One attempt at the whole load; *bad_seg set if a hint file failed mid-way. */
-static int load(struct kv_db *db, const aurawal_segment_info_t *segs, size_t n, const uint64_t *bad,
-		size_t nbad, uint64_t *bad_seg, uint64_t *max_version)
+/* A hint file that failed in a merge: the next attempt reads its segment instead. */
+struct bad_hint {
+	uint64_t seg;
+	int rc; /* its error */
+};
+
+/* One attempt at the whole load; *failed set if a hint file failed mid-way. */
+static int load(struct kv_db *db, const aurawal_segment_info_t *segs, size_t n,
+		const struct bad_hint *bad, size_t nbad, struct bad_hint *failed,
+		uint64_t *max_version)
 {
 	struct run *runs = calloc(n ? n : 1, sizeof(*runs));
-	size_t chunk = kv_hint_chunk(n); /* all readers are open at once */
+	struct load_ctx c = { .db = db, .chunk = kv_hint_chunk(n), .max_version = *max_version };
 	int rc = runs ? 0 : -ENOMEM;
 
 	for (size_t i = 0; i < n && rc == 0; i++) {
-		bool hint_bad = false;
+		int hint_rc = 0;
 
 		for (size_t j = 0; j < nbad; j++)
-			hint_bad |= bad[j] == segs[i].number;
-		rc = open_run(db, &segs[i], hint_bad, chunk, &runs[i], max_version);
+			if (bad[j].seg == segs[i].number)
+				hint_rc = bad[j].rc;
+		rc = open_run(&c, &segs[i], hint_rc, &runs[i]);
 	}
 	if (rc == 0)
-		rc = merge(db, runs, n, bad_seg);
+		rc = merge(db, runs, n, &failed->seg);
+	failed->rc = rc;
 	for (size_t i = 0; runs && i < n; i++)
 		run_free(&runs[i]);
 	free(runs);
+	*max_version = c.max_version;
 	return rc;
 }
 
 int kv_recover(struct kv_db *db)
 {
 	aurawal_segment_info_t *segs;
-	uint64_t *bad = NULL, max_version = 0;
+	struct bad_hint *bad = NULL;
+	uint64_t max_version = 0;
 	size_t n, nbad = 0;
 	int rc = list_segments(db, &segs, &n);
 
 	while (rc == 0) {
-		uint64_t bad_seg = 0;
+		struct bad_hint failed = { 0 };
 
-		rc = load(db, segs, n, bad, nbad, &bad_seg, &max_version);
-		if (rc != AURAKV_ECORRUPT || !bad_seg || nbad == n)
+		rc = load(db, segs, n, bad, nbad, &failed, &max_version);
+		/* a hint that failed mid-way: again, reading its segment (no memory: give up) */
+		if (rc == 0 || rc == -ENOMEM || !failed.seg || nbad == n)
 			break;
 		kv_report(db, AURAKV_REPORT_INFO,
-			  "hint file of segment %llu is damaged: reading the segment instead",
-			  (unsigned long long) bad_seg);
+			  "hint file of segment %llu %s (%s): reading the segment instead",
+			  (unsigned long long) failed.seg,
+			  rc == AURAKV_ECORRUPT ? "is damaged" : "cannot be read now, kept",
+			  aurakv_strerror(rc));
 		if (!bad && !(bad = calloc(n, sizeof(*bad)))) {
 			rc = -ENOMEM;
 			break;
 		}
-		bad[nbad++] = bad_seg;
+		bad[nbad++] = failed;
 		rc = reset_state(db);
 	}
 	if (rc == 0) {

@@ -2,7 +2,8 @@
 /*
  * What opening a store of many segments holds while it merges one run per segment: no
  * file descriptor per hint file, read buffers that are a share of a budget and never
- * larger than their file.
+ * larger than their file, and hint files kept when they cannot be read for a reason
+ * that says nothing about them (no fd left, an I/O error): only damage deletes one.
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -11,10 +12,12 @@
 #include <sys/stat.h>
 
 #include "kv_db.h"
+#include "fault_engine.h"
 #include "kv_test.h"
 
 #define SPREAD 600
 #define MANY   40000 /* ~15 segments of 1 MiB */
+#define FEW    12000 /* ~5 */
 
 KV_DIR_SUITE(kv_open_limits, 120);
 
@@ -228,4 +231,78 @@ Test(kv_open_limits, a_hint_readers_buffer_is_its_share_of_64_mib_within_64_kib_
 		cr_assert_leq(c, kv_hint_chunk(runs - 1));
 		cr_assert(runs * c <= (64u << 20) || c == (64u << 10), "%zu runs: %zu", runs, c);
 	}
+}
+
+/* Every read of an open fails in turn (with no hint writing, a deleted hint file would
+ * stay deleted): each open fails with -EIO or has every key, and every hint file is still
+ * there. Returns how many opens said they read a segment instead of a hint they kept,
+ * having found that out `when` (in the merge: "instead"; opening the hint: "now"). */
+static int each_read_fails_and_no_hint_is_lost(uint64_t nkeys, const char *when)
+{
+	uint64_t segs[256];
+	off_t sizes[256];
+	int kept = 0;
+	size_t n;
+	aurakv_t *db;
+
+	fill(nkeys);
+	{
+		aurakv_options_t o = quiet_opts(NULL);
+
+		db = kv_open_ok(dir, &o);
+		n = sealed(db, segs, 256);
+		cr_assert_eq(aurakv_close(db), 0);
+	}
+	cr_assert_geq(n, 2);
+	for (size_t i = 0; i < n; i++)
+		sizes[i] = hint_size(segs[i]);
+	for (uint64_t k = 0;; k++) {
+		auraio_engine_t *e = test_faulty_engine();
+		struct kv_reports rs = { 0 };
+		aurakv_options_t o = quiet_opts(&rs);
+		auraio_stats_t st;
+		int rc;
+
+		o.engine = e;
+		o.write_hints = false;
+		test_fault_error(e, AURAIO_FAULT_OP_READ, k, 1, EIO);
+		db = NULL;
+		rc = aurakv_open(dir, &o, &db);
+		cr_assert_eq(auraio_get_stats(e, &st), 0);
+		cr_assert(rc == 0 || rc == -EIO, "read %llu failed: open says %s",
+			  (unsigned long long) k, aurakv_strerror(rc));
+		cr_assert_eq(rs.corruption, 0, "read %llu: %s", (unsigned long long) k, rs.last);
+		if (rc == 0) {
+			auraio_fault_clear(e);
+			check_all(db, nkeys);
+			cr_assert_eq(aurakv_close(db), 0);
+			kept += rs.info > 0 && strstr(rs.last, "kept") && strstr(rs.last, when);
+		}
+		auraio_destroy(e);
+		for (size_t i = 0; i < n; i++)
+			cr_assert_eq(hint_size(segs[i]), sizes[i],
+				     "read %llu failed: segment %llu's hint file is intact",
+				     (unsigned long long) k, (unsigned long long) segs[i]);
+		if (st.faults_injected == 0)
+			break;
+	}
+	return kept;
+}
+
+/* Before: an I/O error on a hint file's first read deleted the file (as did EMFILE,
+ * ENFILE, EACCES...): only damage means the file is bad. */
+Test(kv_open_limits, a_hint_file_that_cannot_be_read_is_kept_and_its_segment_read)
+{
+	cr_assert_gt(each_read_fails_and_no_hint_is_lost(FEW, "now"), 0,
+		     "some open read a segment instead of its hint, and said so");
+}
+
+/* Before: an I/O error reading a hint file half-way through the merge failed the open.
+ * Hint files of more than one read (1 MiB): 4 MiB segments of 16-byte values. */
+Test(kv_open_limits, a_hint_file_that_fails_half_way_is_kept_and_its_segment_read)
+{
+	segment_size = 4u << 20;
+	spread = 1;
+	cr_assert_gt(each_read_fails_and_no_hint_is_lost(140000, "instead"), 0,
+		     "some open read a segment instead of its hint, half-way, and said so");
 }
