@@ -186,7 +186,7 @@ Test(kv_open_limits, a_hint_reader_holds_no_more_memory_than_its_file_needs)
 	aurakv_options_t o = quiet_opts(NULL);
 	uint64_t segs[256], files = 0;
 	char path[600];
-	size_t n, between;
+	size_t n, between, grew;
 	aurakv_t *db;
 
 	fill(MANY);
@@ -208,12 +208,15 @@ Test(kv_open_limits, a_hint_reader_holds_no_more_memory_than_its_file_needs)
 	cr_assert_eq(probe.n, 2, "the two damaged hints were reported");
 	check_all(db, MANY);
 	cr_assert_eq(aurakv_close(db), 0);
-	/* The readers between the reports, and the first segment's summary (~150 KB) */
+	/* The readers between the reports, and the first segment's summary (~150 KB); the
+	 * margin also covers what the log's own threads may allocate meanwhile (the
+	 * preparer's 1 MiB of zeros for a new segment). Before: 13.6 MB for 1 MB of files. */
+	grew = probe.at[1] > probe.at[0] ? probe.at[1] - probe.at[0] : 0; /* a free meanwhile */
 	cr_log_info("%zu readers of %llu bytes of hint files: %zu bytes of heap", between,
-		    (unsigned long long) files, probe.at[1] - probe.at[0]);
-	cr_assert_lt(probe.at[1] - probe.at[0], files + (512u << 10),
+		    (unsigned long long) files, grew);
+	cr_assert_lt(grew, files + (4u << 20),
 		     "%zu readers of %llu bytes of hint files held %zu bytes", between,
-		     (unsigned long long) files, probe.at[1] - probe.at[0]);
+		     (unsigned long long) files, grew);
 }
 
 Test(kv_open_limits, a_hint_readers_buffer_is_its_share_of_64_mib_within_64_kib_and_1_mib)
