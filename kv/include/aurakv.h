@@ -274,7 +274,9 @@ AURAKV_API int aurakv_multi_get(aurakv_t *db, size_t n, const void *const *keys,
  * Call `cb` for every live key >= `start` (slen bytes; NULL/0 = from the first key), in
  * key order, with its value (borrowed for the call). Keys written while it runs may or
  * may not be seen (not a snapshot). A non-zero return from cb stops it and is returned.
- * Returns 0 at the end, the callback's value, or an error as for aurakv_get.
+ * Returns 0 at the end, the callback's value, or: -EINVAL (NULL cb, NULL start with
+ * slen > 0), AURAKV_EKEYSIZE (slen > AURAKV_MAX_KEY; slen 0 is "from the first key"),
+ * or an error as for aurakv_get.
  */
 AURAKV_API int aurakv_foreach(aurakv_t *db, const void *start, size_t slen,
 			      int (*cb)(void *arg, const void *key, size_t klen, const void *val,

@@ -59,8 +59,11 @@ int aurakv_foreach(aurakv_t *h, const void *start, size_t slen,
 
 	if (!db)
 		return rc;
-	if (!cb || (!start && slen) || slen > AURAKV_MAX_KEY)
+	if (!cb || (!start && slen))
 		return -EINVAL;
+	/* A start key is a key: too long is the key error every other call gives. */
+	if (slen > AURAKV_MAX_KEY)
+		return AURAKV_EKEYSIZE;
 	return kv_foreach(db, start, slen, cb, arg);
 }
 

@@ -406,6 +406,24 @@ Test(kv_api, foreach_visits_live_keys_in_order_from_a_start_key)
 	cr_assert_str_eq(w.keys[1], "kiwi");
 }
 
+/* A start key is a key: one too long is AURAKV_EKEYSIZE, as for put and get (it was
+ * -EINVAL, which the header does not list for a key's size). */
+Test(kv_api, foreach_from_a_start_key_over_the_limit_is_a_key_size_error)
+{
+	uint8_t *big = malloc(AURAKV_MAX_KEY + 1);
+	struct walk w = { 0 };
+
+	cr_assert_not_null(big);
+	memset(big, 'K', AURAKV_MAX_KEY + 1);
+	cr_assert_eq(aurakv_put(db, "k", 1, "k", 1, 0), 0);
+	cr_assert_eq(aurakv_foreach(db, big, AURAKV_MAX_KEY + 1, on_key, &w), AURAKV_EKEYSIZE);
+	cr_assert_eq(w.n, 0, "nothing visited");
+	cr_assert_eq(aurakv_foreach(db, big, AURAKV_MAX_KEY, on_key, &w), 0,
+		     "the longest key is a valid start");
+	cr_assert_eq(aurakv_foreach(db, NULL, 1, on_key, &w), -EINVAL);
+	free(big);
+}
+
 Test(kv_api, stats_count_keys_bytes_cache_and_index)
 {
 	aurakv_stats_t st;
