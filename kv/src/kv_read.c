@@ -135,6 +135,20 @@ static void aget_finish(struct aget *g, int status, const void *val, size_t vlen
 
 static void aget_start(struct aget *g);
 
+/* The status of a failed read of g's record. -ENOENT once the relookups are spent is
+ * the index naming a segment that stays gone: corruption, reported, as kv_read_entry
+ * says it for a synchronous get (not a bare -ENOENT, which the header never lists). */
+static int aget_error(struct aget *g, int status)
+{
+	if (status == AURAWAL_ECORRUPT)
+		return corrupt(g->db, &g->ref, "checksum, marker or size mismatch");
+	if (status == -EINVAL) /* our arguments are sound: the location is no record's */
+		return corrupt(g->db, &g->ref, "the log holds no record there");
+	if (status == -ENOENT)
+		return corrupt(g->db, &g->ref, "the index names a released segment");
+	return kv_map_wal_error(status);
+}
+
 /* The record arrived: check, decode, hand the value over (borrowed for the callback). */
 static void aget_read_done(void *arg, int status, size_t len, uint64_t seq)
 {
@@ -152,10 +166,7 @@ static void aget_read_done(void *arg, int status, size_t len, uint64_t seq)
 		return;
 	}
 	if (status)
-		return aget_finish(g,
-				   status == AURAWAL_ECORRUPT ? corrupt(db, &g->ref, "checksum")
-							      : kv_map_wal_error(status),
-				   NULL, 0);
+		return aget_finish(g, aget_error(g, status), NULL, 0);
 	if (kv_entry_at(g->rec, len, g->ref.batch_off, g->ref.flags & KV_REF_BATCH, g->key, g->klen,
 			&e) ||
 	    e.op != KV_KIND_PUT)
@@ -206,11 +217,7 @@ static void aget_start(struct aget *g)
 		return aget_start(g);
 	}
 	if (rc)
-		aget_finish(g,
-			    rc == AURAWAL_ECORRUPT || rc == -EINVAL
-				? corrupt(db, &g->ref, "bad location")
-				: kv_map_wal_error(rc),
-			    NULL, 0);
+		aget_finish(g, aget_error(g, rc), NULL, 0);
 }
 
 int kv_get_async(struct kv_db *db, const void *key, size_t klen, aurakv_get_cb cb, void *arg)

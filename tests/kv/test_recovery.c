@@ -492,3 +492,49 @@ Test(kv_recovery, deletes_and_overwrites_in_later_segments_survive_a_reopen_from
 	}
 	cr_assert_eq(aurakv_close(db), 0);
 }
+
+struct async_result {
+	int calls, status;
+};
+
+static void on_async(void *arg, int status, const void *val, size_t vlen)
+{
+	struct async_result *r = arg;
+
+	(void) val;
+	(void) vlen;
+	r->calls++;
+	r->status = status;
+}
+
+/* An index entry naming a segment the log does not have (here one that never existed:
+ * the same answer, -ENOENT, as a segment GC released) is looked up again a bounded
+ * number of times, then it is corruption - for the asynchronous get as for the
+ * synchronous one, and reported by both (the async get gave its callback -ENOENT). */
+Test(kv_recovery, a_get_whose_segment_stays_gone_is_corruption_sync_and_async)
+{
+	aurakv_options_t o = kv_opts(&reps);
+	struct async_result ar = { 0, 1 };
+	struct kv_ref ref, gone;
+	aurakv_t *db;
+	void *v;
+	size_t len;
+
+	o.background_gc = false;
+	o.cache_size = 0; /* every get reads the log */
+	db = kv_open_ok(dir, &o);
+	cr_assert_eq(aurakv_put(db, "key", 3, "value", 5, 0), 0);
+	cr_assert_eq(kv_index_get(db->db->ix, "key", 3, &ref), 0);
+	gone = ref;
+	gone.segment = 60000; /* never in this log */
+	cr_assert_eq(kv_index_cas(db->db->ix, "key", 3, &ref, &gone), 1);
+	cr_assert_eq(aurakv_get(db, "key", 3, &v, &len), AURAKV_ECORRUPT);
+	cr_assert_eq(reps.corruption, 1, "reported: %s", reps.last);
+	/* The read is refused before any I/O: the callback runs inside the call. */
+	cr_assert_eq(aurakv_get_async(db, "key", 3, on_async, &ar), 0);
+	cr_assert_eq(ar.calls, 1);
+	cr_assert_eq(ar.status, AURAKV_ECORRUPT, "async: %s", aurakv_strerror(ar.status));
+	cr_assert_eq(reps.corruption, 2, "reported: %s", reps.last);
+	cr_assert_eq(kv_index_cas(db->db->ix, "key", 3, &gone, &ref), 1);
+	cr_assert_eq(aurakv_close(db), 0);
+}
