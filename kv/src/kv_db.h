@@ -200,7 +200,9 @@ struct kv_seg_summary {
 	struct kv_hint_entry *entries;
 	size_t n;
 	uint8_t *arena;
-	uint64_t total, max_version, first_seq, last_seq;
+	uint64_t total, max_version;
+	uint64_t first_seq, last_seq; /* of its first record of any type (a VOID too: what
+					 the log lists), and of its last put */
 	uint64_t end; /* offset just past the last record read (0: none); set on failure
 			 too: after AURAKV_ECORRUPT, where the damaged record starts */
 };

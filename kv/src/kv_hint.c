@@ -114,31 +114,35 @@ static void sum_finish(struct sum_build *b, struct kv_seg_summary *out)
 	out->arena = b->arena;
 }
 
-/* Read every record of segment `seg` into b; totals into out. */
+/* Read every record of segment `seg` into b; totals into out. first_seq is that of the
+ * segment's first record of any type, as the log counts it (aurawal_segment_info_t, and
+ * what kv_hint_open checks): a VOID record (an append refused for lack of space) or a
+ * SYNC mark may come before the first put, and a hint that skipped them would never
+ * match its segment. `end` follows every record too, so after damage it is where the
+ * damaged record starts. */
 static int sum_read(aurawal_t *wal, uint64_t seg, struct sum_build *b, struct kv_seg_summary *out)
 {
-	aurawal_loc_t from = { .segment = seg }, loc;
+	aurawal_loc_t from = { .segment = seg };
 	aurawal_iter_t *it;
-	const void *payload;
-	uint64_t seq;
-	size_t len;
+	aurawal_record_t rec;
 	int rc = aurawal_iter_open(wal, from, &it);
 
 	if (rc)
 		return kv_map_wal_error(rc);
-	while ((rc = aurawal_iter_next(it, &loc, &seq, &payload, &len)) == 1 &&
-	       loc.segment == seg) {
+	while ((rc = aurawal_iter_next_record(it, &rec)) == 1 && rec.loc.segment == seg) {
 		struct kv_entry_iter ei;
 		struct kv_entry e;
 
 		if (!out->first_seq)
-			out->first_seq = seq;
-		out->last_seq = seq;
-		out->total += kv_log_bytes(len);
-		out->end = loc.offset + kv_log_bytes(len);
-		if ((rc = kv_entry_iter_init(&ei, payload, len)))
+			out->first_seq = rec.seq;
+		out->end = rec.loc.offset + kv_log_bytes(rec.len);
+		if (rec.type != AURAWAL_RECORD_DATA)
+			continue; /* the log's own: a SEAL, a SYNC mark, a VOID */
+		out->last_seq = rec.seq;
+		out->total += kv_log_bytes(rec.len);
+		if ((rc = kv_entry_iter_init(&ei, rec.payload, rec.len)))
 			break;
-		while ((rc = kv_entry_iter_next(&ei, &e)) == 1 && !(rc = sum_add(b, &e, loc)))
+		while ((rc = kv_entry_iter_next(&ei, &e)) == 1 && !(rc = sum_add(b, &e, rec.loc)))
 			if (e.version > out->max_version)
 				out->max_version = e.version;
 		if (rc)

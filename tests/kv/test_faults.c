@@ -799,3 +799,64 @@ Test(kv_faults, a_durable_empty_batch_makes_earlier_writes_durable)
 {
 	durable_noop_syncs_earlier_writes(empty_batch_sync);
 }
+
+/* Reports that a hint file was refused at open. */
+static void count_unusable(aurakv_report_kind_t kind, const char *msg, void *arg)
+{
+	int *n = arg;
+
+	(void) kind;
+	if (strstr(msg, "unusable"))
+		(*n)++;
+}
+
+/* The first record of the store's first segment is a put refused for lack of space: a
+ * VOID record (docs/wal_format.md) holds its place and its sequence number. The
+ * segment's hint names the segment's first sequence number as the log does, VOID
+ * included, so the next open takes it instead of reading the segment (it refused the
+ * hint, whose first sequence skipped the VOID, at every open and wrote it again). */
+Test(kv_faults, a_segment_that_starts_with_a_void_record_keeps_its_hint_across_a_reopen)
+{
+	auraio_engine_t *e = test_faulty_engine();
+	aurakv_segment_stats_t segs[64];
+	aurakv_options_t o = kv_opts(NULL);
+	aurawal_iter_t *it;
+	aurawal_record_t rec;
+	int unusable = 0;
+	size_t n = 0;
+	aurakv_t *db;
+
+	o.engine = e;
+	o.background_gc = false;
+	db = kv_open_ok(dir, &o);
+	log_idle(db);
+	test_fault_error(e, AURAIO_FAULT_OP_WRITE, 0, 0, ENOSPC);
+	cr_assert_eq(put_w(db, NKEYS, 1, AURAKV_SYNC), -ENOSPC);
+	auraio_fault_clear(e);
+	for (uint64_t k = 0; k < 6000; k++) /* more than a 1 MiB segment */
+		cr_assert_eq(put_w(db, k, 1, 0), 0);
+	cr_assert_eq(aurakv_compact(db), 0, "a background pass: the hints are written");
+	cr_assert_eq(aurakv_get_segment_stats(db, segs, 64, &n), 0);
+	cr_assert_geq(n, 2);
+	cr_assert(segs[0].sealed && segs[0].has_hint);
+	cr_assert_eq(
+	    aurawal_iter_open(db->db->wal, (aurawal_loc_t){ .segment = segs[0].number }, &it), 0);
+	cr_assert_eq(aurawal_iter_next_record(it, &rec), 1);
+	cr_assert_eq(rec.type, AURAWAL_RECORD_VOID, "the segment starts with the refused put");
+	aurawal_iter_close(it);
+	cr_assert_eq(aurakv_close(db), 0);
+	auraio_destroy(e);
+
+	o = kv_opts(NULL);
+	o.reporter = count_unusable;
+	o.reporter_arg = &unusable;
+	o.background_gc = false;
+	db = kv_open_ok(dir, &o);
+	cr_assert_eq(unusable, 0, "no hint file was refused at open");
+	cr_assert_eq(aurakv_get_segment_stats(db, segs, 64, &n), 0);
+	cr_assert(segs[0].has_hint);
+	for (uint64_t k = 0; k < 6000; k += 7)
+		expect(db, k, 1);
+	expect(db, NKEYS, 0);
+	cr_assert_eq(aurakv_close(db), 0);
+}
