@@ -285,7 +285,13 @@ AURAKV_API int aurakv_foreach(aurakv_t *db, const void *start, size_t slen,
 
 /**
  * Collect garbage now, whatever the pacing: every sealed segment with dead bytes is
- * copied forward and released (waits for it). Returns 0 or an error as for aurakv_put.
+ * copied forward and released (waits for it). Returns 0 or an error as for aurakv_put,
+ * or AURAKV_ECORRUPT: a segment to collect holds a damaged record. GC, in this call or
+ * in the background, reports such damage once (AURAKV_REPORT_CORRUPTION, with the
+ * segment and offset), keeps that segment - every intact record in it still reads - and
+ * does not try it again until the store is reopened; the other segments are collected,
+ * and every later aurakv_compact() returns AURAKV_ECORRUPT while it is kept (the damage
+ * is in the log: aurakv_verify() lists it).
  */
 AURAKV_API int aurakv_compact(aurakv_t *db);
 

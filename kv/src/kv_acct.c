@@ -33,6 +33,7 @@ struct kv_seg *kv_seg_get(struct kv_db *db, uint64_t number, bool create)
 		atomic_store_explicit(&s->tomb, 0, memory_order_relaxed);
 		atomic_store_explicit(&s->hint, KV_HINT_NONE, memory_order_relaxed);
 		atomic_store_explicit(&s->hint_bytes, 0, memory_order_relaxed);
+		atomic_store_explicit(&s->gc_damaged, false, memory_order_relaxed);
 		atomic_store_explicit(&s->number, number, memory_order_release);
 		cur = number;
 	}

@@ -73,19 +73,28 @@ static void hint_pass(struct kv_db *db, bool retry)
 	free(segs);
 }
 
-/* Collect until nothing sealed has dead bytes (bounded: GC's own copies never do). */
+/* Collect until nothing sealed has dead bytes (bounded: GC's own copies never do). A
+ * victim found damaged is kept and left out from then on (kv_gc.c, damaged()): the pass
+ * goes on with the others, and fails with AURAKV_ECORRUPT while any such segment is
+ * kept - it could not do what aurakv_compact() promises. */
 static int compact_pass(struct kv_db *db)
 {
 	int rc = 0;
 
 	for (int i = 0; i < 100000; i++) {
+		uint64_t kept = atomic_load(&db->bg.damaged);
+
 		rc = kv_gc_step(db, true);
+		if (rc == AURAKV_ECORRUPT && atomic_load(&db->bg.damaged) > kept)
+			continue; /* that victim is out of GC now: the next step picks another */
 		if (rc <= 0)
 			break;
 		pthread_mutex_lock(&db->bg.lock);
 		pthread_cond_broadcast(&db->bg.progress);
 		pthread_mutex_unlock(&db->bg.lock);
 	}
+	if (rc == 0 && atomic_load(&db->bg.damaged) > 0)
+		rc = AURAKV_ECORRUPT;
 	return rc < 0 ? rc : 0;
 }
 

@@ -40,6 +40,8 @@ struct kv_seg {
 	_Atomic int64_t tomb;	    /* of which live deletes (GC may drop them in the oldest) */
 	_Atomic int hint;	    /* KV_HINT_* */
 	_Atomic int64_t hint_bytes; /* size of its hint file (0: none), in db->hint_bytes */
+	_Atomic bool gc_damaged;    /* GC met damage in it: kept, never picked again until
+				       the store is reopened (kv_gc.c, "Damage") */
 };
 
 /* Batch records still referenced by the index: (segment, offset) -> live entries. A
@@ -71,7 +73,9 @@ struct kv_bg {
 	uint64_t compact_requested; /* passes asked for */
 	int compact_rc;
 	_Atomic uint64_t seen_segment; /* the newest segment the thread has seen */
-	uint64_t hint_retry_at; /* CLOCK_MONOTONIC ns: failed hints are tried again (kv_bg.c) */
+	uint64_t hint_retry_at;	  /* CLOCK_MONOTONIC ns: failed hints are tried again (kv_bg.c) */
+	_Atomic uint64_t damaged; /* segments kept because GC met damage in them (gc_damaged):
+				     aurakv_compact() returns AURAKV_ECORRUPT while any is */
 };
 
 struct kv_counters {

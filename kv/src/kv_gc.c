@@ -82,6 +82,9 @@
 /* Segment files beside the listed segments: the ready one and the WAL's one recycled
  * spare (aurawal_options_t.spare_segments, 1 by default). */
 #define EXTRA_SEGS 2
+/* Where a segment's first record starts: after its 4096-byte header block
+ * (docs/wal_format.md, "Segment header"). */
+#define SEG_FIRST_RECORD 4096u
 
 static void deadline_in(struct timespec *ts, unsigned ms)
 {
@@ -226,6 +229,8 @@ static double live_ratio(struct kv_db *db, const struct view *v, size_t i)
 	int64_t total, live;
 
 	if (!s || !v->segs[i].sealed || i + 1 == v->n) /* never the active segment */
+		return 2;
+	if (atomic_load(&s->gc_damaged)) /* kept until reopened: see damaged() */
 		return 2;
 	total = atomic_load(&s->total);
 	live = atomic_load(&s->live);
@@ -482,11 +487,30 @@ static int move_record(struct kv_db *db, aurawal_loc_t loc, const void *payload,
 		rc = move_entry(db, loc, &e, drop, moves, copied);
 		pthread_mutex_unlock(stripe);
 	}
-	if (rc == AURAKV_ECORRUPT)
-		kv_report(db, AURAKV_REPORT_CORRUPTION,
-			  "GC: record at segment %llu offset %u does not decode",
-			  (unsigned long long) loc.segment, loc.offset);
 	return rc;
+}
+
+/*
+ * Damage. GC met a damaged record at `off` of segment `seg` (the log's checksum or
+ * format check failed, or the store's entries do not decode): what follows it cannot be
+ * read, so the segment cannot be emptied and is kept - every key whose record is intact
+ * in it still reads it. Said once, as corruption, with the place; then the segment is
+ * left out of GC (live_ratio) until the store is reopened: trying it again would read it
+ * and append the same copies each time, for nothing (the background thread did, every
+ * BG_PERIOD_MS, without a word). aurakv_compact() returns AURAKV_ECORRUPT while such a
+ * segment is kept (db->bg.damaged); aurakv_verify() lists all the damage.
+ */
+static int damaged(struct kv_db *db, uint64_t seg, uint64_t off, const char *what)
+{
+	struct kv_seg *s = kv_seg_get(db, seg, false);
+
+	if (s && !atomic_exchange(&s->gc_damaged, true))
+		atomic_fetch_add(&db->bg.damaged, 1);
+	kv_report(db, AURAKV_REPORT_CORRUPTION,
+		  "log segment %llu offset %llu: damaged record (%s), met by GC: the segment "
+		  "is kept and not collected until the store is reopened",
+		  (unsigned long long) seg, (unsigned long long) off, what);
+	return AURAKV_ECORRUPT;
 }
 
 /* Release segment `seg` once nothing in it is live. */
@@ -498,10 +522,14 @@ static int release(struct kv_db *db, uint64_t seg)
 	int rc;
 
 	if (s && atomic_load(&s->live) != 0) {
+		/* The index names records GC did not find in it: kept, and as for damage,
+		 * not tried again (each try would say it again) until reopened. */
 		kv_report(db, AURAKV_REPORT_CORRUPTION,
 			  "GC: segment %llu still has %lld live bytes after collection; kept",
 			  (unsigned long long) seg, (long long) atomic_load(&s->live));
-		return -EBUSY;
+		if (!atomic_exchange(&s->gc_damaged, true))
+			atomic_fetch_add(&db->bg.damaged, 1);
+		return AURAKV_ECORRUPT;
 	}
 	rc = kv_map_wal_error(aurawal_release_segment(db->wal, seg));
 	if (rc)
@@ -528,12 +556,12 @@ static bool oldest(struct kv_db *db, uint64_t seg)
 
 static int collect(struct kv_db *db, uint64_t seg, struct pacer *p)
 {
-	aurawal_loc_t from = { .segment = seg }, loc;
+	aurawal_loc_t from = { .segment = seg };
 	bool drop = oldest(db, seg); /* tombstones are dropped only from the oldest */
 	struct gc_moves moves = { 0 };
+	uint64_t next = SEG_FIRST_RECORD; /* just past the last record read: damage there */
+	aurawal_record_t rec;
 	aurawal_iter_t *it;
-	const void *payload;
-	size_t len;
 	/* The iterator reads what is written: write the segment's tail first (no sync: the
 	 * one before the release below makes the copies durable). */
 	int rc = kv_map_wal_error(aurawal_flush(db->wal));
@@ -544,10 +572,16 @@ static int collect(struct kv_db *db, uint64_t seg, struct pacer *p)
 		return rc;
 	p->t0 = kv_now_ns();
 	p->fg0 = atomic_load(&db->n.fg_bytes);
-	while ((rc = aurawal_iter_next(it, &loc, NULL, &payload, &len)) == 1 &&
-	       loc.segment == seg) {
-		rc = move_record(db, loc, payload, len, drop, &moves, &p->copied);
-		p->scanned += kv_log_bytes(len);
+	/* Every record, the log's own too (VOID, SYNC, SEAL: skipped), so that `next` is
+	 * exact when the iterator meets damage. */
+	while ((rc = aurawal_iter_next_record(it, &rec)) == 1 && rec.loc.segment == seg) {
+		next = rec.loc.offset + kv_log_bytes(rec.len);
+		if (rec.type != AURAWAL_RECORD_DATA)
+			continue;
+		rc = move_record(db, rec.loc, rec.payload, rec.len, drop, &moves, &p->copied);
+		if (rc == AURAKV_ECORRUPT)
+			rc = damaged(db, seg, rec.loc.offset, "its entries do not decode");
+		p->scanned += kv_log_bytes(rec.len);
 		if (rc == 0 && moves_full(&moves))
 			rc = moves_commit(db, &moves);
 		pace(db, p);
@@ -556,6 +590,8 @@ static int collect(struct kv_db *db, uint64_t seg, struct pacer *p)
 		if (rc)
 			break;
 	}
+	if (rc == AURAWAL_ECORRUPT)
+		rc = damaged(db, seg, next, "checksum or format check failed");
 	if (rc == 0 || rc == 1) {
 		aurawal_iter_close(it);
 		it = NULL;

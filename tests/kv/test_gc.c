@@ -425,3 +425,78 @@ Test(kv_gc, a_writer_held_back_is_released_when_there_is_nothing_to_collect)
 	cr_assert(!atomic_load(&d->bg.behind));
 	cr_assert_eq(aurakv_close(db), 0);
 }
+
+#define DAMAGE_N      6000
+#define DAMAGE_SPREAD 600
+
+/* Key k's write after the overwrite pass of the damage test: most keys were written
+ * again (their first records in the oldest segment are dead), every tenth was not. */
+static uint64_t damage_write(uint64_t k)
+{
+	return k % 10 == 5 ? 1 : 2;
+}
+
+/*
+ * GC meets a damaged record in its victim: the damage is reported once, with its
+ * segment and offset; aurakv_compact() says AURAKV_ECORRUPT instead of success; the
+ * segment is kept and not read again (a second compact, and the background thread,
+ * leave it alone: still one report - it used to be retried every 100 ms, unreported);
+ * the other segments are still collected and every key reads its value.
+ */
+Test(kv_gc, a_damaged_record_in_a_victim_is_reported_once_and_the_segment_is_kept)
+{
+	struct kv_reports rs = { 0 };
+	aurakv_options_t o = kv_opts(&rs);
+	aurakv_segment_stats_t segs[64];
+	aurakv_stats_t st;
+	struct kv_ref ref;
+	char path[600], key[32], where[64];
+	size_t n = 0;
+	aurakv_t *db;
+
+	o.background_gc = false; /* the oldest segment stays, mostly dead, until reopened */
+	db = kv_open_ok(dir, &o);
+	for (uint64_t k = 0; k < DAMAGE_N; k++)
+		put_w(db, k, 1, DAMAGE_SPREAD);
+	cr_assert_eq(aurakv_compact(db), 0, "nothing dead yet: the pass writes the hints");
+	cr_assert_eq(kv_index_get(db->db->ix, key, kv_key(key, 10), &ref), 0);
+	for (uint64_t k = 0; k < DAMAGE_N; k++)
+		if (damage_write(k) == 2)
+			put_w(db, k, 2, DAMAGE_SPREAD);
+	cr_assert_eq(aurakv_get_segment_stats(db, segs, 64, &n), 0);
+	cr_assert_eq(segs[0].number, ref.segment, "key 10 was first in the oldest segment");
+	cr_assert(segs[0].sealed && segs[0].has_hint);
+	cr_assert_lt(segs[0].live_bytes * 2, segs[0].total_bytes, "mostly dead: GC wants it");
+	cr_assert_eq(aurakv_close(db), 0);
+	/* Key 10's first record, dead now: a byte of its value. Its hint makes the open
+	 * trust the segment without reading it; GC is the first to read it. */
+	kv_segment_path(path, sizeof(path), dir, ref.segment);
+	kv_flip_byte(path, ref.offset + 32 + ref.size - 5);
+
+	o.background_gc = true;
+	db = kv_open_ok(dir, &o);
+	cr_assert_eq(rs.corruption, 0, "%s", rs.last);
+	cr_assert_eq(aurakv_compact(db), AURAKV_ECORRUPT, "compact could not collect it");
+	cr_assert_eq(rs.corruption, 1, "reported once: %s", rs.last);
+	snprintf(where, sizeof(where), "segment %u offset %u", ref.segment, ref.offset);
+	cr_assert(strstr(rs.last, where), "the report names the damage (%s): %s", where, rs.last);
+	cr_assert_eq(aurakv_get_stats(db, &st), 0);
+	cr_assert_geq(st.gc_runs, 1, "the other segments with dead bytes were collected");
+
+	cr_assert_eq(aurakv_compact(db), AURAKV_ECORRUPT, "still kept: still not compacted");
+	cr_assert_eq(rs.corruption, 1, "not read again: %s", rs.last);
+	cr_assert_eq(aurakv_get_segment_stats(db, segs, 64, &n), 0);
+	cr_assert_eq(segs[0].number, ref.segment, "the damaged segment is kept");
+	for (uint64_t k = 0; k < DAMAGE_N; k++) {
+		void *v;
+		size_t len;
+		int rc = aurakv_get(db, key, kv_key(key, k), &v, &len);
+
+		cr_assert_eq(rc, 0, "key %llu: %s", (unsigned long long) k, aurakv_strerror(rc));
+		cr_assert(kv_value_is(v, len, k, damage_write(k), DAMAGE_SPREAD),
+			  "key %llu: wrong value", (unsigned long long) k);
+		aurakv_free(v);
+	}
+	cr_assert_eq(aurakv_close(db), 0);
+	cr_assert_eq(rs.corruption, 1, "%s", rs.last);
+}
