@@ -49,20 +49,10 @@ static void fill(uint64_t n)
 static void check_all(aurakv_t *db, uint64_t n)
 {
 	aurakv_stats_t st;
-	char k[32];
 
 	cr_assert_eq(aurakv_get_stats(db, &st), 0);
 	cr_assert_eq(st.keys, n, "%llu keys", (unsigned long long) st.keys);
-	for (uint64_t i = 0; i < n; i += 61) {
-		void *v;
-		size_t len;
-		int rc = aurakv_get(db, k, kv_key(k, i), &v, &len);
-
-		cr_assert_eq(rc, 0, "key %llu: %s", (unsigned long long) i, aurakv_strerror(rc));
-		cr_assert(kv_value_is(v, len, i, 1, spread), "key %llu: wrong value",
-			  (unsigned long long) i);
-		aurakv_free(v);
-	}
+	kv_check_keys(db, n, 61, 1, spread);
 }
 
 /* The sealed segments' numbers (every one has a hint file after fill()). */

@@ -47,18 +47,7 @@ static void fill(aurakv_options_t *o)
 
 static void check_all(aurakv_t *db)
 {
-	char k[32];
-
-	for (uint64_t i = 0; i < N; i++) {
-		void *v;
-		size_t len;
-		int rc = aurakv_get(db, k, kv_key(k, i), &v, &len);
-
-		cr_assert_eq(rc, 0, "key %llu: %s", (unsigned long long) i, aurakv_strerror(rc));
-		cr_assert(kv_value_is(v, len, i, 1, SPREAD), "key %llu: wrong value",
-			  (unsigned long long) i);
-		aurakv_free(v);
-	}
+	kv_check_keys(db, N, 1, 1, SPREAD);
 }
 
 /* The sealed segments and whether each has a hint. */

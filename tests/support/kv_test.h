@@ -128,6 +128,23 @@ static inline bool kv_value_is(const void *v, size_t len, uint64_t k, uint64_t w
 	return memcmp(buf, v, len) == 0;
 }
 
+/* Keys 0, step, 2 step, ... below n each read back as write w (values of `spread`). */
+static inline void kv_check_keys(aurakv_t *db, uint64_t n, uint64_t step, uint64_t w, size_t spread)
+{
+	char k[32];
+
+	for (uint64_t i = 0; i < n; i += step) {
+		void *v;
+		size_t len;
+		int rc = aurakv_get(db, k, kv_key(k, i), &v, &len);
+
+		cr_assert_eq(rc, 0, "key %llu: %s", (unsigned long long) i, aurakv_strerror(rc));
+		cr_assert(kv_value_is(v, len, i, w, spread), "key %llu: wrong value",
+			  (unsigned long long) i);
+		aurakv_free(v);
+	}
+}
+
 /* The write number a value of key k claims (its bytes 8..16), or UINT64_MAX. */
 static inline uint64_t kv_value_write(const void *v, size_t len, uint64_t k)
 {
