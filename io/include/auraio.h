@@ -365,7 +365,8 @@ AURAIO_API int auraio_wait(auraio_engine_t *engine, int timeout_ms);
  * Correct whichever thread reaps its completion: a thread that handles it while this
  * one sleeps wakes this one. While waiting, the caller may run other requests' callbacks.
  * Returns 0 and stores the operation's result in `*result` (may be NULL), releasing the
- * request; -ETIMEDOUT after `timeout_ms` (-1 = no limit), the request stays waitable;
+ * request; -ETIMEDOUT after `timeout_ms` (-1 = no limit; 0 = do not block: submit what the
+ * ring has batched and handle what is ready once, then check), the request stays waitable;
  * -EINVAL if `req` is NULL or not waitable.
  */
 AURAIO_API int auraio_request_wait(auraio_engine_t *engine, auraio_request_t *req, int timeout_ms,

@@ -522,6 +522,12 @@ AURAIO_API int auraio_request_wait(auraio_engine_t *e, auraio_request_t *req, in
 	if (!e || !req || req->ring >= e->ring_count || !(req->flags & REQF_WAITABLE))
 		return -EINVAL;
 	r = &e->rings[req->ring];
+	if (timeout_ms == 0 && !is_done(req)) {
+		/* Not blocking is not the same as not looking: without this pass the loop
+		 * below times out at once, and a caller retrying with 0 never sees it done. */
+		ring_flush(r);
+		ring_reap_dispatch(r, true);
+	}
 	for (;;) {
 		uint64_t now;
 

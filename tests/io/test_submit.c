@@ -258,3 +258,26 @@ Test(submit, latency_and_identity_are_readable_inside_the_callback)
 	cr_assert_eq(s.ud, &s);
 	cr_assert_eq(s.fd, fd);
 }
+
+Test(submit, request_wait_with_timeout_zero_reaps_a_finished_request)
+{
+	uint64_t deadline = test_now_ns() + 10ull * 1000000000ull;
+	int p[2], rc;
+	char b = 0;
+	ssize_t res = 0;
+	auraio_request_t *req;
+
+	cr_assert_eq(pipe(p), 0);
+	cr_assert_eq(write(p[1], "z", 1), 1);
+	req = auraio_read(engine, p[0], auraio_buf(&b), 1, 0, NULL, NULL);
+	cr_assert_not_null(req);
+	/* Only this thread reaps: a timeout of 0 must not mean "never look". */
+	while ((rc = auraio_request_wait(engine, req, 0, &res)) == -ETIMEDOUT &&
+	       test_now_ns() < deadline)
+		;
+	cr_assert_eq(rc, 0, "request_wait(0) never collected a finished request: %d", rc);
+	cr_assert_eq(res, 1);
+	cr_assert_eq(b, 'z');
+	close(p[0]);
+	close(p[1]);
+}
