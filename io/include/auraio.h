@@ -423,7 +423,11 @@ AURAIO_API void auraio_buffer_free(auraio_engine_t *engine, void *ptr);
  */
 AURAIO_API int auraio_register_buffers(auraio_engine_t *engine, const struct iovec *iovs, int n);
 
-/** Unregister the buffers. -EBUSY while fixed-buffer I/O is in flight; -ENOENT if none. */
+/**
+ * Unregister the buffers. -EBUSY while I/O through a fixed reference is in flight, whether
+ * or not the buffers are pinned (a degraded registration or the thread backend borrows the
+ * memory all the same); -ENOENT if none.
+ */
 AURAIO_API int auraio_unregister_buffers(auraio_engine_t *engine);
 
 /**

@@ -79,7 +79,7 @@ account_one(struct ring *r, struct auraio_request *req, int64_t res, struct pass
 		p->bytes_read += (uint64_t) res;
 	else if (op & OPS_WRITE)
 		p->bytes_written += (uint64_t) res;
-	if (unlikely(flags & REQF_FIXED_BUF))
+	if (unlikely(flags & REQF_REG_BUF))
 		p->fixed_buf++;
 	lat = p->now > req->submit_ns ? p->now - req->submit_ns : 0;
 	hb = hist_bucket(lat);

@@ -91,8 +91,8 @@ struct ring {
 	counter_t syscalls;
 	counter_t sqes;
 	counter_t eagain;
-	counter_t internal_submitted; /* cancel ops; written under sq_lock */
-	counter_t fixed_buf_submitted;
+	counter_t internal_submitted;	 /* cancel ops; written under sq_lock */
+	counter_t fixed_buf_submitted;	 /* REQF_REG_BUF requests, for unregister's EBUSY */
 	_Atomic uint32_t peak_in_flight; /* this window's peak; the controller resets it */
 	uint64_t batch_open_ns;		 /* when the staged batch got its first entry */
 	counter_t batch_wait_ns;	 /* total time batches waited before being sent */

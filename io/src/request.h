@@ -43,6 +43,8 @@ enum {
 	REQF_FIXED_BUF = 1u << 3,  /* addr is inside registered buffer buf_index */
 	REQF_FAULT = 1u << 4,	   /* fault injected: result is fault_result */
 	REQF_NOP = 1u << 5,	   /* submitted as a no-op (faulted or cancelled in chain) */
+	REQF_REG_BUF = 1u << 6,	   /* addr came from a registered buffer, pinned or not:
+				      auraio_unregister_buffers() waits for it (EBUSY) */
 };
 
 /* The flags only fault injection sets: a build without it never tests for them. */

@@ -59,8 +59,10 @@ static inline __attribute__((always_inline)) int validate_op(const auraio_op_t *
 	return op->flags ? -EINVAL : 0;
 }
 
-/* Registered buffer reference -> address (sq_lock held); REQF_FIXED_BUF when the
- * kernel knows the buffer, 0 when it is a plain pointer, or -errno. Out of line, and
+/* Registered buffer reference -> address (sq_lock held); REQF_REG_BUF, plus
+ * REQF_FIXED_BUF when the kernel knows the buffer, or -errno. REQF_REG_BUF even when the
+ * buffer is used as a plain pointer (degraded, thread backend): the memory is borrowed
+ * until unregister all the same, so unregistering must see this I/O. Out of line, and
  * with the reference passed by value, so that the common path keeps the op in registers
  * and its prologue small. */
 static __attribute__((noinline)) int resolve_fixed_buf(struct auraio_engine *e, int index,
@@ -78,9 +80,9 @@ static __attribute__((noinline)) int resolve_fixed_buf(struct auraio_engine *e, 
 		return -EOVERFLOW;
 	req->addr = (char *) iov->iov_base + offset;
 	if (!bt->kernel)
-		return 0;
+		return REQF_REG_BUF;
 	req->buf_index = (uint16_t) idx;
-	return REQF_FIXED_BUF;
+	return REQF_REG_BUF | REQF_FIXED_BUF;
 }
 
 static bool aligned(uint64_t v, uint32_t a)
@@ -260,7 +262,7 @@ mark_in_flight(struct ring *r, struct auraio_request **reqs, int n)
 	uint64_t fixed = 0;
 
 	for (int i = 0; i < n; i++) {
-		fixed += (reqs[i]->flags & REQF_FIXED_BUF) != 0;
+		fixed += (reqs[i]->flags & REQF_REG_BUF) != 0;
 		/* Release pairs with the acquire in request_from_ud (the reaper). */
 		atomic_store_explicit(&reqs[i]->state, REQ_IN_FLIGHT, memory_order_release);
 	}

@@ -23,6 +23,13 @@ static void teardown(void)
 
 TestSuite(registered_buffers, .init = setup, .fini = teardown);
 
+static void quiet_log(int level, const char *msg, void *arg)
+{
+	(void) level;
+	(void) msg;
+	(void) arg;
+}
+
 static ssize_t wait_req(auraio_request_t *req)
 {
 	ssize_t res = -12345;
@@ -113,6 +120,39 @@ Test(registered_buffers, unregister_is_refused_while_fixed_io_is_in_flight)
 	cr_assert_eq(wait_req(req), 5);
 	cr_assert_eq(memcmp(mem, "hello", 5), 0);
 	cr_assert_eq(auraio_unregister_buffers(engine), 0);
+	close(p[0]);
+	close(p[1]);
+}
+
+Test(registered_buffers, unregister_is_refused_while_io_on_unpinned_buffers_is_in_flight)
+{
+	static char mem[4096];
+	struct iovec iov = { mem, sizeof(mem) };
+	auraio_options_t o;
+	auraio_engine_t *e;
+	auraio_request_t *req;
+	auraio_stats_t st;
+	ssize_t res = 0;
+	int p[2];
+
+	/* The thread backend never pins: the memory is still borrowed while I/O uses it. */
+	auraio_options_init(&o);
+	o.backend = AURAIO_BACKEND_THREADS;
+	o.log_fn = quiet_log;
+	e = auraio_create_with_options(&o);
+	cr_assert_not_null(e);
+	cr_assert_eq(pipe(p), 0);
+	cr_assert_eq(auraio_register_buffers(e, &iov, 1), 0);
+	cr_assert_eq(auraio_get_stats(e, &st), 0);
+	cr_assert_eq(st.buffers_registered, false);
+	req = auraio_read(e, p[0], auraio_buf_fixed(0, 0), 16, 0, NULL, NULL);
+	cr_assert_not_null(req);
+	cr_assert_eq(auraio_unregister_buffers(e), -EBUSY);
+	cr_assert_eq(write(p[1], "hello", 5), 5);
+	cr_assert_eq(auraio_request_wait(e, req, 10000, &res), 0);
+	cr_assert_eq(res, 5);
+	cr_assert_eq(auraio_unregister_buffers(e), 0);
+	auraio_destroy(e);
 	close(p[0]);
 	close(p[1]);
 }
