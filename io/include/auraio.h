@@ -150,7 +150,8 @@ typedef struct auraio_options {
 				      adaptive control is off, 4 when it is on. */
 	int min_in_flight;	   /* the limit never drops below this; default 1. */
 	double max_p99_latency_ms; /* P99 guard; default 0 = 10 ms. When the sampled P99
-				      exceeds it the limit is cut. */
+				      exceeds it the limit is cut. >= 0 (NaN is refused);
+				      INFINITY = no guard. */
 	bool disable_adaptive;	   /* default false. true = the limit stays at
 				      initial_in_flight (or queue_depth). */
 

@@ -63,7 +63,9 @@ void adaptive_init(struct adaptive *c, const auraio_options_t *o, uint32_t queue
 	start = o->initial_in_flight > 0 ? (uint32_t) o->initial_in_flight
 					 : (c->enabled ? ADAPTIVE_START : queue_depth);
 	start = clamp_u32(start, c->min_limit, c->max_limit);
-	c->guard_ns = (uint64_t) (guard_ms * 1e6);
+	/* Saturate: converting a double beyond UINT64_MAX is undefined, and on x86-64 gives
+	 * 0 - a guard every request exceeds. Too large to count (or INFINITY) = no guard. */
+	c->guard_ns = guard_ms * 1e6 < 0x1p64 ? (uint64_t) (guard_ms * 1e6) : UINT64_MAX;
 	c->ceiling_hold = CEILING_HOLD;
 	atomic_init(&c->limit, start);
 	atomic_init(&c->batch_threshold, c->enabled ? 1 : fixed_batch(start));

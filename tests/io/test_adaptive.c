@@ -5,6 +5,7 @@
  * the in-flight limit, deterministic for a given seed.
  */
 #include <auraio.h>
+#include <math.h>
 
 #include "sim_device.h"
 #include "test_util.h"
@@ -320,4 +321,22 @@ Test(adaptive_engine, the_controller_state_is_reported_in_stats)
 	cr_assert_gt(rs.eagain, 0, "the flood should have met the limit");
 	auraio_destroy(f.e);
 	close(f.fd);
+}
+
+Test(adaptive, a_guard_too_large_for_nanoseconds_means_no_guard)
+{
+	auraio_options_t o;
+
+	auraio_options_init(&o);
+	o.max_p99_latency_ms = INFINITY;
+	adaptive_init(&ctl, &o, 256);
+	cr_assert_eq(ctl.guard_ns, UINT64_MAX, "an infinite guard became %llu ns",
+		     (unsigned long long) ctl.guard_ns);
+	o.max_p99_latency_ms = 1e300;
+	adaptive_init(&ctl, &o, 256);
+	cr_assert_eq(ctl.guard_ns, UINT64_MAX, "a huge guard became %llu ns",
+		     (unsigned long long) ctl.guard_ns);
+	o.max_p99_latency_ms = 2.5;
+	adaptive_init(&ctl, &o, 256);
+	cr_assert_eq(ctl.guard_ns, 2500000);
 }
