@@ -328,9 +328,12 @@ AURAIO_API int auraio_submit_batch(auraio_engine_t *engine, const auraio_op_t *o
 /**
  * Ask the kernel to cancel `req`. Returns 0 when the cancellation was requested; the
  * request then completes with -ECANCELED, or with its own result if it finished first.
- * -EINVAL: NULL arguments or `req` is not in flight (already completed). `req` must be a
- * handle whose completion has not yet been delivered; a handle kept past its callback
- * may name a recycled request.
+ * Cancelling it again before it completes also returns 0 and changes nothing: its
+ * callback runs exactly once.
+ * -EINVAL: NULL arguments or `req` is not in flight (already completed, which includes
+ * inside its own callback). -EAGAIN: queue_depth cancellations are already pending on
+ * the ring; reap completions, then retry. `req` must be a handle whose completion has not
+ * yet been delivered; a handle kept past its callback may name a recycled request.
  */
 AURAIO_API int auraio_cancel(auraio_engine_t *engine, auraio_request_t *req);
 

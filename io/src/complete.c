@@ -155,6 +155,9 @@ static inline __attribute__((always_inline)) void account(struct ring *r, struct
 		atomic_store_explicit(&req->state, REQ_DONE, memory_order_release);
 		return;
 	}
+	/* Completed: auraio_cancel() refuses it from here on, even from its own callback
+	 * (a store to a line account_one just wrote; no ordering needed). */
+	atomic_store_explicit(&req->state, REQ_DONE, memory_order_relaxed);
 	*p->link = req;
 	p->link = &req->next;
 	p->tail = req;

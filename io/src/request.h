@@ -31,7 +31,8 @@
 enum {
 	REQ_FREE = 0,
 	REQ_IN_FLIGHT = 1, /* handed to the backend */
-	REQ_DONE = 2,	   /* waitable: completed, result stored, awaiting collection */
+	REQ_DONE = 2,	   /* completed, result stored: a waitable awaiting collection, or
+			      a callback request being delivered */
 };
 
 /* Request flags (req->flags). FIXED_FILE and LINK are the bits of IOSQE_FIXED_FILE and

@@ -265,6 +265,27 @@ Test(completion, cancel_of_a_completed_request_is_refused)
 	cr_assert_eq(auraio_cancel(engine, req), -EINVAL);
 }
 
+static void cancel_self_cb(auraio_request_t *req, ssize_t res, void *ud)
+{
+	int *rc = ud;
+
+	(void) res;
+	*rc = auraio_cancel(engine, req);
+}
+
+Test(completion, cancel_from_inside_its_own_callback_is_refused)
+{
+	uint64_t deadline = test_now_ns() + 10ull * 1000000000ull;
+	int rc = 1;
+	char b[16];
+
+	cr_assert_not_null(auraio_read(engine, fd, auraio_buf(b), 16, 0, cancel_self_cb, &rc));
+	while (rc == 1 && test_now_ns() < deadline)
+		auraio_wait(engine, 1000);
+	cr_assert_eq(rc, -EINVAL, "a request whose completion is being delivered was cancelled: %d",
+		     rc);
+}
+
 struct late_write {
 	auraio_engine_t *e;
 	int fd;
