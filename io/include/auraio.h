@@ -147,8 +147,10 @@ typedef struct auraio_options {
 
 	/* Concurrency control (per ring) */
 	int initial_in_flight;	   /* starting in-flight limit; default 0 = queue_depth when
-				      adaptive control is off, 4 when it is on. */
-	int min_in_flight;	   /* the limit never drops below this; default 1. */
+				      adaptive control is off, 4 when it is on. >= 0;
+				      clamped to min_in_flight..queue_depth. */
+	int min_in_flight;	   /* the limit never drops below this; default 1 (0 = 1).
+				      >= 0; clamped to queue_depth. */
 	double max_p99_latency_ms; /* P99 guard; default 0 = 10 ms. When the sampled P99
 				      exceeds it the limit is cut. >= 0 (NaN is refused);
 				      INFINITY = no guard. */
@@ -166,7 +168,8 @@ typedef struct auraio_options {
 	/* Backend */
 	auraio_backend_t backend; /* default AUTO. The environment variable
 				     AURAIO_BACKEND=threads|io_uring overrides AUTO. */
-	int thread_workers;	  /* thread backend: worker threads per ring; default 4. */
+	int thread_workers;	  /* thread backend: worker threads per ring; default 4
+				     (0 = 4), range 0..64. */
 
 	/* Diagnostics */
 	void (*log_fn)(int level, const char *message, void *arg); /* default NULL = warnings
@@ -227,9 +230,10 @@ AURAIO_API void auraio_destroy(auraio_engine_t *engine);
  *     offset are checked against its alignment (auraio_get_dio_alignment) before
  *     submission.
  * Errors (NULL returned, errno set):
- *   EINVAL    engine NULL, fd < 0, buffer NULL, iovcnt out of 1..IOV_MAX, misaligned
- *             O_DIRECT access on a registered file, registered buffer index unknown,
- *             unknown flags
+ *   EINVAL    engine NULL, fd < 0, buffer NULL, offset < 0, len > UINT32_MAX (the kernel
+ *             moves at most 0x7ffff000 bytes per call: a larger len completes short),
+ *             iovcnt out of 1..IOV_MAX, misaligned O_DIRECT access on a registered
+ *             file, registered buffer index unknown (or none registered), unknown flags
  *   EOVERFLOW registered buffer offset + len exceeds the registered buffer
  *   EAGAIN    the ring is at its in-flight limit: reap completions, then retry
  *   ESHUTDOWN the engine is being destroyed
@@ -422,8 +426,9 @@ AURAIO_API void auraio_buffer_free(auraio_engine_t *engine, void *ptr);
  * If pinning the buffers would exceed RLIMIT_MEMLOCK, or the kernel refuses them for
  * lack of memory, the engine still returns 0: fixed references keep working as plain
  * pointers, the reason is logged, and stats report buffers_registered = false.
- * Returns 0, -EINVAL (NULL/empty/zero-length entry, n > 16384), -EBUSY (buffers already
- * registered), -ENOMEM, or another -errno from the kernel.
+ * Returns 0, -EINVAL (NULL/empty/zero-length entry, an entry over 1 GiB, n out of
+ * 1..16384), -EBUSY (buffers already registered), -ENOMEM, or another -errno from the
+ * kernel.
  */
 AURAIO_API int auraio_register_buffers(auraio_engine_t *engine, const struct iovec *iovs, int n);
 

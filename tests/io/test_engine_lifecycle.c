@@ -3,6 +3,7 @@
 #include <auraio.h>
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <math.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -107,6 +108,35 @@ Test(engine_lifecycle, each_out_of_range_option_is_refused_with_einval)
 	auraio_options_init(&o);
 	o.thread_workers = 1000;
 	expect_invalid(&o);
+	auraio_options_init(&o);
+	o.max_p99_latency_ms = NAN;
+	expect_invalid(&o);
+}
+
+Test(engine_lifecycle, in_flight_limits_above_queue_depth_are_clamped_to_it)
+{
+	auraio_ring_stats_t rs;
+	auraio_options_t o;
+	auraio_engine_t *e;
+
+	auraio_options_init(&o);
+	o.queue_depth = 8;
+	o.ring_count = 1;
+	o.initial_in_flight = 2;
+	o.min_in_flight = 100;
+	e = auraio_create_with_options(&o);
+	cr_assert_not_null(e, "%s", strerror(errno));
+	cr_assert_eq(auraio_get_ring_stats(e, 0, &rs), 0);
+	cr_assert_eq(rs.in_flight_limit, 8, "min_in_flight 100 on depth 8 gave %u",
+		     rs.in_flight_limit);
+	auraio_destroy(e);
+	o.min_in_flight = 1;
+	o.initial_in_flight = 1000;
+	e = auraio_create_with_options(&o);
+	cr_assert_not_null(e, "%s", strerror(errno));
+	cr_assert_eq(auraio_get_ring_stats(e, 0, &rs), 0);
+	cr_assert_eq(rs.in_flight_limit, 8);
+	auraio_destroy(e);
 }
 
 Test(engine_lifecycle, destroy_accepts_null)

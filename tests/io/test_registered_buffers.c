@@ -92,6 +92,11 @@ Test(registered_buffers, registration_errors_are_reported)
 	cr_assert_eq(auraio_register_buffers(engine, &null, 1), -EINVAL);
 	cr_assert_eq(auraio_register_buffers(engine, &ok, 0), -EINVAL);
 	cr_assert_eq(auraio_register_buffers(engine, NULL, 1), -EINVAL);
+	{
+		struct iovec huge = { mem, (1ull << 30) + 1 }; /* never touched: refused first */
+
+		cr_assert_eq(auraio_register_buffers(engine, &huge, 1), -EINVAL);
+	}
 	cr_assert_eq(auraio_register_buffers(engine, &ok, 1), 0);
 	cr_assert_eq(auraio_register_buffers(engine, &ok, 1), -EBUSY);
 	cr_assert_eq(auraio_unregister_buffers(engine), 0);

@@ -136,6 +136,9 @@ Test(submit, bad_arguments_are_refused_with_einval)
 	expect_errno(auraio_writev(engine, fd, &iov, IOV_MAX + 1, 0, NULL, NULL), EINVAL);
 	expect_errno(auraio_fsync(engine, fd, 0x80, NULL, NULL), EINVAL);
 	expect_errno(auraio_read(engine, fd, auraio_buf_fixed(0, 0), 16, 0, NULL, NULL), EINVAL);
+	expect_errno(
+	    auraio_read(engine, fd, auraio_buf(buf), (size_t) UINT32_MAX + 1, 0, NULL, NULL),
+	    EINVAL);
 }
 
 Test(submit, a_registered_buffer_overrun_is_refused_with_eoverflow)
