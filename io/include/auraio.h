@@ -169,7 +169,11 @@ typedef struct auraio_options {
 	auraio_backend_t backend; /* default AUTO. The environment variable
 				     AURAIO_BACKEND=threads|io_uring overrides AUTO. */
 	int thread_workers;	  /* thread backend: worker threads per ring; default 4
-				     (0 = 4), range 0..64. */
+				     (0 = 4), range 0..64. A read or write waiting on a
+				     pipe or socket holds its worker until the stream is
+				     ready: with thread_workers of them pending, the
+				     ring's other I/O waits behind them (io_uring does
+				     not have this limit). */
 
 	/* Diagnostics */
 	void (*log_fn)(int level, const char *message, void *arg); /* default NULL = warnings

@@ -154,3 +154,36 @@ Test(thread_backend, a_queued_operation_can_be_cancelled)
 	close(p[0]);
 	close(p[1]);
 }
+
+Test(thread_backend, io_queued_behind_workers_waiting_on_streams_waits_for_them)
+{
+	auraio_options_t o;
+	auraio_engine_t *e;
+	auraio_request_t *blocker, *behind;
+	int p[2], fd = temp_file(4096, 0);
+	char b1, b2[64];
+	ssize_t res = 0;
+
+	auraio_options_init(&o);
+	o.backend = AURAIO_BACKEND_THREADS;
+	o.thread_workers = 1;
+	o.ring_count = 1;
+	e = auraio_create_with_options(&o);
+	cr_assert_not_null(e);
+	cr_assert_eq(pipe(p), 0);
+	blocker = auraio_read(e, p[0], auraio_buf(&b1), 1, 0, NULL, NULL);
+	behind = auraio_read(e, fd, auraio_buf(b2), sizeof(b2), 0, NULL, NULL);
+	cr_assert_not_null(blocker);
+	cr_assert_not_null(behind);
+	/* The only worker takes the blocker first (FIFO) and holds it until data arrives. */
+	cr_assert_eq(auraio_request_wait(e, behind, 0, &res), -ETIMEDOUT);
+	cr_assert_eq(write(p[1], "q", 1), 1);
+	cr_assert_eq(auraio_request_wait(e, blocker, 10000, &res), 0);
+	cr_assert_eq(res, 1);
+	cr_assert_eq(auraio_request_wait(e, behind, 10000, &res), 0);
+	cr_assert_eq(res, (ssize_t) sizeof(b2));
+	auraio_destroy(e);
+	close(p[0]);
+	close(p[1]);
+	close(fd);
+}
