@@ -2,6 +2,7 @@
 /*
  * errors.c - error text, phase names, version. Every string returned is static.
  */
+#include <limits.h>
 #include <string.h>
 
 #include "auraio.h"
@@ -17,6 +18,8 @@ AURAIO_API const char *auraio_strerror(int err)
 
 	if (err == 0)
 		return "success";
+	if (err == INT_MIN) /* no positive counterpart: -err would overflow */
+		return "unknown error";
 	if (err < 0)
 		err = -err;
 	/* strerrordesc_np returns a static string (or NULL), unlike strerror it never
