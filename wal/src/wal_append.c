@@ -331,9 +331,9 @@ static int check_input(aurawal_t *log, const struct iovec *iov, int iovcnt, unsi
 	for (int i = 0; i < iovcnt; i++) {
 		if (!iov[i].iov_base && iov[i].iov_len)
 			return -EINVAL;
+		if (iov[i].iov_len > AURAWAL_MAX_RECORD - len)
+			return -EMSGSIZE; /* compared before adding: the sum may not wrap */
 		len += iov[i].iov_len;
-		if (len > AURAWAL_MAX_RECORD)
-			return -EMSGSIZE;
 		XXH3_64bits_update(&st, iov[i].iov_base, iov[i].iov_len);
 	}
 	if (WAL_HEADER_BLOCK + wal_rec_size(len) + MARK_SIZE + SEAL_SIZE > log->segment_size)
