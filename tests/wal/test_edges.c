@@ -22,3 +22,51 @@ Test(wal_edges, an_append_whose_lengths_overflow_size_t_is_too_large_not_a_small
 	cr_assert_eq(aurawal_append(log, iov, 2, AURAWAL_DURABLE, NULL, NULL), -EMSGSIZE);
 	cr_assert_eq(aurawal_close(log), 0);
 }
+
+/* Roll segment 1 over with buffered appends, written but not flushed; then the seal
+ * block of segment 1 - written by the next sync, after it flushes segment 1 - fails with
+ * EIO. That fails the log even though every record it holds becomes durable. */
+static aurawal_t *failed_by_its_seal_block(auraio_engine_t *e)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_loc_t loc = { 0 };
+	aurawal_t *log;
+	int fd1;
+
+	o.engine = e;
+	o.flush_delay_us = 0;
+	log = wal_open_ok(dir, &o);
+	wal_preparer_idle(log);
+	fd1 = wal_active_fd(log);
+	for (uint64_t i = 0; loc.segment < 2; i++)
+		append_i(log, i, 3000, 0, &loc);
+	cr_assert_eq(aurawal_flush(log), 0);
+	{
+		auraio_fault_t f = { .ops = AURAIO_FAULT_OP_WRITE,
+				     .fd = fd1,
+				     .kind = AURAIO_FAULT_ERROR,
+				     .error = EIO };
+
+		cr_assert_eq(auraio_fault_set(e, &f), 0);
+	}
+	cr_assert_eq(aurawal_sync(log), -EIO);
+	return log;
+}
+
+Test(wal_edges, a_failed_log_fails_every_later_sync_and_append_even_with_nothing_pending)
+{
+	auraio_engine_t *e = test_faulty_engine();
+	aurawal_t *log = failed_by_its_seal_block(e);
+	aurawal_stats_t st;
+	char c = 'x';
+	struct iovec one = { &c, 1 };
+
+	cr_assert_eq(aurawal_get_stats(log, &st), 0);
+	cr_assert_eq(st.failed, -EIO);
+	cr_assert_eq(aurawal_sync(log), -EIO, "a failed log's sync is its failure");
+	cr_assert_eq(aurawal_flush(log), -EIO);
+	cr_assert_eq(aurawal_append(log, &one, 1, 0, NULL, NULL), -EIO);
+	cr_assert_eq(aurawal_append(log, &one, 1, AURAWAL_DURABLE, NULL, NULL), -EIO);
+	cr_assert_eq(aurawal_close(log), -EIO, "close reports the failure too");
+	auraio_destroy(e);
+}
