@@ -70,3 +70,47 @@ Test(wal_edges, a_failed_log_fails_every_later_sync_and_append_even_with_nothing
 	cr_assert_eq(aurawal_close(log), -EIO, "close reports the failure too");
 	auraio_destroy(e);
 }
+
+/* Each option out of its range (aurawal.h) fails the open with -EINVAL before anything
+ * is made on disk: not even the directory is created. */
+Test(wal_edges, every_option_out_of_range_is_refused_before_anything_is_created)
+{
+	aurawal_options_t o = wal_opts(NULL), bad[16];
+	char sub[512];
+	struct stat st;
+	aurawal_t *log = NULL;
+	int n = 0;
+
+	for (int i = 0; i < 16; i++)
+		bad[i] = o;
+	bad[n++].segment_size = 0;
+	bad[n++].segment_size = (1u << 20) - 4096;
+	bad[n++].segment_size = (1u << 20) + 512;
+	bad[n++].segment_size = (4ull << 30) + 4096;
+	bad[n++].segment_size = UINT64_MAX;
+	bad[n++].buffer_size = 0;
+	bad[n++].buffer_size = (64u << 10) - 4096;
+	bad[n++].buffer_size = (64u << 10) + 8; /* not a whole number of blocks */
+	bad[n++].buffer_size = (256u << 20) + 4096;
+	bad[n++].flush_delay_us = 10000001;
+	bad[n++].spare_segments = 0;
+	bad[n++].spare_segments = 65;
+	bad[n++].sync_mode = (aurawal_sync_mode_t) 2;
+	bad[n++].sync_mode = (aurawal_sync_mode_t) -1;
+	bad[n++].recovery = (aurawal_recovery_t) 3;
+	bad[n++].recovery = (aurawal_recovery_t) -1;
+	snprintf(sub, sizeof(sub), "%s/log", dir);
+	for (int i = 0; i < n; i++) {
+		cr_assert_eq(aurawal_open(sub, &bad[i], &log), -EINVAL, "options #%d", i);
+		cr_assert_null(log);
+		cr_assert_neq(stat(sub, &st), 0, "options #%d created the directory", i);
+	}
+	/* the bounds themselves are valid (not the largest sizes: a test makes no 4 GiB file) */
+	o.buffer_size = 64u << 10;
+	o.flush_delay_us = 10000000;
+	o.spare_segments = 64;
+	o.sync_mode = AURAWAL_SYNC_FDATASYNC;
+	o.create_if_missing = true;
+	log = wal_open_ok(sub, &o);
+	cr_assert_eq(aurawal_close(log), 0);
+}

@@ -18,12 +18,14 @@ dir=$work/file
 # --count 0 used to mean "not given": a 10 s run instead of the 0 appends asked.
 expect_exit 2 "--count 0" -- "$WALBENCH" --dir "$dir" --count 0
 expect_output "^walbench: bad value for --count: '0'$" "--count 0: named"
-# The library takes 64k..256m; a larger one was refused only once the log was being made
+# The library takes 64k..256m in 4k steps; a larger one was refused only once the log was being made
 # (exit 1, "Invalid argument", the option not named).
 expect_exit 2 "--buffer-size 1t" -- "$WALBENCH" --dir "$dir" --buffer-size 1t
-expect_output '^walbench: --buffer-size must be in 64k\.\.256m$' "--buffer-size 1t: named"
+expect_output '^walbench: --buffer-size must be a multiple of 4k in 64k\.\.256m$' "--buffer-size 1t: named"
 expect_exit 2 "--buffer-size 1k" -- "$WALBENCH" --dir "$dir" --buffer-size 1k
-expect_output '^walbench: --buffer-size must be in 64k\.\.256m$' "--buffer-size 1k: named"
+expect_output '^walbench: --buffer-size must be a multiple of 4k in 64k\.\.256m$' "--buffer-size 1k: named"
+expect_exit 2 "--buffer-size 65537" -- "$WALBENCH" --dir "$dir" --buffer-size 65537
+expect_output '^walbench: --buffer-size must be a multiple of 4k in 64k\.\.256m$' "--buffer-size 65537: named"
 expect_exit 2 "--record-size 4kk" -- "$WALBENCH" --dir "$dir" --record-size 4kk
 expect_output "^walbench: bad value for --record-size: '4kk'$" "--record-size 4kk: named"
 expect_exit 2 "--duration 0" -- "$WALBENCH" --dir "$dir" --duration 0

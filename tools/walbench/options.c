@@ -74,8 +74,8 @@ static void usage(FILE *out)
 	    "  --count N              stop after N >= 1 appends in total (k/m suffix: 2^10,\n"
 	    "                         2^20)\n"
 	    "  --segment-size BYTES   segment size of the new log (default: library's, 64m)\n"
-	    "  --buffer-size BYTES    bytes a batch may gather, 64k..256m (default: library's,\n"
-	    "                         1m)\n"
+	    "  --buffer-size BYTES    bytes a batch may gather, 64k..256m in 4k steps (default:\n"
+	    "                         library's, 1m)\n"
 	    "  --sync-mode MODE       dsync or fdatasync (default: library's, dsync)\n"
 	    "  --recycle              release segments behind the active one as the log\n"
 	    "                         rolls over, so their files are recycled (as a store\n"
@@ -207,8 +207,9 @@ static const char *validate(const struct bench_config *cfg)
 		return "--dir is too long";
 	if (seg && (seg < (1u << 20) || seg > (4ull << 30) || seg % 4096))
 		return "--segment-size must be a multiple of 4k in 1m..4g";
-	if (cfg->buffer_size && (cfg->buffer_size < (64u << 10) || cfg->buffer_size > (256u << 20)))
-		return "--buffer-size must be in 64k..256m";
+	if (cfg->buffer_size && (cfg->buffer_size < (64u << 10) ||
+				 cfg->buffer_size > (256u << 20) || cfg->buffer_size % 4096))
+		return "--buffer-size must be a multiple of 4k in 64k..256m";
 	return NULL;
 }
 

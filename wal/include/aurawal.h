@@ -129,7 +129,8 @@ typedef struct aurawal_report {
 	const char *reason;
 } aurawal_report_t;
 
-/** Log options. Start from aurawal_options_init(). */
+/** Log options. Start from aurawal_options_init(). aurawal_open() refuses a value out
+ * of its range, or an unknown enum value, with -EINVAL before it touches the disk. */
 typedef struct aurawal_options {
 	/* Format: fixed when the log is created; ignored for an existing log. */
 	uint64_t segment_size; /* bytes per segment; default 64 MiB; a multiple of 4096 in
@@ -149,13 +150,16 @@ typedef struct aurawal_options {
 			     not at open. docs/wal_format.md, "Summaries at open". */
 
 	/* Tuning */
-	size_t buffer_size;	       /* bytes a batch may gather; default 1 MiB (>= 64 KiB).
-					A larger record gets a batch of its own. */
+	size_t buffer_size;	       /* bytes a batch may gather; default 1 MiB; a multiple
+					of 4096 in 64 KiB .. 256 MiB. A larger record gets a
+					batch of its own. */
 	unsigned flush_delay_us;       /* a non-durable record is written at most this long
-					after it was appended; default 1000; 0 = only when a
-					buffer fills, on aurawal_sync() or a durable append */
+					after it was appended; default 1000, at most
+					10000000 (10 s); 0 = only when a buffer fills, on
+					aurawal_sync() or a durable append */
 	aurawal_sync_mode_t sync_mode; /* default DSYNC (see aurawal_sync_mode_t) */
-	unsigned spare_segments;       /* segments kept preallocated ahead; default 1 */
+	unsigned spare_segments;       /* released segments kept as spares for reuse;
+					default 1, in 1 .. 64 */
 	bool recycle_segments;	       /* released segments become spares instead of being
 					deleted; default true */
 	bool flush_on_rollover;	       /* default false: a rollover does not flush; what it

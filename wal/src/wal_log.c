@@ -69,7 +69,10 @@ static int check_options(const aurawal_options_t *o)
 	if (o->segment_size < WAL_MIN_SEGMENT || o->segment_size > WAL_MAX_SEGMENT ||
 	    o->segment_size % WAL_BLOCK)
 		return -EINVAL;
-	if (o->buffer_size < (64u << 10) || o->buffer_size > (256u << 20))
+	/* Whole blocks: a batch is written up to the block boundary after its data, from a
+	 * buffer registered with exactly buffer_size bytes. */
+	if (o->buffer_size < (64u << 10) || o->buffer_size > (256u << 20) ||
+	    o->buffer_size % WAL_BLOCK)
 		return -EINVAL;
 	if (o->recovery < AURAWAL_RECOVER_STRICT || o->recovery > AURAWAL_RECOVER_INSPECT)
 		return -EINVAL;
