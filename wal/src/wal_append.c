@@ -505,11 +505,11 @@ AURAWAL_API int aurawal_sync(aurawal_t *log)
 		return -EINVAL;
 	pthread_mutex_lock(&log->mu);
 	target = log->next_seq - 1;
-	if (log->durable_seq >= target) {
-		rc = 0;
-		pthread_mutex_unlock(&log->mu);
-	} else if (log->failed) {
+	if (log->failed) { /* first: fail-stop, even with nothing left to make durable */
 		rc = log->failed;
+		pthread_mutex_unlock(&log->mu);
+	} else if (log->durable_seq >= target) {
+		rc = 0;
 		pthread_mutex_unlock(&log->mu);
 	} else if (log->active->unmarked && (rc = reserve(log, MARK_SIZE)) != 0) {
 		pthread_mutex_unlock(&log->mu);

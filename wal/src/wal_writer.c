@@ -409,7 +409,9 @@ static struct wal_segment *first_owing(struct aurawal *log, const struct wal_seg
  * sealed), fsync the directory if a segment file was renamed since it was last synced,
  * and fdatasync seg if its header is new. Only then may the durable write (and the SYNC
  * mark it may carry) go out. A segment being flushed is held by a reference, so a
- * release cannot close its file meanwhile. 0 or -errno (nothing is written then).
+ * release cannot close its file meanwhile. 0 or -errno (nothing is written then) - the
+ * log's failure error if a seal block written here failed it, though every flush
+ * succeeded: after a fail-stop nothing may be made durable.
  */
 static int pay_debt(struct aurawal *log, struct wal_segment *seg)
 {
@@ -433,6 +435,8 @@ static int pay_debt(struct aurawal *log, struct wal_segment *seg)
 		}
 		wal_seg_put(log, s);
 	}
+	if (rc == 0 && log->failed)
+		return log->failed; /* a seal block's write failed the log: write nothing more */
 	gen = log->dir_gen;
 	if (rc == 0 && gen != log->dir_synced && (rc = flush_io(log, -1)) == 0)
 		log->dir_synced = MAX(log->dir_synced, gen);
