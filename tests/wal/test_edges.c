@@ -133,3 +133,36 @@ Test(wal_edges, every_option_out_of_range_is_refused_before_anything_is_created)
 	log = wal_open_ok(sub, &o);
 	cr_assert_eq(aurawal_close(log), 0);
 }
+
+/* An iterator starts where a record starts. A place where none can start - past the end
+ * of what is appended, or not 8-aligned - is refused at once, not reported later as
+ * corruption once records are appended past it. */
+Test(wal_edges, an_iterator_from_a_place_where_no_record_can_start_is_refused)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log = wal_open_ok(dir, &o);
+	aurawal_loc_t first, loc;
+	aurawal_iter_t *it = NULL;
+
+	append_i(log, 0, 100, AURAWAL_DURABLE, &first);
+	cr_assert_eq(aurawal_iter_open(log, (aurawal_loc_t){ 1, 8192, 0 }, &it), -EINVAL,
+		     "past the end of the active segment");
+	cr_assert_null(it);
+	cr_assert_eq(aurawal_iter_open(log, (aurawal_loc_t){ 1, 4100, 0 }, &it), -EINVAL);
+	cr_assert_eq(aurawal_iter_open(log, (aurawal_loc_t){ 2, 0, 0 }, &it), -ENOENT,
+		     "a segment that does not exist yet");
+	/* the end of what is appended is a valid start: the next append is found there */
+	cr_assert_eq(aurawal_iter_open(log, (aurawal_loc_t){ 1, 4096 + 32 + 104, 0 }, &it), 0);
+	cr_assert_eq(aurawal_iter_next(it, NULL, NULL, NULL, NULL), 0);
+	for (int i = 1; i < 100; i++)
+		append_i(log, (uint64_t) i, 100, AURAWAL_DURABLE, NULL);
+	cr_assert_eq(aurawal_iter_next(it, &loc, NULL, NULL, NULL), 1);
+	cr_assert_eq(loc.offset, 4096 + 32 + 104);
+	aurawal_iter_close(it);
+	/* an offset inside the header block means the segment's first record */
+	cr_assert_eq(aurawal_iter_open(log, (aurawal_loc_t){ 1, 0, 0 }, &it), 0);
+	cr_assert_eq(aurawal_iter_next(it, &loc, NULL, NULL, NULL), 1);
+	cr_assert_eq(loc.offset, first.offset);
+	aurawal_iter_close(it);
+	cr_assert_eq(aurawal_close(log), 0);
+}

@@ -267,8 +267,13 @@ typedef struct aurawal_iter aurawal_iter_t;
 
 /**
  * Iterate over the records from `from` (segment 0 = the oldest record) to the end of
- * what is written when each step is taken. Returns 0 and *it, -EINVAL, -ENOENT (segment
- * released), -ENOMEM. Close with aurawal_iter_close().
+ * what is written when each step is taken. `from` is where a record starts - a
+ * location an append or the iterator returned, or the end of what is appended to its
+ * segment - or an offset below 4096 for the segment's first record; from the middle of
+ * a record, the first step returns AURAWAL_ECORRUPT. Returns 0 and *it, -EINVAL (NULL,
+ * or an offset past the end of the segment's records or not a multiple of 8), -ENOENT
+ * (the segment was released or does not exist yet), -ENOMEM. Close with
+ * aurawal_iter_close().
  */
 AURAWAL_API int aurawal_iter_open(aurawal_t *log, aurawal_loc_t from, aurawal_iter_t **it);
 

@@ -154,6 +154,15 @@ AURAWAL_API int aurawal_iter_open(aurawal_t *log, aurawal_loc_t from, aurawal_it
 	} else {
 		s = wal_seg_find(log, from.segment);
 	}
+	/* No record can start there: refused now, rather than read later - once appends
+	 * reach it - as damage. An offset in the header block is the segment's start. */
+	if (s && from.segment && from.offset >= WAL_HEADER_BLOCK &&
+	    (from.offset % 8 || from.offset > s->data_end)) {
+		wal_seg_put(log, s);
+		pthread_mutex_unlock(&log->mu);
+		free(it);
+		return -EINVAL;
+	}
 	pthread_mutex_unlock(&log->mu);
 	if (!s) {
 		free(it);
