@@ -166,3 +166,47 @@ Test(wal_edges, an_iterator_from_a_place_where_no_record_can_start_is_refused)
 	aurawal_iter_close(it);
 	cr_assert_eq(aurawal_close(log), 0);
 }
+
+static void read_cb_status(void *arg, int status, size_t len, uint64_t seq)
+{
+	(void) len;
+	(void) seq;
+	*(int *) arg = status;
+}
+
+/* The log's own records (SEAL, SYNC) are intact: reading one by its location is not
+ * corruption, it is no appended record - as for a VOID record. */
+Test(wal_edges, reading_at_a_seal_or_a_sync_mark_is_no_record_not_corruption)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log = wal_open_ok(dir, &o);
+	aurawal_loc_t loc = { 0 };
+	aurawal_iter_t *it;
+	aurawal_record_t r;
+	uint8_t buf[64];
+	int seen[5] = { 0 }, rc;
+
+	for (uint64_t i = 0; loc.segment < 3; i++)
+		append_i(log, i, 3000, AURAWAL_DURABLE, &loc);
+	cr_assert_eq(aurawal_iter_open(log, (aurawal_loc_t){ 0 }, &it), 0);
+	while ((rc = aurawal_iter_next_record(it, &r)) == 1) {
+		int st = 1;
+
+		if (r.type != AURAWAL_RECORD_SEAL && r.type != AURAWAL_RECORD_SYNC)
+			continue;
+		seen[r.type]++;
+		cr_assert_eq(aurawal_read(log, r.loc, buf, sizeof(buf), NULL, NULL), -ENOENT,
+			     "record type %d at %llu:%u", r.type,
+			     (unsigned long long) r.loc.segment, r.loc.offset);
+		cr_assert_eq(aurawal_read_async(log, r.loc, buf, sizeof(buf), read_cb_status, &st),
+			     0);
+		while (st == 1)
+			cr_assert_geq(aurawal_poll(log, -1), 0);
+		cr_assert_eq(st, -ENOENT);
+	}
+	cr_assert_eq(rc, 0);
+	aurawal_iter_close(it);
+	cr_assert_geq(seen[AURAWAL_RECORD_SEAL], 2);
+	cr_assert_geq(seen[AURAWAL_RECORD_SYNC], 2);
+	cr_assert_eq(aurawal_close(log), 0);
+}

@@ -253,9 +253,10 @@ AURAWAL_API int aurawal_flush(aurawal_t *log);
  * if the record is not written yet. `*len` (may be NULL) gets the payload size, `*seq`
  * (may be NULL) its sequence number. Any thread.
  * Returns 0, or: -EINVAL (NULL, or loc outside the segment), -EMSGSIZE (cap < loc.size),
- * -ENOENT (the segment was released or never existed, or the record there was voided:
- * its append failed with -ENOSPC), AURAWAL_ECORRUPT (the checksum,
- * marker or size does not match: loc does not name an intact record), the log's
+ * -ENOENT (the segment was released or never existed, or the record there is no
+ * append: voided - its append failed with -ENOSPC - or the log's own, a SEAL or a SYNC
+ * mark), AURAWAL_ECORRUPT (the checksum, marker or size does not match: loc does not
+ * name an intact record), the log's
  * failure error (-EIO...: the record was appended but the write that carried it failed,
  * so it was never stored - not corruption, and not reported as such), or -errno.
  */

@@ -24,10 +24,12 @@ static int verify_copy(struct aurawal *log, const struct wal_segment *s, const u
 
 	if (wal_rec_parse(p, avail, s->size - loc.offset, wal_seed(log->log_id, s->number), &rec) !=
 		WAL_PARSE_OK ||
-	    rec.len != loc.size || (rec.type != WAL_REC_DATA && rec.type != WAL_REC_VOID))
+	    rec.len != loc.size)
 		return AURAWAL_ECORRUPT;
-	if (rec.type == WAL_REC_VOID)
-		return -ENOENT; /* its append failed (ENOSPC): nothing is stored there */
+	/* VOID: its append failed (ENOSPC), nothing is stored there. SEAL, SYNC: intact, the
+	 * log's own, no append either (aurawal_iter_next_record returns their places). */
+	if (rec.type != WAL_REC_DATA)
+		return -ENOENT;
 	if (rec.len)
 		memcpy(buf, rec.payload, rec.len);
 	if (len)
