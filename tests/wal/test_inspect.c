@@ -110,3 +110,53 @@ Test(wal_inspect, opening_in_inspect_mode_leaves_the_directory_untouched)
 	free(before);
 	free(after);
 }
+
+static void append_cb_never(void *arg, int status, aurawal_loc_t loc, uint64_t seq)
+{
+	(void) arg;
+	(void) status;
+	(void) loc;
+	(void) seq;
+	cr_assert_fail("an append refused by inspect mode ran its callback");
+}
+
+Test(wal_inspect, every_mutating_call_is_refused_with_erofs_and_writes_nothing)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log = wal_open_ok(dir, &o);
+	aurawal_loc_t loc = { 0 }, first;
+	char c = 'x', *before, *after;
+	struct iovec one = { &c, 1 };
+	aurawal_segment_info_t segs[8];
+	size_t n = 0;
+
+	append_i(log, 0, 100, AURAWAL_DURABLE, &first);
+	for (uint64_t i = 1; loc.segment < 3; i++)
+		append_i(log, i, 3000, 0, &loc);
+	cr_assert_eq(aurawal_close(log), 0);
+	before = snapshot();
+
+	o.recovery = AURAWAL_RECOVER_INSPECT;
+	log = wal_open_ok(dir, &o);
+	cr_assert_eq(aurawal_append(log, &one, 1, 0, NULL, NULL), -EROFS);
+	cr_assert_eq(aurawal_append(log, &one, 1, AURAWAL_DURABLE, NULL, NULL), -EROFS);
+	cr_assert_eq(aurawal_append(log, NULL, 0, 0, NULL, NULL), -EROFS);
+	cr_assert_eq(aurawal_append_async(log, &one, 1, 0, append_cb_never, NULL), -EROFS);
+	cr_assert_eq(aurawal_release_before(log, loc), -EROFS);
+	cr_assert_eq(aurawal_release_segment(log, 1), -EROFS);
+	/* nothing was appended through this handle: nothing to write or make durable */
+	cr_assert_eq(aurawal_sync(log), 0);
+	cr_assert_eq(aurawal_flush(log), 0);
+	cr_assert_eq(aurawal_poll(log, 0), 0);
+	cr_assert_eq(aurawal_list_segments(log, segs, 8, &n), 0);
+	cr_assert_eq(n, 3);
+	read_check(log, first, 0, 1);
+	cr_assert_eq(aurawal_close(log), 0);
+
+	after = snapshot();
+	cr_assert_str_eq(after, before,
+			 "inspect mode changed the directory:\nbefore:\n%s\nafter:\n%s", before,
+			 after);
+	free(before);
+	free(after);
+}

@@ -93,7 +93,9 @@ typedef enum aurawal_recovery {
 	AURAWAL_RECOVER_STRICT = 0,	   /* report it and fail the open (default) */
 	AURAWAL_RECOVER_POINT_IN_TIME = 1, /* report it, truncate the log there, open */
 	AURAWAL_RECOVER_INSPECT = 2,	   /* read-only: report every damaged range and read
-					      past it; appends fail with -EROFS (tools) */
+					      past it; appends and releases fail with -EROFS,
+					      sync and flush have nothing to do (0), and
+					      nothing in the directory changes (tools) */
 } aurawal_recovery_t;
 
 /**
