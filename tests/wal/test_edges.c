@@ -210,3 +210,45 @@ Test(wal_edges, reading_at_a_seal_or_a_sync_mark_is_no_record_not_corruption)
 	cr_assert_geq(seen[AURAWAL_RECORD_SYNC], 2);
 	cr_assert_eq(aurawal_close(log), 0);
 }
+
+/* Iterators kept open while segments are released (aurawal.h: positioned in a released
+ * segment, they get -ENOENT; the others read on, past the gap). */
+Test(wal_edges, iterators_kept_open_across_releases_see_enoent_or_read_past_the_gap)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log = wal_open_ok(dir, &o);
+	aurawal_loc_t loc = { 0 }, at;
+	aurawal_iter_t *in1, *in2;
+	aurawal_segment_info_t info[8];
+	size_t n = 99;
+	uint8_t buf[4096];
+
+	for (uint64_t i = 0; loc.segment < 5; i++)
+		append_i(log, i, 3000, 0, &loc);
+	cr_assert_eq(aurawal_flush(log), 0);
+	cr_assert_eq(aurawal_iter_open(log, (aurawal_loc_t){ 1, 0, 0 }, &in1), 0);
+	cr_assert_eq(aurawal_iter_open(log, (aurawal_loc_t){ 2, 0, 0 }, &in2), 0);
+	cr_assert_eq(aurawal_iter_next(in1, &at, NULL, NULL, NULL), 1);
+	cr_assert_eq(aurawal_release_segment(log, 3), 0);
+	cr_assert_eq(aurawal_release_before(log, (aurawal_loc_t){ 2, 0, 0 }), 1);
+	cr_assert_eq(aurawal_release_before(log, (aurawal_loc_t){ 2, 0, 0 }), 0, "twice");
+	cr_assert_eq(aurawal_iter_next(in1, NULL, NULL, NULL, NULL), -ENOENT);
+	cr_assert_eq(aurawal_read(log, at, buf, sizeof(buf), NULL, NULL), -ENOENT);
+	do
+		cr_assert_eq(aurawal_iter_next(in2, &at, NULL, NULL, NULL), 1);
+	while (at.segment == 2);
+	cr_assert_eq(at.segment, 4, "the released segment 3 is skipped");
+	aurawal_iter_close(in1);
+	aurawal_iter_close(in2);
+	cr_assert_eq(aurawal_list_segments(log, NULL, 0, &n), 0);
+	cr_assert_eq(n, 3);
+	cr_assert_eq(aurawal_list_segments(log, info, 1, &n), 0);
+	cr_assert_eq(n, 3, "the total, though one was copied");
+	cr_assert_eq(info[0].number, 2);
+	/* a location beyond the log releases everything but the active segment */
+	cr_assert_eq(aurawal_release_before(log, (aurawal_loc_t){ 99, 0, 0 }), 2);
+	cr_assert_eq(aurawal_list_segments(log, info, 8, &n), 0);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(info[0].number, 5);
+	cr_assert_eq(aurawal_close(log), 0);
+}

@@ -186,6 +186,10 @@ static int next_segment(struct aurawal_iter *it, uint64_t limit)
 	struct wal_segment *n;
 
 	pthread_mutex_lock(&log->mu);
+	if (it->seg->released) { /* since iter_step looked: its next may be freed already */
+		pthread_mutex_unlock(&log->mu);
+		return -ENOENT;
+	}
 	n = it->seg->next;
 	if (!n || it->seg == log->active || it->off < limit) {
 		pthread_mutex_unlock(&log->mu);
