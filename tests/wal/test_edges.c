@@ -252,3 +252,56 @@ Test(wal_edges, iterators_kept_open_across_releases_see_enoent_or_read_past_the_
 	cr_assert_eq(info[0].number, 5);
 	cr_assert_eq(aurawal_close(log), 0);
 }
+
+Test(wal_edges, strerror_has_text_for_every_int)
+{
+	int codes[] = { 0,
+			-EIO,
+			-ENOSPC,
+			AURAWAL_ECORRUPT,
+			AURAWAL_ECLOSED,
+			AURAWAL_EFORMAT,
+			AURAWAL_ELOCKED,
+			-31000,
+			-31005,
+			-31999,
+			EIO,
+			1 << 20,
+			-(1 << 20),
+			INT_MAX,
+			INT_MIN };
+
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+		const char *s = aurawal_strerror(codes[i]);
+
+		cr_assert_not_null(s, "code %d", codes[i]);
+		cr_assert_gt(strlen(s), 0, "code %d", codes[i]);
+	}
+	cr_assert_str_eq(aurawal_strerror(-31005), "unknown error");
+	cr_assert_str_eq(aurawal_strerror(INT_MIN), "unknown error");
+}
+
+/* -ENOENT (no log, create_if_missing false) is a refusal too: it leaves an existing
+ * directory as it was - no LOCK file, and files that look like spares kept. */
+Test(wal_edges, opening_a_directory_without_a_log_and_without_create_changes_nothing)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log = NULL;
+	char path[512];
+	struct stat st;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/spare-0000000000000001.seg", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	o.create_if_missing = false;
+	cr_assert_eq(aurawal_open(dir, &o, &log), -ENOENT);
+	cr_assert_null(log);
+	cr_assert_eq(stat(path, &st), 0, "the open deleted a file of the directory");
+	snprintf(path, sizeof(path), "%s/LOCK", dir);
+	cr_assert_neq(stat(path, &st), 0, "the refused open left a LOCK file");
+	o.recovery = AURAWAL_RECOVER_INSPECT;
+	cr_assert_eq(aurawal_open(dir, &o, &log), -ENOENT);
+	cr_assert_neq(stat(path, &st), 0);
+}

@@ -185,7 +185,8 @@ AURAWAL_API void aurawal_options_init(aurawal_options_t *opts);
  * appends continue there; damage followed by valid records is reported through the
  * reporter and, in STRICT mode, fails the open with AURAWAL_ECORRUPT.
  * Returns 0 and *log, or: -EINVAL (bad option or NULL), -ENOENT (no log and
- * create_if_missing is false), AURAWAL_EFORMAT, AURAWAL_ECORRUPT, AURAWAL_ELOCKED
+ * create_if_missing is false, or inspect mode: the directory is left as it was),
+ * AURAWAL_EFORMAT, AURAWAL_ECORRUPT, AURAWAL_ELOCKED
  * (another process holds the log; the message names its PID through the reporter),
  * -ENOSPC, -ENOMEM, or another -errno.
  */

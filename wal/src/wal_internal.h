@@ -234,6 +234,7 @@ void *wal_alloc(struct aurawal *log, size_t size);
 void wal_free(struct aurawal *log, void *p);
 
 /* ---- wal_segment.c ---- */
+int wal_log_present(struct aurawal *log); /* 0 if a segment file is there, else -ENOENT */
 int wal_segments_open(struct aurawal *log, bool create);
 void wal_segments_close(struct aurawal *log);
 char *wal_seg_path(const struct aurawal *log, uint64_t number);

@@ -330,6 +330,10 @@ AURAWAL_API int aurawal_open(const char *dir, const aurawal_options_t *opts, aur
 	if (!log)
 		return -ENOMEM;
 	rc = open_dir(log, log->opts.create_if_missing && !log->read_only);
+	/* Not to create: no log is a refusal, made before the LOCK file is (and before the
+	 * leftovers of a log's preparations are cleaned up in what is no log). */
+	if (rc == 0 && !(log->opts.create_if_missing && !log->read_only))
+		rc = wal_log_present(log);
 	if (rc == 0 && !log->read_only)
 		rc = take_lock(log);
 	if (rc == 0)

@@ -344,6 +344,22 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+int wal_log_present(struct aurawal *log)
+{
+	DIR *d = opendir(log->dir);
+	struct dirent *e;
+	uint64_t num;
+	int rc = -ENOENT;
+
+	if (!d)
+		return -errno;
+	while (rc == -ENOENT && (e = readdir(d)))
+		if (parse_name(e->d_name, &num) == 0)
+			rc = 0;
+	closedir(d);
+	return rc;
+}
+
 /* The numbered segments in the directory, sorted; spares remembered. */
 static int list_dir(struct aurawal *log, uint64_t **numbers, size_t *count)
 {
