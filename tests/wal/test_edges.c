@@ -23,6 +23,33 @@ Test(wal_edges, an_append_whose_lengths_overflow_size_t_is_too_large_not_a_small
 	cr_assert_eq(aurawal_close(log), 0);
 }
 
+/* More entries than IOV_MAX, some of them NULL and empty: one record, their bytes. */
+Test(wal_edges, an_append_of_more_iovecs_than_iov_max_with_empty_null_entries_is_one_record)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log = wal_open_ok(dir, &o);
+	enum { N = 3000 };
+	struct iovec *iov = calloc(N, sizeof(*iov));
+	uint8_t src[N], out[N];
+	aurawal_loc_t loc;
+	size_t len = 0, k = 0;
+
+	for (size_t i = 0; i < N; i++) {
+		src[i] = (uint8_t) (i * 7);
+		if (i % 3) /* every third entry: { NULL, 0 } */
+			iov[i] = (struct iovec){ &src[i], 1 };
+	}
+	cr_assert_eq(aurawal_append(log, iov, N, AURAWAL_DURABLE, &loc, NULL), 0);
+	cr_assert_eq(loc.size, N - N / 3);
+	cr_assert_eq(aurawal_read(log, loc, out, sizeof(out), &len, NULL), 0);
+	cr_assert_eq(len, loc.size);
+	for (size_t i = 0; i < N; i++)
+		if (i % 3)
+			cr_assert_eq(out[k++], src[i], "byte %zu", i);
+	free(iov);
+	cr_assert_eq(aurawal_close(log), 0);
+}
+
 /* Wait until no batch is in use: the writer has finished with the batch it took (the
  * failure wakes the sync's waiter before that). */
 static void wait_batches_done(aurawal_t *log)
@@ -304,4 +331,47 @@ Test(wal_edges, opening_a_directory_without_a_log_and_without_create_changes_not
 	o.recovery = AURAWAL_RECOVER_INSPECT;
 	cr_assert_eq(aurawal_open(dir, &o, &log), -ENOENT);
 	cr_assert_neq(stat(path, &st), 0);
+}
+
+struct stats_run {
+	aurawal_t *log;
+	int per_thread;
+};
+
+static void *stats_appender(void *arg)
+{
+	struct stats_run *r = arg;
+
+	for (int i = 0; i < r->per_thread; i++)
+		append_i(r->log, (uint64_t) i, 200, i % 4 ? 0 : AURAWAL_DURABLE, NULL);
+	return NULL;
+}
+
+/* Stats taken while appenders run are a consistent snapshot: counters never go back and
+ * never pass what the appends add up to (and, under TSan, no data race). */
+Test(wal_edges, stats_taken_during_concurrent_appends_are_consistent_snapshots)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	struct stats_run run = { wal_open_ok(dir, &o), 500 };
+	pthread_t t[4];
+	aurawal_stats_t prev = { 0 }, st;
+	uint64_t total = 4 * (uint64_t) run.per_thread;
+
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(pthread_create(&t[i], NULL, stats_appender, &run), 0);
+	do {
+		cr_assert_eq(aurawal_get_stats(run.log, &st), 0);
+		cr_assert_geq(st.appends, prev.appends);
+		cr_assert_geq(st.durable_appends, prev.durable_appends);
+		cr_assert_geq(st.next_seq, prev.next_seq);
+		cr_assert_geq(st.segments, 1);
+		cr_assert_leq(st.appends, total);
+		cr_assert_leq(st.durable_appends, st.appends);
+		cr_assert_eq(st.bytes, 200 * st.appends);
+		cr_assert_eq(st.failed, 0);
+		prev = st;
+	} while (st.appends < total);
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	cr_assert_eq(aurawal_close(run.log), 0);
 }
