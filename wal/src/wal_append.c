@@ -149,6 +149,8 @@ static void place(struct aurawal *log, const struct rec_in *in, aurawal_loc_t *l
 	put_le64(p + RH_CHECKSUM,
 		 wal_rec_checksum2(p, in->phash, wal_seed(log->log_id, seg->number)));
 	for (int i = 0; i < in->iovcnt; i++) {
+		if (!in->iov[i].iov_len)
+			continue; /* its base may be NULL: not even memcpy's to see */
 		memcpy(q, in->iov[i].iov_base, in->iov[i].iov_len);
 		q += in->iov[i].iov_len;
 	}
