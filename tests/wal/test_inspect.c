@@ -60,6 +60,18 @@ static char *snapshot(void)
 	return out;
 }
 
+/* The directory is byte for byte what `before` (a snapshot()) says; frees it. */
+static void assert_unchanged(char *before)
+{
+	char *after = snapshot();
+
+	cr_assert_str_eq(after, before,
+			 "inspect mode changed the directory:\nbefore:\n%s\nafter:\n%s", before,
+			 after);
+	free(before);
+	free(after);
+}
+
 static void make_file(const char *name, size_t size)
 {
 	char path[512];
@@ -80,7 +92,7 @@ Test(wal_inspect, opening_in_inspect_mode_leaves_the_directory_untouched)
 	aurawal_t *log = wal_open_ok(dir, &o);
 	aurawal_loc_t loc = { 0 };
 	aurawal_iter_t *it;
-	char *before, *after;
+	char *before;
 	int n = 0, rc;
 
 	for (uint64_t i = 0; loc.segment < 4; i++)
@@ -103,12 +115,7 @@ Test(wal_inspect, opening_in_inspect_mode_leaves_the_directory_untouched)
 	aurawal_iter_close(it);
 	cr_assert_eq(aurawal_close(log), 0);
 
-	after = snapshot();
-	cr_assert_str_eq(after, before,
-			 "inspect mode changed the directory:\nbefore:\n%s\nafter:\n%s", before,
-			 after);
-	free(before);
-	free(after);
+	assert_unchanged(before);
 }
 
 static void append_cb_never(void *arg, int status, aurawal_loc_t loc, uint64_t seq)
@@ -125,7 +132,7 @@ Test(wal_inspect, every_mutating_call_is_refused_with_erofs_and_writes_nothing)
 	aurawal_options_t o = wal_opts(NULL);
 	aurawal_t *log = wal_open_ok(dir, &o);
 	aurawal_loc_t loc = { 0 }, first;
-	char c = 'x', *before, *after;
+	char c = 'x', *before;
 	struct iovec one = { &c, 1 };
 	aurawal_segment_info_t segs[8];
 	size_t n = 0;
@@ -153,10 +160,5 @@ Test(wal_inspect, every_mutating_call_is_refused_with_erofs_and_writes_nothing)
 	read_check(log, first, 0, 1);
 	cr_assert_eq(aurawal_close(log), 0);
 
-	after = snapshot();
-	cr_assert_str_eq(after, before,
-			 "inspect mode changed the directory:\nbefore:\n%s\nafter:\n%s", before,
-			 after);
-	free(before);
-	free(after);
+	assert_unchanged(before);
 }
