@@ -137,7 +137,6 @@ void kv_acct_forget(struct kv_db *db, uint64_t segment);
 int kv_batches_init(struct kv_batches *b);
 void kv_batches_destroy(struct kv_batches *b);
 
-/* The cache key of an entry: its position in the log (unique per entry). */
 /* CLOCK_MONOTONIC in ns (GC pacing, hint retries). */
 static inline uint64_t kv_now_ns(void)
 {
@@ -147,6 +146,7 @@ static inline uint64_t kv_now_ns(void)
 	return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
 }
 
+/* The cache key of an entry: its position in the log (unique per entry). */
 static inline uint64_t kv_cache_loc(const struct kv_ref *r)
 {
 	uint64_t pos = r->offset + ((r->flags & KV_REF_BATCH) ? 32ull + r->batch_off : 0);

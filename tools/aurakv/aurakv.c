@@ -169,12 +169,12 @@ static enum dir_kind dir_kind(const char *dir)
 	return k;
 }
 
-/* The hint for a directory that holds a log but no store. */
-static const char *log_hint(const char *dir)
+/* The hint for a directory that holds a log but no store (kind k). */
+static const char *log_hint(enum dir_kind k)
 {
-	return dir_kind(dir) == DIR_LOG ? "; it holds AuraWAL segment files: a store's log "
-					  "directory, whose parent is the store?"
-					: "";
+	return k == DIR_LOG ? "; it holds AuraWAL segment files: a store's log "
+			      "directory, whose parent is the store?"
+			    : "";
 }
 
 /* Say why the store in c->dir could not be opened (or verified); the exit status. */
@@ -189,7 +189,7 @@ int cli_open_error(struct cli *c, int err)
 				c->dir, aurakv_strerror(err));
 		else
 			fprintf(stderr, "aurakv: no store at %s (put or delete creates one)%s\n",
-				c->dir, log_hint(c->dir));
+				c->dir, log_hint(dir_kind(c->dir)));
 		return CLI_ERROR;
 	case AURAKV_ELOCKED:
 		fprintf(stderr, "aurakv: %s: %s: %s\n", c->dir, aurakv_strerror(err),
@@ -225,7 +225,7 @@ int cli_open(struct cli *c, bool create, aurakv_t **db)
 		fprintf(stderr,
 			"aurakv: %s: not a store and not empty: put and delete create a store "
 			"only in a new or empty directory%s\n",
-			c->dir, log_hint(c->dir));
+			c->dir, log_hint(k));
 		return CLI_ERROR;
 	}
 	rc = aurakv_open(c->dir, &o, db);

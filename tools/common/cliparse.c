@@ -13,6 +13,17 @@
 
 #include "cliparse.h"
 
+/* The decimal digits s starts with: *v, and *end after them. 0 or -EINVAL. A digit
+ * first: strtoull skips blanks and takes a sign, so " -1" would wrap to 2^64 - 1. */
+static int parse_digits(const char *s, unsigned long long *v, char **end)
+{
+	if (!isdigit((unsigned char) s[0]))
+		return -EINVAL;
+	errno = 0;
+	*v = strtoull(s, end, 10);
+	return errno ? -EINVAL : 0;
+}
+
 /* A number with an optional k/m/g/t multiplier of `base` (1000 or 1024); byte suffixes
  * only for binary sizes. 0 or -EINVAL. */
 static int parse_scaled(const char *s, unsigned base, bool byte_suffix, uint64_t *out)
@@ -23,12 +34,7 @@ static int parse_scaled(const char *s, unsigned base, bool byte_suffix, uint64_t
 	unsigned long long v;
 	uint64_t mult = 1;
 
-	/* strtoull skips blanks and takes a sign: " -1" would wrap to 2^64 - 1 */
-	if (!isdigit((unsigned char) s[0]))
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
+	if (parse_digits(s, &v, &end))
 		return -EINVAL;
 	if (*end && (unit = strchr(units, tolower((unsigned char) *end))) != NULL) {
 		for (long i = 0; i <= unit - units; i++)
@@ -51,6 +57,17 @@ int cli_parse_size(const char *s, uint64_t *out)
 int cli_parse_count(const char *s, uint64_t *out)
 {
 	return parse_scaled(s, 1000, false, out);
+}
+
+int cli_parse_u64(const char *s, uint64_t *out)
+{
+	unsigned long long v;
+	char *end;
+
+	if (parse_digits(s, &v, &end) || *end != '\0')
+		return -EINVAL;
+	*out = (uint64_t) v;
+	return 0;
 }
 
 int cli_parse_long(const char *s, long min, long max, long *out)

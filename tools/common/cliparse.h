@@ -29,6 +29,8 @@ int cli_parse_size(const char *s, uint64_t *out);
 /* A count: "1000", "4k", "2m" (decimal multiples, k = 10^3 ... t = 10^12); no byte
  * suffix. */
 int cli_parse_count(const char *s, uint64_t *out);
+/* A plain decimal: digits only, no suffix. */
+int cli_parse_u64(const char *s, uint64_t *out);
 /* A base-10 integer in [min, max]. */
 int cli_parse_long(const char *s, long min, long max, long *out);
 int cli_parse_int(const char *s, int min, int max, int *out);

@@ -14,9 +14,9 @@
  * 1 corruption found; 2 bad arguments, the log could not be opened or read, or stdout
  * could not be written.
  *
- * Must never: write to the log. Uses only the public header aurawal.h.
+ * Must never: write to the log. Uses only the public header aurawal.h (and tools/common
+ * for number parsing and its standard descriptors).
  */
-#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 
 #include "aurawal.h"
+#include "cliparse.h"
 #include "toolio.h"
 
 #define EXIT_CORRUPT 1
@@ -170,14 +171,10 @@ static void flush_findings(struct dump *d, uint64_t seg, uint64_t off)
 /* 0 = run, 1 = help printed, -EINVAL = bad arguments (reported). */
 static int parse_number(const char *opt, const char *s, uint64_t min, uint64_t *out)
 {
-	char *end;
-	unsigned long long v;
+	uint64_t v;
 
-	/* Decimal only: base 0 read "010" as 8. A digit first: strtoull skips blanks and
-	 * negates, so " -1" was 2^64 - 1. */
-	errno = 0;
-	v = isdigit((unsigned char) s[0]) ? strtoull(s, &end, 10) : 0;
-	if (!isdigit((unsigned char) s[0]) || errno || *end || v < min) {
+	/* Decimal only (base 0 read "010" as 8), a digit first (" -1" was 2^64 - 1). */
+	if (cli_parse_u64(s, &v) || v < min) {
 		fprintf(stderr, "waldump: bad value for --%s: '%s' (a whole number >= %llu)\n", opt,
 			s, (unsigned long long) min);
 		return -EINVAL;
