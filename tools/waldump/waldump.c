@@ -168,7 +168,7 @@ static void flush_findings(struct dump *d, uint64_t seg, uint64_t off)
 	}
 }
 
-/* 0 = run, 1 = help printed, -EINVAL = bad arguments (reported). */
+/* --opt's value s: a decimal >= min in *out, or -EINVAL (reported). */
 static int parse_number(const char *opt, const char *s, uint64_t min, uint64_t *out)
 {
 	uint64_t v;
@@ -220,6 +220,7 @@ static int apply_option(struct dump *d, int c, const char *arg)
 	}
 }
 
+/* 0 = run, 1 = help printed, -EINVAL = bad arguments (reported). */
 static int parse_args(struct dump *d, int argc, char **argv)
 {
 	static const struct option opts[] = {
