@@ -165,7 +165,9 @@ AURAKV_API int aurakv_close(aurakv_t *db);
  * val with vlen > 0, unknown flags), AURAKV_EKEYSIZE, AURAKV_EVALSIZE, AURAKV_ECLOSED,
  * -EMSGSIZE (the record, key and value with their framing, is larger than one log
  * segment holds: a store with small segment_size limits values below AURAKV_MAX_VALUE;
- * nothing stored), -ENOSPC (nothing stored; writes work again once space is freed),
+ * nothing stored), -ENOSPC (nothing stored; writes work again once space is freed on
+ * the file system - deletes are writes and GC copies records, so neither can make room
+ * on a device the store has filled),
  * -ENOMEM, or the log's failure error (-EIO...: the store is failed until reopened).
  */
 AURAKV_API int aurakv_put(aurakv_t *db, const void *key, size_t klen, const void *val, size_t vlen,
