@@ -3,6 +3,8 @@
  * The public API, call by call: results, every documented error, ownership rules.
  */
 #include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/wait.h>
 
 #include "kv_test.h"
@@ -584,4 +586,67 @@ Test(kv_api, close_runs_the_callback_of_every_async_get_still_in_flight_once)
 		cr_assert_eq(r[i].len, kv_key(k, i));
 		cr_assert_eq(memcmp(r[i].val, k, 9), 0);
 	}
+}
+
+/* Where the callbacks of async gets ran: the header allows aurakv_poll() (and the
+ * aurakv_get_async() call itself), in the thread that calls them. */
+static struct {
+	pthread_t thread;
+	atomic_bool in_poll, in_get_async;
+	atomic_int calls, misplaced, wrong; /* atomics: a misplaced callback may run elsewhere */
+} where;
+
+static void on_get_where(void *arg, int status, const void *val, size_t len)
+{
+	const char *key = arg;
+
+	where.calls++;
+	if (!pthread_equal(pthread_self(), where.thread) || !(where.in_poll || where.in_get_async))
+		where.misplaced++;
+	if (status != 0 || len != 9 || memcmp(val, key, 9) != 0)
+		where.wrong++;
+}
+
+Test(kv_api, an_async_gets_callback_runs_in_poll_never_inside_a_write_or_the_background_thread)
+{
+	static char keys[64][32];
+	aurakv_options_t o = kv_opts(&reps);
+	int issued = 0;
+	char k[32];
+
+	cr_assert_eq(aurakv_close(db), 0);
+	o.cache_size = 0; /* every get is a device read */
+	db = kv_open_ok(dir, &o);
+	for (uint64_t i = 0; i < 64; i++)
+		cr_assert_eq(aurakv_put(db, keys[i], kv_key(keys[i], i), keys[i], 9, 0), 0);
+	cr_assert_eq(aurakv_sync(db), 0);
+	memset(&where, 0, sizeof(where));
+	where.thread = pthread_self();
+	/* Each synchronous get reaps the engine, completing the async reads before it on the
+	 * same ring; the writes after it must leave their callbacks to aurakv_poll(). */
+	for (int i = 0; i < 200 && where.misplaced == 0; i++) {
+		void *v = NULL;
+		size_t len = 0;
+
+		where.in_get_async = true;
+		cr_assert_eq(aurakv_get_async(db, keys[i % 64], 9, on_get_where, keys[i % 64]), 0);
+		where.in_get_async = false;
+		issued++;
+		cr_assert_eq(aurakv_get(db, keys[(i + 7) % 64], 9, &v, &len), 0);
+		aurakv_free(v);
+		cr_assert_eq(aurakv_put(db, k, kv_key(k, 1000 + (uint64_t) i), "x", 1,
+					i % 2 ? AURAKV_SYNC : 0),
+			     0);
+		cr_assert_eq(aurakv_delete(db, k, kv_key(k, 1000 + (uint64_t) i), 0), 0);
+		cr_assert_eq(aurakv_sync(db), 0);
+	}
+	where.in_poll = true;
+	while (where.calls < issued)
+		cr_assert_geq(aurakv_poll(db, 1000), 0);
+	where.in_poll = false;
+	cr_assert_eq(where.misplaced, 0,
+		     "%d of %d callbacks ran outside aurakv_poll() and aurakv_get_async()",
+		     where.misplaced, where.calls);
+	cr_assert_eq(where.calls, issued);
+	cr_assert_eq(where.wrong, 0);
 }

@@ -40,8 +40,10 @@
  * Threading
  *   All functions may be called from any thread concurrently, except aurawal_close(),
  *   which must be the last call on the log. Callbacks of asynchronous appends run in a
- *   thread that calls aurawal_poll(), aurawal_sync() or a synchronous append on the log;
- *   a callback may append.
+ *   thread that calls aurawal_poll(), aurawal_sync(), aurawal_flush() or a synchronous
+ *   append on the log; a callback may append. Callbacks of asynchronous reads run only
+ *   in a thread that calls aurawal_poll() (or in aurawal_close()): never inside an
+ *   append, sync or flush, whose caller may hold locks of its own.
  */
 #ifndef AURAWAL_H
 #define AURAWAL_H

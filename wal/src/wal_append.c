@@ -312,11 +312,13 @@ static int wait_durable_unlock(struct aurawal *log, uint64_t seq)
 	return wal_waiter_sleep(log, &w);
 }
 
-/* No lock held: run the callbacks that completed, if the hint says there are any. */
+/* No lock held: run the callbacks of appends that completed, if the hint says there are
+ * any. Never a read's: those run in aurawal_poll() only (aurawal.h), and an appender may
+ * hold its own locks (the store holds a key's, a read's callback is its user's code). */
 static void run_cbs_if_ready(struct aurawal *log)
 {
 	if (atomic_load_explicit(&log->cbs_ready, memory_order_relaxed))
-		wal_run_ready_cbs(log);
+		wal_run_ready_cbs(log, false);
 }
 
 static int check_input(aurawal_t *log, const struct iovec *iov, int iovcnt, unsigned flags,

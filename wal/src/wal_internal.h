@@ -189,6 +189,10 @@ struct aurawal {
 	int failed;		  /* fail-stop error (-EIO...), 0 = healthy */
 	bool closing;
 	struct wal_cb *ready_cbs, *ready_cbs_tail; /* completed async appends, for poll */
+	/* Completed async reads: run by aurawal_poll() (and close) only, as aurawal.h says -
+	 * never by an append, sync or flush, which may be called with the caller's locks held
+	 * (the store appends under a key's lock, from its background thread too). */
+	struct wal_cb *ready_reads, *ready_reads_tail;
 	/* A hint that ready_cbs is not empty, readable without mu (appenders look at it after
 	 * they dropped the lock). Written under mu; relaxed: the list itself is only touched
 	 * under mu, and a stale hint only moves callbacks to the next call that runs them. */
@@ -251,8 +255,9 @@ void wal_summary_of(const struct aurawal *log, const struct wal_segment *s, uint
 		    struct wal_summary *sm); /* mu held (or no threads) */
 
 /* ---- wal_read.c: reads, and delivering completions through aurawal_poll ---- */
-void wal_deliver(struct aurawal *log, struct wal_cb *c); /* mu held: onto the poll list */
-int wal_run_ready_cbs(struct aurawal *log);		 /* no lock held */
+void wal_deliver(struct aurawal *log, struct wal_cb *c); /* mu held: a read, for poll */
+/* No lock held: run the ready callbacks of appends, and of reads if `reads` (poll, close). */
+int wal_run_ready_cbs(struct aurawal *log, bool reads);
 
 /* ---- wal_recover.c: sequential reading and recovery ---- */
 struct wal_reader {

@@ -367,7 +367,7 @@ static void finish_callbacks(struct aurawal *log)
 			pthread_mutex_lock(&log->mu);
 		}
 		pthread_mutex_unlock(&log->mu);
-	} while (wal_run_ready_cbs(log) > 0);
+	} while (wal_run_ready_cbs(log, true) > 0);
 }
 
 AURAWAL_API int aurawal_close(aurawal_t *log)

@@ -442,14 +442,21 @@ AURAWAL_API int aurawal_read_async(aurawal_t *log, aurawal_loc_t loc, void *buf,
 
 /* ---- delivering completions ---- */
 
-/* Run the callbacks of completed async appends and reads (no lock held). */
-int wal_run_ready_cbs(struct aurawal *log)
+/* Run the callbacks of completed async appends, and of reads if `reads` (no lock held). */
+int wal_run_ready_cbs(struct aurawal *log, bool reads)
 {
 	struct wal_cb *c;
 	int n = 0;
 
 	pthread_mutex_lock(&log->mu);
 	c = log->ready_cbs;
+	if (reads && log->ready_reads) {
+		if (c)
+			log->ready_cbs_tail->next = log->ready_reads;
+		else
+			c = log->ready_reads;
+		log->ready_reads = log->ready_reads_tail = NULL;
+	}
 	log->ready_cbs = log->ready_cbs_tail = NULL;
 	atomic_store_explicit(&log->cbs_ready, false, memory_order_relaxed);
 	for (struct wal_cb *x = c; x; x = x->next)
@@ -469,15 +476,16 @@ int wal_run_ready_cbs(struct aurawal *log)
 	return n;
 }
 
+/* A read's completion waits for aurawal_poll(): not on ready_cbs, which appends, syncs
+ * and flushes run too (the hint cbs_ready is theirs, so it is left alone). */
 void wal_deliver(struct aurawal *log, struct wal_cb *c)
 {
 	c->next = NULL;
-	if (log->ready_cbs_tail)
-		log->ready_cbs_tail->next = c;
+	if (log->ready_reads_tail)
+		log->ready_reads_tail->next = c;
 	else
-		log->ready_cbs = c;
-	log->ready_cbs_tail = c;
-	atomic_store_explicit(&log->cbs_ready, true, memory_order_relaxed);
+		log->ready_reads = c;
+	log->ready_reads_tail = c;
 	pthread_cond_broadcast(&log->cv_done);
 }
 
@@ -495,7 +503,7 @@ static uint64_t poll_deadline(int timeout_ms)
  */
 static void poll_wait(struct aurawal *log, uint64_t deadline)
 {
-	while (!log->ready_cbs && log->pending_cbs) {
+	while (!log->ready_cbs && !log->ready_reads && log->pending_cbs) {
 		uint64_t now = wal_now_ns();
 		struct timespec ts;
 
@@ -526,7 +534,7 @@ AURAWAL_API int aurawal_poll(aurawal_t *log, int timeout_ms)
 	if (!log)
 		return -EINVAL;
 	pthread_mutex_lock(&log->mu);
-	if (log->pending_reads && !log->ready_cbs) { /* reap what is ready without waiting */
+	if (log->pending_reads && !log->ready_cbs && !log->ready_reads) { /* reap, no wait */
 		pthread_mutex_unlock(&log->mu);
 		auraio_poll(log->engine);
 		pthread_mutex_lock(&log->mu);
@@ -534,7 +542,7 @@ AURAWAL_API int aurawal_poll(aurawal_t *log, int timeout_ms)
 	if (timeout_ms != 0)
 		poll_wait(log, poll_deadline(timeout_ms));
 	pthread_mutex_unlock(&log->mu);
-	return wal_run_ready_cbs(log);
+	return wal_run_ready_cbs(log, true);
 }
 
 AURAWAL_API auraio_engine_t *aurawal_engine(aurawal_t *log)
