@@ -120,15 +120,20 @@ int aurakv_get_stats(aurakv_t *h, aurakv_stats_t *out)
 	struct kv_cache_stats cs;
 	int rc;
 	struct kv_db *db = kv_store_of(h, &rc);
-	uint64_t entries;
+	uint64_t entries, tombs;
 
 	if (!db)
 		return rc;
 	if (!out)
 		return -EINVAL;
 	memset(out, 0, sizeof(*out));
+	/* The two counts are read at different moments and move apart: GC drops a tombstone
+	 * from the index before from the count, and a key put and deleted between the two
+	 * reads adds a tombstone but, seen here, no entry. More tombstones than entries is
+	 * then no live key, not 2^64 - 1 of them. */
 	entries = kv_index_count(db->ix);
-	out->keys = entries - atomic_load(&db->n.tombstones);
+	tombs = atomic_load(&db->n.tombstones);
+	out->keys = entries > tombs ? entries - tombs : 0;
 	segment_totals(db, out);
 	out->disk_bytes = disk_bytes(db);
 	out->puts = atomic_load(&db->n.puts);
