@@ -110,7 +110,10 @@ typedef struct aurakv_options {
 	bool create_if_missing; /* default true */
 	void (*reporter)(aurakv_report_kind_t kind, const char *message, void *arg);
 	void *reporter_arg; /* reporter NULL (default): corruption and lock reports go to
-			       stderr, information is dropped */
+			       stderr, information is dropped. The reporter may run in any
+			       thread - the caller's, the store's background thread - and
+			       with the store's internal locks held: it must return
+			       promptly and must not call the store. */
 
 	/* Tuning */
 	size_t cache_size;	 /* bytes of values cached in memory; default 64 MiB; 0 = no
@@ -264,7 +267,8 @@ AURAKV_API int aurakv_poll(aurakv_t *db, int timeout_ms);
  * Get `n` keys at once, their reads in flight together (at most `depth` at a time; 0 =
  * 32). For each i: status[i] is 0 (vals[i] is a new buffer to free with aurakv_free,
  * vlens[i] its size), AURAKV_ENOTFOUND (vals[i] NULL) or an error. Returns 0 when every
- * key has its status, or -EINVAL (a NULL array, n > 0), AURAKV_ECLOSED.
+ * key has its status, or -EINVAL (a NULL array, n > 0), AURAKV_ECLOSED, -ENOMEM (no
+ * key was looked up).
  */
 AURAKV_API int aurakv_multi_get(aurakv_t *db, size_t n, const void *const *keys,
 				const size_t *klens, void **vals, size_t *vlens, int *status,

@@ -279,7 +279,8 @@ int kv_multi_get(struct kv_db *db, size_t n, const void *const *keys, const size
 		 void **vals, size_t *vlens, int *status, unsigned depth)
 {
 	struct mget m = { vals, vlens, status, 0 };
-	struct mget_item *items = malloc(n * sizeof(*items));
+	struct mget_item *items =
+	    n <= SIZE_MAX / sizeof(*items) ? malloc(n * sizeof(*items)) : NULL;
 	size_t issued = 0;
 
 	if (!items)
