@@ -340,8 +340,11 @@ AURAIO_API int auraio_submit_batch(auraio_engine_t *engine, const auraio_op_t *o
  * callback runs exactly once.
  * -EINVAL: NULL arguments or `req` is not in flight (already completed, which includes
  * inside its own callback). -EAGAIN: queue_depth cancellations are already pending on
- * the ring; reap completions, then retry. `req` must be a handle whose completion has not
- * yet been delivered; a handle kept past its callback may name a recycled request.
+ * the ring, or the submission queue is full of staged requests (callbacks' submissions
+ * wait for the delivering call) and the kernel refused them when the cancel sent them
+ * to make room; reap completions, then retry. `req` must be a handle whose completion
+ * has not yet been delivered; a handle kept past its callback may name a recycled
+ * request.
  */
 AURAIO_API int auraio_cancel(auraio_engine_t *engine, auraio_request_t *req);
 

@@ -716,7 +716,8 @@ class Engine
 	 * Ask the kernel to cancel `req` (a handle from a submit whose completion has not been
 	 * delivered). true: requested; the callback will see -ECANCELED or the real result.
 	 * false: `req` is empty or no longer in flight (auraio_cancel's -EINVAL). Throws
-	 * Error for any other failure (EAGAIN: no room for the cancel request).
+	 * Error for any other failure (EAGAIN: no room for the cancel request now; see
+	 * auraio_cancel).
 	 */
 	bool cancel(Request req)
 	{

@@ -374,3 +374,98 @@ Test(completion, poll_submits_what_its_callbacks_submitted_before_returning)
 	while (w.calls < 2)
 		auraio_poll(engine);
 }
+
+/*
+ * A callback fills the submission queue: one ring of queue_depth 4 with a fixed limit of
+ * 4, and the callback submits four reads of an empty pipe. Submissions from a callback
+ * are only staged until the delivering call returns, so the queue's four entries are all
+ * taken when something needs a fifth: a cancel, or destroy's cancel of everything.
+ */
+#define FULL_QD 4
+
+struct full_queue {
+	auraio_engine_t *e;
+	int pipe_rd;
+	char b[FULL_QD];
+	auraio_request_t *reqs[FULL_QD];
+	struct recorder rec;
+	bool filled;
+	int cancel_rc; /* 1: cancel not tried */
+};
+
+static auraio_engine_t *full_queue_engine(void)
+{
+	auraio_options_t o;
+
+	auraio_options_init(&o);
+	o.ring_count = 1;
+	o.queue_depth = FULL_QD;
+	o.disable_adaptive = true;
+	return auraio_create_with_options(&o);
+}
+
+static void fill_queue_cb(auraio_request_t *req, ssize_t res, void *ud)
+{
+	struct full_queue *q = ud;
+
+	(void) req;
+	(void) res;
+	for (int i = 0; i < FULL_QD; i++)
+		q->reqs[i] =
+		    auraio_read(q->e, q->pipe_rd, auraio_buf(&q->b[i]), 1, 0, record_cb, &q->rec);
+	q->filled = true;
+	if (q->cancel_rc != 1)
+		q->cancel_rc = auraio_cancel(q->e, q->reqs[0]);
+}
+
+/* Start the callback that fills the queue and wait until it has run. */
+static void fill_queue(struct full_queue *q, int p[2])
+{
+	uint64_t deadline = test_now_ns() + 10ull * 1000000000ull;
+	char one[1];
+
+	q->e = full_queue_engine();
+	cr_assert_not_null(q->e);
+	cr_assert_eq(pipe(p), 0);
+	q->pipe_rd = p[0];
+	cr_assert_not_null(auraio_read(q->e, fd, auraio_buf(one), 1, 0, fill_queue_cb, q));
+	while (!q->filled && test_now_ns() < deadline)
+		cr_assert_geq(auraio_wait(q->e, 1000), 0);
+	cr_assert(q->filled);
+	for (int i = 0; i < FULL_QD; i++)
+		cr_assert_not_null(q->reqs[i], "read %d refused", i);
+}
+
+/* A hang here is the failure (the cancel waited forever for a free SQ entry). */
+Test(completion, cancel_when_staged_requests_fill_the_submission_queue_is_not_stuck, .timeout = 20)
+{
+	static struct full_queue q = { .cancel_rc = 0 };
+	uint64_t deadline = test_now_ns() + 10ull * 1000000000ull;
+	int p[2];
+
+	fill_queue(&q, p);
+	cr_assert_eq(q.cancel_rc, 0, "cancel: %s", auraio_strerror(q.cancel_rc));
+	while (atomic_load(&q.rec.calls) == 0 && test_now_ns() < deadline)
+		cr_assert_geq(auraio_wait(q.e, 1000), 0);
+	cr_assert_eq(atomic_load(&q.rec.calls), 1, "only the cancelled read completes");
+	cr_assert_eq(atomic_load(&q.rec.last), -ECANCELED);
+	auraio_destroy(q.e);
+	cr_assert_eq(atomic_load(&q.rec.calls), FULL_QD);
+	close(p[0]);
+	close(p[1]);
+}
+
+/* auraio_wait() leaves what its callbacks submitted staged for its next call; destroy
+ * comes instead. A hang here is the failure. */
+Test(completion, destroy_when_staged_requests_fill_the_submission_queue_cancels_them, .timeout = 20)
+{
+	static struct full_queue q = { .cancel_rc = 1 };
+	int p[2];
+
+	fill_queue(&q, p);
+	auraio_destroy(q.e);
+	cr_assert_eq(atomic_load(&q.rec.calls), FULL_QD);
+	cr_assert_eq(atomic_load(&q.rec.last), -ECANCELED);
+	close(p[0]);
+	close(p[1]);
+}

@@ -670,6 +670,42 @@ Test(cpp_callbacks, exceptions_from_callbacks_run_by_the_destructor_are_discarde
 	cr_assert(called);
 }
 
+/* A callback's submissions stay staged until the wait that ran it is called again; here
+ * they fill the ring's submission queue (depth 4) and ~Engine comes instead. It must
+ * cancel them, run each callback once and free each holder (a hang is the failure). */
+Test(cpp_callbacks, destructor_after_callbacks_filled_the_submission_queue_runs_every_callback,
+     .timeout = 20)
+{
+	TempFile f(4096);
+	auto token = std::make_shared<int>(0);
+	int p[2], calls = 0;
+	ssize_t last = 0;
+	char one[1], b[4];
+	bool filled = false;
+
+	cr_assert_eq(pipe(p), 0);
+	{
+		auraio::Engine engine(tight_options(4));
+
+		engine.read(f.fd, one, 1, 0, [&](auraio::Request &, ssize_t) {
+			for (int i = 0; i < 4; i++)
+				engine.read(p[0], &b[i], 1, 0,
+					    [token, &calls, &last](auraio::Request &, ssize_t n) {
+						    calls++;
+						    last = n;
+					    });
+			filled = true;
+		});
+		wait_for(engine, [&] { return filled; });
+		cr_assert_eq(token.use_count(), 5, "four holders in flight");
+	}
+	cr_assert_eq(calls, 4);
+	cr_assert_eq(last, -ECANCELED);
+	cr_assert_eq(token.use_count(), 1, "every holder was freed");
+	close(p[0]);
+	close(p[1]);
+}
+
 /* --- Moves -------------------------------------------------------------------------- */
 
 Test(cpp_move, move_construction_transfers_the_engine_and_its_requests_in_flight)

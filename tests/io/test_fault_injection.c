@@ -281,3 +281,66 @@ Test(fault_injection, destroy_retries_a_cancel_the_kernel_refuses, .timeout = 60
 	close(p[0]);
 	close(p[1]);
 }
+
+/* A callback filled the SQ with staged reads (queue_depth 4, limit 4), then cancels one:
+ * the cancel must hand the staged entries to the kernel to get a slot. */
+struct full_sq {
+	int pipe_rd;
+	char b[4];
+	auraio_request_t *reqs[4];
+	int refused_rc, retried_rc; /* 1: not run yet */
+};
+
+static void fill_sq_and_cancel_cb(auraio_request_t *req, ssize_t res, void *ud)
+{
+	auraio_fault_t f = { .fd = -1, .count = 1, .kind = AURAIO_FAULT_ENTER };
+	struct full_sq *s = ud;
+
+	(void) req;
+	(void) res;
+	for (int i = 0; i < 4; i++)
+		s->reqs[i] =
+		    auraio_read(engine, s->pipe_rd, auraio_buf(&s->b[i]), 1, 0, NULL, NULL);
+	if (auraio_fault_set(engine, &f) != 0)
+		return;
+	s->refused_rc = auraio_cancel(engine, s->reqs[0]);
+	s->retried_rc = auraio_cancel(engine, s->reqs[0]);
+}
+
+/* A hang here is the failure (the cancel spun forever waiting for a free SQ entry). */
+Test(fault_injection, a_cancel_that_finds_the_sq_full_and_the_kernel_refusing_is_eagain,
+     .timeout = 20)
+{
+	struct full_sq s = { .refused_rc = 1, .retried_rc = 1 };
+	auraio_options_t o;
+	ssize_t res = 0;
+	char one[1];
+	int p[2];
+
+	auraio_destroy(engine);
+	auraio_options_init(&o);
+	o.ring_count = 1;
+	o.queue_depth = 4;
+	o.disable_adaptive = true;
+	engine = auraio_create_with_options(&o);
+	cr_assert_not_null(engine);
+	skip_unless_io_uring();
+	if (auraio_fault_clear(engine) == -ENOTSUP)
+		cr_skip_test("fault injection is not compiled into this build");
+	cr_assert_eq(pipe(p), 0);
+	s.pipe_rd = p[0];
+	cr_assert_not_null(
+	    auraio_read(engine, fd, auraio_buf(one), 1, 0, fill_sq_and_cancel_cb, &s));
+	for (int i = 0; i < 100 && s.retried_rc == 1; i++)
+		cr_assert_geq(auraio_wait(engine, 100), 0);
+	for (int i = 0; i < 4; i++)
+		cr_assert_not_null(s.reqs[i], "read %d refused", i);
+	cr_assert_eq(s.refused_rc, -EAGAIN, "refused cancel: %s", auraio_strerror(s.refused_rc));
+	cr_assert_eq(s.retried_rc, 0, "retried cancel: %s", auraio_strerror(s.retried_rc));
+	cr_assert_eq(auraio_request_wait(engine, s.reqs[0], 10000, &res), 0);
+	cr_assert_eq(res, -ECANCELED);
+	auraio_destroy(engine); /* cancels the other three */
+	engine = NULL;
+	close(p[0]);
+	close(p[1]);
+}

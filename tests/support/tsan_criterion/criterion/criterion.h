@@ -24,12 +24,21 @@
 extern "C" {
 #endif
 
+/* In C++ every field has a default, so that `Test(s, n, .timeout = 20)` compiles under
+ * -Wextra -Werror there too (C does not warn about fields a designated initializer
+ * leaves out; C++ does, unless they have a default member initializer). */
+#ifdef __cplusplus
+#define TCR_DEFAULT = {}
+#else
+#define TCR_DEFAULT
+#endif
+
 struct criterion_test_extra_data {
-	void (*init)(void);
-	void (*fini)(void);
-	double timeout;
-	int disabled;
-	const char *description;
+	void (*init)(void) TCR_DEFAULT;
+	void (*fini)(void) TCR_DEFAULT;
+	double timeout TCR_DEFAULT;
+	int disabled TCR_DEFAULT;
+	const char *description TCR_DEFAULT;
 };
 
 struct tcr_test {
