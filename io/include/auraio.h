@@ -142,8 +142,11 @@ typedef struct auraio_options {
 			       submission needs no syscall; it spins on a CPU while busy. If
 			       the kernel refuses, the ring silently falls back to normal mode
 			       and auraio_get_stats() reports sqpoll_active = false. */
-	int sqpoll_idle_ms; /* default 1000: idle time before the SQPOLL thread sleeps. */
-	int sqpoll_cpu;	    /* default -1 (unpinned); else the CPU the SQPOLL thread runs on. */
+	int sqpoll_idle_ms; /* default 1000: idle milliseconds before the SQPOLL thread
+			       sleeps. >= 0. */
+	int sqpoll_cpu;	    /* default -1 (unpinned); else the CPU the SQPOLL thread runs on
+			       (>= 0; a CPU the kernel refuses means no SQPOLL, as above).
+			       Below -1 is refused. */
 
 	/* Concurrency control (per ring) */
 	int initial_in_flight;	   /* starting in-flight limit; default 0 = queue_depth when

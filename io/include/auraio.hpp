@@ -160,7 +160,8 @@ class Options
 		return opts_.ring_count;
 	}
 
-	/** Per ring SQ size and in-flight cap; default 256, 1..4096 (power of two). */
+	/** Per ring SQ size and in-flight cap; default 256, 1..4096, rounded up to a power
+	 * of two. */
 	Options &queue_depth(int n) noexcept
 	{
 		opts_.queue_depth = n;
@@ -182,7 +183,7 @@ class Options
 		return opts_.enable_sqpoll;
 	}
 
-	/** Idle milliseconds before the SQPOLL thread sleeps; default 1000. */
+	/** Idle milliseconds before the SQPOLL thread sleeps; default 1000, >= 0. */
 	Options &sqpoll_idle_ms(int ms) noexcept
 	{
 		opts_.sqpoll_idle_ms = ms;
@@ -193,7 +194,7 @@ class Options
 		return opts_.sqpoll_idle_ms;
 	}
 
-	/** CPU of the SQPOLL thread; default -1 (unpinned). */
+	/** CPU of the SQPOLL thread; default -1 (unpinned), else >= 0. */
 	Options &sqpoll_cpu(int cpu) noexcept
 	{
 		opts_.sqpoll_cpu = cpu;
@@ -215,7 +216,7 @@ class Options
 		return opts_.initial_in_flight;
 	}
 
-	/** Floor of the in-flight limit; default 1. */
+	/** Floor of the in-flight limit; default 1 (0 = 1), >= 0, clamped to queue_depth. */
 	Options &min_in_flight(int n) noexcept
 	{
 		opts_.min_in_flight = n;

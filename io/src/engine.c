@@ -110,6 +110,8 @@ static int resolve_options(struct auraio_engine *e)
 		bad = "queue_depth (1..4096)";
 	else if (o->sqpoll_idle_ms < 0)
 		bad = "sqpoll_idle_ms (>= 0)";
+	else if (o->sqpoll_cpu < -1)
+		bad = "sqpoll_cpu (-1 or a CPU number)";
 	else if (o->initial_in_flight < 0 || o->min_in_flight < 0)
 		bad = "initial_in_flight/min_in_flight (>= 0)";
 	else if (!(o->max_p99_latency_ms >= 0))

@@ -114,6 +114,29 @@ Test(engine_lifecycle, each_out_of_range_option_is_refused_with_einval)
 	expect_invalid(&o);
 }
 
+/* -1 is the documented "unpinned"; anything below it named no CPU and was taken as -1. */
+Test(engine_lifecycle, a_sqpoll_cpu_below_minus_one_is_refused_with_einval)
+{
+	auraio_options_t o;
+	auraio_engine_t *e;
+
+	auraio_options_init(&o);
+	o.log_fn = quiet_log;
+	o.ring_count = 1;
+	o.sqpoll_cpu = -2;
+	expect_invalid(&o);
+	o.sqpoll_cpu = INT_MIN;
+	expect_invalid(&o);
+	o.sqpoll_cpu = -1;
+	e = auraio_create_with_options(&o);
+	cr_assert_not_null(e, "%s", strerror(errno));
+	auraio_destroy(e);
+	o.sqpoll_cpu = 0; /* pinning applies only with enable_sqpoll */
+	e = auraio_create_with_options(&o);
+	cr_assert_not_null(e, "%s", strerror(errno));
+	auraio_destroy(e);
+}
+
 Test(engine_lifecycle, in_flight_limits_above_queue_depth_are_clamped_to_it)
 {
 	auraio_ring_stats_t rs;
