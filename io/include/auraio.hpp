@@ -293,14 +293,26 @@ class Options
 		return opts_.thread_workers;
 	}
 
+	/** The type of a log sink (auraio_options_t.log_fn). */
+	using LogFn = void (*)(int level, const char *message, void *arg);
+
 	/** Log sink (NULL = warnings and errors to stderr) and its argument, borrowed for the
 	 * engine's lifetime. The function is called from engine threads: it must not throw. */
-	Options &log_fn(void (*fn)(int level, const char *message, void *arg),
-			void *arg = nullptr) noexcept
+	Options &log_fn(LogFn fn, void *arg = nullptr) noexcept
 	{
 		opts_.log_fn = fn;
 		opts_.log_arg = arg;
 		return *this;
+	}
+	LogFn log_fn() const noexcept
+	{
+		return opts_.log_fn;
+	}
+
+	/** The log sink's argument (set with log_fn()). */
+	void *log_arg() const noexcept
+	{
+		return opts_.log_arg;
 	}
 
       private:

@@ -138,6 +138,8 @@ Test(cpp_options, defaults_equal_auraio_options_init)
 	cr_assert_eq(o.backend(), c.backend);
 	cr_assert_eq(o.thread_workers(), c.thread_workers);
 	cr_assert(o.c_options().log_fn == nullptr);
+	cr_assert(o.log_fn() == nullptr);
+	cr_assert_null(o.log_arg());
 }
 
 static void quiet_log(int, const char *, void *)
@@ -179,6 +181,22 @@ Test(cpp_options, every_setter_chains_and_reaches_the_c_struct)
 	cr_assert_eq(c.thread_workers, 6);
 	cr_assert_eq(c.log_fn, &quiet_log);
 	cr_assert_eq(c.log_arg, &log_arg);
+	/* and every field reads back through its getter */
+	cr_assert_eq(o.ring_count(), 3);
+	cr_assert_eq(o.queue_depth(), 64);
+	cr_assert(o.enable_sqpoll());
+	cr_assert_eq(o.sqpoll_idle_ms(), 2000);
+	cr_assert_eq(o.sqpoll_cpu(), 1);
+	cr_assert_eq(o.initial_in_flight(), 8);
+	cr_assert_eq(o.min_in_flight(), 2);
+	cr_assert_eq(o.max_p99_latency_ms(), 2.5);
+	cr_assert(o.disable_adaptive());
+	cr_assert_eq(o.buffer_alignment(), 8192u);
+	cr_assert(o.single_thread());
+	cr_assert_eq(o.backend(), AURAIO_BACKEND_THREADS);
+	cr_assert_eq(o.thread_workers(), 6);
+	cr_assert(o.log_fn() == &quiet_log);
+	cr_assert_eq(o.log_arg(), &log_arg);
 }
 
 /* --- Engine ------------------------------------------------------------------------- */
