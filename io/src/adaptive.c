@@ -391,10 +391,23 @@ static void decide(struct adaptive *c, double iops, bool saturated, uint64_t now
 		steady_window(c, iops, now);
 }
 
+/*
+ * The window's throughput. Its clock starts at the pass that opened it, and that pass's
+ * completions happened before then: they are not part of the rate, only the ones reaped
+ * after it are (with one completion per pass, as in the simulation, this is the usual
+ * n - 1 events over the time from the first to the last).
+ */
+static double window_iops(const struct adaptive *c, uint64_t dt)
+{
+	uint32_t after = c->win_n > c->win_first_n ? c->win_n - c->win_first_n : 0;
+
+	return (double) after * 1e9 / (double) dt;
+}
+
 void adaptive_close_window(struct adaptive *c, uint64_t now, const struct adaptive_inputs *in)
 {
 	uint64_t dt = now > c->win_start ? now - c->win_start : 1;
-	double iops = (double) c->win_n * 1e9 / (double) dt;
+	double iops = window_iops(c, dt);
 	double mean_lat = c->win_n ? (double) c->win_lat_sum / c->win_n : 0;
 	bool saturated = in->eagain > c->last.eagain || in->peak_in_flight >= adaptive_limit(c);
 

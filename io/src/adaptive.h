@@ -64,7 +64,8 @@ struct adaptive {
 	uint64_t win_lat_sum;
 	uint64_t guard_ns;
 	uint32_t win_n;
-	uint32_t win_over; /* samples above the guard */
+	uint32_t win_first_n; /* samples of the pass that opened the window (before win_start) */
+	uint32_t win_over;    /* samples above the guard */
 	uint32_t whist[WHIST_BUCKETS];
 
 	/* --- decision state (cq_lock holder) --- */
@@ -124,8 +125,11 @@ static inline unsigned whist_bucket(uint64_t ns)
 /* cq_lock held: one completion took lat_ns; `now` is the batch's completion time. */
 static inline void adaptive_sample(struct adaptive *c, uint64_t lat_ns, uint64_t now)
 {
-	if (unlikely(c->win_n == 0))
+	if (unlikely(c->win_n == 0)) {
 		c->win_start = now;
+		c->win_first_n = 0;
+	}
+	c->win_first_n += now == c->win_start; /* as one pass: completed by the start */
 	c->win_n++;
 	c->win_lat_sum += lat_ns;
 	c->win_over += lat_ns > c->guard_ns;
@@ -180,8 +184,10 @@ static inline void adaptive_pass_end(struct adaptive *c, const struct adaptive_p
 {
 	if (n == 0)
 		return;
-	if (c->win_n == 0)
+	if (c->win_n == 0) {
 		c->win_start = now;
+		c->win_first_n = n;
+	}
 	c->win_n += n;
 	c->win_lat_sum += p->lat_sum;
 	c->win_over += p->over;
