@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* wal_internal_test.h - for suites that look inside a log (wal_internal.h): waiting
- * until its background preparer is idle, its active segment's file. */
+ * until its background preparer is idle, its active segment's file and the room
+ * left in it. */
 #ifndef AURA_WAL_INTERNAL_TEST_H
 #define AURA_WAL_INTERNAL_TEST_H
 
@@ -31,6 +32,17 @@ static inline int wal_active_fd(aurawal_t *log)
 	fd = log->active->fd;
 	pthread_mutex_unlock(&log->mu);
 	return fd;
+}
+
+/* Bytes left in the log's active segment (records, then its SEAL, must fit). */
+static inline uint64_t wal_room_left(aurawal_t *log)
+{
+	uint64_t r;
+
+	pthread_mutex_lock(&log->mu);
+	r = log->active->size - log->active->data_end;
+	pthread_mutex_unlock(&log->mu);
+	return r;
 }
 
 #endif

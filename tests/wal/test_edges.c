@@ -375,3 +375,57 @@ Test(wal_edges, stats_taken_during_concurrent_appends_are_consistent_snapshots)
 		pthread_join(t[i], NULL);
 	cr_assert_eq(aurawal_close(run.log), 0);
 }
+
+/* A rollover has sealed segment 1, but the batch holding its last records and its SEAL
+ * is not written yet (here: no space for it). An iterator that has read all that is
+ * written of segment 1 is at the end of what is written: it does not move on to
+ * segment 2, skipping those records - once they are written it returns them, in order,
+ * and only then those of segment 2. */
+Test(wal_edges, an_iterator_waits_for_the_unwritten_end_of_a_segment_a_rollover_sealed)
+{
+	auraio_engine_t *e = test_faulty_engine();
+	aurawal_options_t o = wal_opts(NULL);
+	uint64_t rec = 32 + 3000, seal = 32 + 8;
+	aurawal_loc_t last, in1, in2, got;
+	aurawal_iter_t *it;
+	aurawal_t *log;
+	uint64_t i = 0;
+	int rc;
+
+	o.engine = e;
+	o.flush_delay_us = 0; /* buffered records stay buffered until asked */
+	log = wal_open_ok(dir, &o);
+	while (wal_room_left(log) >= 3 * rec + seal)
+		append_i(log, i++, 3000, 0, &last);
+	cr_assert_eq(aurawal_flush(log), 0);
+	cr_assert_eq(aurawal_iter_open(log, (aurawal_loc_t){ 1, 0, 0 }, &it), 0);
+	while ((rc = aurawal_iter_next(it, &got, NULL, NULL, NULL)) == 1)
+		;
+	cr_assert_eq(rc, 0);
+	cr_assert(got.segment == last.segment && got.offset == last.offset);
+
+	append_i(log, i++, 3000, 0, &in1); /* buffered in segment 1 */
+	cr_assert_eq(in1.segment, 1);
+	wal_preparer_idle(log);
+	test_fault_error(e, AURAIO_FAULT_OP_WRITE, 0, 0, ENOSPC);
+	append_i(log, i++, (size_t) wal_room_left(log), 0, &in2); /* rolls over */
+	cr_assert_eq(in2.segment, 2);
+	pthread_mutex_lock(&log->mu); /* the writer's attempt at segment 1's end failed */
+	while (!log->enospc)
+		pthread_cond_wait(&log->cv_done, &log->mu);
+	pthread_mutex_unlock(&log->mu);
+	cr_assert_eq(aurawal_iter_next(it, &got, NULL, NULL, NULL), 0,
+		     "nothing more is written yet");
+
+	auraio_fault_clear(e);
+	append_i(log, i++, 0, 0, NULL); /* asks for the failed write to be retried now */
+	cr_assert_eq(aurawal_flush(log), 0);
+	cr_assert_eq(aurawal_iter_next(it, &got, NULL, NULL, NULL), 1);
+	cr_assert(got.segment == in1.segment && got.offset == in1.offset,
+		  "the iterator skipped to %llu:%u", (unsigned long long) got.segment, got.offset);
+	cr_assert_eq(aurawal_iter_next(it, &got, NULL, NULL, NULL), 1);
+	cr_assert(got.segment == in2.segment && got.offset == in2.offset);
+	aurawal_iter_close(it);
+	cr_assert_eq(aurawal_close(log), 0);
+	auraio_destroy(e);
+}

@@ -262,17 +262,6 @@ Test(wal_enospc, concurrent_appends_across_episodes_without_space_are_told_the_t
 	check_log(n);
 }
 
-/* mu: bytes left in the active segment. */
-static uint64_t room_left(aurawal_t *log)
-{
-	uint64_t r;
-
-	pthread_mutex_lock(&log->mu);
-	r = log->active->size - log->active->data_end;
-	pthread_mutex_unlock(&log->mu);
-	return r;
-}
-
 /* The rollover needs the next segment made ready; without space that fails. Once space
  * returns, the append that needs it asks for it at once (it does not wait for the
  * preparer's next retry, nor fail meanwhile). */
@@ -287,7 +276,7 @@ Test(wal_enospc, a_segment_that_could_not_be_prepared_is_made_once_space_returns
 	o.engine = e;
 	o.flush_delay_us = 0;
 	log = wal_open_ok(dir, &o);
-	while (room_left(log) >= need) /* until a durable append no longer fits */
+	while (wal_room_left(log) >= need) /* until a durable append no longer fits */
 		record(id, append_id(log, id, 0)), id++;
 	cr_assert_eq(aurawal_sync(log), 0);
 	wal_preparer_idle(log);

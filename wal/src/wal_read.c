@@ -179,21 +179,29 @@ AURAWAL_API int aurawal_iter_open(aurawal_t *log, aurawal_loc_t from, aurawal_it
 	return 0;
 }
 
-/* Move to the next segment if this one is done. 1 moved, 0 at the end, <0 error. */
-static int next_segment(struct aurawal_iter *it, uint64_t limit)
+/*
+ * it->off is at the end of what is written of its segment: move to the next segment if
+ * this one is done - sealed and written to its end. A segment a rollover has just sealed
+ * may still have its last records and its SEAL in buffers: until they are written the
+ * iterator is at the end of what is written, not past them. 1 moved (or more was
+ * written meanwhile: read on), 0 at the end, <0 error.
+ */
+static int next_segment(struct aurawal_iter *it)
 {
 	struct aurawal *log = it->log;
-	struct wal_segment *n;
+	struct wal_segment *s = it->seg, *n;
 
 	pthread_mutex_lock(&log->mu);
-	if (it->seg->released) { /* since iter_step looked: its next may be freed already */
+	if (s->released) { /* since iter_step looked: its next may be freed already */
 		pthread_mutex_unlock(&log->mu);
 		return -ENOENT;
 	}
-	n = it->seg->next;
-	if (!n || it->seg == log->active || it->off < limit) {
+	n = s->next;
+	if (it->off < s->written_end || !n || s == log->active || s->written_end < s->data_end) {
+		int more = it->off < s->written_end;
+
 		pthread_mutex_unlock(&log->mu);
-		return 0;
+		return more;
 	}
 	n->refs++;
 	wal_seg_put(log, it->seg);
@@ -242,7 +250,7 @@ static int iter_step(struct aurawal_iter *it, bool all, aurawal_record_t *out)
 		if (released)
 			return -ENOENT;
 		if (it->off >= limit) {
-			rc = next_segment(it, limit);
+			rc = next_segment(it);
 			if (rc <= 0)
 				return rc;
 			continue;
