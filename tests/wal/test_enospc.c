@@ -307,3 +307,44 @@ Test(wal_enospc, a_segment_that_could_not_be_prepared_is_made_once_space_returns
 	auraio_destroy(e);
 	check_log(id);
 }
+
+/* Closing while buffered records cannot be written for lack of space: close gives up on
+ * them and says so (aurawal.h: it returns the error that kept them from becoming
+ * durable) instead of waiting for space that may never return; every asynchronous
+ * append still pending hears -ENOSPC once, before close returns. */
+Test(wal_enospc, closing_without_space_returns_enospc_instead_of_waiting_for_space)
+{
+	auraio_engine_t *e = test_faulty_engine();
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_iter_t *it;
+	aurawal_t *log;
+	uint64_t id = 0, n = 0;
+
+	memset(told, 0, sizeof(told));
+	o.engine = e;
+	o.flush_delay_us = 0; /* buffered records stay buffered until asked */
+	log = wal_open_ok(dir, &o);
+	for (; id < 10; id++)
+		record(id, append_id(log, id, AURAWAL_DURABLE));
+	wal_preparer_idle(log);
+	set_enospc(e);
+	for (; id < 14; id++) /* buffered: told 0 */
+		record(id, append_id(log, id, 0));
+	for (; id < 20; id++) /* pending until the write that fails */
+		append_async_id(log, id, id % 2 ? AURAWAL_DURABLE : 0);
+	cr_assert_eq(aurawal_close(log), -ENOSPC);
+	for (uint64_t a = 14; a < 20; a++)
+		cr_assert_eq(atomic_load(&told[a]), 2, "async append %llu: told %d",
+			     (unsigned long long) a, atomic_load(&told[a]));
+	auraio_fault_clear(e);
+	auraio_destroy(e);
+
+	o = wal_opts(NULL);
+	log = wal_open_ok(dir, &o);
+	cr_assert_eq(aurawal_iter_open(log, (aurawal_loc_t){ 0 }, &it), 0);
+	while (aurawal_iter_next(it, NULL, NULL, NULL, NULL) == 1)
+		n++;
+	aurawal_iter_close(it);
+	cr_assert_eq(n, 10, "the durable appends, and nothing close gave up on");
+	cr_assert_eq(aurawal_close(log), 0);
+}

@@ -537,8 +537,12 @@ void *wal_writer_main(void *arg)
 			bare_sync(log);
 			continue;
 		}
-		if (log->closing &&
-		    (log->failed || (!log->queue && (!log->cur || !log->cur->nrecords))))
+		/* Closing: done once everything is written - or when it cannot be: the log
+		 * failed, or its last attempt found no space (close does not wait for space
+		 * that may never come; it returns -ENOSPC, and every appender concerned has
+		 * been told already). */
+		if (log->closing && (log->failed || log->enospc ||
+				     (!log->queue && (!log->cur || !log->cur->nrecords))))
 			break;
 		timed_wait(log, log->failed ? 0 : wake);
 	}
