@@ -429,3 +429,44 @@ Test(wal_edges, an_iterator_waits_for_the_unwritten_end_of_a_segment_a_rollover_
 	cr_assert_eq(aurawal_close(log), 0);
 	auraio_destroy(e);
 }
+
+struct reappend {
+	aurawal_t *log;
+	int status, again;
+};
+
+/* An async append's callback that appends once more, buffered. */
+static void append_again_cb(void *arg, int status, aurawal_loc_t loc, uint64_t seq)
+{
+	struct reappend *r = arg;
+	char c = 'y';
+	struct iovec one = { &c, 1 };
+
+	(void) loc;
+	(void) seq;
+	r->status = status;
+	r->again = aurawal_append(r->log, &one, 1, 0, NULL, NULL);
+}
+
+/* The sync at the start of close runs a callback, which appends a buffered record; close
+ * writes it after all, and when that write fails, close says so (aurawal.h: it returns
+ * the error that kept buffered records from becoming durable) rather than 0. */
+Test(wal_edges, close_reports_the_failure_of_a_record_a_callback_appended_during_it)
+{
+	auraio_engine_t *e = test_faulty_engine();
+	aurawal_options_t o = wal_opts(NULL);
+	struct reappend r = { NULL, 1, 1 };
+	char c = 'x';
+	struct iovec one = { &c, 1 };
+
+	o.engine = e;
+	o.flush_delay_us = 0;
+	r.log = wal_open_ok(dir, &o);
+	wal_preparer_idle(r.log);
+	test_fault_error(e, AURAIO_FAULT_OP_WRITE, 1, 0, EIO); /* every write after the next */
+	cr_assert_eq(aurawal_append_async(r.log, &one, 1, AURAWAL_DURABLE, append_again_cb, &r), 0);
+	cr_assert_eq(aurawal_close(r.log), -EIO);
+	cr_assert_eq(r.status, 0, "the first record was written");
+	cr_assert_eq(r.again, 0, "the second one was buffered, then its write failed");
+	auraio_destroy(e);
+}

@@ -378,6 +378,8 @@ AURAWAL_API int aurawal_close(aurawal_t *log)
 		return 0;
 	rc = log->read_only ? 0 : aurawal_sync(log);
 	stop_threads(log); /* the writer drains what is left */
+	if (rc == 0)	   /* what a callback appended meanwhile could not be written */
+		rc = log->failed ? log->failed : log->enospc;
 	if (rc == 0)
 		rc = wal_sync_dir_if_dirty(log); /* renames no durable write has covered */
 	if (rc == 0)
