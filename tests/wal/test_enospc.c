@@ -348,3 +348,50 @@ Test(wal_enospc, closing_without_space_returns_enospc_instead_of_waiting_for_spa
 	cr_assert_eq(n, 10, "the durable appends, and nothing close gave up on");
 	cr_assert_eq(aurawal_close(log), 0);
 }
+
+/* mu: the writer's own retry (every 200 ms) does not come in this test: whatever retry
+ * happens was asked for. */
+static void no_timed_retry(aurawal_t *log)
+{
+	pthread_mutex_lock(&log->mu);
+	cr_assert_neq(log->enospc, 0);
+	log->enospc_retry_at = UINT64_MAX;
+	pthread_mutex_unlock(&log->mu);
+}
+
+/* docs/wal_format.md, "Out of space": once space returns, aurawal_sync() - and
+ * aurawal_flush() - has the failed write retried at once, as an append does, instead of
+ * failing with -ENOSPC until the writer's next timed retry. */
+Test(wal_enospc, sync_and_flush_retry_at_once_once_space_returns)
+{
+	auraio_engine_t *e = test_faulty_engine();
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log;
+	uint64_t id = 0;
+
+	memset(told, 0, sizeof(told));
+	o.engine = e;
+	o.flush_delay_us = 0; /* buffered records stay buffered until asked */
+	log = wal_open_ok(dir, &o);
+	record(id, append_id(log, id, AURAWAL_DURABLE)), id++;
+	wal_preparer_idle(log);
+
+	set_enospc(e);
+	record(id, append_id(log, id, 0)), id++;
+	cr_assert_eq(aurawal_sync(log), -ENOSPC);
+	no_timed_retry(log);
+	auraio_fault_clear(e);
+	cr_assert_eq(aurawal_sync(log), 0, "sync after space returned");
+
+	set_enospc(e);
+	record(id, append_id(log, id, 0)), id++;
+	cr_assert_eq(aurawal_flush(log), -ENOSPC);
+	no_timed_retry(log);
+	auraio_fault_clear(e);
+	cr_assert_eq(aurawal_flush(log), 0, "flush after space returned");
+
+	cr_assert_eq(aurawal_close(log), 0);
+	auraio_destroy(e);
+	for (uint64_t k = 0; k < id; k++)
+		cr_assert_eq(atomic_load(&told[k]), 1);
+}

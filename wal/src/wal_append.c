@@ -512,6 +512,8 @@ AURAWAL_API int aurawal_sync(aurawal_t *log)
 	if (log->failed) { /* first: fail-stop, even with nothing left to make durable */
 		rc = log->failed;
 		pthread_mutex_unlock(&log->mu);
+	} else if (log->enospc && (rc = enospc_retry(log)) != 0) { /* space back? ask now */
+		pthread_mutex_unlock(&log->mu);
 	} else if (log->durable_seq >= target) {
 		rc = 0;
 		pthread_mutex_unlock(&log->mu);
@@ -541,7 +543,9 @@ AURAWAL_API int aurawal_flush(aurawal_t *log)
 		return -EINVAL;
 	pthread_mutex_lock(&log->mu);
 	target = log->next_seq - 1;
-	if (log->written_seq < target) {
+	if (log->written_seq < target && log->enospc && !log->failed)
+		rc = enospc_retry(log); /* space back? ask now, as an append does */
+	if (rc == 0 && log->written_seq < target) {
 		log->flush_target = MAX(log->flush_target, target);
 		writer_poke(log);
 	}
