@@ -380,6 +380,38 @@ Test(wal_recovery, the_default_dsync_mode_needs_no_fsync_per_batch)
 	expect_prefix_survives(10);
 }
 
+/* A DSYNC write may go to the disk on its own (FUA) without flushing the device's cache:
+ * it makes its own blocks durable, not what was written before. Records the flush delay
+ * or aurawal_flush() wrote without a sync, in blocks the durable write does not rewrite,
+ * need an fdatasync before a durable append (or a sync) that covers them returns: with
+ * every fsync failing, that append fails instead of acknowledging them. */
+Test(wal_recovery, a_dsync_write_after_records_written_without_a_sync_syncs_them_too)
+{
+	auraio_engine_t *e = test_faulty_engine();
+	aurawal_options_t o = wal_opts(NULL);
+	uint8_t p[RLEN];
+	struct iovec iov = { p, RLEN };
+	aurawal_t *log;
+
+	o.engine = e;
+	o.flush_delay_us = 0;
+	log = wal_open_ok(dir, &o);
+	wal_preparer_idle(log);
+	for (int i = 0; i < 30; i++) /* over two blocks */
+		seqs[i] = append_i(log, (uint64_t) i, RLEN, 0, &locs[i]);
+	cr_assert_eq(aurawal_flush(log), 0);
+	set_fault(e, (auraio_fault_t){ .ops = AURAIO_FAULT_OP_FSYNC,
+				       .fd = -1,
+				       .count = 0,
+				       .kind = AURAIO_FAULT_ERROR,
+				       .error = EIO });
+	payload_fill(p, RLEN, 30);
+	cr_assert_eq(aurawal_append(log, &iov, 1, AURAWAL_DURABLE, NULL, NULL), -EIO,
+		     "acknowledged without syncing what was written before it");
+	cr_assert_eq(aurawal_close(log), -EIO);
+	auraio_destroy(e);
+}
+
 Test(wal_recovery, eio_on_the_write_fails_the_log_and_loses_nothing_acknowledged)
 {
 	fail_stop_on(AURAIO_FAULT_OP_WRITE, AURAWAL_SYNC_FDATASYNC);

@@ -227,13 +227,11 @@ uint64_t wal_now_ns(void);
 
 /* ---- wal_io.c: file I/O through auraio, blocking the caller ---- */
 int wal_writev_sync(struct aurawal *log, int fd, const struct iovec *iov, int iovcnt, int reg_index,
-		    uint64_t off, bool sync);
+		    uint64_t off, bool sync, aurawal_sync_mode_t mode);
 int wal_pread(struct aurawal *log, int fd, void *buf, int reg_index, size_t len, uint64_t off);
 int wal_pwrite(struct aurawal *log, int fd, const void *buf, int reg_index, size_t len,
 	       uint64_t off);
 int wal_fdatasync(struct aurawal *log, int fd);
-int wal_write_sync(struct aurawal *log, int fd, const void *buf, int reg_index, size_t len,
-		   uint64_t off, bool sync);
 void *wal_alloc(struct aurawal *log, size_t size);
 void wal_free(struct aurawal *log, void *p);
 
@@ -282,7 +280,8 @@ struct wal_plan {
 	struct wal_batch *b[WAL_NBUFS_MAX];
 	int n;
 	bool sync;
-	uint64_t ndurable; /* durable records in it */
+	aurawal_sync_mode_t mode; /* how, if sync (see wal_write_plan) */
+	uint64_t ndurable;	  /* durable records in it */
 };
 
 /* ---- wal_append.c (the appenders' side) and wal_writer.c (the writer thread) ---- */
@@ -290,7 +289,7 @@ struct wal_plan {
 void wal_batch_seal_tail(struct aurawal *log, struct wal_batch *b);	    /* it will not grow */
 void wal_batch_release(struct aurawal *log, struct wal_batch *b);	    /* written or failed */
 int wal_plan_next(struct aurawal *log, struct wal_plan *p, uint64_t *wake); /* batches */
-int wal_write_plan(struct aurawal *log, const struct wal_plan *p);	    /* drops mu for I/O */
+int wal_write_plan(struct aurawal *log, struct wal_plan *p);		    /* drops mu for I/O */
 bool wal_wants_bare_sync(const struct aurawal *log);
 
 /* ---- wal_writer.c ---- */

@@ -80,14 +80,14 @@ int wal_fdatasync(struct aurawal *log, int fd)
 
 /*
  * Write the iovcnt ranges of iov, gathered, at `off` and, if `sync`, make them durable -
- * in one submission: a DSYNC write, or a write linked to an fdatasync. One range may be a
+ * in one submission: a DSYNC write, or a write linked to an fdatasync (`mode`). One range may be a
  * registered buffer (reg_index >= 0); several are written with writev from plain memory.
  * Returns the bytes written when all is done, a short count (the sync, if any, did not
  * run: the kernel cancels a link after a short write, and nothing is claimed durable on
  * its account), or -errno.
  */
 int wal_writev_sync(struct aurawal *log, int fd, const struct iovec *iov, int iovcnt, int reg_index,
-		    uint64_t off, bool sync)
+		    uint64_t off, bool sync, aurawal_sync_mode_t mode)
 {
 	auraio_op_t ops[2] = {
 		{ .opcode = AURAIO_OP_WRITE, .fd = fd, .offset = (off_t) off },
@@ -108,9 +108,9 @@ int wal_writev_sync(struct aurawal *log, int fd, const struct iovec *iov, int io
 		ops[0].iov = iov;
 		ops[0].iovcnt = iovcnt;
 	}
-	if (sync && log->opts.sync_mode == AURAWAL_SYNC_DSYNC)
+	if (sync && mode == AURAWAL_SYNC_DSYNC)
 		ops[0].flags = AURAIO_OP_DSYNC;
-	if (!sync || log->opts.sync_mode == AURAWAL_SYNC_DSYNC)
+	if (!sync || mode == AURAWAL_SYNC_DSYNC)
 		return (int) one_op(log, &ops[0]);
 	while ((rc = auraio_submit_linked(log->engine, ops, 2, reqs)) == -EAGAIN)
 		auraio_wait(log->engine, 1);
@@ -121,14 +121,6 @@ int wal_writev_sync(struct aurawal *log, int fd, const struct iovec *iov, int io
 	if (wr < 0 || (size_t) wr != len)
 		return (int) wr; /* the sync was cancelled with the chain */
 	return sr < 0 ? (int) sr : (int) wr;
-}
-
-int wal_write_sync(struct aurawal *log, int fd, const void *buf, int reg_index, size_t len,
-		   uint64_t off, bool sync)
-{
-	struct iovec iov = { (void *) buf, len };
-
-	return wal_writev_sync(log, fd, &iov, 1, reg_index, off, sync);
 }
 
 void *wal_alloc(struct aurawal *log, size_t size)

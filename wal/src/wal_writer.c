@@ -179,14 +179,14 @@ static int write_plan_io(struct aurawal *log, const struct wal_plan *p)
 
 	for (int i = 0; i < n; i++)
 		len += iov[i].iov_len;
-	rc = wal_writev_sync(log, fd, iov, n, reg, off, p->sync);
+	rc = wal_writev_sync(log, fd, iov, n, reg, off, p->sync, p->mode);
 	if (rc < 0 || (uint64_t) rc == len)
 		return rc < 0 ? rc : 0;
 	/* Short: the chain's sync did not run. Write the rest (from a block boundary,
 	 * so the retry stays aligned) and sync, or give up. */
 	done = align_down((uint64_t) rc, WAL_BLOCK);
 	n = iov_advance(iov, n, done);
-	rc = wal_writev_sync(log, fd, iov, n, -1, off + done, p->sync);
+	rc = wal_writev_sync(log, fd, iov, n, -1, off + done, p->sync, p->mode);
 	if (rc < 0)
 		return rc;
 	return (uint64_t) rc == len - done ? 0 : -EIO;
@@ -440,19 +440,41 @@ static int pay_debt(struct aurawal *log, struct wal_segment *seg)
 	gen = log->dir_gen;
 	if (rc == 0 && gen != log->dir_synced && (rc = flush_io(log, -1)) == 0)
 		log->dir_synced = MAX(log->dir_synced, gen);
-	if (rc == 0 && seg->lazy_hdr && (rc = flush_io(log, seg->fd)) == 0)
-		seg->lazy_hdr = false;
+	if (rc == 0 && seg->lazy_hdr) {
+		uint64_t end = seg->written_end;
+
+		if ((rc = flush_io(log, seg->fd)) == 0) {
+			seg->lazy_hdr = false;
+			seg->durable_end = MAX(seg->durable_end, end);
+		}
+	}
 	return rc;
+}
+
+/*
+ * How a write of seg from `start` on is made durable. A DSYNC write may go to the disk
+ * on its own (FUA) without flushing the device's cache - it then makes only its own
+ * blocks durable. If earlier writes left blocks of seg before `start` written but not
+ * synced (the flush delay, aurawal_flush), the write is linked to an fdatasync instead,
+ * so that its acknowledgement covers them too. mu held.
+ */
+static aurawal_sync_mode_t sync_mode_for(const struct aurawal *log, const struct wal_segment *seg,
+					 uint64_t start)
+{
+	if (log->opts.sync_mode == AURAWAL_SYNC_DSYNC && seg->durable_end < start)
+		return AURAWAL_SYNC_FDATASYNC;
+	return log->opts.sync_mode;
 }
 
 /* Write one plan and complete it; returns how its write went (0 or -errno). mu held;
  * dropped for the I/O and the wake-ups. */
-int wal_write_plan(struct aurawal *log, const struct wal_plan *p)
+int wal_write_plan(struct aurawal *log, struct wal_plan *p)
 {
 	struct wal_segment *sealed = p->b[p->n - 1]->sealed ? p->b[p->n - 1]->seg : NULL;
 	uint64_t t0 = wal_now_ns();
 	int rc = p->sync ? pay_debt(log, p->b[0]->seg) : 0;
 
+	p->mode = sync_mode_for(log, p->b[0]->seg, p->b[0]->start);
 	if (rc == 0) {
 		log->io_busy = true;
 		pthread_mutex_unlock(&log->mu);
