@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 
 #include "wal_internal.h"
+#include "wal_internal_test.h"
 #include "wal_test.h"
 #include "wal_wait.h"
 
@@ -129,4 +130,80 @@ Test(wal_group_commit, making_a_sequence_durable_releases_exactly_the_waiters_at
 	for (int i = 0; i < 10; i++)
 		cr_assert_eq(wal_waiter_sleep(log, &w[i]), i < 5 ? -5 : 0);
 	cr_assert_eq(aurawal_close(log), 0);
+}
+
+/* What the writer's I/O state was while it woke waiters with a seal block still to
+ * write (counted by waking_check, in the writer thread). */
+static _Atomic int seal_windows, seal_windows_open;
+
+static void waking_check(struct aurawal *log)
+{
+	pthread_mutex_lock(&log->mu);
+	for (struct wal_segment *s = log->segs; s; s = s->next) {
+		if (!s->summary_pending)
+			continue;
+		atomic_fetch_add(&seal_windows, 1);
+		if (!log->io_busy) /* an appender could start a write of its own now */
+			atomic_fetch_add(&seal_windows_open, 1);
+	}
+	pthread_mutex_unlock(&log->mu);
+}
+
+static void *sync_thread(void *arg)
+{
+	return (void *) (intptr_t) aurawal_sync(arg);
+}
+
+/* mu: the writer stands aside (as while an appender writes its own batch), or not. */
+static void writer_aside(aurawal_t *log, bool aside)
+{
+	pthread_mutex_lock(&log->mu);
+	cr_assert_neq(log->io_busy, aside);
+	log->io_busy = aside;
+	if (!aside)
+		pthread_cond_signal(&log->cv_writer);
+	pthread_mutex_unlock(&log->mu);
+}
+
+/*
+ * The writer makes a segment's last batch durable, then wakes the waiters it covers
+ * and writes the segment's seal block. While it wakes them (without the lock) it still
+ * owns the log's I/O: a lone durable appender must not start a write of its own then,
+ * or the writer's next write could be in flight at the same time as that one (their
+ * shared tail block written twice at once, in either order).
+ */
+Test(wal_group_commit, the_writer_keeps_its_io_while_it_wakes_waiters_before_a_seal_block)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log;
+	pthread_t t;
+	void *rc;
+	uint64_t i = 0;
+
+	o.flush_delay_us = 0; /* buffered records stay buffered until asked */
+	log = wal_open_ok(dir, &o);
+	while (wal_room_left(log) >= 8192)
+		append_i(log, i++, 3000, 0, NULL);
+	cr_assert_eq(aurawal_sync(log), 0);
+	wal_preparer_idle(log);
+	pthread_mutex_lock(&log->mu);
+	log->test_waking = waking_check;
+	pthread_mutex_unlock(&log->mu);
+
+	writer_aside(log, true);
+	append_i(log, i++, 100, 0, NULL); /* the segment's last record */
+	cr_assert_eq(pthread_create(&t, NULL, sync_thread, log), 0);
+	for (bool waiting = false; !waiting; sched_yield()) { /* the sync waits for it */
+		pthread_mutex_lock(&log->mu);
+		waiting = log->waiters != NULL;
+		pthread_mutex_unlock(&log->mu);
+	}
+	append_i(log, i++, (size_t) wal_room_left(log), 0, NULL); /* rolls over */
+	writer_aside(log, false);
+	pthread_join(t, &rc);
+	cr_assert_eq((intptr_t) rc, 0);
+	cr_assert_eq(aurawal_close(log), 0);
+	cr_assert_gt(atomic_load(&seal_windows), 0, "the writer woke the sync's waiter first");
+	cr_assert_eq(atomic_load(&seal_windows_open), 0,
+		     "the writer let go of the log's I/O with a seal block still to write");
 }

@@ -176,6 +176,9 @@ struct aurawal {
 	uint64_t gather_until;	   /* ... but not past this time (ns) */
 	uint64_t sync_avg_ns;	   /* moving average of write+sync latency */
 	uint64_t gather_fixed_ns;  /* tests: a fixed gathering window (0 = adaptive) */
+	/* tests: called (no lock held) while the writer has dropped mu to wake waiters;
+	 * set under mu */
+	void (*test_waking)(struct aurawal *log);
 	uint64_t next_seq;
 	uint64_t durable_seq;  /* every record <= this is durable */
 	uint64_t written_seq;  /* every record <= this is written */

@@ -349,10 +349,14 @@ static struct wal_waiter *complete(struct aurawal *log, const struct wal_plan *p
 /* Drop mu, wake the waiters, take mu again. */
 static void wake_unlocked(struct aurawal *log, struct wal_waiter *w)
 {
+	void (*test_waking)(struct aurawal *) = log->test_waking;
+
 	if (!w)
 		return;
 	pthread_mutex_unlock(&log->mu);
 	wal_waiters_wake(w);
+	if (test_waking)
+		test_waking(log);
 	pthread_mutex_lock(&log->mu);
 }
 
@@ -473,6 +477,8 @@ int wal_write_plan(struct aurawal *log, struct wal_plan *p)
 	struct wal_segment *sealed = p->b[p->n - 1]->sealed ? p->b[p->n - 1]->seg : NULL;
 	uint64_t t0 = wal_now_ns();
 	int rc = p->sync ? pay_debt(log, p->b[0]->seg) : 0;
+	struct wal_waiter *w;
+	bool seal;
 
 	p->mode = sync_mode_for(log, p->b[0]->seg, p->b[0]->start);
 	if (rc == 0) {
@@ -483,8 +489,14 @@ int wal_write_plan(struct aurawal *log, struct wal_plan *p)
 		pthread_mutex_lock(&log->mu);
 		log->io_busy = false;
 	}
-	wake_unlocked(log, complete(log, p, rc, wal_now_ns() - t0));
-	if (rc == 0 && sealed && sealed->summary_pending)
+	w = complete(log, p, rc, wal_now_ns() - t0);
+	/* A seal block follows: keep the I/O while the waiters are woken without mu, or a
+	 * lone durable appender could start its own write (write_own_batch) - and the
+	 * writer's next write could then be in flight with it. */
+	seal = rc == 0 && sealed && sealed->summary_pending;
+	log->io_busy = seal;
+	wake_unlocked(log, w);
+	if (seal)
 		write_seal_block(log, sealed);
 	pthread_cond_broadcast(&log->cv_done);
 	return rc;
