@@ -612,7 +612,6 @@ int wal_writer_init(struct aurawal *log)
 	return 0;
 }
 
-/* Close, after the writer stopped: the callbacks still pending run now. */
 /* Close, after the writer stopped: make renames durable that no sync has covered (a
  * release's, or the ready segment's). */
 int wal_sync_dir_if_dirty(struct aurawal *log)
