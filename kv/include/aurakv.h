@@ -170,8 +170,11 @@ AURAKV_API int aurakv_close(aurakv_t *db);
  * segment holds: a store with small segment_size limits values below AURAKV_MAX_VALUE;
  * nothing stored), -ENOSPC (nothing stored; writes work again once space is freed on
  * the file system - deletes are writes and GC copies records, so neither can make room
- * on a device the store has filled),
- * -ENOMEM, or the log's failure error (-EIO...: the store is failed until reopened).
+ * on a device the store has filled), -ENOMEM (nothing stored if the record could not
+ * be built; if the index could not take the entry after its record was written, gets
+ * keep answering the key's previous state until the store is reopened, and after a
+ * reopen the write may be there), or the log's failure error (-EIO...: the store is
+ * failed until reopened).
  */
 AURAKV_API int aurakv_put(aurakv_t *db, const void *key, size_t klen, const void *val, size_t vlen,
 			  unsigned flags);
@@ -180,9 +183,10 @@ AURAKV_API int aurakv_put(aurakv_t *db, const void *key, size_t klen, const void
  * The value of `key`, in a new buffer: *val (free with aurakv_free; non-NULL even for
  * an empty value) and *vlen. Returns 0, AURAKV_ENOTFOUND, or: -EINVAL, AURAKV_EKEYSIZE,
  * AURAKV_ECLOSED, AURAKV_ECORRUPT (the record failed its checksum, holds another key, or
- * is not in the log at the place the index names: reported), -ENOMEM, -EIO (a failed read; or the store's failure error when the key's
- * last write returned 0 without AURAKV_SYNC and was lost with the log write that
- * failed the store: never stored, not corruption).
+ * is not in the log at the place the index names: reported), -ENOMEM, -EIO (a failed
+ * read; or the store's failure error when the key's last write returned 0 without
+ * AURAKV_SYNC and was lost with the log write that failed the store: never stored, not
+ * corruption).
  */
 AURAKV_API int aurakv_get(aurakv_t *db, const void *key, size_t klen, void **val, size_t *vlen);
 
