@@ -52,9 +52,10 @@
  * walked, GC grants gain x the net space it freed (bytes walked - bytes copied), gain =
  * (hard - space) / (hard - soft) clamped to 0 .. 4: more than it frees below the soft
  * mark, less above it, so held-back writers settle the space a segment under the
- * target (it moves by whole segments) and wait a granule at a time, not a segment. At the hard mark gain is 0: writers wait for the
- * victim's release (a last resort, far above the target). Hint files are written one
- * per loop while behind (each reads a segment; writers in debt wait meanwhile).
+ * target (it moves by whole segments) and wait a granule at a time, not a segment. At
+ * the hard mark gain is 0: writers wait for the victim's release (a last resort, far
+ * above the target). Hint files are written one per loop while behind (each reads a
+ * segment; writers in debt wait meanwhile).
  * Back-pressure is lifted when the space is under soft, when no sealed segment has a
  * dead byte (collecting cannot help), on a GC error and when the store stops: writers
  * never wait on GC that cannot free anything.

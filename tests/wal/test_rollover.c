@@ -123,8 +123,8 @@ static uint64_t data_end(aurawal_t *log, uint64_t n)
 
 /*
  * The crash state: non-durable records through segment `upto` all written
- * (aurawal_flush), nothing flushed, then the log stopped by a failed sync. Returns the records appended; *end1 = segment
- * 1's data end.
+ * (aurawal_flush), nothing flushed, then the log stopped by a failed sync. Returns the
+ * records appended; *end1 = segment 1's data end.
  */
 static int unflushed_log(uint64_t upto, uint64_t *end1)
 {
