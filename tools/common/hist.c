@@ -54,6 +54,24 @@ static double bucket_value(unsigned i)
 	return lower + (width - 1.0) / 2.0;
 }
 
+/*
+ * The rank (1-based) of percentile p among n values: the smallest r with r >= p% of n.
+ * Counted in integers, p in millionths (99.9 -> 999000): in doubles 99.9 / 100 * 1000
+ * is 999.0000000000001, whose ceiling, 1000, made the P99.9 of 1000 completions their
+ * maximum, and the P99.9 of 10^6 the 999,001st value.
+ */
+static uint64_t percentile_rank(double p, uint64_t n)
+{
+	uint64_t ppm;
+
+	if (!(p > 0.0))
+		return 1;
+	if (p >= 100.0)
+		return n;
+	ppm = (uint64_t) llround(p * 1e4);
+	return (uint64_t) (((unsigned __int128) n * ppm + 999999) / 1000000);
+}
+
 double hist_percentile(const struct lat_summary *s, double p)
 {
 	uint64_t rank, seen = 0;
@@ -61,7 +79,7 @@ double hist_percentile(const struct lat_summary *s, double p)
 	if (s->n == 0)
 		return 0.0;
 	/* The smallest value with at least p% of the completions at or below it. */
-	rank = (uint64_t) ceil(p / 100.0 * (double) s->n);
+	rank = percentile_rank(p, s->n);
 	if (rank < 1)
 		rank = 1;
 	for (unsigned i = 0; i < HIST_BUCKETS; i++) {

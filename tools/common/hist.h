@@ -64,7 +64,10 @@ void hist_init(struct lat_hist *h);
 uint64_t hist_total(struct lat_hist *h);
 /* Add h into s (s starts zeroed). */
 void hist_merge(struct lat_summary *s, struct lat_hist *h);
-/* The value (ns) at percentile p (0..100) of s; 0 when s is empty. */
+/* The value (ns) at percentile p (0..100, to 1e-4) of s: the bucket value of the
+ * smallest completion with at least p% of them at or below it (nearest rank, counted
+ * exactly: the P99.9 of 1000 completions is the 999th), capped at the exact maximum;
+ * 0 when s is empty. */
 double hist_percentile(const struct lat_summary *s, double p);
 
 #endif
