@@ -100,8 +100,10 @@ per_io() {
 	shift
 	small=$(count_ir "$label" "$SMALL" "$@")
 	large=$(count_ir "$label" "$LARGE" "$@")
+	# %.0f, not %d: mawk (Debian's awk) clips %d to 2^31 - 1, and a run of 250k I/Os
+	# counts billions of instructions.
 	awk -v s="$small" -v l="$large" -v n=$((LARGE - SMALL)) \
-		'BEGIN { printf "%.1f %d %d\n", (l - s) / n, s, l }'
+		'BEGIN { printf "%.1f %.0f %.0f\n", (l - s) / n, s, l }'
 }
 
 modes=("liburing:--engine liburing" "auraio:--engine auraio" "auraio-batch:--engine auraio --batch")
