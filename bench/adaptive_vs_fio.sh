@@ -72,8 +72,13 @@ run_adaptive() { # guard_ms(0 = default) out [trace]
 	local extra=()
 	[ "$1" != 0 ] && extra+=(--max-p99-ms "$1")
 	[ $# -ge 3 ] && extra+=(--trace "$3")
+	# A failed run stops the script with iobench's own message, not silently.
 	"$IOBENCH" --file "$FILE" --rw randread --bs 4k --direct --adaptive --qd "$CAP" \
-		--runtime "$RUNTIME" --quiet --json - "${extra[@]}" >"$2" 2>/dev/null
+		--runtime "$RUNTIME" --quiet --json - "${extra[@]}" >"$2" 2>"$2.err" || {
+		echo "adaptive_vs_fio.sh: iobench --adaptive (guard $1) failed:" >&2
+		cat "$2.err" >&2
+		return 1
+	}
 }
 
 jobs=()

@@ -76,9 +76,14 @@ run_fio() { # qd out
 }
 
 run_iobench() { # engine qd out
+	# A failed run stops the script with iobench's own message, not silently.
 	# shellcheck disable=SC2086
 	"$IOBENCH" --engine "$1" --file "$FILE" --rw randread --bs 4k --direct --qd "$2" \
-		--runtime "$RUNTIME" --quiet --json - $IOBENCH_ARGS >"$3" 2>/dev/null
+		--runtime "$RUNTIME" --quiet --json - $IOBENCH_ARGS >"$3" 2>"$3.err" || {
+		echo "io_vs_fio.sh: iobench --engine $1 --qd $2 failed:" >&2
+		cat "$3.err" >&2
+		return 1
+	}
 }
 
 tools=(fio auraio liburing)
