@@ -18,6 +18,10 @@ const char *human_count(double v, char *buf, size_t len);
 /* s as a JSON string, quotes included: '"' and '\' escaped, control bytes as \u00XX,
  * everything else (UTF-8 included) as it is. */
 void json_string(FILE *f, const char *s);
+/* Decimals the user gave (seconds, ratios) are printed with "%.15g": as given, since a
+ * decimal of up to 15 digits survives the trip through a double (%g kept 6: a
+ * --duration of 1234567.5 became 1.23457e+06, and %.3f turned 0.0125 into 0.013). */
+
 /* "true" or "false". */
 const char *json_bool(bool v);
 

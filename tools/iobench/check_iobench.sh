@@ -35,6 +35,14 @@ expect_output "^iobench: $work/no/x.json: No such file or directory$" "--json pa
 expect_exit 1 "a report that cannot reach stdout" -- \
 	closed_stdout "$IOBENCH" --file "$work/data" --size 1m --runtime 0.1 --quiet
 expect_output '^iobench: writing to stdout: ' "a lost report: said"
+# The JSON repeats the parameters as given (%g kept 6 digits: 1.23457e+06).
+expect_exit 0 "an --ios run with a long --runtime, --json" -- "$IOBENCH" --file "$work/data" \
+	--size 1m --ios 64 --runtime 1234567.5 --quiet --json "$work/params.json"
+if grep -q '^  "runtime_requested_s": 1234567.5,$' "$work/params.json"; then
+	echo "ok: JSON: runtime_requested_s as given"
+else
+	fail "JSON: runtime_requested_s is not 1234567.5: $(grep runtime_requested "$work/params.json")"
+fi
 expect_exit 0 "--help" -- "$IOBENCH" --help
 expect_output '^Exit status: ' "--help documents the exit status"
 

@@ -119,7 +119,7 @@ static void json_params(FILE *f, const struct bench *b)
 		c->reg_files ? "true" : "false");
 	fprintf(f, "  \"registered_buffers\": %s,\n  \"sqpoll\": %s,\n  \"threads\": %d,\n",
 		c->reg_bufs ? "true" : "false", c->sqpoll ? "true" : "false", c->threads);
-	fprintf(f, "  \"rings\": %d,\n  \"runtime_requested_s\": %g,\n  \"ramp_s\": %g,\n",
+	fprintf(f, "  \"rings\": %d,\n  \"runtime_requested_s\": %.15g,\n  \"ramp_s\": %.15g,\n",
 		c->engine == ENGINE_AURAIO ? b->st_end.ring_count : c->threads, c->runtime,
 		c->ramp);
 	fprintf(f, "  \"file\": ");

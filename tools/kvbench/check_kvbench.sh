@@ -114,6 +114,17 @@ expect_output "^kvbench: $work/no/x.json: No such file or directory$" "--json pa
 expect_exit 1 "a report that cannot reach stdout" -- \
 	closed_stdout "$KVBENCH" --num 100 --benchmarks fillseq --quiet
 expect_output '^kvbench: writing to stdout: ' "a lost report: said"
+# The JSON repeats the parameters as given (%g kept 6 digits, %.3f 3 decimals).
+expect_exit 0 "a fill with a long --duration and a fine --compressibility, --json" -- \
+	"$KVBENCH" --num 100 --benchmarks fillseq --duration 1234567.5 --compressibility 0.0125 \
+	--quiet --json "$work/params.json"
+for want in '"duration_s": 1234567.5,' '"compressibility": 0.0125,'; do
+	if grep -qF "  $want" "$work/params.json"; then
+		echo "ok: JSON: $want"
+	else
+		fail "JSON: no '$want': $(grep -E 'duration_s|compressibility' "$work/params.json")"
+	fi
+done
 expect_exit 0 "--help" -- "$KVBENCH" --help
 expect_output '^  readwhilewriting ' "--help lists the workloads"
 expect_output '^Exit status: ' "--help documents the exit status"

@@ -17,11 +17,12 @@ static void json_params(FILE *f, const struct bench *b)
 	json_string(f, b->dir);
 	fprintf(f, ",\n  \"threads\": %d,\n  \"num\": %llu,\n  \"key_size\": %u,\n", c->threads,
 		(unsigned long long) c->num, c->key_size);
-	fprintf(f, "  \"value_size\": %u,\n  \"compressibility\": %.3f,\n", c->value_size,
+	fprintf(f, "  \"value_size\": %u,\n  \"compressibility\": %.15g,\n", c->value_size,
 		c->compressibility);
 	fprintf(f, "  \"cache_size\": %llu,\n  \"async_depth\": %d,\n  \"batch\": %u,\n",
 		(unsigned long long) c->cache_size, c->async_depth, c->batch);
-	fprintf(f, "  \"duration_s\": %g,\n  \"compress_min\": %ld,\n  \"segment_size\": %llu,\n",
+	fprintf(f,
+		"  \"duration_s\": %.15g,\n  \"compress_min\": %ld,\n  \"segment_size\": %llu,\n",
 		c->duration, c->compress_min, (unsigned long long) c->segment_size);
 	fprintf(f, "  \"seed\": %llu,\n  \"use_existing\": %s,\n", (unsigned long long) c->seed,
 		json_bool(c->use_existing));

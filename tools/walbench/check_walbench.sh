@@ -38,6 +38,14 @@ expect_exit 2 "--json in a missing directory" -- "$WALBENCH" --count 1 --json "$
 expect_output "^walbench: $work/no/x.json: No such file or directory$" "--json path: named"
 expect_exit 1 "a report that cannot reach stdout" -- closed_stdout "$WALBENCH" --count 1 --quiet
 expect_output '^walbench: writing to stdout: ' "a lost report: said"
+# The JSON repeats the parameters as given (%g kept 6 digits: 1.23457e+06).
+expect_exit 0 "a --count run with a long --duration, --json" -- "$WALBENCH" --count 20 \
+	--duration 1234567.5 --quiet --json "$work/params.json"
+if grep -q '^  "duration_requested_s": 1234567.5,$' "$work/params.json"; then
+	echo "ok: JSON: duration_requested_s as given"
+else
+	fail "JSON: duration_requested_s is not 1234567.5: $(grep duration_requested "$work/params.json")"
+fi
 expect_exit 0 "--help" -- "$WALBENCH" --help
 expect_output '^Exit status: 0 done, 1 the run failed or its report was lost, 2 bad$' \
 	"--help documents the exit status"

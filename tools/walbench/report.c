@@ -81,7 +81,8 @@ static void json_params(FILE *f, const struct bench *b)
 	json_string(f, b->dir);
 	fprintf(f, ",\n  \"threads\": %d,\n  \"record_size\": %llu,\n  \"durable\": %s,\n",
 		c->threads, (unsigned long long) c->record_size, json_bool(c->durable));
-	fprintf(f, "  \"async_depth\": %d,\n  \"duration_requested_s\": %g,\n  \"count\": %llu,\n",
+	fprintf(f,
+		"  \"async_depth\": %d,\n  \"duration_requested_s\": %.15g,\n  \"count\": %llu,\n",
 		c->async_depth, c->duration, (unsigned long long) c->count);
 	fprintf(f, "  \"segment_size\": %llu,\n  \"buffer_size\": %llu,\n",
 		(unsigned long long) c->segment_size, (unsigned long long) c->buffer_size);
