@@ -65,8 +65,9 @@ static int slot_submit(struct job *j, struct slot *s, uint64_t idx)
 	return rc;
 }
 
-/* Fill every free slot while there is work. Returns the gets submitted. */
-static uint64_t refill(struct job *j, uint64_t left)
+/* One pass over the slots: submit each free one while there is work. Returns the gets
+ * submitted; *stop on the end of the run or an error. */
+static uint64_t refill_pass(struct job *j, uint64_t left, bool *stop)
 {
 	struct bench *b = j->b;
 	uint64_t n = 0;
@@ -75,17 +76,35 @@ static uint64_t refill(struct job *j, uint64_t left)
 		struct slot *s = &j->slots[i];
 		int rc;
 
-		if (bench_phase(b) != PHASE_MEASURE)
+		if (bench_phase(b) != PHASE_MEASURE) {
+			*stop = true;
 			break;
+		}
 		if (atomic_load_explicit(&s->busy, memory_order_acquire))
 			continue;
 		rc = slot_submit(j, s, rng_below(&j->rng, b->cfg.num));
 		if (rc) {
 			bench_fail(b, rc);
+			*stop = true;
 			break;
 		}
 		n++;
 	}
+	return n;
+}
+
+/* Fill every free slot while there is work, until a pass finds none free: a get answered
+ * inside aurakv_get_async (a cached value) frees its slot at once, and one pass would
+ * leave it empty through the next poll - fewer than --async-depth gets in flight.
+ * Returns the gets submitted. */
+static uint64_t refill(struct job *j, uint64_t left)
+{
+	uint64_t n = 0, pass;
+	bool stop = false;
+
+	do
+		n += pass = refill_pass(j, left - n, &stop);
+	while (pass && !stop && n < left);
 	return n;
 }
 
