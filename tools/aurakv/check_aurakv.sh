@@ -182,7 +182,8 @@ expect_in out $'^00ff01\t35$' "dump --hex: key and value in hex"
 expect_exit 0 "stats" -- kv stats
 expect_in out '^keys: +7$' "stats: 7 keys"
 expect_in out '^segment +state +hint' "stats: the segment table"
-expect_in out '^space amp: +[0-9.]+ ' "stats: space amplification"
+expect_in out '^space amp: +[0-9.]+ \(disk bytes / live bytes\)$' "stats: space amplification"
+expect_in out '^log amp: +[0-9.]+ \(log bytes / live bytes\)$' "stats: log amplification"
 expect_exit 0 "compact" -- kv compact
 expect_in out '^before: [0-9]+ disk bytes, [0-9]+ segments' "compact: before"
 expect_in out '^after: +[0-9]+ disk bytes, [0-9]+ segments' "compact: after"

@@ -67,6 +67,40 @@ if command -v python3 >/dev/null; then
 		fail "JSON does not parse"
 	fi
 fi
+# space_amp is the store's files over its live bytes, as gc_space_amp and the report
+# mean it: the disk_bytes / live_bytes of the same object; log_amp the log's records.
+if command -v python3 >/dev/null; then
+	if python3 - "$work/all.json" <<'PY'; then
+import json, sys
+
+
+def stores(x):
+    if isinstance(x, dict):
+        if "space_amp" in x or "disk_amp" in x:
+            yield x
+        for v in x.values():
+            yield from stores(v)
+    elif isinstance(x, list):
+        for v in x:
+            yield from stores(v)
+
+
+seen = 0
+for s in stores(json.load(open(sys.argv[1]))):
+    if "disk_amp" in s or "log_amp" not in s or s["live_bytes"] == 0:
+        sys.exit(1)
+    if abs(s["space_amp"] - s["disk_bytes"] / s["live_bytes"]) > 1e-3:
+        sys.exit(1)
+    if abs(s["log_amp"] - s["total_bytes"] / s["live_bytes"]) > 1e-3:
+        sys.exit(1)
+    seen += 1
+sys.exit(0 if seen else 1)
+PY
+		echo "ok: JSON space_amp = disk / live, log_amp = log / live"
+	else
+		fail "JSON: space_amp is not disk_bytes / live_bytes (or log_amp missing)"
+	fi
+fi
 tmpdir=$(grep -o '/var/tmp/kvbench\.[A-Za-z0-9]*' "$work/out" | head -1 || true)
 if [ -n "$tmpdir" ] && [ ! -e "$tmpdir" ]; then
 	echo "ok: temporary store removed"
