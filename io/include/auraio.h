@@ -242,7 +242,9 @@ AURAIO_API void auraio_destroy(auraio_engine_t *engine);
  *             iovcnt out of 1..IOV_MAX, misaligned O_DIRECT access on a registered
  *             file, registered buffer index unknown (or none registered), unknown flags
  *   EOVERFLOW registered buffer offset + len exceeds the registered buffer
- *   EAGAIN    the ring is at its in-flight limit: reap completions, then retry
+ *   EAGAIN    the ring is at its in-flight limit: reap completions, then retry. Also
+ *             when the ring's submission queue is full of cancellations (auraio_cancel)
+ *             the kernel refused to take: retry after auraio_flush(), poll or wait
  *   ESHUTDOWN the engine is being destroyed
  */
 
@@ -324,11 +326,13 @@ AURAIO_API int auraio_submit_linked(auraio_engine_t *engine, const auraio_op_t *
  * Acceptance is a prefix, like write(2): returns how many operations, from ops[0], were
  * submitted (1..n). It stops early, returning fewer than `n`, when the ring reaches its
  * in-flight limit or at the first operation that is invalid; calling again with the rest
- * then reports that operation's error (or submits it, once there is room).
+ * then reports that operation's error (or submits it, once there is room). The
+ * submission queue holding cancellations the kernel refused cuts it short as well.
  * When not even ops[0] is accepted, nothing is submitted and the return is -errno:
  *   -EINVAL    engine or ops NULL, n < 1, or ops[0] invalid (as for auraio_read() etc.)
  *   -EOVERFLOW ops[0]'s registered buffer offset + len exceeds the registered buffer
- *   -EAGAIN    the ring is at its in-flight limit: reap completions, then retry
+ *   -EAGAIN    the ring is at its in-flight limit, or its submission queue is full of
+ *              refused cancellations (as for auraio_read()): reap, then retry
  *   -ESHUTDOWN the engine is being destroyed
  * Threading and callbacks: as for the single-operation calls (never runs a callback;
  * inside a callback the operations are sent when the delivering poll/wait finishes).

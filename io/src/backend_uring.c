@@ -176,30 +176,32 @@ static int uring_wait(struct ring *r, unsigned to_submit, int64_t timeout_ns)
 }
 
 /*
- * sq_lock held: make room in the SQ for a cancel entry. A cancel comes on top of the
- * requests the in-flight limit admitted, and those can fill the SQ: submissions made by
+ * sq_lock held: make room in the SQ for n entries; returns how many of them fit now (n,
+ * or fewer: 0 when the queue stays full). The in-flight limit keeps requests within the
+ * SQ, but cancel entries come on top of them, and those can fill it: submissions made by
  * callbacks stay staged until the delivering call ends (auraio_wait() leaves them for its
- * next call). Only entering the kernel frees a slot, and without SQPOLL no other thread
- * will while this one holds sq_lock: get_sqe() would spin forever (auraio_cancel and
- * auraio_destroy did). So hand what is staged to the kernel now - a syscall under the
- * lock, on this rare path only. The caller's publish and ring_enter that follow find
- * nothing more to send. 0, or -EAGAIN if the kernel took nothing (it refused the entry).
+ * next call), and a cancel entry the kernel refused stays published. Only entering the
+ * kernel frees a slot, and without SQPOLL no other thread will while this one holds
+ * sq_lock: get_sqe() would spin forever (cancels, destroy and submits did). So hand what
+ * is queued to the kernel now - a syscall under the lock, on this rare path only. If the
+ * kernel refuses it, need_enter makes the next flush or wait retry.
  */
-static int uring_make_room(struct ring *r)
+unsigned uring_make_room(struct ring *r, unsigned n)
 {
-	if (uring_sq_room(r) > 0)
-		return 0;
+	if (uring_sq_room(r) >= n)
+		return n;
 	if (uring_enter(r, uring_publish(r)) < 0)
-		return -EAGAIN;
-	/* SQPOLL: its thread consumes what was published; get_sqe() waits for it. */
-	return (U(r)->flags & IORING_SETUP_SQPOLL) || uring_sq_room(r) > 0 ? 0 : -EAGAIN;
+		atomic_store_explicit(&r->need_enter, true, memory_order_relaxed);
+	else if (U(r)->flags & IORING_SETUP_SQPOLL)
+		return n; /* its thread consumes what was published; get_sqe() waits for it */
+	return MIN(uring_sq_room(r), n);
 }
 
 static int uring_cancel(struct ring *r, struct auraio_request *req)
 {
 	struct io_uring_sqe *sqe;
 
-	if (uring_make_room(r) < 0 || !(sqe = get_sqe(r)))
+	if (uring_make_room(r, 1) == 0 || !(sqe = get_sqe(r)))
 		return -EAGAIN;
 	io_uring_prep_cancel64(sqe, request_ud(req), 0);
 	io_uring_sqe_set_data64(sqe, UD_INTERNAL);
@@ -212,7 +214,7 @@ static void uring_cancel_all(struct ring *r)
 
 	/* Destroy cannot do without it: the kernel refuses entries only for a while (or
 	 * for a fault rule's count), so ask again until it takes them. */
-	while (uring_make_room(r) < 0)
+	while (uring_make_room(r, 1) == 0)
 		;
 	sqe = get_sqe(r);
 	if (!sqe)

@@ -116,9 +116,10 @@ static inline void prep_one(struct io_uring_sqe *sqe, const struct sqe_src *s)
 
 /*
  * The next free SQE. Cheaper than io_uring_get_sqe(): rings are never set up with
- * SQE128, so there is no flag to test. Room is almost always there (the core stages no
- * more than the in-flight limit); only SQPOLL lagging behind, or cancel entries on top
- * of a full queue, can take the slow path, which waits for the kernel to make room.
+ * SQE128, so there is no flag to test. Room is always there without SQPOLL: the core
+ * stages no more than the in-flight limit and checks the SQ first when cancel entries
+ * may fill it (uring_make_room). With SQPOLL lagging behind, the slow path waits for
+ * its thread to consume entries.
  */
 static inline struct io_uring_sqe *get_sqe(struct ring *r)
 {
@@ -143,6 +144,10 @@ static inline unsigned uring_sq_room(struct ring *r)
 
 	return sq->ring_entries - (sq->sqe_tail - io_uring_smp_load_acquire(sq->khead));
 }
+
+/* sq_lock held, backend_uring.c: how many of n entries fit in the SQ, after handing
+ * what it holds to the kernel if it is short of room (a syscall under the lock). */
+unsigned uring_make_room(struct ring *r, unsigned n);
 
 /* The next SQE, when uring_sq_room() said there is one (no check here). */
 static inline struct io_uring_sqe *uring_next_sqe(struct ring *r)

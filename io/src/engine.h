@@ -49,7 +49,7 @@ struct backend_ops {
 	int (*ring_init)(struct ring *r);
 	void (*ring_fini)(struct ring *r);
 	/* sq: stage n prepared requests (n > 1: a linked chain). Cannot fail for lack of
-	 * space: the core never stages more than the ring holds. 0 or -errno. */
+	 * space: the core checks the ring's room first (submit.c, queue_room). 0 or -errno. */
 	int (*stage)(struct ring *r, struct auraio_request **reqs, int n);
 	/* sq: make staged requests visible to the kernel/workers; returns how many. */
 	unsigned (*publish)(struct ring *r);

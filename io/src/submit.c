@@ -10,7 +10,8 @@
  *   - a staged request is published when the batch threshold is reached or when the ring
  *     had nothing in flight (a lone request never waits for a batch), and always before
  *     any thread blocks waiting on the ring (complete.c);
- *   - nothing here runs a callback, and no syscall is made with sq_lock held.
+ *   - nothing here runs a callback, and no syscall is made with sq_lock held, except
+ *     on the rare path where cancel entries fill io_uring's SQ (queue_room).
  * Registration tables (engine->files, engine->bufs) are read under the ring's sq_lock;
  * registry.c changes them only with every sq_lock held.
  */
@@ -191,6 +192,20 @@ static inline __attribute__((always_inline)) bool has_room(struct ring *r, unsig
 	return in_flight == 0 && n <= r->queue_depth;
 }
 
+/*
+ * sq_lock held: how many of n entries the backend's queue takes now. Only io_uring's SQ
+ * can be short of room: besides the requests the limit admitted it holds cancel entries,
+ * and one the kernel refused stays there. Staging into a full SQ would spin forever in
+ * get_sqe() with sq_lock held, so the SQ's contents go to the kernel first.
+ */
+static inline __attribute__((always_inline)) unsigned queue_room(struct ring *r, unsigned n)
+{
+	if (!ring_is_uring(r) || likely(uring_sq_room(r) >= n))
+		return n;
+	batch_sent(r, now_ns()); /* uring_make_room publishes the staged batch */
+	return uring_make_room(r, n);
+}
+
 static void unwind(struct ring *r, struct auraio_request **reqs, int n)
 {
 	for (int i = n; i-- > 0;)
@@ -304,7 +319,8 @@ submit_inline(struct auraio_engine *e, const auraio_op_t *ops, int n, struct aur
 	r = engine_pick_ring(e);
 	sq_lock(r);
 	in_flight = ring_in_flight(r);
-	if (unlikely(!has_room(r, (unsigned) n, in_flight))) {
+	if (unlikely(!has_room(r, (unsigned) n, in_flight) ||
+		     queue_room(r, (unsigned) n) < (unsigned) n)) {
 		counter_add(&r->eagain, 1);
 		sq_unlock(r);
 		r->ops->kick(r);
@@ -440,6 +456,8 @@ static int submit_batch(struct auraio_engine *e, const auraio_op_t *ops, int n,
 	in_flight = ring_in_flight(r);
 	room = adaptive_limit(&r->ctl);
 	room = in_flight < room ? room - in_flight : 0;
+	if (room > 0)
+		room = queue_room(r, (unsigned) MIN(room, (uint64_t) n));
 	if ((uint64_t) n > room) {
 		counter_add(&r->eagain, 1);
 		if (room == 0) {

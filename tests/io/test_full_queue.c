@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Full queues and refusals: a submission queue holding entries the kernel refused, a
+ * kernel that takes only part of what it was given, registration changes while entries
+ * wait in the queue. A hang is the usual failure here; the suite's timeout reports it.
+ */
+#include <auraio.h>
+
+#include "fault_engine.h"
+
+static auraio_engine_t *engine;
+static int fd;
+
+/* One ring of queue_depth 4 with a fixed limit of 4: the SQ has exactly 4 entries. */
+static void setup(void)
+{
+	auraio_options_t o;
+
+	auraio_options_init(&o);
+	o.ring_count = 1;
+	o.queue_depth = 4;
+	o.disable_adaptive = true;
+	engine = auraio_create_with_options(&o);
+	cr_assert_not_null(engine);
+	fd = temp_file(65536, 0);
+}
+
+static void teardown(void)
+{
+	auraio_destroy(engine);
+	close(fd);
+}
+
+TestSuite(full_queue, .init = setup, .fini = teardown, .timeout = 30);
+
+static bool engine_uses_io_uring(void)
+{
+	auraio_stats_t st;
+
+	cr_assert_eq(auraio_get_stats(engine, &st), 0);
+	return st.backend == AURAIO_BACKEND_IO_URING;
+}
+
+/* ENTER rules model io_uring_enter refusing entries; the thread backend has no such call. */
+static void refuse_every_entry_or_skip(void)
+{
+	auraio_fault_t f = { .fd = -1, .kind = AURAIO_FAULT_ENTER, .error = EAGAIN };
+	int rc;
+
+	if (!engine_uses_io_uring())
+		cr_skip_test("ENTER faults model io_uring_enter; this engine uses worker threads");
+	rc = auraio_fault_set(engine, &f);
+	if (rc == -ENOTSUP)
+		cr_skip_test("fault injection is not compiled into this build");
+	cr_assert_eq(rc, 0);
+}
+
+/*
+ * A pipe read (in the kernel, never completing) cancelled twice while the kernel refuses
+ * every entry: both cancel entries stay in the SQ. One request is in flight, so the limit
+ * admits three more, but the SQ has room for only two.
+ */
+static auraio_request_t *two_refused_cancels(int p[2], char *b)
+{
+	auraio_request_t *req;
+
+	cr_assert_eq(pipe(p), 0);
+	req = auraio_read(engine, p[0], auraio_buf(b), 1, 0, NULL, NULL);
+	cr_assert_not_null(req);
+	cr_assert_eq(auraio_wait(engine, 0), 0, "nothing completes: the pipe is empty");
+	refuse_every_entry_or_skip();
+	cr_assert_eq(auraio_cancel(engine, req), 0);
+	cr_assert_eq(auraio_cancel(engine, req), 0, "a cancel again changes nothing");
+	return req;
+}
+
+/* The kernel takes entries again: the cancels go in and the pipe read ends cancelled. */
+static void accept_again_and_collect(auraio_request_t *req)
+{
+	ssize_t res = 0;
+
+	cr_assert_eq(auraio_fault_clear(engine), 0);
+	cr_assert_geq(auraio_flush(engine), 0);
+	cr_assert_eq(auraio_request_wait(engine, req, 10000, &res), 0);
+	cr_assert_eq(res, -ECANCELED);
+}
+
+Test(full_queue, a_submit_that_finds_the_sq_full_of_refused_cancels_is_eagain)
+{
+	auraio_request_t *req, *more[3];
+	char b[4];
+	int p[2];
+
+	req = two_refused_cancels(p, b);
+	for (int i = 0; i < 2; i++) {
+		more[i] = auraio_read(engine, p[0], auraio_buf(&b[1 + i]), 1, 0, NULL, NULL);
+		cr_assert_not_null(more[i], "read %d: %s", i, strerror(errno));
+	}
+	errno = 0;
+	more[2] = auraio_read(engine, p[0], auraio_buf(&b[3]), 1, 0, NULL, NULL);
+	cr_assert_null(more[2], "the SQ is full and the kernel refuses: no slot");
+	cr_assert_eq(errno, EAGAIN, "%s", strerror(errno));
+	accept_again_and_collect(req);
+	more[2] = auraio_read(engine, p[0], auraio_buf(&b[3]), 1, 0, NULL, NULL);
+	cr_assert_not_null(more[2], "the SQ has room again: %s", strerror(errno));
+	close(p[1]); /* the reads end with EOF */
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(auraio_request_wait(engine, more[i], 10000, NULL), 0);
+	close(p[0]);
+}
+
+Test(full_queue, a_batch_that_finds_refused_cancels_in_the_sq_is_accepted_as_far_as_it_fits)
+{
+	auraio_request_t *req, *more[3] = { NULL, NULL, NULL };
+	auraio_op_t ops[3];
+	char b[4];
+	int p[2], n;
+
+	req = two_refused_cancels(p, b);
+	for (int i = 0; i < 3; i++)
+		ops[i] = (auraio_op_t){
+			.opcode = AURAIO_OP_READ, .fd = p[0], .buf = auraio_buf(&b[1 + i]), .len = 1
+		};
+	n = auraio_submit_batch(engine, ops, 3, more);
+	cr_assert_eq(n, 2, "the SQ has room for two: %d (%s)", n, auraio_strerror(n));
+	accept_again_and_collect(req);
+	close(p[1]);
+	for (int i = 0; i < n; i++)
+		cr_assert_eq(auraio_request_wait(engine, more[i], 10000, NULL), 0);
+	close(p[0]);
+}
+
+Test(full_queue, a_chain_that_does_not_fit_beside_refused_cancels_is_eagain)
+{
+	auraio_request_t *req;
+	auraio_op_t ops[3];
+	char b[4];
+	int p[2];
+
+	req = two_refused_cancels(p, b);
+	for (int i = 0; i < 3; i++)
+		ops[i] = (auraio_op_t){ .opcode = AURAIO_OP_READ,
+					.fd = fd,
+					.buf = auraio_buf(&b[1 + i]),
+					.len = 1,
+					.offset = i };
+	cr_assert_eq(auraio_submit_linked(engine, ops, 3, NULL), -EAGAIN);
+	accept_again_and_collect(req);
+	close(p[0]);
+	close(p[1]);
+}
