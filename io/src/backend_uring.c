@@ -112,6 +112,29 @@ static unsigned enter_flags(struct io_uring *u)
 	return 0;
 }
 
+/* Entries published and not yet consumed by the kernel (no lock needed: both indexes
+ * are read with acquire, pairing with our release of the tail and the kernel's of the
+ * head). */
+static unsigned sq_unconsumed(struct io_uring *u)
+{
+	return io_uring_smp_load_acquire(u->sq.ktail) - io_uring_smp_load_acquire(u->sq.khead);
+}
+
+/*
+ * After an enter that submitted rc of the to_submit entries it was given: how many are
+ * left for this thread to send. The kernel stops at an entry that fails before it is
+ * issued (a readv whose iovec it refuses while preparing it): that one completes with
+ * its error, but the entries after it stay in the SQ, published - no later publish
+ * counts them, and a waiter would sleep on completions that never come. Fewer taken
+ * because another thread entered for the same entries leaves nothing behind.
+ */
+static unsigned enter_left(struct io_uring *u, int rc, unsigned to_submit)
+{
+	if (rc <= 0 || (unsigned) rc >= to_submit || (u->flags & IORING_SETUP_SQPOLL))
+		return 0;
+	return sq_unconsumed(u);
+}
+
 static int uring_enter(struct ring *r, unsigned to_submit)
 {
 	struct io_uring *u = U(r);
@@ -126,11 +149,14 @@ static int uring_enter(struct ring *r, unsigned to_submit)
 	if (to_submit && (rc = fault_enter(r->engine)) < 0)
 		return rc;
 	do {
-		rc = io_uring_enter(u->ring_fd, to_submit, 0, flags, NULL);
-	} while (rc == -EINTR);
-	counter_add(&r->syscalls, 1);
-	if (rc > 0)
-		counter_add(&r->sqes, (uint64_t) rc);
+		do {
+			rc = io_uring_enter(u->ring_fd, to_submit, 0, flags, NULL);
+		} while (rc == -EINTR);
+		counter_add(&r->syscalls, 1);
+		if (rc > 0)
+			counter_add(&r->sqes, (uint64_t) rc);
+		/* Each pass consumes at least one entry, the one the kernel refused. */
+	} while ((to_submit = enter_left(u, rc, to_submit)) > 0);
 	/* -EAGAIN/-EBUSY: the entries stay published; the next flush or wait retries. */
 	return rc < 0 ? rc : 0;
 }
@@ -141,6 +167,7 @@ static int uring_wait(struct ring *r, unsigned to_submit, int64_t timeout_ns)
 	struct __kernel_timespec ts;
 	struct io_uring_getevents_arg arg;
 	unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG | enter_flags(u);
+	unsigned left;
 	int rc;
 
 	/* Completions are ready: do not sleep, but still submit what the caller published.
@@ -167,6 +194,10 @@ static int uring_wait(struct ring *r, unsigned to_submit, int64_t timeout_ns)
 		counter_add(&r->syscalls, 1);
 		if (rc > 0 && to_submit)
 			counter_add(&r->sqes, (uint64_t) rc);
+		/* Cut short by a refused entry, the kernel did not wait: send the rest. */
+		left = enter_left(u, rc, to_submit);
+		if (left)
+			rc = uring_enter(r, left);
 	}
 	if (rc < 0 && to_submit) /* maybe not submitted: the next publish enters again */
 		atomic_store_explicit(&r->need_enter, true, memory_order_relaxed);

@@ -149,3 +149,79 @@ Test(full_queue, a_chain_that_does_not_fit_beside_refused_cancels_is_eagain)
 	close(p[0]);
 	close(p[1]);
 }
+
+/*
+ * io_uring_enter stops at an entry that fails before it is issued (an iovec the kernel
+ * refuses while preparing the readv): it completes that one with its error, returns
+ * fewer than it was given, and leaves the entries after it in the SQ. They were
+ * published, so no later submit counts them, and a wait that does not enter for them
+ * sleeps forever (here: until its timeout).
+ */
+Test(full_queue, an_entry_the_kernel_refuses_on_sight_does_not_strand_the_ones_after_it)
+{
+	char buf[512], bad_buf[8];
+	struct iovec bad = { .iov_base = bad_buf, .iov_len = SIZE_MAX };
+	auraio_op_t ops[2] = {
+		{ .opcode = AURAIO_OP_READV, .fd = fd, .iov = &bad, .iovcnt = 1 },
+		{ .opcode = AURAIO_OP_READ,
+		  .fd = fd,
+		  .buf = auraio_buf(buf),
+		  .len = 512,
+		  .offset = 512 },
+	};
+	auraio_request_t *reqs[2];
+	ssize_t res = 0;
+
+	cr_assert_eq(auraio_submit_batch(engine, ops, 2, reqs), 2, "one enter for both");
+	cr_assert_eq(auraio_request_wait(engine, reqs[1], 10000, &res), 0,
+		     "the read after the refused readv never went in");
+	cr_assert_eq(res, 512);
+	cr_assert(check_pattern(buf, sizeof(buf), 512));
+	cr_assert_eq(auraio_request_wait(engine, reqs[0], 10000, &res), 0);
+	cr_assert_lt(res, 0, "the readv's own error: %zd", res);
+}
+
+/* The same, for entries a callback staged: the wait that sends them is cut short too. */
+struct staged_pair {
+	struct iovec bad;
+	char bad_buf[8], buf[512];
+	auraio_request_t *reqs[2];
+	int rc;
+};
+
+static void stage_refused_readv_and_read_cb(auraio_request_t *req, ssize_t res, void *ud)
+{
+	struct staged_pair *s = ud;
+	auraio_op_t ops[2] = {
+		{ .opcode = AURAIO_OP_READV, .fd = fd, .iov = &s->bad, .iovcnt = 1 },
+		{ .opcode = AURAIO_OP_READ,
+		  .fd = fd,
+		  .buf = auraio_buf(s->buf),
+		  .len = 512,
+		  .offset = 1024 },
+	};
+
+	(void) req;
+	(void) res;
+	s->rc = auraio_submit_batch(engine, ops, 2, s->reqs);
+}
+
+Test(full_queue, a_wait_that_the_kernel_cuts_short_still_sends_the_rest)
+{
+	struct staged_pair s = { .bad = { .iov_base = s.bad_buf, .iov_len = SIZE_MAX }, .rc = 1 };
+	char one[1];
+	ssize_t res = 0;
+
+	cr_assert_not_null(
+	    auraio_read(engine, fd, auraio_buf(one), 1, 0, stage_refused_readv_and_read_cb, &s));
+	while (s.rc == 1)
+		cr_assert_geq(auraio_wait(engine, -1), 0);
+	cr_assert_eq(s.rc, 2, "%s", auraio_strerror(s.rc));
+	/* auraio_wait() left both staged: this wait sends them and is cut short. */
+	cr_assert_eq(auraio_request_wait(engine, s.reqs[1], 10000, &res), 0,
+		     "the read after the refused readv never went in");
+	cr_assert_eq(res, 512);
+	cr_assert(check_pattern(s.buf, sizeof(s.buf), 1024));
+	cr_assert_eq(auraio_request_wait(engine, s.reqs[0], 10000, &res), 0);
+	cr_assert_lt(res, 0, "the readv's own error: %zd", res);
+}
