@@ -464,12 +464,19 @@ AURAIO_API int auraio_register_files(auraio_engine_t *engine, const int *fds, in
 
 /**
  * Replace slot `index` with `fd` (-1 clears it) on every ring. I/O in flight on the old
- * fd completes normally. Returns 0, -EINVAL (index out of range, fd registered in another
- * slot), -ENOENT (no files registered), -EBADF, or another -errno.
+ * fd completes normally: requests still batched, or submitted by a running callback, are
+ * handed to the kernel first, so they use the file they were submitted on. Returns 0,
+ * -EINVAL (index out of range, fd registered in another slot), -ENOENT (no files
+ * registered), -EBADF, -EAGAIN (the kernel refused those batched requests now: nothing
+ * changed; retry after auraio_flush(), poll or wait), or another -errno.
  */
 AURAIO_API int auraio_update_file(auraio_engine_t *engine, int index, int fd);
 
-/** Unregister all files. Returns 0 or -ENOENT if none are registered. */
+/**
+ * Unregister all files. Batched requests on them are handed to the kernel first, as for
+ * auraio_update_file(). Returns 0, -ENOENT if none are registered, or -EAGAIN (the kernel
+ * refused the batched requests now: nothing changed; retry after auraio_flush()).
+ */
 AURAIO_API int auraio_unregister_files(auraio_engine_t *engine);
 
 /**

@@ -426,6 +426,14 @@ static int tb_poll_fd(struct ring *r)
 	return TB(r)->efd;
 }
 
+/* Workers use each request's own fd, never a registered slot; but the core counts the
+ * staged requests as sent (batch_sent), so they go to the workers. */
+static int tb_send_queued(struct ring *r)
+{
+	tb_publish(r);
+	return 0;
+}
+
 static int tb_register_files(struct ring *r, const int *fds, unsigned n)
 {
 	return 0; /* workers use the fd itself; the engine's table still routes checks */
@@ -462,6 +470,7 @@ const struct backend_ops backend_threads_ops = {
 	.cancel_all = tb_cancel_all,
 	.kick = tb_kick,
 	.poll_fd = tb_poll_fd,
+	.send_queued = tb_send_queued,
 	.register_files = tb_register_files,
 	.update_file = tb_update_file,
 	.unregister_files = tb_unregister_files,

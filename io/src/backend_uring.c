@@ -20,6 +20,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -259,6 +260,32 @@ static int uring_poll_fd(struct ring *r)
 	return U(r)->ring_fd;
 }
 
+/*
+ * All sq_locks held, before registered files change: the kernel looks a fixed file up
+ * when it issues the request, not when it is queued, so an entry still in the SQ (staged
+ * by a callback, batched, or refused) would write to the slot's replacement, or fail
+ * with EBADF once files are unregistered. Hand them all to the kernel now; under SQPOLL
+ * wait until its thread has taken them (woken again if it fell asleep meanwhile).
+ * 0, or -EAGAIN if the kernel refused them (need_enter: the next flush or wait retries).
+ */
+static int uring_send_queued(struct ring *r)
+{
+	struct io_uring *u = U(r);
+	unsigned left = uring_publish(r);
+
+	if (left == 0)
+		return 0;
+	if (uring_enter(r, left) < 0) {
+		atomic_store_explicit(&r->need_enter, true, memory_order_relaxed);
+		return -EAGAIN;
+	}
+	while ((u->flags & IORING_SETUP_SQPOLL) && sq_unconsumed(u) > 0) {
+		uring_enter(r, 0); /* a wakeup, if its thread sleeps */
+		sched_yield();
+	}
+	return 0;
+}
+
 static int uring_register_files(struct ring *r, const int *fds, unsigned n)
 {
 	return io_uring_register_files(U(r), fds, n);
@@ -299,6 +326,7 @@ const struct backend_ops backend_uring_ops = {
 	.cancel_all = uring_cancel_all,
 	.kick = uring_kick,
 	.poll_fd = uring_poll_fd,
+	.send_queued = uring_send_queued,
 	.register_files = uring_register_files,
 	.update_file = uring_update_file,
 	.unregister_files = uring_unregister_files,

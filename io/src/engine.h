@@ -71,6 +71,9 @@ struct backend_ops {
 	void (*kick)(struct ring *r);
 	/* fd for the engine's epoll set, readable when completions are ready. */
 	int (*poll_fd)(struct ring *r);
+	/* all sq_locks held: hand every queued request to the kernel (or the workers), so
+	 * that none looks a registered file up after the table changes. 0 or -EAGAIN. */
+	int (*send_queued)(struct ring *r);
 	/* all sq_locks held: mirror the engine's registration tables into the ring. */
 	int (*register_files)(struct ring *r, const int *fds, unsigned n);
 	int (*update_file)(struct ring *r, unsigned slot, int fd);

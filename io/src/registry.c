@@ -8,7 +8,8 @@
  *
  * Files: slot_of_fd maps an fd straight to its slot (O(1) on the submit path). For an
  * fd opened with O_DIRECT the slot remembers its statx alignment so misaligned I/O is
- * refused before it reaches the kernel.
+ * refused before it reaches the kernel. The kernel looks a fixed slot up when it issues
+ * a request, so before a slot changes every ring's queued requests are handed to it.
  *
  * Buffers: pinned memory counts against RLIMIT_MEMLOCK once per ring. If registering
  * would exceed it, or the kernel refuses for lack of memory, the table is still kept and
@@ -128,6 +129,21 @@ AURAIO_API int auraio_register_files(auraio_engine_t *e, const int *fds, int n)
 	return rc;
 }
 
+/* All sq_locks held: every ring's queued requests go to the kernel before a slot
+ * changes under them (backend_ops.send_queued). 0 or -EAGAIN. */
+static int send_all_queued(struct auraio_engine *e)
+{
+	int rc = 0;
+
+	for (unsigned i = 0; i < e->ring_count && rc == 0; i++) {
+		struct ring *r = &e->rings[i];
+
+		batch_sent(r, now_ns());
+		rc = e->ops->send_queued(r);
+	}
+	return rc;
+}
+
 /* All sq_locks held: set slot index to fd on every ring, undoing on failure. */
 static int update_rings(struct auraio_engine *e, unsigned index, int fd, int old_fd)
 {
@@ -162,6 +178,8 @@ AURAIO_API int auraio_update_file(auraio_engine_t *e, int index, int fd)
 		 ft->slot_of_fd[fd] != index + 1)
 		rc = -EINVAL; /* registered in another slot */
 	if (rc == 0)
+		rc = send_all_queued(e);
+	if (rc == 0)
 		rc = update_rings(e, (unsigned) index, fd, ft->slots[index].fd);
 	if (rc == 0) {
 		if (ft->slots[index].fd >= 0)
@@ -183,7 +201,7 @@ AURAIO_API int auraio_unregister_files(auraio_engine_t *e)
 	engine_take_all_sq_locks(e);
 	if (e->files.nslots == 0) {
 		rc = -ENOENT;
-	} else {
+	} else if ((rc = send_all_queued(e)) == 0) {
 		for (unsigned i = 0; i < e->ring_count; i++)
 			e->ops->unregister_files(&e->rings[i]);
 		file_table_free(&e->files);

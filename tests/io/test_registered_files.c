@@ -3,7 +3,7 @@
 #include <auraio.h>
 #include <pthread.h>
 
-#include "test_util.h"
+#include "fault_engine.h"
 
 static auraio_engine_t *engine;
 
@@ -179,4 +179,122 @@ Test(registered_files, update_file_while_io_runs_on_other_slots)
 	close(b);
 	close(c);
 	close(d);
+}
+
+/* One ring: a callback's submission is deferred only on the ring being delivered. */
+static void one_ring_engine(void)
+{
+	auraio_options_t o;
+
+	auraio_destroy(engine);
+	auraio_options_init(&o);
+	o.ring_count = 1;
+	engine = auraio_create_with_options(&o);
+	cr_assert_not_null(engine);
+}
+
+struct swap_slot {
+	int old_fd, new_fd;
+	char data[512];
+	auraio_request_t *write;
+	int update_rc;
+	bool unregister;
+};
+
+/* Writes to the registered file, then replaces (or unregisters) its slot while the write
+ * is still staged: a callback's submissions wait for the delivering call to end. */
+static void write_then_swap_cb(auraio_request_t *req, ssize_t res, void *ud)
+{
+	struct swap_slot *s = ud;
+
+	(void) req;
+	(void) res;
+	s->write =
+	    auraio_write(engine, s->old_fd, auraio_buf(s->data), sizeof(s->data), 0, NULL, NULL);
+	s->update_rc = s->unregister ? auraio_unregister_files(engine)
+				     : auraio_update_file(engine, 0, s->new_fd);
+}
+
+static void write_staged_across_a_slot_change(bool unregister)
+{
+	struct swap_slot s = { .update_rc = 1, .unregister = unregister };
+	char one[1], back[512];
+	ssize_t res = 0;
+
+	one_ring_engine();
+	s.old_fd = temp_file(65536, 0);
+	s.new_fd = temp_file(65536, 0);
+	memset(s.data, 0xab, sizeof(s.data));
+	cr_assert_eq(auraio_register_files(engine, &s.old_fd, 1), 0);
+	cr_assert_not_null(
+	    auraio_read(engine, s.old_fd, auraio_buf(one), 1, 0, write_then_swap_cb, &s));
+	while (s.update_rc == 1)
+		cr_assert_geq(auraio_wait(engine, -1), 0);
+	cr_assert_eq(s.update_rc, 0, "%s", auraio_strerror(s.update_rc));
+	cr_assert_not_null(s.write);
+	cr_assert_eq(auraio_request_wait(engine, s.write, 10000, &res), 0);
+	cr_assert_eq(res, 512, "the write: %zd", res);
+	cr_assert_eq(pread(s.old_fd, back, sizeof(back), 0), 512);
+	cr_assert_eq(memcmp(back, s.data, sizeof(back)), 0, "the write missed the file it named");
+	cr_assert_eq(pread(s.new_fd, back, sizeof(back), 0), 512);
+	cr_assert(check_pattern(back, sizeof(back), 0), "the write went to the new slot's file");
+	close(s.old_fd);
+	close(s.new_fd);
+}
+
+Test(registered_files, a_write_staged_before_update_file_goes_to_the_file_it_named)
+{
+	write_staged_across_a_slot_change(false);
+}
+
+Test(registered_files, a_write_staged_before_unregister_files_still_succeeds)
+{
+	write_staged_across_a_slot_change(true);
+}
+
+/* The kernel refuses the staged write's entry: the slot must not change under it. */
+static void write_then_swap_refused_cb(auraio_request_t *req, ssize_t res, void *ud)
+{
+	auraio_fault_t f = { .fd = -1, .kind = AURAIO_FAULT_ENTER, .error = EAGAIN };
+	struct swap_slot *s = ud;
+
+	(void) req;
+	(void) res;
+	s->write =
+	    auraio_write(engine, s->old_fd, auraio_buf(s->data), sizeof(s->data), 0, NULL, NULL);
+	if (auraio_fault_set(engine, &f) != 0)
+		return;
+	s->update_rc = auraio_update_file(engine, 0, s->new_fd);
+	auraio_fault_clear(engine);
+}
+
+Test(registered_files, update_file_is_eagain_while_the_kernel_refuses_a_staged_write)
+{
+	struct swap_slot s = { .update_rc = 1 };
+	char one[1], back[512];
+	ssize_t res = 0;
+	auraio_stats_t st;
+
+	one_ring_engine();
+	cr_assert_eq(auraio_get_stats(engine, &st), 0);
+	if (st.backend != AURAIO_BACKEND_IO_URING)
+		cr_skip_test("ENTER faults model io_uring_enter; this engine uses worker threads");
+	if (auraio_fault_clear(engine) == -ENOTSUP)
+		cr_skip_test("fault injection is not compiled into this build");
+	s.old_fd = temp_file(65536, 0);
+	s.new_fd = temp_file(65536, 0);
+	memset(s.data, 0xab, sizeof(s.data));
+	cr_assert_eq(auraio_register_files(engine, &s.old_fd, 1), 0);
+	cr_assert_not_null(
+	    auraio_read(engine, s.old_fd, auraio_buf(one), 1, 0, write_then_swap_refused_cb, &s));
+	while (s.update_rc == 1 && s.write == NULL)
+		cr_assert_geq(auraio_wait(engine, -1), 0);
+	cr_assert_eq(s.update_rc, -EAGAIN, "%s", auraio_strerror(s.update_rc));
+	cr_assert_eq(auraio_request_wait(engine, s.write, 10000, &res), 0);
+	cr_assert_eq(res, 512, "the write: %zd", res);
+	cr_assert_eq(pread(s.old_fd, back, sizeof(back), 0), 512);
+	cr_assert_eq(memcmp(back, s.data, sizeof(back)), 0, "the write missed the file it named");
+	cr_assert_eq(auraio_update_file(engine, 0, s.new_fd), 0, "nothing queued now");
+	close(s.old_fd);
+	close(s.new_fd);
 }
