@@ -355,7 +355,11 @@ AURAIO_API int auraio_submit_batch(auraio_engine_t *engine, const auraio_op_t *o
  */
 AURAIO_API int auraio_cancel(auraio_engine_t *engine, auraio_request_t *req);
 
-/** Submit every batched request on every ring now. Returns SQEs submitted or -errno. */
+/**
+ * Submit every batched request on every ring now. Returns SQEs submitted, or the first
+ * -errno (-EAGAIN, -EBUSY: the kernel refused them for now; they stay batched and the
+ * next flush, poll or wait retries). Every ring is flushed either way.
+ */
 AURAIO_API int auraio_flush(auraio_engine_t *engine);
 
 /* ------------------------------------------------------------------------------------- */
@@ -375,8 +379,9 @@ AURAIO_API int auraio_poll(auraio_engine_t *engine);
  * Handle every completion that is ready; if none is, submit what is batched and block
  * until at least one completion is handled or `timeout_ms` passes (-1 = no limit, 0 = do
  * not block). Returns the number handled by this call; 0 on timeout, when nothing is in
- * flight, or when another thread handled the completion that ended the wait. -EINVAL for
- * a NULL engine. All rings are covered: a completion on any ring ends the wait.
+ * flight, when another thread handled the completion that ended the wait, or at once when
+ * the kernel refused to take what was batched (EAGAIN/EBUSY: the next call retries it).
+ * -EINVAL for a NULL engine. All rings are covered: a completion on any ring ends the wait.
  * Meant to be called in a loop: what its callbacks submit is sent by the next call (see
  * the submit rules), so that each turn of the loop costs one system call.
  */

@@ -406,18 +406,20 @@ static int reap_all(struct auraio_engine *e, bool may_enter)
 	return handled;
 }
 
+/* Every ring is flushed, even after one the kernel refused; the first error is kept. */
 static int flush_all(struct auraio_engine *e)
 {
-	int total = 0;
+	int total = 0, err = 0;
 
 	for (unsigned i = 0; i < e->ring_count; i++) {
 		int rc = ring_flush(&e->rings[i]);
 
-		if (rc < 0)
-			return rc;
-		total += rc;
+		if (rc < 0 && err == 0)
+			err = rc;
+		else if (rc > 0)
+			total += rc;
 	}
-	return total;
+	return err ? err : total;
 }
 
 /* Flush, handle, flush again: what the callbacks submitted goes out before returning,
@@ -455,7 +457,11 @@ static int wait_many(struct auraio_engine *e, int timeout_ms)
 
 	if (fd < 0)
 		return fd;
-	flush_all(e);
+	/* Entries the kernel refused are in no ring's kernel queue, so no completion will
+	 * come for them: do not sleep (need_enter makes the next call retry them), as a
+	 * single ring's wait does not (uring_wait). */
+	if (flush_all(e) < 0)
+		timeout_ms = 0;
 	/* EINTR is expected: COOP_TASKRUN wakes a sleeper with a notify signal so that its
 	 * parked completions get posted on the way back to userspace. */
 	epoll_wait(fd, ev, (int) ARRAY_SIZE(ev), timeout_ms);

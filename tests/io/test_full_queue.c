@@ -5,6 +5,8 @@
  * wait in the queue. A hang is the usual failure here; the suite's timeout reports it.
  */
 #include <auraio.h>
+#include <pthread.h>
+#include <sched.h>
 
 #include "fault_engine.h"
 
@@ -224,4 +226,83 @@ Test(full_queue, a_wait_that_the_kernel_cuts_short_still_sends_the_rest)
 	cr_assert(check_pattern(s.buf, sizeof(s.buf), 1024));
 	cr_assert_eq(auraio_request_wait(engine, s.reqs[0], 10000, &res), 0);
 	cr_assert_lt(res, 0, "the readv's own error: %zd", res);
+}
+
+/* Pin the calling thread to `cpu`: with two rings, a thread on CPU n submits to ring n. */
+static void pin_to(int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	cr_assert_eq(sched_setaffinity(0, sizeof(set), &set), 0, "%s", strerror(errno));
+}
+
+struct pipe_read {
+	int cpu, rd;
+	char b;
+	auraio_request_t *req;
+};
+
+static void *submit_pipe_read_on(void *arg)
+{
+	struct pipe_read *pr = arg;
+
+	pin_to(pr->cpu);
+	pr->req = auraio_read(engine, pr->rd, auraio_buf(&pr->b), 1, 0, NULL, NULL);
+	return NULL;
+}
+
+/*
+ * With two rings busy, auraio_wait() sleeps on the epoll set of both. If the flush before
+ * it was refused, what it left queued is not in the kernel, and no completion will come
+ * for it: sleeping there waited forever (with the other ring's I/O never completing).
+ */
+Test(full_queue, a_wait_on_several_rings_does_not_sleep_on_entries_the_kernel_refused)
+{
+	auraio_fault_t f = { .fd = -1, .kind = AURAIO_FAULT_ENTER, .error = EAGAIN };
+	struct pipe_read pr[2] = { { .cpu = 0 }, { .cpu = 1 } };
+	struct recorder rec = { 0 };
+	auraio_options_t o;
+	auraio_stats_t st;
+	cpu_set_t allowed;
+	char one[1];
+	int p[2];
+
+	cr_assert_eq(sched_getaffinity(0, sizeof(allowed), &allowed), 0);
+	if (!CPU_ISSET(0, &allowed) || !CPU_ISSET(1, &allowed))
+		cr_skip_test("needs CPUs 0 and 1");
+	auraio_destroy(engine);
+	auraio_options_init(&o);
+	o.ring_count = 2;
+	o.queue_depth = 4;
+	o.disable_adaptive = true;
+	engine = auraio_create_with_options(&o);
+	cr_assert_not_null(engine);
+	if (!engine_uses_io_uring())
+		cr_skip_test("ENTER faults model io_uring_enter; this engine uses worker threads");
+	cr_assert_eq(pipe(p), 0);
+	for (int i = 0; i < 2; i++) { /* a pipe read in the kernel on each ring */
+		pthread_t t;
+
+		pr[i].rd = p[0];
+		cr_assert_eq(pthread_create(&t, NULL, submit_pipe_read_on, &pr[i]), 0);
+		cr_assert_eq(pthread_join(t, NULL), 0);
+		cr_assert_not_null(pr[i].req);
+	}
+	pin_to(0);
+	if (auraio_fault_set(engine, &f) == -ENOTSUP)
+		cr_skip_test("fault injection is not compiled into this build");
+	cr_assert_not_null(auraio_read(engine, fd, auraio_buf(one), 1, 0, record_cb, &rec));
+	cr_assert_eq(auraio_wait(engine, -1), 0, "the kernel refuses: nothing can complete");
+	cr_assert_eq(auraio_get_stats(engine, &st), 0);
+	cr_assert_geq(st.faults_injected, 1);
+	cr_assert_eq(auraio_fault_clear(engine), 0);
+	while (atomic_load(&rec.calls) == 0)
+		cr_assert_geq(auraio_wait(engine, -1), 0);
+	cr_assert_eq(atomic_load(&rec.last), 1);
+	close(p[1]); /* the pipe reads end with EOF */
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(auraio_request_wait(engine, pr[i].req, 10000, NULL), 0);
+	close(p[0]);
 }
