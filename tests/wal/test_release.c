@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Releasing segments out of order (the store's GC), the RELEASED record of such gaps,
  * and asynchronous reads. */
+#include <signal.h>
+#include <sys/wait.h>
 #include <xxhash.h>
 
 #include "wal_internal_test.h" /* record sizes; waiting for the ready segment */
@@ -27,6 +29,14 @@ static void five_segments(aurawal_loc_t *first, uint64_t *seq)
 		}
 	}
 	cr_assert_eq(aurawal_close(log), 0);
+}
+
+static bool seg_file_exists(uint64_t n)
+{
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/%016llx.seg", dir, (unsigned long long) n);
+	return access(path, F_OK) == 0;
 }
 
 Test(wal_release, a_segment_in_the_middle_can_be_released_and_the_gap_survives_reopen)
@@ -113,6 +123,87 @@ Test(wal_release, an_interrupted_release_is_finished_at_open)
 	snprintf(path, sizeof(path), "%s/0000000000000003.seg", dir);
 	cr_assert_eq(access(path, F_OK), -1, "the released segment's file was not removed");
 	read_check(log, first[3], idx[3], seq[3]);
+	cr_assert_eq(aurawal_close(log), 0);
+}
+
+/* The child: with an iterator still in segment 1, release segment 1, then segment 2
+ * (the oldest now), and die by SIGKILL before the iterator is closed. Exit codes name
+ * the step that failed. */
+static void release_under_an_iterator_then_die(void)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log = NULL;
+	aurawal_iter_t *it;
+
+	if (aurawal_open(dir, &o, &log) != 0)
+		_exit(3);
+	if (aurawal_iter_open(log, (aurawal_loc_t){ 0 }, &it) != 0)
+		_exit(4);
+	if (aurawal_release_segment(log, 1) != 0 || aurawal_release_segment(log, 2) != 0)
+		_exit(5);
+	raise(SIGKILL);
+	_exit(6);
+}
+
+/* A release that returned is what a crash finds, even while a reader was still in the
+ * segment: its file used to stay until the reader let go, so a crash meanwhile brought
+ * segment 1 back - in front of a gap (segment 2, released as the oldest, is in no
+ * RELEASED record) that the next open called corruption. */
+Test(wal_release, a_segment_released_while_an_iterator_is_in_it_stays_released_after_a_crash)
+{
+	aurawal_loc_t first[5] = { 0 };
+	uint64_t seq[5];
+	struct reports rs = { 0 };
+	aurawal_options_t o = wal_opts(&rs);
+	aurawal_segment_info_t segs[8];
+	aurawal_t *log = NULL;
+	size_t n;
+	pid_t pid;
+	int st, rc;
+
+	five_segments(first, seq);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0)
+		release_under_an_iterator_then_die();
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "the child failed: status %d", st);
+	rc = aurawal_open(dir, &o, &log);
+	cr_assert_eq(rc, 0, "reopening after the crash: %s (%s)", aurawal_strerror(rc), rs.reason);
+	cr_assert_eq(rs.corruption, 0, "%s", rs.reason);
+	cr_assert_eq(aurawal_list_segments(log, segs, 8, &n), 0);
+	cr_assert_eq(segs[0].number, 3, "segment %llu came back",
+		     (unsigned long long) segs[0].number);
+	read_check(log, first[2], idx[2], seq[2]);
+	cr_assert_eq(aurawal_close(log), 0);
+}
+
+/* The reader still in a released segment reads on through its file; then it is told
+ * the segment is gone, as any reader there is. */
+Test(wal_release, an_iterator_in_a_released_segment_reads_on_then_gets_enoent)
+{
+	aurawal_loc_t first[5] = { 0 }, loc;
+	uint64_t seq[5], s;
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_iter_t *it;
+	aurawal_t *log;
+	const void *p;
+	size_t len;
+	int rc;
+
+	five_segments(first, seq);
+	log = wal_open_ok(dir, &o);
+	cr_assert_eq(aurawal_iter_open(log, (aurawal_loc_t){ 0 }, &it), 0);
+	cr_assert_eq(aurawal_iter_next(it, &loc, &s, &p, &len), 1);
+	cr_assert_eq(aurawal_release_segment(log, 1), 0);
+	cr_assert(!seg_file_exists(1), "segment 1's file is still there after its release");
+	cr_assert_eq(s, seq[0]);
+	cr_assert(payload_check(p, len, idx[0]));
+	while ((rc = aurawal_iter_next(it, &loc, &s, &p, &len)) == 1)
+		cr_assert_eq(loc.segment, 1, "the iterator left the released segment");
+	cr_assert_eq(rc, -ENOENT, "%s", aurawal_strerror(rc));
+	aurawal_iter_close(it);
+	read_check(log, first[1], idx[1], seq[1]);
 	cr_assert_eq(aurawal_close(log), 0);
 }
 
@@ -232,14 +323,6 @@ static aurawal_loc_t roll_over_with_the_seal_stuck(aurawal_t *log, auraio_engine
 	append_i(log, (*i)++, RLEN, 0, &loc); /* buffered: returns before any write */
 	cr_assert_eq(loc.segment, seg + 1, "this append should have rolled the segment over");
 	return loc;
-}
-
-static bool seg_file_exists(uint64_t n)
-{
-	char path[512];
-
-	snprintf(path, sizeof(path), "%s/%016llx.seg", dir, (unsigned long long) n);
-	return access(path, F_OK) == 0;
 }
 
 Test(wal_release, release_before_waits_for_a_segment_whose_seal_is_not_written_yet)

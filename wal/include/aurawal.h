@@ -332,8 +332,9 @@ AURAWAL_API void aurawal_iter_close(aurawal_iter_t *it);
 
 /**
  * Release every segment numbered below loc.segment (the segment holding loc stays): the
- * files are recycled as spares or deleted. Readers and iterators positioned in a
- * released segment get -ENOENT afterwards. A segment whose last records are still being
+ * files are recycled as spares or deleted - deleted at once if a reader or iterator is
+ * still in one: it finishes its read through the file it has open. Readers and
+ * iterators positioned in a released segment get -ENOENT afterwards. A segment whose last records are still being
  * written (its SEAL, or records appended without AURAWAL_DURABLE) is released only once
  * they are written: the call waits for that (not for a sync: a released segment is not
  * needed). The release itself becomes durable with the next durable append, sync or
@@ -347,9 +348,11 @@ AURAWAL_API void aurawal_iter_close(aurawal_iter_t *it);
 AURAWAL_API int aurawal_release_before(aurawal_t *log, aurawal_loc_t loc);
 
 /**
- * Release one segment (not the active one): its file is recycled or deleted once no
- * reader uses it. The release is recorded durably first (docs/wal_format.md, RELEASED),
- * so recovery knows the gap is intended. The caller must know that nothing in it is
+ * Release one segment (not the active one): its file is recycled, or deleted - at once
+ * if a reader or iterator is still in it, which finishes its read through the file it
+ * has open. The release is recorded durably first (docs/wal_format.md, RELEASED), so
+ * recovery knows the gap is intended, and the file's removal is durable when the call
+ * returns 0: a crash afterwards never finds the segment again. The caller must know that nothing in it is
  * still needed (the store's GC copies live records out and syncs first). If the
  * segment's last records are still being written, the call first waits until they are
  * written, as aurawal_release_before() does.

@@ -61,6 +61,7 @@ struct wal_segment {
 	bool summary_pending; /* sealed: its seal block is being written (I/O on its fd) */
 	bool summary_ok;      /* the seal block on disk matches (no need to write one) */
 	bool released;
+	bool unnamed;		  /* released while in use: its file is unlinked already */
 	bool lazy_hdr;		  /* header written (and file renamed) without a flush: owed */
 	bool unmarked;		  /* prepared without a flush, its SYNC mark not placed yet */
 	bool bad_hdr;		  /* open: its header block is not valid (a break: wal_recover.c) */

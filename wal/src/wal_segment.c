@@ -84,12 +84,13 @@ struct wal_segment *wal_seg_find(struct aurawal *log, uint64_t number)
 	return NULL;
 }
 
-/* Dispose of a released segment's file: keep it as a spare, or delete it. */
+/* Dispose of a released segment's file: keep it as a spare, or delete it (unless its
+ * name is gone already: unlink_segment). */
 static void seg_dispose(struct aurawal *log, struct wal_segment *s)
 {
-	char *path = wal_seg_path(log, s->number), *spare = NULL;
+	char *path = s->unnamed ? NULL : wal_seg_path(log, s->number), *spare = NULL;
 
-	log->dir_gen++; /* renamed or deleted: owed until a directory sync */
+	log->dir_gen += !s->unnamed; /* renamed or deleted: owed until a directory sync */
 
 	if (s->fd >= 0)
 		close(s->fd);
@@ -621,10 +622,20 @@ static void released_prune(struct aurawal *log)
 	log->nreleased = k;
 }
 
-/* mu held: take s out of the list and dispose of it once no reader uses it. */
+/*
+ * mu held: take s out of the list and dispose of its file. A reader still using it
+ * (an iterator, a read, a flush that holds a reference) keeps its descriptor until it
+ * is done, but the name goes now: the release is acknowledged (and its directory synced)
+ * when the caller returns, and a file left under its name until some later put - after
+ * that sync, or never if the process dies first - would be found again at open, in
+ * front of the log or, after later releases of segments then seen as the oldest (which
+ * RELEASED does not list), before a gap nothing explains: corruption. Such a file is
+ * deleted, not recycled: its reader still reads it.
+ */
 static void unlink_segment(struct aurawal *log, struct wal_segment *s)
 {
 	struct wal_segment **pp = &log->segs, *prev = NULL;
+	char *path;
 
 	while (*pp != s) {
 		prev = *pp;
@@ -634,8 +645,16 @@ static void unlink_segment(struct aurawal *log, struct wal_segment *s)
 	if (log->segs_tail == s)
 		log->segs_tail = prev;
 	s->released = true;
-	if (s->refs == 0)
+	if (s->refs == 0) {
 		seg_dispose(log, s);
+		return;
+	}
+	path = wal_seg_path(log, s->number);
+	if (path && unlink(path) == 0) {
+		s->unnamed = true;
+		log->dir_gen++; /* owed until a directory sync, as seg_dispose's */
+	}
+	free(path);
 }
 
 /*
