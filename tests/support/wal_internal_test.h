@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* wal_internal_test.h - for suites that look inside a log (wal_internal.h): waiting
- * until its background preparer is idle, its active segment's file and the room
- * left in it. */
+ * until its background preparer is idle, its active segment's file and the room left
+ * in it, its directory. */
 #ifndef AURA_WAL_INTERNAL_TEST_H
 #define AURA_WAL_INTERNAL_TEST_H
 
@@ -43,6 +43,13 @@ static inline uint64_t wal_room_left(aurawal_t *log)
 	r = log->active->size - log->active->data_end;
 	pthread_mutex_unlock(&log->mu);
 	return r;
+}
+
+/* The file descriptor of the log's directory: a fault rule for it hits the directory
+ * syncs alone. */
+static inline int wal_dir_fd(aurawal_t *log)
+{
+	return log->dir_fd;
 }
 
 #endif

@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "wal_internal_test.h" /* the directory's fd */
 #include "wal_test.h"
 
 WAL_DIR_SUITE(wal_rollover);
@@ -163,6 +164,33 @@ Test(wal_rollover, a_non_durable_stream_never_flushes_and_the_next_sync_pays_the
 	cr_assert_eq(have, n);
 	cr_assert_eq(count_records(log), n);
 	cr_assert_eq(aurawal_close(log), 0);
+}
+
+/* The directory sync a rollover owes (the next segment's rename) is paid before a
+ * durable append returns: if it fails, so does the append, and the log with it. It used
+ * to be a plain fsync(), out of fault injection's reach, as were all the log's
+ * directory syncs. */
+Test(wal_rollover, a_durable_append_fails_when_the_directory_sync_it_owes_fails)
+{
+	auraio_engine_t *e = test_faulty_engine();
+	aurawal_options_t o = wal_opts(NULL);
+	auraio_fault_t f = { .ops = AURAIO_FAULT_OP_FSYNC, .kind = AURAIO_FAULT_ERROR };
+	aurawal_stats_t st;
+	aurawal_loc_t loc;
+	aurawal_t *log;
+
+	o.engine = e;
+	log = wal_open_ok(dir, &o);
+	append_until(log, 2);
+	f.fd = wal_dir_fd(log);
+	f.error = EIO;
+	cr_assert_eq(auraio_fault_set(e, &f), 0);
+	cr_assert_eq(aurawal_append(log, &(struct iovec){ "x", 1 }, 1, AURAWAL_DURABLE, &loc, NULL),
+		     -EIO, "acknowledged without the directory sync");
+	cr_assert_eq(aurawal_get_stats(log, &st), 0);
+	cr_assert_eq(st.failed, -EIO);
+	aurawal_close(log);
+	auraio_destroy(e);
 }
 
 Test(wal_rollover, a_crash_before_the_rollover_flush_ends_the_log_in_the_torn_segment)

@@ -236,6 +236,7 @@ int wal_pread(struct aurawal *log, int fd, void *buf, int reg_index, size_t len,
 int wal_pwrite(struct aurawal *log, int fd, const void *buf, int reg_index, size_t len,
 	       uint64_t off);
 int wal_fdatasync(struct aurawal *log, int fd);
+int wal_fsync(struct aurawal *log, int fd);
 void *wal_alloc(struct aurawal *log, size_t size);
 void wal_free(struct aurawal *log, void *p);
 
@@ -277,7 +278,7 @@ int wal_reader_record(struct wal_reader *r, uint64_t off, uint64_t limit, uint64
 uint64_t wal_reader_resync(struct wal_reader *r, uint64_t from, uint64_t limit, uint64_t seed);
 int wal_recover(struct aurawal *log);	     /* before the threads start */
 int wal_recover_finish(struct aurawal *log); /* may write: summaries fixed up */
-int sync_dir_fd(struct aurawal *log);
+int sync_dir_fd(struct aurawal *log);	     /* fsync of the log's directory, through the engine */
 
 /* What one write covers: consecutive batches of one segment. */
 struct wal_plan {

@@ -78,6 +78,14 @@ int wal_fdatasync(struct aurawal *log, int fd)
 	return (int) one_op(log, &op);
 }
 
+/* A full fsync: what a directory needs for the names created, renamed or removed in it. */
+int wal_fsync(struct aurawal *log, int fd)
+{
+	auraio_op_t op = { .opcode = AURAIO_OP_FSYNC, .fd = fd };
+
+	return (int) one_op(log, &op);
+}
+
 /*
  * Write the iovcnt ranges of iov, gathered, at `off` and, if `sync`, make them durable -
  * in one submission: a DSYNC write, or a write linked to an fdatasync (`mode`). One range may be a

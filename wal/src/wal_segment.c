@@ -39,9 +39,10 @@ char *wal_seg_path(const struct aurawal *log, uint64_t number)
 	return p;
 }
 
+/* Through the engine, as all the log's file I/O: fault injection reaches it. */
 int sync_dir_fd(struct aurawal *log)
 {
-	return fsync(log->dir_fd) == 0 ? 0 : -errno;
+	return wal_fsync(log, log->dir_fd);
 }
 
 static int sync_dir(struct aurawal *log)
