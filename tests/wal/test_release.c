@@ -438,6 +438,36 @@ Test(wal_release, buffered_appends_with_a_release_at_each_rollover_keep_the_log_
 	cr_assert_eq(aurawal_close(log), 0);
 }
 
+/* aurawal.h: a release_before() becomes durable with the next durable append, sync or
+ * close. A sync with every record durable already returned at once: the directory,
+ * where the release renamed and removed files, was not synced - it is now, and its
+ * failure is the sync's (and fails the log, as when a durable write pays it). */
+Test(wal_release, a_sync_after_release_before_syncs_the_directory_even_with_every_record_durable)
+{
+	auraio_engine_t *e = test_faulty_engine();
+	aurawal_options_t o = wal_opts(NULL);
+	auraio_fault_t f = { .ops = AURAIO_FAULT_OP_FSYNC, .kind = AURAIO_FAULT_ERROR };
+	aurawal_loc_t loc = { 0 };
+	aurawal_stats_t st;
+	aurawal_t *log;
+	uint64_t i = 0;
+
+	o.engine = e;
+	log = wal_open_ok(dir, &o);
+	while (loc.segment < 3)
+		append_i(log, i++, RLEN, 0, &loc);
+	cr_assert_eq(aurawal_sync(log), 0);
+	cr_assert_eq(aurawal_release_before(log, loc), 2);
+	f.fd = wal_dir_fd(log);
+	f.error = EIO;
+	cr_assert_eq(auraio_fault_set(e, &f), 0);
+	cr_assert_eq(aurawal_sync(log), -EIO, "the release's directory sync was not made");
+	cr_assert_eq(aurawal_get_stats(log, &st), 0);
+	cr_assert_eq(st.failed, -EIO);
+	aurawal_close(log);
+	auraio_destroy(e);
+}
+
 /* Recording the gap in RELEASED fails (its write or its sync): the release fails with
  * the error, the segment stays - readable now and after reopening - and a later release
  * of it succeeds. */

@@ -245,8 +245,10 @@ AURAWAL_API int aurawal_append_async(aurawal_t *log, const struct iovec *iov, in
  */
 AURAWAL_API int aurawal_poll(aurawal_t *log, int timeout_ms);
 
-/** Make every record appended before this call durable. Returns 0 or an error as for a
- * durable append. */
+/** Make every record appended before this call durable, and every release made before
+ * it (aurawal_release_before: the directory is synced even when every record is durable
+ * already; a failure of that sync fails the log, as for a durable append). Returns 0 or
+ * an error as for a durable append. */
 AURAWAL_API int aurawal_sync(aurawal_t *log);
 
 /**

@@ -350,7 +350,25 @@ static int check_input(aurawal_t *log, const struct iovec *iov, int iovcnt, unsi
 static bool writer_has_work(const struct aurawal *log)
 {
 	return log->queue || (log->cur && log->cur->nrecords) || wal_wants_bare_sync(log) ||
-	       log->closing;
+	       wal_wants_dir_sync(log) || log->closing;
+}
+
+/* mu held: every record is durable, but the directory may not be (a release's renames):
+ * have the writer sync it (wal_writer.c, dir_sync) and wait. 0 or the log's failure. */
+static int sync_dir_unlock(struct aurawal *log)
+{
+	uint64_t gen = log->dir_gen;
+	int rc = 0;
+
+	if (!log->read_only && gen != log->dir_synced) {
+		log->dir_sync_target = MAX(log->dir_sync_target, gen);
+		writer_poke(log);
+		while (log->dir_synced < gen && !log->failed && !log->closing)
+			wait_cv(&log->cv_done, &log->mu);
+		rc = log->dir_synced >= gen ? 0 : log->failed ? log->failed : AURAWAL_ECLOSED;
+	}
+	pthread_mutex_unlock(&log->mu);
+	return rc;
 }
 
 /* A durable record was placed: if the active batch now holds as many as the writer is
@@ -515,8 +533,7 @@ AURAWAL_API int aurawal_sync(aurawal_t *log)
 	} else if (log->enospc && (rc = enospc_retry(log)) != 0) { /* space back? ask now */
 		pthread_mutex_unlock(&log->mu);
 	} else if (log->durable_seq >= target) {
-		rc = 0;
-		pthread_mutex_unlock(&log->mu);
+		rc = sync_dir_unlock(log);
 	} else if (log->active->unmarked && (rc = reserve(log, MARK_SIZE)) != 0) {
 		pthread_mutex_unlock(&log->mu);
 	} else {

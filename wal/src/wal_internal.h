@@ -163,6 +163,7 @@ struct aurawal {
 	uint64_t prepare_attempts; /* preparations made, for appenders waiting on one */
 	uint64_t dir_gen;	   /* bumped by every rename made without a directory sync */
 	uint64_t dir_synced;	   /* dir_gen when the directory was last synced */
+	uint64_t dir_sync_target;  /* aurawal_sync: sync the directory through this dir_gen */
 
 	/* appending (under mu) */
 	struct wal_batch bufs[WAL_NBUFS_MAX];
@@ -296,6 +297,7 @@ void wal_batch_release(struct aurawal *log, struct wal_batch *b);	    /* written
 int wal_plan_next(struct aurawal *log, struct wal_plan *p, uint64_t *wake); /* batches */
 int wal_write_plan(struct aurawal *log, struct wal_plan *p);		    /* drops mu for I/O */
 bool wal_wants_bare_sync(const struct aurawal *log);
+bool wal_wants_dir_sync(const struct aurawal *log);
 
 /* ---- wal_writer.c ---- */
 int wal_writer_init(struct aurawal *log);

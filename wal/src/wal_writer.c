@@ -550,6 +550,29 @@ bool wal_wants_bare_sync(const struct aurawal *log)
 	return log->sync_target > log->durable_seq && log->written_seq > log->durable_seq;
 }
 
+/*
+ * aurawal_sync() found every record durable, but names changed in the directory since it
+ * was last synced (a release's renames and unlinks, which aurawal.h promises durable
+ * after the next sync): sync it alone. A failure fails the log, as it does when a
+ * durable write pays the same sync (pay_debt). mu held; dropped for the I/O.
+ */
+static void dir_sync(struct aurawal *log)
+{
+	uint64_t gen = log->dir_gen;
+	int rc = flush_io(log, -1);
+
+	if (rc < 0)
+		wake_unlocked(log, fail_stop(log, NULL, rc));
+	else
+		log->dir_synced = MAX(log->dir_synced, gen);
+	pthread_cond_broadcast(&log->cv_done);
+}
+
+bool wal_wants_dir_sync(const struct aurawal *log)
+{
+	return log->dir_sync_target > log->dir_synced;
+}
+
 void *wal_writer_main(void *arg)
 {
 	struct aurawal *log = arg;
@@ -569,6 +592,10 @@ void *wal_writer_main(void *arg)
 		}
 		if (!log->failed && wal_wants_bare_sync(log)) {
 			bare_sync(log);
+			continue;
+		}
+		if (!log->failed && wal_wants_dir_sync(log)) {
+			dir_sync(log);
 			continue;
 		}
 		/* Closing: done once everything is written - or when it cannot be: the log
