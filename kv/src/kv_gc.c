@@ -10,10 +10,10 @@
  * GC_MOVES_MAX copies or GC_MOVES_KEYS key bytes, and one at the end) it switches the
  * index to them (compare-and-swap on the location: a key written meanwhile keeps its
  * newer record). Then it releases the segment (recorded durably by the WAL; readers
- * still inside it finish first; a reader that arrives later gets -ENOENT and looks the
- * key up again). The index thus never names a copy that is not durable: a collection
- * that fails - the log out of space, or failed by an I/O error - leaves every key on
- * its record in the victim, which stays, and gets keep working.
+ * still inside it finish through their open file; a reader that arrives later gets
+ * -ENOENT and looks the key up again). The index thus never names a copy that is not
+ * durable: a collection that fails - the log out of space, or failed by an I/O error -
+ * leaves every key on its record in the victim, which stays, and gets keep working.
  *
  * Tombstones. A delete must stay in the log while an older record of its key may
  * remain. Because each key's writes are appended under its stripe lock in version order
