@@ -193,6 +193,61 @@ Test(wal_rollover, a_durable_append_fails_when_the_directory_sync_it_owes_fails)
 	auraio_destroy(e);
 }
 
+/* The ready segment a reopened log finds (made ready before the last close, its header
+ * written without a flush) is owed a flush like a new one: the first durable append in
+ * it syncs its header first - a failure fails the append - and carries its SYNC mark.
+ * It used to be taken as flushed: a DSYNC write made the record durable, not the
+ * header, and a power loss could leave the record in a segment the next open drops. */
+Test(wal_rollover, the_ready_segment_found_at_open_owes_its_header_flush)
+{
+	auraio_engine_t *e = test_faulty_engine();
+	aurawal_options_t o = wal_opts(NULL);
+	auraio_fault_t f = { .ops = AURAIO_FAULT_OP_FSYNC, .kind = AURAIO_FAULT_ERROR };
+	aurawal_loc_t loc;
+	aurawal_t *log = wal_open_ok(dir, &o);
+
+	append_i(log, 0, RLEN, AURAWAL_DURABLE, NULL);
+	wal_preparer_idle(log); /* segment 2 made ready */
+	cr_assert_eq(aurawal_close(log), 0);
+	o.engine = e;
+	log = wal_open_ok(dir, &o);
+	pthread_mutex_lock(&log->mu);
+	cr_assert(log->ready && log->ready->number == 2, "segment 2 is not the ready one");
+	f.fd = log->ready->fd;
+	pthread_mutex_unlock(&log->mu);
+	append_until(log, 2);
+	f.error = EIO;
+	cr_assert_eq(auraio_fault_set(e, &f), 0);
+	cr_assert_eq(aurawal_append(log, &(struct iovec){ "x", 1 }, 1, AURAWAL_DURABLE, &loc, NULL),
+		     -EIO, "acknowledged without flushing segment 2's header");
+	aurawal_close(log);
+	auraio_destroy(e);
+}
+
+Test(wal_rollover, the_first_durable_append_in_the_ready_segment_found_at_open_carries_a_mark)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log = wal_open_ok(dir, &o);
+	aurawal_record_t r;
+	aurawal_iter_t *it;
+	aurawal_loc_t loc;
+	int marks = 0;
+
+	append_i(log, 0, RLEN, AURAWAL_DURABLE, NULL);
+	wal_preparer_idle(log);
+	cr_assert_eq(aurawal_close(log), 0);
+	log = wal_open_ok(dir, &o);
+	append_until(log, 2);
+	append_i(log, 9999, 10, AURAWAL_DURABLE, &loc);
+	cr_assert_eq(loc.segment, 2);
+	cr_assert_eq(aurawal_iter_open(log, (aurawal_loc_t){ .segment = 2 }, &it), 0);
+	while (aurawal_iter_next_record(it, &r) == 1)
+		marks += r.type == AURAWAL_RECORD_SYNC;
+	aurawal_iter_close(it);
+	cr_assert_eq(marks, 1, "segment 2 holds %d SYNC marks", marks);
+	cr_assert_eq(aurawal_close(log), 0);
+}
+
 Test(wal_rollover, a_crash_before_the_rollover_flush_ends_the_log_in_the_torn_segment)
 {
 	struct reports rs = { 0 };

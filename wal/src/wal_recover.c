@@ -538,6 +538,15 @@ int wal_recover(struct aurawal *log)
 	log->active = last;
 	log->next_seq = st.prev_seq + 1;
 	log->durable_seq = log->written_seq = st.prev_seq;
+	/* A ready segment found at open had its header written by the last process, with
+	 * no flush of its own (a lazy rollover's preparer): owed, as a new one's is, and
+	 * paid before the first durable write into it (which carries its SYNC mark) - open
+	 * syncs the active segment only, and a durable write may reach the disk without
+	 * its header (RWF_DSYNC: that write alone). */
+	if (log->ready) {
+		log->ready->lazy_hdr = true;
+		log->ready->unmarked = !log->opts.flush_on_rollover;
+	}
 	return 0;
 }
 
