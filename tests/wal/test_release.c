@@ -468,6 +468,53 @@ Test(wal_release, a_sync_after_release_before_syncs_the_directory_even_with_ever
 	auraio_destroy(e);
 }
 
+static void read_released(char *buf, size_t size)
+{
+	char path[512];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/RELEASED", dir);
+	fd = open(path, O_RDONLY);
+	cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
+	n = read(fd, buf, size - 1);
+	cr_assert_geq(n, 0);
+	buf[n] = '\0';
+	close(fd);
+}
+
+/* A RELEASED that stops naming a segment (below the oldest now) replaces the old one
+ * only once the directory holds the removals no sync covered yet (release_before's,
+ * without flush_on_rollover): otherwise a crash could keep segments 1 and 2 and lose
+ * the record of 3's gap. So with the directory sync failing, RELEASED is not replaced.
+ * It used to be renamed first, the directory synced after. */
+Test(wal_release, released_is_replaced_only_after_earlier_removals_are_durable)
+{
+	aurawal_loc_t first[5] = { 0 };
+	uint64_t seq[5];
+	auraio_engine_t *e = test_faulty_engine();
+	aurawal_options_t o = wal_opts(NULL);
+	auraio_fault_t f = { .ops = AURAIO_FAULT_OP_FSYNC, .kind = AURAIO_FAULT_ERROR };
+	char before[256], after[256];
+	aurawal_t *log;
+
+	five_segments(first, seq);
+	o.engine = e;
+	log = wal_open_ok(dir, &o);
+	wal_preparer_idle(log);
+	cr_assert_eq(aurawal_release_segment(log, 3), 0);
+	cr_assert_eq(aurawal_release_before(log, first[3]), 2); /* 1 and 2, without a sync */
+	read_released(before, sizeof(before));
+	f.fd = wal_dir_fd(log);
+	f.error = EIO;
+	cr_assert_eq(auraio_fault_set(e, &f), 0);
+	cr_assert_eq(aurawal_release_segment(log, 5), -EIO);
+	read_released(after, sizeof(after));
+	cr_assert_str_eq(after, before, "RELEASED was replaced before the removals were durable");
+	aurawal_close(log);
+	auraio_destroy(e);
+}
+
 /* Recording the gap in RELEASED fails (its write or its sync): the release fails with
  * the error, the segment stays - readable now and after reopening - and a later release
  * of it succeeds. */

@@ -815,11 +815,25 @@ int wal_released_forget_above(struct aurawal *log, uint64_t number)
 	return log->read_only ? 0 : released_persist(log, log->released, k);
 }
 
+/* Sync the directory; on success it holds every change counted up to `gen`. mu not held. */
+static int sync_dir_upto(struct aurawal *log, uint64_t gen)
+{
+	int rc = sync_dir(log);
+
+	if (rc == 0) {
+		pthread_mutex_lock(&log->mu);
+		log->dir_synced = MAX(log->dir_synced, gen);
+		pthread_mutex_unlock(&log->mu);
+	}
+	return rc;
+}
+
 AURAWAL_API int aurawal_release_segment(aurawal_t *log, uint64_t number)
 {
 	struct wal_segment *s;
-	uint64_t *set = NULL;
+	uint64_t *set = NULL, gen;
 	size_t n = 0;
+	bool dirty;
 	int rc = 0;
 
 	if (!log)
@@ -844,7 +858,17 @@ AURAWAL_API int aurawal_release_segment(aurawal_t *log, uint64_t number)
 		set[log->nreleased] = number;
 		n = log->nreleased + 1;
 	}
+	gen = log->dir_gen;
+	dirty = gen != log->dir_synced;
 	pthread_mutex_unlock(&log->mu);
+	/* The new RELEASED no longer names segments below the oldest (released_prune), and
+	 * never named those released as the oldest; removals of them that no sync covered
+	 * yet (aurawal_release_before without flush_on_rollover) must be durable before it
+	 * is: nothing orders a rename after earlier unlinks in the same directory, and a
+	 * crash could otherwise keep such a segment in front of a gap RELEASED no longer
+	 * explains. */
+	if (rc == 0 && set && dirty)
+		rc = sync_dir_upto(log, gen);
 	if (rc == 0 && set)
 		rc = released_persist(log, set, n);
 	pthread_mutex_lock(&log->mu);
@@ -857,11 +881,12 @@ AURAWAL_API int aurawal_release_segment(aurawal_t *log, uint64_t number)
 		}
 		unlink_segment(log, s);
 		released_prune(log);
+		gen = log->dir_gen;
 	}
 	pthread_mutex_unlock(&log->mu);
 	free(set);
 	if (rc == 0)
-		rc = sync_dir(log);
+		rc = sync_dir_upto(log, gen);
 	pthread_mutex_unlock(&log->rel_mu);
 	return rc;
 }
