@@ -393,17 +393,6 @@ struct full_queue {
 	int cancel_rc; /* 1: cancel not tried */
 };
 
-static auraio_engine_t *full_queue_engine(void)
-{
-	auraio_options_t o;
-
-	auraio_options_init(&o);
-	o.ring_count = 1;
-	o.queue_depth = FULL_QD;
-	o.disable_adaptive = true;
-	return auraio_create_with_options(&o);
-}
-
 static void fill_queue_cb(auraio_request_t *req, ssize_t res, void *ud)
 {
 	struct full_queue *q = ud;
@@ -424,7 +413,7 @@ static void fill_queue(struct full_queue *q, int p[2])
 	uint64_t deadline = test_now_ns() + 10ull * 1000000000ull;
 	char one[1];
 
-	q->e = full_queue_engine();
+	q->e = test_fixed_engine(1, FULL_QD);
 	cr_assert_not_null(q->e);
 	cr_assert_eq(pipe(p), 0);
 	q->pipe_rd = p[0];

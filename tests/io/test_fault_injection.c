@@ -312,17 +312,12 @@ Test(fault_injection, a_cancel_that_finds_the_sq_full_and_the_kernel_refusing_is
      .timeout = 20)
 {
 	struct full_sq s = { .refused_rc = 1, .retried_rc = 1 };
-	auraio_options_t o;
 	ssize_t res = 0;
 	char one[1];
 	int p[2];
 
 	auraio_destroy(engine);
-	auraio_options_init(&o);
-	o.ring_count = 1;
-	o.queue_depth = 4;
-	o.disable_adaptive = true;
-	engine = auraio_create_with_options(&o);
+	engine = test_fixed_engine(1, 4);
 	cr_assert_not_null(engine);
 	skip_unless_io_uring();
 	if (auraio_fault_clear(engine) == -ENOTSUP)

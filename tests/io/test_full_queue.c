@@ -16,13 +16,7 @@ static int fd;
 /* One ring of queue_depth 4 with a fixed limit of 4: the SQ has exactly 4 entries. */
 static void setup(void)
 {
-	auraio_options_t o;
-
-	auraio_options_init(&o);
-	o.ring_count = 1;
-	o.queue_depth = 4;
-	o.disable_adaptive = true;
-	engine = auraio_create_with_options(&o);
+	engine = test_fixed_engine(1, 4);
 	cr_assert_not_null(engine);
 	fd = temp_file(65536, 0);
 }
@@ -263,7 +257,6 @@ Test(full_queue, a_wait_on_several_rings_does_not_sleep_on_entries_the_kernel_re
 	auraio_fault_t f = { .fd = -1, .kind = AURAIO_FAULT_ENTER, .error = EAGAIN };
 	struct pipe_read pr[2] = { { .cpu = 0 }, { .cpu = 1 } };
 	struct recorder rec = { 0 };
-	auraio_options_t o;
 	auraio_stats_t st;
 	cpu_set_t allowed;
 	char one[1];
@@ -273,11 +266,7 @@ Test(full_queue, a_wait_on_several_rings_does_not_sleep_on_entries_the_kernel_re
 	if (!CPU_ISSET(0, &allowed) || !CPU_ISSET(1, &allowed))
 		cr_skip_test("needs CPUs 0 and 1");
 	auraio_destroy(engine);
-	auraio_options_init(&o);
-	o.ring_count = 2;
-	o.queue_depth = 4;
-	o.disable_adaptive = true;
-	engine = auraio_create_with_options(&o);
+	engine = test_fixed_engine(2, 4);
 	cr_assert_not_null(engine);
 	if (!engine_uses_io_uring())
 		cr_skip_test("ENTER faults model io_uring_enter; this engine uses worker threads");

@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auraio.h"
+
 /* Temporary files live on a real file system (O_DIRECT does not work on tmpfs). */
 #ifndef TEST_TMPDIR
 #define TEST_TMPDIR "/var/tmp"
@@ -113,6 +115,20 @@ struct recorder {
 };
 
 struct auraio_request;
+
+/* An engine of `rings` rings of queue_depth `qd` whose in-flight limit stays at qd (the
+ * adaptive controller off): the shape the full-queue tests need. NULL and errno if
+ * refused. */
+static inline auraio_engine_t *test_fixed_engine(unsigned rings, int qd)
+{
+	auraio_options_t o;
+
+	auraio_options_init(&o);
+	o.ring_count = rings;
+	o.queue_depth = qd;
+	o.disable_adaptive = true;
+	return auraio_create_with_options(&o);
+}
 
 static inline void record_cb(struct auraio_request *req, ssize_t result, void *ud)
 {
