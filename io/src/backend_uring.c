@@ -232,8 +232,9 @@ static int uring_wait(struct ring *r, unsigned to_submit, int64_t timeout_ns)
  * next call), and a cancel entry the kernel refused stays published. Only entering the
  * kernel frees a slot, and without SQPOLL no other thread will while this one holds
  * sq_lock: get_sqe() would spin forever (cancels, destroy and submits did). So hand what
- * is queued to the kernel now - a syscall under the lock, on this rare path only. If the
- * kernel refuses it, need_enter makes the next flush or wait retry.
+ * is queued to the kernel now - a syscall under the lock, on this rare path only; with
+ * SQPOLL, wait for its thread to take it. If the kernel refuses it, need_enter makes the
+ * next flush or wait retry. Staging after a yes needs no check of its own (uring_stage).
  */
 unsigned uring_make_room(struct ring *r, unsigned n)
 {
@@ -241,8 +242,9 @@ unsigned uring_make_room(struct ring *r, unsigned n)
 		return n;
 	if (uring_enter(r, uring_publish(r)) < 0)
 		atomic_store_explicit(&r->need_enter, true, memory_order_relaxed);
-	else if (U(r)->flags & IORING_SETUP_SQPOLL)
-		return n; /* its thread consumes what was published; get_sqe() waits for it */
+	else if (U(r)->flags & IORING_SETUP_SQPOLL) /* its thread consumes all published */
+		while (uring_sq_room(r) < n && io_uring_sqring_wait(U(r)) >= 0)
+			;
 	return MIN(uring_sq_room(r), n);
 }
 

@@ -115,11 +115,9 @@ static inline void prep_one(struct io_uring_sqe *sqe, const struct sqe_src *s)
 }
 
 /*
- * The next free SQE. Cheaper than io_uring_get_sqe(): rings are never set up with
- * SQE128, so there is no flag to test. Room is always there without SQPOLL: the core
- * stages no more than the in-flight limit and checks the SQ first when cancel entries
- * may fill it (uring_make_room). With SQPOLL lagging behind, the slow path waits for
- * its thread to consume entries.
+ * The next free SQE, for the cancel paths: waits for room under SQPOLL (its thread
+ * consumes the SQ); without SQPOLL they make room first (uring_make_room). Cheaper than
+ * io_uring_get_sqe(): rings are never set up with SQE128, so there is no flag to test.
  */
 static inline struct io_uring_sqe *get_sqe(struct ring *r)
 {
@@ -164,9 +162,7 @@ static inline int uring_stage(struct ring *r, struct auraio_request **reqs, int 
 		struct sqe_src src;
 
 		sqe_src_of(&src, reqs[i]);
-		sqe = get_sqe(r);
-		if (unlikely(!sqe))
-			return -EBUSY; /* the core checked capacity: cannot happen */
+		sqe = uring_next_sqe(r); /* the core made room for n first (queue_room) */
 		prep_one(sqe, &src);
 	}
 	return 0;

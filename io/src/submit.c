@@ -193,10 +193,11 @@ static inline __attribute__((always_inline)) bool has_room(struct ring *r, unsig
 }
 
 /*
- * sq_lock held: how many of n entries the backend's queue takes now. Only io_uring's SQ
- * can be short of room: besides the requests the limit admitted it holds cancel entries,
- * and one the kernel refused stays there. Staging into a full SQ would spin forever in
- * get_sqe() with sq_lock held, so the SQ's contents go to the kernel first.
+ * sq_lock held: how many of n entries the backend's queue takes now - the one check of
+ * SQ room on the submit path; staging then takes entries without looking. Only
+ * io_uring's SQ can be short of room: besides the requests the limit admitted it holds
+ * cancel entries, and one the kernel refused stays there. Without SQPOLL only a kernel
+ * entry frees a slot, so the SQ's contents go to the kernel first (uring_make_room).
  */
 static inline __attribute__((always_inline)) unsigned queue_room(struct ring *r, unsigned n)
 {
@@ -469,9 +470,9 @@ static int submit_batch(struct auraio_engine *e, const auraio_op_t *ops, int n,
 	}
 	defer = delivery_defers(r);
 	now = submit_clock(r);
-	/* The plain lane needs io_uring, no fault rule, and SQ room for the whole batch
-	 * (always there but for SQPOLL lagging: then get_sqe waits, op by op). */
-	plain = ring_is_uring(r) && uring_sq_room(r) >= (unsigned) n;
+	/* The plain lane needs io_uring and no fault rule; queue_room made SQ room for the
+	 * whole batch. */
+	plain = ring_is_uring(r);
 #ifdef AURAIO_FAULT_INJECTION
 	plain = plain && !atomic_load_explicit(&e->fault_armed, memory_order_relaxed);
 #endif
