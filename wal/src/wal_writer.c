@@ -397,6 +397,20 @@ static int flush_io(struct aurawal *log, int fd)
 	return rc;
 }
 
+/* Sync the directory if names changed in it since it was last synced (renames, unlinks:
+ * dir_gen). 0 or -errno. mu held; dropped for the I/O. */
+static int sync_dir_owed(struct aurawal *log)
+{
+	uint64_t gen = log->dir_gen;
+	int rc;
+
+	if (gen == log->dir_synced)
+		return 0;
+	if ((rc = flush_io(log, -1)) == 0)
+		log->dir_synced = MAX(log->dir_synced, gen);
+	return rc;
+}
+
 /* The oldest segment before `seg` that owes a flush, or NULL. mu held. */
 static struct wal_segment *first_owing(struct aurawal *log, const struct wal_segment *seg)
 {
@@ -420,7 +434,6 @@ static struct wal_segment *first_owing(struct aurawal *log, const struct wal_seg
 static int pay_debt(struct aurawal *log, struct wal_segment *seg)
 {
 	struct wal_segment *s;
-	uint64_t gen;
 	int rc = 0;
 
 	while (rc == 0 && (s = first_owing(log, seg))) {
@@ -441,9 +454,8 @@ static int pay_debt(struct aurawal *log, struct wal_segment *seg)
 	}
 	if (rc == 0 && log->failed)
 		return log->failed; /* a seal block's write failed the log: write nothing more */
-	gen = log->dir_gen;
-	if (rc == 0 && gen != log->dir_synced && (rc = flush_io(log, -1)) == 0)
-		log->dir_synced = MAX(log->dir_synced, gen);
+	if (rc == 0)
+		rc = sync_dir_owed(log);
 	if (rc == 0 && seg->lazy_hdr) {
 		uint64_t end = seg->written_end;
 
@@ -558,13 +570,10 @@ bool wal_wants_bare_sync(const struct aurawal *log)
  */
 static void dir_sync(struct aurawal *log)
 {
-	uint64_t gen = log->dir_gen;
-	int rc = flush_io(log, -1);
+	int rc = sync_dir_owed(log);
 
 	if (rc < 0)
 		wake_unlocked(log, fail_stop(log, NULL, rc));
-	else
-		log->dir_synced = MAX(log->dir_synced, gen);
 	pthread_cond_broadcast(&log->cv_done);
 }
 
