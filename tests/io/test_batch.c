@@ -11,22 +11,10 @@
 static auraio_engine_t *engine;
 static int fd;
 
-/* A fixed in-flight limit of 64: the adaptive controller would start lower and could
- * cut a batch short. */
-static auraio_engine_t *fixed_engine(int limit)
-{
-	auraio_options_t o;
-
-	auraio_options_init(&o);
-	o.queue_depth = limit;
-	o.initial_in_flight = limit;
-	o.disable_adaptive = true;
-	return auraio_create_with_options(&o);
-}
-
 static void setup(void)
 {
-	engine = fixed_engine(64);
+	/* a fixed limit: the adaptive controller would start lower and cut batches short */
+	engine = test_fixed_engine(0, 64);
 	cr_assert_not_null(engine);
 	fd = temp_file(FILE_SIZE, 0);
 }
@@ -287,7 +275,7 @@ Test(batch, bad_arguments_are_refused_with_einval)
 Test(batch, a_large_batch_without_handles_submits_every_operation)
 {
 	enum { N = 200 };
-	auraio_engine_t *e = fixed_engine(256);
+	auraio_engine_t *e = test_fixed_engine(0, 256);
 	static char bufs[N][512];
 	static auraio_op_t ops[N];
 	struct recorder rec = { 0 };
@@ -417,7 +405,7 @@ static void *mt_submitter(void *arg)
 
 Test(batch, batches_from_several_threads_each_complete_once_with_their_data)
 {
-	struct shared s = { .e = fixed_engine(32), .fd = fd }; /* small: batches get cut */
+	struct shared s = { .e = test_fixed_engine(0, 32), .fd = fd }; /* small: batches get cut */
 
 	cr_assert_not_null(s.e);
 	run_with_poller(&s, MT_THREADS, mt_submitter);

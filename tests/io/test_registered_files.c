@@ -215,19 +215,27 @@ static void write_then_swap_cb(auraio_request_t *req, ssize_t res, void *ud)
 				     : auraio_update_file(engine, 0, s->new_fd);
 }
 
+/* Two files, the first registered in slot 0; a read of it whose callback `cb` writes to
+ * it and changes the slot. */
+static void swap_slot_start(struct swap_slot *s, auraio_callback_t cb)
+{
+	static char one[1];
+
+	s->old_fd = temp_file(65536, 0);
+	s->new_fd = temp_file(65536, 0);
+	memset(s->data, 0xab, sizeof(s->data));
+	cr_assert_eq(auraio_register_files(engine, &s->old_fd, 1), 0);
+	cr_assert_not_null(auraio_read(engine, s->old_fd, auraio_buf(one), 1, 0, cb, s));
+}
+
 static void write_staged_across_a_slot_change(bool unregister)
 {
 	struct swap_slot s = { .update_rc = 1, .unregister = unregister };
-	char one[1], back[512];
+	char back[512];
 	ssize_t res = 0;
 
 	one_ring_engine();
-	s.old_fd = temp_file(65536, 0);
-	s.new_fd = temp_file(65536, 0);
-	memset(s.data, 0xab, sizeof(s.data));
-	cr_assert_eq(auraio_register_files(engine, &s.old_fd, 1), 0);
-	cr_assert_not_null(
-	    auraio_read(engine, s.old_fd, auraio_buf(one), 1, 0, write_then_swap_cb, &s));
+	swap_slot_start(&s, write_then_swap_cb);
 	while (s.update_rc == 1)
 		cr_assert_geq(auraio_wait(engine, -1), 0);
 	cr_assert_eq(s.update_rc, 0, "%s", auraio_strerror(s.update_rc));
@@ -271,7 +279,7 @@ static void write_then_swap_refused_cb(auraio_request_t *req, ssize_t res, void 
 Test(registered_files, update_file_is_eagain_while_the_kernel_refuses_a_staged_write)
 {
 	struct swap_slot s = { .update_rc = 1 };
-	char one[1], back[512];
+	char back[512];
 	ssize_t res = 0;
 	auraio_stats_t st;
 
@@ -281,12 +289,7 @@ Test(registered_files, update_file_is_eagain_while_the_kernel_refuses_a_staged_w
 		cr_skip_test("ENTER faults model io_uring_enter; this engine uses worker threads");
 	if (auraio_fault_clear(engine) == -ENOTSUP)
 		cr_skip_test("fault injection is not compiled into this build");
-	s.old_fd = temp_file(65536, 0);
-	s.new_fd = temp_file(65536, 0);
-	memset(s.data, 0xab, sizeof(s.data));
-	cr_assert_eq(auraio_register_files(engine, &s.old_fd, 1), 0);
-	cr_assert_not_null(
-	    auraio_read(engine, s.old_fd, auraio_buf(one), 1, 0, write_then_swap_refused_cb, &s));
+	swap_slot_start(&s, write_then_swap_refused_cb);
 	while (s.update_rc == 1 && s.write == NULL)
 		cr_assert_geq(auraio_wait(engine, -1), 0);
 	cr_assert_eq(s.update_rc, -EAGAIN, "%s", auraio_strerror(s.update_rc));

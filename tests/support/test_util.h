@@ -116,9 +116,8 @@ struct recorder {
 
 struct auraio_request;
 
-/* An engine of `rings` rings of queue_depth `qd` whose in-flight limit stays at qd (the
- * adaptive controller off): the shape the full-queue tests need. NULL and errno if
- * refused. */
+/* An engine of `rings` rings (0: one per core) of queue_depth `qd` whose in-flight limit
+ * stays at qd (the adaptive controller off). NULL and errno if refused. */
 static inline auraio_engine_t *test_fixed_engine(unsigned rings, int qd)
 {
 	auraio_options_t o;

@@ -129,26 +129,40 @@ static struct wal_walk check_log(uint64_t nids)
 	return w;
 }
 
-/* One thread, every kind of append around one episode without space. */
-Test(wal_enospc, each_kind_of_append_told_enospc_is_absent_and_each_told_0_is_present)
+/* A log on engine e whose buffered records stay buffered until asked (no flush delay). */
+static aurawal_t *open_held(auraio_engine_t *e)
 {
-	auraio_engine_t *e = test_faulty_engine();
 	aurawal_options_t o = wal_opts(NULL);
-	aurawal_t *log;
-	uint64_t id = 0, first_async;
-	uint8_t buf[LEN];
-	size_t len;
 
 	o.engine = e;
-	o.flush_delay_us = 0; /* buffered records stay buffered until asked */
-	log = wal_open_ok(dir, &o);
+	o.flush_delay_us = 0;
+	return wal_open_ok(dir, &o);
+}
+
+/* Ids 0..9 appended durably, then the device out of space and ids 10..13 buffered
+ * (told 0, kept in memory). Returns the next id. */
+static uint64_t durable_then_out_of_space(auraio_engine_t *e, aurawal_t *log)
+{
+	uint64_t id = 0;
+
 	for (; id < 10; id++)
 		record(id, append_id(log, id, AURAWAL_DURABLE));
 	wal_preparer_idle(log);
 	set_enospc(e);
-	for (; id < 14; id++) /* buffered: told 0, and kept */
+	for (; id < 14; id++)
 		record(id, append_id(log, id, 0));
-	first_async = id;
+	return id;
+}
+
+/* One thread, every kind of append around one episode without space. */
+Test(wal_enospc, each_kind_of_append_told_enospc_is_absent_and_each_told_0_is_present)
+{
+	auraio_engine_t *e = test_faulty_engine();
+	aurawal_t *log = open_held(e);
+	uint64_t id = durable_then_out_of_space(e, log), first_async = id;
+	uint8_t buf[LEN];
+	size_t len;
+
 	for (; id < 20; id++) /* pending: the failed write decides */
 		append_async_id(log, id, id % 2 ? AURAWAL_DURABLE : 0);
 	record(id, append_id(log, id, AURAWAL_DURABLE)); /* its write fails */
@@ -268,14 +282,10 @@ Test(wal_enospc, concurrent_appends_across_episodes_without_space_are_told_the_t
 Test(wal_enospc, a_segment_that_could_not_be_prepared_is_made_once_space_returns)
 {
 	auraio_engine_t *e = test_faulty_engine();
-	aurawal_options_t o = wal_opts(NULL);
 	uint64_t need = wal_rec_size(LEN) + wal_rec_size(0) + wal_rec_size(WAL_SEAL_PAYLOAD);
 	uint64_t id = 0, seg;
-	aurawal_t *log;
+	aurawal_t *log = open_held(e);
 
-	o.engine = e;
-	o.flush_delay_us = 0;
-	log = wal_open_ok(dir, &o);
 	while (wal_room_left(log) >= need) /* until a durable append no longer fits */
 		record(id, append_id(log, id, 0)), id++;
 	cr_assert_eq(aurawal_sync(log), 0);
@@ -315,21 +325,14 @@ Test(wal_enospc, a_segment_that_could_not_be_prepared_is_made_once_space_returns
 Test(wal_enospc, closing_without_space_returns_enospc_instead_of_waiting_for_space)
 {
 	auraio_engine_t *e = test_faulty_engine();
-	aurawal_options_t o = wal_opts(NULL);
+	aurawal_options_t o;
 	aurawal_iter_t *it;
 	aurawal_t *log;
-	uint64_t id = 0, n = 0;
+	uint64_t id, n = 0;
 
 	memset(told, 0, sizeof(told));
-	o.engine = e;
-	o.flush_delay_us = 0; /* buffered records stay buffered until asked */
-	log = wal_open_ok(dir, &o);
-	for (; id < 10; id++)
-		record(id, append_id(log, id, AURAWAL_DURABLE));
-	wal_preparer_idle(log);
-	set_enospc(e);
-	for (; id < 14; id++) /* buffered: told 0 */
-		record(id, append_id(log, id, 0));
+	log = open_held(e);
+	id = durable_then_out_of_space(e, log);
 	for (; id < 20; id++) /* pending until the write that fails */
 		append_async_id(log, id, id % 2 ? AURAWAL_DURABLE : 0);
 	cr_assert_eq(aurawal_close(log), -ENOSPC);
@@ -365,14 +368,11 @@ static void no_timed_retry(aurawal_t *log)
 Test(wal_enospc, sync_and_flush_retry_at_once_once_space_returns)
 {
 	auraio_engine_t *e = test_faulty_engine();
-	aurawal_options_t o = wal_opts(NULL);
 	aurawal_t *log;
 	uint64_t id = 0;
 
 	memset(told, 0, sizeof(told));
-	o.engine = e;
-	o.flush_delay_us = 0; /* buffered records stay buffered until asked */
-	log = wal_open_ok(dir, &o);
+	log = open_held(e);
 	record(id, append_id(log, id, AURAWAL_DURABLE)), id++;
 	wal_preparer_idle(log);
 
