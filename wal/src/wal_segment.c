@@ -45,11 +45,6 @@ int sync_dir_fd(struct aurawal *log)
 	return wal_fsync(log, log->dir_fd);
 }
 
-static int sync_dir(struct aurawal *log)
-{
-	return sync_dir_fd(log);
-}
-
 /* ---- the segment list (mu held) ---- */
 
 static struct wal_segment *seg_new(uint64_t number, int fd, uint64_t size)
@@ -252,7 +247,7 @@ static int make_ready(struct aurawal *log, uint64_t number, const char *spare, i
 	if (rc == 0 && rename(spare ? spare : tmp, final) != 0)
 		rc = -errno;
 	if (rc == 0 && sync)
-		rc = sync_dir(log);
+		rc = sync_dir_fd(log);
 	if (rc && fd >= 0) {
 		close(fd);
 		fd = -1;
@@ -703,7 +698,7 @@ int wal_release_segments(struct aurawal *log, uint64_t below)
 	/* No directory sync (unless flush_on_rollover): the renames are owed (seg_dispose)
 	 * and paid before the next durable write. A release lost in a crash leaves old,
 	 * whole segments in front of the log, which the next open reads again. */
-	if (released && log->opts.flush_on_rollover && (rc = sync_dir(log)) != 0)
+	if (released && log->opts.flush_on_rollover && (rc = sync_dir_fd(log)) != 0)
 		return rc;
 	return released ? released : rc;
 }
@@ -789,7 +784,7 @@ static int released_persist(struct aurawal *log, const uint64_t *set, size_t n)
 	if (rc == 0 && rename(tmp, final) != 0)
 		rc = -errno;
 	if (rc == 0)
-		rc = sync_dir(log);
+		rc = sync_dir_fd(log);
 out:
 	if (fd >= 0)
 		close(fd);
@@ -818,7 +813,7 @@ int wal_released_forget_above(struct aurawal *log, uint64_t number)
 /* Sync the directory; on success it holds every change counted up to `gen`. mu not held. */
 static int sync_dir_upto(struct aurawal *log, uint64_t gen)
 {
-	int rc = sync_dir(log);
+	int rc = sync_dir_fd(log);
 
 	if (rc == 0) {
 		pthread_mutex_lock(&log->mu);
