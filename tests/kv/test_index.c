@@ -366,8 +366,9 @@ static struct mkey *model_keys(size_t want, size_t *n, uint64_t seed)
 
 static size_t *shuffled(size_t n, uint64_t seed)
 {
-	size_t *o = malloc(n * sizeof(*o));
+	size_t *o = calloc(n ? n : 1, sizeof(*o));
 
+	cr_assert_not_null(o);
 	for (size_t i = 0; i < n; i++)
 		o[i] = i;
 	for (size_t i = n; i > 1; i--) {
