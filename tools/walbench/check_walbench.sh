@@ -46,6 +46,28 @@ if grep -q '^  "duration_requested_s": 1234567.5,$' "$work/params.json"; then
 else
 	fail "JSON: duration_requested_s is not 1234567.5: $(grep duration_requested "$work/params.json")"
 fi
+# --kv says what the JSON says, key for key: durable was 1/0 beside the JSON's true/false.
+expect_exit 0 "a --count run with --kv and --json" -- "$WALBENCH" --count 20 --quiet --kv \
+	--json "$work/kv.json"
+grep -E '^threads=' "$work/out" >"$work/kv.line" || fail "--kv: no key=value line"
+if command -v python3 >/dev/null; then
+	if python3 - "$work/kv.line" "$work/kv.json" <<'PY'; then
+import json, sys
+
+kv = dict(w.split("=", 1) for w in open(sys.argv[1]).read().split())
+js = json.load(open(sys.argv[2]))
+bad = [k for k, v in kv.items() if k not in js or v != json.dumps(js[k]).strip('"')
+       and not (isinstance(js[k], float) and abs(float(v) - js[k]) < 1e-6)]
+if bad:
+    print("keys that differ: " + ", ".join(f"{k}={kv[k]} / {js.get(k)}" for k in bad))
+    sys.exit(1)
+PY
+		echo "ok: --kv: every key and value as in the JSON"
+	else
+		fail "--kv disagrees with --json"
+	fi
+fi
+expect_output ' durable=true ' "--kv: durable=true, as the JSON"
 expect_exit 0 "--help" -- "$WALBENCH" --help
 expect_output '^Exit status: 0 done, 1 the run failed or its report was lost, 2 bad$' \
 	"--help documents the exit status"

@@ -124,8 +124,9 @@ static void print_kv(const struct bench *b, const struct results *r)
 	const struct bench_config *c = &b->cfg;
 	const aurawal_stats_t *st = &b->stats;
 
-	printf("threads=%d record_size=%llu durable=%d async_depth=%d sync_mode=%s ", c->threads,
-	       (unsigned long long) c->record_size, c->durable, c->async_depth,
+	/* The values as the JSON writes them too: durable is true/false there, not 1/0. */
+	printf("threads=%d record_size=%llu durable=%s async_depth=%d sync_mode=%s ", c->threads,
+	       (unsigned long long) c->record_size, json_bool(c->durable), c->async_depth,
 	       sync_mode_name(c->sync_mode));
 	printf("appends=%llu duration_s=%.6f appends_per_s=%.1f mbps=%.3f ",
 	       (unsigned long long) r->appends, b->measured_s, r->rate, r->mbps);
