@@ -25,6 +25,16 @@ expect_output "^iobench: bad value for --ios: " "overflowing --ios: named"
 # --ios 0 used to mean "not given": a 10 s --runtime run instead of the 0 I/Os asked.
 expect_exit 2 "--ios 0" -- "$IOBENCH" --file "$file" --ios 0
 expect_output "^iobench: bad value for --ios: '0'$" "--ios 0: named"
+# --single-thread lets one thread use the engine: with more threads (or the liburing
+# engine, which has no such mode) the run hung instead of being refused. A timeout
+# turns a hang back into a failure here.
+expect_exit 2 "--single-thread --threads 2" -- timeout 20 "$IOBENCH" --file "$work/data" \
+	--size 1m --runtime 0.1 --quiet --single-thread --threads 2
+expect_output '^iobench: --single-thread needs --threads 1$' "--single-thread --threads 2: named"
+expect_exit 2 "--single-thread --engine liburing" -- "$IOBENCH" --file "$file" --single-thread \
+	--engine liburing
+expect_output '^iobench: --single-thread applies to --engine auraio only$' \
+	"--single-thread --engine liburing: named"
 expect_exit 2 "no --file" -- "$IOBENCH" --bs 4k
 expect_output '^iobench: --file is required$' "no --file: named"
 expect_exit 2 "unknown option" -- "$IOBENCH" --file "$file" --bogus

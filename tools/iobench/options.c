@@ -85,7 +85,8 @@ void options_usage(FILE *out)
 	    "  --defer-taskrun        liburing engine: SINGLE_ISSUER + DEFER_TASKRUN (as fio)\n"
 	    "  --threads N            submitting threads (default 1)\n"
 	    "  --rings N              engine rings (default 0 = engine default)\n"
-	    "  --single-thread        engine single_thread mode: no locks, one ring (--threads 1)\n"
+	    "  --single-thread        engine single_thread mode: no locks, one ring; only with\n"
+	    "                         --threads 1 and --engine auraio\n"
 	    "  --batch                engine: resubmit each wait's completions with one\n"
 	    "                         auraio_submit_batch() call instead of one call per I/O\n"
 	    "  --runtime SECONDS      measured time, fractions allowed (default 10)\n"
@@ -278,6 +279,12 @@ static const char *validate(void *config)
 		return "--defer-taskrun applies to --engine liburing only";
 	if (cfg->batch && cfg->engine != ENGINE_AURAIO)
 		return "--batch applies to --engine auraio only";
+	/* One thread at a time may use a single_thread engine (auraio.h): with more, the
+	 * run raced on the lock-free rings and hung. */
+	if (cfg->single_thread && cfg->engine != ENGINE_AURAIO)
+		return "--single-thread applies to --engine auraio only";
+	if (cfg->single_thread && cfg->threads != 1)
+		return "--single-thread needs --threads 1";
 	if (cfg->size && cfg->size < cfg->bs)
 		return "--size must be at least --bs";
 	return NULL;
