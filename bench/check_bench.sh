@@ -12,6 +12,10 @@
 #                    ns) and iobench's: IOPS, P99 in us and the ratios; a failed iobench
 #                    run stops the script with iobench's message
 #   adaptive_vs_fio.sh  the same failure
+#   kv_vs_peers.sh   fio's recorded JSON beside a kvbench and a db_bench that print
+#                    made-up figures: fio's read jobs draw offsets as kvbench does
+#                    (--norandommap) and their P99 is submission to completion (lat,
+#                    --lat_percentiles=1), the whole-request latency kvbench reports
 #
 # Usage: check_bench.sh
 set -euo pipefail
@@ -95,5 +99,64 @@ expect_exit 1 "adaptive_vs_fio.sh with an iobench run that fails" -- \
 	--build "$work/build" --file "$work/data" --reps 1 --runtime 1 --out "$work/avf"
 expect_output '^iobench: run failed: Input/output error$' \
 	"adaptive_vs_fio.sh: iobench's message shown"
+
+# kv_vs_peers.sh: a kvbench whose JSON says 100k ops/s and P99 50 us for every workload
+# (reads find every key), a db_bench at 50k ops/s, and a fio that logs its arguments and
+# prints the recorded output of fio 3.33 (randread: P99 4227072 ns submit to completion,
+# 4145152 ns completion only; write+fdatasync: 6770 IOPS, sync P99 209920 ns).
+mkdir -p "$work/build/tools/kvbench"
+cat >"$work/build/tools/kvbench/kvbench" <<'FAKE'
+#!/bin/sh
+json=
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--json) json=$2; shift ;;
+	esac
+	shift
+done
+echo "kvbench: made-up figures"
+printf '{"results": [{"name": "w", "ops": 1000, "ops_per_s": 100000.0, "lat_p99_us": 50.0,
+  "found": 1000, "expected_found": 1000, "check_ok": true, "cache_hit_rate": 0.0,
+  "io_ops": 1000, "gc_stalls": 0}], "final": {"disk_bytes": 1048576}}\n' >"$json"
+FAKE
+cat >"$work/bin/db_bench" <<'FAKE'
+#!/bin/sh
+for a in "$@"; do
+	case "$a" in
+	--benchmarks=*) b=${a#*=} ;;
+	esac
+done
+echo "$b : 20.000 micros/op 50000 ops/sec;"
+echo "P50: 10.0 P75: 12.0 P99: 30.0 P99.9: 40.0"
+FAKE
+cat >"$work/bin/fio" <<FAKE
+#!/bin/sh
+echo "\$*" >>"$work/fio.args"
+case " \$* " in
+*--output-format=terse*) ;;
+*--rw=randread*) cat "$here/testdata/fio-3.33_randread_qd8_lat_percentiles.json" ;;
+*) cat "$here/testdata/fio-3.33_write_fdatasync_qd1_lat_percentiles.json" ;;
+esac
+FAKE
+chmod +x "$work/build/tools/kvbench/kvbench" "$work/bin/db_bench" "$work/bin/fio"
+expect_exit 0 "kv_vs_peers.sh with recorded fio output" -- \
+	env PATH="$work/bin:$PATH" DB_BENCH="$work/bin/db_bench" "$here/kv_vs_peers.sh" \
+	--build "$work/build" --dir "$work" --reps 1 --num 1000 --runtime 1 --out "$work/kvp"
+expect_output '^f fio 4K randread QD1 +50\.6k \(50\.6k-50\.6k\) +4227 \(4227-4227\) ' \
+	"kv_vs_peers.sh: fio's read P99 is submission to completion (lat), not clat"
+expect_output '^h fio 4K randread QD32 +50\.6k \(50\.6k-50\.6k\) +4227 \(4227-4227\) ' \
+	"kv_vs_peers.sh: the same at QD32"
+expect_output '^a fio 4K write\+fdatasync QD1 +6770 \(6770-6770\) +210 \(210-210\) ' \
+	"kv_vs_peers.sh: the sync job's rate and sync P99"
+expect_output '^\(4a\) readrandom QD1 / fio QD1 +1\.98 ' "kv_vs_peers.sh: ratio (4a)"
+reads=$(grep -c -- '--rw=randread' "$work/fio.args" || true)
+fast=$(grep -- '--rw=randread' "$work/fio.args" | grep -- '--norandommap' |
+	grep -c -- '--lat_percentiles=1' || true)
+if [ "$reads" -eq 2 ] && [ "$fast" -eq 2 ]; then
+	echo "ok: kv_vs_peers.sh: both fio read jobs run with --norandommap --lat_percentiles=1"
+else
+	fail "kv_vs_peers.sh: $fast of $reads fio read jobs have --norandommap --lat_percentiles=1"
+	sed 's/^/    /' "$work/fio.args" >&2
+fi
 
 check_end

@@ -10,7 +10,8 @@
 #   d  db_bench fillrandom NUM, RocksDB defaults (WAL on, sync off, snappy, 8 MiB
 #      block cache, no bloom filter; keys drawn with replacement)
 #   e  kvbench fillrandom NUM, no sync (each key once, random order)  (3) e >= 3 x d
-#   f  fio: 4K random reads, QD1, io_uring, O_DIRECT, on a file the size of the store
+#   f  fio: 4K random reads, QD1, io_uring, O_DIRECT, on a file the size of the store;
+#      offsets drawn with repeats (--norandommap), as kvbench draws keys
 #   g  kvbench readrandom, --cache-size 0, 1 thread, aurakv_get_into  (4a) g >= 0.9 x f
 #   h  fio: 4K random reads, QD32
 #   i  kvbench readrandom, --cache-size 0, --async-depth 32            (4b) i >= 0.9 x h
@@ -27,7 +28,10 @@
 # files are written in full first (no sparse blocks); the sync job (a) therefore
 # measures the faster case of overwriting allocated blocks: a strict bar for (1).
 # Each kvbench read result must find every key it asks for; a run that did not is
-# reported as a failure whatever its rate.
+# reported as a failure whatever its rate. Latency is per whole operation on both
+# sides: kvbench times each get from its call to its return (or callback), so fio's
+# read P99 is its submission-to-completion latency (lat, --lat_percentiles=1), not its
+# completion latency (clat), which leaves out the submission.
 #
 # Usage: bench/kv_vs_peers.sh [--reps N] [--num N] [--runtime S] [--dir DIR]
 #                             [--build DIR] [--out DIR]
@@ -147,10 +151,12 @@ run_job() { # job out
 		--writes $BIG --duration "$RUNTIME" ;;
 	d_rocks_fill) run_db_bench "$out" --benchmarks=fillrandom --db="$(fresh "$WORK/rocks-w")" ;;
 	e_kv_fill) kvb "$out" --db "$(fresh "$WORK/kv-w")" --benchmarks fillrandom --threads 1 ;;
-	f_fio_qd1) run_fio "$out" --rw=randread --bs=4k --ioengine=io_uring --iodepth=1 ;;
+	f_fio_qd1) run_fio "$out" --rw=randread --bs=4k --ioengine=io_uring --iodepth=1 \
+		--norandommap --lat_percentiles=1 ;;
 	g_kv_read1) kvb "$out" --db "$KV_READ" --use-existing --cache-size 0 \
 		--benchmarks readrandom --reads $BIG --duration "$RUNTIME" ;;
-	h_fio_qd32) run_fio "$out" --rw=randread --bs=4k --ioengine=io_uring --iodepth=32 ;;
+	h_fio_qd32) run_fio "$out" --rw=randread --bs=4k --ioengine=io_uring --iodepth=32 \
+		--norandommap --lat_percentiles=1 ;;
 	i_kv_read32) kvb "$out" --db "$KV_READ" --use-existing --cache-size 0 --async-depth 32 \
 		--benchmarks readrandom --reads $BIG --duration "$RUNTIME" ;;
 	j_kv_cached) kvb "$out" --db "$KV_READ" --use-existing --cache-size "$CACHE_ALL" \
@@ -206,8 +212,10 @@ def fio(path, kind):
         return {"rate": j["write"]["iops"],
                 "p99": j["sync"]["lat_ns"]["percentile"]["99.000000"] / 1e3,
                 "note": f"write clat p99 {j['write']['clat_ns']['percentile']['99.000000'] / 1e3:.0f} us"}
+    # lat (submission to completion, --lat_percentiles=1): the whole request, as
+    # kvbench's latency; clat would leave out the submission.
     return {"rate": j["read"]["iops"],
-            "p99": j["read"]["clat_ns"]["percentile"]["99.000000"] / 1e3, "note": ""}
+            "p99": j["read"]["lat_ns"]["percentile"]["99.000000"] / 1e3, "note": ""}
 
 def kv(path):
     d = json.load(open(path))
@@ -276,7 +284,7 @@ print(f"\nAuraKV vs fio and RocksDB: {num} keys of 16 B, values of 100 B; {runti
 print(f"fio files {fio_size} (the kv store's size), written in full first; cached job: "
       f"--cache-size {cache_all}")
 print("medians (min-max); rates are ops/s (fio: IOPS); p99 per operation in us "
-      "(fio a: sync latency)\n")
+      "(fio a: sync latency; fio f, h: submission to completion)\n")
 hdr = f"{'job':<36}{'rate /s':<27}{'p99 us':<22}notes (last rep)"
 print(hdr)
 print("-" * 110)
