@@ -28,6 +28,17 @@ expect_exit 2 "--buffer-size 65537" -- "$WALBENCH" --dir "$dir" --buffer-size 65
 expect_output '^walbench: --buffer-size must be a multiple of 4k in 64k\.\.256m$' "--buffer-size 65537: named"
 expect_exit 2 "--record-size 4kk" -- "$WALBENCH" --dir "$dir" --record-size 4kk
 expect_output "^walbench: bad value for --record-size: '4kk'$" "--record-size 4kk: named"
+# A record takes at most segment_size - 4200 bytes (aurawal.h), the default segment
+# (64m) included: these passed the checks and failed the run (exit 1, "Message too long").
+expect_exit 2 "--record-size 64m with the default segment size" -- "$WALBENCH" --dir "$dir" \
+	--record-size 64m
+expect_output '^walbench: --record-size does not fit in a segment' "--record-size 64m: named"
+expect_exit 2 "--record-size 64m - 4199 in a 64m segment" -- "$WALBENCH" --dir "$dir" \
+	--record-size $((64 * 1048576 - 4199)) --segment-size 64m
+expect_output '^walbench: --record-size does not fit in a segment' \
+	"--record-size 64m - 4199: named"
+expect_exit 1 "--record-size 64m - 4200 in a 64m segment passes the checks" -- "$WALBENCH" \
+	--dir "$dir" --record-size $((64 * 1048576 - 4200)) --segment-size 64m
 expect_exit 2 "--duration 0" -- "$WALBENCH" --dir "$dir" --duration 0
 expect_exit 2 "--threads -1" -- "$WALBENCH" --dir "$dir" --threads -1
 expect_exit 2 "unknown option" -- "$WALBENCH" --dir "$dir" --bogus
