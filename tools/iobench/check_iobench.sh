@@ -42,6 +42,9 @@ expect_exit 2 "missing value" -- "$IOBENCH" --file
 # An unwritable --json path is refused before the run (it was found after it).
 expect_exit 2 "--json in a missing directory" -- "$IOBENCH" --file "$file" --json "$work/no/x.json"
 expect_output "^iobench: $work/no/x.json: No such file or directory$" "--json path: named"
+# So is an unwritable --trace path: it was found after the file was laid out (exit 1).
+expect_exit 2 "--trace in a missing directory" -- "$IOBENCH" --file "$file" --trace "$work/no/t.csv"
+expect_output "^iobench: $work/no/t.csv: No such file or directory$" "--trace path: named"
 expect_exit 1 "a report that cannot reach stdout" -- \
 	closed_stdout "$IOBENCH" --file "$work/data" --size 1m --runtime 0.1 --quiet
 expect_output '^iobench: writing to stdout: ' "a lost report: said"

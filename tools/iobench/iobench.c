@@ -259,6 +259,9 @@ int main(int argc, char **argv)
 		return rc > 0 ? 0 : 2;
 	if (b.cfg.json && tool_check_output("iobench", b.cfg.json, auraio_strerror))
 		return 2;
+	/* The trace's path too: before the file is laid out, not found out after it. */
+	if (b.cfg.trace && tool_check_output("iobench", b.cfg.trace, auraio_strerror))
+		return 2;
 	b.fd = -1;
 	if (layout_open(&b) != 0) {
 		if (b.fd >= 0)

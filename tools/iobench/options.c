@@ -103,7 +103,8 @@ void options_usage(FILE *out)
 	    "  --seed N               random seed (default 1)\n"
 	    "  --quiet                no progress lines\n"
 	    "Exit status: 0 done, 1 the run failed or its report was lost, 2 bad\n"
-	    "arguments (a --json FILE that cannot be written, checked first, included).\n");
+	    "arguments (a --json or --trace FILE that cannot be written, checked first,\n"
+	    "included).\n");
 }
 
 static int parse_rw(const char *s, struct bench_config *cfg)
