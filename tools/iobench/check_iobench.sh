@@ -45,6 +45,20 @@ expect_output "^iobench: $work/no/x.json: No such file or directory$" "--json pa
 # So is an unwritable --trace path: it was found after the file was laid out (exit 1).
 expect_exit 2 "--trace in a missing directory" -- "$IOBENCH" --file "$file" --trace "$work/no/t.csv"
 expect_output "^iobench: $work/no/t.csv: No such file or directory$" "--trace path: named"
+# --trace - is CSV on stdout: the report goes to stderr (it followed the CSV there), and
+# a --json - beside it is refused (the two documents were run together).
+expect_exit 2 "--trace - with --json -" -- "$IOBENCH" --file "$file" --trace - --json -
+expect_output '^iobench: --trace - and --json - would both write to stdout$' \
+	"--trace - with --json -: named"
+if "$IOBENCH" --file "$work/data" --size 1m --runtime 0.2 --quiet --trace - \
+	>"$work/trace.csv" 2>"$work/trace.err" &&
+	! grep -Evq '^(time_s,iops,|[0-9.]+,[0-9.]+,)' "$work/trace.csv" &&
+	grep -q '^  read: IOPS=' "$work/trace.err"; then
+	echo "ok: --trace -: only CSV on stdout, the report on stderr"
+else
+	fail "--trace -: stdout is not only the CSV, or the report is not on stderr"
+	sed 's/^/    /' "$work/trace.csv" | tail -5 >&2
+fi
 expect_exit 1 "a report that cannot reach stdout" -- \
 	closed_stdout "$IOBENCH" --file "$work/data" --size 1m --runtime 0.1 --quiet
 expect_output '^iobench: writing to stdout: ' "a lost report: said"

@@ -96,8 +96,10 @@ void options_usage(FILE *out)
 	    "  --ramp SECONDS         warm-up excluded from the results (default 0)\n"
 	    "  --file PATH            file to use (existing contents are used as is)\n"
 	    "  --size N               create or extend the file to N bytes by writing data\n"
-	    "  --json FILE            also write the results as JSON to FILE ('-' = stdout)\n"
+	    "  --json FILE            also write the results as JSON to FILE ('-' = stdout;\n"
+	    "                         the human report then goes to stderr, as with --trace -)\n"
 	    "  --trace FILE           every 100 ms: time,iops,p99,limit,batch,phase as CSV\n"
+	    "                         ('-' = stdout)\n"
 	    "  --max-p99-ms X         --adaptive: the P99 guard in ms (engine default 10)\n"
 	    "  --engine NAME          auraio (default) or liburing (hand-written baseline)\n"
 	    "  --seed N               random seed (default 1)\n"
@@ -288,6 +290,8 @@ static const char *validate(void *config)
 		return "--single-thread needs --threads 1";
 	if (cfg->size && cfg->size < cfg->bs)
 		return "--size must be at least --bs";
+	if (cfg->trace && cfg->json && !strcmp(cfg->trace, "-") && !strcmp(cfg->json, "-"))
+		return "--trace - and --json - would both write to stdout";
 	return NULL;
 }
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * report.c - turning a finished run into numbers: a fio-like human summary (stdout, or
- * stderr when the JSON goes to stdout) and the JSON object of --json.
+ * stderr when the JSON or the trace goes to stdout) and the JSON object of --json.
  * Reads the jobs only after their threads were joined.
  */
 #include <string.h>
@@ -158,10 +158,13 @@ int report_print(struct bench *b)
 {
 	struct results r;
 	bool json_stdout = b->cfg.json && strcmp(b->cfg.json, "-") == 0;
+	/* stdout holds the JSON or the trace's CSV alone: the human report goes aside. */
+	FILE *out =
+	    json_stdout || (b->cfg.trace && strcmp(b->cfg.trace, "-") == 0) ? stderr : stdout;
 
 	compute(b, &r);
-	print_human(b, &r, json_stdout ? stderr : stdout);
-	trace_print_trajectory(b, json_stdout ? stderr : stdout);
+	print_human(b, &r, out);
+	trace_print_trajectory(b, out);
 	if (!b->cfg.json)
 		return 0;
 	return json_write_object("iobench", b->cfg.json, auraio_strerror, json_members, b, &r);
