@@ -35,6 +35,9 @@ expect_exit 2 "--single-thread --engine liburing" -- "$IOBENCH" --file "$file" -
 	--engine liburing
 expect_output '^iobench: --single-thread applies to --engine auraio only$' \
 	"--single-thread --engine liburing: named"
+# strtoull skips blanks and negates: --seed ' -1' ran with seed 2^64 - 1, and '010' was 8.
+expect_exit 2 "--seed ' -1'" -- "$IOBENCH" --file "$file" --seed ' -1'
+expect_output "^iobench: bad value for --seed: ' -1'$" "--seed ' -1': named"
 expect_exit 2 "no --file" -- "$IOBENCH" --bs 4k
 expect_output '^iobench: --file is required$' "no --file: named"
 expect_exit 2 "unknown option" -- "$IOBENCH" --file "$file" --bogus

@@ -196,15 +196,6 @@ static bool apply_flag(struct bench_config *cfg, int c)
 	return true;
 }
 
-static int parse_seed(const char *s, uint64_t *out)
-{
-	char *end;
-
-	errno = 0;
-	*out = strtoull(s, &end, 0);
-	return (errno || end == s || *end || s[0] == '-') ? -EINVAL : 0;
-}
-
 /* A decimal >= 0 (seconds, or --max-p99-ms's milliseconds). 0 or -EINVAL. */
 static int parse_nonneg(const char *s, double *out)
 {
@@ -252,7 +243,9 @@ static int apply_option(void *config, int c, const char *arg)
 	case OPT_ENGINE:
 		return parse_engine(arg, &cfg->engine);
 	case OPT_SEED:
-		return parse_seed(arg, &cfg->seed);
+		/* Decimal, a digit first (cliparse.h): strtoull's base 0 took " -1" as
+		 * 2^64 - 1 and "010" as 8. */
+		return cli_parse_u64(arg, &cfg->seed);
 	default:
 		return -EINVAL;
 	}
