@@ -77,7 +77,8 @@ void cli_usage(FILE *out)
 		"Exit status:\n"
 		"  0  success\n"
 		"  1  get: no such key; or corruption found (verify, or a damaged record met\n"
-		"     by get, dump or opening: the store's reports on stderr say where)\n"
+		"     by get, dump or opening - any command, even one that then succeeded:\n"
+		"     the store's reports on stderr say where)\n"
 		"  2  bad arguments; the store cannot be opened (missing, in use by another\n"
 		"     process - the message names its PID - or not a store); or an operation\n"
 		"     failed (the error text on stderr)\n");
@@ -398,6 +399,13 @@ int main(int argc, char **argv)
 		rc = run(&c);
 	else if (rc == 1)
 		rc = CLI_OK; /* --help */
+	/* Damage reported on the way (at the open: recovery may drop what follows it) is
+	 * corruption found, even when the command itself succeeded. The store is closed:
+	 * no reporter runs any more. */
+	if (rc == CLI_OK && __atomic_load_n(&c.corruption_reports, __ATOMIC_RELAXED) != 0) {
+		fprintf(stderr, "aurakv: %s: the store reported corruption (above)\n", c.dir);
+		rc = CLI_CORRUPT;
+	}
 	/* Output that did not reach stdout (a full disk) is a failure. */
 	if (rc == CLI_OK && tool_flush_stdout("aurakv", aurakv_strerror))
 		rc = CLI_ERROR;
