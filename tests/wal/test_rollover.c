@@ -425,3 +425,71 @@ Test(wal_rollover, a_dropped_number_released_out_of_order_is_forgotten)
 	cr_assert(seg_exists(3), "the new segment 3 was deleted as released");
 	cr_assert_eq(aurawal_close(log), 0);
 }
+
+/* The SYNC marks of segment n. */
+static int marks_in(aurawal_t *log, uint64_t n)
+{
+	aurawal_record_t r;
+	aurawal_iter_t *it;
+	int marks = 0;
+
+	cr_assert_eq(aurawal_iter_open(log, (aurawal_loc_t){ .segment = n }, &it), 0);
+	while (aurawal_iter_next_record(it, &r) == 1 && r.loc.segment == n)
+		marks += r.type == AURAWAL_RECORD_SYNC;
+	aurawal_iter_close(it);
+	return marks;
+}
+
+/* With flush_on_rollover the previous segment is durable before anything is written
+ * into the next: its first write, durable or not, carries the SYNC mark that says so. */
+Test(wal_rollover, with_flush_on_rollover_each_new_segment_starts_with_a_sync_mark)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log;
+
+	o.flush_on_rollover = true;
+	log = wal_open_ok(dir, &o);
+	append_until(log, 3);
+	cr_assert_eq(aurawal_flush(log), 0);
+	cr_assert_eq(marks_in(log, 1), 0, "the first segment follows nothing");
+	cr_assert_eq(marks_in(log, 2), 1, "segment 2 holds %d SYNC marks", marks_in(log, 2));
+	cr_assert_eq(marks_in(log, 3), 1, "segment 3 holds %d SYNC marks", marks_in(log, 3));
+	cr_assert_eq(aurawal_close(log), 0);
+}
+
+/*
+ * The store's setting, non-durable appends, a clean close: the last sealed segment
+ * damaged later (emptied, or its SEAL and seal block zeroed) is corruption. It was taken
+ * for a rollover whose flush was never made - with flush_on_rollover there is none - and
+ * the open dropped it and every segment after it, reported as holding nothing
+ * acknowledged.
+ */
+Test(wal_rollover, with_flush_on_rollover_damage_to_the_last_sealed_segment_is_corruption)
+{
+	struct reports rs = { 0 };
+	aurawal_options_t o = wal_opts(&rs);
+	char path[512];
+	aurawal_t *log;
+	uint64_t end2;
+
+	o.flush_on_rollover = true;
+	log = wal_open_ok(dir, &o);
+	append_until(log, 3);
+	end2 = data_end(log, 2);
+	cr_assert_eq(aurawal_close(log), 0);
+
+	zero_bytes(2, end2 - 40, 40); /* the SEAL */
+	zero_bytes(2, 64, 56);	      /* and its seal block */
+	cr_assert_eq(aurawal_open(dir, &o, &log), AURAWAL_ECORRUPT, "SEAL and seal block lost");
+	cr_assert_geq(rs.corruption, 1);
+	cr_assert_eq(rs.dropped, 0, "nothing dropped as never acknowledged");
+	cr_assert(seg_exists(3), "segment 3 is kept");
+
+	seg_path(path, sizeof(path), 2);
+	cr_assert_eq(truncate(path, 0), 0, "%s", strerror(errno));
+	memset(&rs, 0, sizeof(rs));
+	cr_assert_eq(aurawal_open(dir, &o, &log), AURAWAL_ECORRUPT, "segment 2 emptied");
+	cr_assert_geq(rs.corruption, 1);
+	cr_assert_eq(rs.dropped, 0, "nothing dropped as never acknowledged");
+	cr_assert(seg_exists(3), "segment 3 is kept");
+}

@@ -275,30 +275,35 @@ else
 	expect_in err '[Cc]orrupt' "get of the damaged key: says corrupt"
 fi
 
-# ---- Corruption reported while opening, the open itself succeeding ----
-# Seven values of 400000 random bytes fill segments 1-3 of 1m and start segment 4; the
-# last sealed segment emptied is damage recovery reports (and drops what follows) but
-# opens past. The exit status says corruption was found, as --help promises, whatever
-# the command did after the open (dump exited 0, its listing silently short).
+# ---- A damaged sealed segment: the open reports it and fails, dropping nothing ----
+# Seven values of 400000 random bytes fill segments 1-3 of 1m and start segment 4. The
+# last sealed segment emptied was taken for a rollover whose flush was never made: the
+# open dropped segments 3 and 4 (acknowledged values) and went on, dump exited 0 with a
+# short listing, and a later verify called the store clean. It is corruption: every
+# command fails with exit 1 and the report, and no segment file is deleted.
 db=$work/dropped
 for i in 1 2 3 4 5 6 7; do
 	head -c 400000 /dev/urandom >"$work/big$i"
 	expect_exit 0 "put big$i (400000 random bytes)" -- kv put "big$i" - <"$work/big$i"
 done
 if [ -f "$db/wal/0000000000000003.seg" ] && [ -f "$db/wal/0000000000000004.seg" ]; then
-	for cmd in dump stats; do
-		rm -rf "$work/dropcopy"
-		cp -a "$db" "$work/dropcopy"
-		: >"$work/dropcopy/wal/0000000000000003.seg"
-		expect_exit 1 "$cmd of a store whose open reports corruption" -- \
-			"$AURAKV" --dir "$work/dropcopy" "$cmd"
-		expect_in err "^aurakv: $work/dropcopy: corruption: " "$cmd: the report is shown"
-	done
 	rm -rf "$work/dropcopy"
 	cp -a "$db" "$work/dropcopy"
 	: >"$work/dropcopy/wal/0000000000000003.seg"
-	expect_exit 1 "get of an intact key of such a store" -- "$AURAKV" --dir "$work/dropcopy" get big1
-	expect_stdout_is "$work/big1" "get of an intact key of such a store: the value is printed"
+	for cmd in dump stats "get big1" verify; do
+		# shellcheck disable=SC2086 # the command and its argument
+		expect_exit 1 "$cmd of a store with an emptied sealed segment" -- \
+			"$AURAKV" --dir "$work/dropcopy" $cmd
+		if [ "$cmd" = verify ]; then
+			expect_in out "^report: corruption: log segment 3 " \
+				"verify: the damaged segment is reported"
+		else
+			expect_in err "^aurakv: $work/dropcopy: corruption: log segment 3 " \
+				"$cmd: the damaged segment is reported"
+		fi
+		[ -f "$work/dropcopy/wal/0000000000000004.seg" ] ||
+			fail "$cmd: segment 4 was deleted after the damaged segment 3"
+	done
 else
 	fail "the store of seven 400000-byte values does not have segments 3 and 4"
 fi

@@ -191,6 +191,12 @@ static void rollover(struct aurawal *log)
 	log->segs_tail = log->ready;
 	log->active = log->ready;
 	log->ready = NULL;
+	/* flush_on_rollover: the SEAL's batch is synced before anything is written into the
+	 * new segment, whose header the preparer synced: its first write carries the mark
+	 * (append_locked; docs/wal_format.md). Without it that proof waits for the first
+	 * durable write, which pays the rollover's flushes. */
+	if (log->opts.flush_on_rollover)
+		log->active->unmarked = true;
 	pthread_cond_signal(&log->cv_prepare);
 }
 
@@ -404,14 +410,17 @@ static int append_locked(struct aurawal *log, const struct rec_in *in, unsigned 
 			 aurawal_loc_t *loc, uint64_t *seq)
 {
 	bool durable = (flags & AURAWAL_DURABLE) != 0;
-	int rc = reserve(log, wal_rec_size(in->len) + (durable ? MARK_SIZE : 0));
+	bool eager = log->opts.flush_on_rollover;
+	int rc = reserve(log, wal_rec_size(in->len) + (durable || eager ? MARK_SIZE : 0));
 
 	if (rc)
 		return rc;
 	if (told && (rc = voids_reserve(log->cur)) != 0)
 		return rc;
-	if (durable && log->active->unmarked)
-		place_mark(log); /* the segment's first durable write carries its mark */
+	/* The segment's first durable write carries its mark - or, with flush_on_rollover,
+	 * its first write, unless its header is owed (a ready segment found at open). */
+	if (log->active->unmarked && (durable || (eager && !log->active->lazy_hdr)))
+		place_mark(log);
 	if (told)
 		log->cur->voids[log->cur->nvoids++] = (uint32_t) (log->cur->end - log->cur->start);
 	place(log, in, loc, seq);
