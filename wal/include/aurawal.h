@@ -189,6 +189,11 @@ AURAWAL_API void aurawal_options_init(aurawal_options_t *opts);
  * Recovery runs first (docs/wal_format.md): a torn or zeroed tail is the clean end and
  * appends continue there; damage followed by valid records is reported through the
  * reporter and, in STRICT mode, fails the open with AURAWAL_ECORRUPT.
+ * Creating a log (create_if_missing, and no segment in `dir`) makes `dir` if it is
+ * missing (not its parents) and fsyncs the directory holding it before the first
+ * segment, so that the log's own name survives a power loss with what is acknowledged
+ * in it; that directory must therefore be readable. A failure there fails the open with
+ * its -errno and leaves no segment: a retry creates the log again and syncs again.
  * Returns 0 and *log, or: -EINVAL (bad option or NULL), -ENOENT (no log and
  * create_if_missing is false, or inspect mode: the directory is left as it was),
  * AURAWAL_EFORMAT, AURAWAL_ECORRUPT, AURAWAL_ELOCKED

@@ -492,6 +492,35 @@ int wal_seg_remake(struct aurawal *log, uint64_t number, struct wal_segment **ou
 	return 0;
 }
 
+/*
+ * fsync the directory holding the log's directory: the log's own entry - made by this
+ * open's mkdir, by a failed open's before it, or by the caller - is durable only then,
+ * and with it everything later acknowledged. Done when the log is created, before its
+ * first segment: an open that fails here leaves no segment, so its retry creates the
+ * log again and syncs again.
+ */
+static int sync_parent_dir(struct aurawal *log)
+{
+	char *parent = strdup(log->dir), *slash;
+	size_t len = parent ? strlen(parent) : 0;
+	int fd, rc;
+
+	if (!parent)
+		return -ENOMEM;
+	while (len > 1 && parent[len - 1] == '/') /* "a/log/" is "a/log" */
+		parent[--len] = '\0';
+	slash = strrchr(parent, '/');
+	if (slash)
+		slash[slash == parent] = '\0'; /* "/log": the parent is "/" */
+	fd = open(slash ? parent : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(parent);
+	if (fd < 0)
+		return -errno;
+	rc = wal_fsync(log, fd);
+	close(fd);
+	return rc;
+}
+
 /* A brand-new log: a random id and segment 1. */
 static int create_log(struct aurawal *log)
 {
@@ -501,7 +530,9 @@ static int create_log(struct aurawal *log)
 	if (getrandom(&log->log_id, sizeof(log->log_id), 0) != sizeof(log->log_id))
 		return -errno;
 	log->segment_size = log->opts.segment_size;
-	rc = make_ready(log, 1, NULL, &fd, true);
+	rc = sync_parent_dir(log);
+	if (rc == 0)
+		rc = make_ready(log, 1, NULL, &fd, true);
 	if (rc)
 		return rc;
 	s = seg_new(1, fd, log->segment_size);
