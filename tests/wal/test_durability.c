@@ -77,3 +77,55 @@ Test(wal_durability, a_log_named_relative_to_the_current_directory_is_created)
 		cr_assert_eq(aurawal_close(log), 0);
 	}
 }
+
+/* The ready segment's fd (the preparer idle first: it then holds one). */
+static int ready_fd(aurawal_t *log)
+{
+	int fd;
+
+	wal_preparer_idle(log);
+	pthread_mutex_lock(&log->mu);
+	fd = log->ready->fd;
+	pthread_mutex_unlock(&log->mu);
+	return fd;
+}
+
+/*
+ * Without flush_on_rollover the preparer writes the ready segment's header (and renames
+ * it) without a flush: owed until the first durable write into it. A clean close synced
+ * the directory - so the name was durable - but not the header: after a power loss the
+ * next open found a numbered segment with no valid header and reported it dropped (the
+ * store reports that as corruption). Close flushes it now; its failure is close's.
+ */
+Test(wal_durability, close_flushes_the_ready_segments_header_and_says_if_it_cannot)
+{
+	auraio_engine_t *e = test_faulty_engine();
+	aurawal_options_t o = wal_opts(NULL);
+	auraio_fault_t f = { .ops = AURAIO_FAULT_OP_FSYNC, .kind = AURAIO_FAULT_ERROR };
+	struct reports rs = { 0 };
+	aurawal_loc_t loc;
+	aurawal_t *log;
+	uint64_t seq;
+
+	o.engine = e;
+	log = wal_open_ok(dir, &o);
+	seq = append_i(log, 7, 100, AURAWAL_DURABLE, &loc);
+	f.fd = ready_fd(log);
+	f.error = EIO;
+	cr_assert_eq(auraio_fault_set(e, &f), 0);
+	cr_assert_eq(aurawal_close(log), -EIO, "close did not flush the ready segment");
+	auraio_fault_clear(e);
+
+	o = wal_opts(&rs); /* a ready segment found at open is owed again: flushed at close */
+	o.engine = e;
+	log = wal_open_ok(dir, &o);
+	read_check(log, loc, 7, seq);
+	f.fd = ready_fd(log);
+	cr_assert_eq(auraio_fault_set(e, &f), 0);
+	cr_assert_eq(aurawal_close(log), -EIO);
+	auraio_fault_clear(e);
+	log = wal_open_ok(dir, &o);
+	cr_assert_eq(aurawal_close(log), 0);
+	cr_assert_eq(rs.n, 0, "%s", rs.reason);
+	auraio_destroy(e);
+}
