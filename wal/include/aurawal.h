@@ -350,11 +350,15 @@ AURAWAL_API void aurawal_iter_close(aurawal_iter_t *it);
  * they are written: the call waits for that (not for a sync: a released segment is not
  * needed). The release itself becomes durable with the next durable append, sync or
  * close; after a crash before that, released segments may be found again at open, in
- * front of the log.
+ * front of the log. With flush_on_rollover the call syncs the directory itself; if that
+ * sync fails, the segments are released all the same (their number is returned) and the
+ * sync stays owed as without flush_on_rollover: the next durable append, sync or close
+ * makes it, and fails the log if it fails.
  * Returns the number of segments released, or -EINVAL, -EROFS, -ENOSPC (the segment's
  * last records cannot be written for lack of space yet; it was not released: retry
  * later), the log's failure error, or -errno. If some segments were released before one
- * of these errors, their number is returned.
+ * of these errors, their number is returned. A segment released is out of the log: a
+ * retry does not count it again.
  */
 AURAWAL_API int aurawal_release_before(aurawal_t *log, aurawal_loc_t loc);
 
@@ -369,7 +373,15 @@ AURAWAL_API int aurawal_release_before(aurawal_t *log, aurawal_loc_t loc);
  * written, as aurawal_release_before() does.
  * Returns 0, -ENOENT (no such segment), -EBUSY (the active segment), -EROFS, -EINVAL,
  * -ENOSPC (as for aurawal_release_before: not released, retry later), the log's failure
- * error, or -errno.
+ * error, or -errno. An error means the segment was not released (it stays, readable,
+ * and a retry may succeed) - except one case: releasing the *oldest* segment, which
+ * RELEASED does not record, the directory sync after its file was removed failed. The
+ * segment is then out of the log (a retry gets -ENOENT) but its removal is not durable:
+ * the sync stays owed to the next durable append, sync or close (whose failure fails
+ * the log), and a crash before that may find the segment again in front of the log, as
+ * after aurawal_release_before(). For any other segment that sync failing does not
+ * matter - RELEASED, durable before the file was removed, has the next open delete it -
+ * and the call returns 0 (the sync stays owed the same way).
  */
 AURAWAL_API int aurawal_release_segment(aurawal_t *log, uint64_t number);
 

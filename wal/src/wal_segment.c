@@ -706,9 +706,23 @@ static int wait_settled(struct aurawal *log, struct wal_segment *s)
 	return 0;
 }
 
+/* Sync the directory; on success it holds every change counted up to `gen`. mu not held. */
+static int sync_dir_upto(struct aurawal *log, uint64_t gen)
+{
+	int rc = sync_dir_fd(log);
+
+	if (rc == 0) {
+		pthread_mutex_lock(&log->mu);
+		log->dir_synced = MAX(log->dir_synced, gen);
+		pthread_mutex_unlock(&log->mu);
+	}
+	return rc;
+}
+
 int wal_release_segments(struct aurawal *log, uint64_t below)
 {
 	int released = 0, rc = 0;
+	uint64_t gen;
 
 	pthread_mutex_lock(&log->rel_mu);
 	pthread_mutex_lock(&log->mu);
@@ -724,13 +738,18 @@ int wal_release_segments(struct aurawal *log, uint64_t below)
 		released++;
 	}
 	released_prune(log);
+	gen = log->dir_gen;
 	pthread_mutex_unlock(&log->mu);
 	pthread_mutex_unlock(&log->rel_mu);
 	/* No directory sync (unless flush_on_rollover): the renames are owed (seg_dispose)
 	 * and paid before the next durable write. A release lost in a crash leaves old,
-	 * whole segments in front of the log, which the next open reads again. */
-	if (released && log->opts.flush_on_rollover && (rc = sync_dir_fd(log)) != 0)
-		return rc;
+	 * whole segments in front of the log, which the next open reads again. With
+	 * flush_on_rollover the debt is paid now - and if that sync fails, it stays owed
+	 * (dir_synced does not move): the next durable write, sync or close pays it, and
+	 * fails the log if it fails. The segments are released all the same: they are out
+	 * of the log, and the call says how many (aurawal.h). */
+	if (released && log->opts.flush_on_rollover)
+		(void) sync_dir_upto(log, gen);
 	return released ? released : rc;
 }
 
@@ -841,25 +860,12 @@ int wal_released_forget_above(struct aurawal *log, uint64_t number)
 	return log->read_only ? 0 : released_persist(log, log->released, k);
 }
 
-/* Sync the directory; on success it holds every change counted up to `gen`. mu not held. */
-static int sync_dir_upto(struct aurawal *log, uint64_t gen)
-{
-	int rc = sync_dir_fd(log);
-
-	if (rc == 0) {
-		pthread_mutex_lock(&log->mu);
-		log->dir_synced = MAX(log->dir_synced, gen);
-		pthread_mutex_unlock(&log->mu);
-	}
-	return rc;
-}
-
 AURAWAL_API int aurawal_release_segment(aurawal_t *log, uint64_t number)
 {
 	struct wal_segment *s;
 	uint64_t *set = NULL, gen;
 	size_t n = 0;
-	bool dirty;
+	bool dirty, recorded = false;
 	int rc = 0;
 
 	if (!log)
@@ -904,6 +910,7 @@ AURAWAL_API int aurawal_release_segment(aurawal_t *log, uint64_t number)
 			log->released = set;
 			log->nreleased = n;
 			set = NULL;
+			recorded = true;
 		}
 		unlink_segment(log, s);
 		released_prune(log);
@@ -911,8 +918,14 @@ AURAWAL_API int aurawal_release_segment(aurawal_t *log, uint64_t number)
 	}
 	pthread_mutex_unlock(&log->mu);
 	free(set);
-	if (rc == 0)
-		rc = sync_dir_upto(log, gen);
+	/* The segment is out of the log now, whatever this sync does. If it fails the
+	 * removal stays owed (dir_synced does not move: the next durable write, sync or
+	 * close pays it, or fails the log). A segment RELEASED names is released durably
+	 * all the same - the next open deletes its file if a crash kept it: 0. The oldest
+	 * (not named: released_prune) may be found again in front of the log until then:
+	 * the error says so (aurawal.h). */
+	if (rc == 0 && (rc = sync_dir_upto(log, gen)) != 0 && recorded)
+		rc = 0;
 	pthread_mutex_unlock(&log->rel_mu);
 	return rc;
 }
