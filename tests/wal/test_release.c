@@ -725,3 +725,41 @@ Test(wal_release, release_segment_of_the_oldest_whose_directory_sync_fails_says_
 	aurawal_close(log);
 	auraio_destroy(e);
 }
+
+/*
+ * RELEASED is renamed into place, then the directory synced: that sync failing fails
+ * the release, and the segment stays in the log - but the new RELEASED naming it was
+ * left in place, so the next open deleted the segment the caller was told was kept.
+ * The old record is put back: the segment stays, now and after reopening.
+ */
+Test(wal_release, a_release_whose_record_is_renamed_but_not_synced_keeps_the_segment)
+{
+	aurawal_loc_t first[5] = { 0 };
+	uint64_t seq[5];
+	auraio_engine_t *e = test_faulty_engine();
+	struct reports rs = { 0 };
+	auraio_fault_t f = {
+		.ops = AURAIO_FAULT_OP_FSYNC, .kind = AURAIO_FAULT_ERROR, .count = 1, .error = EIO
+	};
+	aurawal_options_t o = wal_opts(&rs);
+	auraio_stats_t st;
+	aurawal_t *log;
+
+	five_segments(first, seq);
+	log = open_clean(e, &rs, false);
+	f.fd = wal_dir_fd(log);
+	cr_assert_eq(auraio_fault_set(e, &f), 0);
+	cr_assert_eq(aurawal_release_segment(log, 3), -EIO);
+	cr_assert_eq(auraio_get_stats(e, &st), 0);
+	cr_assert_eq(st.faults_injected, 1, "RELEASED's directory sync was made, and failed");
+	cr_assert_not(released_names(3), "RELEASED still names the segment kept");
+	read_check(log, first[2], idx[2], seq[2]);
+	auraio_fault_clear(e);
+	cr_assert_eq(aurawal_close(log), 0);
+	auraio_destroy(e);
+	log = wal_open_ok(dir, &o);
+	cr_assert_eq(rs.n, 0, "%s", rs.reason);
+	read_check(log, first[2], idx[2], seq[2]);
+	cr_assert_eq(aurawal_release_segment(log, 3), 0, "a retry releases it");
+	cr_assert_eq(aurawal_close(log), 0);
+}

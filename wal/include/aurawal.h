@@ -373,15 +373,18 @@ AURAWAL_API int aurawal_release_before(aurawal_t *log, aurawal_loc_t loc);
  * written, as aurawal_release_before() does.
  * Returns 0, -ENOENT (no such segment), -EBUSY (the active segment), -EROFS, -EINVAL,
  * -ENOSPC (as for aurawal_release_before: not released, retry later), the log's failure
- * error, or -errno. An error means the segment was not released (it stays, readable,
- * and a retry may succeed) - except one case: releasing the *oldest* segment, which
- * RELEASED does not record, the directory sync after its file was removed failed. The
- * segment is then out of the log (a retry gets -ENOENT) but its removal is not durable:
- * the sync stays owed to the next durable append, sync or close (whose failure fails
- * the log), and a crash before that may find the segment again in front of the log, as
- * after aurawal_release_before(). For any other segment that sync failing does not
- * matter - RELEASED, durable before the file was removed, has the next open delete it -
- * and the call returns 0 (the sync stays owed the same way).
+ * error, or -errno. An error means the segment was not released: it stays, readable
+ * now and after reopening, and a retry may succeed - but if the error is a failed
+ * directory sync, a crash before the directory's next sync may leave the record of the
+ * release in place, and the next open then finds the segment released. One exception:
+ * releasing the *oldest* segment, which RELEASED does not record, the directory sync
+ * after its file was removed failed. The segment is then out of the log (a retry gets
+ * -ENOENT) but its removal is not durable: the sync stays owed to the next durable
+ * append, sync or close (whose failure fails the log), and a crash before that may find
+ * the segment again in front of the log, as after aurawal_release_before(). For any
+ * other segment that last sync failing does not matter - RELEASED, durable before the
+ * file was removed, has the next open delete it - and the call returns 0 (the sync
+ * stays owed the same way).
  */
 AURAWAL_API int aurawal_release_segment(aurawal_t *log, uint64_t number);
 

@@ -813,8 +813,10 @@ int wal_released_load(struct aurawal *log)
 	return rc < 0 ? rc : 0;
 }
 
-/* Write RELEASED with `set` (n numbers) atomically. rel_mu held, mu not held. */
-static int released_persist(struct aurawal *log, const uint64_t *set, size_t n)
+/* Write RELEASED with `set` (n numbers) atomically. rel_mu held, mu not held. *renamed
+ * (may be NULL): the new file took RELEASED's name - so on an error, it failed the
+ * directory sync after the rename, and the new record stands but may not be durable. */
+static int released_write(struct aurawal *log, const uint64_t *set, size_t n, bool *renamed)
 {
 	size_t cap = 32 * (n + 1) + 64, len = 0;
 	char *text = malloc(cap), *tmp = NULL, *final = NULL;
@@ -833,6 +835,8 @@ static int released_persist(struct aurawal *log, const uint64_t *set, size_t n)
 		rc = rc == (int) len ? wal_fdatasync(log, fd) : -EIO;
 	if (rc == 0 && rename(tmp, final) != 0)
 		rc = -errno;
+	if (rc == 0 && renamed)
+		*renamed = true;
 	if (rc == 0)
 		rc = sync_dir_fd(log);
 out:
@@ -841,6 +845,23 @@ out:
 	free(text);
 	free(tmp);
 	free(final);
+	return rc;
+}
+
+/*
+ * Record `set` (the current record plus a segment being released) in RELEASED; rel_mu
+ * held. If the directory sync after the rename fails, the new record - naming a segment
+ * the failed release keeps - is in place, and the next open would delete that segment:
+ * the current one (log->released, which rel_mu keeps still) is put back. Should that
+ * fail too, the next successful RELEASED replaces it (aurawal.h says what is left).
+ */
+static int released_persist(struct aurawal *log, const uint64_t *set, size_t n)
+{
+	bool renamed = false;
+	int rc = released_write(log, set, n, &renamed);
+
+	if (rc && renamed)
+		(void) released_write(log, log->released, log->nreleased, NULL);
 	return rc;
 }
 
@@ -857,7 +878,7 @@ int wal_released_forget_above(struct aurawal *log, uint64_t number)
 	if (k == log->nreleased)
 		return 0;
 	log->nreleased = k;
-	return log->read_only ? 0 : released_persist(log, log->released, k);
+	return log->read_only ? 0 : released_write(log, log->released, k, NULL);
 }
 
 AURAWAL_API int aurawal_release_segment(aurawal_t *log, uint64_t number)
