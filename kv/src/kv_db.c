@@ -157,6 +157,33 @@ static int make_dirs(struct kv_db *db)
 	return 0;
 }
 
+/*
+ * fsync the directory holding the store, then the store's: the store's entry (made by
+ * make_dirs now, by an earlier open that failed, or by the caller) and its own (wal/,
+ * hints/) are durable before the open returns. On every open, not only after a mkdir
+ * that made something: an open failing here would otherwise leave its retry - which
+ * finds the directories made - with entries a power loss may still take. Through the
+ * log's engine, so that fault injection reaches them: hence after the log is open.
+ */
+static int sync_dirs(struct kv_db *db)
+{
+	auraio_engine_t *eng = aurawal_engine(db->wal);
+	char parent[4096], *slash;
+	size_t len = strlen(db->dir);
+	int rc;
+
+	if (len >= sizeof(parent))
+		return -ENAMETOOLONG;
+	memcpy(parent, db->dir, len + 1);
+	while (len > 1 && parent[len - 1] == '/') /* "a/db/" is "a/db" */
+		parent[--len] = '\0';
+	slash = strrchr(parent, '/');
+	if (slash)
+		slash[slash == parent] = '\0'; /* "/db": the parent is "/" */
+	rc = kv_fsync_dir(eng, slash ? parent : ".");
+	return rc ? rc : kv_fsync_dir(eng, db->dir);
+}
+
 static void wal_reporter(const aurawal_report_t *r, void *arg)
 {
 	struct kv_db *db = arg;
@@ -282,6 +309,8 @@ int aurakv_open(const char *dir, const aurakv_options_t *opts, aurakv_t **out)
 		rc = kv_db_lock(db);
 	if (!rc)
 		rc = kv_db_open_wal(db, AURAWAL_RECOVER_STRICT);
+	if (!rc)
+		rc = sync_dirs(db);
 	if (!rc)
 		rc = kv_recover(db);
 	if (!rc)

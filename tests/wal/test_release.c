@@ -560,3 +560,206 @@ Test(wal_release, a_release_whose_record_cannot_be_written_keeps_the_segment)
 		cr_assert_eq(aurawal_close(log), 0);
 	}
 }
+
+/* Segments in the log now (numbers), at most 16. */
+static size_t list_numbers(aurawal_t *log, uint64_t *out)
+{
+	aurawal_segment_info_t segs[16];
+	size_t n = 0;
+
+	cr_assert_eq(aurawal_list_segments(log, segs, 16, &n), 0);
+	for (size_t i = 0; i < n && i < 16; i++)
+		out[i] = segs[i].number;
+	return n;
+}
+
+/* The log opened on a faulty engine with its directory clean: the preparer idle, and
+ * the renames it made synced - so a release's first directory sync is its own. */
+static aurawal_t *open_clean(auraio_engine_t *e, struct reports *rs, bool flush_on_rollover)
+{
+	aurawal_options_t o = wal_opts(rs);
+	aurawal_t *log;
+
+	o.engine = e;
+	o.flush_on_rollover = flush_on_rollover;
+	log = wal_open_ok(dir, &o);
+	wal_preparer_idle(log);
+	cr_assert_eq(aurawal_sync(log), 0);
+	return log;
+}
+
+/*
+ * release_before with flush_on_rollover syncs the directory at once; that sync failing
+ * does not undo the release: the segments are out of the log. It returned the sync's
+ * -EIO all the same, so the caller took them for kept. It returns their number, as
+ * aurawal.h says, and the directory stays owed: the next sync syncs it (its failure
+ * fails the log), and what a crash before that may do is what it may do after a
+ * release without flush_on_rollover - find them again in front of the log.
+ */
+Test(wal_release, release_before_whose_directory_sync_fails_returns_what_it_released)
+{
+	aurawal_loc_t first[5] = { 0 };
+	uint64_t seq[5], nums[16];
+	auraio_engine_t *e = test_faulty_engine();
+	auraio_fault_t f = { .ops = AURAIO_FAULT_OP_FSYNC, .kind = AURAIO_FAULT_ERROR, .count = 1 };
+	struct reports rs = { 0 };
+	auraio_stats_t st;
+	aurawal_t *log;
+
+	five_segments(first, seq);
+	log = open_clean(e, &rs, true);
+	f.fd = wal_dir_fd(log);
+	f.error = EIO;
+	cr_assert_eq(auraio_fault_set(e, &f), 0);
+	cr_assert_eq(aurawal_release_before(log, first[2]), 2, "the release is done");
+	cr_assert_eq(auraio_get_stats(e, &st), 0);
+	cr_assert_eq(st.faults_injected, 1, "the directory sync was made, and failed");
+	cr_assert_eq(list_numbers(log, nums), 4);
+	cr_assert_eq(nums[0], 3);
+	cr_assert_eq(aurawal_release_before(log, first[2]), 0, "a retry has nothing to do");
+	f.count = 0;
+	cr_assert_eq(auraio_fault_set(e, &f), 0);
+	cr_assert_eq(aurawal_sync(log), -EIO, "the directory sync is still owed");
+	auraio_fault_clear(e);
+	aurawal_close(log);
+	auraio_destroy(e);
+	{
+		aurawal_options_t o = wal_opts(&rs);
+
+		log = wal_open_ok(dir, &o);
+		cr_assert_eq(rs.n, 0, "%s", rs.reason);
+		cr_assert_eq(list_numbers(log, nums), 4);
+		read_check(log, first[2], idx[2], seq[2]);
+		cr_assert_eq(aurawal_close(log), 0);
+	}
+}
+
+/* RELEASED's text holds the line "<n>". */
+static bool released_names(uint64_t n)
+{
+	char buf[256], line[32];
+
+	read_released(buf, sizeof(buf));
+	snprintf(line, sizeof(line), "%llu\n", (unsigned long long) n);
+	if (strncmp(buf, line, strlen(line)) == 0)
+		return true;
+	snprintf(line, sizeof(line), "\n%llu\n", (unsigned long long) n);
+	return strstr(buf, line) != NULL;
+}
+
+/*
+ * release_segment of a segment in the middle: RELEASED names it (durably) before its
+ * file goes, so the next open deletes the file whatever the directory held at a crash.
+ * The directory sync after the removal failing changes nothing of that - yet the call
+ * returned -EIO, the segment gone from the log (a retry: -ENOENT). It returns 0; the
+ * sync stays owed, paid by the next sync or close.
+ */
+Test(wal_release, release_segment_whose_last_directory_sync_fails_is_done_once_recorded)
+{
+	aurawal_loc_t first[5] = { 0 };
+	uint64_t seq[5], nums[16];
+	auraio_engine_t *e = test_faulty_engine();
+	struct reports rs = { 0 };
+	auraio_fault_t f = { .ops = AURAIO_FAULT_OP_FSYNC,
+			     .kind = AURAIO_FAULT_ERROR,
+			     .skip = 1, /* RELEASED's own directory sync succeeds */
+			     .count = 1,
+			     .error = EIO };
+	aurawal_options_t o = wal_opts(&rs);
+	auraio_stats_t st;
+	aurawal_t *log;
+	char buf[1000];
+
+	five_segments(first, seq);
+	log = open_clean(e, &rs, false);
+	f.fd = wal_dir_fd(log);
+	cr_assert_eq(auraio_fault_set(e, &f), 0);
+	cr_assert_eq(aurawal_release_segment(log, 3), 0, "recorded in RELEASED: released");
+	cr_assert_eq(auraio_get_stats(e, &st), 0);
+	cr_assert_eq(st.faults_injected, 1, "the last directory sync was made, and failed");
+	cr_assert(released_names(3));
+	cr_assert_not(seg_file_exists(3));
+	cr_assert_eq(aurawal_release_segment(log, 3), -ENOENT);
+	cr_assert_eq(list_numbers(log, nums), 5);
+	auraio_fault_clear(e);
+	cr_assert_eq(aurawal_close(log), 0);
+	auraio_destroy(e);
+	log = wal_open_ok(dir, &o);
+	cr_assert_eq(rs.n, 0, "%s", rs.reason);
+	cr_assert_eq(aurawal_read(log, first[2], buf, sizeof(buf), NULL, NULL), -ENOENT);
+	read_check(log, first[3], idx[3], seq[3]);
+	cr_assert_eq(aurawal_close(log), 0);
+}
+
+/*
+ * The oldest segment's release writes no RELEASED: only the directory sync after its
+ * removal makes it durable. That failing, the call says so (-EIO), though the segment
+ * is out of the log (a retry: -ENOENT); the sync stays owed - the next sync makes it,
+ * and fails the log if it fails - and until then a crash may find the segment again in
+ * front of the log, as after release_before.
+ */
+Test(wal_release, release_segment_of_the_oldest_whose_directory_sync_fails_says_so)
+{
+	aurawal_loc_t first[5] = { 0 };
+	uint64_t seq[5], nums[16];
+	auraio_engine_t *e = test_faulty_engine();
+	struct reports rs = { 0 };
+	auraio_fault_t f = {
+		.ops = AURAIO_FAULT_OP_FSYNC, .kind = AURAIO_FAULT_ERROR, .count = 1, .error = EIO
+	};
+	aurawal_t *log;
+
+	five_segments(first, seq);
+	log = open_clean(e, &rs, false);
+	f.fd = wal_dir_fd(log);
+	cr_assert_eq(auraio_fault_set(e, &f), 0);
+	cr_assert_eq(aurawal_release_segment(log, 1), -EIO);
+	cr_assert_not(seg_file_exists(1));
+	cr_assert_eq(aurawal_release_segment(log, 1), -ENOENT, "released all the same");
+	cr_assert_eq(list_numbers(log, nums), 5);
+	cr_assert_eq(nums[0], 2);
+	f.count = 0;
+	cr_assert_eq(auraio_fault_set(e, &f), 0);
+	cr_assert_eq(aurawal_sync(log), -EIO, "the directory sync is still owed");
+	auraio_fault_clear(e);
+	aurawal_close(log);
+	auraio_destroy(e);
+}
+
+/*
+ * RELEASED is renamed into place, then the directory synced: that sync failing fails
+ * the release, and the segment stays in the log - but the new RELEASED naming it was
+ * left in place, so the next open deleted the segment the caller was told was kept.
+ * The old record is put back: the segment stays, now and after reopening.
+ */
+Test(wal_release, a_release_whose_record_is_renamed_but_not_synced_keeps_the_segment)
+{
+	aurawal_loc_t first[5] = { 0 };
+	uint64_t seq[5];
+	auraio_engine_t *e = test_faulty_engine();
+	struct reports rs = { 0 };
+	auraio_fault_t f = {
+		.ops = AURAIO_FAULT_OP_FSYNC, .kind = AURAIO_FAULT_ERROR, .count = 1, .error = EIO
+	};
+	aurawal_options_t o = wal_opts(&rs);
+	auraio_stats_t st;
+	aurawal_t *log;
+
+	five_segments(first, seq);
+	log = open_clean(e, &rs, false);
+	f.fd = wal_dir_fd(log);
+	cr_assert_eq(auraio_fault_set(e, &f), 0);
+	cr_assert_eq(aurawal_release_segment(log, 3), -EIO);
+	cr_assert_eq(auraio_get_stats(e, &st), 0);
+	cr_assert_eq(st.faults_injected, 1, "RELEASED's directory sync was made, and failed");
+	cr_assert_not(released_names(3), "RELEASED still names the segment kept");
+	read_check(log, first[2], idx[2], seq[2]);
+	auraio_fault_clear(e);
+	cr_assert_eq(aurawal_close(log), 0);
+	auraio_destroy(e);
+	log = wal_open_ok(dir, &o);
+	cr_assert_eq(rs.n, 0, "%s", rs.reason);
+	read_check(log, first[2], idx[2], seq[2]);
+	cr_assert_eq(aurawal_release_segment(log, 3), 0, "a retry releases it");
+	cr_assert_eq(aurawal_close(log), 0);
+}

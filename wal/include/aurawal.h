@@ -189,6 +189,11 @@ AURAWAL_API void aurawal_options_init(aurawal_options_t *opts);
  * Recovery runs first (docs/wal_format.md): a torn or zeroed tail is the clean end and
  * appends continue there; damage followed by valid records is reported through the
  * reporter and, in STRICT mode, fails the open with AURAWAL_ECORRUPT.
+ * Creating a log (create_if_missing, and no segment in `dir`) makes `dir` if it is
+ * missing (not its parents) and fsyncs the directory holding it before the first
+ * segment, so that the log's own name survives a power loss with what is acknowledged
+ * in it; that directory must therefore be readable. A failure there fails the open with
+ * its -errno and leaves no segment: a retry creates the log again and syncs again.
  * Returns 0 and *log, or: -EINVAL (bad option or NULL), -ENOENT (no log and
  * create_if_missing is false, or inspect mode: the directory is left as it was),
  * AURAWAL_EFORMAT, AURAWAL_ECORRUPT, AURAWAL_ELOCKED
@@ -201,7 +206,11 @@ AURAWAL_API int aurawal_open(const char *dir, const aurawal_options_t *opts, aur
  * Make everything appended durable, then close. NULL is ignored. Returns 0, or the
  * error that kept buffered records from becoming durable (the log is closed anyway):
  * the log's failure error, or -ENOSPC - close does not wait for space to return, and
- * the buffered records that could not be written are not in the log.
+ * the buffered records that could not be written are not in the log - or the error of
+ * the flushes close still owes: the ready segment's header (prepared without a flush,
+ * flush_on_rollover false) and the directory (names changed since its last sync). After
+ * a close that returned 0 nothing is owed: a power loss then loses nothing and the next
+ * open drops nothing.
  * Must not race with any other call on the log. Asynchronous reads still in flight
  * complete first, and every async callback still pending runs once, in this thread,
  * before it returns (a read's callback may start another read; it completes too).
@@ -341,11 +350,15 @@ AURAWAL_API void aurawal_iter_close(aurawal_iter_t *it);
  * they are written: the call waits for that (not for a sync: a released segment is not
  * needed). The release itself becomes durable with the next durable append, sync or
  * close; after a crash before that, released segments may be found again at open, in
- * front of the log.
+ * front of the log. With flush_on_rollover the call syncs the directory itself; if that
+ * sync fails, the segments are released all the same (their number is returned) and the
+ * sync stays owed as without flush_on_rollover: the next durable append, sync or close
+ * makes it, and fails the log if it fails.
  * Returns the number of segments released, or -EINVAL, -EROFS, -ENOSPC (the segment's
  * last records cannot be written for lack of space yet; it was not released: retry
  * later), the log's failure error, or -errno. If some segments were released before one
- * of these errors, their number is returned.
+ * of these errors, their number is returned. A segment released is out of the log: a
+ * retry does not count it again.
  */
 AURAWAL_API int aurawal_release_before(aurawal_t *log, aurawal_loc_t loc);
 
@@ -360,7 +373,18 @@ AURAWAL_API int aurawal_release_before(aurawal_t *log, aurawal_loc_t loc);
  * written, as aurawal_release_before() does.
  * Returns 0, -ENOENT (no such segment), -EBUSY (the active segment), -EROFS, -EINVAL,
  * -ENOSPC (as for aurawal_release_before: not released, retry later), the log's failure
- * error, or -errno.
+ * error, or -errno. An error means the segment was not released: it stays, readable
+ * now and after reopening, and a retry may succeed - but if the error is a failed
+ * directory sync, a crash before the directory's next sync may leave the record of the
+ * release in place, and the next open then finds the segment released. One exception:
+ * releasing the *oldest* segment, which RELEASED does not record, the directory sync
+ * after its file was removed failed. The segment is then out of the log (a retry gets
+ * -ENOENT) but its removal is not durable: the sync stays owed to the next durable
+ * append, sync or close (whose failure fails the log), and a crash before that may find
+ * the segment again in front of the log, as after aurawal_release_before(). For any
+ * other segment that last sync failing does not matter - RELEASED, durable before the
+ * file was removed, has the next open delete it - and the call returns 0 (the sync
+ * stays owed the same way).
  */
 AURAWAL_API int aurawal_release_segment(aurawal_t *log, uint64_t number);
 

@@ -304,5 +304,6 @@ int wal_writer_init(struct aurawal *log);
 void *wal_writer_main(void *arg);
 int wal_write_close_block(struct aurawal *log); /* at close, after the writer stopped */
 int wal_sync_dir_if_dirty(struct aurawal *log); /* at close, after the writer stopped */
+int wal_flush_ready(struct aurawal *log);	/* at close, after the threads stopped */
 
 #endif

@@ -381,6 +381,8 @@ AURAWAL_API int aurawal_close(aurawal_t *log)
 	if (rc == 0)	   /* what a callback appended meanwhile could not be written */
 		rc = log->failed ? log->failed : log->enospc;
 	if (rc == 0)
+		rc = wal_flush_ready(log); /* a header no durable write has covered */
+	if (rc == 0)
 		rc = wal_sync_dir_if_dirty(log); /* renames no durable write has covered */
 	if (rc == 0)
 		wal_write_close_block(log); /* best effort: the next open reads less */

@@ -492,6 +492,35 @@ int wal_seg_remake(struct aurawal *log, uint64_t number, struct wal_segment **ou
 	return 0;
 }
 
+/*
+ * fsync the directory holding the log's directory: the log's own entry - made by this
+ * open's mkdir, by a failed open's before it, or by the caller - is durable only then,
+ * and with it everything later acknowledged. Done when the log is created, before its
+ * first segment: an open that fails here leaves no segment, so its retry creates the
+ * log again and syncs again.
+ */
+static int sync_parent_dir(struct aurawal *log)
+{
+	char *parent = strdup(log->dir), *slash;
+	size_t len = parent ? strlen(parent) : 0;
+	int fd, rc;
+
+	if (!parent)
+		return -ENOMEM;
+	while (len > 1 && parent[len - 1] == '/') /* "a/log/" is "a/log" */
+		parent[--len] = '\0';
+	slash = strrchr(parent, '/');
+	if (slash)
+		slash[slash == parent] = '\0'; /* "/log": the parent is "/" */
+	fd = open(slash ? parent : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(parent);
+	if (fd < 0)
+		return -errno;
+	rc = wal_fsync(log, fd);
+	close(fd);
+	return rc;
+}
+
 /* A brand-new log: a random id and segment 1. */
 static int create_log(struct aurawal *log)
 {
@@ -501,7 +530,9 @@ static int create_log(struct aurawal *log)
 	if (getrandom(&log->log_id, sizeof(log->log_id), 0) != sizeof(log->log_id))
 		return -errno;
 	log->segment_size = log->opts.segment_size;
-	rc = make_ready(log, 1, NULL, &fd, true);
+	rc = sync_parent_dir(log);
+	if (rc == 0)
+		rc = make_ready(log, 1, NULL, &fd, true);
 	if (rc)
 		return rc;
 	s = seg_new(1, fd, log->segment_size);
@@ -675,9 +706,23 @@ static int wait_settled(struct aurawal *log, struct wal_segment *s)
 	return 0;
 }
 
+/* Sync the directory; on success it holds every change counted up to `gen`. mu not held. */
+static int sync_dir_upto(struct aurawal *log, uint64_t gen)
+{
+	int rc = sync_dir_fd(log);
+
+	if (rc == 0) {
+		pthread_mutex_lock(&log->mu);
+		log->dir_synced = MAX(log->dir_synced, gen);
+		pthread_mutex_unlock(&log->mu);
+	}
+	return rc;
+}
+
 int wal_release_segments(struct aurawal *log, uint64_t below)
 {
 	int released = 0, rc = 0;
+	uint64_t gen;
 
 	pthread_mutex_lock(&log->rel_mu);
 	pthread_mutex_lock(&log->mu);
@@ -693,13 +738,18 @@ int wal_release_segments(struct aurawal *log, uint64_t below)
 		released++;
 	}
 	released_prune(log);
+	gen = log->dir_gen;
 	pthread_mutex_unlock(&log->mu);
 	pthread_mutex_unlock(&log->rel_mu);
 	/* No directory sync (unless flush_on_rollover): the renames are owed (seg_dispose)
 	 * and paid before the next durable write. A release lost in a crash leaves old,
-	 * whole segments in front of the log, which the next open reads again. */
-	if (released && log->opts.flush_on_rollover && (rc = sync_dir_fd(log)) != 0)
-		return rc;
+	 * whole segments in front of the log, which the next open reads again. With
+	 * flush_on_rollover the debt is paid now - and if that sync fails, it stays owed
+	 * (dir_synced does not move): the next durable write, sync or close pays it, and
+	 * fails the log if it fails. The segments are released all the same: they are out
+	 * of the log, and the call says how many (aurawal.h). */
+	if (released && log->opts.flush_on_rollover)
+		(void) sync_dir_upto(log, gen);
 	return released ? released : rc;
 }
 
@@ -763,8 +813,10 @@ int wal_released_load(struct aurawal *log)
 	return rc < 0 ? rc : 0;
 }
 
-/* Write RELEASED with `set` (n numbers) atomically. rel_mu held, mu not held. */
-static int released_persist(struct aurawal *log, const uint64_t *set, size_t n)
+/* Write RELEASED with `set` (n numbers) atomically. rel_mu held, mu not held. *renamed
+ * (may be NULL): the new file took RELEASED's name - so on an error, it failed the
+ * directory sync after the rename, and the new record stands but may not be durable. */
+static int released_write(struct aurawal *log, const uint64_t *set, size_t n, bool *renamed)
 {
 	size_t cap = 32 * (n + 1) + 64, len = 0;
 	char *text = malloc(cap), *tmp = NULL, *final = NULL;
@@ -783,6 +835,8 @@ static int released_persist(struct aurawal *log, const uint64_t *set, size_t n)
 		rc = rc == (int) len ? wal_fdatasync(log, fd) : -EIO;
 	if (rc == 0 && rename(tmp, final) != 0)
 		rc = -errno;
+	if (rc == 0 && renamed)
+		*renamed = true;
 	if (rc == 0)
 		rc = sync_dir_fd(log);
 out:
@@ -791,6 +845,23 @@ out:
 	free(text);
 	free(tmp);
 	free(final);
+	return rc;
+}
+
+/*
+ * Record `set` (the current record plus a segment being released) in RELEASED; rel_mu
+ * held. If the directory sync after the rename fails, the new record - naming a segment
+ * the failed release keeps - is in place, and the next open would delete that segment:
+ * the current one (log->released, which rel_mu keeps still) is put back. Should that
+ * fail too, the next successful RELEASED replaces it (aurawal.h says what is left).
+ */
+static int released_persist(struct aurawal *log, const uint64_t *set, size_t n)
+{
+	bool renamed = false;
+	int rc = released_write(log, set, n, &renamed);
+
+	if (rc && renamed)
+		(void) released_write(log, log->released, log->nreleased, NULL);
 	return rc;
 }
 
@@ -807,20 +878,7 @@ int wal_released_forget_above(struct aurawal *log, uint64_t number)
 	if (k == log->nreleased)
 		return 0;
 	log->nreleased = k;
-	return log->read_only ? 0 : released_persist(log, log->released, k);
-}
-
-/* Sync the directory; on success it holds every change counted up to `gen`. mu not held. */
-static int sync_dir_upto(struct aurawal *log, uint64_t gen)
-{
-	int rc = sync_dir_fd(log);
-
-	if (rc == 0) {
-		pthread_mutex_lock(&log->mu);
-		log->dir_synced = MAX(log->dir_synced, gen);
-		pthread_mutex_unlock(&log->mu);
-	}
-	return rc;
+	return log->read_only ? 0 : released_write(log, log->released, k, NULL);
 }
 
 AURAWAL_API int aurawal_release_segment(aurawal_t *log, uint64_t number)
@@ -828,7 +886,7 @@ AURAWAL_API int aurawal_release_segment(aurawal_t *log, uint64_t number)
 	struct wal_segment *s;
 	uint64_t *set = NULL, gen;
 	size_t n = 0;
-	bool dirty;
+	bool dirty, recorded = false;
 	int rc = 0;
 
 	if (!log)
@@ -873,6 +931,7 @@ AURAWAL_API int aurawal_release_segment(aurawal_t *log, uint64_t number)
 			log->released = set;
 			log->nreleased = n;
 			set = NULL;
+			recorded = true;
 		}
 		unlink_segment(log, s);
 		released_prune(log);
@@ -880,8 +939,14 @@ AURAWAL_API int aurawal_release_segment(aurawal_t *log, uint64_t number)
 	}
 	pthread_mutex_unlock(&log->mu);
 	free(set);
-	if (rc == 0)
-		rc = sync_dir_upto(log, gen);
+	/* The segment is out of the log now, whatever this sync does. If it fails the
+	 * removal stays owed (dir_synced does not move: the next durable write, sync or
+	 * close pays it, or fails the log). A segment RELEASED names is released durably
+	 * all the same - the next open deletes its file if a crash kept it: 0. The oldest
+	 * (not named: released_prune) may be found again in front of the log until then:
+	 * the error says so (aurawal.h). */
+	if (rc == 0 && (rc = sync_dir_upto(log, gen)) != 0 && recorded)
+		rc = 0;
 	pthread_mutex_unlock(&log->rel_mu);
 	return rc;
 }

@@ -648,6 +648,24 @@ int wal_writer_init(struct aurawal *log)
 	return 0;
 }
 
+/* Close, after the writer and the preparer stopped: flush the ready segment if its
+ * header is owed (a lazy rollover's preparer wrote it without a flush). Its name is made
+ * durable next (wal_sync_dir_if_dirty): without its header, a power loss would leave a
+ * numbered segment with no valid header, which the next open reports dropped. Cheap:
+ * its zeros were written with O_DIRECT (or it is a recycled segment), so this flushes
+ * the header block and the file's metadata. */
+int wal_flush_ready(struct aurawal *log)
+{
+	int rc;
+
+	if (log->read_only || !log->ready || !log->ready->lazy_hdr)
+		return 0;
+	rc = wal_fdatasync(log, log->ready->fd);
+	if (rc == 0)
+		log->ready->lazy_hdr = false;
+	return rc;
+}
+
 /* Close, after the writer stopped: make renames durable that no sync has covered (a
  * release's, or the ready segment's). */
 int wal_sync_dir_if_dirty(struct aurawal *log)
