@@ -493,3 +493,33 @@ Test(wal_rollover, with_flush_on_rollover_damage_to_the_last_sealed_segment_is_c
 	cr_assert_eq(rs.dropped, 0, "nothing dropped as never acknowledged");
 	cr_assert(seg_exists(3), "segment 3 is kept");
 }
+
+/* Without flush_on_rollover, non-durable appends and a clean close: the close pays
+ * what the rollovers owe, so the same damage to the last sealed segment is corruption
+ * too - the close's durable write carries the active segment's mark. */
+Test(wal_rollover, after_a_clean_close_damage_to_the_last_sealed_segment_is_corruption)
+{
+	struct reports rs = { 0 };
+	aurawal_options_t o = wal_opts(&rs);
+	aurawal_t *log = wal_open_ok(dir, &o);
+	char path[512];
+	uint64_t end2;
+
+	append_until(log, 3);
+	end2 = data_end(log, 2);
+	cr_assert_eq(aurawal_close(log), 0);
+
+	zero_bytes(2, end2 - 40, 40); /* the SEAL */
+	zero_bytes(2, 64, 56);	      /* and its seal block */
+	cr_assert_eq(aurawal_open(dir, &o, &log), AURAWAL_ECORRUPT, "SEAL and seal block lost");
+	cr_assert_geq(rs.corruption, 1);
+	cr_assert_eq(rs.dropped, 0, "nothing dropped as never acknowledged");
+
+	seg_path(path, sizeof(path), 2);
+	cr_assert_eq(truncate(path, 0), 0, "%s", strerror(errno));
+	memset(&rs, 0, sizeof(rs));
+	cr_assert_eq(aurawal_open(dir, &o, &log), AURAWAL_ECORRUPT, "segment 2 emptied");
+	cr_assert_geq(rs.corruption, 1);
+	cr_assert_eq(rs.dropped, 0, "nothing dropped as never acknowledged");
+	cr_assert(seg_exists(3), "segment 3 is kept");
+}
