@@ -262,8 +262,11 @@ AURAKV_API int aurakv_get_async(aurakv_t *db, const void *key, size_t klen, aura
 
 /**
  * Run the callbacks of completed asynchronous gets; if none is ready, wait up to
- * `timeout_ms` (-1 = no limit) while any is in flight. Returns the number of callbacks
- * run, or -EINVAL, AURAKV_ECLOSED.
+ * `timeout_ms` (-1 = no limit) while any is in flight. Returns the number of
+ * aurakv_get_async() callbacks run in this call - this thread's gets' and any other
+ * thread's (see Threading) - or -EINVAL, AURAKV_ECLOSED. It may also deliver the reads
+ * of a multi-get running in another thread (which then goes on): those are not
+ * callbacks of the caller's, are not counted, and do not end the wait.
  */
 AURAKV_API int aurakv_poll(aurakv_t *db, int timeout_ms);
 
