@@ -238,7 +238,10 @@ AURAKV_API size_t aurakv_batch_count(const aurakv_batch_t *b);
  * crash either every entry is there or none is; concurrent gets see each key's new
  * value as soon as its entry is applied (a batch is not isolated from readers). An
  * empty batch writes nothing (with AURAKV_SYNC, earlier writes are still made durable).
- * The batch is not modified. Returns 0 or an error as for aurakv_put.
+ * The batch is not modified. Returns 0 or an error as for aurakv_put; -ENOMEM after its
+ * record was written means the index could not take some of its entries: gets of those
+ * keys keep answering their previous state until the store is reopened (the others see
+ * the batch), and after a reopen the whole batch may be there.
  */
 AURAKV_API int aurakv_write(aurakv_t *db, const aurakv_batch_t *b, unsigned flags);
 
