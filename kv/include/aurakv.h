@@ -242,7 +242,10 @@ AURAKV_API size_t aurakv_batch_count(const aurakv_batch_t *b);
  * crash either every entry is there or none is; concurrent gets see each key's new
  * value as soon as its entry is applied (a batch is not isolated from readers). An
  * empty batch writes nothing (with AURAKV_SYNC, earlier writes are still made durable).
- * The batch is not modified. Returns 0 or an error as for aurakv_put.
+ * The batch is not modified. Returns 0 or an error as for aurakv_put; -ENOMEM after its
+ * record was written means the index could not take some of its entries: gets of those
+ * keys keep answering their previous state until the store is reopened (the others see
+ * the batch), and after a reopen the whole batch may be there.
  */
 AURAKV_API int aurakv_write(aurakv_t *db, const aurakv_batch_t *b, unsigned flags);
 
@@ -266,8 +269,11 @@ AURAKV_API int aurakv_get_async(aurakv_t *db, const void *key, size_t klen, aura
 
 /**
  * Run the callbacks of completed asynchronous gets; if none is ready, wait up to
- * `timeout_ms` (-1 = no limit) while any is in flight. Returns the number of callbacks
- * run, or -EINVAL, AURAKV_ECLOSED.
+ * `timeout_ms` (-1 = no limit) while any is in flight. Returns the number of
+ * aurakv_get_async() callbacks run in this call - this thread's gets' and any other
+ * thread's (see Threading) - or -EINVAL, AURAKV_ECLOSED. It may also deliver the reads
+ * of a multi-get running in another thread (which then goes on): those are not
+ * callbacks of the caller's, are not counted, and do not end the wait.
  */
 AURAKV_API int aurakv_poll(aurakv_t *db, int timeout_ms);
 

@@ -121,14 +121,21 @@ struct aget {
 	void *arg;
 	struct kv_ref ref;
 	int relookups;
+	bool user;    /* cb is the application's (aurakv_get_async), not a multi-get's */
 	uint8_t *rec; /* the record being read */
 	size_t klen;
 	uint8_t key[];
 };
 
+/* The application's callbacks this thread has run: what aurakv_poll() counts (kv_poll).
+ * Thread-local: a poll counts what ran in it, not what other threads ran meanwhile. */
+static _Thread_local unsigned long user_cbs_run;
+
 static void aget_finish(struct aget *g, int status, const void *val, size_t vlen)
 {
 	g->cb(g->arg, status, val, vlen);
+	if (g->user)
+		user_cbs_run++;
 	free(g->rec);
 	free(g);
 }
@@ -220,7 +227,8 @@ static void aget_start(struct aget *g)
 		aget_finish(g, aget_error(g, rc), NULL, 0);
 }
 
-int kv_get_async(struct kv_db *db, const void *key, size_t klen, aurakv_get_cb cb, void *arg)
+static int aget_new(struct kv_db *db, const void *key, size_t klen, aurakv_get_cb cb, void *arg,
+		    bool user)
 {
 	struct aget *g = malloc(sizeof(*g) + klen);
 
@@ -233,11 +241,47 @@ int kv_get_async(struct kv_db *db, const void *key, size_t klen, aurakv_get_cb c
 	g->cb = cb;
 	g->arg = arg;
 	g->relookups = 0;
+	g->user = user;
 	g->rec = NULL;
 	g->klen = klen;
 	memcpy(g->key, key, klen);
 	aget_start(g);
 	return 0;
+}
+
+int kv_get_async(struct kv_db *db, const void *key, size_t klen, aurakv_get_cb cb, void *arg)
+{
+	return aget_new(db, key, klen, cb, arg, true);
+}
+
+/*
+ * aurakv_poll(): the number of the application's callbacks run. The log's poll counts
+ * every completion it delivers, and some are not the application's: a multi-get's reads
+ * (of this thread or another: any poller delivers them) and a read that found its
+ * segment released and only started another. Counting those made a caller that counts
+ * its gets down by poll's result stop before its callbacks ran. Such a round is not
+ * what the caller waited for: wait on (within timeout_ms) while anything is in flight.
+ */
+int kv_poll(struct kv_db *db, int timeout_ms)
+{
+	unsigned long before = user_cbs_run;
+	uint64_t deadline = kv_now_ns() + (uint64_t) (timeout_ms > 0 ? timeout_ms : 0) * 1000000ull;
+
+	for (;;) {
+		int rc = aurawal_poll(db->wal, timeout_ms);
+		uint64_t now;
+
+		if (rc < 0)
+			return kv_map_wal_error(rc);
+		if (rc == 0 || user_cbs_run != before || timeout_ms == 0)
+			break; /* nothing in flight or the time is up; or ours ran */
+		if (timeout_ms > 0) {
+			if ((now = kv_now_ns()) >= deadline)
+				break;
+			timeout_ms = (int) ((deadline - now + 999999) / 1000000);
+		}
+	}
+	return (int) (user_cbs_run - before);
 }
 
 /* ---- multi-get: async gets kept `depth` deep ---- */
@@ -296,7 +340,7 @@ int kv_multi_get(struct kv_db *db, size_t n, const void *const *keys, const size
 			items[i].m = &m;
 			items[i].i = i;
 			if (rc == 0)
-				rc = kv_get_async(db, keys[i], klens[i], mget_done, &items[i]);
+				rc = aget_new(db, keys[i], klens[i], mget_done, &items[i], false);
 			if (rc)
 				mget_done(&items[i], rc, NULL, 0);
 		}

@@ -34,8 +34,7 @@ int aurakv_poll(aurakv_t *h, int timeout_ms)
 
 	if (!db)
 		return rc;
-	rc = aurawal_poll(db->wal, timeout_ms);
-	return rc < 0 ? kv_map_wal_error(rc) : rc;
+	return kv_poll(db, timeout_ms);
 }
 
 int aurakv_multi_get(aurakv_t *h, size_t n, const void *const *keys, const size_t *klens,

@@ -208,12 +208,15 @@ static void unlock_stripes(struct kv_db *db, const uint64_t *set)
 			pthread_mutex_unlock(&db->stripes[s]);
 }
 
-/* Index every entry of the batch record just appended at `loc`. */
-static void index_batch(struct kv_db *db, const uint8_t *body, size_t len, uint64_t count,
-			uint64_t version, uint32_t hl, aurawal_loc_t loc)
+/* Index every entry of the batch record just appended at `loc`. Returns 0, or -ENOMEM if
+ * the index could not take an entry (the others are still indexed): as for a put, the
+ * caller must hear it - those keys keep answering their previous state until reopened. */
+static int index_batch(struct kv_db *db, const uint8_t *body, size_t len, uint64_t count,
+		       uint64_t version, uint32_t hl, aurawal_loc_t loc)
 {
 	struct kv_entry_iter it;
 	struct kv_entry e;
+	int failed = 0;
 
 	kv_entry_iter_init_entries(&it, body, len, count, version, hl);
 	while (kv_entry_iter_next(&it, &e) == 1) {
@@ -226,11 +229,17 @@ static void index_batch(struct kv_db *db, const uint8_t *body, size_t len, uint6
 			      old;
 		bool had_old = false;
 
+		int rc;
+
 		if (e.op == KV_KIND_DELETE)
 			ref.flags |= KV_REF_TOMBSTONE;
-		if (kv_index_upsert(db->ix, e.key, e.klen, &ref, &old, &had_old) == 1)
+		rc = kv_index_upsert(db->ix, e.key, e.klen, &ref, &old, &had_old);
+		if (rc == 1)
 			kv_apply_upsert(db, &ref, &old, had_old);
+		else if (rc < 0 && !failed)
+			failed = rc;
 	}
+	return failed;
 }
 
 int kv_write_batch(struct kv_db *db, const aurakv_batch_t *b, unsigned flags)
@@ -259,13 +268,14 @@ int kv_write_batch(struct kv_db *db, const aurakv_batch_t *b, unsigned flags)
 		kv_acct_total(db, loc.segment, loc.size);
 		atomic_fetch_add_explicit(&db->n.fg_bytes, kv_log_bytes(loc.size),
 					  memory_order_relaxed);
-		index_batch(db, body, len, b->count, version, (uint32_t) hl, loc);
+		rc = index_batch(db, body, len, b->count, version, (uint32_t) hl, loc);
+		note_segment(db, loc.segment); /* appended, indexed or not */
+	} else {
+		rc = kv_map_wal_error(rc);
 	}
 	unlock_stripes(db, set);
 	free(owned);
-	if (rc)
-		return kv_map_wal_error(rc);
-	atomic_fetch_add_explicit(&db->n.batches, 1, memory_order_relaxed);
-	note_segment(db, loc.segment);
-	return 0;
+	if (rc == 0)
+		atomic_fetch_add_explicit(&db->n.batches, 1, memory_order_relaxed);
+	return rc;
 }

@@ -10,6 +10,7 @@
 #include <criterion/criterion.h>
 
 #include "kv_db.h"
+#include "kv_index_internal.h"
 #include "fault_engine.h"
 #include "kv_test.h"
 #include "wal_internal_test.h"
@@ -858,5 +859,44 @@ Test(kv_faults, a_segment_that_starts_with_a_void_record_keeps_its_hint_across_a
 	for (uint64_t k = 0; k < 6000; k += 7)
 		expect(db, k, 1);
 	expect(db, NKEYS, 0);
+	cr_assert_eq(aurakv_close(db), 0);
+}
+
+/* The index cannot take a batch's entries (its node pool refuses to grow: the index's
+ * own test hook, kv_index_internal.h). aurakv_put then fails with -ENOMEM (aurakv.h); a
+ * batch, "an error as for aurakv_put", must too: it returned 0 while gets went on
+ * answering the keys' previous state, the caller none the wiser. A batch that returns 0
+ * is readable, every entry of it. (32 keys a batch: TSan tracks at most 64 locks held.) */
+Test(kv_faults, a_batch_the_index_cannot_take_is_enomem_not_success)
+{
+	aurakv_options_t o = kv_opts(NULL);
+	aurakv_batch_t *b = aurakv_batch_new();
+	uint64_t next = 0;
+	aurakv_t *db;
+	int rc = 0;
+
+	o.background_gc = false; /* nothing but these batches touches the index */
+	o.write_hints = false;
+	db = kv_open_ok(dir, &o);
+	db->db->ix->pool.fail = true;
+	for (int round = 0; round < 1000 && rc == 0; round++) {
+		uint64_t first = next;
+
+		aurakv_batch_clear(b);
+		for (int i = 0; i < 32; i++, next++) {
+			uint8_t v[SPREAD + 16];
+			size_t len = kv_value_len(next, 1, SPREAD);
+			char key[32];
+
+			kv_value(v, len, next, 1);
+			cr_assert_eq(aurakv_batch_put(b, key, kv_key(key, next), v, len), 0);
+		}
+		rc = aurakv_write(db, b, 0);
+		for (uint64_t k = first; rc == 0 && k < next; k++)
+			expect(db, k, 1);
+	}
+	cr_assert_eq(rc, -ENOMEM, "the pool never ran dry (%s)", aurakv_strerror(rc));
+	db->db->ix->pool.fail = false;
+	aurakv_batch_free(b);
 	cr_assert_eq(aurakv_close(db), 0);
 }
