@@ -458,13 +458,13 @@ Test(wal_rollover, with_flush_on_rollover_each_new_segment_starts_with_a_sync_ma
 }
 
 /*
- * The store's setting, non-durable appends, a clean close: the last sealed segment
- * damaged later (emptied, or its SEAL and seal block zeroed) is corruption. It was taken
- * for a rollover whose flush was never made - with flush_on_rollover there is none - and
- * the open dropped it and every segment after it, reported as holding nothing
- * acknowledged.
+ * Non-durable appends through segment 3, a clean close, then the last sealed segment
+ * damaged (its SEAL and seal block zeroed; then the file emptied): each is corruption -
+ * the open fails, reports it, drops nothing, keeps segment 3. With flush_on_rollover it
+ * was taken for a rollover whose flush was never made (there is none in that mode): the
+ * open dropped it and every segment after it, reported as holding nothing acknowledged.
  */
-Test(wal_rollover, with_flush_on_rollover_damage_to_the_last_sealed_segment_is_corruption)
+static void damaged_last_sealed_segment_is_corruption(bool flush_on_rollover)
 {
 	struct reports rs = { 0 };
 	aurawal_options_t o = wal_opts(&rs);
@@ -472,7 +472,7 @@ Test(wal_rollover, with_flush_on_rollover_damage_to_the_last_sealed_segment_is_c
 	aurawal_t *log;
 	uint64_t end2;
 
-	o.flush_on_rollover = true;
+	o.flush_on_rollover = flush_on_rollover;
 	log = wal_open_ok(dir, &o);
 	append_until(log, 3);
 	end2 = data_end(log, 2);
@@ -480,46 +480,27 @@ Test(wal_rollover, with_flush_on_rollover_damage_to_the_last_sealed_segment_is_c
 
 	zero_bytes(2, end2 - 40, 40); /* the SEAL */
 	zero_bytes(2, 64, 56);	      /* and its seal block */
-	cr_assert_eq(aurawal_open(dir, &o, &log), AURAWAL_ECORRUPT, "SEAL and seal block lost");
-	cr_assert_geq(rs.corruption, 1);
-	cr_assert_eq(rs.dropped, 0, "nothing dropped as never acknowledged");
-	cr_assert(seg_exists(3), "segment 3 is kept");
-
 	seg_path(path, sizeof(path), 2);
-	cr_assert_eq(truncate(path, 0), 0, "%s", strerror(errno));
-	memset(&rs, 0, sizeof(rs));
-	cr_assert_eq(aurawal_open(dir, &o, &log), AURAWAL_ECORRUPT, "segment 2 emptied");
-	cr_assert_geq(rs.corruption, 1);
-	cr_assert_eq(rs.dropped, 0, "nothing dropped as never acknowledged");
-	cr_assert(seg_exists(3), "segment 3 is kept");
+	for (int emptied = 0; emptied < 2; emptied++) {
+		if (emptied)
+			cr_assert_eq(truncate(path, 0), 0, "%s", strerror(errno));
+		memset(&rs, 0, sizeof(rs));
+		cr_assert_eq(aurawal_open(dir, &o, &log), AURAWAL_ECORRUPT,
+			     emptied ? "segment 2 emptied" : "SEAL and seal block lost");
+		cr_assert_geq(rs.corruption, 1);
+		cr_assert_eq(rs.dropped, 0, "nothing dropped as never acknowledged");
+		cr_assert(seg_exists(3), "segment 3 is kept");
+	}
 }
 
-/* Without flush_on_rollover, non-durable appends and a clean close: the close pays
- * what the rollovers owe, so the same damage to the last sealed segment is corruption
- * too - the close's durable write carries the active segment's mark. */
+Test(wal_rollover, with_flush_on_rollover_damage_to_the_last_sealed_segment_is_corruption)
+{
+	damaged_last_sealed_segment_is_corruption(true);
+}
+
+/* Without flush_on_rollover the close pays what the rollovers owe, and its durable
+ * write carries the active segment's mark: the same damage is corruption too. */
 Test(wal_rollover, after_a_clean_close_damage_to_the_last_sealed_segment_is_corruption)
 {
-	struct reports rs = { 0 };
-	aurawal_options_t o = wal_opts(&rs);
-	aurawal_t *log = wal_open_ok(dir, &o);
-	char path[512];
-	uint64_t end2;
-
-	append_until(log, 3);
-	end2 = data_end(log, 2);
-	cr_assert_eq(aurawal_close(log), 0);
-
-	zero_bytes(2, end2 - 40, 40); /* the SEAL */
-	zero_bytes(2, 64, 56);	      /* and its seal block */
-	cr_assert_eq(aurawal_open(dir, &o, &log), AURAWAL_ECORRUPT, "SEAL and seal block lost");
-	cr_assert_geq(rs.corruption, 1);
-	cr_assert_eq(rs.dropped, 0, "nothing dropped as never acknowledged");
-
-	seg_path(path, sizeof(path), 2);
-	cr_assert_eq(truncate(path, 0), 0, "%s", strerror(errno));
-	memset(&rs, 0, sizeof(rs));
-	cr_assert_eq(aurawal_open(dir, &o, &log), AURAWAL_ECORRUPT, "segment 2 emptied");
-	cr_assert_geq(rs.corruption, 1);
-	cr_assert_eq(rs.dropped, 0, "nothing dropped as never acknowledged");
-	cr_assert(seg_exists(3), "segment 3 is kept");
+	damaged_last_sealed_segment_is_corruption(false);
 }
