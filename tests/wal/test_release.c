@@ -370,6 +370,9 @@ Test(wal_release, release_segment_waits_for_the_seal_of_the_segment_it_releases)
 	log = wal_open_ok(dir, &o);
 	s0 = append_i(log, 0, RLEN, AURAWAL_DURABLE, &first);
 	roll_over_with_the_seal_stuck(log, e, 1, &i);
+	/* The failed write must have happened before the fault is cleared: one still in
+	 * flight then fails every append waiting behind it, the next one included. */
+	cr_assert_eq(aurawal_sync(log), -ENOSPC);
 	auraio_fault_clear(e);
 	append_i(log, i++, RLEN, AURAWAL_DURABLE, NULL);
 	roll_over_with_the_seal_stuck(log, e, 2, &i);

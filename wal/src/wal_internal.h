@@ -189,7 +189,8 @@ struct aurawal {
 	uint64_t enospc_hi;    /* appends up to this seq that are not written failed with -ENOSPC */
 	int enospc;	       /* a batch failed with -ENOSPC and awaits a retry */
 	uint64_t enospc_retry_at; /* when the writer retries it (ns) */
-	uint64_t enospc_attempts; /* retries made, for appenders waiting on one */
+	uint64_t enospc_begun;	  /* writes begun while out of space (retries), numbered */
+	uint64_t enospc_ended;	  /* the number of the last of them that completed */
 	uint8_t *tail;		  /* the partial last block of the active segment's data */
 	int failed;		  /* fail-stop error (-EIO...), 0 = healthy */
 	bool closing;
@@ -288,6 +289,7 @@ struct wal_plan {
 	bool sync;
 	aurawal_sync_mode_t mode; /* how, if sync (see wal_write_plan) */
 	uint64_t ndurable;	  /* durable records in it */
+	uint64_t enospc_try;	  /* its number among writes begun out of space; 0 = none */
 };
 
 /* ---- wal_append.c (the appenders' side) and wal_writer.c (the writer thread) ---- */

@@ -341,8 +341,8 @@ static struct wal_waiter *complete(struct aurawal *log, const struct wal_plan *p
 	} else { /* fail-stop: a retried sync after EIO could acknowledge lost data */
 		w = fail_stop(log, p, rc);
 	}
-	if (log->enospc || rc == -ENOSPC)
-		log->enospc_attempts++;
+	if (p->enospc_try)
+		log->enospc_ended = p->enospc_try;
 	return w;
 }
 
@@ -488,9 +488,14 @@ int wal_write_plan(struct aurawal *log, struct wal_plan *p)
 {
 	struct wal_segment *sealed = p->b[p->n - 1]->sealed ? p->b[p->n - 1]->seg : NULL;
 	uint64_t t0 = wal_now_ns();
-	int rc = p->sync ? pay_debt(log, p->b[0]->seg) : 0;
+	int rc;
 	struct wal_waiter *w;
 	bool seal;
+
+	/* A retry: numbered before anything of it is tried (enospc_retry waits for one
+	 * begun after its call) */
+	p->enospc_try = log->enospc ? ++log->enospc_begun : 0;
+	rc = p->sync ? pay_debt(log, p->b[0]->seg) : 0;
 
 	p->mode = sync_mode_for(log, p->b[0]->seg, p->b[0]->start);
 	if (rc == 0) {
