@@ -6,14 +6,17 @@
 # found == expected for every read workload; a kept store reopened with --use-existing
 # is read back (sync and async gets, multiget) without a fill; reading it with other
 # keys trips the found/expected warning; bad arguments exit 2, a non-empty --db 1.
+# KVBENCH_FORGETFUL (optional) is kvbench over a store that loses key 1 and invents
+# readmissing's key 1 (forgetful_store.c): reads of keys the run wrote must fail it.
 #
 # The fills write 2000 puts of 4000 keys, so the first read workload fills the store
 # first (untimed); every read after that must find every key.
 #
-# Usage: check_kvbench.sh KVBENCH
+# Usage: check_kvbench.sh KVBENCH [KVBENCH_FORGETFUL]
 set -euo pipefail
 
-KVBENCH=${1:?usage: check_kvbench.sh KVBENCH}
+KVBENCH=${1:?usage: check_kvbench.sh KVBENCH [KVBENCH_FORGETFUL]}
+FORGETFUL=${2:-}
 . "$(dirname "$0")/../common/check_lib.sh"
 check_begin kvbench
 
@@ -125,8 +128,32 @@ expect_output "^kvbench: $work/file: Not a directory$" "a file --db: 'Not a dire
 # The correctness guard: keys of another size are not in the store.
 expect_exit 0 "read other keys" -- "$KVBENCH" "${common[@]}" --db "$work/db" --use-existing \
 	--key-size 24 --benchmarks readrandom
-expect_output '^kvbench: WARNING: readrandom found 0 keys, expected 4000' "the guard warns"
+expect_output '^kvbench: WARNING: readrandom: found 0 of 4000 gets, expected 4000' "the guard warns"
 expect_output '^readrandom +.* found 0/4000 MISMATCH$' "the summary says MISMATCH"
+
+# A store that loses what this run wrote, or returns keys nobody wrote, fails the run:
+# every read workload is still reported, then exit 1 with what was lost or invented.
+if [ -n "$FORGETFUL" ]; then
+	expect_exit 1 "reads miss a key this run wrote" -- "$FORGETFUL" --num 100 --reads 1000 \
+		--quiet --benchmarks fillseq,readseq,readrandom,readmissing,multiget
+	for w in readseq readrandom multiget; do
+		expect_output "^kvbench: ERROR: $w: the store lost data: [0-9]+ of [0-9]+ gets of keys this run wrote were not found" \
+			"$w: a lost key is an error"
+	done
+	expect_output '^kvbench: ERROR: readmissing: the store invented data: [1-9][0-9]* of [0-9]+ gets of keys never written found a value' \
+		"readmissing: an invented key is an error"
+	expect_output '^multiget +.* MISMATCH$' "every workload is still reported"
+	expect_no_output 'WARNING' "a run that wrote its keys does not merely warn"
+	# The same store reopened: kvbench did not write these keys, so it cannot tell a
+	# loss from a store of other keys: a warning, exit 0.
+	expect_exit 0 "fill a kept store for the forgetful reader" -- "$KVBENCH" --num 100 \
+		--quiet --db "$work/fdb" --benchmarks fillseq
+	expect_exit 0 "--use-existing: a mismatch only warns" -- "$FORGETFUL" --num 100 \
+		--quiet --db "$work/fdb" --use-existing --benchmarks readseq
+	expect_output '^kvbench: WARNING: readseq: ' "--use-existing: the warning"
+else
+	echo "skip: no KVBENCH_FORGETFUL given: lost-data exit status not checked"
+fi
 
 expect_exit 2 "an unknown workload" -- "$KVBENCH" --benchmarks fillsq
 expect_output "unknown workload 'fillsq'" "the unknown workload is named"

@@ -138,7 +138,7 @@ static int store_open(struct bench *b)
 /* Run the workloads in order, report. 0 or 1 (the exit status). */
 static int bench_main(struct bench *b)
 {
-	int rc, close_rc;
+	int rc, close_rc, lost;
 
 	if (values_create(b) != 0) {
 		fprintf(stderr, "kvbench: %s\n", aurakv_strerror(-ENOMEM));
@@ -166,7 +166,13 @@ static int bench_main(struct bench *b)
 	close_rc = aurakv_close(b->db);
 	if (close_rc)
 		fprintf(stderr, "kvbench: closing the store: %s\n", aurakv_strerror(close_rc));
-	return rc != 0 || close_rc != 0 ? 1 : 0;
+	lost = report_failed_checks(b);
+	if (lost)
+		fprintf(stderr,
+			"kvbench: FAILED: %d workload(s) read back other than what this run wrote "
+			"(the ERROR lines above)\n",
+			lost);
+	return rc != 0 || close_rc != 0 || lost ? 1 : 0;
 }
 
 int main(int argc, char **argv)
