@@ -70,6 +70,22 @@ if command -v python3 >/dev/null; then
 		fail "JSON does not parse"
 	fi
 fi
+# What each lat_* figure measures: one put or get, or one aurakv_multi_get batch
+# (multiget, readseq), said by every result's lat_unit.
+if command -v python3 >/dev/null; then
+	if python3 - "$work/all.json" <<'PY'; then
+import json, sys
+
+units = {r["name"]: r.get("lat_unit") for r in json.load(open(sys.argv[1]))["results"]}
+batched = {"multiget", "readseq"}
+sys.exit(0 if units and all(u == ("batch" if n in batched else "op")
+                            for n, u in units.items()) else 1)
+PY
+		echo "ok: JSON lat_unit is batch for multiget and readseq, op for the rest"
+	else
+		fail "JSON: lat_unit missing or wrong: $(grep -E '"(name|lat_unit)"' "$work/all.json" | tr -d '\n')"
+	fi
+fi
 # space_amp is the store's files over its live bytes, as gc_space_amp and the report
 # mean it: the disk_bytes / live_bytes of the same object; log_amp the log's records.
 if command -v python3 >/dev/null; then
@@ -189,5 +205,6 @@ done
 expect_exit 0 "--help" -- "$KVBENCH" --help
 expect_output '^  readwhilewriting ' "--help lists the workloads"
 expect_output '^Exit status: ' "--help documents the exit status"
+expect_output 'lat_unit' "--help says what the JSON's latencies measure"
 
 check_end

@@ -120,6 +120,7 @@ struct result {
 	bool capped;		 /* --duration ended it before all operations were done */
 	double seconds, ops_s, mb_s, cpu_us_per_op;
 	double mean_us, p50_us, p99_us, p999_us, max_us;
+	bool lat_per_batch;  /* the latencies are per aurakv_multi_get (multiget, readseq) */
 	double writer_ops_s; /* readwhilewriting: the writer's puts/s */
 	double sync_ms;	     /* writes without AURAKV_SYNC: the aurakv_sync() after, or -1 */
 	aurakv_stats_t before, after;

@@ -145,7 +145,10 @@ static void usage(FILE *out)
 	    "  --segment-size BYTES   store option segment_size (default: the library's, 16m)\n"
 	    "  --seed N               random seed (default 1: runs are repeatable)\n"
 	    "  --json FILE            also write the results as JSON to FILE ('-' = stdout;\n"
-	    "                         the human report then goes to stderr)\n"
+	    "                         the human report then goes to stderr); each result's\n"
+	    "                         lat_* figures are per its lat_unit: \"op\" (one put or\n"
+	    "                         get) or \"batch\" (one aurakv_multi_get of --batch keys:\n"
+	    "                         multiget, readseq)\n"
 	    "  --quiet                no progress lines\n");
 	usage_workloads(out);
 	fprintf(out, "Exit status: 0 done, 1 the run failed, --db cannot be used, the report was\n"

@@ -83,6 +83,7 @@ void result_compute(struct bench *b, struct result *r)
 	r->p99_us = hist_percentile(&lat, 99.0) / 1e3;
 	r->p999_us = hist_percentile(&lat, 99.9) / 1e3;
 	r->max_us = (double) lat.max_ns / 1e3;
+	r->lat_per_batch = b->wl->kind == WL_MULTIGET || b->wl->kind == WL_READSEQ;
 	result_checks(b, r);
 }
 
@@ -233,9 +234,8 @@ void report_result(const struct bench *b, const struct result *r)
 	    (unsigned long long) r->ops, r->seconds, r->capped ? ", --duration cap" : "",
 	    r->threads, r->threads == 1 ? "" : "s", r->cpu_us_per_op);
 	fprintf(out, "    latency (us%s): mean %.2f, p50 %.2f, p99 %.2f, p99.9 %.2f, max %.1f\n",
-		b->wl->kind == WL_MULTIGET || b->wl->kind == WL_READSEQ ? ", per multi_get batch"
-									: "",
-		r->mean_us, r->p50_us, r->p99_us, r->p999_us, r->max_us);
+		r->lat_per_batch ? ", per multi_get batch" : "", r->mean_us, r->p50_us, r->p99_us,
+		r->p999_us, r->max_us);
 	if (r->sync_ms >= 0)
 		fprintf(out, "    then aurakv_sync: %.2f ms (not in the rate)\n", r->sync_ms);
 	if (b->wl->kind == WL_READWHILEWRITING)
