@@ -141,6 +141,24 @@ expect_output 'is not empty' "a non-empty --db is refused, with the reason"
 expect_exit 1 "a --db that is a file" -- "$KVBENCH" "${common[@]}" --db "$work/file"
 expect_output "^kvbench: $work/file: Not a directory$" "a file --db: 'Not a directory'"
 
+# --use-existing where there is no store: say what is there, suggest only what works.
+mkdir "$work/notastore"
+echo data >"$work/notastore/notes.txt"
+expect_exit 1 "--use-existing on a directory of other files" -- "$KVBENCH" "${common[@]}" \
+	--db "$work/notastore" --use-existing --benchmarks readrandom
+expect_output "^kvbench: $work/notastore holds no AuraKV store \\(it is not empty: other files\\)" \
+	"a directory of other files is not a store"
+expect_no_output 'drop --use-existing' "no advice that leads to 'is not empty'"
+mkdir "$work/emptydir"
+expect_exit 1 "--use-existing on an empty directory" -- "$KVBENCH" "${common[@]}" \
+	--db "$work/emptydir" --use-existing --benchmarks readrandom
+expect_output "^kvbench: $work/emptydir holds no AuraKV store \\(it is empty\\): drop --use-existing to create one there" \
+	"an empty directory: drop --use-existing"
+expect_exit 1 "--use-existing on a missing directory" -- "$KVBENCH" "${common[@]}" \
+	--db "$work/absent" --use-existing --benchmarks readrandom
+expect_output "^kvbench: $work/absent does not exist: drop --use-existing to create a store there" \
+	"a missing directory: drop --use-existing"
+
 # The correctness guard: keys of another size are not in the store.
 expect_exit 0 "read other keys" -- "$KVBENCH" "${common[@]}" --db "$work/db" --use-existing \
 	--key-size 24 --benchmarks readrandom
