@@ -74,6 +74,15 @@ if grep -q '^  "runtime_requested_s": 1234567.5,$' "$work/params.json"; then
 else
 	fail "JSON: runtime_requested_s is not 1234567.5: $(grep runtime_requested "$work/params.json")"
 fi
+# Progress: a line per second of the run unless --quiet, during --ramp too (the ramp
+# is 1.2 s by the clock: one line at its first second, whatever the machine's speed).
+expect_exit 0 "a run with a --ramp" -- "$IOBENCH" --file "$work/data" --size 1m --ramp 1.2 \
+	--runtime 0.1
+expect_output '^iobench: ramp \[ +1s of 1\.2s\], not measured$' "the ramp shows progress"
+expect_exit 0 "a --ramp with --quiet" -- "$IOBENCH" --file "$work/data" --size 1m --ramp 1.2 \
+	--runtime 0.1 --quiet
+expect_no_output '^iobench: (ramp )?\[' "--quiet: no progress lines"
+
 # A block device: sized with BLKGETSIZE64 (st_size is 0), never written by a read run,
 # and --size bounds the region used instead of laying out (writing) the device. A loop
 # device over a scratch file stands in for a disk; without losetup (not root, no loop
