@@ -10,6 +10,9 @@
  * by location) and again at the end. Recovery at open and the iterator may both report
  * the same damaged range, so findings are kept once per (kind, segment, offset).
  *
+ * The segment table is what the library read; segfiles.c adds every segment file in
+ * the directory, read on its own, so that the files past damage are seen too.
+ *
  * Exit status: 0 no corruption (a torn tail is the clean end of a log, not corruption);
  * 1 corruption found; 2 bad arguments, the log could not be opened or read, or stdout
  * could not be written.
@@ -26,6 +29,7 @@
 
 #include "aurawal.h"
 #include "cliparse.h"
+#include "segfiles.h"
 #include "toolio.h"
 
 #define EXIT_CORRUPT 1
@@ -62,7 +66,10 @@ static void usage(FILE *out)
 		"  --verify          print only the findings and a summary (no tables)\n"
 		"  --records         list the records (default)\n"
 		"  --no-records      do not list the records\n"
-		"  --segments        list the segments (default)\n"
+		"  --segments        list the segments (default): those the log read, then\n"
+		"                    every segment file in DIR (files:) with its size, its\n"
+		"                    header state and whether the log read it - after a bad\n"
+		"                    header the log reads no further, the files still show\n"
 		"  --no-segments     do not list the segments\n"
 		"  --segment N       list only segment N and its records\n"
 		"  --hex N           also print the first N payload bytes of each record\n"
@@ -331,8 +338,10 @@ static int list_segments(struct dump *d, aurawal_t *log)
 			(unsigned long long) (n ? v[n - 1].number : 0));
 		rc = -ENOENT;
 	}
-	if (rc == 0 && d->segments)
+	if (rc == 0 && d->segments) {
 		print_segment_table(v, n, d->only_segment);
+		rc = segfiles_print(d->dir, v, n, d->only_segment);
+	}
 	free(v);
 	return rc;
 }
@@ -506,6 +515,8 @@ int main(int argc, char **argv)
 	rc = open_log(&d, &log);
 	if (rc) {
 		/* The open failed on damage (a bad header, a lost segment): show it. */
+		if (rc == AURAWAL_ECORRUPT && d.segments)
+			segfiles_print(d.dir, NULL, 0, d.only_segment);
 		corrupt = rc == AURAWAL_ECORRUPT ? print_open_failure(&d) : 0;
 		free(d.f);
 		return corrupt ? EXIT_CORRUPT : EXIT_ERROR;
