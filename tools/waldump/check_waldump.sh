@@ -8,6 +8,7 @@
 #   - a truncated tail is the clean end of the log: exit 0, the torn tail reported;
 #   - a segment emptied or with a damaged header: every segment file is still listed,
 #     with its size and header state;
+#   - --hex says where it cuts a payload at its 4096-byte limit;
 #   - --segment lists one segment; a directory that is not a log, a missing one and bad
 #     arguments exit 2.
 #
@@ -131,7 +132,14 @@ expect_exit 1 "segment 3's header damaged" -- "$WALDUMP" --no-records "$work/bad
 expect_output '^  0000000000000003\.seg +1048576  bad: checksum mismatch, not read by the log$' \
 	"file 3: the header's damage named"
 
+# --hex prints at most 4096 payload bytes of a record, and says so where it cuts one.
+"$WALBENCH" --dir "$work/big" --count 2 --record-size 5000 --no-durable --segment-size 1m \
+	--keep --quiet >/dev/null 2>&1 || fail "walbench could not make the log of big records"
+expect_exit 0 "--hex 6000 on 5000-byte records" -- "$WALDUMP" --hex 6000 "$work/big"
+expect_output '^    .*\.\.\. \(4096 of 5000 bytes shown: --hex prints at most 4096\)$' \
+	"--hex: a payload cut at 4096 bytes says so"
 expect_exit 0 "--help" -- "$WALDUMP" --help
+expect_output 'at most 4096' "--help: the --hex limit"
 expect_output 'files' "--help: the segment files are listed"
 
 # Not a log, no such directory, bad arguments.

@@ -34,6 +34,8 @@
 
 #define EXIT_CORRUPT 1
 #define EXIT_ERROR   2
+/* --hex prints at most this many bytes of a payload (a line per 32 of them). */
+#define HEX_MAX 4096
 
 struct finding {
 	aurawal_report_kind_t kind;
@@ -47,7 +49,8 @@ struct dump {
 	const char *dir;
 	bool verify, records, segments, all;
 	uint64_t only_segment; /* --segment N, 0 = all */
-	size_t hex;	       /* --hex N: payload bytes to print per record */
+	size_t hex;	       /* --hex N: payload bytes to print per record, <= HEX_MAX */
+	uint64_t hex_asked;    /* --hex N as given (above HEX_MAX: payloads cut say so) */
 	/* findings, in the order reported */
 	struct finding *f;
 	size_t nf, cap;
@@ -73,6 +76,7 @@ static void usage(FILE *out)
 		"  --no-segments     do not list the segments\n"
 		"  --segment N       list only segment N and its records\n"
 		"  --hex N           also print the first N payload bytes of each record\n"
+		"                    (at most 4096: a payload cut there says so)\n"
 		"  --all             also list the log's own records - SEAL (ends a segment),\n"
 		"                    SYNC marks, VOID (an append refused for lack of space) -\n"
 		"                    which take sequence numbers and bytes: with them every\n"
@@ -220,7 +224,8 @@ static int apply_option(struct dump *d, int c, const char *arg)
 	case OPT_HEX:
 		if (parse_number("hex", arg, 0, &v) != 0)
 			return -EINVAL;
-		d->hex = v > 4096 ? 4096 : (size_t) v;
+		d->hex_asked = v;
+		d->hex = v > HEX_MAX ? HEX_MAX : (size_t) v;
 		return 0;
 	default:
 		return -EINVAL;
@@ -346,17 +351,22 @@ static int list_segments(struct dump *d, aurawal_t *log)
 	return rc;
 }
 
-static void print_hex(const void *payload, size_t len, size_t max)
+/* The first --hex bytes of a payload; "..." if there are more, and where HEX_MAX cut
+ * what was asked for, says so. */
+static void print_hex(const struct dump *d, const void *payload, size_t len)
 {
 	const unsigned char *p = payload;
-	size_t n = len < max ? len : max;
+	size_t n = len < d->hex ? len : d->hex;
 
 	if (!n)
 		return;
 	printf("    ");
 	for (size_t i = 0; i < n; i++)
 		printf("%02x%s", p[i], i + 1 < n && (i + 1) % 32 == 0 ? "\n    " : " ");
-	printf("%s\n", n < len ? "..." : "");
+	printf("%s", n < len ? "..." : "");
+	if (n < len && d->hex_asked > n)
+		printf(" (%zu of %zu bytes shown: --hex prints at most %d)", n, len, HEX_MAX);
+	printf("\n");
 }
 
 /* What a record of the log's own is, for its row (--all). */
@@ -410,7 +420,7 @@ static void on_record(struct dump *d, const aurawal_record_t *r)
 	       in_order ? "ok" : "ok, but its sequence is not above the previous one",
 	       data ? "" : "  ", data ? "" : own_kind(r, kind, sizeof(kind)));
 	if (d->hex && data)
-		print_hex(r->payload, r->len, d->hex);
+		print_hex(d, r->payload, r->len);
 }
 
 /* Every record the iterator returns (--all: the log's own too); damage comes through
