@@ -16,6 +16,10 @@
 #                    made-up figures: fio's read jobs draw offsets as kvbench does
 #                    (--norandommap) and their P99 is submission to completion (lat,
 #                    --lat_percentiles=1), the whole-request latency kvbench reports
+#   wal_vs_fio.sh    fio's recorded JSON beside a walbench that prints made-up figures:
+#                    fio runs with --lat_percentiles=1 and its write P99 is lat
+#                    (submission to completion), not clat; with --dir a directory the
+#                    user had, what was in it before is left alone
 #
 # Usage: check_bench.sh
 set -euo pipefail
@@ -157,6 +161,58 @@ if [ "$reads" -eq 2 ] && [ "$fast" -eq 2 ]; then
 else
 	fail "kv_vs_peers.sh: $fast of $reads fio read jobs have --norandommap --lat_percentiles=1"
 	sed 's/^/    /' "$work/fio.args" >&2
+fi
+
+# wal_vs_fio.sh: a fio that logs its arguments, "pre-writes" its --filename and prints
+# the recorded write+fdatasync run (write P99: lat 121344 ns, clat 120320 ns); a walbench
+# that makes its --dir and prints made-up figures. --dir is a directory of the user's
+# that already holds a fio.dat and a wal/: both must be as they were afterwards.
+mkdir -p "$work/build/tools/walbench" "$work/mine/wal"
+echo mine >"$work/mine/fio.dat"
+echo mine >"$work/mine/wal/keep"
+cat >"$work/build/tools/walbench/walbench" <<'FAKE'
+#!/bin/sh
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--dir) mkdir -p "$2" && echo log >"$2/0000000000000001.seg"; shift ;;
+	esac
+	shift
+done
+printf '{"appends_per_s": 100000.0, "lat_p99_us": 50.0, "mbps": 100.0, "records_per_sync": 1.0,
+  "syncs": 10, "sync_p99_us": 64}\n'
+FAKE
+cat >"$work/bin/fio" <<FAKE
+#!/bin/sh
+echo "\$*" >>"$work/wfio.args"
+for a in "\$@"; do
+	case "\$a" in
+	--filename=*) f=\${a#*=} ;;
+	esac
+done
+case " \$* " in
+*--output-format=terse*) echo prefill >"\$f" ;;
+*) cat "$here/testdata/fio-3.33_write_fdatasync_qd1_lat_percentiles.json" ;;
+esac
+FAKE
+chmod +x "$work/build/tools/walbench/walbench" "$work/bin/fio"
+expect_exit 0 "wal_vs_fio.sh with recorded fio output, --dir of the user's" -- \
+	env PATH="$work/bin:$PATH" "$here/wal_vs_fio.sh" --build "$work/build" \
+	--dir "$work/mine" --reps 1 --runtime 1
+expect_output '^f fio seq 1M write QD8 +6770 \(6770-6770\) +121 \(121-121\) ' \
+	"wal_vs_fio.sh: fio's write P99 is submission to completion (lat), not clat (120)"
+expect_output 'lat, submission to completion' "wal_vs_fio.sh: the fio P99 says what it is"
+runs=$(grep -vc -- '--output-format=terse' "$work/wfio.args" || true)
+withlat=$(grep -v -- '--output-format=terse' "$work/wfio.args" | grep -c -- '--lat_percentiles=1' || true)
+if [ "$runs" -eq 4 ] && [ "$withlat" -eq 4 ]; then
+	echo "ok: wal_vs_fio.sh: every fio job runs with --lat_percentiles=1"
+else
+	fail "wal_vs_fio.sh: $withlat of $runs fio jobs have --lat_percentiles=1"
+fi
+if [ "$(cat "$work/mine/fio.dat")" = mine ] && [ "$(cat "$work/mine/wal/keep")" = mine ] &&
+	[ "$(find "$work/mine" | wc -l)" -eq 4 ]; then
+	echo "ok: wal_vs_fio.sh: the user's --dir is as it was"
+else
+	fail "wal_vs_fio.sh: the user's --dir changed: $(find "$work/mine" | tr '\n' ' ')"
 fi
 
 check_end

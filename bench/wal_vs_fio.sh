@@ -26,6 +26,9 @@
 # and each ratio as the median of the per-repetition ratios (each compares runs taken
 # seconds apart).
 #
+# fio's P99 is its lat (--lat_percentiles=1: submission to completion, the whole write
+# as walbench times an append), not its clat; a's is the fdatasync's.
+#
 # fio writes into a file written in full beforehand (a sparse file would make every
 # sync also flush metadata); the log's segments are likewise preallocated and written
 # through by the library. walbench runs with --recycle (RECYCLE=1): segments behind the
@@ -36,9 +39,10 @@
 # Usage: bench/wal_vs_fio.sh [--reps N] [--runtime S] [--dir DIR] [--build DIR]
 #                            [--out DIR]
 # The same settings can come from the environment: REPS (3) RUNTIME (10 s per job)
-# DIR (/var/tmp/wal_vs_fio) BUILD_DIR (build-release) OUT (keep the raw results there;
-# default: a temp dir, removed) RECYCLE (1). WALBENCH_ARGS and FIO_ARGS add options to
-# every walbench / fio run.
+# DIR (/var/tmp/wal_vs_fio; the runs use a new directory in it, removed at the end,
+# and DIR itself only if made here) BUILD_DIR (build-release) OUT (keep the raw
+# results there; default: a temp dir, removed) RECYCLE (1). WALBENCH_ARGS and FIO_ARGS
+# add options to every walbench / fio run.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -54,7 +58,7 @@ WALBENCH_ARGS=${WALBENCH_ARGS:-}
 FIO_ARGS=${FIO_ARGS:-}
 
 usage() {
-	sed -n '/^# Usage:/,/^# every walbench/s/^# \{0,1\}//p' "$0" >&2
+	sed -n '/^# Usage:/,/^# add options/s/^# \{0,1\}//p' "$0" >&2
 	exit 2
 }
 
@@ -85,10 +89,10 @@ command -v python3 >/dev/null || { echo "wal_vs_fio.sh: python3 not installed" >
 [[ "$REPS" =~ ^[1-9][0-9]*$ ]] || { echo "wal_vs_fio.sh: REPS must be >= 1" >&2; exit 2; }
 [[ "$RUNTIME" =~ ^[1-9][0-9]*$ ]] || { echo "wal_vs_fio.sh: RUNTIME must be whole seconds >= 1" >&2; exit 2; }
 
+# Everything the runs write goes into a directory of our own under DIR, so that a --dir
+# the user already had (holding a fio.dat or a wal/ of theirs, say) is left as it was.
 made_dir=0
 [ -d "$DIR" ] || { mkdir -p "$DIR"; made_dir=1; }
-FIO_FILE=$DIR/fio.dat
-LOG_DIR=$DIR/wal
 keep_out=1
 if [ -z "$OUT" ]; then
 	OUT=$(mktemp -d /tmp/wal_vs_fio.XXXXXX)
@@ -96,9 +100,11 @@ if [ -z "$OUT" ]; then
 else
 	mkdir -p "$OUT"
 fi
+WORK=$(mktemp -d "$DIR/wal_vs_fio.XXXXXX")
+FIO_FILE=$WORK/fio.dat
+LOG_DIR=$WORK/wal
 cleanup() {
-	rm -f "$FIO_FILE"
-	rm -rf "$LOG_DIR"
+	rm -rf "$WORK"
 	[ "$made_dir" = 0 ] || rmdir "$DIR" 2>/dev/null || true
 	[ "$keep_out" = 1 ] || rm -rf "$OUT"
 }
@@ -114,7 +120,8 @@ run_fio() { # out fio-options...
 	shift
 	# shellcheck disable=SC2086
 	fio --name=w --filename="$FIO_FILE" --size=1g --direct=1 --numjobs=1 \
-		--runtime="$RUNTIME" --time_based --output-format=json "$@" $FIO_ARGS >"$out"
+		--runtime="$RUNTIME" --time_based --lat_percentiles=1 --output-format=json "$@" \
+		$FIO_ARGS >"$out"
 }
 
 run_walbench() { # out walbench-options...
@@ -164,11 +171,13 @@ def load(rep, job):
     if job.startswith("a_fio"):
         j = d["jobs"][0]
         return {"rate": j["write"]["iops"], "p99": j["sync"]["lat_ns"]["percentile"]["99.000000"] / 1e3,
-                "clat_p99": j["write"]["clat_ns"]["percentile"]["99.000000"] / 1e3,
+                "write_p99": j["write"]["lat_ns"]["percentile"]["99.000000"] / 1e3,
                 "mbps": j["write"]["bw_bytes"] / 1e6}
     if job.startswith("f_fio"):
+        # lat (submission to completion, --lat_percentiles=1): the whole write, as
+        # walbench's per-append latency; clat would leave out the submission.
         j = d["jobs"][0]
-        return {"rate": j["write"]["iops"], "p99": j["write"]["clat_ns"]["percentile"]["99.000000"] / 1e3,
+        return {"rate": j["write"]["iops"], "p99": j["write"]["lat_ns"]["percentile"]["99.000000"] / 1e3,
                 "mbps": j["write"]["bw_bytes"] / 1e6}
     return {"rate": d["appends_per_s"], "p99": d["lat_p99_us"], "mbps": d["mbps"],
             "rps": d["records_per_sync"], "syncs": d["syncs"], "sync_p99": d["sync_p99_us"]}
@@ -256,8 +265,9 @@ def col(job, key, fmt):
 for j in jobs:
     print(f"{names[j]:<32}{col(j, 'rate', count):<24}{col(j, 'p99', us):<22}"
           f"{col(j, 'mbps', lambda v: f'{v:.1f}'):<22}{col(j, 'rps', lambda v: f'{v:.1f}'):<20}")
-print(f"(a: p99 is fio's sync latency; its write clat p99 is {col('a_fio_sync', 'clat_p99', us)} us."
-      " wal p99 is per append, call to return or callback.)")
+print(f"(a: p99 is fio's sync latency; its write p99 (lat, submission to completion) is"
+      f" {col('a_fio_sync', 'write_p99', us)} us. f fio: p99 is the write's lat, submission to"
+      " completion. wal p99 is per append, call to return or callback.)")
 print(f"(wal sync p99 from the log's stats, power-of-two bucket bounds: "
       + ", ".join(f"{j[0]} <= {col(j, 'sync_p99', us)} us" for j in ["b_wal_1", "c_wal_32", "d_wal_async"])
       + ")")

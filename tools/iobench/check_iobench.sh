@@ -3,6 +3,7 @@
 #
 # check_iobench.sh - iobench's handling of bad arguments (ctest tools_iobench): each is
 # refused before any I/O with exit 2 and a message naming the option; nothing runs.
+# Then short runs: --trace, --json, and a block device (a loop device, when root).
 #
 # Usage: check_iobench.sh IOBENCH
 set -euo pipefail
@@ -73,6 +74,63 @@ if grep -q '^  "runtime_requested_s": 1234567.5,$' "$work/params.json"; then
 else
 	fail "JSON: runtime_requested_s is not 1234567.5: $(grep runtime_requested "$work/params.json")"
 fi
+# Progress: a line per second of the run unless --quiet, during --ramp too (the ramp
+# is 1.2 s by the clock: one line at its first second, whatever the machine's speed).
+expect_exit 0 "a run with a --ramp" -- "$IOBENCH" --file "$work/data" --size 1m --ramp 1.2 \
+	--runtime 0.1
+expect_output '^iobench: ramp \[ +1s of 1\.2s\], not measured$' "the ramp shows progress"
+expect_exit 0 "a --ramp with --quiet" -- "$IOBENCH" --file "$work/data" --size 1m --ramp 1.2 \
+	--runtime 0.1 --quiet
+expect_no_output '^iobench: (ramp )?\[' "--quiet: no progress lines"
+
+# A block device: sized with BLKGETSIZE64 (st_size is 0), never written by a read run,
+# and --size bounds the region used instead of laying out (writing) the device. A loop
+# device over a scratch file stands in for a disk; without losetup (not root, no loop
+# driver) this part is skipped, saying why.
+loopdev=
+check_cleanup_extra() {
+	if [ -n "$loopdev" ]; then
+		losetup -d "$loopdev" || true
+	fi
+}
+dd if=/dev/urandom of="$work/disk" bs=1M count=8 status=none
+if [ "$(id -u)" -ne 0 ]; then
+	echo "skip: block device checks: not root (losetup needs root)"
+elif ! loopdev=$(losetup -f --show "$work/disk" 2>"$work/losetup.err"); then
+	loopdev=
+	echo "skip: block device checks: losetup failed: $(cat "$work/losetup.err")"
+else
+	sum0=$(cksum <"$work/disk")
+	expect_exit 0 "randread of a block device" -- "$IOBENCH" --file "$loopdev" --ios 256 \
+		--quiet --json "$work/dev.json"
+	expect_output '^  read: IOPS=' "a block device is read"
+	if grep -q '^  "size": 8388608,$' "$work/dev.json"; then
+		echo "ok: the device's size is its BLKGETSIZE64"
+	else
+		fail "device size: $(grep '"size"' "$work/dev.json" || echo none)"
+	fi
+	expect_exit 0 "--size on a block device bounds the region" -- "$IOBENCH" --file "$loopdev" \
+		--size 4m --ios 256 --quiet --json "$work/dev4.json"
+	if grep -q '^  "size": 4194304,$' "$work/dev4.json"; then
+		echo "ok: --size 4m on the device uses 4 MiB of it"
+	else
+		fail "--size 4m on a device: $(grep '"size"' "$work/dev4.json" || echo none)"
+	fi
+	expect_exit 1 "--size beyond a block device" -- "$IOBENCH" --file "$loopdev" --size 16m \
+		--ios 16 --quiet
+	expect_output "^iobench: $loopdev is a block device of 8388608 bytes: --size 16777216 is larger" \
+		"--size beyond the device: refused, not laid out"
+	sync
+	if [ "$(cksum <"$work/disk")" = "$sum0" ]; then
+		echo "ok: read runs and --size left the device unchanged"
+	else
+		fail "a read run or --size wrote to the device"
+	fi
+	expect_exit 0 "randwrite of a block device (asked for)" -- "$IOBENCH" --file "$loopdev" \
+		--rw randwrite --ios 64 --quiet
+	expect_output '^  write: IOPS=' "a block device is written when asked"
+fi
+
 expect_exit 0 "--help" -- "$IOBENCH" --help
 expect_output '^Exit status: ' "--help documents the exit status"
 

@@ -3,7 +3,8 @@
  * iobench.c - a fio-like I/O benchmark for AuraIO, with a hand-written liburing loop as
  * the baseline. This file owns the program's flow and what both modes share: the jobs
  * and their slots, offsets and random numbers, the start gate, and the clock that moves
- * the run through its phases (ramp, measure, stop) while printing progress.
+ * the run through its phases (ramp, measure, stop) while printing progress: a line per
+ * second unless --quiet, in the ramp, the measured interval and --ios runs alike.
  *
  * The main thread does no I/O: it only sleeps, moves the phase, and samples the clock,
  * CPU time (getrusage) and engine statistics at the edges of the measured interval.
@@ -15,6 +16,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "iobench.h"
@@ -106,18 +108,30 @@ static void sleep_until(struct bench *b, uint64_t deadline)
 	clock_sleep_until(deadline, 100000000ull, &b->error, NULL);
 }
 
-/* The measured interval: a trace sample every TRACE_TICK_MS when tracing, and one
- * progress line per second on long runs. */
+static void progress_line(struct bench *b, uint64_t t, uint64_t start, uint64_t *last_ios)
+{
+	uint64_t ios = total_ios(b);
+	double s = (double) (t - start) / 1e9;
+
+	fprintf(stderr, "iobench: [%4.0fs] %8.0f IOPS (avg %.0f)", s, (double) (ios - *last_ios),
+		(double) ios / s);
+	if (b->cfg.ios)
+		fprintf(stderr, ", %3.0f%% of --ios done",
+			100.0 * (double) ios / (double) b->cfg.ios);
+	fputc('\n', stderr);
+	*last_ios = ios;
+}
+
+/* The measured interval: a trace sample every TRACE_TICK_MS when tracing, and a
+ * progress line per second unless --quiet (a run under a second prints none). */
 static void measure(struct bench *b, uint64_t start)
 {
 	uint64_t end = start + (uint64_t) (b->cfg.runtime * 1e9);
-	bool progress = !b->cfg.quiet && b->cfg.runtime + b->cfg.ramp > 5.0;
+	bool progress = !b->cfg.quiet;
 	uint64_t tick_ns = b->trace ? TRACE_TICK_MS * 1000000ull : 1000000000ull;
 	uint64_t tick = start, last_ios = 0, next_line = start + 1000000000ull;
 
 	while ((progress || b->trace) && atomic_load(&b->error) == 0) {
-		uint64_t ios;
-
 		tick += tick_ns;
 		if (tick > end)
 			break;
@@ -125,12 +139,25 @@ static void measure(struct bench *b, uint64_t start)
 		trace_sample(b, (double) (tick - start) / 1e9);
 		if (!progress || tick < next_line)
 			continue;
-		ios = total_ios(b);
-		fprintf(stderr, "iobench: [%4.0fs] %8.0f IOPS (avg %.0f)\n",
-			(double) (tick - start) / 1e9, (double) (ios - last_ios),
-			(double) ios / ((double) (tick - start) / 1e9));
-		last_ios = ios;
+		progress_line(b, tick, start, &last_ios);
 		next_line += 1000000000ull;
+	}
+	sleep_until(b, end);
+}
+
+/* --ramp: the warm-up, with a line per second of it unless --quiet (nothing is counted
+ * in it: the line says only that it goes on). */
+static void ramp(struct bench *b, uint64_t start)
+{
+	uint64_t end = start + (uint64_t) (b->cfg.ramp * 1e9);
+
+	for (uint64_t tick = start + 1000000000ull; !b->cfg.quiet && tick < end;
+	     tick += 1000000000ull) {
+		sleep_until(b, tick);
+		if (atomic_load(&b->error) != 0)
+			return;
+		fprintf(stderr, "iobench: ramp [%4.0fs of %gs], not measured\n",
+			(double) (tick - start) / 1e9, b->cfg.ramp);
 	}
 	sleep_until(b, end);
 }
@@ -138,6 +165,35 @@ static void measure(struct bench *b, uint64_t start)
 static void join_threads(struct bench *b, int n)
 {
 	for (int i = 0; i < n; i++)
+		pthread_join(b->jobs[i].tid, NULL);
+}
+
+/* --ios: the measured interval ends when the threads are done: join them, with a
+ * progress line per second meanwhile unless --quiet (then a plain join: the main thread
+ * adds no work to an instruction count). */
+static void join_measured(struct bench *b, uint64_t start)
+{
+	uint64_t last_ios = 0;
+	struct timespec tick;
+	int n = b->cfg.threads, i = 0;
+
+	if (b->cfg.quiet) {
+		join_threads(b, n);
+		return;
+	}
+	clock_gettime(CLOCK_REALTIME, &tick); /* pthread_timedjoin_np's clock */
+	while (i < n) {
+		int rc = 0;
+
+		tick.tv_sec++;
+		while (i < n && (rc = pthread_timedjoin_np(b->jobs[i].tid, NULL, &tick)) == 0)
+			i++;
+		if (rc != 0 && rc != ETIMEDOUT)
+			break; /* cannot happen; a plain join below still waits */
+		if (i < n)
+			progress_line(b, now_ns(), start, &last_ios);
+	}
+	for (; i < n; i++)
 		pthread_join(b->jobs[i].tid, NULL);
 }
 
@@ -156,7 +212,7 @@ static bool run_clock(struct bench *b, void (*hook)(struct bench *, int))
 	t0 = now_ns();
 	start_gate_release(&gate);
 	if (b->cfg.ramp > 0) {
-		sleep_until(b, t0 + (uint64_t) (b->cfg.ramp * 1e9));
+		ramp(b, t0);
 		if (atomic_load(&b->error) == 0)
 			atomic_store(&b->phase, PHASE_MEASURE);
 		t0 = now_ns();
@@ -165,7 +221,7 @@ static bool run_clock(struct bench *b, void (*hook)(struct bench *, int))
 	if (hook)
 		hook(b, PHASE_MEASURE);
 	if (b->cfg.ios)
-		join_threads(b, b->cfg.threads);
+		join_measured(b, t0);
 	else
 		measure(b, t0);
 	atomic_store(&b->phase, PHASE_STOP);

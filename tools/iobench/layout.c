@@ -2,6 +2,11 @@
 /*
  * layout.c - the benchmark file: open it, and with --size create or extend it.
  *
+ * A block device is used as it is: its size is its capacity (BLKGETSIZE64; st_size is
+ * 0), --size only bounds the region used (and may not exceed the device), and nothing
+ * here writes to it: only a write workload (--rw randwrite, write) does. Only a regular
+ * file, or a path that does not exist yet, is laid out.
+ *
  * The file is extended by WRITING data, never with ftruncate or fallocate: reading a
  * hole or an unwritten extent returns zeros without touching the device, which would
  * make a read benchmark measure nothing but the kernel. Existing contents are never
@@ -12,6 +17,8 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -106,20 +113,52 @@ static int open_flags(const struct bench_config *cfg)
 	return (cfg->is_write ? O_RDWR : O_RDONLY) | (cfg->direct ? O_DIRECT : 0) | O_CLOEXEC;
 }
 
+/* What the opened file holds: a regular file's length, a block device's capacity. */
+static int file_bytes(struct bench *b, const struct stat *st, uint64_t *bytes)
+{
+	*bytes = (uint64_t) st->st_size;
+	if (S_ISBLK(st->st_mode) && ioctl(b->fd, BLKGETSIZE64, bytes) != 0)
+		return fail("BLKGETSIZE64 of", b->cfg.file, -errno);
+	return 0;
+}
+
+/* --size on a block device: the region used, never laid out; not beyond the device. */
+static int device_size_check(const struct bench *b, uint64_t bytes)
+{
+	if (b->cfg.size <= bytes)
+		return 0;
+	fprintf(stderr,
+		"iobench: %s is a block device of %llu bytes: --size %llu is larger (on a "
+		"device --size only bounds the region used; nothing is laid out)\n",
+		b->cfg.file, (unsigned long long) bytes, (unsigned long long) b->cfg.size);
+	return -EINVAL;
+}
+
+/* A regular file, or nothing yet: --size may lay it out. */
+static bool may_lay_out(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) != 0 ? errno == ENOENT : S_ISREG(st.st_mode);
+}
+
 int layout_open(struct bench *b)
 {
 	struct stat st;
 	uint64_t region;
 	int rc;
 
-	if (b->cfg.size && (rc = prepare(b)) != 0)
+	if (b->cfg.size && may_lay_out(b->cfg.file) && (rc = prepare(b)) != 0)
 		return rc;
 	b->fd = open(b->cfg.file, open_flags(&b->cfg));
 	if (b->fd < 0)
 		return fail("opening", b->cfg.file, -errno);
 	if (fstat(b->fd, &st) != 0)
 		return fail("stat", b->cfg.file, -errno);
-	region = (uint64_t) st.st_size;
+	if ((rc = file_bytes(b, &st, &region)) != 0)
+		return rc;
+	if (b->cfg.size && S_ISBLK(st.st_mode) && (rc = device_size_check(b, region)) != 0)
+		return rc;
 	if (b->cfg.size && b->cfg.size < region)
 		region = b->cfg.size;
 	b->nblocks = region / b->cfg.bs;

@@ -6,14 +6,17 @@
 # found == expected for every read workload; a kept store reopened with --use-existing
 # is read back (sync and async gets, multiget) without a fill; reading it with other
 # keys trips the found/expected warning; bad arguments exit 2, a non-empty --db 1.
+# KVBENCH_FORGETFUL (optional) is kvbench over a store that loses key 1 and invents
+# readmissing's key 1 (forgetful_store.c): reads of keys the run wrote must fail it.
 #
 # The fills write 2000 puts of 4000 keys, so the first read workload fills the store
 # first (untimed); every read after that must find every key.
 #
-# Usage: check_kvbench.sh KVBENCH
+# Usage: check_kvbench.sh KVBENCH [KVBENCH_FORGETFUL]
 set -euo pipefail
 
-KVBENCH=${1:?usage: check_kvbench.sh KVBENCH}
+KVBENCH=${1:?usage: check_kvbench.sh KVBENCH [KVBENCH_FORGETFUL]}
+FORGETFUL=${2:-}
 . "$(dirname "$0")/../common/check_lib.sh"
 check_begin kvbench
 
@@ -65,6 +68,22 @@ if command -v python3 >/dev/null; then
 		echo "ok: JSON parses"
 	else
 		fail "JSON does not parse"
+	fi
+fi
+# What each lat_* figure measures: one put or get, or one aurakv_multi_get batch
+# (multiget, readseq), said by every result's lat_unit.
+if command -v python3 >/dev/null; then
+	if python3 - "$work/all.json" <<'PY'; then
+import json, sys
+
+units = {r["name"]: r.get("lat_unit") for r in json.load(open(sys.argv[1]))["results"]}
+batched = {"multiget", "readseq"}
+sys.exit(0 if units and all(u == ("batch" if n in batched else "op")
+                            for n, u in units.items()) else 1)
+PY
+		echo "ok: JSON lat_unit is batch for multiget and readseq, op for the rest"
+	else
+		fail "JSON: lat_unit missing or wrong: $(grep -E '"(name|lat_unit)"' "$work/all.json" | tr -d '\n')"
 	fi
 fi
 # space_amp is the store's files over its live bytes, as gc_space_amp and the report
@@ -122,11 +141,53 @@ expect_output 'is not empty' "a non-empty --db is refused, with the reason"
 expect_exit 1 "a --db that is a file" -- "$KVBENCH" "${common[@]}" --db "$work/file"
 expect_output "^kvbench: $work/file: Not a directory$" "a file --db: 'Not a directory'"
 
+# --use-existing where there is no store: say what is there, suggest only what works.
+mkdir "$work/notastore"
+echo data >"$work/notastore/notes.txt"
+expect_exit 1 "--use-existing on a directory of other files" -- "$KVBENCH" "${common[@]}" \
+	--db "$work/notastore" --use-existing --benchmarks readrandom
+expect_output "^kvbench: $work/notastore holds no AuraKV store \\(it is not empty: other files\\)" \
+	"a directory of other files is not a store"
+expect_no_output 'drop --use-existing' "no advice that leads to 'is not empty'"
+mkdir "$work/emptydir"
+expect_exit 1 "--use-existing on an empty directory" -- "$KVBENCH" "${common[@]}" \
+	--db "$work/emptydir" --use-existing --benchmarks readrandom
+expect_output "^kvbench: $work/emptydir holds no AuraKV store \\(it is empty\\): drop --use-existing to create one there" \
+	"an empty directory: drop --use-existing"
+expect_exit 1 "--use-existing on a missing directory" -- "$KVBENCH" "${common[@]}" \
+	--db "$work/absent" --use-existing --benchmarks readrandom
+expect_output "^kvbench: $work/absent does not exist: drop --use-existing to create a store there" \
+	"a missing directory: drop --use-existing"
+
 # The correctness guard: keys of another size are not in the store.
 expect_exit 0 "read other keys" -- "$KVBENCH" "${common[@]}" --db "$work/db" --use-existing \
 	--key-size 24 --benchmarks readrandom
-expect_output '^kvbench: WARNING: readrandom found 0 keys, expected 4000' "the guard warns"
+expect_output '^kvbench: WARNING: readrandom: found 0 of 4000 gets, expected 4000' "the guard warns"
 expect_output '^readrandom +.* found 0/4000 MISMATCH$' "the summary says MISMATCH"
+
+# A store that loses what this run wrote, or returns keys nobody wrote, fails the run:
+# every read workload is still reported, then exit 1 with what was lost or invented.
+if [ -n "$FORGETFUL" ]; then
+	expect_exit 1 "reads miss a key this run wrote" -- "$FORGETFUL" --num 100 --reads 1000 \
+		--quiet --benchmarks fillseq,readseq,readrandom,readmissing,multiget
+	for w in readseq readrandom multiget; do
+		expect_output "^kvbench: ERROR: $w: the store lost data: [0-9]+ of [0-9]+ gets of keys this run wrote were not found" \
+			"$w: a lost key is an error"
+	done
+	expect_output '^kvbench: ERROR: readmissing: the store invented data: [1-9][0-9]* of [0-9]+ gets of keys never written found a value' \
+		"readmissing: an invented key is an error"
+	expect_output '^multiget +.* MISMATCH$' "every workload is still reported"
+	expect_no_output 'WARNING' "a run that wrote its keys does not merely warn"
+	# The same store reopened: kvbench did not write these keys, so it cannot tell a
+	# loss from a store of other keys: a warning, exit 0.
+	expect_exit 0 "fill a kept store for the forgetful reader" -- "$KVBENCH" --num 100 \
+		--quiet --db "$work/fdb" --benchmarks fillseq
+	expect_exit 0 "--use-existing: a mismatch only warns" -- "$FORGETFUL" --num 100 \
+		--quiet --db "$work/fdb" --use-existing --benchmarks readseq
+	expect_output '^kvbench: WARNING: readseq: ' "--use-existing: the warning"
+else
+	echo "skip: no KVBENCH_FORGETFUL given: lost-data exit status not checked"
+fi
 
 expect_exit 2 "an unknown workload" -- "$KVBENCH" --benchmarks fillsq
 expect_output "unknown workload 'fillsq'" "the unknown workload is named"
@@ -162,5 +223,6 @@ done
 expect_exit 0 "--help" -- "$KVBENCH" --help
 expect_output '^  readwhilewriting ' "--help lists the workloads"
 expect_output '^Exit status: ' "--help documents the exit status"
+expect_output 'lat_unit' "--help says what the JSON's latencies measure"
 
 check_end

@@ -4,6 +4,10 @@
  * same numbers as the human report, store counters as differences over the workload
  * where they only grow) and the store's counters at the end. One key per number, flat
  * within each object, so a script needs no schema: see bench/kv_vs_peers.sh.
+ *
+ * The lat_* members of a result are the latency of one of its lat_unit: "op" (one put
+ * or get, asynchronous gets from submit to callback) or "batch" (one aurakv_multi_get
+ * of up to --batch keys: multiget and readseq), while ops counts keys either way.
  */
 #include "kvbench.h"
 #include "reportfmt.h"
@@ -81,8 +85,9 @@ static void json_result(FILE *f, const struct result *r)
 	fprintf(f, "      \"ops\": %llu,\n      \"seconds\": %.6f,\n      \"capped\": %s,\n",
 		(unsigned long long) r->ops, r->seconds, json_bool(r->capped));
 	fprintf(f, "      \"ops_per_s\": %.1f,\n      \"mb_per_s\": %.3f,\n", r->ops_s, r->mb_s);
-	fprintf(f, "      \"cpu_us_per_op\": %.3f,\n      \"lat_mean_us\": %.3f,\n",
-		r->cpu_us_per_op, r->mean_us);
+	fprintf(f, "      \"cpu_us_per_op\": %.3f,\n      \"lat_unit\": \"%s\",\n",
+		r->cpu_us_per_op, r->lat_per_batch ? "batch" : "op");
+	fprintf(f, "      \"lat_mean_us\": %.3f,\n", r->mean_us);
 	fprintf(f, "      \"lat_p50_us\": %.3f,\n      \"lat_p99_us\": %.3f,\n", r->p50_us,
 		r->p99_us);
 	fprintf(f, "      \"lat_p999_us\": %.3f,\n      \"lat_max_us\": %.3f,\n", r->p999_us,

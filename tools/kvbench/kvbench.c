@@ -99,6 +99,32 @@ static void dir_cleanup(struct bench *b)
 		nftw(b->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* --use-existing found no store in dir: say what is there instead. Dropping
+ * --use-existing helps only where kvbench may create a store: a missing or empty dir. */
+static void report_no_store(const char *dir)
+{
+	struct stat st;
+	int err = stat(dir, &st) != 0 ? errno : 0;
+
+	if (err == ENOENT)
+		fprintf(stderr,
+			"kvbench: %s does not exist: drop --use-existing to create a store there\n",
+			dir);
+	else if (err)
+		fprintf(stderr, "kvbench: %s: %s\n", dir, aurakv_strerror(-err));
+	else if (dir_is_empty(dir))
+		fprintf(stderr,
+			"kvbench: %s holds no AuraKV store (it is empty): drop --use-existing to "
+			"create one there\n",
+			dir);
+	else
+		fprintf(stderr,
+			"kvbench: %s holds no AuraKV store (it is not empty: other files): "
+			"--use-existing opens a store made before (kvbench --db, aurakv); give its "
+			"directory\n",
+			dir);
+}
+
 static int store_open(struct bench *b)
 {
 	const struct kv_config *c = &b->cfg;
@@ -117,10 +143,13 @@ static int store_open(struct bench *b)
 	t0 = now_ns();
 	rc = aurakv_open(b->dir, &o, &b->db);
 	t0 = now_ns() - t0;
+	if (rc == -ENOENT && c->use_existing) {
+		report_no_store(b->dir);
+		return rc;
+	}
 	if (rc) {
-		fprintf(
-		    stderr, "kvbench: opening the store in %s: %s%s\n", b->dir, aurakv_strerror(rc),
-		    rc == -ENOENT && c->use_existing ? " (drop --use-existing to create one)" : "");
+		fprintf(stderr, "kvbench: opening the store in %s: %s\n", b->dir,
+			aurakv_strerror(rc));
 		return rc;
 	}
 	/* An existing store is taken as filled if it holds as many keys as --num: the
@@ -138,7 +167,7 @@ static int store_open(struct bench *b)
 /* Run the workloads in order, report. 0 or 1 (the exit status). */
 static int bench_main(struct bench *b)
 {
-	int rc, close_rc;
+	int rc, close_rc, lost;
 
 	if (values_create(b) != 0) {
 		fprintf(stderr, "kvbench: %s\n", aurakv_strerror(-ENOMEM));
@@ -166,7 +195,13 @@ static int bench_main(struct bench *b)
 	close_rc = aurakv_close(b->db);
 	if (close_rc)
 		fprintf(stderr, "kvbench: closing the store: %s\n", aurakv_strerror(close_rc));
-	return rc != 0 || close_rc != 0 ? 1 : 0;
+	lost = report_failed_checks(b);
+	if (lost)
+		fprintf(stderr,
+			"kvbench: FAILED: %d workload(s) read back other than what this run wrote "
+			"(the ERROR lines above)\n",
+			lost);
+	return rc != 0 || close_rc != 0 || lost ? 1 : 0;
 }
 
 int main(int argc, char **argv)

@@ -115,10 +115,12 @@ struct result {
 	int threads;
 	uint64_t ops, found, missing, badsize;
 	bool check;		 /* a read workload: found must equal expected */
+	bool strict;		 /* ...and this run wrote the keys: a mismatch fails it */
 	uint64_t expected_found; /* what a correct store returns */
 	bool capped;		 /* --duration ended it before all operations were done */
 	double seconds, ops_s, mb_s, cpu_us_per_op;
 	double mean_us, p50_us, p99_us, p999_us, max_us;
+	bool lat_per_batch;  /* the latencies are per aurakv_multi_get (multiget, readseq) */
 	double writer_ops_s; /* readwhilewriting: the writer's puts/s */
 	double sync_ms;	     /* writes without AURAKV_SYNC: the aurakv_sync() after, or -1 */
 	aurakv_stats_t before, after;
@@ -134,6 +136,7 @@ struct bench {
 	uint64_t perm_keys[4];
 	unsigned perm_half; /* the Feistel permutation's half width, bits */
 	bool filled;	    /* every key of [0, num) is known to be in the store */
+	bool written;	    /* ...because this run wrote them (not --use-existing's count) */
 	/* the workload running now */
 	const struct workload *wl;
 	bool untimed; /* a fill before a read workload: no result, no report */
@@ -218,6 +221,7 @@ void result_compute(struct bench *b, struct result *r);
 void report_header(const struct bench *b);
 void report_result(const struct bench *b, const struct result *r);
 void report_summary(const struct bench *b);
+int report_failed_checks(const struct bench *b);
 int report_json(const struct bench *b);
 FILE *report_out(const struct bench *b);
 

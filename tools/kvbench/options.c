@@ -145,12 +145,19 @@ static void usage(FILE *out)
 	    "  --segment-size BYTES   store option segment_size (default: the library's, 16m)\n"
 	    "  --seed N               random seed (default 1: runs are repeatable)\n"
 	    "  --json FILE            also write the results as JSON to FILE ('-' = stdout;\n"
-	    "                         the human report then goes to stderr)\n"
+	    "                         the human report then goes to stderr); each result's\n"
+	    "                         lat_* figures are per its lat_unit: \"op\" (one put or\n"
+	    "                         get) or \"batch\" (one aurakv_multi_get of --batch keys:\n"
+	    "                         multiget, readseq)\n"
 	    "  --quiet                no progress lines\n");
 	usage_workloads(out);
-	fprintf(out, "Exit status: 0 done, 1 the run failed, --db cannot be used or the report\n"
-		     "was lost, 2 bad arguments (a --json FILE that cannot be written, checked\n"
-		     "first, included).\n");
+	fprintf(out, "Exit status: 0 done, 1 the run failed, --db cannot be used, the report was\n"
+		     "lost, or a read workload did not get back what this run wrote (a key not\n"
+		     "found, a value of another size, or readmissing finding a value: the store\n"
+		     "lost or invented data; every workload is still run and reported), 2 bad\n"
+		     "arguments (a --json FILE that cannot be written, checked first, included).\n"
+		     "With --use-existing, reads of keys this run did not write that do not match\n"
+		     "only warn: the store may hold another run's keys.\n");
 }
 
 /* Split LIST in place into cfg->benchmarks; unknown names are an error (named). */

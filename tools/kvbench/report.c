@@ -5,6 +5,12 @@
  * (stdout, or stderr when the JSON goes to stdout), the found/missing check, and the
  * JSON document of --json.
  *
+ * The check: a read workload must find every key 0..num-1 it asks for (readmissing:
+ * none), each value --value-size bytes. When this run wrote those keys (a fill, or the
+ * untimed fill before the reads), a mismatch is the store losing or inventing data:
+ * an ERROR, and kvbench exits 1. When --use-existing's store was only counted, the
+ * keys may be another run's (other --num, --key-size, --value-size): a WARNING.
+ *
  * Units: MB = 10^6 bytes; latencies in microseconds, from the log-linear histogram
  * (tools/common/hist.h: within 1/32 of the true value; max is exact). Store
  * counters that only grow (cache hits, GC, io) are shown as the difference over the
@@ -38,6 +44,7 @@ static void result_checks(struct bench *b, struct result *r)
 	enum wl_kind k = b->wl->kind;
 
 	r->check = !b->wl->writes;
+	r->strict = r->check && b->written;
 	r->expected_found = k == WL_READMISSING ? 0 : r->ops;
 	if (k == WL_READWHILEWRITING) {
 		struct job *w = &b->jobs[b->measured];
@@ -76,6 +83,7 @@ void result_compute(struct bench *b, struct result *r)
 	r->p99_us = hist_percentile(&lat, 99.0) / 1e3;
 	r->p999_us = hist_percentile(&lat, 99.9) / 1e3;
 	r->max_us = (double) lat.max_ns / 1e3;
+	r->lat_per_batch = b->wl->kind == WL_MULTIGET || b->wl->kind == WL_READSEQ;
 	result_checks(b, r);
 }
 
@@ -122,6 +130,30 @@ void report_header(const struct bench *b)
 	fprintf(out, "; async-depth %d; seed %llu\n", c->async_depth, (unsigned long long) c->seed);
 }
 
+/* A mismatch in a run that wrote every key itself: the store lost or invented data. */
+static void report_lost(const struct result *r)
+{
+	unsigned long long ops = (unsigned long long) r->ops;
+
+	if (r->expected_found == 0) { /* readmissing */
+		fprintf(stderr,
+			"kvbench: ERROR: %s: the store invented data: %llu of %llu gets of keys "
+			"never written found a value\n",
+			r->name, (unsigned long long) (r->found + r->badsize), ops);
+		return;
+	}
+	if (r->missing)
+		fprintf(stderr,
+			"kvbench: ERROR: %s: the store lost data: %llu of %llu gets of keys this "
+			"run wrote were not found\n",
+			r->name, (unsigned long long) r->missing, ops);
+	if (r->badsize)
+		fprintf(stderr,
+			"kvbench: ERROR: %s: the store returned wrong data: %llu of %llu gets of "
+			"keys this run wrote returned a value that is not --value-size bytes\n",
+			r->name, (unsigned long long) r->badsize, ops);
+}
+
 static void report_check(const struct result *r, FILE *out)
 {
 	if (!r->check)
@@ -131,13 +163,29 @@ static void report_check(const struct result *r, FILE *out)
 		(unsigned long long) r->found, (unsigned long long) r->ops,
 		(unsigned long long) r->expected_found, (unsigned long long) r->missing,
 		(unsigned long long) r->badsize);
-	if (!check_ok(r))
-		fprintf(stderr,
-			"kvbench: WARNING: %s found %llu keys, expected %llu (%llu wrong size): "
-			"the store does not return what was written, or --use-existing opened a "
-			"store of other keys\n",
-			r->name, (unsigned long long) r->found,
-			(unsigned long long) r->expected_found, (unsigned long long) r->badsize);
+	if (check_ok(r))
+		return;
+	if (r->strict)
+		report_lost(r);
+	else
+		fprintf(
+		    stderr,
+		    "kvbench: WARNING: %s: found %llu of %llu gets, expected %llu (%llu wrong "
+		    "size): this run did not write the store's keys (--use-existing), so either "
+		    "the store lost data or it holds other keys (another --num, --key-size or "
+		    "--value-size)\n",
+		    r->name, (unsigned long long) r->found, (unsigned long long) r->ops,
+		    (unsigned long long) r->expected_found, (unsigned long long) r->badsize);
+}
+
+/* The workloads whose reads missed keys this run wrote, or found keys never written. */
+int report_failed_checks(const struct bench *b)
+{
+	int n = 0;
+
+	for (int i = 0; i < b->nresults; i++)
+		n += b->results[i].strict && !check_ok(&b->results[i]);
+	return n;
 }
 
 static void report_store(const struct result *r, FILE *out)
@@ -186,9 +234,8 @@ void report_result(const struct bench *b, const struct result *r)
 	    (unsigned long long) r->ops, r->seconds, r->capped ? ", --duration cap" : "",
 	    r->threads, r->threads == 1 ? "" : "s", r->cpu_us_per_op);
 	fprintf(out, "    latency (us%s): mean %.2f, p50 %.2f, p99 %.2f, p99.9 %.2f, max %.1f\n",
-		b->wl->kind == WL_MULTIGET || b->wl->kind == WL_READSEQ ? ", per multi_get batch"
-									: "",
-		r->mean_us, r->p50_us, r->p99_us, r->p999_us, r->max_us);
+		r->lat_per_batch ? ", per multi_get batch" : "", r->mean_us, r->p50_us, r->p99_us,
+		r->p999_us, r->max_us);
 	if (r->sync_ms >= 0)
 		fprintf(out, "    then aurakv_sync: %.2f ms (not in the rate)\n", r->sync_ms);
 	if (b->wl->kind == WL_READWHILEWRITING)

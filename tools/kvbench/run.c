@@ -241,7 +241,7 @@ static int prefill(struct bench *b)
 	b->untimed = false;
 	jobs_destroy(b);
 	if (rc == 0)
-		b->filled = true;
+		b->filled = b->written = true;
 	return rc;
 }
 
@@ -292,7 +292,7 @@ int workload_run(struct bench *b, const struct workload *w)
 		report_result(b, r);
 		b->nresults++;
 		if (is_fill(w) && !r->capped && workload_ops(b, w) >= b->cfg.num)
-			b->filled = true;
+			b->filled = b->written = true;
 	}
 	jobs_destroy(b);
 	return rc;

@@ -6,6 +6,9 @@
 #   - an intact log verifies (exit 0) and every record is listed;
 #   - a byte flipped mid-log is corruption: --verify exits 1 and names segment:offset;
 #   - a truncated tail is the clean end of the log: exit 0, the torn tail reported;
+#   - a segment emptied or with a damaged header: every segment file is still listed,
+#     with its size and header state;
+#   - --hex says where it cuts a payload at its 4096-byte limit;
 #   - --segment lists one segment; a directory that is not a log, a missing one and bad
 #     arguments exit 2.
 #
@@ -107,6 +110,37 @@ flip_byte "$work/header/0000000000000003.seg" 20
 expect_exit 1 "bad segment header: exit 1" -- "$WALDUMP" --verify "$work/header"
 expect_output '^  corruption at 3:0, 4096 bytes: bad segment header$' \
 	"bad segment header: named"
+
+# A segment emptied (truncated to 0): the log cannot be read past it, but every segment
+# file present is listed with its size and header state, the later ones included.
+cp -a "$work/log" "$work/empty2"
+truncate -s 0 "$work/empty2/0000000000000002.seg"
+expect_exit 1 "segment 2 truncated to 0: corruption" -- "$WALDUMP" --no-records "$work/empty2"
+expect_output '^files:$' "the directory's segment files are listed"
+expect_output '^  0000000000000001\.seg +1048576  ok, in the log$' "file 1: in the log"
+expect_output '^  0000000000000002\.seg +0  none: the file is empty, not read by the log$' \
+	"file 2: empty, no header"
+for n in 3 4; do
+	expect_output "^  000000000000000$n\\.seg +1048576  ok, not read by the log\$" \
+		"file $n: listed after the damage, its header ok"
+done
+expect_output '^  0000000000000005\.seg +1048576  ok, not read by the log$' \
+	"file 5 (made ready ahead): listed"
+cp -a "$work/log" "$work/badhdr"
+flip_byte "$work/badhdr/0000000000000003.seg" 20
+expect_exit 1 "segment 3's header damaged" -- "$WALDUMP" --no-records "$work/badhdr"
+expect_output '^  0000000000000003\.seg +1048576  bad: checksum mismatch, not read by the log$' \
+	"file 3: the header's damage named"
+
+# --hex prints at most 4096 payload bytes of a record, and says so where it cuts one.
+"$WALBENCH" --dir "$work/big" --count 2 --record-size 5000 --no-durable --segment-size 1m \
+	--keep --quiet >/dev/null 2>&1 || fail "walbench could not make the log of big records"
+expect_exit 0 "--hex 6000 on 5000-byte records" -- "$WALDUMP" --hex 6000 "$work/big"
+expect_output '^    .*\.\.\. \(4096 of 5000 bytes shown: --hex prints at most 4096\)$' \
+	"--hex: a payload cut at 4096 bytes says so"
+expect_exit 0 "--help" -- "$WALDUMP" --help
+expect_output 'at most 4096' "--help: the --hex limit"
+expect_output 'files' "--help: the segment files are listed"
 
 # Not a log, no such directory, bad arguments.
 mkdir "$work/empty"

@@ -10,6 +10,9 @@
  * by location) and again at the end. Recovery at open and the iterator may both report
  * the same damaged range, so findings are kept once per (kind, segment, offset).
  *
+ * The segment table is what the library read; segfiles.c adds every segment file in
+ * the directory, read on its own, so that the files past damage are seen too.
+ *
  * Exit status: 0 no corruption (a torn tail is the clean end of a log, not corruption);
  * 1 corruption found; 2 bad arguments, the log could not be opened or read, or stdout
  * could not be written.
@@ -26,10 +29,13 @@
 
 #include "aurawal.h"
 #include "cliparse.h"
+#include "segfiles.h"
 #include "toolio.h"
 
 #define EXIT_CORRUPT 1
 #define EXIT_ERROR   2
+/* --hex prints at most this many bytes of a payload (a line per 32 of them). */
+#define HEX_MAX 4096
 
 struct finding {
 	aurawal_report_kind_t kind;
@@ -43,7 +49,8 @@ struct dump {
 	const char *dir;
 	bool verify, records, segments, all;
 	uint64_t only_segment; /* --segment N, 0 = all */
-	size_t hex;	       /* --hex N: payload bytes to print per record */
+	size_t hex;	       /* --hex N: payload bytes to print per record, <= HEX_MAX */
+	uint64_t hex_asked;    /* --hex N as given (above HEX_MAX: payloads cut say so) */
 	/* findings, in the order reported */
 	struct finding *f;
 	size_t nf, cap;
@@ -62,10 +69,14 @@ static void usage(FILE *out)
 		"  --verify          print only the findings and a summary (no tables)\n"
 		"  --records         list the records (default)\n"
 		"  --no-records      do not list the records\n"
-		"  --segments        list the segments (default)\n"
+		"  --segments        list the segments (default): those the log read, then\n"
+		"                    every segment file in DIR (files:) with its size, its\n"
+		"                    header state and whether the log read it - after a bad\n"
+		"                    header the log reads no further, the files still show\n"
 		"  --no-segments     do not list the segments\n"
 		"  --segment N       list only segment N and its records\n"
 		"  --hex N           also print the first N payload bytes of each record\n"
+		"                    (at most 4096: a payload cut there says so)\n"
 		"  --all             also list the log's own records - SEAL (ends a segment),\n"
 		"                    SYNC marks, VOID (an append refused for lack of space) -\n"
 		"                    which take sequence numbers and bytes: with them every\n"
@@ -213,7 +224,8 @@ static int apply_option(struct dump *d, int c, const char *arg)
 	case OPT_HEX:
 		if (parse_number("hex", arg, 0, &v) != 0)
 			return -EINVAL;
-		d->hex = v > 4096 ? 4096 : (size_t) v;
+		d->hex_asked = v;
+		d->hex = v > HEX_MAX ? HEX_MAX : (size_t) v;
 		return 0;
 	default:
 		return -EINVAL;
@@ -331,23 +343,30 @@ static int list_segments(struct dump *d, aurawal_t *log)
 			(unsigned long long) (n ? v[n - 1].number : 0));
 		rc = -ENOENT;
 	}
-	if (rc == 0 && d->segments)
+	if (rc == 0 && d->segments) {
 		print_segment_table(v, n, d->only_segment);
+		rc = segfiles_print(d->dir, v, n, d->only_segment);
+	}
 	free(v);
 	return rc;
 }
 
-static void print_hex(const void *payload, size_t len, size_t max)
+/* The first --hex bytes of a payload; "..." if there are more, and where HEX_MAX cut
+ * what was asked for, says so. */
+static void print_hex(const struct dump *d, const void *payload, size_t len)
 {
 	const unsigned char *p = payload;
-	size_t n = len < max ? len : max;
+	size_t n = len < d->hex ? len : d->hex;
 
 	if (!n)
 		return;
 	printf("    ");
 	for (size_t i = 0; i < n; i++)
 		printf("%02x%s", p[i], i + 1 < n && (i + 1) % 32 == 0 ? "\n    " : " ");
-	printf("%s\n", n < len ? "..." : "");
+	printf("%s", n < len ? "..." : "");
+	if (n < len && d->hex_asked > n)
+		printf(" (%zu of %zu bytes shown: --hex prints at most %d)", n, len, HEX_MAX);
+	printf("\n");
 }
 
 /* What a record of the log's own is, for its row (--all). */
@@ -401,7 +420,7 @@ static void on_record(struct dump *d, const aurawal_record_t *r)
 	       in_order ? "ok" : "ok, but its sequence is not above the previous one",
 	       data ? "" : "  ", data ? "" : own_kind(r, kind, sizeof(kind)));
 	if (d->hex && data)
-		print_hex(r->payload, r->len, d->hex);
+		print_hex(d, r->payload, r->len);
 }
 
 /* Every record the iterator returns (--all: the log's own too); damage comes through
@@ -506,6 +525,8 @@ int main(int argc, char **argv)
 	rc = open_log(&d, &log);
 	if (rc) {
 		/* The open failed on damage (a bad header, a lost segment): show it. */
+		if (rc == AURAWAL_ECORRUPT && d.segments)
+			segfiles_print(d.dir, NULL, 0, d.only_segment);
 		corrupt = rc == AURAWAL_ECORRUPT ? print_open_failure(&d) : 0;
 		free(d.f);
 		return corrupt ? EXIT_CORRUPT : EXIT_ERROR;
