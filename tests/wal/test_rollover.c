@@ -485,7 +485,7 @@ static void damaged_last_sealed_segment_is_corruption(bool flush_on_rollover)
 		if (emptied)
 			cr_assert_eq(truncate(path, 0), 0, "%s", strerror(errno));
 		memset(&rs, 0, sizeof(rs));
-		cr_assert_eq(aurawal_open(dir, &o, &log), AURAWAL_ECORRUPT,
+		cr_assert_eq(aurawal_open(dir, &o, &log), AURAWAL_ECORRUPT, "%s",
 			     emptied ? "segment 2 emptied" : "SEAL and seal block lost");
 		cr_assert_geq(rs.corruption, 1);
 		cr_assert_eq(rs.dropped, 0, "nothing dropped as never acknowledged");
