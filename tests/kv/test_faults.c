@@ -578,6 +578,92 @@ Test(kv_faults, a_gc_write_error_fails_the_store_and_loses_nothing)
 	expect_gc_fill_after_reopen();
 }
 
+/* The index's node pool run dry: every free node it holds is set aside and the system
+ * refuses it more (pool.fail, the index's test hook), so any change of the index that
+ * needs a node fails with -ENOMEM; index_refill() gives the nodes back. */
+struct pool_stash {
+	struct kvix_node *free;
+};
+
+static void index_run_dry(struct kv_index *ix, struct pool_stash *s)
+{
+	pthread_mutex_lock(&ix->wlock);
+	ix->pool.fail = true;
+	(void) kvix_pool_reserve(&ix->pool, SIZE_MAX); /* the rest of its slab, carved */
+	s->free = ix->pool.free;
+	ix->pool.free = NULL;
+	ix->pool.nfree = 0;
+	pthread_mutex_unlock(&ix->wlock);
+}
+
+static void index_refill(struct kv_index *ix, struct pool_stash *s)
+{
+	pthread_mutex_lock(&ix->wlock);
+	while (s->free) {
+		struct kvix_node *n = s->free;
+
+		s->free = n->link;
+		kvix_pool_push(&ix->pool, n);
+	}
+	ix->pool.fail = false;
+	pthread_mutex_unlock(&ix->wlock);
+}
+
+/* Keys GC_KEYS + 1 .. + 64 put and deleted first: live tombstones in the oldest segment,
+ * which GC drops from the index instead of copying them. */
+static void tombstones_first(aurakv_t *db)
+{
+	for (uint64_t k = GC_KEYS + 1; k <= GC_KEYS + 64; k++)
+		cr_assert_eq(put_w(db, k, 1, 0), 0);
+	for (uint64_t k = GC_KEYS + 1; k <= GC_KEYS + 64; k++) {
+		char key[32];
+
+		cr_assert_eq(aurakv_delete(db, key, kv_key(key, k), 0), 0);
+	}
+}
+
+/*
+ * The index cannot take GC's changes (out of memory: switching a key to its copy, or
+ * dropping a tombstone from the oldest segment). GC ignored the error: the keys stayed
+ * on the victim, whose release then found live bytes in it and reported that as
+ * corruption, and the segment was left out of GC until reopened. Out of memory is not
+ * corruption: the collection fails with -ENOMEM, the victim is kept (every value still
+ * reads) and collected once memory is back, nothing reported.
+ */
+Test(kv_faults, gc_the_index_cannot_take_fails_with_enomem_and_keeps_its_victim)
+{
+	struct kv_reports rs = { 0 };
+	aurakv_options_t o = kv_opts(&rs);
+	struct pool_stash stash = { 0 };
+	size_t before;
+	uint64_t first;
+	aurakv_t *db;
+	int rc;
+
+	o.background_gc = false;
+	o.write_hints = false;
+	db = kv_open_ok(dir, &o);
+	tombstones_first(db);
+	before = fill_for_gc(db);
+	first = first_segment(db);
+	index_run_dry(db->db->ix, &stash);
+	rc = aurakv_compact(db);
+	cr_assert_eq(rc, -ENOMEM, "compact: %s", aurakv_strerror(rc));
+	cr_assert_eq(rs.corruption, 0, "out of memory reported as corruption: %s", rs.last);
+	cr_assert_eq(first_segment(db), first, "the victim was kept");
+	expect_gc_fill(db);
+	index_refill(db->db->ix, &stash);
+	cr_assert_eq(aurakv_compact(db), 0, "collected once memory is back");
+	cr_assert_eq(rs.corruption, 0, "%s", rs.last);
+	cr_assert_lt(segment_count(db), before, "the next collection freed segments");
+	cr_assert_neq(first_segment(db), first);
+	expect_gc_fill(db);
+	for (uint64_t k = GC_KEYS + 1; k <= GC_KEYS + 64; k++)
+		expect(db, k, 0);
+	cr_assert_eq(aurakv_close(db), 0);
+	expect_gc_fill_after_reopen();
+}
+
 /* Files in DIR/hints whose name ends with `suffix`. */
 static int hint_files(const char *suffix)
 {
