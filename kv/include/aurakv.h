@@ -305,15 +305,16 @@ AURAKV_API int aurakv_foreach(aurakv_t *db, const void *start, size_t slen,
 
 /**
  * Collect garbage now, whatever the pacing: every sealed segment with dead bytes is
- * copied forward and released (waits for it). Returns 0 or an error as for aurakv_put
- * (-ENOMEM: the index could not take the switch of a key to its copy; -ENOSPC: no room
- * for the copies - either way the segment being collected is kept, every value in it
- * still reads, and a later pass collects it), or AURAKV_ECORRUPT: a segment to collect holds a damaged record. GC, in this call or
- * in the background, reports such damage once (AURAKV_REPORT_CORRUPTION, with the
- * segment and offset), keeps that segment - every intact record in it still reads - and
- * does not try it again until the store is reopened; the other segments are collected,
- * and every later aurakv_compact() returns AURAKV_ECORRUPT while it is kept (the damage
- * is in the log: aurakv_verify() lists it).
+ * copied forward and released (waits for it). Returns 0 or an error as for aurakv_put:
+ * on a failed store its failure error (-EIO...), even with nothing to collect; -ENOMEM
+ * (the index could not take the switch of a key to its copy) or -ENOSPC (no room for
+ * the copies): the segment being collected is kept, every value in it still reads, and
+ * a later pass collects it. Or AURAKV_ECORRUPT: a segment to collect holds a damaged
+ * record. GC, in this call or in the background, reports such damage once
+ * (AURAKV_REPORT_CORRUPTION, with the segment and offset), keeps that segment - every
+ * intact record in it still reads - and does not try it again until the store is
+ * reopened; the other segments are collected, and every later aurakv_compact() returns
+ * AURAKV_ECORRUPT while it is kept (the damage is in the log: aurakv_verify() lists it).
  */
 AURAKV_API int aurakv_compact(aurakv_t *db);
 

@@ -73,10 +73,22 @@ static void hint_pass(struct kv_db *db, bool retry)
 	free(segs);
 }
 
+/* The error that failed the store's log (-EIO...), or 0. */
+static int store_failure(struct kv_db *db)
+{
+	aurawal_stats_t st;
+
+	if (aurawal_get_stats(db->wal, &st) != 0)
+		return 0;
+	return st.failed ? kv_map_wal_error(st.failed) : 0;
+}
+
 /* Collect until nothing sealed has dead bytes (bounded: GC's own copies never do). A
  * victim found damaged is kept and left out from then on (kv_gc.c, damaged()): the pass
  * goes on with the others, and fails with AURAKV_ECORRUPT while any such segment is
- * kept - it could not do what aurakv_compact() promises. */
+ * kept - it could not do what aurakv_compact() promises. On a failed store the pass
+ * returns the failure error (as every write does), also when nothing was due: GC met
+ * the failure only if it had something to copy. */
 static int compact_pass(struct kv_db *db)
 {
 	int rc = 0;
@@ -93,6 +105,8 @@ static int compact_pass(struct kv_db *db)
 		pthread_cond_broadcast(&db->bg.progress);
 		pthread_mutex_unlock(&db->bg.lock);
 	}
+	if (rc == 0)
+		rc = store_failure(db);
 	if (rc == 0 && atomic_load(&db->bg.damaged) > 0)
 		rc = AURAKV_ECORRUPT;
 	return rc < 0 ? rc : 0;

@@ -208,6 +208,29 @@ Test(kv_faults, eio_on_a_log_write_fails_the_store_and_loses_nothing_acknowledge
 	expect_after_reopen(N, 1, N + 1);
 }
 
+/* aurakv_compact() on a store failed by a write error, with nothing to collect: it
+ * returned 0, as if the store were healthy; it returns the failure error (-EIO), as
+ * every write does, whether or not anything was collected. */
+Test(kv_faults, compact_on_a_failed_store_returns_the_failure_error)
+{
+	auraio_engine_t *e = test_faulty_engine();
+	aurakv_t *db = open_on(e);
+
+	for (uint64_t k = 0; k < N; k++)
+		cr_assert_eq(put_w(db, k, 1, 0), 0);
+	cr_assert_eq(aurakv_sync(db), 0);
+	cr_assert_eq(aurakv_compact(db), 0, "healthy, nothing sealed: nothing to collect");
+	log_idle(db);
+	test_fault_error(e, AURAIO_FAULT_OP_WRITE, 0, 1, EIO);
+	cr_assert_eq(put_w(db, N, 1, AURAKV_SYNC), -EIO);
+	auraio_fault_clear(e);
+	cr_assert_eq(aurakv_compact(db), -EIO, "the store has failed");
+	cr_assert_eq(aurakv_compact(db), -EIO, "and stays failed until reopened");
+	cr_assert_eq(aurakv_close(db), -EIO);
+	auraio_destroy(e);
+	expect_after_reopen(N, 1, N);
+}
+
 Test(kv_faults, eio_on_a_read_is_that_gets_error_and_the_next_get_works)
 {
 	auraio_engine_t *e = test_faulty_engine();
