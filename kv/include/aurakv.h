@@ -369,8 +369,9 @@ typedef struct aurakv_verify_result {
 
 /**
  * Check the store in `dir` without changing it: every record of the log (checksum,
- * format, key), every hint file (checksums, order, and that each entry matches the
- * record it names). Each problem goes to the reporter of `opts` (NULL = stderr). The
+ * format, key), every hint file (checksums, order, that each entry matches the record
+ * it names, and that its header's total bytes and highest version are its segment's:
+ * open trusts them). Each problem goes to the reporter of `opts` (NULL = stderr). The
  * store must not be open in another process. Returns 0 if nothing is wrong,
  * AURAKV_ECORRUPT if anything is (counts in *res, which may be NULL), or an error of
  * aurakv_open (-ENOENT for a directory that holds no store: it is left untouched).
