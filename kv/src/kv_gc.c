@@ -525,7 +525,41 @@ static int damaged(struct kv_db *db, uint64_t seg, uint64_t off, const char *wha
 	return AURAKV_ECORRUPT;
 }
 
-/* Release segment `seg` once nothing in it is live. */
+/* Is segment `seg` still in the log? (If the list cannot be had: assumed so.) */
+static bool in_log(struct kv_db *db, uint64_t seg)
+{
+	aurawal_segment_info_t *segs;
+	size_t count = 0, n = 0;
+	bool found = false;
+
+	if (aurawal_list_segments(db->wal, NULL, 0, &count) ||
+	    !(segs = calloc(count + 1, sizeof(*segs))))
+		return true;
+	if (aurawal_list_segments(db->wal, segs, count, &n) == 0)
+		for (size_t i = 0; i < n && i < count && !found; i++)
+			found = segs[i].number == seg;
+	free(segs);
+	return found;
+}
+
+/*
+ * Release segment `seg` once nothing in it is live, then forget it: its hint file and
+ * its accounting (space GC counts). An error normally means the segment stays (kept,
+ * tried again later); but releasing the oldest, the log's directory sync after the
+ * file's removal may fail (-EIO) with the segment out of the log all the same, its
+ * removal owed to the log's next sync (aurawal_release_segment): it is forgotten then
+ * too, and the error returned.
+ *
+ * The hint file is unlinked without a directory sync: after a crash it may be back,
+ * which is harmless. At the next open either the segment is gone - its hint names no
+ * listed segment and is deleted, never read - or, the oldest's removal not durable
+ * yet, the segment is back too, and the hint is exactly its own (same number, same
+ * sequence numbers, same records; every key it names has a copy at least as new, which
+ * wins the merge). A number the log gives back (segments dropped after a recovery
+ * break, past the last durable write) is never that of a hinted or collected segment:
+ * both were durable - a hint is written after a sync, GC releases after one - and so
+ * was everything before them.
+ */
 static int release(struct kv_db *db, uint64_t seg)
 {
 	struct kv_seg *s = kv_seg_get(db, seg, false);
@@ -544,8 +578,8 @@ static int release(struct kv_db *db, uint64_t seg)
 		return AURAKV_ECORRUPT;
 	}
 	rc = kv_map_wal_error(aurawal_release_segment(db->wal, seg));
-	if (rc)
-		return rc;
+	if (rc && in_log(db, seg))
+		return rc; /* not released */
 	if ((hint = kv_hint_path(db->dir, seg, "hint"))) {
 		unlink(hint);
 		free(hint);
@@ -553,7 +587,7 @@ static int release(struct kv_db *db, uint64_t seg)
 	kv_acct_forget(db, seg);
 	atomic_fetch_add(&db->n.gc_runs, 1);
 	atomic_fetch_add(&db->n.gc_bytes_freed, (uint64_t) total);
-	return 0;
+	return rc;
 }
 
 /* Is `seg` the oldest segment of the log? Only GC releases segments, and GC is this

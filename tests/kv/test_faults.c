@@ -781,6 +781,92 @@ Test(kv_faults, a_hint_file_that_cannot_be_written_is_written_later)
 	expect_sample_after_reopen();
 }
 
+/* Bytes of the hint files in DIR/hints. */
+static int64_t hint_files_bytes(void)
+{
+	char path[4096];
+	struct dirent *de;
+	struct stat st;
+	int64_t sum = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "%s/hints", dir);
+	cr_assert_not_null(d = opendir(path), "%s: %s", path, strerror(errno));
+	while ((de = readdir(d))) {
+		snprintf(path, sizeof(path), "%s/hints/%s", dir, de->d_name);
+		if (de->d_name[0] != '.' && stat(path, &st) == 0 && S_ISREG(st.st_mode))
+			sum += st.st_size;
+	}
+	closedir(d);
+	return sum;
+}
+
+/*
+ * GC releases the oldest segment and the log's directory sync after the file's removal
+ * fails (-EIO): the segment is out of the log all the same, its removal owed to the
+ * next sync (aurawal_release_segment). GC stopped at the error and kept what the
+ * segment took - its accounting slot, its hint file, whose bytes it went on counting as
+ * the store's space - until the next open. The collection still fails with -EIO, but
+ * the segment is forgotten as after any release; the owed sync is paid by the next one
+ * and nothing is lost.
+ */
+Test(kv_faults, a_failed_directory_sync_releasing_the_oldest_segment_forgets_it_all_the_same)
+{
+	auraio_engine_t *e = test_faulty_engine();
+	struct kv_reports rs = { 0 };
+	aurakv_options_t o = kv_opts(&rs);
+	auraio_fault_t f = {
+		.ops = AURAIO_FAULT_OP_FSYNC, .count = 1, .kind = AURAIO_FAULT_ERROR, .error = EIO
+	};
+	size_t sealed, hinted;
+	auraio_stats_t st;
+	char hint[600];
+	uint64_t first;
+	aurakv_t *db;
+
+	o.engine = e;
+	o.background_gc = false;
+	db = kv_open_ok(dir, &o);
+	for (uint64_t k = 0; k < NKEYS; k++)
+		cr_assert_eq(put_w(db, k, 1, 0), 0);
+	sealed_hints(db, &sealed, &hinted);
+	for (int pass = 0; pass < 16 && hinted < sealed; pass++) { /* nothing dead: hints */
+		cr_assert_eq(aurakv_compact(db), 0);
+		sealed_hints(db, &sealed, &hinted);
+	}
+	cr_assert_eq(hinted, sealed);
+	first = first_segment(db);
+	kv_hint_file(hint, sizeof(hint), dir, first);
+	cr_assert_eq(access(hint, F_OK), 0, "%s", hint);
+	for (uint64_t k = 0; k < NKEYS; k++) /* the oldest segment: all dead */
+		cr_assert_eq(put_w(db, k, 2, 0), 0);
+	log_idle(db);
+	cr_assert_eq(aurakv_sync(db), 0); /* no directory sync owed: the release's is next */
+	f.fd = wal_dir_fd(db->db->wal);
+	cr_assert_eq(auraio_fault_set(e, &f), 0);
+	cr_assert_eq(aurakv_compact(db), -EIO);
+	cr_assert_eq(auraio_get_stats(e, &st), 0);
+	cr_assert_eq(st.faults_injected, 1);
+	auraio_fault_clear(e);
+	cr_assert_neq(first_segment(db), first, "out of the log");
+	cr_assert_neq(access(hint, F_OK), 0, "its hint file was left behind");
+	cr_assert_null(kv_seg_get(db->db, first, false), "its accounting was kept");
+	cr_assert_eq(atomic_load(&db->db->hint_bytes), hint_files_bytes(),
+		     "GC counts the hint files there are");
+	cr_assert_eq(rs.corruption, 0, "%s", rs.last);
+	cr_assert_eq(aurakv_sync(db), 0, "the owed directory sync is paid");
+	cr_assert_eq(aurakv_compact(db), 0);
+	for (uint64_t k = 0; k < NKEYS; k += 7)
+		expect(db, k, 2);
+	cr_assert_eq(aurakv_close(db), 0);
+	auraio_destroy(e);
+	o = kv_opts(NULL);
+	db = kv_open_ok(dir, &o);
+	for (uint64_t k = 0; k < NKEYS; k++)
+		expect(db, k, 2);
+	cr_assert_eq(aurakv_close(db), 0);
+}
+
 #define KV_NEXTRA 8 /* SYNC puts after the open */
 
 /*
