@@ -20,9 +20,9 @@
 /* Write the hint files of sealed segments that have none yet: at most HINTS_PER_PASS
  * (1 while GC is behind), so that GC looks at the space between them - each means
  * reading a segment, and writers held back by GC wait meanwhile. A segment whose hint
- * could not be written (out of space, an I/O error: said once, as information) is tried
- * again HINT_RETRY_NS after the last failure, or at once when `retry` (a pass asked
- * for by aurakv_compact()). */
+ * could not be written (out of space, an I/O error, the hints/ directory gone: said
+ * once, as information) is tried again HINT_RETRY_NS after the last failure, or at once
+ * when `retry` (a pass asked for by aurakv_compact()). */
 static void hint_pass(struct kv_db *db, bool retry)
 {
 	size_t budget =
@@ -47,12 +47,14 @@ static void hint_pass(struct kv_db *db, bool retry)
 		rc = kv_map_wal_error(aurawal_sync(db->wal));
 		if (rc == 0)
 			rc = kv_seg_summarize(db->wal, segs[i].number, &sum);
+		if (rc == -ENOENT) /* the log has no such segment: released meanwhile */
+			continue;
+		/* -ENOENT from here on is the hint's own (hints/ gone): a failure, marked
+		 * and said like any other, or each loop would read the segment again. */
 		if (rc == 0) {
 			rc = kv_hint_write(db, &sum, segs[i].number);
 			kv_seg_summary_free(&sum);
 		}
-		if (rc == -ENOENT) /* released meanwhile */
-			continue;
 		budget--;
 		atomic_store(&s->hint, rc ? KV_HINT_FAILED : KV_HINT_OK);
 		if (rc)

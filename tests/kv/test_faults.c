@@ -781,6 +781,56 @@ Test(kv_faults, a_hint_file_that_cannot_be_written_is_written_later)
 	expect_sample_after_reopen();
 }
 
+/*
+ * DIR/hints removed under an open store: writing a hint file fails with ENOENT, which
+ * the hint pass took for "the segment was released meanwhile" - the segment was left
+ * without a mark, not said, and every loop of the background thread (each 100 ms) read
+ * every such sealed segment again to fail again: unbounded background I/O. It is a
+ * hint that could not be written: marked failed (tried again only after 10 s, or by
+ * aurakv_compact()), said once as information, and written once the directory is back.
+ */
+Test(kv_faults, a_vanished_hints_directory_fails_each_hint_once_instead_of_rereading_forever)
+{
+	struct kv_reports rs = { 0 };
+	aurakv_options_t o = kv_opts(&rs);
+	aurakv_segment_stats_t segs[64];
+	size_t n = 0, sealed, hinted;
+	char hints[4096];
+	aurakv_t *db;
+
+	o.background_gc = false;
+	db = kv_open_ok(dir, &o);
+	snprintf(hints, sizeof(hints), "%s/hints", dir);
+	cr_assert_eq(rmdir(hints), 0, "%s: %s", hints, strerror(errno));
+	for (uint64_t k = 0; k < NKEYS; k++)
+		cr_assert_eq(put_w(db, k, 1, 0), 0);
+	cr_assert_eq(aurakv_compact(db), 0, "a pass of the background thread: hints fail");
+	cr_assert_eq(aurakv_get_segment_stats(db, segs, 64, &n), 0);
+	sealed_hints(db, &sealed, &hinted);
+	cr_assert_geq(sealed, 2);
+	cr_assert_eq(hinted, 0);
+	for (size_t i = 0; i < n && i < 64; i++) {
+		struct kv_seg *s = kv_seg_get(db->db, segs[i].number, false);
+
+		if (segs[i].sealed && i < 4) /* the first pass tries 4 */
+			cr_assert_eq(atomic_load(&s->hint), KV_HINT_FAILED,
+				     "segment %llu: not marked failed: read again each loop",
+				     (unsigned long long) segs[i].number);
+	}
+	cr_assert_gt(rs.info, 0, "the failure is said");
+	cr_assert_eq(rs.corruption, 0, "%s", rs.last);
+
+	cr_assert_eq(mkdir(hints, 0755), 0);
+	for (int pass = 0; pass < 16 && hinted < sealed; pass++) { /* 4 hints per pass */
+		cr_assert_eq(aurakv_compact(db), 0);
+		sealed_hints(db, &sealed, &hinted);
+	}
+	cr_assert_eq(hinted, sealed, "%zu of %zu sealed segments got their hint", hinted, sealed);
+	cr_assert_eq(hint_files(".hint"), (int) sealed);
+	cr_assert_eq(aurakv_close(db), 0);
+	expect_sample_after_reopen();
+}
+
 /* Bytes of the hint files in DIR/hints. */
 static int64_t hint_files_bytes(void)
 {
