@@ -305,13 +305,16 @@ AURAKV_API int aurakv_foreach(aurakv_t *db, const void *start, size_t slen,
 
 /**
  * Collect garbage now, whatever the pacing: every sealed segment with dead bytes is
- * copied forward and released (waits for it). Returns 0 or an error as for aurakv_put,
- * or AURAKV_ECORRUPT: a segment to collect holds a damaged record. GC, in this call or
- * in the background, reports such damage once (AURAKV_REPORT_CORRUPTION, with the
- * segment and offset), keeps that segment - every intact record in it still reads - and
- * does not try it again until the store is reopened; the other segments are collected,
- * and every later aurakv_compact() returns AURAKV_ECORRUPT while it is kept (the damage
- * is in the log: aurakv_verify() lists it).
+ * copied forward and released (waits for it). Returns 0 or an error as for aurakv_put:
+ * on a failed store its failure error (-EIO...), even with nothing to collect; -ENOMEM
+ * (the index could not take the switch of a key to its copy) or -ENOSPC (no room for
+ * the copies): the segment being collected is kept, every value in it still reads, and
+ * a later pass collects it. Or AURAKV_ECORRUPT: a segment to collect holds a damaged
+ * record. GC, in this call or in the background, reports such damage once
+ * (AURAKV_REPORT_CORRUPTION, with the segment and offset), keeps that segment - every
+ * intact record in it still reads - and does not try it again until the store is
+ * reopened; the other segments are collected, and every later aurakv_compact() returns
+ * AURAKV_ECORRUPT while it is kept (the damage is in the log: aurakv_verify() lists it).
  */
 AURAKV_API int aurakv_compact(aurakv_t *db);
 
@@ -366,8 +369,9 @@ typedef struct aurakv_verify_result {
 
 /**
  * Check the store in `dir` without changing it: every record of the log (checksum,
- * format, key), every hint file (checksums, order, and that each entry matches the
- * record it names). Each problem goes to the reporter of `opts` (NULL = stderr). The
+ * format, key), every hint file (checksums, order, that each entry matches the record
+ * it names, and that its header's total bytes and highest version are its segment's:
+ * open trusts them). Each problem goes to the reporter of `opts` (NULL = stderr). The
  * store must not be open in another process. Returns 0 if nothing is wrong,
  * AURAKV_ECORRUPT if anything is (counts in *res, which may be NULL), or an error of
  * aurakv_open (-ENOENT for a directory that holds no store: it is left untouched).

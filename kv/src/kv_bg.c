@@ -20,9 +20,9 @@
 /* Write the hint files of sealed segments that have none yet: at most HINTS_PER_PASS
  * (1 while GC is behind), so that GC looks at the space between them - each means
  * reading a segment, and writers held back by GC wait meanwhile. A segment whose hint
- * could not be written (out of space, an I/O error: said once, as information) is tried
- * again HINT_RETRY_NS after the last failure, or at once when `retry` (a pass asked
- * for by aurakv_compact()). */
+ * could not be written (out of space, an I/O error, the hints/ directory gone: said
+ * once, as information) is tried again HINT_RETRY_NS after the last failure, or at once
+ * when `retry` (a pass asked for by aurakv_compact()). */
 static void hint_pass(struct kv_db *db, bool retry)
 {
 	size_t budget =
@@ -47,12 +47,14 @@ static void hint_pass(struct kv_db *db, bool retry)
 		rc = kv_map_wal_error(aurawal_sync(db->wal));
 		if (rc == 0)
 			rc = kv_seg_summarize(db->wal, segs[i].number, &sum);
+		if (rc == -ENOENT) /* the log has no such segment: released meanwhile */
+			continue;
+		/* -ENOENT from here on is the hint's own (hints/ gone): a failure, marked
+		 * and said like any other, or each loop would read the segment again. */
 		if (rc == 0) {
 			rc = kv_hint_write(db, &sum, segs[i].number);
 			kv_seg_summary_free(&sum);
 		}
-		if (rc == -ENOENT) /* released meanwhile */
-			continue;
 		budget--;
 		atomic_store(&s->hint, rc ? KV_HINT_FAILED : KV_HINT_OK);
 		if (rc)
@@ -73,10 +75,22 @@ static void hint_pass(struct kv_db *db, bool retry)
 	free(segs);
 }
 
+/* The error that failed the store's log (-EIO...), or 0. */
+static int store_failure(struct kv_db *db)
+{
+	aurawal_stats_t st;
+
+	if (aurawal_get_stats(db->wal, &st) != 0)
+		return 0;
+	return st.failed ? kv_map_wal_error(st.failed) : 0;
+}
+
 /* Collect until nothing sealed has dead bytes (bounded: GC's own copies never do). A
  * victim found damaged is kept and left out from then on (kv_gc.c, damaged()): the pass
  * goes on with the others, and fails with AURAKV_ECORRUPT while any such segment is
- * kept - it could not do what aurakv_compact() promises. */
+ * kept - it could not do what aurakv_compact() promises. On a failed store the pass
+ * returns the failure error (as every write does), also when nothing was due: GC met
+ * the failure only if it had something to copy. */
 static int compact_pass(struct kv_db *db)
 {
 	int rc = 0;
@@ -93,6 +107,8 @@ static int compact_pass(struct kv_db *db)
 		pthread_cond_broadcast(&db->bg.progress);
 		pthread_mutex_unlock(&db->bg.lock);
 	}
+	if (rc == 0)
+		rc = store_failure(db);
 	if (rc == 0 && atomic_load(&db->bg.damaged) > 0)
 		rc = AURAKV_ECORRUPT;
 	return rc < 0 ? rc : 0;

@@ -12,8 +12,10 @@
  * newer record). Then it releases the segment (recorded durably by the WAL; readers
  * still inside it finish through their open file; a reader that arrives later gets
  * -ENOENT and looks the key up again). The index thus never names a copy that is not
- * durable: a collection that fails - the log out of space, or failed by an I/O error -
- * leaves every key on its record in the victim, which stays, and gets keep working.
+ * durable: a collection that fails - the log out of space, or failed by an I/O error,
+ * or the index out of memory (a switch or a tombstone's drop it cannot take: -ENOMEM,
+ * not corruption) - leaves every key it did not switch on its record in the victim,
+ * which stays (tried again by a later pass), and gets keep working.
  *
  * Tombstones. A delete must stay in the log while an older record of its key may
  * remain. Because each key's writes are appended under its stripe lock in version order
@@ -406,23 +408,33 @@ static int moves_add(struct gc_moves *m, const void *key, size_t klen, const str
 }
 
 /* The copies are durable: switch the index to each one whose key still names the
- * record it was copied from (under the key's stripe lock, as writers update it). */
-static void moves_apply(struct kv_db *db, struct gc_moves *m)
+ * record it was copied from (under the key's stripe lock, as writers update it).
+ * Returns 0 or the first error of the index (-ENOMEM): a key it could not switch stays
+ * on its record in the victim (live there), so the collection must fail and keep the
+ * victim - the release would otherwise find it live and take that for corruption. */
+static int moves_apply(struct kv_db *db, struct gc_moves *m)
 {
+	int err = 0;
+
 	for (size_t i = 0; i < m->n; i++) {
 		const struct gc_move *mv = &m->v[i];
 		const uint8_t *key = m->keys + mv->key_off;
 		pthread_mutex_t *stripe = &db->stripes[kv_stripe_of(key, mv->klen)];
+		int rc;
 
 		pthread_mutex_lock(stripe);
-		if (kv_index_cas(db->ix, key, mv->klen, &mv->from, &mv->to) == 1) {
+		rc = kv_index_cas(db->ix, key, mv->klen, &mv->from, &mv->to);
+		if (rc == 1) {
 			kv_acct_add(db, &mv->to);
 			kv_acct_drop(db, &mv->from);
 		}
 		pthread_mutex_unlock(stripe);
+		if (rc < 0 && !err)
+			err = rc; /* the others are switched all the same: less to copy again */
 	}
 	m->n = 0;
 	m->key_bytes = 0;
+	return err;
 }
 
 /* Make the copies durable, then switch the index to them. */
@@ -430,9 +442,7 @@ static int moves_commit(struct kv_db *db, struct gc_moves *m)
 {
 	int rc = kv_map_wal_error(aurawal_sync(db->wal));
 
-	if (rc == 0)
-		moves_apply(db, m);
-	return rc;
+	return rc ? rc : moves_apply(db, m);
 }
 
 /* Copy entry e (of the record at loc) to the head of the log if it is still its key's
@@ -450,9 +460,10 @@ static int move_entry(struct kv_db *db, aurawal_loc_t loc, const struct kv_entry
 	if (kv_index_get(db->ix, e->key, e->klen, &cur) != 0 || !names(&cur, loc, e))
 		return 0; /* dead: a newer record exists (or the key was dropped) */
 	if ((cur.flags & KV_REF_TOMBSTONE) && drop) {
-		if (kv_index_remove_if(db->ix, e->key, e->klen, &cur) == 1)
+		rc = kv_index_remove_if(db->ix, e->key, e->klen, &cur);
+		if (rc == 1)
 			kv_acct_drop(db, &cur);
-		return 0;
+		return rc < 0 ? rc : 0; /* -ENOMEM: still live here, the victim must stay */
 	}
 	hl = kv_encode_header(hdr, e->op, e->flags, e->version, e->klen, e->vlen, e->rawlen);
 	{
@@ -514,7 +525,41 @@ static int damaged(struct kv_db *db, uint64_t seg, uint64_t off, const char *wha
 	return AURAKV_ECORRUPT;
 }
 
-/* Release segment `seg` once nothing in it is live. */
+/* Is segment `seg` still in the log? (If the list cannot be had: assumed so.) */
+static bool in_log(struct kv_db *db, uint64_t seg)
+{
+	aurawal_segment_info_t *segs;
+	size_t count = 0, n = 0;
+	bool found = false;
+
+	if (aurawal_list_segments(db->wal, NULL, 0, &count) ||
+	    !(segs = calloc(count + 1, sizeof(*segs))))
+		return true;
+	if (aurawal_list_segments(db->wal, segs, count, &n) == 0)
+		for (size_t i = 0; i < n && i < count && !found; i++)
+			found = segs[i].number == seg;
+	free(segs);
+	return found;
+}
+
+/*
+ * Release segment `seg` once nothing in it is live, then forget it: its hint file and
+ * its accounting (space GC counts). An error normally means the segment stays (kept,
+ * tried again later); but releasing the oldest, the log's directory sync after the
+ * file's removal may fail (-EIO) with the segment out of the log all the same, its
+ * removal owed to the log's next sync (aurawal_release_segment): it is forgotten then
+ * too, and the error returned.
+ *
+ * The hint file is unlinked without a directory sync: after a crash it may be back,
+ * which is harmless. At the next open either the segment is gone - its hint names no
+ * listed segment and is deleted, never read - or, the oldest's removal not durable
+ * yet, the segment is back too, and the hint is exactly its own (same number, same
+ * sequence numbers, same records; every key it names has a copy at least as new, which
+ * wins the merge). A number the log gives back (segments dropped after a recovery
+ * break, past the last durable write) is never that of a hinted or collected segment:
+ * both were durable - a hint is written after a sync, GC releases after one - and so
+ * was everything before them.
+ */
 static int release(struct kv_db *db, uint64_t seg)
 {
 	struct kv_seg *s = kv_seg_get(db, seg, false);
@@ -533,8 +578,8 @@ static int release(struct kv_db *db, uint64_t seg)
 		return AURAKV_ECORRUPT;
 	}
 	rc = kv_map_wal_error(aurawal_release_segment(db->wal, seg));
-	if (rc)
-		return rc;
+	if (rc && in_log(db, seg))
+		return rc; /* not released */
 	if ((hint = kv_hint_path(db->dir, seg, "hint"))) {
 		unlink(hint);
 		free(hint);
@@ -542,7 +587,7 @@ static int release(struct kv_db *db, uint64_t seg)
 	kv_acct_forget(db, seg);
 	atomic_fetch_add(&db->n.gc_runs, 1);
 	atomic_fetch_add(&db->n.gc_bytes_freed, (uint64_t) total);
-	return 0;
+	return rc;
 }
 
 /* Is `seg` the oldest segment of the log? Only GC releases segments, and GC is this

@@ -5,8 +5,9 @@
  * The log is opened read-only (AURAWAL_RECOVER_INSPECT: damage is reported and read
  * past, nothing is written). Every record is read (checksum), decoded (format, key and
  * value lengths) and its compressed values decompressed. Every hint file is read in
- * full (checksums, order, counts, fences) and compared entry by entry with a summary
- * rebuilt from its segment. Each problem is reported once.
+ * full (checksums, order, counts, fences) and compared with a summary rebuilt from its
+ * segment: entry by entry, and its header's total and max_version, which open trusts.
+ * Each problem is reported once.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -139,6 +140,11 @@ static int check_hint(struct vctx *v, const aurawal_segment_info_t *info)
 			i++;
 		if (rc == 1 || (rc == 0 && i != sum.n))
 			rc = AURAKV_ECORRUPT; /* disagrees with the segment */
+		/* The header too: open trusts its total (the segment's space accounting) and
+		 * max_version (the next version number) without reading the segment. */
+		if (rc == 0 &&
+		    (kv_hint_total(r) != sum.total || kv_hint_max_version(r) != sum.max_version))
+			rc = AURAKV_ECORRUPT;
 		kv_seg_summary_free(&sum);
 	}
 	kv_hint_close(r);

@@ -208,6 +208,29 @@ Test(kv_faults, eio_on_a_log_write_fails_the_store_and_loses_nothing_acknowledge
 	expect_after_reopen(N, 1, N + 1);
 }
 
+/* aurakv_compact() on a store failed by a write error, with nothing to collect: it
+ * returned 0, as if the store were healthy; it returns the failure error (-EIO), as
+ * every write does, whether or not anything was collected. */
+Test(kv_faults, compact_on_a_failed_store_returns_the_failure_error)
+{
+	auraio_engine_t *e = test_faulty_engine();
+	aurakv_t *db = open_on(e);
+
+	for (uint64_t k = 0; k < N; k++)
+		cr_assert_eq(put_w(db, k, 1, 0), 0);
+	cr_assert_eq(aurakv_sync(db), 0);
+	cr_assert_eq(aurakv_compact(db), 0, "healthy, nothing sealed: nothing to collect");
+	log_idle(db);
+	test_fault_error(e, AURAIO_FAULT_OP_WRITE, 0, 1, EIO);
+	cr_assert_eq(put_w(db, N, 1, AURAKV_SYNC), -EIO);
+	auraio_fault_clear(e);
+	cr_assert_eq(aurakv_compact(db), -EIO, "the store has failed");
+	cr_assert_eq(aurakv_compact(db), -EIO, "and stays failed until reopened");
+	cr_assert_eq(aurakv_close(db), -EIO);
+	auraio_destroy(e);
+	expect_after_reopen(N, 1, N);
+}
+
 Test(kv_faults, eio_on_a_read_is_that_gets_error_and_the_next_get_works)
 {
 	auraio_engine_t *e = test_faulty_engine();
@@ -578,6 +601,92 @@ Test(kv_faults, a_gc_write_error_fails_the_store_and_loses_nothing)
 	expect_gc_fill_after_reopen();
 }
 
+/* The index's node pool run dry: every free node it holds is set aside and the system
+ * refuses it more (pool.fail, the index's test hook), so any change of the index that
+ * needs a node fails with -ENOMEM; index_refill() gives the nodes back. */
+struct pool_stash {
+	struct kvix_node *free;
+};
+
+static void index_run_dry(struct kv_index *ix, struct pool_stash *s)
+{
+	pthread_mutex_lock(&ix->wlock);
+	ix->pool.fail = true;
+	(void) kvix_pool_reserve(&ix->pool, SIZE_MAX); /* the rest of its slab, carved */
+	s->free = ix->pool.free;
+	ix->pool.free = NULL;
+	ix->pool.nfree = 0;
+	pthread_mutex_unlock(&ix->wlock);
+}
+
+static void index_refill(struct kv_index *ix, struct pool_stash *s)
+{
+	pthread_mutex_lock(&ix->wlock);
+	while (s->free) {
+		struct kvix_node *n = s->free;
+
+		s->free = n->link;
+		kvix_pool_push(&ix->pool, n);
+	}
+	ix->pool.fail = false;
+	pthread_mutex_unlock(&ix->wlock);
+}
+
+/* Keys GC_KEYS + 1 .. + 64 put and deleted first: live tombstones in the oldest segment,
+ * which GC drops from the index instead of copying them. */
+static void tombstones_first(aurakv_t *db)
+{
+	for (uint64_t k = GC_KEYS + 1; k <= GC_KEYS + 64; k++)
+		cr_assert_eq(put_w(db, k, 1, 0), 0);
+	for (uint64_t k = GC_KEYS + 1; k <= GC_KEYS + 64; k++) {
+		char key[32];
+
+		cr_assert_eq(aurakv_delete(db, key, kv_key(key, k), 0), 0);
+	}
+}
+
+/*
+ * The index cannot take GC's changes (out of memory: switching a key to its copy, or
+ * dropping a tombstone from the oldest segment). GC ignored the error: the keys stayed
+ * on the victim, whose release then found live bytes in it and reported that as
+ * corruption, and the segment was left out of GC until reopened. Out of memory is not
+ * corruption: the collection fails with -ENOMEM, the victim is kept (every value still
+ * reads) and collected once memory is back, nothing reported.
+ */
+Test(kv_faults, gc_the_index_cannot_take_fails_with_enomem_and_keeps_its_victim)
+{
+	struct kv_reports rs = { 0 };
+	aurakv_options_t o = kv_opts(&rs);
+	struct pool_stash stash = { 0 };
+	size_t before;
+	uint64_t first;
+	aurakv_t *db;
+	int rc;
+
+	o.background_gc = false;
+	o.write_hints = false;
+	db = kv_open_ok(dir, &o);
+	tombstones_first(db);
+	before = fill_for_gc(db);
+	first = first_segment(db);
+	index_run_dry(db->db->ix, &stash);
+	rc = aurakv_compact(db);
+	cr_assert_eq(rc, -ENOMEM, "compact: %s", aurakv_strerror(rc));
+	cr_assert_eq(rs.corruption, 0, "out of memory reported as corruption: %s", rs.last);
+	cr_assert_eq(first_segment(db), first, "the victim was kept");
+	expect_gc_fill(db);
+	index_refill(db->db->ix, &stash);
+	cr_assert_eq(aurakv_compact(db), 0, "collected once memory is back");
+	cr_assert_eq(rs.corruption, 0, "%s", rs.last);
+	cr_assert_lt(segment_count(db), before, "the next collection freed segments");
+	cr_assert_neq(first_segment(db), first);
+	expect_gc_fill(db);
+	for (uint64_t k = GC_KEYS + 1; k <= GC_KEYS + 64; k++)
+		expect(db, k, 0);
+	cr_assert_eq(aurakv_close(db), 0);
+	expect_gc_fill_after_reopen();
+}
+
 /* Files in DIR/hints whose name ends with `suffix`. */
 static int hint_files(const char *suffix)
 {
@@ -670,6 +779,142 @@ Test(kv_faults, a_hint_file_that_cannot_be_written_is_written_later)
 	cr_assert_eq(aurakv_close(db), 0);
 	auraio_destroy(e);
 	expect_sample_after_reopen();
+}
+
+/*
+ * DIR/hints removed under an open store: writing a hint file fails with ENOENT, which
+ * the hint pass took for "the segment was released meanwhile" - the segment was left
+ * without a mark, not said, and every loop of the background thread (each 100 ms) read
+ * every such sealed segment again to fail again: unbounded background I/O. It is a
+ * hint that could not be written: marked failed (tried again only after 10 s, or by
+ * aurakv_compact()), said once as information, and written once the directory is back.
+ */
+Test(kv_faults, a_vanished_hints_directory_fails_each_hint_once_instead_of_rereading_forever)
+{
+	struct kv_reports rs = { 0 };
+	aurakv_options_t o = kv_opts(&rs);
+	aurakv_segment_stats_t segs[64];
+	size_t n = 0, sealed, hinted;
+	char hints[4096];
+	aurakv_t *db;
+
+	o.background_gc = false;
+	db = kv_open_ok(dir, &o);
+	snprintf(hints, sizeof(hints), "%s/hints", dir);
+	cr_assert_eq(rmdir(hints), 0, "%s: %s", hints, strerror(errno));
+	for (uint64_t k = 0; k < NKEYS; k++)
+		cr_assert_eq(put_w(db, k, 1, 0), 0);
+	cr_assert_eq(aurakv_compact(db), 0, "a pass of the background thread: hints fail");
+	cr_assert_eq(aurakv_get_segment_stats(db, segs, 64, &n), 0);
+	sealed_hints(db, &sealed, &hinted);
+	cr_assert_geq(sealed, 2);
+	cr_assert_eq(hinted, 0);
+	for (size_t i = 0; i < n && i < 64; i++) {
+		struct kv_seg *s = kv_seg_get(db->db, segs[i].number, false);
+
+		if (segs[i].sealed && i < 4) /* the first pass tries 4 */
+			cr_assert_eq(atomic_load(&s->hint), KV_HINT_FAILED,
+				     "segment %llu: not marked failed: read again each loop",
+				     (unsigned long long) segs[i].number);
+	}
+	cr_assert_gt(rs.info, 0, "the failure is said");
+	cr_assert_eq(rs.corruption, 0, "%s", rs.last);
+
+	cr_assert_eq(mkdir(hints, 0755), 0);
+	for (int pass = 0; pass < 16 && hinted < sealed; pass++) { /* 4 hints per pass */
+		cr_assert_eq(aurakv_compact(db), 0);
+		sealed_hints(db, &sealed, &hinted);
+	}
+	cr_assert_eq(hinted, sealed, "%zu of %zu sealed segments got their hint", hinted, sealed);
+	cr_assert_eq(hint_files(".hint"), (int) sealed);
+	cr_assert_eq(aurakv_close(db), 0);
+	expect_sample_after_reopen();
+}
+
+/* Bytes of the hint files in DIR/hints. */
+static int64_t hint_files_bytes(void)
+{
+	char path[4096];
+	struct dirent *de;
+	struct stat st;
+	int64_t sum = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "%s/hints", dir);
+	cr_assert_not_null(d = opendir(path), "%s: %s", path, strerror(errno));
+	while ((de = readdir(d))) {
+		snprintf(path, sizeof(path), "%s/hints/%s", dir, de->d_name);
+		if (de->d_name[0] != '.' && stat(path, &st) == 0 && S_ISREG(st.st_mode))
+			sum += st.st_size;
+	}
+	closedir(d);
+	return sum;
+}
+
+/*
+ * GC releases the oldest segment and the log's directory sync after the file's removal
+ * fails (-EIO): the segment is out of the log all the same, its removal owed to the
+ * next sync (aurawal_release_segment). GC stopped at the error and kept what the
+ * segment took - its accounting slot, its hint file, whose bytes it went on counting as
+ * the store's space - until the next open. The collection still fails with -EIO, but
+ * the segment is forgotten as after any release; the owed sync is paid by the next one
+ * and nothing is lost.
+ */
+Test(kv_faults, a_failed_directory_sync_releasing_the_oldest_segment_forgets_it_all_the_same)
+{
+	auraio_engine_t *e = test_faulty_engine();
+	struct kv_reports rs = { 0 };
+	aurakv_options_t o = kv_opts(&rs);
+	auraio_fault_t f = {
+		.ops = AURAIO_FAULT_OP_FSYNC, .count = 1, .kind = AURAIO_FAULT_ERROR, .error = EIO
+	};
+	size_t sealed, hinted;
+	auraio_stats_t st;
+	char hint[600];
+	uint64_t first;
+	aurakv_t *db;
+
+	o.engine = e;
+	o.background_gc = false;
+	db = kv_open_ok(dir, &o);
+	for (uint64_t k = 0; k < NKEYS; k++)
+		cr_assert_eq(put_w(db, k, 1, 0), 0);
+	sealed_hints(db, &sealed, &hinted);
+	for (int pass = 0; pass < 16 && hinted < sealed; pass++) { /* nothing dead: hints */
+		cr_assert_eq(aurakv_compact(db), 0);
+		sealed_hints(db, &sealed, &hinted);
+	}
+	cr_assert_eq(hinted, sealed);
+	first = first_segment(db);
+	kv_hint_file(hint, sizeof(hint), dir, first);
+	cr_assert_eq(access(hint, F_OK), 0, "%s", hint);
+	for (uint64_t k = 0; k < NKEYS; k++) /* the oldest segment: all dead */
+		cr_assert_eq(put_w(db, k, 2, 0), 0);
+	log_idle(db);
+	cr_assert_eq(aurakv_sync(db), 0); /* no directory sync owed: the release's is next */
+	f.fd = wal_dir_fd(db->db->wal);
+	cr_assert_eq(auraio_fault_set(e, &f), 0);
+	cr_assert_eq(aurakv_compact(db), -EIO);
+	cr_assert_eq(auraio_get_stats(e, &st), 0);
+	cr_assert_eq(st.faults_injected, 1);
+	auraio_fault_clear(e);
+	cr_assert_neq(first_segment(db), first, "out of the log");
+	cr_assert_neq(access(hint, F_OK), 0, "its hint file was left behind");
+	cr_assert_null(kv_seg_get(db->db, first, false), "its accounting was kept");
+	cr_assert_eq(atomic_load(&db->db->hint_bytes), hint_files_bytes(),
+		     "GC counts the hint files there are");
+	cr_assert_eq(rs.corruption, 0, "%s", rs.last);
+	cr_assert_eq(aurakv_sync(db), 0, "the owed directory sync is paid");
+	cr_assert_eq(aurakv_compact(db), 0);
+	for (uint64_t k = 0; k < NKEYS; k += 7)
+		expect(db, k, 2);
+	cr_assert_eq(aurakv_close(db), 0);
+	auraio_destroy(e);
+	o = kv_opts(NULL);
+	db = kv_open_ok(dir, &o);
+	for (uint64_t k = 0; k < NKEYS; k++)
+		expect(db, k, 2);
+	cr_assert_eq(aurakv_close(db), 0);
 }
 
 #define KV_NEXTRA 8 /* SYNC puts after the open */
