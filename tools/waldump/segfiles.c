@@ -107,7 +107,8 @@ static void print_row(const char *dir, const struct segfile *f, const aurawal_se
 	int fd;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, f->name);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO under a segment's name must not hang the dump */
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st) != 0) {
 		printf("  %-24s %12s  %s\n", f->name, "-", aurawal_strerror(-errno));
 		if (fd >= 0)
