@@ -225,10 +225,12 @@ AURAIO_API void auraio_destroy(auraio_engine_t *engine);
  *     the batch threshold is reached or until any poll/wait/flush call; when the ring has
  *     nothing else in flight it is submitted at once.
  *   - Submitted from inside a callback, it is batched with the other work of the call
- *     running the callbacks: auraio_poll() and auraio_request_wait() submit it before
- *     they return if nothing else keeps the ring busy; auraio_wait() leaves it for its
- *     next call, which submits and waits in one system call (call auraio_flush() if you
- *     will not call auraio_wait() again).
+ *     running the callbacks: the batch goes to the kernel as soon as it reaches the
+ *     batch threshold (so a long delivery keeps the device busy); what is left below it
+ *     is submitted by auraio_poll() and auraio_request_wait() before they return if
+ *     nothing else keeps the ring busy, while auraio_wait() leaves it for its next call,
+ *     which submits and waits in one system call (call auraio_flush() if you will not
+ *     call auraio_wait() again).
  *   - `cb` NULL makes the request *waitable*: it is not recycled on completion; the caller
  *     must collect it with auraio_request_wait() (exactly once).
  *   - Memory (buffers, iovec arrays) is borrowed until the request completes.
@@ -335,7 +337,8 @@ AURAIO_API int auraio_submit_linked(auraio_engine_t *engine, const auraio_op_t *
  *              refused cancellations (as for auraio_read()): reap, then retry
  *   -ESHUTDOWN the engine is being destroyed
  * Threading and callbacks: as for the single-operation calls (never runs a callback;
- * inside a callback the operations are sent when the delivering poll/wait finishes).
+ * inside a callback the operations join the delivery's batch, sent at the batch
+ * threshold or when the delivering poll/wait finishes).
  */
 AURAIO_API int auraio_submit_batch(auraio_engine_t *engine, const auraio_op_t *ops, int n,
 				   auraio_request_t **reqs);
@@ -347,9 +350,9 @@ AURAIO_API int auraio_submit_batch(auraio_engine_t *engine, const auraio_op_t *o
  * callback runs exactly once.
  * -EINVAL: NULL arguments or `req` is not in flight (already completed, which includes
  * inside its own callback). -EAGAIN: queue_depth cancellations are already pending on
- * the ring, or the submission queue is full of staged requests (callbacks' submissions
- * wait for the delivering call) and the kernel refused them when the cancel sent them
- * to make room; reap completions, then retry. `req` must be a handle whose completion
+ * the ring, or the submission queue is full of staged requests (a callback's batch, or
+ * entries the kernel refused before) and the kernel refused them when the cancel sent
+ * them to make room; reap completions, then retry. `req` must be a handle whose completion
  * has not yet been delivered; a handle kept past its callback may name a recycled
  * request.
  */

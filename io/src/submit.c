@@ -244,8 +244,11 @@ static inline __attribute__((always_inline)) int fill_chain(struct auraio_engine
 /*
  * sq_lock held: n requests were just staged with the backend and marked IN_FLIGHT;
  * account them and decide whether the batch goes to the kernel now. Returns how many
- * entries to push into the kernel. Inside a callback nothing is pushed: the delivering
- * poll/wait does that (complete.c).
+ * entries to push into the kernel. Inside a callback (defer) the batch is pushed only
+ * once it reaches the threshold - holding it for the whole delivery made the requests
+ * a pass resubmits reach the device together, as a convoy (docs/auraio.md) - and what
+ * is left below it is pushed by the delivering poll/wait (complete.c); "nothing in
+ * flight" does not count there, the delivery is about to push it anyway.
  */
 static inline __attribute__((always_inline)) unsigned
 stage_account(struct ring *r, int n, uint64_t in_flight, bool defer, uint64_t now)
@@ -265,7 +268,7 @@ stage_account(struct ring *r, int n, uint64_t in_flight, bool defer, uint64_t no
 	if (before == 0)
 		r->batch_open_ns = now;
 	atomic_store_explicit(&r->staged, staged, memory_order_relaxed);
-	if (defer || (staged < adaptive_batch_threshold(&r->ctl) && in_flight > 0))
+	if (staged < adaptive_batch_threshold(&r->ctl) && (defer || in_flight > 0))
 		return 0;
 	batch_sent(r, now);
 	return backend_publish(r);

@@ -282,8 +282,10 @@ Test(fault_injection, destroy_retries_a_cancel_the_kernel_refuses, .timeout = 60
 	close(p[1]);
 }
 
-/* A callback filled the SQ with staged reads (queue_depth 4, limit 4), then cancels one:
- * the cancel must hand the staged entries to the kernel to get a slot. */
+/* A callback filled the SQ with staged reads (queue_depth 4, limit 4) the kernel refuses,
+ * then cancels one: the cancel must hand the staged entries to the kernel to get a slot,
+ * and say -EAGAIN while the kernel refuses them. (With this limit the batch threshold is
+ * 1: a callback's read is sent at once - unless, as here, the kernel refuses it.) */
 struct full_sq {
 	int pipe_rd;
 	char b[4];
@@ -293,17 +295,18 @@ struct full_sq {
 
 static void fill_sq_and_cancel_cb(auraio_request_t *req, ssize_t res, void *ud)
 {
-	auraio_fault_t f = { .fd = -1, .count = 1, .kind = AURAIO_FAULT_ENTER };
+	auraio_fault_t f = { .fd = -1, .kind = AURAIO_FAULT_ENTER }; /* every entry, EBUSY */
 	struct full_sq *s = ud;
 
 	(void) req;
 	(void) res;
+	if (auraio_fault_set(engine, &f) != 0)
+		return;
 	for (int i = 0; i < 4; i++)
 		s->reqs[i] =
 		    auraio_read(engine, s->pipe_rd, auraio_buf(&s->b[i]), 1, 0, NULL, NULL);
-	if (auraio_fault_set(engine, &f) != 0)
-		return;
 	s->refused_rc = auraio_cancel(engine, s->reqs[0]);
+	auraio_fault_clear(engine);
 	s->retried_rc = auraio_cancel(engine, s->reqs[0]);
 }
 

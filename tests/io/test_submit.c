@@ -284,3 +284,69 @@ Test(submit, request_wait_with_timeout_zero_reaps_a_finished_request)
 	close(p[0]);
 	close(p[1]);
 }
+
+/*
+ * A callback's submissions join the delivery's batch and go to the kernel as soon as it
+ * holds the batch threshold - not only when the delivery ends: held for the whole
+ * delivery, the requests one pass resubmitted reached the device together, as a convoy
+ * (docs/auraio.md). Below the threshold they stay staged.
+ */
+struct cb_batch {
+	int fd, done;
+	uint32_t threshold;
+	uint64_t sqes_before, sqes_below, sqes_at;
+	char buf[16][512];
+};
+
+static void count_done(auraio_request_t *req, ssize_t res, void *ud)
+{
+	(void) req;
+	cr_assert_eq(res, 512);
+	((struct cb_batch *) ud)->done++;
+}
+
+static void submit_a_batch_cb(auraio_request_t *req, ssize_t res, void *ud)
+{
+	struct cb_batch *c = ud;
+	auraio_ring_stats_t rs;
+
+	(void) req;
+	(void) res;
+	cr_assert_eq(auraio_get_ring_stats(engine, 0, &rs), 0);
+	c->threshold = rs.batch_threshold;
+	c->sqes_before = rs.sqes_submitted;
+	for (uint32_t i = 0; i < c->threshold && i < 16; i++) {
+		cr_assert_not_null(auraio_read(engine, c->fd, auraio_buf(c->buf[i]), 512,
+					       (off_t) i * 512, count_done, c));
+		cr_assert_eq(auraio_get_ring_stats(engine, 0, &rs), 0);
+		if (i + 2 == c->threshold)
+			c->sqes_below = rs.sqes_submitted;
+		else if (i + 1 == c->threshold)
+			c->sqes_at = rs.sqes_submitted;
+	}
+}
+
+Test(submit, a_callbacks_batch_goes_to_the_kernel_once_it_reaches_the_threshold)
+{
+	struct cb_batch c = { .fd = fd };
+	auraio_stats_t st;
+	char one[1];
+
+	auraio_destroy(engine);
+	engine = test_fixed_engine(1, 64); /* batch threshold min(64 / 4, 16) = 16 */
+	cr_assert_not_null(engine);
+	cr_assert_eq(auraio_get_stats(engine, &st), 0);
+	if (st.backend != AURAIO_BACKEND_IO_URING)
+		cr_skip_test("io_uring batching; this engine uses worker threads: %s",
+			     st.backend_reason);
+	if (st.sqpoll_active)
+		cr_skip_test("SQPOLL ring: the kernel thread takes entries without a call");
+	cr_assert_not_null(auraio_read(engine, fd, auraio_buf(one), 1, 0, submit_a_batch_cb, &c));
+	while (c.threshold == 0)
+		cr_assert_geq(auraio_wait(engine, 1000), 0);
+	cr_assert_eq(c.threshold, 16);
+	cr_assert_eq(c.sqes_below, c.sqes_before, "below the threshold the batch waits");
+	cr_assert_eq(c.sqes_at, c.sqes_before + 16, "the full batch was sent from the callback");
+	while (c.done < 16)
+		cr_assert_geq(auraio_wait(engine, 1000), 0);
+}
