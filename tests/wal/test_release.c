@@ -591,6 +591,20 @@ static aurawal_t *open_clean(auraio_engine_t *e, struct reports *rs, bool flush_
 	return log;
 }
 
+/* A failed directory sync stays owed: with every directory sync failing, the next
+ * aurawal_sync() fails on it. The fault is cleared after. */
+static void sync_still_owes_the_directory(auraio_engine_t *e, aurawal_t *log)
+{
+	auraio_fault_t f = { .ops = AURAIO_FAULT_OP_FSYNC,
+			     .fd = wal_dir_fd(log),
+			     .kind = AURAIO_FAULT_ERROR };
+
+	f.error = EIO;
+	cr_assert_eq(auraio_fault_set(e, &f), 0);
+	cr_assert_eq(aurawal_sync(log), -EIO, "the directory sync is still owed");
+	auraio_fault_clear(e);
+}
+
 /*
  * release_before with flush_on_rollover syncs the directory at once; that sync failing
  * does not undo the release: the segments are out of the log. It returned the sync's
@@ -620,10 +634,7 @@ Test(wal_release, release_before_whose_directory_sync_fails_returns_what_it_rele
 	cr_assert_eq(list_numbers(log, nums), 4);
 	cr_assert_eq(nums[0], 3);
 	cr_assert_eq(aurawal_release_before(log, first[2]), 0, "a retry has nothing to do");
-	f.count = 0;
-	cr_assert_eq(auraio_fault_set(e, &f), 0);
-	cr_assert_eq(aurawal_sync(log), -EIO, "the directory sync is still owed");
-	auraio_fault_clear(e);
+	sync_still_owes_the_directory(e, log);
 	aurawal_close(log);
 	auraio_destroy(e);
 	{
@@ -650,6 +661,25 @@ static bool released_names(uint64_t n)
 	return strstr(buf, line) != NULL;
 }
 
+/* Five segments, the log opened on faulty engine e, and the next directory sync of the
+ * log after `skip` of them failing with EIO (once). */
+static aurawal_t *five_with_a_dir_sync_failing(auraio_engine_t *e, struct reports *rs,
+					       aurawal_loc_t *first, uint64_t *seq, uint64_t skip)
+{
+	auraio_fault_t f = { .ops = AURAIO_FAULT_OP_FSYNC,
+			     .kind = AURAIO_FAULT_ERROR,
+			     .skip = skip,
+			     .count = 1,
+			     .error = EIO };
+	aurawal_t *log;
+
+	five_segments(first, seq);
+	log = open_clean(e, rs, false);
+	f.fd = wal_dir_fd(log);
+	cr_assert_eq(auraio_fault_set(e, &f), 0);
+	return log;
+}
+
 /*
  * release_segment of a segment in the middle: RELEASED names it (durably) before its
  * file goes, so the next open deletes the file whatever the directory held at a crash.
@@ -663,20 +693,13 @@ Test(wal_release, release_segment_whose_last_directory_sync_fails_is_done_once_r
 	uint64_t seq[5], nums[16];
 	auraio_engine_t *e = test_faulty_engine();
 	struct reports rs = { 0 };
-	auraio_fault_t f = { .ops = AURAIO_FAULT_OP_FSYNC,
-			     .kind = AURAIO_FAULT_ERROR,
-			     .skip = 1, /* RELEASED's own directory sync succeeds */
-			     .count = 1,
-			     .error = EIO };
 	aurawal_options_t o = wal_opts(&rs);
 	auraio_stats_t st;
 	aurawal_t *log;
 	char buf[1000];
 
-	five_segments(first, seq);
-	log = open_clean(e, &rs, false);
-	f.fd = wal_dir_fd(log);
-	cr_assert_eq(auraio_fault_set(e, &f), 0);
+	/* skip 1: RELEASED's own directory sync succeeds */
+	log = five_with_a_dir_sync_failing(e, &rs, first, seq, 1);
 	cr_assert_eq(aurawal_release_segment(log, 3), 0, "recorded in RELEASED: released");
 	cr_assert_eq(auraio_get_stats(e, &st), 0);
 	cr_assert_eq(st.faults_injected, 1, "the last directory sync was made, and failed");
@@ -707,24 +730,14 @@ Test(wal_release, release_segment_of_the_oldest_whose_directory_sync_fails_says_
 	uint64_t seq[5], nums[16];
 	auraio_engine_t *e = test_faulty_engine();
 	struct reports rs = { 0 };
-	auraio_fault_t f = {
-		.ops = AURAIO_FAULT_OP_FSYNC, .kind = AURAIO_FAULT_ERROR, .count = 1, .error = EIO
-	};
-	aurawal_t *log;
+	aurawal_t *log = five_with_a_dir_sync_failing(e, &rs, first, seq, 0);
 
-	five_segments(first, seq);
-	log = open_clean(e, &rs, false);
-	f.fd = wal_dir_fd(log);
-	cr_assert_eq(auraio_fault_set(e, &f), 0);
 	cr_assert_eq(aurawal_release_segment(log, 1), -EIO);
 	cr_assert_not(seg_file_exists(1));
 	cr_assert_eq(aurawal_release_segment(log, 1), -ENOENT, "released all the same");
 	cr_assert_eq(list_numbers(log, nums), 5);
 	cr_assert_eq(nums[0], 2);
-	f.count = 0;
-	cr_assert_eq(auraio_fault_set(e, &f), 0);
-	cr_assert_eq(aurawal_sync(log), -EIO, "the directory sync is still owed");
-	auraio_fault_clear(e);
+	sync_still_owes_the_directory(e, log);
 	aurawal_close(log);
 	auraio_destroy(e);
 }
@@ -741,17 +754,10 @@ Test(wal_release, a_release_whose_record_is_renamed_but_not_synced_keeps_the_seg
 	uint64_t seq[5];
 	auraio_engine_t *e = test_faulty_engine();
 	struct reports rs = { 0 };
-	auraio_fault_t f = {
-		.ops = AURAIO_FAULT_OP_FSYNC, .kind = AURAIO_FAULT_ERROR, .count = 1, .error = EIO
-	};
 	aurawal_options_t o = wal_opts(&rs);
 	auraio_stats_t st;
-	aurawal_t *log;
+	aurawal_t *log = five_with_a_dir_sync_failing(e, &rs, first, seq, 0);
 
-	five_segments(first, seq);
-	log = open_clean(e, &rs, false);
-	f.fd = wal_dir_fd(log);
-	cr_assert_eq(auraio_fault_set(e, &f), 0);
 	cr_assert_eq(aurawal_release_segment(log, 3), -EIO);
 	cr_assert_eq(auraio_get_stats(e, &st), 0);
 	cr_assert_eq(st.faults_injected, 1, "RELEASED's directory sync was made, and failed");
