@@ -364,7 +364,8 @@ typedef struct aurakv_verify_result {
 	uint64_t segments;  /* segments read */
 	uint64_t hints;	    /* hint files checked */
 	uint64_t corrupt;   /* damaged records or ranges (each reported) */
-	uint64_t bad_hints; /* hint files that are damaged or disagree with the log */
+	uint64_t bad_hints; /* hint files that are damaged, disagree with the log, or
+			       cannot be read as a file (open reads the segment instead) */
 } aurakv_verify_result_t;
 
 /**

@@ -135,6 +135,15 @@ static int check_hint(struct vctx *v, const aurawal_segment_info_t *info)
 	rc = kv_hint_open(aurawal_engine(v->db->wal), path, info, v->db->seg_bytes,
 			  kv_hint_chunk(1), &r);
 	free(path);
+	/* A file that cannot be read as a hint (a directory in its place, no permission, a
+	 * read error): open reads the segment instead, so it is a bad hint file here too,
+	 * not an error that stops the check. */
+	if (rc && rc != AURAKV_ECORRUPT && rc != -ENOMEM) {
+		v->res.bad_hints++;
+		problem(v, "hint file of segment %llu cannot be read: %s",
+			(unsigned long long) info->number, aurakv_strerror(rc));
+		return 0;
+	}
 	if (rc == 0 && (rc = kv_seg_summarize(v->db->wal, info->number, &sum)) == 0) {
 		while ((rc = kv_hint_next(r, &e)) == 1 && i < sum.n && same(&e, &sum.entries[i]))
 			i++;

@@ -197,6 +197,36 @@ Test(kv_recovery, verify_finds_a_hint_whose_header_max_version_disagrees_with_it
 	hint_header_disagrees(HH_MAX_VERSION, -1);
 }
 
+/* A hint file that cannot be opened as one (here: a directory in its place) is a bad
+ * hint file to verify - open reads the segment instead - not an error that stops the
+ * check (verify returned -EISDIR and checked nothing after it). */
+Test(kv_recovery, verify_reports_a_hint_that_is_a_directory_as_a_bad_hint_and_goes_on)
+{
+	aurakv_options_t o = kv_opts(&reps);
+	aurakv_segment_stats_t segs[64];
+	aurakv_verify_result_t res, clean;
+	char path[600];
+	aurakv_t *db;
+
+	fill(&o);
+	db = kv_open_ok(dir, &o);
+	cr_assert_geq(sealed_segments(db, segs, 64), 2);
+	cr_assert(segs[0].has_hint);
+	cr_assert_eq(aurakv_close(db), 0);
+	cr_assert_eq(aurakv_verify(dir, &o, &clean), 0);
+	kv_hint_file(path, sizeof(path), dir, segs[0].number);
+	cr_assert_eq(unlink(path), 0);
+	cr_assert_eq(mkdir(path, 0755), 0);
+	reps.corruption = 0;
+	cr_assert_eq(aurakv_verify(dir, &o, &res), AURAKV_ECORRUPT);
+	cr_assert_eq(res.bad_hints, 1);
+	cr_assert_eq(res.corrupt, 0, "the log itself is intact");
+	cr_assert_eq(res.records, clean.records, "every record was still checked");
+	cr_assert_eq(reps.corruption, 1, "said once: %s", reps.last);
+	db = kv_open_ok(dir, &o); /* open reads the segment instead */
+	cr_assert_eq(aurakv_close(db), 0);
+}
+
 Test(kv_recovery, a_damaged_record_is_a_corruption_error_and_verify_reports_it)
 {
 	aurakv_options_t o = kv_opts(&reps);
