@@ -50,6 +50,9 @@ expect_output '^    writer: [0-9.]+[kM]? puts/s' "readwhilewriting reports its w
 expect_output '^workload +thr +ops +ops/s +MB/s +p50 us +p99 us +p99\.9 us +max us +cache +check$' \
 	"summary table header"
 expect_found_all readrandom readseq readwhilewriting multiget
+# The summary table's latencies of multiget and readseq are per batch: it says so.
+expect_output '^\(readseq, multiget: latencies per multi_get batch, not per key\)$' \
+	"the summary table names its per-batch rows"
 expect_output '^readmissing +.* found 0/0 ok$' "readmissing finds nothing"
 expect_output '^fillsync +2 +2000 ' "fillsync writes --writes puts"
 expect_no_output 'WARNING|MISMATCH' "no warning"

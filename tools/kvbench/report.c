@@ -257,7 +257,8 @@ static double hit_rate(const struct result *r)
 void report_summary(const struct bench *b)
 {
 	FILE *out = report_out(b);
-	char rate[32], hits[16];
+	char rate[32], hits[16], batched[96] = "";
+	size_t nb = 0;
 
 	fprintf(out, "\n%-17s %4s %11s %9s %8s %9s %9s %9s %10s %6s  %s\n", "workload", "thr",
 		"ops", "ops/s", "MB/s", "p50 us", "p99 us", "p99.9 us", "max us", "cache", "check");
@@ -279,6 +280,12 @@ void report_summary(const struct bench *b)
 				check_ok(r) ? "ok" : "MISMATCH");
 		else
 			fprintf(out, "-\n");
+		if (r->lat_per_batch && nb < sizeof(batched))
+			nb += (size_t) snprintf(batched + nb, sizeof(batched) - nb, "%s%s",
+						nb ? ", " : "", r->name);
 	}
+	/* The rows are parsed by name (scripts, checks): the unit goes below, not in them. */
+	if (nb)
+		fprintf(out, "(%s: latencies per multi_get batch, not per key)\n", batched);
 	fflush(out);
 }
