@@ -130,9 +130,9 @@ typedef struct aurakv_options {
 				     log's segment files (the active and the ready one
 				     included) / bytes of live records; never below what
 				     whole segments allow (live ones, the active and the
-				     ready one, one spare). Above it writers are slowed
-				     (blocked a little per write, in proportion to GC's
-				     progress); default 1.5; 1.1 .. 10 */
+				     ready one, one spare and one of room). Above it
+				     writers are slowed (blocked a little per write, in
+				     proportion to GC's progress); default 1.5; 1.1 .. 10 */
 	bool write_hints;	 /* write hint files for sealed segments; default true */
 	auraio_engine_t *engine; /* borrowed until close; NULL (default) = the store makes
 				     its own */
