@@ -489,9 +489,9 @@ AURAIO_API int auraio_unregister_files(auraio_engine_t *engine);
 
 /**
  * O_DIRECT alignment of `fd`, from statx(STATX_DIOALIGN): required memory alignment and
- * file offset/length alignment, in bytes. Returns 0, or -EINVAL when the kernel or file
- * system does not report it (the file does not support O_DIRECT, or the kernel predates
- * 6.1), or another -errno from statx.
+ * file offset/length alignment, in bytes (either pointer may be NULL). Returns 0, or
+ * -EINVAL when fd < 0 or the kernel or file system does not report it (the file does not
+ * support O_DIRECT, or the kernel predates 6.1), or another -errno from statx.
  */
 AURAIO_API int auraio_get_dio_alignment(int fd, size_t *mem_align, size_t *offset_align);
 
