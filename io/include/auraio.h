@@ -414,7 +414,8 @@ AURAIO_API int auraio_get_poll_fd(auraio_engine_t *engine);
  * Inside a callback: the request's latency (submission to completion) in nanoseconds.
  * Completion is when the reap pass that found it began. A request submitted from inside
  * a callback to the ring being delivered counts from when that delivery's reap pass
- * began (one clock read per pass): it is sent only after the pass's callbacks anyway.
+ * began (one clock read per pass): it is sent no earlier than the callbacks before it
+ * have run, so its latency includes them.
  */
 AURAIO_API uint64_t auraio_request_latency_ns(const auraio_request_t *req);
 
