@@ -414,7 +414,8 @@ AURAIO_API int auraio_get_poll_fd(auraio_engine_t *engine);
  * Inside a callback: the request's latency (submission to completion) in nanoseconds.
  * Completion is when the reap pass that found it began. A request submitted from inside
  * a callback to the ring being delivered counts from when that delivery's reap pass
- * began (one clock read per pass): it is sent only after the pass's callbacks anyway.
+ * began (one clock read per pass): it is sent no earlier than the callbacks before it
+ * have run, so its latency includes them.
  */
 AURAIO_API uint64_t auraio_request_latency_ns(const auraio_request_t *req);
 
@@ -489,9 +490,9 @@ AURAIO_API int auraio_unregister_files(auraio_engine_t *engine);
 
 /**
  * O_DIRECT alignment of `fd`, from statx(STATX_DIOALIGN): required memory alignment and
- * file offset/length alignment, in bytes. Returns 0, or -EINVAL when the kernel or file
- * system does not report it (the file does not support O_DIRECT, or the kernel predates
- * 6.1), or another -errno from statx.
+ * file offset/length alignment, in bytes (either pointer may be NULL). Returns 0, or
+ * -EINVAL when fd < 0 or the kernel or file system does not report it (the file does not
+ * support O_DIRECT, or the kernel predates 6.1), or another -errno from statx.
  */
 AURAIO_API int auraio_get_dio_alignment(int fd, size_t *mem_align, size_t *offset_align);
 

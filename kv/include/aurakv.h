@@ -16,9 +16,10 @@
  *
  * Durability
  *   A write with AURAKV_SYNC returns 0 only once it survives a crash of the process or
- *   the machine. A write without it survives a process crash once it returned, and a
- *   machine crash once a later AURAKV_SYNC write or aurakv_sync() has returned (within
- *   flush_delay_us, if not 0, it is written to the device either way). A batch is
+ *   the machine. A write without it returns once it is in the log's buffers, in this
+ *   process's memory: it survives a process crash only once it is written to the device
+ *   (within flush_delay_us, if not 0, or when a buffer fills), and a machine crash once
+ *   a later AURAKV_SYNC write, aurakv_sync() or aurakv_close() has returned. A batch is
  *   atomic: after a crash either all of it or none of it is there. Writes to one key
  *   are ordered: a get returns the value of the last write that returned before it
  *   started.
@@ -130,9 +131,9 @@ typedef struct aurakv_options {
 				     log's segment files (the active and the ready one
 				     included) / bytes of live records; never below what
 				     whole segments allow (live ones, the active and the
-				     ready one, one spare). Above it writers are slowed
-				     (blocked a little per write, in proportion to GC's
-				     progress); default 1.5; 1.1 .. 10 */
+				     ready one, one spare and one of room). Above it
+				     writers are slowed (blocked a little per write, in
+				     proportion to GC's progress); default 1.5; 1.1 .. 10 */
 	bool write_hints;	 /* write hint files for sealed segments; default true */
 	auraio_engine_t *engine; /* borrowed until close; NULL (default) = the store makes
 				     its own */
