@@ -10,8 +10,9 @@
  *
  * Ownership
  *   Engine owns one auraio_engine_t (destroyed by ~Engine, movable, not copyable) and
- *   Buffer owns one buffer of an engine's pool. Options, BufferRef and Request are plain
- *   values that own nothing.
+ *   Buffer owns one buffer of an engine's pool (freed by ~Buffer, or with the pool by
+ *   ~Engine if that comes first). Options, BufferRef and Request are plain values that
+ *   own nothing.
  *
  * Errors
  *   Every call that fails in C (NULL with errno from a submit, -errno from the others)
@@ -422,9 +423,10 @@ namespace detail
 {
 /*
  * Per-engine state at a stable heap address: Engine may move, holders in flight keep
- * pointing here. `parked` holds an exception from a callback that ran outside any
- * poll()/wait() of this engine; `has_parked` lets poll()/wait() skip the mutex when
- * there is none (release in park() pairs with the acquire in take_parked()).
+ * pointing here. Shared by the Engine and its Buffers; `engine` is NULL once destroyed.
+ * `parked` holds an exception from a callback that ran outside any poll()/wait() of this
+ * engine; `has_parked` lets poll()/wait() skip the mutex when there is none (release in
+ * park() pairs with the acquire in take_parked()).
  */
 struct EngineState {
 	auraio_engine_t *engine = nullptr;
@@ -607,20 +609,16 @@ class Engine
 	 * option out of range), ENOMEM, ENOSYS/EPERM (backend IO_URING forced but
 	 * unavailable), or another errno of io_uring_setup/pthread_create.
 	 */
-	explicit Engine(const Options &opts) : state_(new detail::EngineState)
+	explicit Engine(const Options &opts) : state_(std::make_shared<detail::EngineState>())
 	{
 		state_->engine = auraio_create_with_options(&opts.c_options());
-		if (!state_->engine) {
-			int err = errno;
-
-			delete state_;
-			throw Error(err ? err : EINVAL, "auraio_create_with_options");
-		}
+		if (!state_->engine)
+			throw Error(errno ? errno : EINVAL, "auraio_create_with_options");
 	}
 
 	/** Destroys the engine: requests in flight complete (see auraio_destroy) and their
-	 * callbacks run here; exceptions they throw are discarded. Pool buffers are freed,
-	 * so every Buffer of this engine must be gone first. */
+	 * callbacks run here; exceptions they throw are discarded. Pool buffers are freed:
+	 * a Buffer of this engine still alive then dangles (see Buffer). */
 	~Engine()
 	{
 		destroy();
@@ -630,7 +628,7 @@ class Engine
 	Engine &operator=(const Engine &) = delete;
 
 	/** Takes over `other`'s engine; in-flight requests and their callbacks follow it. */
-	Engine(Engine &&other) noexcept : state_(std::exchange(other.state_, nullptr))
+	Engine(Engine &&other) noexcept : state_(std::move(other.state_))
 	{
 	}
 
@@ -639,7 +637,7 @@ class Engine
 	{
 		if (this != &other) {
 			destroy();
-			state_ = std::exchange(other.state_, nullptr);
+			state_ = std::move(other.state_);
 		}
 		return *this;
 	}
@@ -757,7 +755,7 @@ class Engine
 	 */
 	int poll()
 	{
-		detail::CatchScope scope(state_);
+		detail::CatchScope scope(state_.get());
 		int n = auraio_poll(handle());
 
 		rethrow(scope);
@@ -771,7 +769,7 @@ class Engine
 	 */
 	int wait(int timeout_ms = -1)
 	{
-		detail::CatchScope scope(state_);
+		detail::CatchScope scope(state_.get());
 		int n = auraio_wait(handle(), timeout_ms);
 
 		rethrow(scope);
@@ -887,14 +885,17 @@ class Engine
 	}
 
       private:
-	detail::EngineState *state_ = nullptr;
+	friend class Buffer;
+
+	/* Shared with the Buffers of this engine, which must learn that it is gone. */
+	std::shared_ptr<detail::EngineState> state_;
 
 	using Holder = std::unique_ptr<detail::CallbackBase>;
 
 	/* The heap holder of a callback, owned here until the C submit accepts it. */
 	template <class F> Holder hold(F &&cb, const char *operation)
 	{
-		return detail::make_callback(state_, std::forward<F>(cb), operation);
+		return detail::make_callback(state_.get(), std::forward<F>(cb), operation);
 	}
 
 	static auraio_callback_t trampoline() noexcept
@@ -937,11 +938,12 @@ class Engine
 		if (!state_)
 			return;
 		{
-			detail::CatchScope discard(state_); /* exceptions of the last callbacks */
+			/* exceptions of the last callbacks */
+			detail::CatchScope discard(state_.get());
 			auraio_destroy(state_->engine);
 		}
-		delete state_;
-		state_ = nullptr;
+		state_->engine = nullptr; /* Buffers still alive free nothing now */
+		state_.reset();
 	}
 };
 
@@ -951,9 +953,11 @@ class Engine
 
 /**
  * Owns one buffer of an engine's pool (Engine::buffer_alloc) and frees it on destruction.
- * Move-only; a moved-from or default Buffer is empty (data() NULL, size() 0). The engine
- * is borrowed: the Buffer must be destroyed, reset or released before its Engine is
- * destroyed (the engine frees its pool), and must outlive every request that uses it.
+ * Move-only; a moved-from or default Buffer is empty (data() NULL, size() 0). It must
+ * outlive every request that uses it. Destroying its Engine (or assigning over it) frees
+ * the whole pool: a Buffer still alive then dangles (data() must not be used), and
+ * destroying or resetting it frees nothing, safely. The Buffer keeps the wrapper's small
+ * per-engine record alive to know this, never the engine.
  * Converts implicitly to BufferRef, so `engine.read(fd, buffer, buffer.size(), ...)`.
  */
 class Buffer
@@ -965,7 +969,7 @@ class Buffer
 	/** A buffer of at least `size` bytes from `engine`'s pool. Throws Error: EINVAL
 	 * (size 0 or moved-from engine), ENOMEM. */
 	Buffer(Engine &engine, std::size_t size)
-	    : engine_(engine.handle()), ptr_(engine.buffer_alloc(size)), size_(size)
+	    : owner_(engine.state_), ptr_(engine.buffer_alloc(size)), size_(size)
 	{
 	}
 
@@ -978,8 +982,8 @@ class Buffer
 	Buffer &operator=(const Buffer &) = delete;
 
 	Buffer(Buffer &&other) noexcept
-	    : engine_(std::exchange(other.engine_, nullptr)),
-	      ptr_(std::exchange(other.ptr_, nullptr)), size_(std::exchange(other.size_, 0))
+	    : owner_(std::move(other.owner_)), ptr_(std::exchange(other.ptr_, nullptr)),
+	      size_(std::exchange(other.size_, 0))
 	{
 	}
 
@@ -987,7 +991,7 @@ class Buffer
 	{
 		if (this != &other) {
 			reset();
-			engine_ = std::exchange(other.engine_, nullptr);
+			owner_ = std::move(other.owner_);
 			ptr_ = std::exchange(other.ptr_, nullptr);
 			size_ = std::exchange(other.size_, 0);
 		}
@@ -1021,9 +1025,9 @@ class Buffer
 	/** Free the buffer now (no-op if empty); the Buffer becomes empty. */
 	void reset() noexcept
 	{
-		if (ptr_)
-			auraio_buffer_free(engine_, ptr_);
-		engine_ = nullptr;
+		if (ptr_ && owner_)
+			auraio_buffer_free(owner_->engine, ptr_); /* NULL engine: gone, ignored */
+		owner_.reset();
 		ptr_ = nullptr;
 		size_ = 0;
 	}
@@ -1033,14 +1037,14 @@ class Buffer
 	{
 		void *p = ptr_;
 
-		engine_ = nullptr;
+		owner_.reset();
 		ptr_ = nullptr;
 		size_ = 0;
 		return p;
 	}
 
       private:
-	auraio_engine_t *engine_ = nullptr;
+	std::shared_ptr<detail::EngineState> owner_;
 	void *ptr_ = nullptr;
 	std::size_t size_ = 0;
 };

@@ -840,3 +840,33 @@ Test(cpp_buffer, zero_byte_allocation_throws_einval)
 	cr_assert_eq(expect_error([&] { engine.buffer_alloc(0); }).errno_value(), EINVAL);
 	cr_assert_eq(expect_error([&] { auraio::Buffer b(engine, 0); }).errno_value(), EINVAL);
 }
+
+static void count_log(int, const char *, void *arg)
+{
+	++*static_cast<int *>(arg);
+}
+
+/* A Buffer declared before its Engine (or whose Engine was assigned over) is destroyed
+ * after the engine freed its pool: it must not reach into the dead engine. When a new
+ * engine took the old one's address, a free into it would be logged as foreign. */
+Test(cpp_buffer, buffer_that_outlives_its_engine_frees_nothing)
+{
+	int logged = 0;
+	auraio::Buffer early;
+	auraio::Buffer other;
+	auraio::Engine engine(auraio::Options().log_fn(count_log, &logged));
+
+	{
+		auraio::Engine gone(auraio::Options().log_fn(count_log, &logged));
+
+		early = auraio::Buffer(gone, 4096);
+		cr_assert_not_null(early.data());
+	}
+	engine = auraio::Engine(auraio::Options().log_fn(count_log, &logged));
+	other = auraio::Buffer(engine, 4096);
+	engine = auraio::Engine(auraio::Options().log_fn(count_log, &logged));
+	early.reset();
+	cr_assert_null(early.data());
+	other.reset();
+	cr_assert_eq(logged, 0, "a buffer freed into an engine that does not own it");
+}
