@@ -8,6 +8,16 @@
  * (cb NULL, auraio_request_wait), linked chains (auraio_submit_linked) and batches
  * (auraio_submit_batch) are reached through handle() and the C API.
  *
+ * Not wrapped, and why (call the C function; it is usable from C++ as it is):
+ *   auraio_request_wait, auraio_submit_linked, auraio_submit_batch: see above; they take
+ *     C callbacks (or none), so there is no callable to hold.
+ *   auraio_request_user_data: the user_data of a wrapper request is the wrapper's holder.
+ *   auraio_get_dio_alignment, auraio_version, auraio_phase_name: need no engine, hold no
+ *     resource and cannot leak; auraio_get_dio_alignment returns -errno (no exception).
+ *   auraio_strerror: Error::what() carries the same text (std::generic_category()).
+ *   auraio_fault_set, auraio_fault_clear: test hooks, on handle().
+ *   auraio_create, auraio_destroy, auraio_options_init: used by Engine and Options.
+ *
  * Ownership
  *   Engine owns one auraio_engine_t (destroyed by ~Engine, movable, not copyable) and
  *   Buffer owns one buffer of an engine's pool (freed by ~Buffer, or with the pool by
@@ -740,7 +750,9 @@ class Engine
 		return true;
 	}
 
-	/** Submit every batched request now. Returns SQEs submitted. Throws Error. */
+	/** Submit every batched request now (every ring). Returns SQEs submitted. Throws
+	 * Error EAGAIN or EBUSY when the kernel refused them for now: they stay batched and
+	 * the next flush(), poll() or wait() retries them. */
 	int flush()
 	{
 		return detail::check(auraio_flush(handle()), "auraio_flush");
@@ -800,13 +812,16 @@ class Engine
 	}
 
 	/** Replace slot `index` with `fd` (-1 clears it). Throws Error: EINVAL (index out of
-	 * range, fd in another slot), ENOENT (no files registered), EBADF, other errno. */
+	 * range, fd in another slot), ENOENT (no files registered), EBADF, EAGAIN (the kernel
+	 * refused the requests still batched, which go first: nothing changed; retry after
+	 * flush(), poll() or wait()), other errno. */
 	void update_file(int index, int fd)
 	{
 		detail::check(auraio_update_file(handle(), index, fd), "auraio_update_file");
 	}
 
-	/** Unregister all files. Throws Error ENOENT if none are registered. */
+	/** Unregister all files. Throws Error: ENOENT (none registered), EAGAIN (as for
+	 * update_file(): nothing changed; retry after flush()). */
 	void unregister_files()
 	{
 		detail::check(auraio_unregister_files(handle()), "auraio_unregister_files");
