@@ -205,7 +205,8 @@ class Options
 		return opts_.sqpoll_idle_ms;
 	}
 
-	/** CPU of the SQPOLL thread; default -1 (unpinned), else >= 0. */
+	/** CPU of the SQPOLL thread; default -1 (unpinned), else >= 0 (a CPU the kernel
+	 * refuses means no SQPOLL); below -1 is refused. */
 	Options &sqpoll_cpu(int cpu) noexcept
 	{
 		opts_.sqpoll_cpu = cpu;
@@ -216,7 +217,8 @@ class Options
 		return opts_.sqpoll_cpu;
 	}
 
-	/** Starting in-flight limit; default 0 = queue_depth (fixed) or 4 (adaptive). */
+	/** Starting in-flight limit; default 0 = queue_depth (fixed) or 4 (adaptive); >= 0,
+	 * clamped to min_in_flight..queue_depth. */
 	Options &initial_in_flight(int n) noexcept
 	{
 		opts_.initial_in_flight = n;
@@ -238,7 +240,8 @@ class Options
 		return opts_.min_in_flight;
 	}
 
-	/** P99 guard in milliseconds; default 0 = 10 ms. */
+	/** P99 guard in milliseconds; default 0 = 10 ms; >= 0 (NaN is refused); INFINITY =
+	 * no guard. */
 	Options &max_p99_latency_ms(double ms) noexcept
 	{
 		opts_.max_p99_latency_ms = ms;
@@ -293,7 +296,7 @@ class Options
 		return opts_.backend;
 	}
 
-	/** Thread backend: worker threads per ring; default 4. */
+	/** Thread backend: worker threads per ring; default 4 (0 = 4), range 0..64. */
 	Options &thread_workers(int n) noexcept
 	{
 		opts_.thread_workers = n;
@@ -628,7 +631,11 @@ class Engine
 
 	/** Destroys the engine: requests in flight complete (see auraio_destroy) and their
 	 * callbacks run here; exceptions they throw are discarded. Pool buffers are freed:
-	 * a Buffer of this engine still alive then dangles (see Buffer). */
+	 * a Buffer of this engine still alive then dangles (see Buffer). Until this returns,
+	 * the kernel may still write into the memory of requests in flight and their
+	 * callbacks still run: declare the Engine after that memory and the state the
+	 * callbacks capture (locals and members are destroyed in reverse order), or wait()
+	 * until nothing is in flight first. */
 	~Engine()
 	{
 		destroy();
