@@ -784,7 +784,10 @@ class Engine
 	/**
 	 * As poll(), but block until at least one completion is handled or `timeout_ms`
 	 * passes (-1 = no limit). Returns the number handled; 0 on timeout, when nothing is in
-	 * flight, or when another thread handled it. Throws as poll().
+	 * flight, when another thread handled it, or at once (no exception) when the kernel
+	 * refused what was batched for now (EAGAIN/EBUSY: the next call retries it; flush()
+	 * reports it as an Error). What callbacks submit is sent by the next wait(): call
+	 * flush() if there will be none. Throws as poll().
 	 */
 	int wait(int timeout_ms = -1)
 	{
