@@ -8,10 +8,21 @@
  * (cb NULL, auraio_request_wait), linked chains (auraio_submit_linked) and batches
  * (auraio_submit_batch) are reached through handle() and the C API.
  *
+ * Not wrapped, and why (call the C function; it is usable from C++ as it is):
+ *   auraio_request_wait, auraio_submit_linked, auraio_submit_batch: see above; they take
+ *     C callbacks (or none), so there is no callable to hold.
+ *   auraio_request_user_data: the user_data of a wrapper request is the wrapper's holder.
+ *   auraio_get_dio_alignment, auraio_version, auraio_phase_name: need no engine, hold no
+ *     resource and cannot leak; auraio_get_dio_alignment returns -errno (no exception).
+ *   auraio_strerror: Error::what() carries the same text (std::generic_category()).
+ *   auraio_fault_set, auraio_fault_clear: test hooks, on handle().
+ *   auraio_create, auraio_destroy, auraio_options_init: used by Engine and Options.
+ *
  * Ownership
  *   Engine owns one auraio_engine_t (destroyed by ~Engine, movable, not copyable) and
- *   Buffer owns one buffer of an engine's pool. Options, BufferRef and Request are plain
- *   values that own nothing.
+ *   Buffer owns one buffer of an engine's pool (freed by ~Buffer, or with the pool by
+ *   ~Engine if that comes first). Options, BufferRef and Request are plain values that
+ *   own nothing.
  *
  * Errors
  *   Every call that fails in C (NULL with errno from a submit, -errno from the others)
@@ -194,7 +205,8 @@ class Options
 		return opts_.sqpoll_idle_ms;
 	}
 
-	/** CPU of the SQPOLL thread; default -1 (unpinned), else >= 0. */
+	/** CPU of the SQPOLL thread; default -1 (unpinned), else >= 0 (a CPU the kernel
+	 * refuses means no SQPOLL); below -1 is refused. */
 	Options &sqpoll_cpu(int cpu) noexcept
 	{
 		opts_.sqpoll_cpu = cpu;
@@ -205,7 +217,8 @@ class Options
 		return opts_.sqpoll_cpu;
 	}
 
-	/** Starting in-flight limit; default 0 = queue_depth (fixed) or 4 (adaptive). */
+	/** Starting in-flight limit; default 0 = queue_depth (fixed) or 4 (adaptive); >= 0,
+	 * clamped to min_in_flight..queue_depth. */
 	Options &initial_in_flight(int n) noexcept
 	{
 		opts_.initial_in_flight = n;
@@ -227,7 +240,8 @@ class Options
 		return opts_.min_in_flight;
 	}
 
-	/** P99 guard in milliseconds; default 0 = 10 ms. */
+	/** P99 guard in milliseconds; default 0 = 10 ms; >= 0 (NaN is refused); INFINITY =
+	 * no guard. */
 	Options &max_p99_latency_ms(double ms) noexcept
 	{
 		opts_.max_p99_latency_ms = ms;
@@ -282,7 +296,7 @@ class Options
 		return opts_.backend;
 	}
 
-	/** Thread backend: worker threads per ring; default 4. */
+	/** Thread backend: worker threads per ring; default 4 (0 = 4), range 0..64. */
 	Options &thread_workers(int n) noexcept
 	{
 		opts_.thread_workers = n;
@@ -422,9 +436,10 @@ namespace detail
 {
 /*
  * Per-engine state at a stable heap address: Engine may move, holders in flight keep
- * pointing here. `parked` holds an exception from a callback that ran outside any
- * poll()/wait() of this engine; `has_parked` lets poll()/wait() skip the mutex when
- * there is none (release in park() pairs with the acquire in take_parked()).
+ * pointing here. Shared by the Engine and its Buffers; `engine` is NULL once destroyed.
+ * `parked` holds an exception from a callback that ran outside any poll()/wait() of this
+ * engine; `has_parked` lets poll()/wait() skip the mutex when there is none (release in
+ * park() pairs with the acquire in take_parked()).
  */
 struct EngineState {
 	auraio_engine_t *engine = nullptr;
@@ -607,20 +622,20 @@ class Engine
 	 * option out of range), ENOMEM, ENOSYS/EPERM (backend IO_URING forced but
 	 * unavailable), or another errno of io_uring_setup/pthread_create.
 	 */
-	explicit Engine(const Options &opts) : state_(new detail::EngineState)
+	explicit Engine(const Options &opts) : state_(std::make_shared<detail::EngineState>())
 	{
 		state_->engine = auraio_create_with_options(&opts.c_options());
-		if (!state_->engine) {
-			int err = errno;
-
-			delete state_;
-			throw Error(err ? err : EINVAL, "auraio_create_with_options");
-		}
+		if (!state_->engine)
+			throw Error(errno ? errno : EINVAL, "auraio_create_with_options");
 	}
 
 	/** Destroys the engine: requests in flight complete (see auraio_destroy) and their
-	 * callbacks run here; exceptions they throw are discarded. Pool buffers are freed,
-	 * so every Buffer of this engine must be gone first. */
+	 * callbacks run here; exceptions they throw are discarded. Pool buffers are freed:
+	 * a Buffer of this engine still alive then dangles (see Buffer). Until this returns,
+	 * the kernel may still write into the memory of requests in flight and their
+	 * callbacks still run: declare the Engine after that memory and the state the
+	 * callbacks capture (locals and members are destroyed in reverse order), or wait()
+	 * until nothing is in flight first. */
 	~Engine()
 	{
 		destroy();
@@ -630,7 +645,7 @@ class Engine
 	Engine &operator=(const Engine &) = delete;
 
 	/** Takes over `other`'s engine; in-flight requests and their callbacks follow it. */
-	Engine(Engine &&other) noexcept : state_(std::exchange(other.state_, nullptr))
+	Engine(Engine &&other) noexcept : state_(std::move(other.state_))
 	{
 	}
 
@@ -639,7 +654,7 @@ class Engine
 	{
 		if (this != &other) {
 			destroy();
-			state_ = std::exchange(other.state_, nullptr);
+			state_ = std::move(other.state_);
 		}
 		return *this;
 	}
@@ -742,7 +757,9 @@ class Engine
 		return true;
 	}
 
-	/** Submit every batched request now. Returns SQEs submitted. Throws Error. */
+	/** Submit every batched request now (every ring). Returns SQEs submitted. Throws
+	 * Error EAGAIN or EBUSY when the kernel refused them for now: they stay batched and
+	 * the next flush(), poll() or wait() retries them. */
 	int flush()
 	{
 		return detail::check(auraio_flush(handle()), "auraio_flush");
@@ -757,7 +774,7 @@ class Engine
 	 */
 	int poll()
 	{
-		detail::CatchScope scope(state_);
+		detail::CatchScope scope(state_.get());
 		int n = auraio_poll(handle());
 
 		rethrow(scope);
@@ -767,11 +784,14 @@ class Engine
 	/**
 	 * As poll(), but block until at least one completion is handled or `timeout_ms`
 	 * passes (-1 = no limit). Returns the number handled; 0 on timeout, when nothing is in
-	 * flight, or when another thread handled it. Throws as poll().
+	 * flight, when another thread handled it, or at once (no exception) when the kernel
+	 * refused what was batched for now (EAGAIN/EBUSY: the next call retries it; flush()
+	 * reports it as an Error). What callbacks submit is sent by the next wait(): call
+	 * flush() if there will be none. Throws as poll().
 	 */
 	int wait(int timeout_ms = -1)
 	{
-		detail::CatchScope scope(state_);
+		detail::CatchScope scope(state_.get());
 		int n = auraio_wait(handle(), timeout_ms);
 
 		rethrow(scope);
@@ -802,13 +822,16 @@ class Engine
 	}
 
 	/** Replace slot `index` with `fd` (-1 clears it). Throws Error: EINVAL (index out of
-	 * range, fd in another slot), ENOENT (no files registered), EBADF, other errno. */
+	 * range, fd in another slot), ENOENT (no files registered), EBADF, EAGAIN (the kernel
+	 * refused the requests still batched, which go first: nothing changed; retry after
+	 * flush(), poll() or wait()), other errno. */
 	void update_file(int index, int fd)
 	{
 		detail::check(auraio_update_file(handle(), index, fd), "auraio_update_file");
 	}
 
-	/** Unregister all files. Throws Error ENOENT if none are registered. */
+	/** Unregister all files. Throws Error: ENOENT (none registered), EAGAIN (as for
+	 * update_file(): nothing changed; retry after flush()). */
 	void unregister_files()
 	{
 		detail::check(auraio_unregister_files(handle()), "auraio_unregister_files");
@@ -887,14 +910,17 @@ class Engine
 	}
 
       private:
-	detail::EngineState *state_ = nullptr;
+	friend class Buffer;
+
+	/* Shared with the Buffers of this engine, which must learn that it is gone. */
+	std::shared_ptr<detail::EngineState> state_;
 
 	using Holder = std::unique_ptr<detail::CallbackBase>;
 
 	/* The heap holder of a callback, owned here until the C submit accepts it. */
 	template <class F> Holder hold(F &&cb, const char *operation)
 	{
-		return detail::make_callback(state_, std::forward<F>(cb), operation);
+		return detail::make_callback(state_.get(), std::forward<F>(cb), operation);
 	}
 
 	static auraio_callback_t trampoline() noexcept
@@ -937,11 +963,12 @@ class Engine
 		if (!state_)
 			return;
 		{
-			detail::CatchScope discard(state_); /* exceptions of the last callbacks */
+			/* exceptions of the last callbacks */
+			detail::CatchScope discard(state_.get());
 			auraio_destroy(state_->engine);
 		}
-		delete state_;
-		state_ = nullptr;
+		state_->engine = nullptr; /* Buffers still alive free nothing now */
+		state_.reset();
 	}
 };
 
@@ -951,9 +978,11 @@ class Engine
 
 /**
  * Owns one buffer of an engine's pool (Engine::buffer_alloc) and frees it on destruction.
- * Move-only; a moved-from or default Buffer is empty (data() NULL, size() 0). The engine
- * is borrowed: the Buffer must be destroyed, reset or released before its Engine is
- * destroyed (the engine frees its pool), and must outlive every request that uses it.
+ * Move-only; a moved-from or default Buffer is empty (data() NULL, size() 0). It must
+ * outlive every request that uses it. Destroying its Engine (or assigning over it) frees
+ * the whole pool: a Buffer still alive then dangles (data() must not be used), and
+ * destroying or resetting it frees nothing, safely. The Buffer keeps the wrapper's small
+ * per-engine record alive to know this, never the engine.
  * Converts implicitly to BufferRef, so `engine.read(fd, buffer, buffer.size(), ...)`.
  */
 class Buffer
@@ -965,7 +994,7 @@ class Buffer
 	/** A buffer of at least `size` bytes from `engine`'s pool. Throws Error: EINVAL
 	 * (size 0 or moved-from engine), ENOMEM. */
 	Buffer(Engine &engine, std::size_t size)
-	    : engine_(engine.handle()), ptr_(engine.buffer_alloc(size)), size_(size)
+	    : owner_(engine.state_), ptr_(engine.buffer_alloc(size)), size_(size)
 	{
 	}
 
@@ -978,8 +1007,8 @@ class Buffer
 	Buffer &operator=(const Buffer &) = delete;
 
 	Buffer(Buffer &&other) noexcept
-	    : engine_(std::exchange(other.engine_, nullptr)),
-	      ptr_(std::exchange(other.ptr_, nullptr)), size_(std::exchange(other.size_, 0))
+	    : owner_(std::move(other.owner_)), ptr_(std::exchange(other.ptr_, nullptr)),
+	      size_(std::exchange(other.size_, 0))
 	{
 	}
 
@@ -987,7 +1016,7 @@ class Buffer
 	{
 		if (this != &other) {
 			reset();
-			engine_ = std::exchange(other.engine_, nullptr);
+			owner_ = std::move(other.owner_);
 			ptr_ = std::exchange(other.ptr_, nullptr);
 			size_ = std::exchange(other.size_, 0);
 		}
@@ -1021,9 +1050,9 @@ class Buffer
 	/** Free the buffer now (no-op if empty); the Buffer becomes empty. */
 	void reset() noexcept
 	{
-		if (ptr_)
-			auraio_buffer_free(engine_, ptr_);
-		engine_ = nullptr;
+		if (ptr_ && owner_)
+			auraio_buffer_free(owner_->engine, ptr_); /* NULL engine: gone, ignored */
+		owner_.reset();
 		ptr_ = nullptr;
 		size_ = 0;
 	}
@@ -1033,14 +1062,14 @@ class Buffer
 	{
 		void *p = ptr_;
 
-		engine_ = nullptr;
+		owner_.reset();
 		ptr_ = nullptr;
 		size_ = 0;
 		return p;
 	}
 
       private:
-	auraio_engine_t *engine_ = nullptr;
+	std::shared_ptr<detail::EngineState> owner_;
 	void *ptr_ = nullptr;
 	std::size_t size_ = 0;
 };

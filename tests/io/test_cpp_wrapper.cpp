@@ -840,3 +840,77 @@ Test(cpp_buffer, zero_byte_allocation_throws_einval)
 	cr_assert_eq(expect_error([&] { engine.buffer_alloc(0); }).errno_value(), EINVAL);
 	cr_assert_eq(expect_error([&] { auraio::Buffer b(engine, 0); }).errno_value(), EINVAL);
 }
+
+static void count_log(int, const char *, void *arg)
+{
+	++*static_cast<int *>(arg);
+}
+
+/* A Buffer declared before its Engine (or whose Engine was assigned over) is destroyed
+ * after the engine freed its pool: it must not reach into the dead engine. When a new
+ * engine took the old one's address, a free into it would be logged as foreign. */
+Test(cpp_buffer, buffer_that_outlives_its_engine_frees_nothing)
+{
+	int logged = 0;
+	auraio::Buffer early;
+	auraio::Buffer other;
+	auraio::Engine engine(auraio::Options().log_fn(count_log, &logged));
+
+	{
+		auraio::Engine gone(auraio::Options().log_fn(count_log, &logged));
+
+		early = auraio::Buffer(gone, 4096);
+		cr_assert_not_null(early.data());
+	}
+	engine = auraio::Engine(auraio::Options().log_fn(count_log, &logged));
+	other = auraio::Buffer(engine, 4096);
+	engine = auraio::Engine(auraio::Options().log_fn(count_log, &logged));
+	early.reset();
+	cr_assert_null(early.data());
+	other.reset();
+	cr_assert_eq(logged, 0, "a buffer freed into an engine that does not own it");
+}
+
+/* A write staged by a callback, then update_file() while the kernel refuses entries: the
+ * C call's -EAGAIN surfaces as Error EAGAIN (nothing changed), and once the write went
+ * out the same update succeeds. */
+Test(cpp_errors, update_file_refused_by_the_kernel_throws_eagain_and_can_be_retried)
+{
+	TempFile f1(4096), f2(4096);
+	auraio::Engine engine(
+	    auraio::Options().ring_count(1).queue_depth(64).disable_adaptive(true));
+	auraio_fault_t refuse = {};
+	char one[1], data[512];
+	int eagain = 0, other = 0;
+	ssize_t wrote = -1;
+	bool ran = false;
+
+	if (engine.stats().backend != AURAIO_BACKEND_IO_URING)
+		cr_skip_test("ENTER faults model io_uring_enter; this engine uses worker threads");
+	if (auraio_fault_clear(engine.handle()) == -ENOTSUP)
+		cr_skip_test("fault injection is not compiled into this build");
+	refuse.fd = -1;
+	refuse.kind = AURAIO_FAULT_ENTER;
+	refuse.error = EAGAIN;
+	memset(data, 0xab, sizeof(data));
+	engine.register_files({ f1.fd });
+	engine.read(f1.fd, one, 1, 0, [&](auraio::Request &, ssize_t) {
+		engine.write(f1.fd, data, sizeof(data), 0,
+			     [&](auraio::Request &, ssize_t n) { wrote = n; });
+		auraio_fault_set(engine.handle(), &refuse);
+		try {
+			engine.update_file(0, f2.fd);
+		} catch (const auraio::Error &e) {
+			(e.errno_value() == EAGAIN ? eagain : other)++;
+		}
+		auraio_fault_clear(engine.handle());
+		ran = true;
+	});
+	wait_for(engine, [&] { return ran; });
+	cr_assert_eq(eagain, 1, "update_file did not report the refusal");
+	cr_assert_eq(other, 0);
+	wait_for(engine, [&] { return wrote != -1; });
+	cr_assert_eq(wrote, 512);
+	engine.update_file(0, f2.fd);
+	cr_assert_eq(engine.stats().files_registered, 1);
+}
