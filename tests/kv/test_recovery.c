@@ -162,6 +162,23 @@ static void hint_header_moved(uint64_t seg, unsigned field, int64_t delta)
 	close(fd);
 }
 
+/* A filled, closed store that verifies clean (its counts in *clean); returns the number
+ * of sealed segment `k` (0 = the oldest), which has a hint file. */
+static uint64_t clean_store_hinted_segment(aurakv_options_t *o, int k,
+					   aurakv_verify_result_t *clean)
+{
+	aurakv_segment_stats_t segs[64];
+	aurakv_t *db;
+
+	fill(o);
+	db = kv_open_ok(dir, o);
+	cr_assert_geq(sealed_segments(db, segs, 64), 2);
+	cr_assert(segs[k].has_hint);
+	cr_assert_eq(aurakv_close(db), 0);
+	cr_assert_eq(aurakv_verify(dir, o, clean), 0);
+	return segs[k].number;
+}
+
 /* A hint whose header's total (log bytes of the segment: open's space accounting) or
  * max_version (open's next version) disagrees with its segment, the entries all
  * matching: verify compared only the entries, and passed it while open trusts the
@@ -169,17 +186,9 @@ static void hint_header_moved(uint64_t seg, unsigned field, int64_t delta)
 static void hint_header_disagrees(unsigned field, int64_t delta)
 {
 	aurakv_options_t o = kv_opts(&reps);
-	aurakv_segment_stats_t segs[64];
 	aurakv_verify_result_t res;
-	aurakv_t *db;
 
-	fill(&o);
-	db = kv_open_ok(dir, &o);
-	cr_assert_geq(sealed_segments(db, segs, 64), 2);
-	cr_assert(segs[1].has_hint);
-	cr_assert_eq(aurakv_close(db), 0);
-	cr_assert_eq(aurakv_verify(dir, &o, &res), 0);
-	hint_header_moved(segs[1].number, field, delta);
+	hint_header_moved(clean_store_hinted_segment(&o, 1, &res), field, delta);
 	reps.corruption = 0;
 	cr_assert_eq(aurakv_verify(dir, &o, &res), AURAKV_ECORRUPT, "verify passed the hint");
 	cr_assert_eq(res.bad_hints, 1);
@@ -203,18 +212,11 @@ Test(kv_recovery, verify_finds_a_hint_whose_header_max_version_disagrees_with_it
 Test(kv_recovery, verify_reports_a_hint_that_is_a_directory_as_a_bad_hint_and_goes_on)
 {
 	aurakv_options_t o = kv_opts(&reps);
-	aurakv_segment_stats_t segs[64];
 	aurakv_verify_result_t res, clean;
 	char path[600];
 	aurakv_t *db;
 
-	fill(&o);
-	db = kv_open_ok(dir, &o);
-	cr_assert_geq(sealed_segments(db, segs, 64), 2);
-	cr_assert(segs[0].has_hint);
-	cr_assert_eq(aurakv_close(db), 0);
-	cr_assert_eq(aurakv_verify(dir, &o, &clean), 0);
-	kv_hint_file(path, sizeof(path), dir, segs[0].number);
+	kv_hint_file(path, sizeof(path), dir, clean_store_hinted_segment(&o, 0, &clean));
 	cr_assert_eq(unlink(path), 0);
 	cr_assert_eq(mkdir(path, 0755), 0);
 	reps.corruption = 0;
