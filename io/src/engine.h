@@ -202,8 +202,9 @@ static inline void cq_unlock(struct ring *r)
 		lock_release(&r->cq_lock);
 }
 
-/* sq_lock held: the staged batch is being sent at `now`; account how long it waited.
- * `now` may be a delivery pass's timestamp (submit_clock), older than the batch's. */
+/* sq_lock held: the staged batch is being sent at `now` (a clock read, never a delivery
+ * pass's timestamp: that would hide the wait); account how long it waited. `now` may be
+ * older than batch_open_ns, set by another thread's submit. */
 static inline void batch_sent(struct ring *r, uint64_t now)
 {
 	if (atomic_load_explicit(&r->staged, memory_order_relaxed) == 0)
@@ -271,7 +272,8 @@ extern TLS_IE struct delivery_tls tls_dl;
 
 /*
  * The submission timestamp of a request for ring r. A submit made from a callback of r
- * is only staged until the delivery pass ends (complete.c), so it is stamped with the
+ * waits in the delivery's batch at least until the callbacks before it have run (sent at
+ * the batch threshold or when the delivery ends, complete.c), so it is stamped with the
  * time that pass reaped its completions: one clock read per pass, not per request. Its
  * latency can thus include the callbacks run before it in the same pass. Any other
  * submit reads the clock.
