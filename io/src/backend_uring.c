@@ -228,8 +228,9 @@ static int uring_wait(struct ring *r, unsigned to_submit, int64_t timeout_ns)
  * sq_lock held: make room in the SQ for n entries; returns how many of them fit now (n,
  * or fewer: 0 when the queue stays full). The in-flight limit keeps requests within the
  * SQ, but cancel entries come on top of them, and those can fill it: submissions made by
- * callbacks stay staged until the delivering call ends (auraio_wait() leaves them for its
- * next call), and a cancel entry the kernel refused stays published. Only entering the
+ * callbacks below the batch threshold stay staged until the delivering call ends
+ * (auraio_wait() leaves them for its next call), and an entry the kernel refused stays
+ * published. Only entering the
  * kernel frees a slot, and without SQPOLL no other thread will while this one holds
  * sq_lock: get_sqe() would spin forever (cancels, destroy and submits did). So hand what
  * is queued to the kernel now - a syscall under the lock, on this rare path only; with

@@ -28,9 +28,10 @@ struct delivery {
 };
 
 /*
- * Submissions made inside a callback into the ring being delivered are only staged: the
- * poll or wait that runs the callbacks submits them together, in the same syscall as
- * its next wait when it can. Liveness rule: after any dispatch of a ring, if the only
+ * Submissions made inside a callback into the ring being delivered are staged; the
+ * submit sends the batch once it reaches the batch threshold (submit.c, stage_account),
+ * and the poll or wait that runs the callbacks submits what is left, in the same syscall
+ * as its next wait when it can. Liveness rule: after any dispatch of a ring, if the only
  * work left on it is staged entries, they are flushed - no completion would ever bring
  * anyone back for them. auraio_wait() is the exception, documented to leave them for its
  * next call: an event loop calls it again, and that call's one io_uring_enter both
