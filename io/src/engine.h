@@ -202,9 +202,10 @@ static inline void cq_unlock(struct ring *r)
 		lock_release(&r->cq_lock);
 }
 
-/* sq_lock held: the staged batch is being sent at `now` (a clock read, never a delivery
- * pass's timestamp: that would hide the wait); account how long it waited. `now` may be
- * older than batch_open_ns, set by another thread's submit. */
+/* sq_lock held: the staged batch is being sent at `now`; account how long it waited.
+ * A delivery pass's timestamp (submit_clock) as `now` hides the wait: stage_account
+ * passes one only where no optimizer reads it (a fixed limit). `now` may be older than
+ * batch_open_ns, set by another thread's submit. */
 static inline void batch_sent(struct ring *r, uint64_t now)
 {
 	if (atomic_load_explicit(&r->staged, memory_order_relaxed) == 0)

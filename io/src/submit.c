@@ -273,8 +273,8 @@ stage_account(struct ring *r, int n, uint64_t in_flight, bool defer, uint64_t no
 	/* Inside a callback `now` is the pass's time, which the entries carry: the batch
 	 * is sent later, after the callbacks before them, and that wait must be counted
 	 * (the batch optimizer halves the threshold on it, docs/aimd.md) - with the
-	 * controller on only: a fixed limit has no optimizer to read it (and callgrind
-	 * counted the clock read at 12 instructions per I/O). */
+	 * controller on only: a fixed limit has no optimizer to read it, and a clock read
+	 * per batch is not free on this path. */
 	batch_sent(r, defer && r->ctl.enabled ? now_ns() : now);
 	return backend_publish(r);
 }

@@ -228,7 +228,6 @@ static int index_batch(struct kv_db *db, const uint8_t *body, size_t len, uint64
 				      .flags = KV_REF_BATCH },
 			      old;
 		bool had_old = false;
-
 		int rc;
 
 		if (e.op == KV_KIND_DELETE)
