@@ -232,7 +232,8 @@ AURAIO_API void auraio_destroy(auraio_engine_t *engine);
  *     which submits and waits in one system call (call auraio_flush() if you will not
  *     call auraio_wait() again).
  *   - `cb` NULL makes the request *waitable*: it is not recycled on completion; the caller
- *     must collect it with auraio_request_wait() (exactly once).
+ *     must collect it with auraio_request_wait() (exactly once). Until then it holds one
+ *     of its ring's 2 x queue_depth requests (see EAGAIN).
  *   - Memory (buffers, iovec arrays) is borrowed until the request completes.
  *   - On an fd registered with auraio_register_files(), the fixed-file slot is used
  *     automatically. If that fd was opened with O_DIRECT, buffer address, length and
@@ -246,7 +247,13 @@ AURAIO_API void auraio_destroy(auraio_engine_t *engine);
  *   EOVERFLOW registered buffer offset + len exceeds the registered buffer
  *   EAGAIN    the ring is at its in-flight limit: reap completions, then retry. Also
  *             when the ring's submission queue is full of cancellations (auraio_cancel)
- *             the kernel refused to take: retry after auraio_flush(), poll or wait
+ *             the kernel refused to take: retry after auraio_flush(), poll or wait.
+ *             Also when all of the ring's 2 x queue_depth requests are taken, below the
+ *             limit: besides those in flight, completed waitable requests not yet
+ *             collected and completions whose callbacks are running (another thread's
+ *             auraio_wait) hold one each. Reaping does not free a waitable: a thread
+ *             that keeps submitting waitables without collecting them gets EAGAIN,
+ *             however long it waits, once they fill its ring - collect some, then retry
  *   ESHUTDOWN the engine is being destroyed
  */
 
@@ -312,7 +319,8 @@ typedef struct auraio_op {
  * a successful sync for a short write). Each operation completes on its own (callback or
  * waitable); `reqs` (may be NULL) receives the `n` handles.
  * Returns 0, or -EINVAL (bad op, n out of 1..queue_depth), -EOVERFLOW, -EAGAIN (the ring
- * has no room for the whole chain: nothing was submitted), -ESHUTDOWN.
+ * has no room for the whole chain, under its limit or among its requests, as for
+ * auraio_read(): nothing was submitted), -ESHUTDOWN.
  */
 AURAIO_API int auraio_submit_linked(auraio_engine_t *engine, const auraio_op_t *ops, int n,
 				    auraio_request_t **reqs);
@@ -327,14 +335,15 @@ AURAIO_API int auraio_submit_linked(auraio_engine_t *engine, const auraio_op_t *
  *
  * Acceptance is a prefix, like write(2): returns how many operations, from ops[0], were
  * submitted (1..n). It stops early, returning fewer than `n`, when the ring reaches its
- * in-flight limit or at the first operation that is invalid; calling again with the rest
+ * in-flight limit (or runs out of requests: EAGAIN at auraio_read()) or at the first
+ * operation that is invalid; calling again with the rest
  * then reports that operation's error (or submits it, once there is room). The
  * submission queue holding cancellations the kernel refused cuts it short as well.
  * When not even ops[0] is accepted, nothing is submitted and the return is -errno:
  *   -EINVAL    engine or ops NULL, n < 1, or ops[0] invalid (as for auraio_read() etc.)
  *   -EOVERFLOW ops[0]'s registered buffer offset + len exceeds the registered buffer
- *   -EAGAIN    the ring is at its in-flight limit, or its submission queue is full of
- *              refused cancellations (as for auraio_read()): reap, then retry
+ *   -EAGAIN    the ring is at its in-flight limit, has no free request, or its
+ *              submission queue is full of refused cancellations (as for auraio_read())
  *   -ESHUTDOWN the engine is being destroyed
  * Threading and callbacks: as for the single-operation calls (never runs a callback;
  * inside a callback the operations join the delivery's batch, sent at the batch
@@ -395,7 +404,7 @@ AURAIO_API int auraio_wait(auraio_engine_t *engine, int timeout_ms);
  * Correct whichever thread reaps its completion: a thread that handles it while this
  * one sleeps wakes this one. While waiting, the caller may run other requests' callbacks.
  * Returns 0 and stores the operation's result in `*result` (may be NULL), releasing the
- * request; -ETIMEDOUT after `timeout_ms` (-1 = no limit; 0 = do not block: submit what the
+ * request (one of its ring's 2 x queue_depth: see EAGAIN at auraio_read()); -ETIMEDOUT after `timeout_ms` (-1 = no limit; 0 = do not block: submit what the
  * ring has batched and handle what is ready once, then check), the request stays waitable;
  * -EINVAL if `req` is NULL or not waitable.
  */

@@ -295,3 +295,55 @@ Test(full_queue, a_wait_on_several_rings_does_not_sleep_on_entries_the_kernel_re
 		cr_assert_eq(auraio_request_wait(engine, pr[i].req, 10000, NULL), 0);
 	close(p[0]);
 }
+
+/* Submit a waitable read of the first 512 bytes and reap until nothing is in flight (the
+ * read is then completed but not collected). NULL + errno when the submit is refused. */
+static auraio_request_t *completed_waitable(char *b)
+{
+	auraio_request_t *req = auraio_read(engine, fd, auraio_buf(b), 512, 0, NULL, NULL);
+	auraio_stats_t st;
+
+	if (!req)
+		return NULL;
+	do {
+		cr_assert_geq(auraio_wait(engine, 1000), 0);
+		cr_assert_eq(auraio_get_stats(engine, &st), 0);
+	} while (st.total.in_flight);
+	return req;
+}
+
+/*
+ * Waitables not collected keep their requests (auraio.h, EAGAIN): the ring (queue_depth
+ * 4) has 8, so the ninth is refused although nothing is in flight, and reaping does not
+ * change that; collecting one does.
+ */
+Test(full_queue, completed_waitables_not_collected_fill_the_ring_and_collecting_one_frees_a_request)
+{
+	static char b[9][512];
+	auraio_request_t *reqs[9];
+	auraio_stats_t st;
+	ssize_t res = 0;
+	int i;
+
+	for (i = 0; i < 8; i++)
+		cr_assert_not_null(reqs[i] = completed_waitable(b[i]), "waitable %d: %s", i,
+				   strerror(errno));
+	errno = 0;
+	cr_assert_null(completed_waitable(b[8]), "the ring's 8 requests are all held");
+	cr_assert_eq(errno, EAGAIN);
+	cr_assert_eq(auraio_get_stats(engine, &st), 0);
+	cr_assert_eq(st.total.in_flight, 0, "refused below the limit (%u)",
+		     st.total.in_flight_limit);
+	cr_assert_eq(auraio_poll(engine), 0, "nothing to reap");
+	cr_assert_null(completed_waitable(b[8]), "reaping frees nothing");
+	cr_assert_eq(errno, EAGAIN);
+
+	cr_assert_eq(auraio_request_wait(engine, reqs[0], 1000, &res), 0);
+	cr_assert_eq(res, 512);
+	cr_assert_not_null(reqs[8] = completed_waitable(b[8]), "%s", strerror(errno));
+	for (i = 1; i < 9; i++) {
+		res = 0;
+		cr_assert_eq(auraio_request_wait(engine, reqs[i], 1000, &res), 0);
+		cr_assert_eq(res, 512, "waitable %d", i);
+	}
+}
