@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * hist.h - a log-linear latency histogram: 16 sub-buckets per power of two of
- * nanoseconds, so every recorded value is known to within 1/16 of itself (the reported
- * value is the bucket's midpoint: error <= 1/32). Every completion is recorded; nothing
- * is sampled.
+ * hist.h - a log-linear latency histogram: 64 sub-buckets per power of two of
+ * nanoseconds, so every recorded value is known to within 1/64 of itself (the reported
+ * value is the bucket's midpoint: error <= 1/128). Every completion is recorded; nothing
+ * is sampled. The resolution is fio's (FIO_IO_U_PLAT_BITS 6, midpoints too), so the
+ * percentiles the bench scripts put side by side with fio's are equally precise: with
+ * 16 sub-buckets a P99 could read 3 % high against fio's for the bucketing alone.
  *
  * Shared by iobench, walbench and kvbench (tools/common, library aura_toolcommon).
  *
@@ -18,7 +20,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#define HIST_SUB_BITS 4
+#define HIST_SUB_BITS 6
 #define HIST_SUB      (1u << HIST_SUB_BITS)
 #define HIST_BUCKETS  ((64 - HIST_SUB_BITS + 1) * HIST_SUB)
 

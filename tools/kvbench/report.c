@@ -12,7 +12,7 @@
  * keys may be another run's (other --num, --key-size, --value-size): a WARNING.
  *
  * Units: MB = 10^6 bytes; latencies in microseconds, from the log-linear histogram
- * (tools/common/hist.h: within 1/32 of the true value; max is exact). Store
+ * (tools/common/hist.h: within 1/128 of the true value; max is exact). Store
  * counters that only grow (cache hits, GC, io) are shown as the difference over the
  * workload; the others (keys, bytes, segments) as they are after it.
  */
