@@ -207,3 +207,43 @@ Test(wal_group_commit, the_writer_keeps_its_io_while_it_wakes_waiters_before_a_s
 	cr_assert_eq(atomic_load(&seal_windows_open), 0,
 		     "the writer let go of the log's I/O with a seal block still to write");
 }
+
+/* The sync latency buckets: every value, up to UINT64_MAX, falls in a bucket whose upper
+ * bound (what the stats report) is at or above it and within 1/16 of it. */
+Test(wal_group_commit, a_sync_latency_is_reported_within_a_16th_above_its_value)
+{
+	for (unsigned bit = 0; bit < 64; bit++) {
+		uint64_t base = 1ull << bit;
+		uint64_t vals[4] = { base, base + (base >> 1), base | (base - 1), base + 1 };
+
+		for (int k = 0; k < 4; k++) {
+			uint64_t v = vals[k];
+			unsigned b = wal_lat_bucket(v);
+			uint64_t hi = wal_lat_bucket_max(b);
+
+			cr_assert_lt(b, WAL_LAT_BUCKETS, "value %llu", (unsigned long long) v);
+			cr_assert_geq(hi, v, "value %llu reported as %llu", (unsigned long long) v,
+				      (unsigned long long) hi);
+			cr_assert_leq(hi - v, v / 16, "value %llu reported as %llu",
+				      (unsigned long long) v, (unsigned long long) hi);
+		}
+	}
+}
+
+/* Quantiles come from those buckets but never exceed the exact maximum. */
+Test(wal_group_commit, the_sync_quantiles_are_ordered_and_never_above_the_maximum)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log = wal_open_ok(dir, &o);
+	aurawal_stats_t st;
+
+	for (int i = 0; i < 5; i++)
+		append_i(log, (uint64_t) i, 128, AURAWAL_DURABLE, NULL);
+	cr_assert_eq(aurawal_get_stats(log, &st), 0);
+	cr_assert_eq(st.syncs, 5);
+	cr_assert_gt(st.sync_p50_us, 0.0);
+	cr_assert_leq(st.sync_p50_us, st.sync_p99_us);
+	cr_assert_leq(st.sync_p99_us, st.sync_max_us, "p99 %.0f us, max %.0f us", st.sync_p99_us,
+		      st.sync_max_us);
+	cr_assert_eq(aurawal_close(log), 0);
+}

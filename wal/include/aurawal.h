@@ -429,7 +429,10 @@ typedef struct aurawal_stats {
 	uint64_t writes;	  /* batch writes issued */
 	uint64_t syncs;		  /* batches made durable */
 	double records_per_sync;  /* appends / syncs: the figure of group commit */
-	double sync_p50_us, sync_p99_us, sync_max_us; /* write+sync latency of durable batches */
+	double sync_p50_us, sync_p99_us, sync_max_us; /* write+sync latency of durable batches:
+							 quantiles are upper bounds within 1/16
+							 (log-linear buckets of us), capped at
+							 the exact maximum */
 	uint64_t segments;			      /* segments in the log */
 	uint64_t segment_size; /* bytes per segment file (an existing log keeps the size it
 				  was created with, whatever the options say) */

@@ -45,7 +45,12 @@ struct wal_waiter;
 #define WAL_READ_BUFS	16	    /* registered read buffers */
 #define WAL_READ_BUF_SZ (64u << 10)
 #define WAL_SCAN_CHUNK	(1u << 20) /* sequential reads: recovery, iterators */
-#define WAL_LAT_BUCKETS 64	   /* sync latency: power-of-two buckets of microseconds */
+/* Sync latency, in microseconds: log-linear buckets, WAL_LAT_SUB per power of two (exact
+ * below WAL_LAT_SUB us), so a bucket's upper bound - what the stats report - is within
+ * 1/WAL_LAT_SUB of any value in it. */
+#define WAL_LAT_SUB_BITS 4
+#define WAL_LAT_SUB	 (1u << WAL_LAT_SUB_BITS)
+#define WAL_LAT_BUCKETS	 ((64 - WAL_LAT_SUB_BITS + 1) * WAL_LAT_SUB)
 
 struct wal_segment {
 	uint64_t number;
@@ -307,5 +312,27 @@ void *wal_writer_main(void *arg);
 int wal_write_close_block(struct aurawal *log); /* at close, after the writer stopped */
 int wal_sync_dir_if_dirty(struct aurawal *log); /* at close, after the writer stopped */
 int wal_flush_ready(struct aurawal *log);	/* at close, after the threads stopped */
+
+/* The sync latency bucket of `us` microseconds. */
+static inline unsigned wal_lat_bucket(uint64_t us)
+{
+	unsigned shift;
+
+	if (us < WAL_LAT_SUB)
+		return (unsigned) us;
+	shift = 63u - (unsigned) __builtin_clzll(us) - WAL_LAT_SUB_BITS;
+	return (shift + 1) * WAL_LAT_SUB + (unsigned) ((us >> shift) & (WAL_LAT_SUB - 1));
+}
+
+/* The largest value in bucket i: what a quantile falling in it reports. */
+static inline uint64_t wal_lat_bucket_max(unsigned i)
+{
+	unsigned shift;
+
+	if (i < WAL_LAT_SUB)
+		return i;
+	shift = i / WAL_LAT_SUB - 1;
+	return ((uint64_t) (WAL_LAT_SUB + i % WAL_LAT_SUB) << shift) + ((1ull << shift) - 1);
+}
 
 #endif

@@ -391,14 +391,15 @@ AURAWAL_API int aurawal_close(aurawal_t *log)
 	return rc == AURAWAL_ECLOSED ? 0 : rc;
 }
 
-static double lat_quantile(const uint64_t *b, uint64_t total, double q)
+/* The upper bound of the bucket holding quantile q; never above the exact maximum. */
+static double lat_quantile(const uint64_t *b, uint64_t total, double q, uint64_t max)
 {
 	uint64_t seen = 0, rank = (uint64_t) (q * (double) total);
 
-	for (int i = 0; i < WAL_LAT_BUCKETS; i++) {
+	for (unsigned i = 0; i < WAL_LAT_BUCKETS; i++) {
 		seen += b[i];
 		if (seen > rank)
-			return (double) (1ull << i); /* bucket i: [2^(i-1), 2^i) us */
+			return (double) MIN(wal_lat_bucket_max(i), max);
 	}
 	return 0;
 }
@@ -416,8 +417,8 @@ AURAWAL_API int aurawal_get_stats(aurawal_t *log, aurawal_stats_t *out)
 	out->syncs = log->st_syncs;
 	out->records_per_sync =
 	    log->st_syncs ? (double) log->st_synced_records / (double) log->st_syncs : 0;
-	out->sync_p50_us = lat_quantile(log->st_sync_lat, log->st_syncs, 0.50);
-	out->sync_p99_us = lat_quantile(log->st_sync_lat, log->st_syncs, 0.99);
+	out->sync_p50_us = lat_quantile(log->st_sync_lat, log->st_syncs, 0.50, log->st_sync_max_us);
+	out->sync_p99_us = lat_quantile(log->st_sync_lat, log->st_syncs, 0.99, log->st_sync_max_us);
 	out->sync_max_us = (double) log->st_sync_max_us;
 	for (struct wal_segment *s = log->segs; s; s = s->next)
 		out->segments++;

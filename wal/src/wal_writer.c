@@ -266,11 +266,8 @@ static struct wal_waiter *fail_stop(struct aurawal *log, const struct wal_plan *
 static void record_sync(struct aurawal *log, uint64_t lat_ns)
 {
 	uint64_t us = lat_ns / 1000;
-	int bucket = 0;
 
-	while (bucket < WAL_LAT_BUCKETS - 1 && (1ull << bucket) <= us)
-		bucket++;
-	log->st_sync_lat[bucket]++;
+	log->st_sync_lat[wal_lat_bucket(us)]++;
 	if (us > log->st_sync_max_us)
 		log->st_sync_max_us = us;
 	log->st_syncs++;
