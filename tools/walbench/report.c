@@ -4,9 +4,9 @@
  * when the JSON goes to stdout) and the JSON object of --json.
  * Reads the jobs only after their threads were joined.
  *
- * The log's sync percentiles come from aurawal_get_stats(), whose histogram has
- * power-of-two buckets and reports a bucket's upper bound: they are "at most" figures,
- * coarser than the append latencies measured here.
+ * The log's sync percentiles come from aurawal_get_stats(), whose histogram reports a
+ * bucket's upper bound (16 buckets per power of two, capped at the maximum): they are
+ * "at most" figures, within 1/16, coarser than the append latencies measured here.
  */
 #include <errno.h>
 #include <string.h>
