@@ -29,8 +29,8 @@
  *   throws auraio::Error, a std::system_error whose code() is the errno in
  *   std::generic_category() and whose what() names the C function, e.g.
  *   "auraio_read: Invalid argument". EAGAIN (the ring is at its in-flight limit) is an
- *   error like any other for read()/write()/...; try_read()/try_write() instead return an
- *   empty Request for it. Not-in-flight is an ordinary result of cancel() (false).
+ *   error like any other for read()/write()/...; the try_ variants (try_read() etc.)
+ *   instead return an empty Request for it. Not-in-flight is an ordinary result of cancel() (false).
  *
  * Callbacks
  *   A callback is any callable invocable as `cb(auraio::Request &, ssize_t result)`:
@@ -605,7 +605,8 @@ std::unique_ptr<CallbackBase> make_callback(EngineState *state, F &&fn, const ch
  *             misaligned O_DIRECT on a registered file, empty callback, moved-from engine
  *   EOVERFLOW registered buffer offset + len exceeds the registered buffer
  *   EAGAIN    the ring is at its in-flight limit: poll()/wait(), then retry
- *             (try_read()/try_write() return an empty Request instead)
+ *             (the try_ variants - try_read(), try_write(), try_readv(), try_writev(),
+ *             try_fsync(), try_fdatasync() - return an empty Request instead)
  *   ESHUTDOWN the engine is being destroyed
  * If the submit throws, the callback was never called and has already been destroyed.
  */
@@ -738,6 +739,41 @@ class Engine
 		return done(
 		    auraio_fsync(handle(), fd, AURAIO_FSYNC_DATASYNC, trampoline(), h.get()), h,
 		    "auraio_fsync", true);
+	}
+
+	/** As readv(), but EAGAIN returns an empty Request instead of throwing. */
+	template <class F>
+	Request try_readv(int fd, const iovec *iov, int iovcnt, off_t offset, F &&cb)
+	{
+		auto h = hold(std::forward<F>(cb), "auraio_readv");
+		return done(auraio_readv(handle(), fd, iov, iovcnt, offset, trampoline(), h.get()),
+			    h, "auraio_readv", false);
+	}
+
+	/** As writev(), but EAGAIN returns an empty Request instead of throwing. */
+	template <class F>
+	Request try_writev(int fd, const iovec *iov, int iovcnt, off_t offset, F &&cb)
+	{
+		auto h = hold(std::forward<F>(cb), "auraio_writev");
+		return done(auraio_writev(handle(), fd, iov, iovcnt, offset, trampoline(), h.get()),
+			    h, "auraio_writev", false);
+	}
+
+	/** As fsync(), but EAGAIN returns an empty Request instead of throwing. */
+	template <class F> Request try_fsync(int fd, F &&cb)
+	{
+		auto h = hold(std::forward<F>(cb), "auraio_fsync");
+		return done(auraio_fsync(handle(), fd, 0, trampoline(), h.get()), h, "auraio_fsync",
+			    false);
+	}
+
+	/** As fdatasync(), but EAGAIN returns an empty Request instead of throwing. */
+	template <class F> Request try_fdatasync(int fd, F &&cb)
+	{
+		auto h = hold(std::forward<F>(cb), "auraio_fsync");
+		return done(
+		    auraio_fsync(handle(), fd, AURAIO_FSYNC_DATASYNC, trampoline(), h.get()), h,
+		    "auraio_fsync", false);
 	}
 
 	/**

@@ -557,7 +557,13 @@ Test(cpp_errors, full_ring_throws_eagain_and_try_read_returns_an_empty_request)
 	auraio::Request r =
 	    engine.try_read(f.fd, b, sizeof(b), 4096, [token](auraio::Request &, ssize_t) {});
 	cr_assert_not(static_cast<bool>(r));
-	cr_assert_eq(token.use_count(), 1, "refused callbacks were destroyed");
+	iovec iov = { b, sizeof(b) };
+	auto nop = [token](auraio::Request &, ssize_t) {};
+	cr_assert_not(static_cast<bool>(engine.try_readv(f.fd, &iov, 1, 4096, nop)));
+	cr_assert_not(static_cast<bool>(engine.try_writev(f.fd, &iov, 1, 4096, nop)));
+	cr_assert_not(static_cast<bool>(engine.try_fsync(f.fd, nop)));
+	cr_assert_not(static_cast<bool>(engine.try_fdatasync(f.fd, nop)));
+	cr_assert_eq(token.use_count(), 2, "refused callbacks were destroyed (nop holds one)");
 	wait_for(engine, [&] { return first != -1; });
 	cr_assert_eq(first, 4096);
 	ssize_t second = -1;
@@ -566,6 +572,11 @@ Test(cpp_errors, full_ring_throws_eagain_and_try_read_returns_an_empty_request)
 	cr_assert(static_cast<bool>(r), "room again after the completion was handled");
 	wait_for(engine, [&] { return second != -1; });
 	cr_assert_eq(second, 4096);
+	ssize_t synced = -1;
+	r = engine.try_fdatasync(f.fd, [&](auraio::Request &, ssize_t n) { synced = n; });
+	cr_assert(static_cast<bool>(r), "room again: try_fdatasync submits");
+	wait_for(engine, [&] { return synced != -1; });
+	cr_assert_eq(synced, 0);
 }
 
 Test(cpp_errors, failed_submission_destroys_the_callback_without_calling_it)
