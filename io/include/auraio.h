@@ -455,9 +455,10 @@ AURAIO_API void auraio_buffer_free(auraio_engine_t *engine, void *ptr);
 /**
  * Register `n` buffers with every ring, for auraio_buf_fixed(i, offset) references.
  * The memory stays borrowed (same address, valid) until auraio_unregister_buffers().
- * If pinning the buffers would exceed RLIMIT_MEMLOCK, or the kernel refuses them for
- * lack of memory, the engine still returns 0: fixed references keep working as plain
- * pointers, the reason is logged, and stats report buffers_registered = false.
+ * If pinning the buffers on every ring would exceed RLIMIT_MEMLOCK (which does not bind
+ * a process with CAP_IPC_LOCK), or the kernel refuses them for lack of memory, the
+ * engine still returns 0: fixed references keep working as plain pointers, the
+ * reason is logged, and stats report buffers_registered = false.
  * Returns 0, -EINVAL (NULL/empty/zero-length entry, an entry over 1 GiB, n out of
  * 1..16384), -EBUSY (buffers already registered), -ENOMEM, or another -errno from the
  * kernel.
