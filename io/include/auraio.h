@@ -440,24 +440,32 @@ AURAIO_API int auraio_request_fd(const auraio_request_t *req);
 
 /**
  * A buffer of at least `size` bytes aligned to the engine's buffer_alignment, from the
- * engine's pool (power-of-two classes from 4 KiB; a thread-local cache makes the common
- * case lock- and atomic-free). Returns NULL with errno EINVAL (size 0 or engine NULL) or
- * ENOMEM. Free with auraio_buffer_free() (any thread); all are freed by auraio_destroy().
+ * engine's pool (power-of-two classes from 4 KiB, or from buffer_alignment if larger, up
+ * to 256 KiB; larger sizes are mapped one by one, rounded up to the page; a thread-local
+ * cache makes the common case lock- and atomic-free). The contents are not initialised.
+ * Returns NULL with errno EINVAL (size 0 or engine NULL) or ENOMEM. Free with
+ * auraio_buffer_free() (any thread); all are freed by auraio_destroy().
  */
 AURAIO_API void *auraio_buffer_alloc(auraio_engine_t *engine, size_t size);
 
 /**
  * Return a buffer to the pool; no size needed. NULL is ignored. A pointer that did not
  * come from this engine's auraio_buffer_alloc() is ignored and logged (never freed).
+ * A buffer of up to 256 KiB goes back to the pool, not to the system: the pool keeps the
+ * most it ever held of each class until auraio_destroy() (stats: buffer_pool_bytes);
+ * a larger one is unmapped at once. Freeing a buffer twice is a bug the pool does not
+ * always catch: a second free of a large buffer is logged and ignored, but one of a
+ * class buffer is not detected, and the buffer may then be handed out twice.
  */
 AURAIO_API void auraio_buffer_free(auraio_engine_t *engine, void *ptr);
 
 /**
  * Register `n` buffers with every ring, for auraio_buf_fixed(i, offset) references.
  * The memory stays borrowed (same address, valid) until auraio_unregister_buffers().
- * If pinning the buffers would exceed RLIMIT_MEMLOCK, or the kernel refuses them for
- * lack of memory, the engine still returns 0: fixed references keep working as plain
- * pointers, the reason is logged, and stats report buffers_registered = false.
+ * If pinning the buffers on every ring would exceed RLIMIT_MEMLOCK (which does not bind
+ * a process with CAP_IPC_LOCK), or the kernel refuses them for lack of memory, the
+ * engine still returns 0: fixed references keep working as plain pointers, the
+ * reason is logged, and stats report buffers_registered = false.
  * Returns 0, -EINVAL (NULL/empty/zero-length entry, an entry over 1 GiB, n out of
  * 1..16384), -EBUSY (buffers already registered), -ENOMEM, or another -errno from the
  * kernel.

@@ -11,16 +11,21 @@
  * refused before it reaches the kernel. The kernel looks a fixed slot up when it issues
  * a request, so before a slot changes every ring's queued requests are handed to it.
  *
- * Buffers: pinned memory counts against RLIMIT_MEMLOCK once per ring. If registering
- * would exceed it, or the kernel refuses for lack of memory, the table is still kept and
- * fixed references resolve to plain pointers: I/O works, only the optimisation is lost.
+ * Buffers: pinned memory counts against RLIMIT_MEMLOCK once per ring, unless the process
+ * has CAP_IPC_LOCK. Without it, buffers over the limit are refused before the kernel
+ * pins (and faults in) their pages only to refuse them. If the limit or the kernel
+ * refuses, the table is still kept and fixed references resolve to plain pointers: I/O
+ * works, only the optimisation is lost.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "engine.h"
 
@@ -220,6 +225,19 @@ static int check_iovs(const struct iovec *iovs, int n)
 	return 0;
 }
 
+/* The kernel holds only processes without CAP_IPC_LOCK to RLIMIT_MEMLOCK. It checks the
+ * capability in the initial user namespace: one held in another namespace passes here,
+ * and then the kernel refuses (ENOMEM), which degrades all the same. */
+static bool has_cap_ipc_lock(void)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct data[2];
+
+	if (syscall(SYS_capget, &hdr, data) != 0)
+		return false;
+	return (data[CAP_TO_INDEX(CAP_IPC_LOCK)].effective & CAP_TO_MASK(CAP_IPC_LOCK)) != 0;
+}
+
 /* Would pinning these buffers on every ring exceed RLIMIT_MEMLOCK? Fills reason. */
 static bool over_memlock(const struct auraio_engine *e, const struct iovec *iovs, int n,
 			 char *reason, size_t len)
@@ -261,6 +279,8 @@ static int register_kernel(struct auraio_engine *e, const struct iovec *iovs, in
 			 "the thread backend does not pin buffers");
 		return 1;
 	}
+	if (rc == -ENOMEM && over_memlock(e, iovs, n, e->bufs.reason, sizeof(e->bufs.reason)))
+		return 1;
 	if (rc == -ENOMEM || rc == -EPERM || rc == -EAGAIN) {
 		snprintf(e->bufs.reason, sizeof(e->bufs.reason),
 			 "kernel refused to pin the buffers: %s", strerror(-rc));
@@ -285,7 +305,8 @@ AURAIO_API int auraio_register_buffers(auraio_engine_t *e, const struct iovec *i
 		rc = -EBUSY;
 	} else {
 		e->bufs.reason[0] = '\0';
-		if (over_memlock(e, iovs, n, e->bufs.reason, sizeof(e->bufs.reason)))
+		if (!has_cap_ipc_lock() &&
+		    over_memlock(e, iovs, n, e->bufs.reason, sizeof(e->bufs.reason)))
 			rc = 1;
 		else
 			rc = register_kernel(e, iovs, n);
