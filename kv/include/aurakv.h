@@ -117,7 +117,8 @@ typedef struct aurakv_options {
 			       promptly and must not call the store. */
 
 	/* Tuning */
-	size_t cache_size;	 /* bytes of values cached in memory; default 64 MiB; 0 = no
+	size_t cache_size;	 /* bytes of memory for cached values, their per-value
+				     overhead (~90 bytes) included; default 64 MiB; 0 = no
 				     cache (every get of a written record reads the device) */
 	unsigned compress_min;	 /* values of at least this many bytes are LZ4-compressed
 				     when that saves >= 10 %; default 256; 0 = never */

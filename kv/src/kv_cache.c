@@ -28,19 +28,23 @@
  * A put on a location already cached keeps the cached copy and drops the new one: the
  * value at a location is immutable, so they are equal. A put is not an access (no freq).
  *
- * Charges (what counts against the capacity), per entry:
- *   sizeof(struct entry) 24 + value length + 16 (malloc's chunk header and rounding)
- *   + 2 hash slots of 16 (the table's load is 3/8..3/4 while growing, 1.33..2.67 slots per
- *   entry; it shrinks below 1/8) = value + 72 bytes.
+ * Charges (what counts against the capacity): the heap the cache takes. Per entry:
+ *   malloc's chunk for sizeof(struct entry) 24 + value length (glibc: + 8, rounded up to
+ *   16, at least 32) + 3 hash slots of 16 (the table's load is 3/8..3/4 while growing,
+ *   1.33..2.67 slots per entry; it shrinks below 1/8): value + 88..103 bytes.
+ * And the ghost: 24 bytes per cell of its ring (8 in the ring, 2 set slots of 8), the
+ * ring being its bound rounded up to a power of two, never shrinking, and growing only
+ * while it takes at most an eighth of the shard (below that, the ghost remembers fewer
+ * keys than main holds: only with values under ~100 bytes). Charging them all keeps
+ * the heap within the capacity; charging neither the ghost nor the table's real load
+ * nor malloc's rounding let a cache of tiny values take 1.5x its capacity.
  * An entry whose charge exceeds an eighth of its shard's capacity is not cached, so
- * eviction can always make room. The ghost (keys only) is not charged: 24 bytes per cell
- * of its ring (8 in the ring, 2 set slots of 8), the ring being its bound rounded up to a
- * power of two and never shrinking: 24..48 bytes per key main can hold, e.g. 12..25% on
- * top of the capacity for 100-byte values.
+ * eviction can always make room (the ghost taking at most another eighth).
  *
  * Invariants, per shard, whenever its lock is free:
  *   - every entry is in exactly one of small and main, and in the table exactly once;
- *   - small.bytes + main.bytes <= cap, and the table has at least one empty slot;
+ *   - small.bytes + main.bytes + the ghost's bytes <= cap, and the table has at least
+ *     one empty slot;
  *   - a key is never both cached and in the ghost (a put takes it out of the ghost; only
  *     a cached key evicted from small enters the ghost), so the ghost set has no
  *     duplicates; every seq in the ghost set is in [ghost.head, ghost.tail).
@@ -70,8 +74,12 @@
 #define DEFAULT_SHARDS	16u
 #define MAX_SHARDS	1024u
 #define MIN_SHARD_BYTES (256u << 10) /* default sharding never cuts a shard below this */
-#define MALLOC_OVERHEAD 16u
-#define SLOTS_CHARGED	2u
+#define MALLOC_HEADER	8u /* glibc: a chunk is the request + 8, rounded up to 16, >= 32 */
+#define MALLOC_ALIGN	16u
+#define MALLOC_MIN	32u
+#define SLOTS_CHARGED	3u  /* the table's load is >= 3/8: at most 2.67 slots per entry */
+#define GHOST_CELL	24u /* ghost bytes per ring cell: 8 in the ring, 2 set slots of 8 */
+#define GHOST_SHARE	8u  /* the ghost takes at most 1/8 of its shard's capacity */
 #define FREQ_MAX	3u
 #define SMALL_PERCENT	10u
 #define TABLE_MIN	64u /* initial table slots */
@@ -142,7 +150,10 @@ static inline size_t home(uint64_t h, size_t mask)
 
 static inline size_t entry_charge(size_t len)
 {
-	return sizeof(struct entry) + len + MALLOC_OVERHEAD + SLOTS_CHARGED * sizeof(struct slot);
+	size_t chunk = (sizeof(struct entry) + len + MALLOC_HEADER + MALLOC_ALIGN - 1) &
+		       ~(size_t) (MALLOC_ALIGN - 1);
+
+	return (chunk < MALLOC_MIN ? MALLOC_MIN : chunk) + SLOTS_CHARGED * sizeof(struct slot);
 }
 
 /* ---- the entry table ---- */
@@ -303,7 +314,14 @@ static void ghost_pop(struct ghost *g)
 		ghost_set_unlink(g, at);
 }
 
-static void ghost_add(struct ghost *g, uint64_t key, size_t limit)
+static size_t ghost_bytes(const struct ghost *g)
+{
+	return (g->rmask + 1) * GHOST_CELL;
+}
+
+/* Remember key; `limit` keys at most, the ring growing only while it stays within
+ * `max_bytes` (its bytes are charged to the shard: make_room). */
+static void ghost_add(struct ghost *g, uint64_t key, size_t limit, size_t max_bytes)
 {
 	uint64_t seq;
 
@@ -311,7 +329,7 @@ static void ghost_add(struct ghost *g, uint64_t key, size_t limit)
 		limit = GHOST_MIN;
 	while (g->tail - g->head >= limit)
 		ghost_pop(g);
-	if (g->tail - g->head > g->rmask && !ghost_grow(g))
+	if (g->tail - g->head > g->rmask && (2 * ghost_bytes(g) > max_bytes || !ghost_grow(g)))
 		ghost_pop(g);
 	seq = g->tail++;
 	g->ring[seq & g->rmask] = key;
@@ -382,7 +400,7 @@ static void evict_small(struct shard *s, struct entry **dead)
 			fifo_push(&s->main, e); /* main may overflow its share: the caller evicts */
 			continue;
 		}
-		ghost_add(&s->ghost, e->loc, ghost_limit(s, e));
+		ghost_add(&s->ghost, e->loc, ghost_limit(s, e), s->cap / GHOST_SHARE);
 		evict_entry(s, e, dead);
 		return;
 	}
@@ -403,16 +421,24 @@ static void evict_main(struct shard *s, struct entry **dead)
 	}
 }
 
-static void make_room(struct shard *s, size_t need, struct entry **dead)
+static size_t shard_bytes(const struct shard *s)
 {
-	while (s->small.bytes + s->main.bytes + need > s->cap) {
+	return s->small.bytes + s->main.bytes + ghost_bytes(&s->ghost);
+}
+
+/* Evict until `need` more bytes fit; false if they cannot (only in a shard of less than
+ * a few KiB, where the ghost's minimum ring takes more than 7/8 of it). */
+static bool make_room(struct shard *s, size_t need, struct entry **dead)
+{
+	while (shard_bytes(s) + need > s->cap) {
 		if (s->small.head && (s->small.bytes >= s->small_cap || !s->main.head))
 			evict_small(s, dead);
 		else if (s->main.head)
 			evict_main(s, dead);
 		else
-			break; /* unreachable: need <= cap / 8 */
+			return false;
 	}
+	return true;
 }
 
 /* Link e (not yet visible to anyone) under s->lock. Returns what the caller must free
@@ -426,8 +452,8 @@ static struct entry *shard_insert(struct shard *s, struct entry *e, uint64_t h)
 	if (table_find(s, e->loc, h))
 		return e; /* already cached: same location, same bytes; keep the old copy */
 	to_main = ghost_take(&s->ghost, e->loc);
-	make_room(s, entry_charge(e->len), &dead);
-	if (!table_reserve(s, s->small.count + s->main.count)) {
+	if (!make_room(s, entry_charge(e->len), &dead) ||
+	    !table_reserve(s, s->small.count + s->main.count)) {
 		e->next = dead;
 		return e;
 	}

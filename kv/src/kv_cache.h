@@ -16,7 +16,8 @@
 
 struct kv_cache;
 
-/* A cache of at most `capacity` bytes (values plus per-entry overhead). capacity 0:
+/* A cache of at most `capacity` bytes (values plus per-entry overhead and the ghost: the
+ * heap it takes, but for 1 KiB of hash table per shard). capacity 0:
  * returns NULL, and every function below accepts NULL as "no cache" (misses, no-ops). */
 struct kv_cache *kv_cache_create(size_t capacity, unsigned shards /* 0 = default */);
 void kv_cache_destroy(struct kv_cache *c);
