@@ -47,7 +47,9 @@ static int from_cache(struct kv_db *db, const struct kv_ref *ref, void **val, si
 	uint64_t loc = kv_cache_loc(ref);
 	int rc;
 
-	if (!db->cache)
+	/* Once the log has failed, a cached value may be a lost write's: the log answers
+	 * (the value if it was written, else the failure's error). */
+	if (!db->cache || aurawal_failed(db->wal))
 		return -ENOENT;
 	if (val)
 		return kv_cache_get_alloc(db->cache, loc, val, vlen);
@@ -207,7 +209,7 @@ static void aget_start(struct aget *g)
 		atomic_fetch_add_explicit(&db->n.get_misses, 1, memory_order_relaxed);
 		return aget_finish(g, AURAKV_ENOTFOUND, NULL, 0);
 	}
-	if (rc == 0 && db->cache &&
+	if (rc == 0 && db->cache && !aurawal_failed(db->wal) &&
 	    kv_cache_get_alloc(db->cache, kv_cache_loc(&g->ref), &val, &vlen) == 0) {
 		aget_finish(g, 0, val, vlen);
 		free(val);

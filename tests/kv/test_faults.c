@@ -208,6 +208,71 @@ Test(kv_faults, eio_on_a_log_write_fails_the_store_and_loses_nothing_acknowledge
 	expect_after_reopen(N, 1, N + 1);
 }
 
+/* The same with the value cache on: a lost write that was read (and so cached) before the
+ * failure answered its cached value after it, until a reopen took it back - every kind
+ * of get must answer the failure's error, as without the cache. */
+struct agot {
+	int rc;
+	_Atomic bool done;
+};
+
+static void agot_cb(void *arg, int status, const void *val, size_t vlen)
+{
+	struct agot *g = arg;
+
+	(void) val;
+	(void) vlen;
+	g->rc = status;
+	atomic_store(&g->done, true);
+}
+
+Test(kv_faults, a_lost_write_read_before_the_failure_is_not_answered_from_the_cache)
+{
+	auraio_engine_t *e = test_faulty_engine();
+	aurakv_options_t o = kv_opts(NULL);
+	aurakv_t *db;
+	char key[32], buf[SPREAD + 16];
+	void *v = NULL;
+	size_t len, klen;
+	struct agot got = { 0 };
+
+	o.engine = e;
+	o.background_gc = false;
+	o.write_hints = false;
+	o.cache_size = 1 << 20;
+	db = kv_open_ok(dir, &o);
+	cr_assert_eq(put_w(db, 1, 1, AURAKV_SYNC), 0);
+	log_idle(db);
+	test_fault_error(e, AURAIO_FAULT_OP_WRITE, 0, 1, EIO);
+	cr_assert_eq(put_w(db, N, 1, 0), 0); /* buffered */
+	klen = kv_key(key, N);
+	cr_assert_eq(aurakv_get(db, key, klen, &v, &len), 0, "read (and cached) while buffered");
+	free(v);
+	v = NULL;
+	cr_assert_eq(put_w(db, 2, 1, AURAKV_SYNC), -EIO);
+	auraio_fault_clear(e);
+	cr_assert_eq(aurakv_get(db, key, klen, &v, &len), -EIO, "not the cached value");
+	cr_assert_null(v);
+	cr_assert_eq(aurakv_get_into(db, key, klen, buf, sizeof(buf), &len), -EIO);
+	cr_assert_eq(aurakv_get_async(db, key, klen, agot_cb, &got), 0);
+	while (!atomic_load(&got.done))
+		cr_assert_geq(aurakv_poll(db, 1000), 0);
+	cr_assert_eq(got.rc, -EIO, "async: not the cached value");
+	{
+		const void *kp[1] = { key };
+		void *vals[1] = { NULL };
+		size_t vlens[1];
+		int status[1];
+
+		cr_assert_eq(aurakv_multi_get(db, 1, kp, &klen, vals, vlens, status, 1), 0);
+		cr_assert_eq(status[0], -EIO, "multi-get: not the cached value");
+		aurakv_free(vals[0]);
+	}
+	expect(db, 1, 1); /* what was written still reads */
+	cr_assert_eq(aurakv_close(db), -EIO);
+	auraio_destroy(e);
+}
+
 /* aurakv_compact() on a store failed by a write error, with nothing to collect: it
  * returned 0, as if the store were healthy; it returns the failure error (-EIO), as
  * every write does, whether or not anything was collected. */

@@ -322,7 +322,10 @@ static void fail_stop_on(unsigned ops, aurawal_sync_mode_t mode)
 		      .ops = ops, .fd = -1, .count = 1, .kind = AURAIO_FAULT_ERROR, .error = EIO });
 	/* A buffered append (0: it is in memory) goes down with the durable one's write. */
 	append_i(log, 10, RLEN, 0, &lost);
+	cr_assert_eq(aurawal_failed(log), 0, "healthy until the write fails");
 	cr_assert_eq(aurawal_append(log, &iov, 1, AURAWAL_DURABLE, NULL, NULL), -EIO);
+	cr_assert_eq(aurawal_failed(log), -EIO);
+	cr_assert_eq(aurawal_failed(NULL), -EINVAL);
 	auraio_fault_clear(e);
 	/* Never stored: reading it is the failure's error, not corruption (nor a report). */
 	cr_assert_eq(aurawal_read(log, lost, p, sizeof(p), NULL, NULL), -EIO);

@@ -443,6 +443,15 @@ typedef struct aurawal_stats {
 /** Copy the log's counters. Returns 0 or -EINVAL. */
 AURAWAL_API int aurawal_get_stats(aurawal_t *log, aurawal_stats_t *out);
 
+/**
+ * The error that failed the log (fail-stop: -EIO..., as aurawal_stats_t.failed), or 0
+ * while it is healthy; -EINVAL if `log` is NULL. Lock-free (one relaxed load), so cheap
+ * enough to ask on every read: a reader that keeps copies of records read back (a cache)
+ * must stop serving those of records that were not yet written once the log failed,
+ * since they are lost - aurawal_read() answers this error for them. Any thread.
+ */
+AURAWAL_API int aurawal_failed(aurawal_t *log);
+
 /** Text for 0, -errno or an AURAWAL_ code. Never NULL. */
 AURAWAL_API const char *aurawal_strerror(int err);
 

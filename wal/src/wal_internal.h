@@ -198,6 +198,7 @@ struct aurawal {
 	uint64_t enospc_ended;	  /* the number of the last of them that completed */
 	uint8_t *tail;		  /* the partial last block of the active segment's data */
 	int failed;		  /* fail-stop error (-EIO...), 0 = healthy */
+	_Atomic int failed_pub;	  /* the same, for aurawal_failed() without mu */
 	bool closing;
 	struct wal_cb *ready_cbs, *ready_cbs_tail; /* completed async appends, for poll */
 	/* Completed async reads: run by aurawal_poll() (and close) only, as aurawal.h says -

@@ -404,6 +404,11 @@ static double lat_quantile(const uint64_t *b, uint64_t total, double q, uint64_t
 	return 0;
 }
 
+AURAWAL_API int aurawal_failed(aurawal_t *log)
+{
+	return log ? atomic_load_explicit(&log->failed_pub, memory_order_relaxed) : -EINVAL;
+}
+
 AURAWAL_API int aurawal_get_stats(aurawal_t *log, aurawal_stats_t *out)
 {
 	if (!log || !out)

@@ -256,6 +256,7 @@ static void void_told(struct aurawal *log)
 static struct wal_waiter *fail_stop(struct aurawal *log, const struct wal_plan *p, int rc)
 {
 	log->failed = rc;
+	atomic_store_explicit(&log->failed_pub, rc, memory_order_relaxed);
 	fail_all_cbs(log, p, rc);
 	for (int i = 0; p && i < p->n; i++)
 		wal_batch_release(log, p->b[i]);
