@@ -493,8 +493,9 @@ AURAIO_API int auraio_register_files(auraio_engine_t *engine, const int *fds, in
  * fd completes normally: requests still batched, or submitted by a running callback, are
  * handed to the kernel first, so they use the file they were submitted on. Returns 0,
  * -EINVAL (index out of range, fd registered in another slot), -ENOENT (no files
- * registered), -EBADF, -EAGAIN (the kernel refused those batched requests now: nothing
- * changed; retry after auraio_flush(), poll or wait), or another -errno.
+ * registered), -EBADF (fd < -1 or not open), -EAGAIN (the kernel refused those batched
+ * requests now: nothing changed; retry after auraio_flush(), poll or wait), or another
+ * -errno.
  */
 AURAIO_API int auraio_update_file(auraio_engine_t *engine, int index, int fd);
 

@@ -169,8 +169,10 @@ AURAIO_API int auraio_update_file(auraio_engine_t *e, int index, int fd)
 	struct file_slot fs = { .fd = -1 };
 	int rc = 0;
 
-	if (!e || index < 0 || fd < -1)
+	if (!e || index < 0)
 		return -EINVAL;
+	if (fd < -1)
+		return -EBADF; /* as auraio_register_files() */
 	if (fd >= 0 && (rc = describe_fd(fd, &fs)) != 0)
 		return rc;
 	engine_take_all_sq_locks(e);

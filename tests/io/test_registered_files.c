@@ -94,6 +94,7 @@ Test(registered_files, registration_errors_are_reported)
 	cr_assert_eq(auraio_update_file(engine, 1, a), -EINVAL);
 	cr_assert_eq(auraio_update_file(engine, -1, a), -EINVAL);
 	cr_assert_eq(auraio_update_file(engine, 0, 9999), -EBADF);
+	cr_assert_eq(auraio_update_file(engine, 0, -2), -EBADF, "as register_files says");
 	cr_assert_eq(auraio_unregister_files(engine), 0);
 	close(a);
 }
