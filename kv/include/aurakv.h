@@ -336,7 +336,10 @@ typedef struct aurakv_stats {
 	uint64_t total_bytes; /* bytes of log records in the log */
 	uint64_t disk_bytes;  /* bytes of files in the store's directory */
 	uint64_t segments;    /* log segments */
-	/* Counters: since the store was opened (cache, compression, GC and hints too). */
+	/* Counters: since the store was opened (cache, compression, GC and hints too).
+	 * gets counts every value looked up: each get of any kind, each key of a
+	 * multi-get, each key aurakv_foreach() visits (get_misses: those not found, e.g.
+	 * deleted while the iteration ran). */
 	uint64_t puts, deletes, batches, gets, get_misses;
 	uint64_t cache_hits, cache_misses, cache_bytes;
 	double cache_hit_rate; /* hits / (hits + misses), 0 if none */
