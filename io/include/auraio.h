@@ -170,7 +170,8 @@ typedef struct auraio_options {
 
 	/* Backend */
 	auraio_backend_t backend; /* default AUTO. The environment variable
-				     AURAIO_BACKEND=threads|io_uring overrides AUTO. */
+				     AURAIO_BACKEND=threads|io_uring overrides AUTO
+				     (another value is ignored, with a warning). */
 	int thread_workers;	  /* thread backend: worker threads per ring; default 4
 				     (0 = 4), range 0..64. A read or write waiting on a
 				     pipe or socket holds its worker until the stream is

@@ -135,11 +135,16 @@ static int resolve_options(struct auraio_engine *e)
 	o->queue_depth = (int) round_up_pow2_u32((uint32_t) o->queue_depth);
 	if (o->thread_workers == 0)
 		o->thread_workers = 4;
-	if (o->backend == AURAIO_BACKEND_AUTO && env) {
+	if (o->backend == AURAIO_BACKEND_AUTO && env && *env) {
 		if (strcmp(env, "threads") == 0)
 			o->backend = AURAIO_BACKEND_THREADS;
 		else if (strcmp(env, "io_uring") == 0)
 			o->backend = AURAIO_BACKEND_IO_URING;
+		else /* a typo must not pass for the backend it meant */
+			engine_log(e, AURAIO_LOG_WARN,
+				   "AURAIO_BACKEND='%.32s' is neither 'threads' nor 'io_uring': "
+				   "ignored",
+				   env);
 	}
 	return 0;
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Engine creation, options validation, destruction, version and error text. */
 #include <auraio.h>
+#include <stdio.h>
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <limits.h>
@@ -225,4 +226,38 @@ Test(engine_lifecycle, several_engines_coexist_in_one_process)
 	auraio_buffer_free(b, pb);
 	auraio_destroy(a);
 	auraio_destroy(b);
+}
+
+static char warned[256];
+
+static void keep_warning(int level, const char *msg, void *arg)
+{
+	(void) arg;
+	if (level <= AURAIO_LOG_WARN)
+		snprintf(warned, sizeof(warned), "%s", msg);
+}
+
+/* A mistyped AURAIO_BACKEND ("thread") was ignored without a word: a run meant to test
+ * the thread backend silently tested io_uring. It is still ignored (the engine is made
+ * as the options say), but with a warning that names it. */
+Test(engine_lifecycle, an_unknown_auraio_backend_value_is_ignored_with_a_warning)
+{
+	auraio_options_t o;
+	auraio_engine_t *e;
+
+	cr_assert_eq(setenv("AURAIO_BACKEND", "thread", 1), 0); /* this test's process only */
+	auraio_options_init(&o);
+	o.log_fn = keep_warning;
+	e = auraio_create_with_options(&o);
+	cr_assert_not_null(e, "%s", strerror(errno));
+	cr_assert(strstr(warned, "AURAIO_BACKEND") && strstr(warned, "thread"), "warned: '%s'",
+		  warned);
+	auraio_destroy(e);
+
+	warned[0] = '\0';
+	cr_assert_eq(setenv("AURAIO_BACKEND", "threads", 1), 0);
+	e = auraio_create_with_options(&o);
+	cr_assert_not_null(e);
+	cr_assert_eq(warned[0], '\0', "a known value: no warning ('%s')", warned);
+	auraio_destroy(e);
 }
