@@ -23,6 +23,10 @@
  *   concurrently, except auraio_destroy(), which must be the last call on the engine
  *   and must not race with any other call on it. With `single_thread`, the engine takes
  *   no locks and only one thread at a time may use it.
+ *   fork(): the library has no fork handlers. A child must not use (nor destroy) an
+ *   engine created before the fork - its rings and worker threads stay the parent's -
+ *   and should exec before using the library: a fork while another thread held one of
+ *   the buffer pool's locks leaves that lock held in the child for good.
  *
  * Callbacks
  *   A callback may submit new I/O and may call auraio_poll()/auraio_wait() (they return

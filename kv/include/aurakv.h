@@ -35,6 +35,8 @@
  *   with any other call on it. Callbacks of aurakv_get_async() run in a thread that
  *   calls aurakv_poll() (or inside aurakv_get_async() itself, see there; a thread in
  *   aurakv_multi_get() or aurakv_close() may run them too).
+ *   fork(): a child must not use (nor close) a store opened before the fork, and should
+ *   exec before opening one (auraio.h, Threading, says why).
  *
  * Limits
  *   Keys: 1 .. AURAKV_MAX_KEY bytes, compared as unsigned bytes (memcmp order).

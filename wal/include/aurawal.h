@@ -44,6 +44,8 @@
  *   append on the log; a callback may append. Callbacks of asynchronous reads run only
  *   in a thread that calls aurawal_poll() (or in aurawal_close()): never inside an
  *   append, sync or flush, whose caller may hold locks of its own.
+ *   fork(): a child must not use (nor close) a log opened before the fork - its writer
+ *   thread stays the parent's - and should exec before opening one (auraio.h).
  */
 #ifndef AURAWAL_H
 #define AURAWAL_H
