@@ -180,8 +180,9 @@ static void run_chain(struct tb_worker *w, struct auraio_request *head)
 		req->tb_worker = w->index;
 		pthread_mutex_unlock(&tb->lock);
 		res = cancelled ? -ECANCELED : execute(w, req);
-		if (!cancelled && (req->flags & REQF_LINK) &&
-		    (res < 0 || (size_t) res != expected_bytes(req)))
+		/* A link cancelled before it started failed too: as io_uring does, the
+		 * links after it complete with -ECANCELED rather than run. */
+		if (cancelled || res < 0 || (size_t) res != expected_bytes(req))
 			broken = true;
 		post(tb, ud, res);
 	}
