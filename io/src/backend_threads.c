@@ -29,6 +29,9 @@
 #ifndef RWF_DSYNC
 #define RWF_DSYNC 0x00000002
 #endif
+#ifndef RWF_NOWAIT
+#define RWF_NOWAIT 0x00000008
+#endif
 
 enum { TB_QUEUED = 0, TB_STARTED = 1, TB_CANCELLED = 2, TB_CANCEL_RUNNING = 3 };
 
@@ -123,12 +126,25 @@ static int wait_stream(struct tb_worker *w, struct auraio_request *req)
 	}
 }
 
-/* Streams (pipes, sockets) ignore the offset, as io_uring does for them. */
+/*
+ * Streams (pipes, sockets) ignore the offset, as io_uring does for them, and are never
+ * waited on inside the call: with RWF_NOWAIT a pipe with less room than the write takes
+ * what fits and the write completes short, as with io_uring, instead of blocking until a
+ * reader drains it (no cancel or destroy could stop that); "not ready" is -EAGAIN, and
+ * the caller polls again. A stream without RWF_NOWAIT support blocks as before.
+ */
 static ssize_t rw_once(const struct auraio_request *req, const struct iovec *iov, int cnt,
 		       bool stream)
 {
-	if (stream)
+	ssize_t rc;
+
+	if (stream) {
+		rc = is_read(req) ? preadv2(req->fd, iov, cnt, -1, RWF_NOWAIT)
+				  : pwritev2(req->fd, iov, cnt, -1, RWF_NOWAIT);
+		if (rc >= 0 || errno != EOPNOTSUPP)
+			return rc;
 		return is_read(req) ? readv(req->fd, iov, cnt) : writev(req->fd, iov, cnt);
+	}
 	if (is_read(req))
 		return preadv(req->fd, iov, cnt, req->offset);
 	return pwritev2(req->fd, iov, cnt, req->offset, (int) req->rw_flags);
@@ -156,7 +172,7 @@ static int64_t execute(struct tb_worker *w, struct auraio_request *req)
 			return rc;
 		if (errno == ESPIPE && !stream)
 			stream = true; /* no offsets here: a pipe or socket */
-		else if (errno != EINTR)
+		else if (errno != EINTR && !(stream && errno == EAGAIN))
 			return -errno;
 	}
 }

@@ -243,3 +243,26 @@ Test(thread_backend, a_cancelled_queued_link_cancels_the_rest_of_its_chain)
 	close(p[1]);
 	close(fd);
 }
+
+/* As io_uring does: a pipe takes what it has room for, and the write completes short -
+ * it never waits for a reader (which no cancel or destroy could interrupt). */
+Test(thread_backend, a_write_larger_than_a_pipes_room_completes_short, .timeout = 30)
+{
+	auraio_engine_t *e = one_worker_engine();
+	size_t n = 1u << 20;
+	char *buf = calloc(1, n);
+	auraio_request_t *req;
+	ssize_t res = 0;
+	int p[2];
+
+	cr_assert_not_null(buf);
+	cr_assert_eq(pipe(p), 0);
+	req = auraio_write(e, p[1], auraio_buf(buf), n, 0, NULL, NULL);
+	cr_assert_not_null(req);
+	cr_assert_eq(auraio_request_wait(e, req, -1, &res), 0);
+	cr_assert(res > 0 && (size_t) res < n, "result %zd", res);
+	auraio_destroy(e);
+	close(p[0]);
+	close(p[1]);
+	free(buf);
+}
