@@ -266,3 +266,45 @@ Test(thread_backend, a_write_larger_than_a_pipes_room_completes_short, .timeout 
 	close(p[1]);
 	free(buf);
 }
+
+/* auraio.h: a registered fd may be closed once its slot is replaced, and I/O already
+ * submitted on it still uses the file it was submitted on - never whatever file the fd
+ * number names by the time a worker runs it. */
+Test(thread_backend, io_queued_on_a_replaced_registered_fd_uses_the_file_it_was_submitted_on)
+{
+	auraio_engine_t *e = one_worker_engine();
+	int p[2], fd = temp_file(4096, 0), keep, other;
+	char b1, data[512], back[512];
+	auraio_request_t *blocker, *req;
+	ssize_t res = 0;
+
+	fill_pattern(data, sizeof(data), 7); /* not the files' pattern at 0 */
+	cr_assert_eq(pipe(p), 0);
+	cr_assert_eq(auraio_register_files(e, &fd, 1), 0);
+	blocker = auraio_read(e, p[0], auraio_buf(&b1), 1, 0, NULL, NULL);
+	cr_assert_not_null(blocker);
+	req = auraio_write(e, fd, auraio_buf(data), sizeof(data), 0, NULL, NULL);
+	cr_assert_not_null(req);
+	cr_assert_geq(auraio_flush(e), 0);
+	/* The write waits behind the blocker while its fd is replaced and closed. */
+	cr_assert_eq(auraio_update_file(e, 0, -1), 0);
+	keep = dup(fd);
+	cr_assert_geq(keep, 0);
+	cr_assert_eq(close(fd), 0);
+	other = temp_file(4096, 0);
+	if (other != fd)
+		cr_skip_test("the fd number was not reused (%d, %d)", other, fd);
+	cr_assert_eq(write(p[1], "q", 1), 1);
+	cr_assert_eq(auraio_request_wait(e, blocker, 10000, &res), 0);
+	cr_assert_eq(auraio_request_wait(e, req, 10000, &res), 0);
+	cr_assert_eq(res, (ssize_t) sizeof(data), "write: %zd", res);
+	cr_assert_eq(pread(other, back, sizeof(back), 0), (ssize_t) sizeof(back));
+	cr_assert(check_pattern(back, sizeof(back), 0), "the write went to another file");
+	cr_assert_eq(pread(keep, back, sizeof(back), 0), (ssize_t) sizeof(back));
+	cr_assert_arr_eq(back, data, sizeof(back));
+	auraio_destroy(e);
+	close(p[0]);
+	close(p[1]);
+	close(keep);
+	close(other);
+}
