@@ -11,12 +11,16 @@
  * for a stream with poll() on the fd and on its own "kick" eventfd, which a cancel
  * writes; operations on regular files always finish. Completions are posted to a
  * bounded queue (never more than the CQ size io_uring would have) and an eventfd that
- * is readable exactly while that queue is non-empty.
+ * is readable exactly while that queue is non-empty. An operation on a registered file
+ * uses its own dup of the fd, taken when it is staged: auraio.h lets the caller close a
+ * registered fd once its slot is replaced, and io_uring's operations keep the file they
+ * were submitted on, so a worker must never find another file under that fd number.
  *
  * Lock order: tb->lock and tb->done_lock are leaves, never held together.
  * Must never: run a user callback (the core does that), or block holding a lock.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/io_uring.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -28,6 +32,9 @@
 
 #ifndef RWF_DSYNC
 #define RWF_DSYNC 0x00000002
+#endif
+#ifndef RWF_NOWAIT
+#define RWF_NOWAIT 0x00000008
 #endif
 
 enum { TB_QUEUED = 0, TB_STARTED = 1, TB_CANCELLED = 2, TB_CANCEL_RUNNING = 3 };
@@ -107,7 +114,7 @@ static bool cancel_pending(struct tb_worker *w, struct auraio_request *req)
 /* Wait until the stream is ready or a cancel arrives. 0 or -ECANCELED. */
 static int wait_stream(struct tb_worker *w, struct auraio_request *req)
 {
-	struct pollfd p[2] = { { .fd = req->fd, .events = is_read(req) ? POLLIN : POLLOUT },
+	struct pollfd p[2] = { { .fd = req->tb_fd, .events = is_read(req) ? POLLIN : POLLOUT },
 			       { .fd = w->kick_fd, .events = POLLIN } };
 	uint64_t v;
 
@@ -123,15 +130,29 @@ static int wait_stream(struct tb_worker *w, struct auraio_request *req)
 	}
 }
 
-/* Streams (pipes, sockets) ignore the offset, as io_uring does for them. */
+/*
+ * Streams (pipes, sockets) ignore the offset, as io_uring does for them, and are never
+ * waited on inside the call: with RWF_NOWAIT a pipe with less room than the write takes
+ * what fits and the write completes short, as with io_uring, instead of blocking until a
+ * reader drains it (no cancel or destroy could stop that); "not ready" is -EAGAIN, and
+ * the caller polls again. A stream without RWF_NOWAIT support blocks as before.
+ */
 static ssize_t rw_once(const struct auraio_request *req, const struct iovec *iov, int cnt,
 		       bool stream)
 {
-	if (stream)
-		return is_read(req) ? readv(req->fd, iov, cnt) : writev(req->fd, iov, cnt);
+	int fd = req->tb_fd;
+	ssize_t rc;
+
+	if (stream) {
+		rc = is_read(req) ? preadv2(fd, iov, cnt, -1, RWF_NOWAIT)
+				  : pwritev2(fd, iov, cnt, -1, RWF_NOWAIT);
+		if (rc >= 0 || errno != EOPNOTSUPP)
+			return rc;
+		return is_read(req) ? readv(fd, iov, cnt) : writev(fd, iov, cnt);
+	}
 	if (is_read(req))
-		return preadv(req->fd, iov, cnt, req->offset);
-	return pwritev2(req->fd, iov, cnt, req->offset, (int) req->rw_flags);
+		return preadv(fd, iov, cnt, req->offset);
+	return pwritev2(fd, iov, cnt, req->offset, (int) req->rw_flags);
 }
 
 static int64_t execute(struct tb_worker *w, struct auraio_request *req)
@@ -144,8 +165,11 @@ static int64_t execute(struct tb_worker *w, struct auraio_request *req)
 
 	if (req->flags & REQF_NOP)
 		return 0;
+	if (req->tb_fd < 0)
+		return req->tb_fd; /* the registered file could not be dup'ed */
 	if (req->opcode == AURAIO_OP_FSYNC) {
-		rc = (req->rw_flags & IORING_FSYNC_DATASYNC) ? fdatasync(req->fd) : fsync(req->fd);
+		rc = (req->rw_flags & IORING_FSYNC_DATASYNC) ? fdatasync(req->tb_fd)
+							     : fsync(req->tb_fd);
 		return rc < 0 ? -errno : 0;
 	}
 	for (;;) {
@@ -156,7 +180,7 @@ static int64_t execute(struct tb_worker *w, struct auraio_request *req)
 			return rc;
 		if (errno == ESPIPE && !stream)
 			stream = true; /* no offsets here: a pipe or socket */
-		else if (errno != EINTR)
+		else if (errno != EINTR && !(stream && errno == EAGAIN))
 			return -errno;
 	}
 }
@@ -180,9 +204,12 @@ static void run_chain(struct tb_worker *w, struct auraio_request *head)
 		req->tb_worker = w->index;
 		pthread_mutex_unlock(&tb->lock);
 		res = cancelled ? -ECANCELED : execute(w, req);
-		if (!cancelled && (req->flags & REQF_LINK) &&
-		    (res < 0 || (size_t) res != expected_bytes(req)))
+		/* A link cancelled before it started failed too: as io_uring does, the
+		 * links after it complete with -ECANCELED rather than run. */
+		if (cancelled || res < 0 || (size_t) res != expected_bytes(req))
 			broken = true;
+		if ((req->flags & REQF_FIXED_FILE) && req->tb_fd >= 0)
+			close(req->tb_fd);
 		post(tb, ud, res);
 	}
 }
@@ -297,6 +324,18 @@ static void tb_ring_fini(struct ring *r)
 	r->backend = NULL;
 }
 
+/* The fd a worker will use: a registered file's own dup (closed when it completes), so
+ * that closing the fd after replacing its slot cannot change the file; else -errno. */
+static int op_fd(const struct auraio_request *req)
+{
+	int fd;
+
+	if (!(req->flags & REQF_FIXED_FILE))
+		return req->fd;
+	fd = fcntl(req->fd, F_DUPFD_CLOEXEC, 0);
+	return fd >= 0 ? fd : -errno;
+}
+
 static int tb_stage(struct ring *r, struct auraio_request **reqs, int n)
 {
 	struct tb_ring *tb = TB(r);
@@ -304,6 +343,7 @@ static int tb_stage(struct ring *r, struct auraio_request **reqs, int n)
 	for (int i = 0; i < n; i++) {
 		reqs[i]->chain_next = i + 1 < n ? reqs[i + 1] : NULL;
 		reqs[i]->tb_started = TB_QUEUED;
+		reqs[i]->tb_fd = op_fd(reqs[i]);
 	}
 	reqs[0]->next = NULL;
 	if (tb->st_tail)

@@ -86,6 +86,8 @@ struct auraio_request {
 	uint16_t ring;
 	uint8_t tb_started; /* thread backend: queued / started / cancelled */
 	uint8_t tb_worker;  /* thread backend: the worker running it */
+	int tb_fd;	    /* thread backend: the fd it uses (a registered file's own dup), or
+			       -errno if that dup failed */
 };
 
 _Static_assert(sizeof(struct auraio_request) == 2 * CACHE_LINE, "request: two cache lines");

@@ -187,3 +187,124 @@ Test(thread_backend, io_queued_behind_workers_waiting_on_streams_waits_for_them)
 	close(p[1]);
 	close(fd);
 }
+
+static auraio_engine_t *one_worker_engine(void)
+{
+	auraio_options_t o;
+	auraio_engine_t *e;
+
+	auraio_options_init(&o);
+	o.backend = AURAIO_BACKEND_THREADS;
+	o.thread_workers = 1; /* a pipe read occupies the only worker */
+	o.ring_count = 1;
+	e = auraio_create_with_options(&o);
+	cr_assert_not_null(e);
+	return e;
+}
+
+Test(thread_backend, a_cancelled_queued_link_cancels_the_rest_of_its_chain)
+{
+	auraio_engine_t *e = one_worker_engine();
+	auraio_request_t *blocker, *reqs[2];
+	int p[2], fd = temp_file(4096, 0);
+	char b1, data[512], back[512];
+	ssize_t res = 0;
+	auraio_op_t ops[2] = {
+		{ .opcode = AURAIO_OP_WRITE,
+		  .fd = fd,
+		  .buf = auraio_buf(data),
+		  .len = sizeof(data),
+		  .offset = 0 },
+		{ .opcode = AURAIO_OP_WRITE,
+		  .fd = fd,
+		  .buf = auraio_buf(data),
+		  .len = sizeof(data),
+		  .offset = 1024 },
+	};
+
+	fill_pattern(data, sizeof(data), 7); /* not the file's pattern at 1024 */
+	cr_assert_eq(pipe(p), 0);
+	blocker = auraio_read(e, p[0], auraio_buf(&b1), 1, 0, NULL, NULL);
+	cr_assert_not_null(blocker);
+	cr_assert_eq(auraio_submit_linked(e, ops, 2, reqs), 0);
+	cr_assert_geq(auraio_flush(e), 0);
+	/* The chain waits behind the blocker; its head is cancelled before it starts. */
+	cr_assert_eq(auraio_cancel(e, reqs[0]), 0);
+	cr_assert_eq(write(p[1], "q", 1), 1);
+	cr_assert_eq(auraio_request_wait(e, blocker, 10000, &res), 0);
+	cr_assert_eq(auraio_request_wait(e, reqs[0], 10000, &res), 0);
+	cr_assert_eq(res, -ECANCELED);
+	cr_assert_eq(auraio_request_wait(e, reqs[1], 10000, &res), 0);
+	cr_assert_eq(res, -ECANCELED, "the link after a cancelled one ran: %zd", res);
+	cr_assert_eq(pread(fd, back, sizeof(back), 1024), (ssize_t) sizeof(back));
+	cr_assert(check_pattern(back, sizeof(back), 1024), "the second link wrote");
+	auraio_destroy(e);
+	close(p[0]);
+	close(p[1]);
+	close(fd);
+}
+
+/* As io_uring does: a pipe takes what it has room for, and the write completes short -
+ * it never waits for a reader (which no cancel or destroy could interrupt). */
+Test(thread_backend, a_write_larger_than_a_pipes_room_completes_short, .timeout = 30)
+{
+	auraio_engine_t *e = one_worker_engine();
+	size_t n = 1u << 20;
+	char *buf = calloc(1, n);
+	auraio_request_t *req;
+	ssize_t res = 0;
+	int p[2];
+
+	cr_assert_not_null(buf);
+	cr_assert_eq(pipe(p), 0);
+	req = auraio_write(e, p[1], auraio_buf(buf), n, 0, NULL, NULL);
+	cr_assert_not_null(req);
+	cr_assert_eq(auraio_request_wait(e, req, -1, &res), 0);
+	cr_assert(res > 0 && (size_t) res < n, "result %zd", res);
+	auraio_destroy(e);
+	close(p[0]);
+	close(p[1]);
+	free(buf);
+}
+
+/* auraio.h: a registered fd may be closed once its slot is replaced, and I/O already
+ * submitted on it still uses the file it was submitted on - never whatever file the fd
+ * number names by the time a worker runs it. */
+Test(thread_backend, io_queued_on_a_replaced_registered_fd_uses_the_file_it_was_submitted_on)
+{
+	auraio_engine_t *e = one_worker_engine();
+	int p[2], fd = temp_file(4096, 0), keep, other;
+	char b1, data[512], back[512];
+	auraio_request_t *blocker, *req;
+	ssize_t res = 0;
+
+	fill_pattern(data, sizeof(data), 7); /* not the files' pattern at 0 */
+	cr_assert_eq(pipe(p), 0);
+	cr_assert_eq(auraio_register_files(e, &fd, 1), 0);
+	blocker = auraio_read(e, p[0], auraio_buf(&b1), 1, 0, NULL, NULL);
+	cr_assert_not_null(blocker);
+	req = auraio_write(e, fd, auraio_buf(data), sizeof(data), 0, NULL, NULL);
+	cr_assert_not_null(req);
+	cr_assert_geq(auraio_flush(e), 0);
+	/* The write waits behind the blocker while its fd is replaced and closed. */
+	cr_assert_eq(auraio_update_file(e, 0, -1), 0);
+	keep = dup(fd);
+	cr_assert_geq(keep, 0);
+	cr_assert_eq(close(fd), 0);
+	other = temp_file(4096, 0);
+	if (other != fd)
+		cr_skip_test("the fd number was not reused (%d, %d)", other, fd);
+	cr_assert_eq(write(p[1], "q", 1), 1);
+	cr_assert_eq(auraio_request_wait(e, blocker, 10000, &res), 0);
+	cr_assert_eq(auraio_request_wait(e, req, 10000, &res), 0);
+	cr_assert_eq(res, (ssize_t) sizeof(data), "write: %zd", res);
+	cr_assert_eq(pread(other, back, sizeof(back), 0), (ssize_t) sizeof(back));
+	cr_assert(check_pattern(back, sizeof(back), 0), "the write went to another file");
+	cr_assert_eq(pread(keep, back, sizeof(back), 0), (ssize_t) sizeof(back));
+	cr_assert_arr_eq(back, data, sizeof(back));
+	auraio_destroy(e);
+	close(p[0]);
+	close(p[1]);
+	close(keep);
+	close(other);
+}
