@@ -321,8 +321,10 @@ typedef struct auraio_op {
  * Submit `n` operations as one linked chain on one ring: each starts only after the
  * previous one completed in full. If an operation fails or transfers fewer bytes than
  * asked, every later one completes with -ECANCELED (so a write+fsync chain never reports
- * a successful sync for a short write); so does one cancelled with auraio_cancel(). Each operation completes on its own (callback or
- * waitable); `reqs` (may be NULL) receives the `n` handles.
+ * a successful sync for a short write), and so does every one after an operation
+ * cancelled with auraio_cancel().
+ * Each operation completes on its own (callback or waitable); `reqs` (may be NULL)
+ * receives the `n` handles.
  * Returns 0, or -EINVAL (bad op, n out of 1..queue_depth), -EOVERFLOW, -EAGAIN (the ring
  * has no room for the whole chain, under its limit or among its requests, as for
  * auraio_read(): nothing was submitted), -ESHUTDOWN.
