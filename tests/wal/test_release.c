@@ -150,6 +150,45 @@ Test(wal_release, a_gap_is_read_past_when_inspecting_and_cut_at_by_point_in_time
 	cr_assert_eq(aurawal_close(log), 0);
 }
 
+/* A damaged RELEASED no longer says which gaps are intended: a strict open refuses the
+ * log, but inspect mode (waldump) reports it and reads every segment there is, each gap
+ * reported as a missing segment. */
+Test(wal_release, a_damaged_released_file_is_reported_and_inspect_mode_reads_on)
+{
+	aurawal_loc_t first[5] = { 0 };
+	uint64_t seq[5];
+	struct reports rs = { 0 };
+	aurawal_options_t o = wal_opts(&rs);
+	aurawal_t *log;
+	char path[512], c;
+	int fd, rc;
+
+	five_segments(first, seq);
+	log = wal_open_ok(dir, &o);
+	cr_assert_eq(aurawal_release_segment(log, 3), 0);
+	cr_assert_eq(aurawal_close(log), 0);
+	snprintf(path, sizeof(path), "%s/RELEASED", dir);
+	fd = open(path, O_RDWR);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(pread(fd, &c, 1, 0), 1);
+	c = c == '3' ? '7' : '3';
+	cr_assert_eq(pwrite(fd, &c, 1, 0), 1);
+	close(fd);
+
+	cr_assert_eq(aurawal_open(dir, &o, &log), AURAWAL_ECORRUPT);
+	cr_assert_geq(rs.corruption, 1);
+	cr_assert(strstr(rs.reason, "RELEASED"), "reason: %s", rs.reason);
+
+	memset(&rs, 0, sizeof(rs));
+	o.recovery = AURAWAL_RECOVER_INSPECT;
+	rc = aurawal_open(dir, &o, &log);
+	cr_assert_eq(rc, 0, "inspect: %s", aurawal_strerror(rc));
+	cr_assert_geq(rs.corruption, 2, "RELEASED, and the gap it no longer explains");
+	read_check(log, first[1], idx[1], seq[1]);
+	read_check(log, first[3], idx[3], seq[3]);
+	cr_assert_eq(aurawal_close(log), 0);
+}
+
 Test(wal_release, an_interrupted_release_is_finished_at_open)
 {
 	aurawal_loc_t first[5] = { 0 };

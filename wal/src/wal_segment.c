@@ -831,20 +831,30 @@ int wal_released_load(struct aurawal *log)
 	free(path);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -errno;
-	if (fstat(fd, &st) != 0 || st.st_size > RELEASED_MAX) {
+	if (fstat(fd, &st) != 0) {
+		rc = -errno;
 		close(fd);
-		return AURAWAL_ECORRUPT;
+		return rc;
 	}
-	text = malloc((size_t) st.st_size + 1);
-	rc = text ? wal_pread(log, fd, text, -1, (size_t) st.st_size, 0) : -ENOMEM;
+	text = st.st_size <= RELEASED_MAX ? malloc((size_t) st.st_size + 1) : NULL;
+	rc = st.st_size > RELEASED_MAX ? AURAWAL_ECORRUPT
+	     : text		       ? wal_pread(log, fd, text, -1, (size_t) st.st_size, 0)
+				       : -ENOMEM;
 	close(fd);
 	if (rc >= 0) {
 		text[rc] = '\0';
 		rc = released_parse(log, text, (size_t) rc);
 	}
-	if (rc == AURAWAL_ECORRUPT)
-		wal_report(log, AURAWAL_REPORT_CORRUPTION, 0, 0, 0, "the RELEASED file is damaged");
 	free(text);
+	if (rc == AURAWAL_ECORRUPT) {
+		wal_report(log, AURAWAL_REPORT_CORRUPTION, 0, 0, 0, "the RELEASED file is damaged");
+		/* Inspect mode reads on without it: the gaps it explained show as missing
+		 * segments (check_gap), the segments it listed as present ones. */
+		if (log->read_only) {
+			log->nreleased = 0;
+			rc = 0;
+		}
+	}
 	return rc < 0 ? rc : 0;
 }
 
