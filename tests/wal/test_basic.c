@@ -355,6 +355,28 @@ Test(wal_basic, async_appends_complete_through_poll_with_many_in_flight)
 	cr_assert_eq(aurawal_close(log), 0);
 }
 
+/* With flush_delay_us 0 nothing writes a non-durable record until a buffer fills, a sync
+ * or a durable append: a lone thread that appends asynchronously and then polls for the
+ * callback would wait forever (and poll(-1) never returns). Polling for it writes it. */
+Test(wal_basic, poll_writes_a_non_durable_async_append_when_the_flush_delay_is_off)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log;
+	static struct async_state s;
+	uint8_t p[100];
+	struct iovec iov = { p, sizeof(p) };
+
+	o.flush_delay_us = 0;
+	log = wal_open_ok(dir, &o);
+	payload_fill(p, sizeof(p), 7);
+	cr_assert_eq(aurawal_append_async(log, &iov, 1, 0, on_appended, &s), 0);
+	cr_assert_eq(aurawal_poll(log, 30000), 1, "the callback did not run");
+	cr_assert_eq(s.done, 1);
+	cr_assert_eq(s.bad, 0);
+	read_check(log, s.locs[0], 7, s.seqs[0]);
+	cr_assert_eq(aurawal_close(log), 0);
+}
+
 Test(wal_basic, the_worked_example_of_the_format_document)
 {
 	aurawal_options_t o = wal_opts(NULL);

@@ -395,3 +395,47 @@ Test(wal_enospc, sync_and_flush_retry_at_once_once_space_returns)
 	for (uint64_t k = 0; k < id; k++)
 		cr_assert_eq(atomic_load(&told[k]), 1);
 }
+
+struct late_read {
+	aurawal_t *log;
+	int status, sync_rc, flush_rc, runs;
+};
+
+static void late_read_cb(void *arg, int status, size_t len, uint64_t seq)
+{
+	struct late_read *r = arg;
+
+	(void) len;
+	(void) seq;
+	r->status = status;
+	r->sync_rc = aurawal_sync(r->log);
+	r->flush_rc = aurawal_flush(r->log);
+	r->runs++;
+}
+
+/* A read's callback runs in close (aurawal.h) after the writer has stopped. If it calls
+ * aurawal_sync() or aurawal_flush() while the log is out of space, they must answer
+ * -ENOSPC at once: there is no writer left to retry the write they would wait for. */
+Test(wal_enospc, sync_and_flush_in_a_callback_run_by_close_without_space_do_not_wait)
+{
+	auraio_engine_t *e = test_faulty_engine();
+	struct late_read r = { 0 };
+	aurawal_loc_t loc;
+	uint8_t buf[LEN];
+
+	memset(told, 0, sizeof(told));
+	r.log = open_held(e);
+	record(0, append_id(r.log, 0, AURAWAL_DURABLE));
+	loc = locs[0];
+	wal_preparer_idle(r.log);
+	cr_assert_eq(aurawal_read_async(r.log, loc, buf, sizeof(buf), late_read_cb, &r), 0);
+	set_enospc(e);
+	record(1, append_id(r.log, 1, 0)); /* buffered: close cannot write it */
+	cr_assert_eq(aurawal_close(r.log), -ENOSPC);
+	cr_assert_eq(r.runs, 1);
+	cr_assert_eq(r.status, 0);
+	cr_assert_eq(r.sync_rc, -ENOSPC);
+	cr_assert_eq(r.flush_rc, -ENOSPC);
+	auraio_fault_clear(e);
+	auraio_destroy(e);
+}

@@ -5,6 +5,8 @@
  * write and on the sync (fail-stop), ENOSPC (appends succeed again once it clears), a
  * short write inside the write+sync chain, and the kernel refusing entries for a while.
  */
+#include <sys/wait.h>
+
 #include "wal_format.h" /* record sizes, to find records in the files */
 #include "wal_internal_test.h"
 #include "wal_test.h"
@@ -198,6 +200,37 @@ Test(wal_recovery, a_flipped_byte_in_a_payload_mid_log_is_corruption)
 Test(wal_recovery, a_flipped_byte_in_a_checksum_mid_log_is_corruption)
 {
 	corruption_is_reported_in_every_mode(24 + 3);
+}
+
+/* A process that opened with point-in-time recovery dies before it appends anything: the
+ * cut must already be on disk. The records after the damage that share its block (25's
+ * block holds 17..35) must be gone too, or the next strict open finds damage followed by
+ * valid records again - and a second point-in-time open would report the range again. */
+Test(wal_recovery, a_point_in_time_cut_holds_when_the_process_dies_before_appending)
+{
+	struct reports rs = { 0 };
+	aurawal_t *log;
+	pid_t pid;
+	int st, rc;
+
+	make_log();
+	flip(32 + 17);
+	cr_assert_eq(align_down(locs[25].offset, 4096), align_down(locs[26].offset, 4096));
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) { /* opens, cuts, and dies without closing */
+		log = open_mode(AURAWAL_RECOVER_POINT_IN_TIME, NULL, &rc);
+		_exit(rc == 0 && count_records(log, NULL) == 25 ? 0 : 1);
+	}
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the point-in-time open failed");
+	log = open_mode(AURAWAL_RECOVER_STRICT, &rs, &rc);
+	cr_assert_eq(rc, 0, "a strict open after the cut: %s (%s)", aurawal_strerror(rc),
+		     rs.reason);
+	cr_assert_eq(rs.corruption + rs.dropped, 0, "reported again: %s", rs.reason);
+	cr_assert_eq(count_records(log, NULL), 25);
+	append_i(log, 25, RLEN, AURAWAL_DURABLE, NULL);
+	cr_assert_eq(aurawal_close(log), 0);
 }
 
 Test(wal_recovery, a_zeroed_tail_is_a_clean_end_without_reports)

@@ -100,6 +100,95 @@ Test(wal_release, a_gap_that_released_does_not_explain_is_corruption)
 	cr_assert(strstr(rs.reason, "missing"), "reason: %s", rs.reason);
 }
 
+/* aurawal.h: inspect mode reports every damaged range and reads past it; point-in-time
+ * recovery reports it, truncates the log there and opens. A lost file is such damage. */
+Test(wal_release, a_gap_is_read_past_when_inspecting_and_cut_at_by_point_in_time_recovery)
+{
+	aurawal_loc_t first[5] = { 0 }, loc;
+	uint64_t seq[5], s;
+	struct reports rs = { 0 };
+	aurawal_options_t o = wal_opts(&rs);
+	aurawal_t *log;
+	char path[512], buf[1000];
+	int rc;
+
+	five_segments(first, seq);
+	snprintf(path, sizeof(path), "%s/0000000000000003.seg", dir);
+	cr_assert_eq(unlink(path), 0); /* a lost file */
+
+	o.recovery = AURAWAL_RECOVER_INSPECT;
+	rc = aurawal_open(dir, &o, &log);
+	cr_assert_eq(rc, 0, "inspect: %s", aurawal_strerror(rc));
+	cr_assert_eq(rs.corruption, 1);
+	cr_assert_eq(rs.last.segment, 3);
+	read_check(log, first[1], idx[1], seq[1]);
+	read_check(log, first[3], idx[3], seq[3]);
+	read_check(log, first[4], idx[4], seq[4]);
+	cr_assert_eq(aurawal_read(log, first[2], buf, sizeof(buf), NULL, NULL), -ENOENT);
+	cr_assert_eq(aurawal_close(log), 0);
+	cr_assert(seg_file_exists(4) && seg_file_exists(5), "inspect mode changes nothing");
+
+	memset(&rs, 0, sizeof(rs));
+	o.recovery = AURAWAL_RECOVER_POINT_IN_TIME;
+	rc = aurawal_open(dir, &o, &log);
+	cr_assert_eq(rc, 0, "point in time: %s", aurawal_strerror(rc));
+	cr_assert_eq(rs.corruption, 0);
+	cr_assert_geq(rs.dropped, 1);
+	read_check(log, first[1], idx[1], seq[1]);
+	cr_assert_eq(aurawal_read(log, first[3], buf, sizeof(buf), NULL, NULL), -ENOENT);
+	s = append_i(log, 999, 10, AURAWAL_DURABLE, &loc);
+	cr_assert_eq(loc.segment, 3, "the log goes on after segment 2");
+	cr_assert_gt(s, seq[1]);
+	cr_assert_eq(aurawal_close(log), 0);
+
+	memset(&rs, 0, sizeof(rs));
+	o.recovery = AURAWAL_RECOVER_STRICT;
+	log = wal_open_ok(dir, &o);
+	cr_assert_eq(rs.corruption + rs.dropped, 0, "%s", rs.reason);
+	read_check(log, first[1], idx[1], seq[1]);
+	read_check(log, loc, 999, s);
+	cr_assert_eq(aurawal_close(log), 0);
+}
+
+/* A damaged RELEASED no longer says which gaps are intended: a strict open refuses the
+ * log, but inspect mode (waldump) reports it and reads every segment there is, each gap
+ * reported as a missing segment. */
+Test(wal_release, a_damaged_released_file_is_reported_and_inspect_mode_reads_on)
+{
+	aurawal_loc_t first[5] = { 0 };
+	uint64_t seq[5];
+	struct reports rs = { 0 };
+	aurawal_options_t o = wal_opts(&rs);
+	aurawal_t *log;
+	char path[512], c;
+	int fd, rc;
+
+	five_segments(first, seq);
+	log = wal_open_ok(dir, &o);
+	cr_assert_eq(aurawal_release_segment(log, 3), 0);
+	cr_assert_eq(aurawal_close(log), 0);
+	snprintf(path, sizeof(path), "%s/RELEASED", dir);
+	fd = open(path, O_RDWR);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(pread(fd, &c, 1, 0), 1);
+	c = c == '3' ? '7' : '3';
+	cr_assert_eq(pwrite(fd, &c, 1, 0), 1);
+	close(fd);
+
+	cr_assert_eq(aurawal_open(dir, &o, &log), AURAWAL_ECORRUPT);
+	cr_assert_geq(rs.corruption, 1);
+	cr_assert(strstr(rs.reason, "RELEASED"), "reason: %s", rs.reason);
+
+	memset(&rs, 0, sizeof(rs));
+	o.recovery = AURAWAL_RECOVER_INSPECT;
+	rc = aurawal_open(dir, &o, &log);
+	cr_assert_eq(rc, 0, "inspect: %s", aurawal_strerror(rc));
+	cr_assert_geq(rs.corruption, 2, "RELEASED, and the gap it no longer explains");
+	read_check(log, first[1], idx[1], seq[1]);
+	read_check(log, first[3], idx[3], seq[3]);
+	cr_assert_eq(aurawal_close(log), 0);
+}
+
 Test(wal_release, an_interrupted_release_is_finished_at_open)
 {
 	aurawal_loc_t first[5] = { 0 };

@@ -165,7 +165,8 @@ typedef struct aurawal_options {
 	unsigned flush_delay_us;       /* a non-durable record is written at most this long
 					after it was appended; default 1000, at most
 					10000000 (10 s); 0 = only when a buffer fills, on
-					aurawal_sync() or a durable append */
+					aurawal_sync(), aurawal_flush(), a durable append,
+					or an aurawal_poll() that waits for an async one */
 	aurawal_sync_mode_t sync_mode; /* default DSYNC (see aurawal_sync_mode_t) */
 	unsigned spare_segments;       /* released segments kept as spares for reuse;
 					default 1, in 1 .. 64 */
@@ -251,8 +252,10 @@ AURAWAL_API int aurawal_append_async(aurawal_t *log, const struct iovec *iov, in
 
 /**
  * Run the callbacks of completed asynchronous appends and reads; if none is ready, wait
- * up to `timeout_ms` (-1 = no limit) while anything is in flight. Returns the number of
- * callbacks run, or -EINVAL.
+ * up to `timeout_ms` (-1 = no limit) while anything is in flight. A poll that may wait
+ * (timeout_ms != 0) with flush_delay_us 0 first has the asynchronous appends not yet
+ * written written (as aurawal_flush() would, without a sync): nothing else would write
+ * a non-durable one. Returns the number of callbacks run, or -EINVAL.
  */
 AURAWAL_API int aurawal_poll(aurawal_t *log, int timeout_ms);
 

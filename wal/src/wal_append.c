@@ -220,13 +220,15 @@ static void wait_cv(pthread_cond_t *cv, pthread_mutex_t *mu)
  * During an ENOSPC state: ask the writer to retry now and wait for that attempt - one
  * begun after this call. A retry already in flight (the writer's periodic one) may have
  * been refused space the caller has freed since: its failure must not answer for the
- * caller's, nor its completion push the retry asked for back by a retry period.
+ * caller's, nor its completion push the retry asked for back by a retry period. Not once
+ * closing: the writer makes no more attempts (a callback run by aurawal_close() after it
+ * stopped would wait forever).
  */
 static int enospc_retry(struct aurawal *log)
 {
 	uint64_t want = log->enospc_begun + 1;
 
-	while (log->enospc && log->enospc_ended < want && !log->failed) {
+	while (log->enospc && log->enospc_ended < want && !log->failed && !log->closing) {
 		log->enospc_retry_at = 0;
 		writer_poke(log);
 		wait_cv(&log->cv_done, &log->mu);

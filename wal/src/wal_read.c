@@ -537,6 +537,22 @@ static void poll_wait(struct aurawal *log, uint64_t deadline)
 	}
 }
 
+/*
+ * mu held, about to wait: with flush_delay_us 0 the active batch is written only when a
+ * buffer fills, on a sync or a durable append - so the callbacks of non-durable async
+ * appends in it would never come to a poller that waits alone. Have the writer write
+ * it (as aurawal_flush() does, without waiting here). With a flush delay it is written
+ * within the delay anyway.
+ */
+static void ask_write_cbs(struct aurawal *log)
+{
+	if (log->opts.flush_delay_us || !log->cur || !log->cur->cbs)
+		return;
+	log->flush_target = MAX(log->flush_target, log->next_seq - 1);
+	if (!log->io_busy) /* else the writer looks again once its I/O completes */
+		pthread_cond_signal(&log->cv_writer);
+}
+
 AURAWAL_API int aurawal_poll(aurawal_t *log, int timeout_ms)
 {
 	if (!log)
@@ -547,6 +563,8 @@ AURAWAL_API int aurawal_poll(aurawal_t *log, int timeout_ms)
 		auraio_poll(log->engine);
 		pthread_mutex_lock(&log->mu);
 	}
+	if (timeout_ms != 0)
+		ask_write_cbs(log);
 	if (timeout_ms != 0)
 		poll_wait(log, poll_deadline(timeout_ms));
 	pthread_mutex_unlock(&log->mu);

@@ -338,25 +338,45 @@ static int drop_after(struct aurawal *log, struct wal_segment *s)
 	return wal_released_forget_above(log, s->number);
 }
 
+/* The block holding the cut at `end` keeps its bytes before it and is zeroed after it:
+ * valid records after the damage may share that block. 0 or -errno. */
+static int zero_block_after(struct aurawal *log, struct wal_segment *s, uint64_t end, uint8_t *z)
+{
+	uint64_t blk = align_down(end, WAL_BLOCK);
+	int rc;
+
+	if (end == blk || blk + WAL_BLOCK > s->size)
+		return 0;
+	rc = wal_pread(log, s->fd, z, -1, WAL_BLOCK, blk);
+	if (rc >= 0 && rc != (int) WAL_BLOCK)
+		rc = -EIO;
+	if (rc >= 0) {
+		memset(z + (end - blk), 0, WAL_BLOCK - (end - blk));
+		rc = wal_pwrite(log, s->fd, z, -1, WAL_BLOCK, blk);
+	}
+	return rc < 0 ? rc : 0;
+}
+
 /* Point-in-time recovery: zero what follows the cut in its segment (valid records of
- * this segment's life lie there), and drop later segments. */
+ * this segment's life lie there, the block of the cut included: a crash before the
+ * first append rewrites that block must not bring them back), and drop later segments. */
 static int cut_after(struct aurawal *log, struct wal_segment *s, uint64_t valid_end)
 {
 	uint64_t from = align_up(s->data_end, WAL_BLOCK);
 	uint8_t *z;
-	int rc = 0;
+	int rc;
 
 	if (log->read_only)
 		return 0;
 	z = wal_alloc(log, WAL_SCAN_CHUNK);
 	if (!z)
 		return -ENOMEM;
+	rc = zero_block_after(log, s, s->data_end, z);
 	memset(z, 0, WAL_SCAN_CHUNK);
 	for (uint64_t o = from; o < valid_end && rc >= 0; o += WAL_SCAN_CHUNK)
 		rc =
 		    wal_pwrite(log, s->fd, z, -1, MIN((uint64_t) WAL_SCAN_CHUNK, valid_end - o), o);
 	wal_free(log, z);
-	/* the partial block at the cut is rewritten whole by the first append */
 	if (rc >= 0)
 		rc = wal_fdatasync(log, s->fd);
 	if (rc < 0)

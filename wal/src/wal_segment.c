@@ -564,23 +564,53 @@ static void finish_release(struct aurawal *log, uint64_t n)
 	free(path);
 }
 
-/* Every number between two present segments must have been released on purpose. */
+/*
+ * Every number between two present segments must have been released on purpose; a
+ * missing one is a lost file: damage followed by valid records (docs/wal_format.md).
+ * 0 = no gap, or inspect mode (reported: read past it); 1 = point-in-time recovery cuts
+ * the log before it (reported as dropped); AURAWAL_ECORRUPT (strict).
+ */
 static int check_gap(struct aurawal *log, uint64_t prev, uint64_t next)
 {
+	bool pit = log->opts.recovery == AURAWAL_RECOVER_POINT_IN_TIME;
+
 	for (uint64_t m = prev + 1; m < next; m++) {
 		if (released_has(log, m))
 			continue;
-		wal_report(log, AURAWAL_REPORT_CORRUPTION, m, 0, 0,
+		wal_report(log, pit ? AURAWAL_REPORT_DROPPED : AURAWAL_REPORT_CORRUPTION, m, 0, 0,
 			   "a segment is missing between two others (not in RELEASED)");
-		return AURAWAL_ECORRUPT;
+		if (log->opts.recovery == AURAWAL_RECOVER_INSPECT)
+			return 0;
+		return pit ? 1 : AURAWAL_ECORRUPT;
 	}
 	return 0;
+}
+
+/* Point-in-time recovery cut the log before a gap: the segment files after it are
+ * dropped (reported) and deleted, and their numbers given out again. */
+static int drop_files(struct aurawal *log, const uint64_t *nums, size_t n, uint64_t last)
+{
+	for (size_t i = 0; i < n; i++) {
+		char *path = wal_seg_path(log, nums[i]);
+
+		if (!path)
+			return -ENOMEM;
+		wal_report(log, AURAWAL_REPORT_DROPPED, nums[i], 0, 0,
+			   "after a missing segment (point-in-time recovery)");
+		if (unlink(path) != 0 && errno != ENOENT) {
+			free(path);
+			return -errno;
+		}
+		free(path);
+	}
+	return wal_released_forget_above(log, last);
 }
 
 int wal_segments_open(struct aurawal *log, bool create)
 {
 	uint64_t *nums = NULL, prev = 0;
 	size_t n = 0, opened = 0;
+	bool cut = false;
 	int rc = list_dir(log, &nums, &n);
 
 	if (rc == 0)
@@ -590,8 +620,13 @@ int wal_segments_open(struct aurawal *log, bool create)
 			finish_release(log, nums[i]);
 			continue;
 		}
-		if (opened && (rc = check_gap(log, prev, nums[i])) != 0)
+		if (opened && (rc = check_gap(log, prev, nums[i])) != 0) {
+			if (rc == 1) { /* cut: the log ends in prev */
+				rc = drop_files(log, nums + i, n - i, prev);
+				cut = true;
+			}
 			break;
+		}
 		rc = open_segment(log, nums[i], opened == 0);
 		if (rc == 1) { /* a recycled spare left under an old name */
 			rc = 0;
@@ -603,7 +638,7 @@ int wal_segments_open(struct aurawal *log, bool create)
 	if (rc == 0 && opened == 0)
 		n = 0;
 	if (rc == 0 && n > 0)
-		log->next_number = MAX(prev, nums[n - 1]) + 1;
+		log->next_number = cut ? prev + 1 : MAX(prev, nums[n - 1]) + 1;
 	free(nums);
 	if (rc == 0 && n == 0)
 		rc = create ? create_log(log) : -ENOENT;
@@ -796,20 +831,30 @@ int wal_released_load(struct aurawal *log)
 	free(path);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -errno;
-	if (fstat(fd, &st) != 0 || st.st_size > RELEASED_MAX) {
+	if (fstat(fd, &st) != 0) {
+		rc = -errno;
 		close(fd);
-		return AURAWAL_ECORRUPT;
+		return rc;
 	}
-	text = malloc((size_t) st.st_size + 1);
-	rc = text ? wal_pread(log, fd, text, -1, (size_t) st.st_size, 0) : -ENOMEM;
+	text = st.st_size <= RELEASED_MAX ? malloc((size_t) st.st_size + 1) : NULL;
+	rc = st.st_size > RELEASED_MAX ? AURAWAL_ECORRUPT
+	     : text		       ? wal_pread(log, fd, text, -1, (size_t) st.st_size, 0)
+				       : -ENOMEM;
 	close(fd);
 	if (rc >= 0) {
 		text[rc] = '\0';
 		rc = released_parse(log, text, (size_t) rc);
 	}
-	if (rc == AURAWAL_ECORRUPT)
-		wal_report(log, AURAWAL_REPORT_CORRUPTION, 0, 0, 0, "the RELEASED file is damaged");
 	free(text);
+	if (rc == AURAWAL_ECORRUPT) {
+		wal_report(log, AURAWAL_REPORT_CORRUPTION, 0, 0, 0, "the RELEASED file is damaged");
+		/* Inspect mode reads on without it: the gaps it explained show as missing
+		 * segments (check_gap), the segments it listed as present ones. */
+		if (log->read_only) {
+			log->nreleased = 0;
+			rc = 0;
+		}
+	}
 	return rc < 0 ? rc : 0;
 }
 
