@@ -100,6 +100,80 @@ Test(wal_release, a_gap_that_released_does_not_explain_is_corruption)
 	cr_assert(strstr(rs.reason, "missing"), "reason: %s", rs.reason);
 }
 
+/* Copy file `from` to `to` (a test's stray file). */
+static void copy_file(const char *from, const char *to)
+{
+	char buf[65536];
+	int in = open(from, O_RDONLY), out = open(to, O_WRONLY | O_CREAT | O_EXCL, 0644);
+	ssize_t n;
+
+	cr_assert(in >= 0 && out >= 0, "copy %s -> %s: %s", from, to, strerror(errno));
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		cr_assert_eq(write(out, buf, (size_t) n), n);
+	cr_assert_eq(n, 0);
+	close(in);
+	close(out);
+}
+
+/*
+ * A stray segment file of another log, numbered just below this log's oldest: the first
+ * segment found set the log's identity, so this log's own segment had a "bad header",
+ * and with no durable evidence readable under the stray's seed the open dropped - and
+ * deleted - it as the end of a rollover that was never flushed, durable records and
+ * all. A header that is intact but names another log is not a torn rollover: the open
+ * must refuse, report it, and delete nothing.
+ */
+Test(wal_release, a_stray_segment_of_another_log_fails_the_open_and_deletes_nothing)
+{
+	struct reports rs = { 0 };
+	aurawal_options_t o = wal_opts(&rs);
+	aurawal_t *log;
+	aurawal_loc_t loc = { 0 }, locs[3];
+	uint64_t seqs[3];
+	char *other = temp_dir(), from[512], to[512];
+	int rc;
+
+	log = wal_open_ok(dir, &o);
+	for (uint64_t i = 0; loc.segment < 3; i++)
+		append_i(log, 100 + i, 1000, 0, &loc);
+	for (int i = 0; i < 3; i++)
+		seqs[i] = append_i(log, (uint64_t) i, 100, AURAWAL_DURABLE, &locs[i]);
+	cr_assert_eq(locs[2].segment, 3);
+	cr_assert_eq(aurawal_release_segment(log, 1), 0);
+	cr_assert_eq(aurawal_release_segment(log, 2), 0);
+	cr_assert_eq(aurawal_close(log), 0);
+	log = wal_open_ok(other, &o); /* the other log's own segment 2 */
+	for (uint64_t i = 0, n = 0; n < 2; i++) {
+		aurawal_loc_t l;
+
+		append_i(log, 500 + i, 1000, AURAWAL_DURABLE, &l);
+		n = l.segment;
+	}
+	cr_assert_eq(aurawal_close(log), 0);
+	snprintf(from, sizeof(from), "%s/0000000000000002.seg", other);
+	snprintf(to, sizeof(to), "%s/0000000000000002.seg", dir);
+	copy_file(from, to);
+
+	memset(&rs, 0, sizeof(rs));
+	rc = aurawal_open(dir, &o, &log);
+	if (rc == 0)
+		aurawal_close(log);
+	cr_assert(seg_file_exists(3), "this log's segment was deleted (open: %s)",
+		  aurawal_strerror(rc));
+	cr_assert_eq(rc, AURAWAL_ECORRUPT, "open: %s", aurawal_strerror(rc));
+	cr_assert_geq(rs.corruption, 1);
+
+	cr_assert_eq(unlink(to), 0); /* the stray file taken away: all there */
+	memset(&rs, 0, sizeof(rs));
+	log = wal_open_ok(dir, &o);
+	cr_assert_eq(rs.corruption + rs.dropped, 0, "%s", rs.reason);
+	for (int i = 0; i < 3; i++)
+		read_check(log, locs[i], (uint64_t) i, seqs[i]);
+	cr_assert_eq(aurawal_close(log), 0);
+	rm_tree(other);
+	free(other);
+}
+
 /* aurawal.h: inspect mode reports every damaged range and reads past it; point-in-time
  * recovery reports it, truncates the log there and opens. A lost file is such damage. */
 Test(wal_release, a_gap_is_read_past_when_inspecting_and_cut_at_by_point_in_time_recovery)

@@ -456,6 +456,19 @@ static int open_segment(struct aurawal *log, uint64_t number, bool first)
 		close(fd);
 		return AURAWAL_ECORRUPT;
 	}
+	/* An intact header of another log (or size) is no torn rollover of this one - no
+	 * crash writes one: a stray file, here or before it (the first segment found names
+	 * the log). Recovery would take it for the end of the log and drop what follows,
+	 * this log's own segments perhaps: refuse, unless only inspecting. */
+	if (rc == 0 && (h.log_id != log->log_id || h.segment_size != log->segment_size)) {
+		wal_report(log, AURAWAL_REPORT_CORRUPTION, number, 0, WAL_HEADER_BLOCK,
+			   "an intact header of another log than the first segment's (a stray "
+			   "segment file?)");
+		if (!log->read_only) {
+			close(fd);
+			return AURAWAL_ECORRUPT;
+		}
+	}
 	s = seg_new(number, fd,
 		    bad ? MIN((uint64_t) st.st_size, log->segment_size)
 			: MIN((uint64_t) st.st_size, h.segment_size));
