@@ -1638,3 +1638,180 @@ Test(index_edge, random_upserts_cas_and_removes_of_growing_and_shrinking_entries
 	vfree(&s);
 	free(b);
 }
+
+/* --- concurrency: upsert, remove_if and cas against gets and cursors --- */
+
+struct mixed {
+	struct shared s;
+	atomic_ulong cas_ok, removes;
+};
+
+/* A consistent entry of key i: one a writer stored, or its moved copy; never newer than
+ * any version handed out. */
+static void check_mixed(const struct shared *s, size_t i, const struct kv_ref *r)
+{
+	struct kv_ref a = ref_of(r->version, i), b = ref_of(r->version, i ^ MOVED);
+
+	cr_assert(ref_eq(r, &a) || ref_eq(r, &b), "key %zu: a torn or mixed entry", i);
+	cr_assert_leq(r->version, atomic_load(&s->version));
+}
+
+static void *mixed_writer(void *arg)
+{
+	struct mixed *m = arg;
+	struct shared *s = &m->s;
+	uint64_t seed = test_now_ns(), end = test_now_ns() + RUN_NS;
+
+	while (test_now_ns() < end) {
+		for (int b = 0; b < 64; b++) {
+			size_t i = splitmix(&seed) % s->n;
+			struct ckey *k = &s->keys[i];
+			unsigned op = (unsigned) (splitmix(&seed) % 4);
+			struct kv_ref r, cur, moved;
+			int rc;
+
+			if (op == 0 || (op == 1 && stable(i))) {
+				r = ref_of(atomic_fetch_add(&s->version, 1) + 1, i);
+				rc = kv_index_upsert(s->ix, k->k, k->len, &r, NULL, NULL);
+				cr_assert_geq(rc, 0);
+				continue;
+			}
+			if (kv_index_get(s->ix, k->k, k->len, &cur) != 0)
+				continue;
+			if (op == 1) {
+				rc = kv_index_remove_if(s->ix, k->k, k->len, &cur);
+				cr_assert_geq(rc, 0);
+				atomic_fetch_add(&m->removes, (unsigned long) rc);
+				continue;
+			}
+			/* a move: same version, the other salt (longer or shorter fields) */
+			r = ref_of(cur.version, i);
+			moved = ref_of(cur.version, ref_eq(&cur, &r) ? (i ^ MOVED) : i);
+			rc = kv_index_cas(s->ix, k->k, k->len, &cur, &moved);
+			cr_assert_geq(rc, 0);
+			atomic_fetch_add(&m->cas_ok, (unsigned long) rc);
+		}
+	}
+	return NULL;
+}
+
+static void *mixed_getter(void *arg)
+{
+	struct mixed *m = arg;
+	struct shared *s = &m->s;
+	uint64_t seed = (uint64_t) (uintptr_t) &seed;
+	uint64_t *seen = calloc(s->n, sizeof(*seen));
+
+	while (!atomic_load_explicit(&s->stop, memory_order_relaxed)) {
+		size_t i = splitmix(&seed) % s->n;
+		struct kv_ref r;
+		int rc = kv_index_get(s->ix, s->keys[i].k, s->keys[i].len, &r);
+
+		if (rc == -ENOENT) {
+			cr_assert(!stable(i), "stable key %zu not found", i);
+			continue;
+		}
+		cr_assert_eq(rc, 0);
+		check_mixed(s, i, &r);
+		if (stable(i)) /* never removed: its version only grows */
+			cr_assert_geq(r.version, seen[i], "key %zu went back in time", i);
+		seen[i] = r.version;
+	}
+	free(seen);
+	return NULL;
+}
+
+/* Cursors from random start keys (present or not): strictly increasing keys, consistent
+ * entries, every stable key at or after the start seen exactly once. */
+static void *mixed_scanner(void *arg)
+{
+	struct mixed *m = arg;
+	struct shared *s = &m->s;
+	uint8_t *key = malloc(KV_INDEX_MAX_KEY), *prev = malloc(KV_INDEX_MAX_KEY);
+	uint64_t seed = (uint64_t) (uintptr_t) &seed;
+
+	while (!atomic_load_explicit(&s->stop, memory_order_relaxed)) {
+		size_t from = splitmix(&seed) % s->n, i = from, plen = 0, want = 0, got = 0;
+		bool before = splitmix(&seed) & 1; /* start just before key `from` */
+		size_t slen = s->keys[from].len - (before && s->keys[from].len > 1);
+		struct kv_index_cursor *c;
+		struct kv_ref ref;
+		size_t klen;
+		int rc;
+
+		if (before && s->keys[from].len == 1)
+			slen = 0; /* from the first key */
+		c = kv_index_cursor_open(s->ix, s->keys[from].k, slen);
+		cr_assert_not_null(c);
+		i = 0;
+		while (i < s->n && key_cmp(s->keys[i].k, s->keys[i].len, s->keys[from].k, slen) < 0)
+			i++;
+		for (size_t j = i; j < s->n; j++)
+			want += stable(j);
+		while ((rc = kv_index_cursor_next(c, key, &klen, &ref)) == 1) {
+			if (plen)
+				cr_assert_lt(key_cmp(prev, plen, key, klen), 0, "not increasing");
+			else
+				cr_assert_geq(key_cmp(key, klen, s->keys[from].k, slen), 0,
+					      "before the start key");
+			while (i < s->n && key_cmp(s->keys[i].k, s->keys[i].len, key, klen) < 0)
+				i++;
+			cr_assert_lt(i, s->n);
+			cr_assert_eq(key_cmp(s->keys[i].k, s->keys[i].len, key, klen), 0,
+				     "a key never inserted");
+			check_mixed(s, i, &ref);
+			got += stable(i);
+			memcpy(prev, key, klen);
+			plen = klen;
+		}
+		cr_assert_eq(rc, 0);
+		cr_assert_eq(got, want, "stable keys: %zu of %zu", got, want);
+		kv_index_cursor_close(c);
+		atomic_fetch_add(&s->passes, 1);
+	}
+	free(key);
+	free(prev);
+	return NULL;
+}
+
+Test(index_concurrency, upserts_removes_and_cas_never_show_a_reader_a_wrong_entry, .timeout = 120)
+{
+	struct mixed *m = calloc(1, sizeof(*m));
+	struct shared *s = &m->s;
+	pthread_t w[NWRITERS], g[2], c[2];
+
+	s->ix = kv_index_create();
+	s->keys = conc_keys(&s->n);
+	atomic_store(&s->version, 1);
+	for (size_t i = 0; i < s->n; i++) {
+		struct kv_ref r = ref_of(1, i);
+
+		if (stable(i) || i % 3 == 0)
+			cr_assert_eq(
+			    kv_index_upsert(s->ix, s->keys[i].k, s->keys[i].len, &r, NULL, NULL),
+			    1);
+	}
+	for (int i = 0; i < NWRITERS; i++)
+		cr_assert_eq(pthread_create(&w[i], NULL, mixed_writer, m), 0);
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(pthread_create(&g[i], NULL, mixed_getter, m), 0);
+		cr_assert_eq(pthread_create(&c[i], NULL, mixed_scanner, m), 0);
+	}
+	for (int i = 0; i < NWRITERS; i++)
+		pthread_join(w[i], NULL);
+	atomic_store(&s->stop, true);
+	for (int i = 0; i < 2; i++) {
+		pthread_join(g[i], NULL);
+		pthread_join(c[i], NULL);
+	}
+	cr_log_info("%lu cas, %lu removes, %lu scans", atomic_load(&m->cas_ok),
+		    atomic_load(&m->removes), atomic_load(&s->passes));
+	cr_assert_gt(atomic_load(&m->cas_ok), 100);
+	cr_assert_gt(atomic_load(&s->passes), 0);
+	check_tree(s->ix);
+	for (size_t i = 0; i < s->n; i++)
+		free(s->keys[i].k);
+	free(s->keys);
+	kv_index_destroy(s->ix);
+	free(m);
+}
