@@ -1815,3 +1815,86 @@ Test(index_concurrency, upserts_removes_and_cas_never_show_a_reader_a_wrong_entr
 	kv_index_destroy(s->ix);
 	free(m);
 }
+
+/* --- error codes of cas, remove_if and cursors (kv_index.h) --- */
+
+struct dry {
+	struct kvix_node *free;
+	size_t nfree;
+	uint8_t *cur;
+};
+
+/* The pool can neither grow nor hand out a free node (what running out of memory looks
+ * like to the index); pool_wet() gives the nodes back. */
+static struct dry pool_dry(struct kv_index *ix)
+{
+	struct dry d = { ix->pool.free, ix->pool.nfree, ix->pool.cur };
+
+	ix->pool.free = NULL;
+	ix->pool.nfree = 0;
+	ix->pool.cur = ix->pool.end;
+	ix->pool.fail = true;
+	return d;
+}
+
+static void pool_wet(struct kv_index *ix, struct dry d)
+{
+	ix->pool.free = d.free;
+	ix->pool.nfree = d.nfree;
+	ix->pool.cur = d.cur;
+	ix->pool.fail = false;
+}
+
+Test(index, cas_and_remove_if_refuse_bad_arguments_and_report_enomem_changing_nothing)
+{
+	struct kv_index *ix = kv_index_create();
+	uint8_t *k = malloc(KVIX_INLINE_MAX);
+	struct kv_ref small = { .version = 1, .segment = 1, .offset = 1 }, big, out;
+	struct dry d;
+
+	cr_assert_eq(kv_index_cas(ix, "k", 0, &small, &small), -EINVAL);
+	cr_assert_eq(kv_index_cas(ix, NULL, 1, &small, &small), -EINVAL);
+	cr_assert_eq(kv_index_cas(ix, "k", 1, NULL, &small), -EINVAL);
+	cr_assert_eq(kv_index_remove_if(ix, "k", 0, &small), -EINVAL);
+	cr_assert_eq(kv_index_remove_if(ix, "k", 1, NULL), -EINVAL);
+	cr_assert_eq(kv_index_get(NULL, "k", 1, &out), -EINVAL);
+	/* four keys of the largest inline size fill a leaf: an entry that grows must move */
+	memset(k, 'k', KVIX_INLINE_MAX);
+	for (uint8_t i = 0; i < 4; i++) {
+		k[KVIX_INLINE_MAX - 1] = i;
+		cr_assert_eq(kv_index_upsert(ix, k, KVIX_INLINE_MAX, &small, NULL, NULL), 1);
+	}
+	big = small;
+	big.segment = big.offset = big.size = UINT32_MAX;
+	d = pool_dry(ix);
+	cr_assert_eq(kv_index_cas(ix, k, KVIX_INLINE_MAX, &small, &big), -ENOMEM);
+	cr_assert_eq(kv_index_remove_if(ix, k, KVIX_INLINE_MAX, &small), -ENOMEM);
+	pool_wet(ix, d);
+	cr_assert_eq(kv_index_get(ix, k, KVIX_INLINE_MAX, &out), 0, "nothing changed");
+	cr_assert(ref_eq(&out, &small));
+	cr_assert_eq(kv_index_count(ix), 4);
+	check_tree(ix);
+	cr_assert_eq(kv_index_cas(ix, k, KVIX_INLINE_MAX, &small, &big), 1);
+	cr_assert_eq(kv_index_remove_if(ix, k, KVIX_INLINE_MAX, &big), 1);
+	check_tree(ix);
+	free(k);
+	kv_index_destroy(ix);
+}
+
+Test(index_cursor, next_refuses_null_arguments)
+{
+	struct kv_index *ix = kv_index_create();
+	struct kv_index_cursor *c = kv_index_cursor_open(ix, NULL, 0);
+	uint8_t key[4];
+	struct kv_ref ref;
+	size_t klen;
+
+	cr_assert_null(kv_index_cursor_open(NULL, NULL, 0));
+	cr_assert_null(kv_index_cursor_open(ix, NULL, 1), "a start length without a key");
+	cr_assert_eq(kv_index_cursor_next(NULL, key, &klen, &ref), -EINVAL);
+	cr_assert_eq(kv_index_cursor_next(c, NULL, &klen, &ref), -EINVAL);
+	cr_assert_eq(kv_index_cursor_next(c, key, NULL, &ref), -EINVAL);
+	cr_assert_eq(kv_index_cursor_next(c, key, &klen, NULL), -EINVAL);
+	kv_index_cursor_close(c);
+	kv_index_destroy(ix);
+}
