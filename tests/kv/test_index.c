@@ -1898,3 +1898,117 @@ Test(index_cursor, next_refuses_null_arguments)
 	kv_index_cursor_close(c);
 	kv_index_destroy(ix);
 }
+
+/* --- concurrency: the root splits and collapses under readers --- */
+
+struct breathe {
+	struct kv_index *ix;
+	atomic_bool stop;
+	atomic_ulong rounds, reads, scans;
+	atomic_int max_height;
+};
+
+static const char *const ALWAYS = "m-always";
+
+/* On both sides of ALWAYS; 200 bytes long, so that leaves hold few and the tree is 3
+ * levels high at 12000 keys (separators stay short: suffix truncation). */
+static void bkey(char *k, unsigned i)
+{
+	int n = snprintf(k, 16, "%c-%010u", (i & 1) ? 'a' : 'z', i);
+
+	memset(k + n, '.', 199 - (size_t) n);
+	k[199] = 0;
+}
+
+/* The tree grows from one leaf to three levels and shrinks back to one, again and again;
+ * one key is always present. */
+static void *breathe_writer(void *arg)
+{
+	struct breathe *b = arg;
+	uint64_t end = test_now_ns() + RUN_NS, version = 2;
+	char k[200];
+
+	while (test_now_ns() < end) {
+		const unsigned n = 12000;
+
+		for (unsigned i = 0; i < n; i++) {
+			struct kv_ref r = ref_of(version++, i);
+
+			bkey(k, i);
+			cr_assert_eq(kv_index_upsert(b->ix, k, strlen(k), &r, NULL, NULL), 1);
+		}
+		if (b->ix->height > atomic_load(&b->max_height))
+			atomic_store(&b->max_height, b->ix->height);
+		for (unsigned j = 0; j < n; j++) {
+			unsigned i = (unsigned) ((j * 7919ull) % n);
+			struct kv_ref cur;
+
+			bkey(k, i);
+			cr_assert_eq(kv_index_get(b->ix, k, strlen(k), &cur), 0);
+			cr_assert_eq(kv_index_remove_if(b->ix, k, strlen(k), &cur), 1);
+		}
+		cr_assert_eq(b->ix->height, 1);
+		atomic_fetch_add(&b->rounds, 1);
+	}
+	atomic_store(&b->stop, true);
+	return NULL;
+}
+
+static void *breathe_reader(void *arg)
+{
+	struct breathe *b = arg;
+	uint8_t *key = malloc(KV_INDEX_MAX_KEY), prev[256];
+	struct kv_ref want = ref_of(1, 0), r;
+	unsigned long reads = 0, scans = 0;
+
+	while (!atomic_load(&b->stop)) {
+		struct kv_index_cursor *c = kv_index_cursor_open(b->ix, NULL, 0);
+		size_t klen, plen = 0;
+		bool seen = false;
+		int rc;
+
+		for (int i = 0; i < 64; i++, reads++) {
+			cr_assert_eq(kv_index_get(b->ix, ALWAYS, strlen(ALWAYS), &r), 0);
+			cr_assert(ref_eq(&r, &want));
+		}
+		while ((rc = kv_index_cursor_next(c, key, &klen, &r)) == 1) {
+			if (plen)
+				cr_assert_lt(key_cmp(prev, plen, key, klen), 0, "not increasing");
+			cr_assert_lt(klen, sizeof(prev));
+			seen |= klen == strlen(ALWAYS) && memcmp(key, ALWAYS, klen) == 0;
+			memcpy(prev, key, klen);
+			plen = klen;
+		}
+		cr_assert_eq(rc, 0);
+		cr_assert(seen, "a scan missed the key that is always there");
+		kv_index_cursor_close(c);
+		scans++;
+	}
+	atomic_fetch_add(&b->reads, reads);
+	atomic_fetch_add(&b->scans, scans);
+	free(key);
+	return NULL;
+}
+
+Test(index_concurrency, readers_follow_the_root_while_the_tree_grows_and_collapses, .timeout = 120)
+{
+	struct breathe *b = calloc(1, sizeof(*b));
+	struct kv_ref r = ref_of(1, 0);
+	pthread_t w, rd[2];
+
+	b->ix = kv_index_create();
+	cr_assert_eq(kv_index_upsert(b->ix, ALWAYS, strlen(ALWAYS), &r, NULL, NULL), 1);
+	cr_assert_eq(pthread_create(&w, NULL, breathe_writer, b), 0);
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(pthread_create(&rd[i], NULL, breathe_reader, b), 0);
+	pthread_join(w, NULL);
+	for (int i = 0; i < 2; i++)
+		pthread_join(rd[i], NULL);
+	cr_log_info("%lu rounds up to height %d, %lu gets, %lu scans", atomic_load(&b->rounds),
+		    atomic_load(&b->max_height), atomic_load(&b->reads), atomic_load(&b->scans));
+	cr_assert_geq(atomic_load(&b->max_height), 3);
+	check_tree(b->ix);
+	cr_assert_eq(kv_index_count(b->ix), 1);
+	kv_index_destroy(b->ix);
+	free(b);
+}
