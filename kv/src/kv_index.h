@@ -43,7 +43,8 @@ void kv_index_destroy(struct kv_index *ix); /* NULL ok; no other call may race w
 
 /* Readers - any thread, concurrently with writers. */
 
-/* 0 and *out if the key has an entry (tombstones included: check flags), -ENOENT if not. */
+/* 0 and *out if the key has an entry (tombstones included: check flags), -ENOENT if not
+ * (also for klen 0 or too long: no such key can exist), -EINVAL (ix, key or out NULL). */
 int kv_index_get(struct kv_index *ix, const void *key, size_t klen, struct kv_ref *out);
 
 /* Writers - any thread; the index serializes them. */
@@ -51,18 +52,25 @@ int kv_index_get(struct kv_index *ix, const void *key, size_t klen, struct kv_re
 /*
  * Insert, or replace the existing entry if ref->version is greater than its version.
  * Returns 1 if ref was stored (then *had_old tells whether an entry was replaced and
- * *old holds it; either pointer may be NULL), 0 if the existing entry is newer (nothing
- * changed), -ENOMEM, -EINVAL (klen 0 or too long).
+ * *old holds it; either pointer may be NULL), 0 if the existing entry's version is equal
+ * or greater (nothing changed), -ENOMEM (nothing changed), -EINVAL (klen 0 or too long,
+ * ix, key or ref NULL).
  */
 int kv_index_upsert(struct kv_index *ix, const void *key, size_t klen, const struct kv_ref *ref,
 		    struct kv_ref *old, bool *had_old);
 
-/* Replace the entry only if it still points where `expect` does (segment and offset):
- * a record moved by GC. 1 replaced, 0 not (gone or newer). */
+/* Replace the entry only if it still points where `expect` does (segment and offset
+ * compared, nothing else - versions neither: repl is stored as it is): a record moved by
+ * GC. 1 replaced; 0 not (no entry, or it points elsewhere: the key was written again);
+ * -ENOMEM if the entry had to move and the index could not grow (nothing changed);
+ * -EINVAL (klen 0 or too long, an argument NULL). */
 int kv_index_cas(struct kv_index *ix, const void *key, size_t klen, const struct kv_ref *expect,
 		 const struct kv_ref *repl);
 
-/* Remove the entry only if it still points where `expect` does. 1 removed, 0 not. */
+/* Remove the entry only if it still points where `expect` does (segment and offset).
+ * 1 removed, 0 not; -ENOMEM (a removal reserves nodes and scratch memory for merges
+ * before it changes the tree, as every write does: nothing changed); -EINVAL (klen 0 or
+ * too long, an argument NULL). */
 int kv_index_remove_if(struct kv_index *ix, const void *key, size_t klen,
 		       const struct kv_ref *expect);
 
@@ -80,8 +88,11 @@ int kv_index_bulk_finish(struct kv_index *ix);
  * run meanwhile). The key buffer passed to next() must hold KV_INDEX_MAX_KEY bytes.
  */
 struct kv_index_cursor;
+/* A cursor from the first key >= start (slen 0: from the first key), or NULL: ix NULL,
+ * slen > KV_INDEX_MAX_KEY, start NULL with slen > 0, or out of memory. */
 struct kv_index_cursor *kv_index_cursor_open(struct kv_index *ix, const void *start, size_t slen);
-/* 1 and the next entry, 0 at the end, -ENOMEM. */
+/* 1 and the next entry, 0 at the end (and on every later call), -EINVAL (an argument
+ * NULL). Never fails otherwise: it retries while writers change what it reads. */
 int kv_index_cursor_next(struct kv_index_cursor *c, void *key, size_t *klen, struct kv_ref *ref);
 void kv_index_cursor_close(struct kv_index_cursor *c);
 

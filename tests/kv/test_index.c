@@ -2,9 +2,11 @@
 /*
  * The ordered in-memory index (kv/src/kv_index*.c): point semantics, a reference
  * model of 200k random keys through inserts, deletes and reinserts, cursors, bulk
- * loading, keys up to 64 KiB, readers and cursors racing with writers, and memory per
- * entry. After every phase check_tree() walks the whole tree and checks its invariants
- * (it reads the node layout from kv_index_internal.h).
+ * loading, keys up to 64 KiB, keys at every length boundary of the encoding, readers and
+ * cursors racing with writers, and memory per entry. After every phase check_tree() walks
+ * the whole tree and checks its invariants (it reads the node layout from
+ * kv_index_internal.h), and check_pool() that every node the pool carved is in the tree
+ * (a node or a page of a long key) or on the free list, exactly once.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -168,6 +170,8 @@ static void walk(struct walk *w, const struct kvix_node *n, int depth, struct tk
 	}
 }
 
+static void check_pool(struct kv_index *ix);
+
 static void check_tree(struct kv_index *ix)
 {
 	const struct kvix_node *root = atomic_load(&ix->root);
@@ -183,6 +187,7 @@ static void check_tree(struct kv_index *ix)
 		     kv_index_count(ix), w.entries);
 	free(w.buf[0]);
 	free(w.buf[1]);
+	check_pool(ix);
 }
 
 /* --- point semantics --- */
@@ -1123,4 +1128,887 @@ Test(index_memory, memory_per_entry_of_random_16_byte_keys_is_reported, .timeout
 	cr_assert_lt(per, 16 + 80);
 	check_tree(ix);
 	kv_index_destroy(ix);
+}
+
+/* --- edge keys: lengths at every boundary, long shared prefixes, zero bytes --- */
+
+#define MOVED 0x5a5a5a5a00000000ull /* salt of an entry a cas moved */
+
+struct vkey {
+	uint8_t *k;
+	size_t len;
+	bool present;
+	struct kv_ref ref;
+};
+
+static int vkey_cmp(const void *a, const void *b)
+{
+	const struct vkey *x = a, *y = b;
+
+	return key_cmp(x->k, x->len, y->k, y->len);
+}
+
+struct vset {
+	struct vkey *v;
+	size_t n, cap;
+};
+
+static void vadd(struct vset *s, const uint8_t *k, size_t len)
+{
+	if (s->n == s->cap) {
+		s->cap = s->cap ? 2 * s->cap : 256;
+		s->v = realloc(s->v, s->cap * sizeof(*s->v));
+		cr_assert_not_null(s->v);
+	}
+	s->v[s->n].k = malloc(len);
+	memcpy(s->v[s->n].k, k, len);
+	s->v[s->n].len = len;
+	s->v[s->n].present = false;
+	s->n++;
+}
+
+/* Sort and drop duplicates. */
+static void vsort(struct vset *s)
+{
+	size_t j = 0;
+
+	qsort(s->v, s->n, sizeof(*s->v), vkey_cmp);
+	for (size_t i = 0; i < s->n; i++) {
+		if (j && vkey_cmp(&s->v[j - 1], &s->v[i]) == 0) {
+			free(s->v[i].k);
+			continue;
+		}
+		s->v[j++] = s->v[i];
+	}
+	s->n = j;
+}
+
+static void vfree(struct vset *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->v[i].k);
+	free(s->v);
+}
+
+/* Keys at every length boundary the encoding has, sharing prefixes up to and past
+ * the node prefix, the two head bytes and the inline part, and containing 0 bytes. */
+static void edge_keys(struct vset *s)
+{
+	uint8_t *b = malloc(KV_INDEX_MAX_KEY);
+	static const size_t lens[] = { 1,
+				       2,
+				       3,
+				       15,
+				       16,
+				       17,
+				       18,
+				       19,
+				       31,
+				       32,
+				       33,
+				       127,
+				       128,
+				       KVIX_OVF_INLINE + 8,
+				       KVIX_INLINE_MAX - 1,
+				       KVIX_INLINE_MAX,
+				       KVIX_INLINE_MAX + 1,
+				       KVIX_INLINE_MAX + 2,
+				       KVIX_OVF_INLINE + KVIX_OVF_DATA,
+				       KVIX_OVF_INLINE + KVIX_OVF_DATA + 1,
+				       16383,
+				       16384,
+				       KV_INDEX_MAX_KEY - 1,
+				       KV_INDEX_MAX_KEY };
+	const size_t nl = sizeof(lens) / sizeof(lens[0]);
+
+	for (unsigned c = 0; c < 256; c++) {
+		b[0] = (uint8_t) c;
+		vadd(s, b, 1);
+	}
+	memset(b, 0, 64);
+	for (size_t l = 1; l <= 64; l++)
+		vadd(s, b, l); /* "\0", "\0\0", ... */
+	for (unsigned fill = 0; fill < 3; fill++) {
+		uint8_t f = (uint8_t[]){ 0, 'P', 0xff }[fill];
+
+		for (size_t i = 0; i < nl; i++) {
+			/* the same long run of f, then a last byte of 0, 1, f or 0xff */
+			memset(b, f, lens[i]);
+			vadd(s, b, lens[i]);
+			for (unsigned last = 0; last < 3; last++) {
+				b[lens[i] - 1] = (uint8_t[]){ 0, 1, 0xfe }[last];
+				vadd(s, b, lens[i]);
+			}
+			/* differing only at each of the first 20 bytes, and near the end */
+			for (size_t at = 0; at < lens[i] && at < 20; at++) {
+				memset(b, f, lens[i]);
+				b[at] = (uint8_t) (f ^ 0x40);
+				vadd(s, b, lens[i]);
+			}
+			for (size_t back = 1; back <= 3 && back <= lens[i]; back++) {
+				memset(b, f, lens[i]);
+				b[lens[i] - back] = (uint8_t) (f ^ 0x01);
+				vadd(s, b, lens[i]);
+			}
+		}
+	}
+	free(b);
+	vsort(s);
+}
+
+static void vcheck_cursor(struct kv_index *ix, const struct vset *s, const uint8_t *start,
+			  size_t slen, size_t from)
+{
+	struct kv_index_cursor *c = kv_index_cursor_open(ix, start, slen);
+	uint8_t *key = malloc(KV_INDEX_MAX_KEY);
+	struct kv_ref ref;
+	size_t klen, i = from;
+	int rc;
+
+	cr_assert_not_null(c);
+	while ((rc = kv_index_cursor_next(c, key, &klen, &ref)) == 1) {
+		while (i < s->n && !s->v[i].present)
+			i++;
+		cr_assert_lt(i, s->n, "the cursor yields more than the model");
+		cr_assert_eq(klen, s->v[i].len, "cursor key %zu: length %zu", i, klen);
+		cr_assert_eq(memcmp(key, s->v[i].k, klen), 0, "cursor key %zu", i);
+		cr_assert(ref_eq(&ref, &s->v[i].ref), "cursor key %zu: entry", i);
+		i++;
+	}
+	cr_assert_eq(rc, 0);
+	while (i < s->n && !s->v[i].present)
+		i++;
+	cr_assert_eq(i, s->n, "the cursor stopped early at %zu of %zu", i, s->n);
+	cr_assert_eq(kv_index_cursor_next(c, key, &klen, &ref), 0, "and stays at the end");
+	kv_index_cursor_close(c);
+	free(key);
+}
+
+/* Every node the pool carved is either in the tree (a node or a page of a long key) or on
+ * the free list, once: nothing leaks, nothing is freed twice or while in use. */
+static size_t pool_count_tree(const struct kvix_node *n)
+{
+	const uint8_t *end = (const uint8_t *) n + KVIX_NODE_SIZE;
+	size_t c = 1;
+
+	cr_assert(n->type == KVIX_LEAF || n->type == KVIX_INNER, "a freed node in the tree");
+	for (uint32_t i = 0; i < n->count; i++) {
+		struct kvix_key k;
+
+		cr_assert_eq(kvix_key_decode(kvix_entry(n, i), end, &k), 0);
+		for (const struct kvix_node *pg = k.ovf; pg; pg = pg->link) {
+			cr_assert_eq(pg->type, KVIX_OVF, "a freed page in a key");
+			c++;
+		}
+	}
+	if (n->type == KVIX_INNER)
+		for (uint32_t i = 0; i <= n->count; i++)
+			c += pool_count_tree(kvix_child(n, i));
+	return c;
+}
+
+static void check_pool(struct kv_index *ix)
+{
+	const struct kvix_pool *p = &ix->pool;
+	size_t carved = 0, nfree = 0, used = pool_count_tree(atomic_load(&ix->root));
+
+	for (const struct kvix_slab *s = p->slabs; s; s = s->next)
+		carved += s->size / KVIX_NODE_SIZE - 1; /* the first node holds the slab record */
+	carved -= (size_t) (p->end - p->cur) / KVIX_NODE_SIZE;
+	for (const struct kvix_node *n = p->free; n; n = n->link)
+		cr_assert_leq(++nfree, carved, "the free list loops");
+	cr_assert_eq(nfree, p->nfree, "free list length");
+	cr_assert_eq(used + nfree, carved, "%zu nodes in the tree, %zu free, %zu carved", used,
+		     nfree, carved);
+}
+
+static void vcheck(struct kv_index *ix, const struct vset *s)
+{
+	size_t present = 0;
+
+	for (size_t i = 0; i < s->n; i++) {
+		struct kv_ref out;
+		int rc = kv_index_get(ix, s->v[i].k, s->v[i].len, &out);
+
+		present += s->v[i].present;
+		if (!s->v[i].present) {
+			cr_assert_eq(rc, -ENOENT, "key %zu (%zu bytes) should be absent", i,
+				     s->v[i].len);
+			continue;
+		}
+		cr_assert_eq(rc, 0, "key %zu (%zu bytes) should be present", i, s->v[i].len);
+		cr_assert(ref_eq(&out, &s->v[i].ref), "key %zu has the wrong entry", i);
+	}
+	cr_assert_eq(kv_index_count(ix), present);
+	check_tree(ix);
+	vcheck_cursor(ix, s, NULL, 0, 0);
+	for (size_t i = 0; i < s->n; i += 1 + s->n / 7)
+		vcheck_cursor(ix, s, s->v[i].k, s->v[i].len, i);
+}
+
+static void vinsert(struct kv_index *ix, struct vset *s, const size_t *order, uint64_t version)
+{
+	for (size_t j = 0; j < s->n; j++) {
+		struct vkey *k = &s->v[order[j]];
+		bool had;
+
+		k->ref = ref_of(version + j, order[j]);
+		cr_assert_eq(kv_index_upsert(ix, k->k, k->len, &k->ref, NULL, &had), 1);
+		cr_assert_eq(had, k->present);
+		k->present = true;
+	}
+}
+
+static void vremove(struct kv_index *ix, struct vset *s, const size_t *order, size_t n)
+{
+	for (size_t j = 0; j < n; j++) {
+		struct vkey *k = &s->v[order[j]];
+
+		if (!k->present)
+			continue;
+		cr_assert_eq(kv_index_remove_if(ix, k->k, k->len, &k->ref), 1);
+		k->present = false;
+		if (j % 97 == 0)
+			check_tree(ix);
+	}
+}
+
+/* orders: 0 ascending, 1 descending, else shuffled with that seed */
+static size_t *vorder(size_t n, uint64_t how)
+{
+	size_t *o = shuffled(n, how);
+
+	if (how < 2)
+		for (size_t i = 0; i < n; i++)
+			o[i] = how == 0 ? i : n - 1 - i;
+	return o;
+}
+
+static void vrun(struct vset *s)
+{
+	for (uint64_t ins = 0; ins < 3; ins++) {
+		for (uint64_t del = 0; del < 3; del++) {
+			struct kv_index *ix = kv_index_create();
+			size_t *oi = vorder(s->n, ins), *od = vorder(s->n, 10 + del);
+
+			if (del < 2)
+				free(od), od = vorder(s->n, del);
+			for (size_t i = 0; i < s->n; i++)
+				s->v[i].present = false;
+			vinsert(ix, s, oi, 1);
+			vcheck(ix, s);
+			vremove(ix, s, od, s->n / 2);
+			vcheck(ix, s);
+			vinsert(ix, s, oi, 1000000);
+			vcheck(ix, s);
+			vremove(ix, s, od, s->n);
+			vcheck(ix, s);
+			cr_assert_eq(ix->height, 1);
+			free(oi);
+			free(od);
+			kv_index_destroy(ix);
+		}
+	}
+}
+
+Test(index_edge, keys_at_every_length_boundary_keep_memcmp_order_through_every_order)
+{
+	struct vset s = { 0 };
+
+	edge_keys(&s);
+	cr_log_info("%zu edge keys", s.n);
+	vrun(&s);
+	vfree(&s);
+}
+
+/* Many keys sharing a prefix just below the inline limit: tails cross it. */
+Test(index_edge, keys_sharing_a_long_prefix_across_the_inline_limit)
+{
+	struct vset s = { 0 };
+	uint8_t *b = malloc(KV_INDEX_MAX_KEY);
+	uint64_t seed = 77;
+
+	memset(b, 'Q', KVIX_INLINE_MAX);
+	for (int i = 0; i < 3000; i++) {
+		size_t len = KVIX_INLINE_MAX - 40 + splitmix(&seed) % 80;
+
+		for (size_t j = KVIX_INLINE_MAX - 40; j < len; j++)
+			b[j] = (uint8_t) (splitmix(&seed) % 3);
+		vadd(&s, b, len);
+	}
+	vsort(&s);
+	cr_log_info("%zu keys", s.n);
+	vrun(&s);
+	vfree(&s);
+	free(b);
+}
+
+/* The same key sets bulk loaded, then replaced, removed in several orders, reinserted. */
+static void vrun_bulk(struct vset *s)
+{
+	for (uint64_t del = 0; del < 3; del++) {
+		struct kv_index *ix = kv_index_create();
+		size_t *od = vorder(s->n, del < 2 ? del : 20), *oi = vorder(s->n, 21);
+
+		for (size_t i = 0; i < s->n; i++) {
+			s->v[i].ref = ref_of(i + 1, i);
+			s->v[i].present = true;
+			cr_assert_eq(kv_index_bulk_add(ix, s->v[i].k, s->v[i].len, &s->v[i].ref),
+				     0);
+		}
+		cr_assert_eq(kv_index_bulk_finish(ix), 0);
+		vcheck(ix, s);
+		vinsert(ix, s, oi, 1000000);
+		vcheck(ix, s);
+		vremove(ix, s, od, s->n / 3);
+		vcheck(ix, s);
+		vremove(ix, s, od, s->n);
+		vcheck(ix, s);
+		cr_assert_eq(ix->height, 1);
+		vinsert(ix, s, od, 2000000);
+		vcheck(ix, s);
+		free(oi);
+		free(od);
+		kv_index_destroy(ix);
+	}
+}
+
+Test(index_edge, bulk_loaded_edge_keys_take_updates_removals_and_reinserts)
+{
+	struct vset s = { 0 };
+
+	edge_keys(&s);
+	vrun_bulk(&s);
+	vfree(&s);
+}
+
+/* Long keys whose separators are long too, inserted while the pool cannot grow: each
+ * insert that fails must change nothing and give back every page it took. */
+Test(index_edge, running_out_of_memory_with_long_separators_changes_nothing)
+{
+	struct vset s = { 0 };
+	uint8_t *b = malloc(KV_INDEX_MAX_KEY);
+	uint64_t seed = 5;
+	size_t *o, fails = 0;
+
+	memset(b, 'S', 3000);
+	for (int i = 0; i < 400; i++) {
+		size_t len = 2500 + splitmix(&seed) % 3000;
+
+		for (size_t j = 2000; j < len; j++)
+			b[j] = (uint8_t) splitmix(&seed);
+		vadd(&s, b, len);
+	}
+	vsort(&s);
+	o = vorder(s.n, 9);
+	for (uint64_t round = 0; round < 2; round++) {
+		struct kv_index *ix = kv_index_create();
+
+		for (size_t i = 0; i < s.n; i++)
+			s.v[i].present = false;
+		for (size_t j = 0; j < s.n; j++) {
+			struct vkey *k = &s.v[round ? j : o[j]];
+			int rc;
+
+			k->ref = ref_of(j + 1, j);
+			ix->pool.fail = true;
+			rc = kv_index_upsert(ix, k->k, k->len, &k->ref, NULL, NULL);
+			ix->pool.fail = false;
+			if (rc == -ENOMEM) {
+				fails++;
+				vcheck(ix, &s);
+				rc = kv_index_upsert(ix, k->k, k->len, &k->ref, NULL, NULL);
+			}
+			cr_assert_eq(rc, 1);
+			k->present = true;
+		}
+		vcheck(ix, &s);
+		kv_index_destroy(ix);
+	}
+	cr_log_info("%zu inserts ran out of memory", fails);
+	cr_assert_gt(fails, 10);
+	free(o);
+	vfree(&s);
+	free(b);
+}
+
+/* Keys just under the inline limit sharing most of it: four to a leaf, separators nearly
+ * as long, so the tree is deep and every level splits, shares and merges. */
+Test(index_edge, a_deep_tree_of_large_inline_keys_splits_and_merges_at_every_level)
+{
+	struct vset s = { 0 };
+	uint8_t *b = malloc(KV_INDEX_MAX_KEY);
+	uint64_t seed = 99;
+
+	memset(b, 'D', KVIX_INLINE_MAX);
+	for (int i = 0; i < 2500; i++) {
+		size_t len = KVIX_INLINE_MAX - 60 + splitmix(&seed) % 61;
+
+		for (size_t j = KVIX_INLINE_MAX - 80; j < KVIX_INLINE_MAX - 76; j++)
+			b[j] = (uint8_t) (splitmix(&seed) % 8);
+		vadd(&s, b, len);
+	}
+	vsort(&s);
+	vrun(&s);
+	vrun_bulk(&s);
+	vfree(&s);
+	free(b);
+}
+
+/* A ref whose encoding is 7 or ~40 bytes: replacing one by the other grows or shrinks the
+ * entry in place, or moves it, or splits the leaf. */
+static struct kv_ref sized_ref(uint64_t version, uint64_t salt, bool big)
+{
+	struct kv_ref r = ref_of(version, salt);
+
+	if (!big) {
+		r.segment &= 0x7f;
+		r.offset &= 0x7f;
+		r.size &= 0x7f;
+		r.flags &= KV_REF_TOMBSTONE;
+		r.batch_off = 0;
+	} else {
+		r.segment |= 1u << 31;
+		r.offset |= 1u << 31;
+		r.size |= 1u << 31;
+		r.flags |= KV_REF_BATCH;
+		r.batch_off |= 1u << 31;
+	}
+	return r;
+}
+
+Test(index_edge, random_upserts_cas_and_removes_of_growing_and_shrinking_entries_match_a_model)
+{
+	struct vset s = { 0 };
+	uint8_t *b = malloc(KV_INDEX_MAX_KEY);
+	uint64_t seed = 1, version = 1;
+	struct kv_index *ix = kv_index_create();
+	size_t ops = 0, cas = 0;
+
+	edge_keys(&s);
+	for (int i = 0; i < 4000; i++) {
+		size_t len = 1 + splitmix(&seed) % 40;
+
+		for (size_t j = 0; j < len; j++)
+			b[j] = (uint8_t) ("ab\0"[splitmix(&seed) % 3]);
+		vadd(&s, b, len);
+	}
+	vsort(&s);
+	for (int round = 0; round < 20; round++) {
+		for (size_t j = 0; j < 4 * s.n; j++, ops++) {
+			size_t i = splitmix(&seed) % s.n;
+			struct vkey *k = &s.v[i];
+			uint64_t r = splitmix(&seed);
+			bool big = (r >> 8) & 1;
+			struct kv_ref ref, old;
+			bool had;
+
+			switch (r % 4) {
+			case 0:
+			case 1:
+				ref = sized_ref(++version, i, big);
+				cr_assert_eq(kv_index_upsert(ix, k->k, k->len, &ref, &old, &had),
+					     1);
+				cr_assert_eq(had, k->present);
+				if (had)
+					cr_assert(ref_eq(&old, &k->ref));
+				k->ref = ref;
+				k->present = true;
+				break;
+			case 2:
+				ref = sized_ref(k->ref.version, i ^ MOVED, big);
+				if (!k->present) {
+					cr_assert_eq(kv_index_cas(ix, k->k, k->len, &ref, &ref), 0);
+					break;
+				}
+				cr_assert_eq(kv_index_cas(ix, k->k, k->len, &k->ref, &ref), 1);
+				k->ref = ref;
+				cas++;
+				break;
+			default:
+				cr_assert_eq(kv_index_remove_if(ix, k->k, k->len, &k->ref),
+					     k->present ? 1 : 0);
+				k->present = false;
+			}
+		}
+		vcheck(ix, &s);
+	}
+	cr_log_info("%zu ops, %zu cas, height %d", ops, cas, ix->height);
+	kv_index_destroy(ix);
+	vfree(&s);
+	free(b);
+}
+
+/* --- concurrency: upsert, remove_if and cas against gets and cursors --- */
+
+struct mixed {
+	struct shared s;
+	atomic_ulong cas_ok, removes;
+};
+
+/* A consistent entry of key i: one a writer stored, or its moved copy; never newer than
+ * any version handed out. */
+static void check_mixed(const struct shared *s, size_t i, const struct kv_ref *r)
+{
+	struct kv_ref a = ref_of(r->version, i), b = ref_of(r->version, i ^ MOVED);
+
+	cr_assert(ref_eq(r, &a) || ref_eq(r, &b), "key %zu: a torn or mixed entry", i);
+	cr_assert_leq(r->version, atomic_load(&s->version));
+}
+
+static void *mixed_writer(void *arg)
+{
+	struct mixed *m = arg;
+	struct shared *s = &m->s;
+	uint64_t seed = test_now_ns(), end = test_now_ns() + RUN_NS;
+
+	while (test_now_ns() < end) {
+		for (int b = 0; b < 64; b++) {
+			size_t i = splitmix(&seed) % s->n;
+			struct ckey *k = &s->keys[i];
+			unsigned op = (unsigned) (splitmix(&seed) % 4);
+			struct kv_ref r, cur, moved;
+			int rc;
+
+			if (op == 0 || (op == 1 && stable(i))) {
+				r = ref_of(atomic_fetch_add(&s->version, 1) + 1, i);
+				rc = kv_index_upsert(s->ix, k->k, k->len, &r, NULL, NULL);
+				cr_assert_geq(rc, 0);
+				continue;
+			}
+			if (kv_index_get(s->ix, k->k, k->len, &cur) != 0)
+				continue;
+			if (op == 1) {
+				rc = kv_index_remove_if(s->ix, k->k, k->len, &cur);
+				cr_assert_geq(rc, 0);
+				atomic_fetch_add(&m->removes, (unsigned long) rc);
+				continue;
+			}
+			/* a move: same version, the other salt (longer or shorter fields) */
+			r = ref_of(cur.version, i);
+			moved = ref_of(cur.version, ref_eq(&cur, &r) ? (i ^ MOVED) : i);
+			rc = kv_index_cas(s->ix, k->k, k->len, &cur, &moved);
+			cr_assert_geq(rc, 0);
+			atomic_fetch_add(&m->cas_ok, (unsigned long) rc);
+		}
+	}
+	return NULL;
+}
+
+static void *mixed_getter(void *arg)
+{
+	struct mixed *m = arg;
+	struct shared *s = &m->s;
+	uint64_t seed = (uint64_t) (uintptr_t) &seed;
+	uint64_t *seen = calloc(s->n, sizeof(*seen));
+
+	while (!atomic_load_explicit(&s->stop, memory_order_relaxed)) {
+		size_t i = splitmix(&seed) % s->n;
+		struct kv_ref r;
+		int rc = kv_index_get(s->ix, s->keys[i].k, s->keys[i].len, &r);
+
+		if (rc == -ENOENT) {
+			cr_assert(!stable(i), "stable key %zu not found", i);
+			continue;
+		}
+		cr_assert_eq(rc, 0);
+		check_mixed(s, i, &r);
+		if (stable(i)) /* never removed: its version only grows */
+			cr_assert_geq(r.version, seen[i], "key %zu went back in time", i);
+		seen[i] = r.version;
+	}
+	free(seen);
+	return NULL;
+}
+
+/* Cursors from random start keys (present or not): strictly increasing keys, consistent
+ * entries, every stable key at or after the start seen exactly once. */
+static void *mixed_scanner(void *arg)
+{
+	struct mixed *m = arg;
+	struct shared *s = &m->s;
+	uint8_t *key = malloc(KV_INDEX_MAX_KEY), *prev = malloc(KV_INDEX_MAX_KEY);
+	uint64_t seed = (uint64_t) (uintptr_t) &seed;
+
+	while (!atomic_load_explicit(&s->stop, memory_order_relaxed)) {
+		size_t from = splitmix(&seed) % s->n, i = from, plen = 0, want = 0, got = 0;
+		bool before = splitmix(&seed) & 1; /* start just before key `from` */
+		size_t slen = s->keys[from].len - (before && s->keys[from].len > 1);
+		struct kv_index_cursor *c;
+		struct kv_ref ref;
+		size_t klen;
+		int rc;
+
+		if (before && s->keys[from].len == 1)
+			slen = 0; /* from the first key */
+		c = kv_index_cursor_open(s->ix, s->keys[from].k, slen);
+		cr_assert_not_null(c);
+		i = 0;
+		while (i < s->n && key_cmp(s->keys[i].k, s->keys[i].len, s->keys[from].k, slen) < 0)
+			i++;
+		for (size_t j = i; j < s->n; j++)
+			want += stable(j);
+		while ((rc = kv_index_cursor_next(c, key, &klen, &ref)) == 1) {
+			if (plen)
+				cr_assert_lt(key_cmp(prev, plen, key, klen), 0, "not increasing");
+			else
+				cr_assert_geq(key_cmp(key, klen, s->keys[from].k, slen), 0,
+					      "before the start key");
+			while (i < s->n && key_cmp(s->keys[i].k, s->keys[i].len, key, klen) < 0)
+				i++;
+			cr_assert_lt(i, s->n);
+			cr_assert_eq(key_cmp(s->keys[i].k, s->keys[i].len, key, klen), 0,
+				     "a key never inserted");
+			check_mixed(s, i, &ref);
+			got += stable(i);
+			memcpy(prev, key, klen);
+			plen = klen;
+		}
+		cr_assert_eq(rc, 0);
+		cr_assert_eq(got, want, "stable keys: %zu of %zu", got, want);
+		kv_index_cursor_close(c);
+		atomic_fetch_add(&s->passes, 1);
+	}
+	free(key);
+	free(prev);
+	return NULL;
+}
+
+Test(index_concurrency, upserts_removes_and_cas_never_show_a_reader_a_wrong_entry, .timeout = 120)
+{
+	struct mixed *m = calloc(1, sizeof(*m));
+	struct shared *s = &m->s;
+	pthread_t w[NWRITERS], g[2], c[2];
+
+	s->ix = kv_index_create();
+	s->keys = conc_keys(&s->n);
+	atomic_store(&s->version, 1);
+	for (size_t i = 0; i < s->n; i++) {
+		struct kv_ref r = ref_of(1, i);
+
+		if (stable(i) || i % 3 == 0)
+			cr_assert_eq(
+			    kv_index_upsert(s->ix, s->keys[i].k, s->keys[i].len, &r, NULL, NULL),
+			    1);
+	}
+	for (int i = 0; i < NWRITERS; i++)
+		cr_assert_eq(pthread_create(&w[i], NULL, mixed_writer, m), 0);
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(pthread_create(&g[i], NULL, mixed_getter, m), 0);
+		cr_assert_eq(pthread_create(&c[i], NULL, mixed_scanner, m), 0);
+	}
+	for (int i = 0; i < NWRITERS; i++)
+		pthread_join(w[i], NULL);
+	atomic_store(&s->stop, true);
+	for (int i = 0; i < 2; i++) {
+		pthread_join(g[i], NULL);
+		pthread_join(c[i], NULL);
+	}
+	cr_log_info("%lu cas, %lu removes, %lu scans", atomic_load(&m->cas_ok),
+		    atomic_load(&m->removes), atomic_load(&s->passes));
+	cr_assert_gt(atomic_load(&m->cas_ok), 100);
+	cr_assert_gt(atomic_load(&s->passes), 0);
+	check_tree(s->ix);
+	for (size_t i = 0; i < s->n; i++)
+		free(s->keys[i].k);
+	free(s->keys);
+	kv_index_destroy(s->ix);
+	free(m);
+}
+
+/* --- error codes of cas, remove_if and cursors (kv_index.h) --- */
+
+struct dry {
+	struct kvix_node *free;
+	size_t nfree;
+	uint8_t *cur;
+};
+
+/* The pool can neither grow nor hand out a free node (what running out of memory looks
+ * like to the index); pool_wet() gives the nodes back. */
+static struct dry pool_dry(struct kv_index *ix)
+{
+	struct dry d = { ix->pool.free, ix->pool.nfree, ix->pool.cur };
+
+	ix->pool.free = NULL;
+	ix->pool.nfree = 0;
+	ix->pool.cur = ix->pool.end;
+	ix->pool.fail = true;
+	return d;
+}
+
+static void pool_wet(struct kv_index *ix, struct dry d)
+{
+	ix->pool.free = d.free;
+	ix->pool.nfree = d.nfree;
+	ix->pool.cur = d.cur;
+	ix->pool.fail = false;
+}
+
+Test(index, cas_and_remove_if_refuse_bad_arguments_and_report_enomem_changing_nothing)
+{
+	struct kv_index *ix = kv_index_create();
+	uint8_t *k = malloc(KVIX_INLINE_MAX);
+	struct kv_ref small = { .version = 1, .segment = 1, .offset = 1 }, big, out;
+	struct dry d;
+
+	cr_assert_eq(kv_index_cas(ix, "k", 0, &small, &small), -EINVAL);
+	cr_assert_eq(kv_index_cas(ix, NULL, 1, &small, &small), -EINVAL);
+	cr_assert_eq(kv_index_cas(ix, "k", 1, NULL, &small), -EINVAL);
+	cr_assert_eq(kv_index_remove_if(ix, "k", 0, &small), -EINVAL);
+	cr_assert_eq(kv_index_remove_if(ix, "k", 1, NULL), -EINVAL);
+	cr_assert_eq(kv_index_get(NULL, "k", 1, &out), -EINVAL);
+	/* four keys of the largest inline size fill a leaf: an entry that grows must move */
+	memset(k, 'k', KVIX_INLINE_MAX);
+	for (uint8_t i = 0; i < 4; i++) {
+		k[KVIX_INLINE_MAX - 1] = i;
+		cr_assert_eq(kv_index_upsert(ix, k, KVIX_INLINE_MAX, &small, NULL, NULL), 1);
+	}
+	big = small;
+	big.segment = big.offset = big.size = UINT32_MAX;
+	d = pool_dry(ix);
+	cr_assert_eq(kv_index_cas(ix, k, KVIX_INLINE_MAX, &small, &big), -ENOMEM);
+	cr_assert_eq(kv_index_remove_if(ix, k, KVIX_INLINE_MAX, &small), -ENOMEM);
+	pool_wet(ix, d);
+	cr_assert_eq(kv_index_get(ix, k, KVIX_INLINE_MAX, &out), 0, "nothing changed");
+	cr_assert(ref_eq(&out, &small));
+	cr_assert_eq(kv_index_count(ix), 4);
+	check_tree(ix);
+	cr_assert_eq(kv_index_cas(ix, k, KVIX_INLINE_MAX, &small, &big), 1);
+	cr_assert_eq(kv_index_remove_if(ix, k, KVIX_INLINE_MAX, &big), 1);
+	check_tree(ix);
+	free(k);
+	kv_index_destroy(ix);
+}
+
+Test(index_cursor, next_refuses_null_arguments)
+{
+	struct kv_index *ix = kv_index_create();
+	struct kv_index_cursor *c = kv_index_cursor_open(ix, NULL, 0);
+	uint8_t key[4];
+	struct kv_ref ref;
+	size_t klen;
+
+	cr_assert_null(kv_index_cursor_open(NULL, NULL, 0));
+	cr_assert_null(kv_index_cursor_open(ix, NULL, 1), "a start length without a key");
+	cr_assert_eq(kv_index_cursor_next(NULL, key, &klen, &ref), -EINVAL);
+	cr_assert_eq(kv_index_cursor_next(c, NULL, &klen, &ref), -EINVAL);
+	cr_assert_eq(kv_index_cursor_next(c, key, NULL, &ref), -EINVAL);
+	cr_assert_eq(kv_index_cursor_next(c, key, &klen, NULL), -EINVAL);
+	kv_index_cursor_close(c);
+	kv_index_destroy(ix);
+}
+
+/* --- concurrency: the root splits and collapses under readers --- */
+
+struct breathe {
+	struct kv_index *ix;
+	atomic_bool stop;
+	atomic_ulong rounds, reads, scans;
+	atomic_int max_height;
+};
+
+static const char *const ALWAYS = "m-always";
+
+/* On both sides of ALWAYS; 200 bytes long, so that leaves hold few and the tree is 3
+ * levels high at 12000 keys (separators stay short: suffix truncation). */
+static void bkey(char *k, unsigned i)
+{
+	int n = snprintf(k, 16, "%c-%010u", (i & 1) ? 'a' : 'z', i);
+
+	memset(k + n, '.', 199 - (size_t) n);
+	k[199] = 0;
+}
+
+/* The tree grows from one leaf to three levels and shrinks back to one, again and again;
+ * one key is always present. */
+static void *breathe_writer(void *arg)
+{
+	struct breathe *b = arg;
+	uint64_t end = test_now_ns() + RUN_NS, version = 2;
+	char k[200];
+
+	while (test_now_ns() < end) {
+		const unsigned n = 12000;
+
+		for (unsigned i = 0; i < n; i++) {
+			struct kv_ref r = ref_of(version++, i);
+
+			bkey(k, i);
+			cr_assert_eq(kv_index_upsert(b->ix, k, strlen(k), &r, NULL, NULL), 1);
+		}
+		if (b->ix->height > atomic_load(&b->max_height))
+			atomic_store(&b->max_height, b->ix->height);
+		for (unsigned j = 0; j < n; j++) {
+			unsigned i = (unsigned) ((j * 7919ull) % n);
+			struct kv_ref cur;
+
+			bkey(k, i);
+			cr_assert_eq(kv_index_get(b->ix, k, strlen(k), &cur), 0);
+			cr_assert_eq(kv_index_remove_if(b->ix, k, strlen(k), &cur), 1);
+		}
+		cr_assert_eq(b->ix->height, 1);
+		atomic_fetch_add(&b->rounds, 1);
+	}
+	atomic_store(&b->stop, true);
+	return NULL;
+}
+
+static void *breathe_reader(void *arg)
+{
+	struct breathe *b = arg;
+	uint8_t *key = malloc(KV_INDEX_MAX_KEY), prev[256];
+	struct kv_ref want = ref_of(1, 0), r;
+	unsigned long reads = 0, scans = 0;
+
+	while (!atomic_load(&b->stop)) {
+		struct kv_index_cursor *c = kv_index_cursor_open(b->ix, NULL, 0);
+		size_t klen, plen = 0;
+		bool seen = false;
+		int rc;
+
+		for (int i = 0; i < 64; i++, reads++) {
+			cr_assert_eq(kv_index_get(b->ix, ALWAYS, strlen(ALWAYS), &r), 0);
+			cr_assert(ref_eq(&r, &want));
+		}
+		while ((rc = kv_index_cursor_next(c, key, &klen, &r)) == 1) {
+			if (plen)
+				cr_assert_lt(key_cmp(prev, plen, key, klen), 0, "not increasing");
+			cr_assert_lt(klen, sizeof(prev));
+			seen |= klen == strlen(ALWAYS) && memcmp(key, ALWAYS, klen) == 0;
+			memcpy(prev, key, klen);
+			plen = klen;
+		}
+		cr_assert_eq(rc, 0);
+		cr_assert(seen, "a scan missed the key that is always there");
+		kv_index_cursor_close(c);
+		scans++;
+	}
+	atomic_fetch_add(&b->reads, reads);
+	atomic_fetch_add(&b->scans, scans);
+	free(key);
+	return NULL;
+}
+
+Test(index_concurrency, readers_follow_the_root_while_the_tree_grows_and_collapses, .timeout = 120)
+{
+	struct breathe *b = calloc(1, sizeof(*b));
+	struct kv_ref r = ref_of(1, 0);
+	pthread_t w, rd[2];
+
+	b->ix = kv_index_create();
+	cr_assert_eq(kv_index_upsert(b->ix, ALWAYS, strlen(ALWAYS), &r, NULL, NULL), 1);
+	cr_assert_eq(pthread_create(&w, NULL, breathe_writer, b), 0);
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(pthread_create(&rd[i], NULL, breathe_reader, b), 0);
+	pthread_join(w, NULL);
+	for (int i = 0; i < 2; i++)
+		pthread_join(rd[i], NULL);
+	cr_log_info("%lu rounds up to height %d, %lu gets, %lu scans", atomic_load(&b->rounds),
+		    atomic_load(&b->max_height), atomic_load(&b->reads), atomic_load(&b->scans));
+	cr_assert_geq(atomic_load(&b->max_height), 3);
+	check_tree(b->ix);
+	cr_assert_eq(kv_index_count(b->ix), 1);
+	kv_index_destroy(b->ix);
+	free(b);
 }
