@@ -316,29 +316,42 @@ KVIX_RACY static uint32_t heads_lower_bound(const struct kvix_node *n, uint32_t 
 	return (uint32_t) (b - n->slot) + (KVIX_ONCE(b->head) < h);
 }
 
-/* From the first slot whose head is >= the key's, compare whole keys while the heads
- * are equal (rarely more than one). */
+/*
+ * Among the slots whose head equals the key's, [lo, hi), binary search on whole keys.
+ * The run is usually one slot, but keys that share more than the node's prefix plus two
+ * bytes (`tenant/acme/users/%010u`: every head is "s/") make it the whole node: a
+ * linear scan there cost 3x per get (1358 vs 461 ns, 1M keys).
+ */
 KVIX_RACY static int search_slots(const struct kvix_node *n, const struct kvix_rv *rv,
 				  const uint8_t *key, uint32_t klen, uint32_t cnt, uint32_t *pos,
 				  bool *eq)
 {
 	const uint8_t *end = (const uint8_t *) n + KVIX_NODE_SIZE;
 	uint16_t h = kvix_head(key, klen, KVIX_ONCE(n->pfx_len));
-	uint32_t i = heads_lower_bound(n, cnt, h);
+	uint32_t lo = heads_lower_bound(n, cnt, h);
+	uint32_t hi = h == UINT16_MAX ? cnt : heads_lower_bound(n, cnt, (uint16_t) (h + 1));
 
-	for (; i < cnt && KVIX_ONCE(n->slot[i].head) == h; i++) {
-		const uint8_t *e = kvix_entry(n, i);
+	/* slots below lo hold smaller keys, from hi on larger ones (a racy read may break
+	 * that; the node's version check then discards the result) */
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		const uint8_t *e = kvix_entry(n, mid);
 		struct kvix_key k;
 		int r;
 
 		if (!e || kvix_key_decode(e, end, &k) || key_cmp(key, klen, &k, rv, &r))
 			return -1;
-		if (r <= 0) {
-			*eq = r == 0;
+		if (r == 0) {
+			*eq = true;
+			lo = mid;
 			break;
 		}
+		if (r < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
 	}
-	*pos = i;
+	*pos = lo;
 	return 0;
 }
 
