@@ -317,12 +317,22 @@ int ring_reap_dispatch(struct ring *r, bool may_enter)
 	return handled;
 }
 
+/* cq_lock held: will a completion still come? `completed` and internal_completed are
+ * only written under cq_lock, so while we hold it nothing consumes what these count. */
+static bool awaits_completion(struct ring *r)
+{
+	return ring_in_flight(r) > 0 ||
+	       counter_get(&r->internal_submitted) > counter_get(&r->internal_completed);
+}
+
 /* cq_lock held: the kernel-waiter role. Submits to_submit in the same syscall. */
 static int kernel_wait(struct ring *r, unsigned to_submit, int64_t timeout_ns, struct delivery *d)
 {
 	int n = reap_batch(r, d, false);
 
-	if (n > 0) {
+	/* Nothing left to complete (another thread reaped the last completion after our
+	 * caller saw the ring busy, before we took the lock): blocking would be forever. */
+	if (n > 0 || !awaits_completion(r)) {
 		ring_enter(r, to_submit);
 		return n;
 	}
