@@ -292,6 +292,8 @@ int aurakv_open(const char *dir, const aurakv_options_t *opts, aurakv_t **out)
 	if (!dir || !*dir || !out)
 		return -EINVAL;
 	*out = NULL;
+	if (strlen(dir) > KV_DIR_MAX)
+		return -ENAMETOOLONG; /* before anything is made */
 	if (!opts) {
 		aurakv_options_init(&defaults);
 		opts = &defaults;

@@ -9,6 +9,7 @@
 #ifndef AURAKV_DB_H
 #define AURAKV_DB_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -118,6 +119,10 @@ struct aurakv {
 #define KV_MAGIC_CLOSED 0x415552414b56434cull /* "AURAKVCL" */
 
 /* kv_db.c */
+/* The longest store directory path: its files' names (wal/<16 hex>.seg, RELEASED.tmp,
+ * hints/<16 hex>.hint.tmp, LOCK) must still fit PATH_MAX with it. */
+#define KV_DIR_MAX (PATH_MAX - 1 - 64)
+
 struct kv_db *kv_db_alloc(const char *dir, const aurakv_options_t *opts);
 void kv_db_free(struct kv_db *db);
 int kv_db_lock(struct kv_db *db);

@@ -208,6 +208,8 @@ int aurakv_verify(const char *dir, const aurakv_options_t *opts, aurakv_verify_r
 
 	if (!dir || !*dir)
 		return -EINVAL;
+	if (strlen(dir) > KV_DIR_MAX)
+		return -ENAMETOOLONG;
 	if (opts)
 		o = *opts;
 	else

@@ -526,3 +526,46 @@ Test(kv_write, threads_opening_and_closing_the_same_store_in_turn_lose_nothing)
 		}
 	cr_assert_eq(aurakv_close(db), 0);
 }
+
+/* A store directory whose own path fits PATH_MAX but whose files' paths (LOCK, hints/...)
+ * do not: the store built them in 4096-byte buffers with snprintf, cut them short, and
+ * made the lock file and hints directory under other names - outside the store. The
+ * open must refuse such a directory, having made nothing. */
+Test(kv_write, a_directory_too_long_for_the_stores_file_names_is_refused)
+{
+	char *deep = malloc(8192);
+	size_t len;
+	aurakv_options_t o = kv_opts(NULL);
+	aurakv_t *db = NULL;
+	int rc, dfd;
+
+	/* build dir/aaaa.../aaaa... (components of 200 bytes) up to ~4070 bytes */
+	len = (size_t) snprintf(deep, 8192, "%s", dir);
+	dfd = open(dir, O_RDONLY | O_DIRECTORY);
+	cr_assert_geq(dfd, 0);
+	while (len < 4070 - 201) {
+		char comp[201];
+		int next;
+
+		memset(comp, 'a', 200);
+		comp[200] = '\0';
+		cr_assert_eq(mkdirat(dfd, comp, 0755), 0, "mkdir: %s", strerror(errno));
+		next = openat(dfd, comp, O_RDONLY | O_DIRECTORY);
+		cr_assert_geq(next, 0);
+		close(dfd);
+		dfd = next;
+		len += (size_t) snprintf(deep + len, 8192 - len, "/%s", comp);
+	}
+	close(dfd);
+	/* the last component brings the store's path to 4070 bytes: fine itself, too long
+	 * for "<dir>/hints/<16 hex>.hint" */
+	memset(deep + len, 0, 8192 - len);
+	deep[len] = '/';
+	memset(deep + len + 1, 'b', 4070 - len - 1);
+	rc = aurakv_open(deep, &o, &db);
+	if (rc == 0)
+		aurakv_close(db);
+	cr_assert_eq(rc, -ENAMETOOLONG, "open: %s", aurakv_strerror(rc));
+	cr_assert_eq(access(deep, F_OK), -1, "nothing made");
+	free(deep);
+}
