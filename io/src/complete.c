@@ -460,8 +460,30 @@ static int64_t ms_to_ns(int timeout_ms)
 	return timeout_ms < 0 ? -1 : (int64_t) timeout_ms * (int64_t) NSEC_PER_MSEC;
 }
 
-/* Several rings busy: sleep on the epoll set of all of them, then sweep. */
-static int wait_many(struct auraio_engine *e, int timeout_ms)
+/* Will any ring still post a completion (a request or a cancel entry in flight)? */
+static bool any_awaited(struct auraio_engine *e)
+{
+	for (unsigned i = 0; i < e->ring_count; i++) {
+		struct ring *r = &e->rings[i];
+
+		if (ring_in_flight(r) > 0 ||
+		    counter_get(&r->internal_submitted) > counter_get(&r->internal_completed))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Several rings busy: sleep on the epoll set of all of them, then sweep. Other threads
+ * may reap the rings' completions meanwhile - the last ones even, after which nothing
+ * would ever make the set readable: so the sleep ends once nothing is in flight, checked
+ * before it and after every WAIT_SLICE_MS of it (a single ring's wait checks under its
+ * lock instead: kernel_wait). The slices cost a wake-up per 100 ms to a thread waiting
+ * long for slow I/O; the race costs it at most that.
+ */
+#define WAIT_SLICE_MS 100
+
+int engine_wait_many(struct auraio_engine *e, int timeout_ms)
 {
 	struct epoll_event ev[8];
 	int fd = auraio_get_poll_fd(e);
@@ -473,9 +495,17 @@ static int wait_many(struct auraio_engine *e, int timeout_ms)
 	 * single ring's wait does not (uring_wait). */
 	if (flush_all(e) < 0)
 		timeout_ms = 0;
-	/* EINTR is expected: COOP_TASKRUN wakes a sleeper with a notify signal so that its
-	 * parked completions get posted on the way back to userspace. */
-	epoll_wait(fd, ev, (int) ARRAY_SIZE(ev), timeout_ms);
+	while (any_awaited(e)) {
+		int slice =
+		    timeout_ms < 0 || timeout_ms > WAIT_SLICE_MS ? WAIT_SLICE_MS : timeout_ms;
+
+		/* EINTR is expected: COOP_TASKRUN wakes a sleeper with a notify signal so that
+		 * its parked completions get posted on the way back to userspace. */
+		if (epoll_wait(fd, ev, (int) ARRAY_SIZE(ev), slice) != 0)
+			break;
+		if (timeout_ms >= 0 && (timeout_ms -= slice) <= 0)
+			break;
+	}
 	return reap_all(e, true);
 }
 
@@ -518,7 +548,7 @@ static int wait_body(struct auraio_engine *e, int timeout_ms)
 		return 0;
 	if (nbusy == 1)
 		return ring_wait_dispatch(busy, ms_to_ns(timeout_ms), NULL);
-	return wait_many(e, timeout_ms);
+	return engine_wait_many(e, timeout_ms);
 }
 
 /* The waitable request is done: take its result and return it to the pool. */

@@ -290,6 +290,8 @@ static inline bool delivery_defers(const struct ring *r)
 	return tls_dl.ring == r;
 }
 int ring_reap_dispatch(struct ring *r, bool may_enter); /* trylock; non-blocking */
+/* auraio_wait with several rings busy (complete.c; tests call it with none busy). */
+int engine_wait_many(struct auraio_engine *e, int timeout_ms);
 int ring_wait_dispatch(struct ring *r, int64_t timeout_ns,
 		       struct auraio_request *want); /* may block */
 void ring_drain(struct ring *r);		     /* destroy: until nothing is in flight */

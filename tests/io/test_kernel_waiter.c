@@ -90,3 +90,21 @@ Test(kernel_waiter, wait_does_not_block_when_a_poller_reaps_its_completion, .tim
 	cr_assert_eq(atomic_load(&done), 100000);
 	close(fd);
 }
+
+/* The same race on several rings: auraio_wait saw two rings busy and slept on the epoll
+ * set of all rings, but another thread had reaped their last completions - nothing
+ * would ever make the set readable. The outcome set up directly: nothing in flight on
+ * any ring, then the multi-ring wait. */
+Test(kernel_waiter, a_wait_on_several_rings_with_nothing_in_flight_returns, .timeout = 10)
+{
+	auraio_options_t o;
+	auraio_engine_t *e;
+
+	auraio_options_init(&o);
+	o.ring_count = 2;
+	o.queue_depth = 8;
+	e = auraio_create_with_options(&o);
+	cr_assert_not_null(e);
+	cr_assert_eq(engine_wait_many(e, -1), 0);
+	auraio_destroy(e);
+}
