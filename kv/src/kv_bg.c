@@ -75,6 +75,22 @@ static void hint_pass(struct kv_db *db, bool retry)
 	free(segs);
 }
 
+/* Record the newest segment as seen, as GC's view does (kv_gc.c, view_take): with GC
+ * off nothing else would, and every write after a rollover would wake the thread again
+ * (kv_write.c, note_segment). */
+static void see_segments(struct kv_db *db)
+{
+	aurawal_segment_info_t *segs;
+	size_t count = 0, n = 0;
+
+	if (aurawal_list_segments(db->wal, NULL, 0, &count) || !count ||
+	    !(segs = calloc(count, sizeof(*segs))))
+		return;
+	if (aurawal_list_segments(db->wal, segs, count, &n) == 0 && n)
+		atomic_store(&db->bg.seen_segment, segs[(n < count ? n : count) - 1].number);
+	free(segs);
+}
+
 /* The error that failed the store's log (-EIO...), or 0. */
 static int store_failure(struct kv_db *db)
 {
@@ -140,6 +156,8 @@ static void *bg_main(void *arg)
 			did = 1;
 		} else if (db->opts.background_gc) {
 			did = kv_gc_step(db, false) > 0;
+		} else {
+			see_segments(db);
 		}
 		pthread_mutex_lock(&db->bg.lock);
 		if (did) {

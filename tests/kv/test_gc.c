@@ -533,3 +533,33 @@ Test(kv_gc, stats_taken_while_gc_drops_a_tombstone_never_count_more_keys_than_ex
 	cr_assert_eq(st.keys, 0);
 	cr_assert_eq(aurakv_close(db), 0);
 }
+
+/* With background_gc off, the background thread never took the view that records the
+ * newest segment it has seen (only GC's did), so after the first rollover every write
+ * took bg.lock and woke the thread again, for good. It must catch up with the log once
+ * woken, whatever GC does. */
+Test(kv_gc, without_background_gc_the_thread_still_catches_up_with_new_segments)
+{
+	aurakv_options_t o = kv_opts(NULL);
+	aurakv_segment_stats_t segs[64];
+	uint64_t deadline;
+	size_t n = 0;
+	aurakv_t *db;
+
+	o.background_gc = false;
+	cr_assert_eq(aurakv_open(dir, &o, &db), 0);
+	for (uint64_t k = 0; n < 3; k++) {
+		put_w(db, k, 1, 600);
+		if (k % 500 == 0)
+			cr_assert_eq(aurakv_get_segment_stats(db, segs, 64, &n), 0);
+	}
+	cr_assert_eq(aurakv_get_segment_stats(db, segs, 64, &n), 0);
+	deadline = test_now_ns() + 5ull * 1000000000ull;
+	while (atomic_load(&db->db->bg.seen_segment) < segs[n - 1].number) {
+		cr_assert_lt(test_now_ns(), deadline, "seen %llu, the log is at %llu",
+			     (unsigned long long) atomic_load(&db->db->bg.seen_segment),
+			     (unsigned long long) segs[n - 1].number);
+		put_w(db, 0, 2, 600); /* a write notes the segment: it wakes the thread */
+	}
+	cr_assert_eq(aurakv_close(db), 0);
+}
