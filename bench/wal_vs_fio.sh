@@ -268,7 +268,7 @@ for j in jobs:
 print(f"(a: p99 is fio's sync latency; its write p99 (lat, submission to completion) is"
       f" {col('a_fio_sync', 'write_p99', us)} us. f fio: p99 is the write's lat, submission to"
       " completion. wal p99 is per append, call to return or callback.)")
-print(f"(wal sync p99 from the log's stats, power-of-two bucket bounds: "
+print(f"(wal sync p99 from the log's stats, bucket upper bounds within 1/16: "
       + ", ".join(f"{j[0]} <= {col(j, 'sync_p99', us)} us" for j in ["b_wal_1", "c_wal_32", "d_wal_async"])
       + ")")
 
