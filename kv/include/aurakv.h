@@ -269,6 +269,11 @@ typedef void (*aurakv_get_cb)(void *arg, int status, const void *val, size_t vle
  * cached value, an error) `cb` runs before this returns; otherwise it runs in a thread
  * that calls aurakv_poll(). Returns 0 (cb runs exactly once) or -EINVAL,
  * AURAKV_EKEYSIZE, AURAKV_ECLOSED, -ENOMEM (cb does not run).
+ * cb may call the store - another aurakv_get_async(), aurakv_poll(), aurakv_multi_get(),
+ * writes - except while aurakv_close() runs it (see there); the store holds no lock of
+ * its own around it. A get it starts that is answered at once runs its callback nested
+ * in that call: a callback that starts the next get of a chain of such answers adds
+ * stack frames for each (a long chain overflows the stack: start chains from a loop).
  */
 AURAKV_API int aurakv_get_async(aurakv_t *db, const void *key, size_t klen, aurakv_get_cb cb,
 				void *arg);
@@ -286,9 +291,11 @@ AURAKV_API int aurakv_poll(aurakv_t *db, int timeout_ms);
 /**
  * Get `n` keys at once, their reads in flight together (at most `depth` at a time; 0 =
  * 32). For each i: status[i] is 0 (vals[i] is a new buffer to free with aurakv_free,
- * vlens[i] its size), AURAKV_ENOTFOUND (vals[i] NULL) or an error. Returns 0 when every
- * key has its status, or -EINVAL (a NULL array, n > 0), AURAKV_ECLOSED, -ENOMEM (no
- * key was looked up).
+ * vlens[i] its size), AURAKV_ENOTFOUND or an error as for aurakv_get (a bad keys[i] or
+ * klens[i]: -EINVAL, AURAKV_EKEYSIZE); for any status but 0, vals[i] is NULL and vlens[i]
+ * 0. Each key is looked up on its own: a key given twice gets two buffers. Returns 0
+ * when every key has its status, or -EINVAL (a NULL array, n > 0), AURAKV_ECLOSED,
+ * -ENOMEM (no key was looked up).
  */
 AURAKV_API int aurakv_multi_get(aurakv_t *db, size_t n, const void *const *keys,
 				const size_t *klens, void **vals, size_t *vlens, int *status,
@@ -299,7 +306,10 @@ AURAKV_API int aurakv_multi_get(aurakv_t *db, size_t n, const void *const *keys,
 /**
  * Call `cb` for every live key >= `start` (slen bytes; NULL/0 = from the first key), in
  * key order, with its value (borrowed for the call). Keys written while it runs may or
- * may not be seen (not a snapshot). A non-zero return from cb stops it and is returned.
+ * may not be seen (not a snapshot). cb may call the store (not aurakv_close()): the walk
+ * holds no lock while it runs. A key deleted before the walk reaches it is not visited;
+ * keys the callback writes may or may not be. A non-zero return from cb stops it and
+ * is returned.
  * Returns 0 at the end, the callback's value, or: -EINVAL (NULL cb, NULL start with
  * slen > 0), AURAKV_EKEYSIZE (slen > AURAKV_MAX_KEY; slen 0 is "from the first key"),
  * or an error as for aurakv_get.
