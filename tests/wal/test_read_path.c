@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: MIT */
+/* test_read_path.c - reading records back while the log changes under the reader. */
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "wal_test.h"
+
+WAL_DIR_SUITE(wal_read_path);
+
+struct appender {
+	aurawal_t *log;
+	int n;
+	size_t len;
+	aurawal_loc_t *locs;
+	uint64_t *seqs;
+	atomic_int done;
+};
+
+static void *append_all(void *arg)
+{
+	struct appender *a = arg;
+
+	for (int i = 0; i < a->n; i++) {
+		uint8_t p[4000];
+		size_t len = 1 + (size_t) (i * 37) % a->len;
+		struct iovec iov = { p, len };
+
+		payload_fill(p, len, (uint64_t) i);
+		if (aurawal_append(a->log, &iov, 1, i % 50 == 0 ? AURAWAL_DURABLE : 0, &a->locs[i],
+				   &a->seqs[i]) != 0)
+			break;
+		atomic_store(&a->done, i + 1);
+	}
+	return NULL;
+}
+
+Test(wal_read_path, an_iterator_racing_appends_sees_every_record_once_in_order, .timeout = 60)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log;
+	enum { N = 3000 };
+	static aurawal_loc_t locs[N];
+	static uint64_t seqs[N], seen_seq[N];
+	static aurawal_loc_t seen[N];
+	struct appender a = { NULL, N, 4000, locs, seqs, 0 };
+	aurawal_iter_t *it;
+	pthread_t t;
+	int got = 0;
+
+	o.flush_delay_us = 50;
+	log = wal_open_ok(dir, &o);
+	a.log = log;
+	cr_assert_eq(aurawal_iter_open(log, (aurawal_loc_t){ 0 }, &it), 0);
+	cr_assert_eq(pthread_create(&t, NULL, append_all, &a), 0);
+	while (got < N) {
+		aurawal_loc_t loc;
+		uint64_t seq;
+		const void *p;
+		size_t len;
+		int rc = aurawal_iter_next(it, &loc, &seq, &p, &len);
+
+		cr_assert_geq(rc, 0, "record %d: %s", got, aurawal_strerror(rc));
+		if (rc == 0) {
+			if (atomic_load(&a.done) == N)
+				cr_assert_eq(aurawal_flush(log), 0);
+			continue;
+		}
+		cr_assert_lt(got, atomic_load(&a.done) + 1);
+		cr_assert_eq(len, 1 + (size_t) (got * 37) % 4000);
+		cr_assert(payload_check(p, len, (uint64_t) got), "record %d", got);
+		seen[got] = loc;
+		seen_seq[got] = seq;
+		got++;
+	}
+	pthread_join(t, NULL);
+	for (int i = 0; i < N; i++) /* the same records, not just the same payloads */
+		cr_assert(seen[i].segment == locs[i].segment && seen[i].offset == locs[i].offset &&
+			      seen_seq[i] == seqs[i],
+			  "record %d", i);
+	cr_assert_eq(aurawal_iter_next(it, NULL, NULL, NULL, NULL), 0);
+	aurawal_iter_close(it);
+	cr_assert_eq(aurawal_close(log), 0);
+}
+
+struct chain {
+	aurawal_t *log;
+	aurawal_loc_t loc;
+	uint8_t buf[300];
+	int left, calls, bad;
+};
+
+static void chain_cb(void *arg, int status, size_t len, uint64_t seq)
+{
+	struct chain *c = arg;
+
+	(void) seq;
+	c->calls++;
+	if (status != 0 || len != 300)
+		c->bad++;
+	if (c->left-- > 0 && aurawal_read_async(c->log, c->loc, c->buf, 300, chain_cb, c) != 0)
+		c->bad++;
+}
+
+Test(wal_read_path, a_read_callback_that_reads_again_completes_under_poll_and_close)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log = wal_open_ok(dir, &o);
+	struct chain c = { 0 };
+
+	c.log = log;
+	append_i(log, 0, 300, AURAWAL_DURABLE, &c.loc);
+	c.left = 5;
+	cr_assert_eq(aurawal_read_async(log, c.loc, c.buf, 300, chain_cb, &c), 0);
+	while (c.calls < 6)
+		cr_assert_geq(aurawal_poll(log, -1), 0);
+	cr_assert_eq(c.bad, 0);
+	c.left = 5;
+	c.calls = 0;
+	cr_assert_eq(aurawal_read_async(log, c.loc, c.buf, 300, chain_cb, &c), 0);
+	cr_assert_eq(aurawal_close(log), 0);
+	cr_assert_eq(c.calls, 6);
+	cr_assert_eq(c.bad, 0);
+}
+
+struct releaser {
+	aurawal_t *log;
+	atomic_int stop;
+	int n;
+	aurawal_loc_t *locs;
+};
+
+static void *append_release(void *arg)
+{
+	struct releaser *r = arg;
+
+	for (int i = 0; i < r->n; i++) {
+		uint8_t p[3000];
+		struct iovec iov = { p, sizeof(p) };
+
+		payload_fill(p, sizeof(p), (uint64_t) i);
+		cr_assert_eq(aurawal_append(r->log, &iov, 1, 0, &r->locs[i], NULL), 0);
+		if (i % 400 == 399)
+			cr_assert_geq(aurawal_release_before(r->log, r->locs[i]), 0);
+		atomic_store(&r->stop, i + 1);
+	}
+	return NULL;
+}
+
+Test(wal_read_path, reads_racing_release_and_recycling_get_the_record_or_enoent, .timeout = 60)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log;
+	enum { N = 4000 };
+	static aurawal_loc_t locs[N];
+	struct releaser r = { NULL, 0, N, locs };
+	static uint8_t buf[3000];
+	pthread_t t;
+	int k = 0, ok = 0, gone = 0;
+
+	o.spare_segments = 2;
+	log = wal_open_ok(dir, &o);
+	r.log = log;
+	cr_assert_eq(pthread_create(&t, NULL, append_release, &r), 0);
+	while (atomic_load(&r.stop) < N) {
+		int d = atomic_load(&r.stop), i, rc;
+		size_t len;
+
+		if (d == 0)
+			continue;
+		i = (k++ * 7919) % d;
+		rc = aurawal_read(log, locs[i], buf, sizeof(buf), &len, NULL);
+		cr_assert(rc == 0 || rc == -ENOENT, "read %d: %s", i, aurawal_strerror(rc));
+		if (rc == 0) {
+			cr_assert(payload_check(buf, len, (uint64_t) i));
+			ok++;
+		} else {
+			gone++;
+		}
+	}
+	pthread_join(t, NULL);
+	cr_assert_gt(ok, 0);
+	cr_assert_eq(aurawal_close(log), 0);
+}
