@@ -7,6 +7,13 @@
 
 WAL_DIR_SUITE(wal_read_path);
 
+static void read_cb_status(void *arg, int status, size_t len, uint64_t seq)
+{
+	(void) len;
+	(void) seq;
+	*(int *) arg = status;
+}
+
 struct appender {
 	aurawal_t *log;
 	int n;
@@ -180,4 +187,52 @@ Test(wal_read_path, reads_racing_release_and_recycling_get_the_record_or_enoent,
 	pthread_join(t, NULL);
 	cr_assert_gt(ok, 0);
 	cr_assert_eq(aurawal_close(log), 0);
+}
+
+static void append_cb_status(void *arg, int status, aurawal_loc_t loc, uint64_t seq)
+{
+	(void) loc;
+	(void) seq;
+	*(int *) arg = status;
+}
+
+/* aurawal.h (aurawal_failed, aurawal_read): once the log has failed, a record that was
+ * appended but not yet written is lost - reading it answers the failure's error, never
+ * the bytes of a buffer that will not reach the disk now. Here the write of a full
+ * buffer fails while the last record waits in the next one. */
+Test(wal_read_path, a_record_not_yet_written_when_the_log_fails_reads_as_the_failure)
+{
+	auraio_engine_t *e = test_faulty_engine();
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log;
+	aurawal_loc_t lost;
+	uint8_t p[3000], buf[3000];
+	struct iovec iov = { p, sizeof(p) };
+	int rc, first = 1, st = 1;
+
+	o.engine = e;
+	o.buffer_size = 64u << 10;
+	o.flush_delay_us = 0; /* a buffer is written when it fills, not before */
+	log = wal_open_ok(dir, &o);
+	test_fault_error(e, AURAIO_FAULT_OP_WRITE, 0, 0, EIO);
+	cr_assert_eq(aurawal_append_async(log, &iov, 1, 0, append_cb_status, &first), 0);
+	/* Fill the first buffer: it is closed (and written) only when a record does not fit,
+	 * and that record is placed in the next buffer under the same lock - so it is there
+	 * before the write fails, and no append before it can fail. */
+	lost.offset = 0;
+	for (uint64_t i = 1; lost.offset + 32 + 3000 <= 4096 + (64u << 10); i++)
+		append_i(log, i, 3000, 0, &lost);
+	while (first == 1) /* the first buffer's write failed */
+		cr_assert_geq(aurawal_poll(log, -1), 0);
+	cr_assert_eq(first, -EIO);
+	cr_assert_eq(aurawal_failed(log), -EIO);
+	rc = aurawal_read(log, lost, buf, sizeof(buf), NULL, NULL);
+	cr_assert_eq(rc, -EIO, "read of a lost record: %s", aurawal_strerror(rc));
+	cr_assert_eq(aurawal_read_async(log, lost, buf, sizeof(buf), read_cb_status, &st), 0);
+	while (st == 1)
+		cr_assert_geq(aurawal_poll(log, -1), 0);
+	cr_assert_eq(st, -EIO);
+	auraio_fault_clear(e);
+	cr_assert_eq(aurawal_close(log), -EIO);
+	auraio_destroy(e);
 }
