@@ -236,3 +236,97 @@ Test(wal_read_path, a_record_not_yet_written_when_the_log_fails_reads_as_the_fai
 	cr_assert_eq(aurawal_close(log), -EIO);
 	auraio_destroy(e);
 }
+
+struct counted {
+	int calls, status;
+	size_t len;
+};
+
+static void counted_cb(void *arg, int status, size_t len, uint64_t seq)
+{
+	struct counted *c = arg;
+
+	(void) seq;
+	c->calls++;
+	c->status = status;
+	c->len = len;
+}
+
+/* A device read that fails: the asynchronous read's callback runs once, with the error
+ * (not corruption), and a later read of the same record succeeds; an iterator whose read
+ * failed resumes at the same record. */
+Test(wal_read_path, a_failed_device_read_is_reported_once_and_the_record_reads_again)
+{
+	auraio_engine_t *e = test_faulty_engine();
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log;
+	aurawal_loc_t loc, at;
+	aurawal_iter_t *it;
+	struct counted c = { 0, 1, 0 };
+	uint8_t buf[500];
+	uint64_t seq;
+
+	o.engine = e;
+	log = wal_open_ok(dir, &o);
+	append_i(log, 0, 500, AURAWAL_DURABLE, NULL);
+	seq = append_i(log, 1, 500, AURAWAL_DURABLE, &loc);
+	test_fault_error(e, AURAIO_FAULT_OP_READ, 0, 1, EIO);
+	cr_assert_eq(aurawal_read_async(log, loc, buf, sizeof(buf), counted_cb, &c), 0);
+	while (c.calls == 0)
+		cr_assert_geq(aurawal_poll(log, -1), 0);
+	cr_assert_eq(aurawal_poll(log, 0), 0);
+	cr_assert_eq(c.calls, 1);
+	cr_assert_eq(c.status, -EIO);
+	read_check(log, loc, 1, seq);
+	cr_assert_eq(aurawal_iter_open(log, loc, &it), 0);
+	test_fault_error(e, AURAIO_FAULT_OP_READ, 0, 1, EIO);
+	cr_assert_eq(aurawal_iter_next(it, &at, NULL, NULL, NULL), -EIO);
+	cr_assert_eq(aurawal_iter_next(it, &at, NULL, NULL, NULL), 1);
+	cr_assert_eq(at.offset, loc.offset);
+	cr_assert_eq(aurawal_iter_next(it, NULL, NULL, NULL, NULL), 0);
+	aurawal_iter_close(it);
+	auraio_fault_clear(e);
+	cr_assert_eq(aurawal_close(log), 0);
+	auraio_destroy(e);
+}
+
+/* The iterator reads a segment in 1 MiB chunks: records that straddle a chunk's end, or
+ * are larger than a chunk, come back whole and in order, and each reads by location. */
+Test(wal_read_path, records_across_the_iterators_read_chunks_come_back_whole, .timeout = 60)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log;
+	enum { N = 60 };
+	static aurawal_loc_t locs[N];
+	static uint64_t seqs[N];
+	aurawal_iter_t *it;
+	aurawal_loc_t loc;
+	const void *p;
+	size_t len;
+	uint64_t seq;
+	int n = 0;
+
+	o.segment_size = 8u << 20;
+	log = wal_open_ok(dir, &o);
+	for (int i = 0; i < N; i++) {
+		size_t sz = i % 10 == 9 ? (1u << 20) + 4096 + (size_t) i : 50000 + (size_t) i * 997;
+
+		seqs[i] =
+		    append_i(log, (uint64_t) i, sz, i % 7 == 0 ? AURAWAL_DURABLE : 0, &locs[i]);
+	}
+	cr_assert_eq(aurawal_flush(log), 0);
+	cr_assert_eq(aurawal_iter_open(log, (aurawal_loc_t){ 0 }, &it), 0);
+	while (aurawal_iter_next(it, &loc, &seq, &p, &len) == 1) {
+		cr_assert_lt(n, N);
+		cr_assert(loc.segment == locs[n].segment && loc.offset == locs[n].offset);
+		cr_assert_eq(seq, seqs[n]);
+		cr_assert_eq(len, locs[n].size);
+		cr_assert(payload_check(p, len, (uint64_t) n), "record %d", n);
+		n++;
+	}
+	cr_assert_eq(n, N);
+	aurawal_iter_close(it);
+	for (int i = 0; i < N; i++)
+		read_check(log, locs[i], (uint64_t) i, seqs[i]);
+	cr_assert_eq(aurawal_close(log), 0);
+}
