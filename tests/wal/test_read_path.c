@@ -240,13 +240,14 @@ Test(wal_read_path, a_record_not_yet_written_when_the_log_fails_reads_as_the_fai
 struct counted {
 	int calls, status;
 	size_t len;
+	uint64_t seq;
 };
 
 static void counted_cb(void *arg, int status, size_t len, uint64_t seq)
 {
 	struct counted *c = arg;
 
-	(void) seq;
+	c->seq = seq;
 	c->calls++;
 	c->status = status;
 	c->len = len;
@@ -262,7 +263,7 @@ Test(wal_read_path, a_failed_device_read_is_reported_once_and_the_record_reads_a
 	aurawal_t *log;
 	aurawal_loc_t loc, at;
 	aurawal_iter_t *it;
-	struct counted c = { 0, 1, 0 };
+	struct counted c = { 0, 1, 0, 0 };
 	uint8_t buf[500];
 	uint64_t seq;
 
@@ -328,5 +329,104 @@ Test(wal_read_path, records_across_the_iterators_read_chunks_come_back_whole, .t
 	aurawal_iter_close(it);
 	for (int i = 0; i < N; i++)
 		read_check(log, locs[i], (uint64_t) i, seqs[i]);
+	cr_assert_eq(aurawal_close(log), 0);
+}
+
+/* Many more asynchronous reads than the engine's ring and the log's registered buffers
+ * hold, issued before any poll: each callback runs exactly once, with its record. */
+Test(wal_read_path, thousands_of_async_reads_in_flight_each_complete_once, .timeout = 60)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log = wal_open_ok(dir, &o);
+	enum { N = 200, R = 4000 };
+	static aurawal_loc_t locs[N];
+	static uint64_t seqs[N];
+	static struct counted c[R];
+	static uint8_t bufs[R][300];
+	int done = 0;
+
+	for (int i = 0; i < N; i++)
+		seqs[i] = append_i(log, (uint64_t) i, 300, 0, &locs[i]);
+	cr_assert_eq(aurawal_sync(log), 0);
+	for (int r = 0; r < R; r++)
+		cr_assert_eq(aurawal_read_async(log, locs[r % N], bufs[r], 300, counted_cb, &c[r]),
+			     0);
+	while (done < R) {
+		int n = aurawal_poll(log, -1);
+
+		cr_assert_gt(n, 0);
+		done += n;
+	}
+	cr_assert_eq(aurawal_poll(log, 0), 0);
+	for (int r = 0; r < R; r++) {
+		cr_assert_eq(c[r].calls, 1, "read %d: %d callbacks", r, c[r].calls);
+		cr_assert_eq(c[r].status, 0, "read %d: %s", r, aurawal_strerror(c[r].status));
+		cr_assert_eq(c[r].len, 300);
+		cr_assert_eq(c[r].seq, seqs[r % N]);
+		cr_assert(payload_check(bufs[r], 300, (uint64_t) (r % N)), "read %d", r);
+	}
+	cr_assert_eq(aurawal_close(log), 0);
+}
+
+/* A read and an asynchronous read answer the same for each wrong location, whether the
+ * record it names is on disk or still in memory. */
+static int read_both(aurawal_t *log, aurawal_loc_t loc, void *buf, size_t cap)
+{
+	struct counted c = { 0, 1, 0, 0 };
+	int rc = aurawal_read(log, loc, buf, cap, NULL, NULL);
+	int arc = aurawal_read_async(log, loc, buf, cap, counted_cb, &c);
+
+	if (arc == 0) {
+		while (c.calls == 0)
+			cr_assert_geq(aurawal_poll(log, -1), 0);
+		arc = c.status;
+	}
+	cr_assert_eq(rc, arc, "at %llu:%u+%u: read %s, async %s", (unsigned long long) loc.segment,
+		     loc.offset, loc.size, aurawal_strerror(rc), aurawal_strerror(arc));
+	return rc;
+}
+
+Test(wal_read_path, wrong_locations_get_the_same_documented_error_on_disk_and_in_memory)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log;
+	aurawal_loc_t d, m, e;
+	static uint8_t buf[8192];
+	int rc;
+
+	o.flush_delay_us = 0;
+	log = wal_open_ok(dir, &o);
+	append_i(log, 0, 1000, AURAWAL_DURABLE, &d);
+	append_i(log, 1, 0, AURAWAL_DURABLE, &e);
+	append_i(log, 2, 1000, 0, &m); /* in memory: no flush delay */
+	cr_assert_eq(read_both(log, e, NULL, 0), 0);
+	for (int k = 0; k < 2; k++) {
+		aurawal_loc_t l = k ? m : d, x;
+
+		cr_assert_eq(read_both(log, l, buf, sizeof(buf)), 0);
+		x = l, x.size = 0;
+		cr_assert_eq(read_both(log, x, NULL, 0), AURAWAL_ECORRUPT);
+		x = l, x.size = 992;
+		cr_assert_eq(read_both(log, x, buf, sizeof(buf)), AURAWAL_ECORRUPT);
+		x = l, x.offset += 8, x.size = 8;
+		cr_assert_eq(read_both(log, x, buf, sizeof(buf)), AURAWAL_ECORRUPT);
+		x = l, x.offset += 4;
+		cr_assert_eq(read_both(log, x, buf, sizeof(buf)), -EINVAL);
+		x = l, x.size = 8000; /* past the end of what is appended */
+		rc = read_both(log, x, buf, sizeof(buf));
+		cr_assert_eq(rc, -EINVAL, "k %d: %s", k, aurawal_strerror(rc));
+		x = l, x.offset = 2048;
+		cr_assert_eq(read_both(log, x, buf, sizeof(buf)), -EINVAL);
+		x = l, x.segment = 7;
+		cr_assert_eq(read_both(log, x, buf, sizeof(buf)), -ENOENT);
+		x = l, x.segment = 0;
+		cr_assert_eq(read_both(log, x, buf, sizeof(buf)), -ENOENT);
+		cr_assert_eq(aurawal_read(log, l, buf, 999, NULL, NULL), -EMSGSIZE);
+		cr_assert_eq(aurawal_read_async(log, l, buf, 999, counted_cb, NULL), -EMSGSIZE);
+		cr_assert_eq(aurawal_read(log, l, NULL, 1000, NULL, NULL), -EINVAL);
+	}
+
+	cr_assert_eq(read_both(log, (aurawal_loc_t){ 1, (uint32_t) (m.offset + 1032), 0 }, NULL, 0),
+		     -EINVAL);
 	cr_assert_eq(aurawal_close(log), 0);
 }
