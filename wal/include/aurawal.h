@@ -283,8 +283,10 @@ AURAWAL_API int aurawal_flush(aurawal_t *log);
  * append: voided - its append failed with -ENOSPC - or the log's own, a SEAL or a SYNC
  * mark), AURAWAL_ECORRUPT (the checksum, marker or size does not match: loc does not
  * name an intact record), the log's
- * failure error (-EIO...: the record was appended but the write that carried it failed,
- * so it was never stored - not corruption, and not reported as such), or -errno.
+ * failure error (-EIO...: the record was appended but not written when the log failed -
+ * the write that carried it failed, or it was still waiting in memory and nothing is
+ * written after a failure - so it was never stored: not corruption, and not reported as
+ * such), or -errno.
  */
 AURAWAL_API int aurawal_read(aurawal_t *log, aurawal_loc_t loc, void *buf, size_t cap, size_t *len,
 			     uint64_t *seq);

@@ -40,13 +40,17 @@ static int verify_copy(struct aurawal *log, const struct wal_segment *s, const u
 }
 
 /* mu held: the record is not written: it is still in a batch - or, once the log has
- * failed, it may be lost with the write that failed, which is the failure's error (the
- * bytes were never stored: nothing is damaged). */
+ * failed, it is lost, which is the failure's error (the bytes were never stored: nothing
+ * is damaged). Lost too when it still waits in a batch the failed write did not carry:
+ * after a fail-stop nothing more is written, so serving it from memory would hand out
+ * a record that is not in the log (aurawal_failed()). */
 static int read_memory(struct aurawal *log, const struct wal_segment *s, aurawal_loc_t loc,
 		       void *buf, size_t *len, uint64_t *seq)
 {
 	uint64_t end = loc.offset + wal_rec_size(loc.size);
 
+	if (log->failed)
+		return log->failed;
 	for (int i = 0; i < log->nbufs; i++) {
 		const struct wal_batch *b = &log->bufs[i];
 
@@ -54,8 +58,6 @@ static int read_memory(struct aurawal *log, const struct wal_segment *s, aurawal
 			return verify_copy(log, s, b->buf + (loc.offset - b->start),
 					   end - loc.offset, loc, buf, len, seq);
 	}
-	if (log->failed)
-		return log->failed;
 	return AURAWAL_ECORRUPT; /* data_end says it exists, yet no batch holds it */
 }
 
