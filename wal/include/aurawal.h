@@ -217,6 +217,8 @@ AURAWAL_API int aurawal_open(const char *dir, const aurawal_options_t *opts, aur
  * Must not race with any other call on the log. Asynchronous reads still in flight
  * complete first, and every async callback still pending runs once, in this thread,
  * before it returns (a read's callback may start another read; it completes too).
+ * Close every iterator first (aurawal_iter_close): one left open refers to the log,
+ * and closing it afterwards uses freed memory.
  */
 AURAWAL_API int aurawal_close(aurawal_t *log);
 
@@ -252,7 +254,7 @@ AURAWAL_API int aurawal_append_async(aurawal_t *log, const struct iovec *iov, in
 
 /**
  * Run the callbacks of completed asynchronous appends and reads; if none is ready, wait
- * up to `timeout_ms` (-1 = no limit) while anything is in flight. A poll that may wait
+ * up to `timeout_ms` (< 0 = no limit) while anything is in flight. A poll that may wait
  * (timeout_ms != 0) with flush_delay_us 0 first has the asynchronous appends not yet
  * written written (as aurawal_flush() would, without a sync): nothing else would write
  * a non-durable one. Returns the number of callbacks run, or -EINVAL.
