@@ -625,7 +625,7 @@ static void *mg_poller(void *arg)
 	return NULL;
 }
 
-Test(kv_read, callbacks_that_multi_get_in_several_pollers_all_finish, .timeout = 60)
+Test(kv_read, callbacks_that_multi_get_in_several_pollers_all_finish)
 {
 	pthread_t ps[3];
 	char k[32];
