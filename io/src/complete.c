@@ -317,8 +317,9 @@ int ring_reap_dispatch(struct ring *r, bool may_enter)
 	return handled;
 }
 
-/* cq_lock held: will a completion still come? `completed` and internal_completed are
- * only written under cq_lock, so while we hold it nothing consumes what these count. */
+/* Will a completion still come (a request or a cancel entry in flight)? Exact with
+ * cq_lock held - `completed` and internal_completed are only written under it, so
+ * nothing consumes what these count meanwhile; a hint without it. */
 static bool awaits_completion(struct ring *r)
 {
 	return ring_in_flight(r) > 0 ||
@@ -394,8 +395,7 @@ void ring_drain(struct ring *r)
 	to_submit = backend_publish(r);
 	sq_unlock(r);
 	ring_enter(r, to_submit);
-	while (ring_in_flight(r) > 0 ||
-	       counter_get(&r->internal_submitted) > counter_get(&r->internal_completed))
+	while (awaits_completion(r))
 		ring_wait_dispatch(r, -1, NULL);
 }
 
@@ -460,16 +460,12 @@ static int64_t ms_to_ns(int timeout_ms)
 	return timeout_ms < 0 ? -1 : (int64_t) timeout_ms * (int64_t) NSEC_PER_MSEC;
 }
 
-/* Will any ring still post a completion (a request or a cancel entry in flight)? */
+/* Will any ring still post a completion? */
 static bool any_awaited(struct auraio_engine *e)
 {
-	for (unsigned i = 0; i < e->ring_count; i++) {
-		struct ring *r = &e->rings[i];
-
-		if (ring_in_flight(r) > 0 ||
-		    counter_get(&r->internal_submitted) > counter_get(&r->internal_completed))
+	for (unsigned i = 0; i < e->ring_count; i++)
+		if (awaits_completion(&e->rings[i]))
 			return true;
-	}
 	return false;
 }
 

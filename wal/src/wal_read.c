@@ -565,10 +565,10 @@ AURAWAL_API int aurawal_poll(aurawal_t *log, int timeout_ms)
 		auraio_poll(log->engine);
 		pthread_mutex_lock(&log->mu);
 	}
-	if (timeout_ms != 0)
+	if (timeout_ms != 0) {
 		ask_write_cbs(log);
-	if (timeout_ms != 0)
 		poll_wait(log, poll_deadline(timeout_ms));
+	}
 	pthread_mutex_unlock(&log->mu);
 	return wal_run_ready_cbs(log, true);
 }

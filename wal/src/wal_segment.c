@@ -834,7 +834,7 @@ static int released_parse(struct aurawal *log, char *text, size_t len)
 
 int wal_released_load(struct aurawal *log)
 {
-	char *path = NULL, *text;
+	char *path = NULL, *text = NULL;
 	int fd, rc;
 	struct stat st;
 
@@ -849,10 +849,12 @@ int wal_released_load(struct aurawal *log)
 		close(fd);
 		return rc;
 	}
-	text = st.st_size <= RELEASED_MAX ? malloc((size_t) st.st_size + 1) : NULL;
-	rc = st.st_size > RELEASED_MAX ? AURAWAL_ECORRUPT
-	     : text		       ? wal_pread(log, fd, text, -1, (size_t) st.st_size, 0)
-				       : -ENOMEM;
+	if (st.st_size > RELEASED_MAX)
+		rc = AURAWAL_ECORRUPT;
+	else if (!(text = malloc((size_t) st.st_size + 1)))
+		rc = -ENOMEM;
+	else
+		rc = wal_pread(log, fd, text, -1, (size_t) st.st_size, 0);
 	close(fd);
 	if (rc >= 0) {
 		text[rc] = '\0';
