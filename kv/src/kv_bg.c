@@ -81,13 +81,10 @@ static void hint_pass(struct kv_db *db, bool retry)
 static void see_segments(struct kv_db *db)
 {
 	aurawal_segment_info_t *segs;
-	size_t count = 0, n = 0;
+	size_t n;
 
-	if (aurawal_list_segments(db->wal, NULL, 0, &count) || !count ||
-	    !(segs = calloc(count, sizeof(*segs))))
-		return;
-	if (aurawal_list_segments(db->wal, segs, count, &n) == 0 && n)
-		atomic_store(&db->bg.seen_segment, segs[(n < count ? n : count) - 1].number);
+	if (kv_list_segments(db, &segs, &n) == 0 && n)
+		atomic_store(&db->bg.seen_segment, segs[n - 1].number);
 	free(segs);
 }
 

@@ -255,6 +255,24 @@ void kv_db_free(struct kv_db *db)
 	free(db);
 }
 
+/* The log's segments, oldest first, in a new array (*segs, free it; NULL on error). */
+int kv_list_segments(struct kv_db *db, aurawal_segment_info_t **segs, size_t *n)
+{
+	size_t count = 0;
+	int rc = aurawal_list_segments(db->wal, NULL, 0, &count);
+
+	*segs = NULL;
+	*n = 0;
+	if (rc)
+		return kv_map_wal_error(rc);
+	if (!(*segs = calloc(count + 1, sizeof(**segs))))
+		return -ENOMEM;
+	rc = aurawal_list_segments(db->wal, *segs, count, n);
+	if (*n > count)
+		*n = count;
+	return kv_map_wal_error(rc);
+}
+
 struct kv_db *kv_db_alloc(const char *dir, const aurakv_options_t *opts)
 {
 	struct kv_db *db = calloc(1, sizeof(*db));

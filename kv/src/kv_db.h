@@ -124,6 +124,8 @@ struct aurakv {
 #define KV_DIR_MAX (PATH_MAX - 1 - 64)
 
 struct kv_db *kv_db_alloc(const char *dir, const aurakv_options_t *opts);
+/* The log's segments, oldest first, in a new array (*segs: free it). 0 or -errno. */
+int kv_list_segments(struct kv_db *db, aurawal_segment_info_t **segs, size_t *n);
 void kv_db_free(struct kv_db *db);
 int kv_db_lock(struct kv_db *db);
 int kv_db_open_wal(struct kv_db *db, aurawal_recovery_t mode);

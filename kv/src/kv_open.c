@@ -309,23 +309,6 @@ static void sweep_hints(struct kv_db *db, const aurawal_segment_info_t *segs, si
 	closedir(dir);
 }
 
-static int list_segments(struct kv_db *db, aurawal_segment_info_t **segs, size_t *n)
-{
-	size_t count = 0;
-	int rc = aurawal_list_segments(db->wal, NULL, 0, &count);
-
-	*segs = NULL;
-	*n = 0;
-	if (rc)
-		return kv_map_wal_error(rc);
-	if (!(*segs = calloc(count + 1, sizeof(**segs))))
-		return -ENOMEM;
-	rc = aurawal_list_segments(db->wal, *segs, count, n);
-	if (*n > count)
-		*n = count;
-	return kv_map_wal_error(rc);
-}
-
 /* A hint file that failed in a merge: the next attempt reads its segment instead. */
 struct bad_hint {
 	uint64_t seg;
@@ -365,7 +348,7 @@ int kv_recover(struct kv_db *db)
 	struct bad_hint *bad = NULL;
 	uint64_t max_version = 0;
 	size_t n, nbad = 0;
-	int rc = list_segments(db, &segs, &n);
+	int rc = kv_list_segments(db, &segs, &n);
 
 	while (rc == 0) {
 		struct bad_hint failed = { 0 };
