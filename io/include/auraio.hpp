@@ -674,18 +674,14 @@ class Engine
 	template <class F>
 	Request read(int fd, BufferRef buf, std::size_t len, off_t offset, F &&cb)
 	{
-		auto h = hold(std::forward<F>(cb), "auraio_read");
-		return done(auraio_read(handle(), fd, buf, len, offset, trampoline(), h.get()), h,
-			    "auraio_read", true);
+		return submit_rw(false, fd, buf, len, offset, std::forward<F>(cb), true);
 	}
 
 	/** Write `len` bytes from `buf` at `offset` of `fd`; result = bytes written. */
 	template <class F>
 	Request write(int fd, BufferRef buf, std::size_t len, off_t offset, F &&cb)
 	{
-		auto h = hold(std::forward<F>(cb), "auraio_write");
-		return done(auraio_write(handle(), fd, buf, len, offset, trampoline(), h.get()), h,
-			    "auraio_write", true);
+		return submit_rw(true, fd, buf, len, offset, std::forward<F>(cb), true);
 	}
 
 	/** As read(), but EAGAIN returns an empty Request (the callback is destroyed
@@ -693,87 +689,65 @@ class Engine
 	template <class F>
 	Request try_read(int fd, BufferRef buf, std::size_t len, off_t offset, F &&cb)
 	{
-		auto h = hold(std::forward<F>(cb), "auraio_read");
-		return done(auraio_read(handle(), fd, buf, len, offset, trampoline(), h.get()), h,
-			    "auraio_read", false);
+		return submit_rw(false, fd, buf, len, offset, std::forward<F>(cb), false);
 	}
 
 	/** As write(), but EAGAIN returns an empty Request instead of throwing. */
 	template <class F>
 	Request try_write(int fd, BufferRef buf, std::size_t len, off_t offset, F &&cb)
 	{
-		auto h = hold(std::forward<F>(cb), "auraio_write");
-		return done(auraio_write(handle(), fd, buf, len, offset, trampoline(), h.get()), h,
-			    "auraio_write", false);
+		return submit_rw(true, fd, buf, len, offset, std::forward<F>(cb), false);
 	}
 
 	/** Scatter read into iov[0..iovcnt) (the array is borrowed until completion). */
 	template <class F> Request readv(int fd, const iovec *iov, int iovcnt, off_t offset, F &&cb)
 	{
-		auto h = hold(std::forward<F>(cb), "auraio_readv");
-		return done(auraio_readv(handle(), fd, iov, iovcnt, offset, trampoline(), h.get()),
-			    h, "auraio_readv", true);
+		return submit_vec(false, fd, iov, iovcnt, offset, std::forward<F>(cb), true);
 	}
 
 	/** Gather write from iov[0..iovcnt) (the array is borrowed until completion). */
 	template <class F>
 	Request writev(int fd, const iovec *iov, int iovcnt, off_t offset, F &&cb)
 	{
-		auto h = hold(std::forward<F>(cb), "auraio_writev");
-		return done(auraio_writev(handle(), fd, iov, iovcnt, offset, trampoline(), h.get()),
-			    h, "auraio_writev", true);
+		return submit_vec(true, fd, iov, iovcnt, offset, std::forward<F>(cb), true);
 	}
 
 	/** fsync `fd`; result = 0 or -errno. */
 	template <class F> Request fsync(int fd, F &&cb)
 	{
-		auto h = hold(std::forward<F>(cb), "auraio_fsync");
-		return done(auraio_fsync(handle(), fd, 0, trampoline(), h.get()), h, "auraio_fsync",
-			    true);
+		return submit_sync(fd, 0, std::forward<F>(cb), true);
 	}
 
 	/** fdatasync `fd` (AURAIO_FSYNC_DATASYNC); result = 0 or -errno. */
 	template <class F> Request fdatasync(int fd, F &&cb)
 	{
-		auto h = hold(std::forward<F>(cb), "auraio_fsync");
-		return done(
-		    auraio_fsync(handle(), fd, AURAIO_FSYNC_DATASYNC, trampoline(), h.get()), h,
-		    "auraio_fsync", true);
+		return submit_sync(fd, AURAIO_FSYNC_DATASYNC, std::forward<F>(cb), true);
 	}
 
 	/** As readv(), but EAGAIN returns an empty Request instead of throwing. */
 	template <class F>
 	Request try_readv(int fd, const iovec *iov, int iovcnt, off_t offset, F &&cb)
 	{
-		auto h = hold(std::forward<F>(cb), "auraio_readv");
-		return done(auraio_readv(handle(), fd, iov, iovcnt, offset, trampoline(), h.get()),
-			    h, "auraio_readv", false);
+		return submit_vec(false, fd, iov, iovcnt, offset, std::forward<F>(cb), false);
 	}
 
 	/** As writev(), but EAGAIN returns an empty Request instead of throwing. */
 	template <class F>
 	Request try_writev(int fd, const iovec *iov, int iovcnt, off_t offset, F &&cb)
 	{
-		auto h = hold(std::forward<F>(cb), "auraio_writev");
-		return done(auraio_writev(handle(), fd, iov, iovcnt, offset, trampoline(), h.get()),
-			    h, "auraio_writev", false);
+		return submit_vec(true, fd, iov, iovcnt, offset, std::forward<F>(cb), false);
 	}
 
 	/** As fsync(), but EAGAIN returns an empty Request instead of throwing. */
 	template <class F> Request try_fsync(int fd, F &&cb)
 	{
-		auto h = hold(std::forward<F>(cb), "auraio_fsync");
-		return done(auraio_fsync(handle(), fd, 0, trampoline(), h.get()), h, "auraio_fsync",
-			    false);
+		return submit_sync(fd, 0, std::forward<F>(cb), false);
 	}
 
 	/** As fdatasync(), but EAGAIN returns an empty Request instead of throwing. */
 	template <class F> Request try_fdatasync(int fd, F &&cb)
 	{
-		auto h = hold(std::forward<F>(cb), "auraio_fsync");
-		return done(
-		    auraio_fsync(handle(), fd, AURAIO_FSYNC_DATASYNC, trampoline(), h.get()), h,
-		    "auraio_fsync", false);
+		return submit_sync(fd, AURAIO_FSYNC_DATASYNC, std::forward<F>(cb), false);
 	}
 
 	/**
@@ -962,6 +936,40 @@ class Engine
 	static auraio_callback_t trampoline() noexcept
 	{
 		return &detail::trampoline;
+	}
+
+	/* The submit methods: hold the callback, call the C submit, hand the holder over
+	 * (done). throw_eagain false: the try_ variants. */
+	template <class F>
+	Request submit_rw(bool write, int fd, BufferRef buf, std::size_t len, off_t offset, F &&cb,
+			  bool throw_eagain)
+	{
+		const char *op = write ? "auraio_write" : "auraio_read";
+		auto h = hold(std::forward<F>(cb), op);
+
+		return done((write ? auraio_write : auraio_read)(handle(), fd, buf, len, offset,
+								 trampoline(), h.get()),
+			    h, op, throw_eagain);
+	}
+
+	template <class F>
+	Request submit_vec(bool write, int fd, const iovec *iov, int iovcnt, off_t offset, F &&cb,
+			   bool throw_eagain)
+	{
+		const char *op = write ? "auraio_writev" : "auraio_readv";
+		auto h = hold(std::forward<F>(cb), op);
+
+		return done((write ? auraio_writev : auraio_readv)(handle(), fd, iov, iovcnt,
+								   offset, trampoline(), h.get()),
+			    h, op, throw_eagain);
+	}
+
+	template <class F> Request submit_sync(int fd, unsigned flags, F &&cb, bool throw_eagain)
+	{
+		auto h = hold(std::forward<F>(cb), "auraio_fsync");
+
+		return done(auraio_fsync(handle(), fd, flags, trampoline(), h.get()), h,
+			    "auraio_fsync", throw_eagain);
 	}
 
 	/* After the C submit: `req` owns the holder now, or NULL (errno) and the holder is
