@@ -17,13 +17,13 @@
 #include "engine.h"
 #include "test_util.h"
 
-static auraio_engine_t *one_ring_engine(void)
+static auraio_engine_t *engine_of(int rings)
 {
 	auraio_options_t o;
 	auraio_engine_t *e;
 
 	auraio_options_init(&o);
-	o.ring_count = 1;
+	o.ring_count = rings;
 	o.queue_depth = 8;
 	e = auraio_create_with_options(&o);
 	cr_assert_not_null(e);
@@ -39,7 +39,7 @@ static void count_cb(auraio_request_t *req, ssize_t res, void *ud)
 
 Test(kernel_waiter, a_ring_wait_with_nothing_in_flight_returns_at_once, .timeout = 10)
 {
-	auraio_engine_t *e = one_ring_engine();
+	auraio_engine_t *e = engine_of(1);
 	int fd = temp_file(4096, 0);
 	atomic_long done = 0;
 	char buf[512];
@@ -70,7 +70,7 @@ static void *poll_loop(void *arg)
 
 Test(kernel_waiter, wait_does_not_block_when_a_poller_reaps_its_completion, .timeout = 30)
 {
-	struct race rc = { .e = one_ring_engine() };
+	struct race rc = { .e = engine_of(1) };
 	int fd = temp_file(4096, 0);
 	atomic_long done = 0;
 	char buf[512];
@@ -101,14 +101,8 @@ Test(kernel_waiter, wait_does_not_block_when_a_poller_reaps_its_completion, .tim
  * any ring, then the multi-ring wait. */
 Test(kernel_waiter, a_wait_on_several_rings_with_nothing_in_flight_returns, .timeout = 10)
 {
-	auraio_options_t o;
-	auraio_engine_t *e;
+	auraio_engine_t *e = engine_of(2);
 
-	auraio_options_init(&o);
-	o.ring_count = 2;
-	o.queue_depth = 8;
-	e = auraio_create_with_options(&o);
-	cr_assert_not_null(e);
 	cr_assert_eq(engine_wait_many(e, -1), 0);
 	auraio_destroy(e);
 }
