@@ -951,10 +951,9 @@ static void *writer(void *arg)
 	return NULL;
 }
 
-static struct shared *shared_start(pthread_t *w)
+/* The index filled with the stable keys and a third of the others. */
+static void shared_fill(struct shared *s)
 {
-	struct shared *s = calloc(1, sizeof(*s));
-
 	s->ix = kv_index_create();
 	s->keys = conc_keys(&s->n);
 	atomic_store(&s->version, 1);
@@ -966,6 +965,13 @@ static struct shared *shared_start(pthread_t *w)
 			    kv_index_upsert(s->ix, s->keys[i].k, s->keys[i].len, &r, NULL, NULL),
 			    1);
 	}
+}
+
+static struct shared *shared_start(pthread_t *w)
+{
+	struct shared *s = calloc(1, sizeof(*s));
+
+	shared_fill(s);
 	for (int i = 0; i < NWRITERS; i++)
 		cr_assert_eq(pthread_create(&w[i], NULL, writer, s), 0);
 	return s;
@@ -1799,17 +1805,7 @@ Test(index_concurrency, upserts_removes_and_cas_never_show_a_reader_a_wrong_entr
 	struct shared *s = &m->s;
 	pthread_t w[NWRITERS], g[2], c[2];
 
-	s->ix = kv_index_create();
-	s->keys = conc_keys(&s->n);
-	atomic_store(&s->version, 1);
-	for (size_t i = 0; i < s->n; i++) {
-		struct kv_ref r = ref_of(1, i);
-
-		if (stable(i) || i % 3 == 0)
-			cr_assert_eq(
-			    kv_index_upsert(s->ix, s->keys[i].k, s->keys[i].len, &r, NULL, NULL),
-			    1);
-	}
+	shared_fill(s);
 	for (int i = 0; i < NWRITERS; i++)
 		cr_assert_eq(pthread_create(&w[i], NULL, mixed_writer, m), 0);
 	for (int i = 0; i < 2; i++) {
