@@ -96,6 +96,11 @@ typedef enum aurakv_report_kind {
 	AURAKV_REPORT_INFO = 0,	      /* progress and facts: hint files rebuilt, torn tail */
 	AURAKV_REPORT_CORRUPTION = 1, /* damaged record or file (verify, recovery, reads) */
 	AURAKV_REPORT_LOCKED = 2,     /* the open failed: the message names the holder's PID */
+	AURAKV_REPORT_IO_ERROR = 3,   /* the log's write path failed: a fail-stop (writes return
+					 the error until the store is reopened) or the
+					 preparation of a segment (writes that need it get the
+					 error until a retry succeeds); the message names the
+					 I/O and the error */
 } aurakv_report_kind_t;
 
 /** Store options. Start from aurakv_options_init(). */
@@ -112,8 +117,8 @@ typedef struct aurakv_options {
 	/* Opening */
 	bool create_if_missing; /* default true */
 	void (*reporter)(aurakv_report_kind_t kind, const char *message, void *arg);
-	void *reporter_arg; /* reporter NULL (default): corruption and lock reports go to
-			       stderr, information is dropped. The reporter may run in any
+	void *reporter_arg; /* reporter NULL (default): corruption, lock and I/O error
+			       reports go to stderr, information is dropped. The reporter may run in any
 			       thread - the caller's, the store's background thread - and
 			       with the store's internal locks held: it must return
 			       promptly and must not call the store. */
@@ -184,7 +189,8 @@ AURAKV_API int aurakv_close(aurakv_t *db);
  * be built; if the index could not take the entry after its record was written, gets
  * keep answering the key's previous state until the store is reopened, and after a
  * reopen the write may be there), or the log's failure error (-EIO...: the store is
- * failed until reopened).
+ * failed until reopened; the reporter is told once which I/O failed,
+ * AURAKV_REPORT_IO_ERROR).
  */
 AURAKV_API int aurakv_put(aurakv_t *db, const void *key, size_t klen, const void *val, size_t vlen,
 			  unsigned flags);

@@ -187,9 +187,12 @@ static int sync_dirs(struct kv_db *db)
 static void wal_reporter(const aurawal_report_t *r, void *arg)
 {
 	struct kv_db *db = arg;
-	aurakv_report_kind_t kind = r->kind == AURAWAL_REPORT_TORN_TAIL ? AURAKV_REPORT_INFO
-				    : r->kind == AURAWAL_REPORT_LOCKED	? AURAKV_REPORT_LOCKED
-									: AURAKV_REPORT_CORRUPTION;
+	aurakv_report_kind_t kind =
+	    r->kind == AURAWAL_REPORT_TORN_TAIL ? AURAKV_REPORT_INFO
+	    : r->kind == AURAWAL_REPORT_LOCKED	? AURAKV_REPORT_LOCKED
+	    : r->kind == AURAWAL_REPORT_FAILED || r->kind == AURAWAL_REPORT_PREPARE
+		? AURAKV_REPORT_IO_ERROR
+		: AURAKV_REPORT_CORRUPTION;
 
 	kv_report(db, kind, "log segment %llu offset %llu length %llu: %s",
 		  (unsigned long long) r->segment, (unsigned long long) r->offset,

@@ -205,6 +205,9 @@ Test(kv_faults, eio_on_a_log_write_fails_the_store_and_loses_nothing_acknowledge
 		expect(db, k, 1); /* reads still work */
 	cr_assert_eq(aurakv_close(db), -EIO, "close reports what kept writes from the log");
 	auraio_destroy(e);
+	/* The reporter was told once why the store failed: the log's write and its error. */
+	cr_assert_eq(rs.io_error, 1, "%d I/O error reports: %s", rs.io_error, rs.last);
+	cr_assert(strstr(rs.last, "write") && strstr(rs.last, strerror(EIO)), "%s", rs.last);
 	expect_after_reopen(N, 1, N + 1);
 }
 

@@ -46,7 +46,7 @@ static inline void kv_rm_tree(const char *dir)
 
 /* Reports the store made, kept for assertions. */
 struct kv_reports {
-	int info, corruption, locked;
+	int info, corruption, locked, io_error;
 	char last[512];
 	char last_locked[512];
 };
@@ -60,7 +60,9 @@ static inline void kv_record_report(aurakv_report_kind_t kind, const char *msg, 
 	else if (kind == AURAKV_REPORT_LOCKED) {
 		r->locked++;
 		snprintf(r->last_locked, sizeof(r->last_locked), "%s", msg);
-	} else
+	} else if (kind == AURAKV_REPORT_IO_ERROR)
+		r->io_error++;
+	else
 		r->info++;
 	snprintf(r->last, sizeof(r->last), "%s", msg);
 }

@@ -65,7 +65,7 @@ static inline int payload_check(const uint8_t *p, size_t len, uint64_t i)
 }
 
 struct reports {
-	int n, corruption, torn, dropped, locked;
+	int n, corruption, torn, dropped, locked, failed, prepare;
 	aurawal_report_t last;
 	uint64_t first_corrupt_offset;
 	char reason[128];
@@ -81,6 +81,8 @@ static inline void record_report(const aurawal_report_t *r, void *arg)
 	rs->torn += r->kind == AURAWAL_REPORT_TORN_TAIL;
 	rs->dropped += r->kind == AURAWAL_REPORT_DROPPED;
 	rs->locked += r->kind == AURAWAL_REPORT_LOCKED;
+	rs->failed += r->kind == AURAWAL_REPORT_FAILED;
+	rs->prepare += r->kind == AURAWAL_REPORT_PREPARE;
 	rs->last = *r;
 	snprintf(rs->reason, sizeof(rs->reason), "%s", r->reason);
 }

@@ -130,13 +130,19 @@ static struct wal_walk check_log(uint64_t nids)
 }
 
 /* A log on engine e whose buffered records stay buffered until asked (no flush delay). */
-static aurawal_t *open_held(auraio_engine_t *e)
+/* rs: where reports go (NULL: stderr). */
+static aurawal_t *open_held_reporting(auraio_engine_t *e, struct reports *rs)
 {
-	aurawal_options_t o = wal_opts(NULL);
+	aurawal_options_t o = wal_opts(rs);
 
 	o.engine = e;
 	o.flush_delay_us = 0;
 	return wal_open_ok(dir, &o);
+}
+
+static aurawal_t *open_held(auraio_engine_t *e)
+{
+	return open_held_reporting(e, NULL);
 }
 
 /* Ids 0..9 appended durably, then the device out of space and ids 10..13 buffered
@@ -278,13 +284,15 @@ Test(wal_enospc, concurrent_appends_across_episodes_without_space_are_told_the_t
 
 /* The rollover needs the next segment made ready; without space that fails. Once space
  * returns, the append that needs it asks for it at once (it does not wait for the
- * preparer's next retry, nor fail meanwhile). */
+ * preparer's next retry, nor fail meanwhile). The failure is reported once - with the
+ * segment, the step and the error - not at each retry. */
 Test(wal_enospc, a_segment_that_could_not_be_prepared_is_made_once_space_returns)
 {
 	auraio_engine_t *e = test_faulty_engine();
 	uint64_t need = wal_rec_size(LEN) + wal_rec_size(0) + wal_rec_size(WAL_SEAL_PAYLOAD);
-	uint64_t id = 0, seg;
-	aurawal_t *log = open_held(e);
+	uint64_t id = 0, seg, attempts;
+	struct reports rs = { 0 };
+	aurawal_t *log = open_held_reporting(e, &rs);
 
 	while (wal_room_left(log) >= need) /* until a durable append no longer fits */
 		record(id, append_id(log, id, 0)), id++;
@@ -301,6 +309,11 @@ Test(wal_enospc, a_segment_that_could_not_be_prepared_is_made_once_space_returns
 		pthread_cond_wait(&log->cv_ready, &log->mu);
 	cr_assert_null(log->ready);
 	cr_assert_eq(log->space_err, -ENOSPC);
+	attempts = log->prepare_attempts; /* a retry that fails the same way: no news */
+	pthread_cond_signal(&log->cv_prepare);
+	while (log->prepare_attempts == attempts)
+		pthread_cond_wait(&log->cv_ready, &log->mu);
+	cr_assert_null(log->ready);
 	pthread_mutex_unlock(&log->mu);
 	auraio_fault_clear(e);
 
@@ -313,9 +326,16 @@ Test(wal_enospc, a_segment_that_could_not_be_prepared_is_made_once_space_returns
 		record(id, rc);
 	} while (locs[id++].segment < seg + 2);
 	cr_assert_eq(aurawal_sync(log), 0);
-	cr_assert_eq(aurawal_close(log), 0);
+	cr_assert_eq(aurawal_close(log), 0); /* joins the preparer: its reports are in rs */
 	auraio_destroy(e);
 	check_log(id);
+	cr_assert_eq(rs.prepare, 1, "the preparation failure was reported %d times", rs.prepare);
+	cr_assert_eq(rs.failed, 0, "ENOSPC does not fail the log");
+	cr_assert_eq(rs.last.kind, AURAWAL_REPORT_PREPARE);
+	cr_assert_eq(rs.last.segment, seg + 2, "segment %llu",
+		     (unsigned long long) rs.last.segment);
+	cr_assert(strstr(rs.reason, "zero-filling") && strstr(rs.reason, strerror(ENOSPC)), "%s",
+		  rs.reason);
 }
 
 /* Closing while buffered records cannot be written for lack of space: close gives up on

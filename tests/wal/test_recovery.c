@@ -359,6 +359,21 @@ static void fail_stop_on(unsigned ops, aurawal_sync_mode_t mode)
 	cr_assert_eq(aurawal_append(log, &iov, 1, AURAWAL_DURABLE, NULL, NULL), -EIO);
 	cr_assert_eq(aurawal_failed(log), -EIO);
 	cr_assert_eq(aurawal_failed(NULL), -EINVAL);
+	/* The reporter heard why, before the append did: which I/O, where, the error. The
+	 * failed fsync may be the directory's, which a durable write pays first when the
+	 * ready segment was renamed after the last one. */
+	cr_assert_eq(rs.failed, 1, "the fail-stop was reported %d times", rs.failed);
+	cr_assert_eq(rs.last.kind, AURAWAL_REPORT_FAILED);
+	cr_assert(strstr(rs.reason, strerror(EIO)), "%s", rs.reason);
+	if (strstr(rs.reason, "the directory's fsync")) {
+		cr_assert_eq(ops, AURAIO_FAULT_OP_FSYNC, "%s", rs.reason);
+		cr_assert_eq(rs.last.segment, 0);
+	} else {
+		cr_assert(strstr(rs.reason, "durable write"), "%s", rs.reason);
+		cr_assert_eq(rs.last.segment, locs[9].segment);
+		cr_assert_leq(rs.last.offset, locs[9].offset + wal_rec_size(RLEN));
+		cr_assert_gt(rs.last.length, 0);
+	}
 	auraio_fault_clear(e);
 	/* Never stored: reading it is the failure's error, not corruption (nor a report). */
 	cr_assert_eq(aurawal_read(log, lost, p, sizeof(p), NULL, NULL), -EIO);
@@ -375,6 +390,7 @@ static void fail_stop_on(unsigned ops, aurawal_sync_mode_t mode)
 	cr_assert_eq(st.failed, -EIO);
 	read_check(log, locs[3], 3, seqs[3]); /* reads still work */
 	cr_assert_eq(aurawal_close(log), -EIO);
+	cr_assert_eq(rs.failed, 1, "reported once, not per refused call");
 	auraio_destroy(e);
 	expect_prefix_survives(10);
 }

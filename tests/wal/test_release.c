@@ -800,6 +800,10 @@ Test(wal_release, release_before_whose_directory_sync_fails_returns_what_it_rele
 	sync_still_owes_the_directory(e, log);
 	aurawal_close(log);
 	auraio_destroy(e);
+	/* The failed directory sync failed the log, and the reporter heard it. */
+	cr_assert_eq(rs.failed, 1, "%s", rs.reason);
+	cr_assert(strstr(rs.reason, "directory"), "%s", rs.reason);
+	rs = (struct reports){ 0 };
 	{
 		aurawal_options_t o = wal_opts(&rs);
 

@@ -119,6 +119,12 @@ static void reporter(aurakv_report_kind_t kind, const char *message, void *arg)
 		else
 			fprintf(out, "aurakv: %s: corruption: %s\n", c->dir, message);
 		break;
+	case AURAKV_REPORT_IO_ERROR:
+		if (c->reports_to_stdout)
+			fprintf(out, "report: I/O error: %s\n", message);
+		else
+			fprintf(out, "aurakv: %s: I/O error: %s\n", c->dir, message);
+		break;
 	case AURAKV_REPORT_INFO:
 		if (c->reports_to_stdout)
 			fprintf(out, "report: info: %s\n", message);

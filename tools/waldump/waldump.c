@@ -103,6 +103,10 @@ static const char *kind_name(aurawal_report_kind_t k)
 		return "dropped";
 	case AURAWAL_REPORT_LOCKED:
 		return "locked";
+	case AURAWAL_REPORT_FAILED: /* a writer's reports: never in inspect mode */
+		return "failed";
+	case AURAWAL_REPORT_PREPARE:
+		return "preparing a segment";
 	}
 	return "unknown";
 }

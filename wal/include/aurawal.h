@@ -30,8 +30,9 @@
  *   aurawal_strerror() describes all of them. After an I/O error on the write or sync
  *   path (EIO and the like) the log is failed: every later append and sync returns that
  *   error until the log is reopened (retrying an fsync after EIO could acknowledge lost
- *   data). ENOSPC is different: the appends that could not be stored get -ENOSPC, and
- *   appending works again once space is available, without reopening. An append told
+ *   data); the reporter is told once which I/O failed (AURAWAL_REPORT_FAILED). ENOSPC
+ *   is different: the appends that could not be stored get -ENOSPC, and appending
+ *   works again once space is available, without reopening. An append told
  *   -ENOSPC (returned, or given to its callback) is not stored: it is never found in the
  *   log afterwards (its place holds a VOID record, docs/wal_format.md). Appends that
  *   returned 0 without AURAWAL_DURABLE were buffered and stay so: they are written once
@@ -127,9 +128,19 @@ typedef enum aurawal_report_kind {
 					  range, or a segment after a crash before its
 					  rollover was flushed (nothing durable in it) */
 	AURAWAL_REPORT_LOCKED = 4,     /* the open failed: another process holds the log */
+	AURAWAL_REPORT_FAILED = 5,     /* the log failed (fail-stop, see Errors): the I/O that
+					  failed - segment, offset, length (0 if not a range;
+					  segment 0 for the directory) - and its error */
+	AURAWAL_REPORT_PREPARE = 6,    /* preparing the next segment failed (the segment it
+					  was for, the step and the error); appends that need
+					  it get the error until a retry succeeds. Once per
+					  change of error, not per retry */
 } aurawal_report_kind_t;
 
-/** One finding of recovery (or of the iterator in inspect mode). */
+/** One finding of recovery (or of the iterator in inspect mode), or a failure of the
+ * running log (FAILED, PREPARE: reported from the log's threads or an appender's, with
+ * no lock of the log held; the reporter must return promptly and must not call the
+ * log). */
 typedef struct aurawal_report {
 	aurawal_report_kind_t kind;
 	uint64_t segment;

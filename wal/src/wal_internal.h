@@ -199,6 +199,14 @@ struct aurawal {
 	uint8_t *tail;		  /* the partial last block of the active segment's data */
 	int failed;		  /* fail-stop error (-EIO...), 0 = healthy */
 	_Atomic int failed_pub;	  /* the same, for aurawal_failed() without mu */
+	/* The write path's last failed I/O (what, where), kept for the report of a fail-stop
+	 * (AURAWAL_REPORT_FAILED), which goes out once, after mu is dropped: report_due. */
+	struct wal_io_error {
+		const char *what; /* "write", "fdatasync", ... */
+		uint64_t segment, offset, length;
+		int rc;
+	} io_error;
+	bool report_due;
 	bool closing;
 	struct wal_cb *ready_cbs, *ready_cbs_tail; /* completed async appends, for poll */
 	/* Completed async reads: run by aurawal_poll() (and close) only, as aurawal.h says -

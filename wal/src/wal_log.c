@@ -59,7 +59,9 @@ void wal_report(struct aurawal *log, aurawal_report_kind_t kind, uint64_t segmen
 		kind == AURAWAL_REPORT_CORRUPTION  ? "corruption"
 		: kind == AURAWAL_REPORT_TORN_TAIL ? "torn tail"
 		: kind == AURAWAL_REPORT_DROPPED   ? "dropped"
-						   : "locked",
+		: kind == AURAWAL_REPORT_LOCKED	   ? "locked"
+		: kind == AURAWAL_REPORT_FAILED	   ? "failed"
+						   : "preparing a segment",
 		(unsigned long long) segment, (unsigned long long) offset,
 		(unsigned long long) length, reason);
 }

@@ -205,17 +205,24 @@ static int zero_fill(struct aurawal *log, int fd, uint64_t from, uint64_t size)
 	return rc < 0 ? rc : 0;
 }
 
-/* A whole, zeroed file of segment_size bytes at `path` (created exclusively). */
-static int build_file(struct aurawal *log, const char *path, int *fdp, bool sync)
+/* A whole, zeroed file of segment_size bytes at `path` (created exclusively). On an
+ * error, *step names the step that failed. */
+static int build_file(struct aurawal *log, const char *path, int *fdp, bool sync, const char **step)
 {
 	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_DIRECT | O_CLOEXEC, 0644), rc;
 
+	*step = "creating its file";
 	if (fd < 0)
 		return -errno;
+	*step = "allocating its space";
 	rc = posix_fallocate(fd, 0, (off_t) log->segment_size);
+	if (rc == 0)
+		*step = "zero-filling it";
 	rc = rc ? -rc : zero_fill(log, fd, 0, log->segment_size);
-	if (rc == 0 && sync)
+	if (rc == 0 && sync) {
+		*step = "syncing it";
 		rc = wal_fdatasync(log, fd);
+	}
 	if (rc) {
 		close(fd);
 		unlink(path);
@@ -226,28 +233,42 @@ static int build_file(struct aurawal *log, const char *path, int *fdp, bool sync
 }
 
 /* Segment `number`, ready to append to: header written and file renamed - and, if
- * `sync`, both durable. */
-static int make_ready(struct aurawal *log, uint64_t number, const char *spare, int *fdp, bool sync)
+ * `sync`, both durable. On an error, *step (if step is not NULL) names the step that
+ * failed. */
+static int make_ready(struct aurawal *log, uint64_t number, const char *spare, int *fdp, bool sync,
+		      const char **step)
 {
 	char *final = wal_seg_path(log, number), *tmp = NULL;
+	const char *unused;
 	int fd = -1, rc;
 
+	if (!step)
+		step = &unused;
+	*step = "allocating memory";
 	if (!final)
 		return -ENOMEM;
 	if (spare) { /* a recycled segment: its stale records fail their new seed */
+		*step = "opening a spare segment";
 		fd = open(spare, O_RDWR | O_DIRECT | O_CLOEXEC);
 		rc = fd < 0 ? -errno : 0;
 	} else {
 		rc = asprintf(&tmp, "%s/spare-new-%016" PRIx64 ".seg", log->dir, number) < 0
 			 ? -ENOMEM
-			 : build_file(log, tmp, &fd, sync);
+			 : build_file(log, tmp, &fd, sync, step);
 	}
-	if (rc == 0)
+	if (rc == 0) {
+		*step = "writing its header";
 		rc = write_header(log, fd, number, 0, sync);
-	if (rc == 0 && rename(spare ? spare : tmp, final) != 0)
-		rc = -errno;
-	if (rc == 0 && sync)
+	}
+	if (rc == 0) {
+		*step = "renaming it";
+		if (rename(spare ? spare : tmp, final) != 0)
+			rc = -errno;
+	}
+	if (rc == 0 && sync) {
+		*step = "syncing the directory";
 		rc = sync_dir_fd(log);
+	}
 	if (rc && fd >= 0) {
 		close(fd);
 		fd = -1;
@@ -260,19 +281,24 @@ static int make_ready(struct aurawal *log, uint64_t number, const char *spare, i
 	return rc;
 }
 
-/* One preparation: the next ready segment. Called with mu held; drops it for I/O. */
+/*
+ * One preparation: the next ready segment. Called with mu held; drops it for I/O (and to
+ * tell the reporter of a failure whose error differs from the last one's: a retry that
+ * fails the same way is not news).
+ */
 static void prepare_once(struct aurawal *log)
 {
 	uint64_t number = log->next_number;
 	char *spare = log->nspares ? log->spares[--log->nspares] : NULL;
+	const char *step = "allocating memory";
 	struct wal_segment *s;
-	int fd = -1, rc;
+	int fd = -1, rc, was = log->space_err;
 
 	pthread_mutex_unlock(&log->mu);
-	rc = make_ready(log, number, spare, &fd, log->opts.flush_on_rollover);
+	rc = make_ready(log, number, spare, &fd, log->opts.flush_on_rollover, &step);
 	if (rc && spare) { /* the spare was no good: forget it, build a fresh one */
 		unlink(spare);
-		rc = make_ready(log, number, NULL, &fd, log->opts.flush_on_rollover);
+		rc = make_ready(log, number, NULL, &fd, log->opts.flush_on_rollover, &step);
 	}
 	pthread_mutex_lock(&log->mu);
 	free(spare);
@@ -292,6 +318,15 @@ static void prepare_once(struct aurawal *log)
 	}
 	log->prepare_attempts++;
 	pthread_cond_broadcast(&log->cv_ready);
+	if (log->space_err && log->space_err != was) {
+		char why[160];
+
+		snprintf(why, sizeof(why), "preparing the next segment failed (%s): %s",
+			 rc ? step : "allocating memory", aurawal_strerror(log->space_err));
+		pthread_mutex_unlock(&log->mu);
+		wal_report(log, AURAWAL_REPORT_PREPARE, number, 0, 0, why);
+		pthread_mutex_lock(&log->mu);
+	}
 }
 
 void *wal_preparer_main(void *arg)
@@ -302,7 +337,8 @@ void *wal_preparer_main(void *arg)
 	while (!log->closing) {
 		if (!log->ready && !log->failed) {
 			prepare_once(log);
-			if (log->space_err) { /* retry later: space may be freed */
+			/* retry later: space may be freed (not when close came meanwhile) */
+			if (log->space_err && !log->closing) {
 				struct timespec ts;
 				uint64_t t;
 
@@ -490,7 +526,7 @@ static int open_segment(struct aurawal *log, uint64_t number, bool first)
 int wal_seg_remake(struct aurawal *log, uint64_t number, struct wal_segment **out)
 {
 	struct wal_segment *s;
-	int fd, rc = make_ready(log, number, NULL, &fd, true);
+	int fd, rc = make_ready(log, number, NULL, &fd, true, NULL);
 
 	if (rc)
 		return rc;
@@ -545,7 +581,7 @@ static int create_log(struct aurawal *log)
 	log->segment_size = log->opts.segment_size;
 	rc = sync_parent_dir(log);
 	if (rc == 0)
-		rc = make_ready(log, 1, NULL, &fd, true);
+		rc = make_ready(log, 1, NULL, &fd, true, NULL);
 	if (rc)
 		return rc;
 	s = seg_new(1, fd, log->segment_size);

@@ -30,6 +30,7 @@
  * Lock: log->mu around all state; never held across I/O, a wake-up or a user callback.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -170,6 +171,12 @@ static int iov_advance(struct iovec *iov, int n, uint64_t skip)
 	return n;
 }
 
+/* The bytes a plan's write covers: its batches' blocks. */
+static uint64_t plan_bytes(const struct wal_plan *p)
+{
+	return align_up(p->b[p->n - 1]->end, WAL_BLOCK) - p->b[0]->start;
+}
+
 /* Write the plan (and sync it): one write, and one retry of the rest if it came short. */
 static int write_plan_io(struct aurawal *log, const struct wal_plan *p)
 {
@@ -251,12 +258,24 @@ static void void_told(struct aurawal *log)
 		wal_batch_seal_tail(log, prev); /* the next batch starts from log->tail */
 }
 
-/* Fail-stop: the log is failed with rc; every waiter and callback hears it. Returns the
- * waiters to wake. */
+/* mu held: an I/O of the write path failed with rc - remembered for the report, should it
+ * fail the log. The first failure is the one that counts. */
+static void note_io_error(struct aurawal *log, const char *what, uint64_t segment, uint64_t offset,
+			  uint64_t length, int rc)
+{
+	if (rc < 0 && !log->failed)
+		log->io_error = (struct wal_io_error){ what, segment, offset, length, rc };
+}
+
+/* Fail-stop: the log is failed with rc; every waiter and callback hears it, and the
+ * reporter once mu is dropped (wake_unlocked). Returns the waiters to wake. */
 static struct wal_waiter *fail_stop(struct aurawal *log, const struct wal_plan *p, int rc)
 {
 	log->failed = rc;
 	atomic_store_explicit(&log->failed_pub, rc, memory_order_relaxed);
+	if (log->io_error.rc != rc)
+		log->io_error = (struct wal_io_error){ "an I/O of the write path", 0, 0, 0, rc };
+	log->report_due = true;
 	fail_all_cbs(log, p, rc);
 	for (int i = 0; p && i < p->n; i++)
 		wal_batch_release(log, p->b[i]);
@@ -344,14 +363,32 @@ static struct wal_waiter *complete(struct aurawal *log, const struct wal_plan *p
 	return w;
 }
 
-/* Drop mu, wake the waiters, take mu again. */
+/* No lock held: tell the reporter why the log failed (AURAWAL_REPORT_FAILED). */
+static void report_failure(struct aurawal *log, const struct wal_io_error *e)
+{
+	char why[256];
+
+	snprintf(why, sizeof(why),
+		 "the log failed: %s: %s - every later append and sync returns this error "
+		 "until the log is reopened",
+		 e->what, aurawal_strerror(e->rc));
+	wal_report(log, AURAWAL_REPORT_FAILED, e->segment, e->offset, e->length, why);
+}
+
+/* Drop mu, tell the reporter of a fail-stop (before the waiters hear of it), wake the
+ * waiters, take mu again. */
 static void wake_unlocked(struct aurawal *log, struct wal_waiter *w)
 {
 	void (*test_waking)(struct aurawal *) = log->test_waking;
+	struct wal_io_error e = log->io_error;
+	bool report = log->report_due;
 
-	if (!w)
+	if (!w && !report)
 		return;
+	log->report_due = false;
 	pthread_mutex_unlock(&log->mu);
+	if (report)
+		report_failure(log, &e);
 	wal_waiters_wake(w);
 	if (test_waking)
 		test_waking(log);
@@ -377,21 +414,23 @@ static void write_seal_block(struct aurawal *log, struct wal_segment *s)
 	log->io_busy = false;
 	s->summary_pending = false;
 	s->summary_ok = rc == 0;
+	note_io_error(log, "the seal block write", s->number, 0, WAL_HEADER_BLOCK, rc);
 	if (rc < 0 && rc != -ENOSPC && !log->failed)
 		wake_unlocked(log, fail_stop(log, NULL, rc));
 }
 
-/* One flush: fdatasync of fd, or fsync of the directory if fd < 0. mu held; dropped for
- * the I/O. */
-static int flush_io(struct aurawal *log, int fd)
+/* One flush: fdatasync of segment s, or fsync of the directory if s is NULL. mu held;
+ * dropped for the I/O. */
+static int flush_io(struct aurawal *log, struct wal_segment *s)
 {
-	int rc;
+	int fd = s ? s->fd : -1, rc;
 
 	log->io_busy = true;
 	pthread_mutex_unlock(&log->mu);
 	rc = fd >= 0 ? wal_fdatasync(log, fd) : sync_dir_fd(log);
 	pthread_mutex_lock(&log->mu);
 	log->io_busy = false;
+	note_io_error(log, s ? "fdatasync" : "the directory's fsync", s ? s->number : 0, 0, 0, rc);
 	return rc;
 }
 
@@ -404,7 +443,7 @@ static int sync_dir_owed(struct aurawal *log)
 
 	if (gen == log->dir_synced)
 		return 0;
-	if ((rc = flush_io(log, -1)) == 0)
+	if ((rc = flush_io(log, NULL)) == 0)
 		log->dir_synced = MAX(log->dir_synced, gen);
 	return rc;
 }
@@ -438,7 +477,7 @@ static int pay_debt(struct aurawal *log, struct wal_segment *seg)
 		uint64_t end = s->written_end;
 
 		s->refs++;
-		rc = flush_io(log, s->fd);
+		rc = flush_io(log, s);
 		if (rc == 0) {
 			s->durable_end = MAX(s->durable_end, end);
 			s->lazy_hdr = false;
@@ -457,7 +496,7 @@ static int pay_debt(struct aurawal *log, struct wal_segment *seg)
 	if (rc == 0 && seg->lazy_hdr) {
 		uint64_t end = seg->written_end;
 
-		if ((rc = flush_io(log, seg->fd)) == 0) {
+		if ((rc = flush_io(log, seg)) == 0) {
 			seg->lazy_hdr = false;
 			seg->durable_end = MAX(seg->durable_end, end);
 		}
@@ -503,6 +542,8 @@ int wal_write_plan(struct aurawal *log, struct wal_plan *p)
 		rc = write_plan_io(log, p);
 		pthread_mutex_lock(&log->mu);
 		log->io_busy = false;
+		note_io_error(log, p->sync ? "a durable write" : "a write", p->b[0]->seg->number,
+			      p->b[0]->start, plan_bytes(p), rc);
 	}
 	w = complete(log, p, rc, wal_now_ns() - t0);
 	/* A seal block follows: keep the I/O while the waiters are woken without mu, or a
@@ -548,7 +589,7 @@ static void bare_sync(struct aurawal *log)
 	int rc = pay_debt(log, seg);
 
 	if (rc == 0)
-		rc = flush_io(log, seg->fd);
+		rc = flush_io(log, seg);
 	if (rc < 0) {
 		wake_unlocked(log, fail_stop(log, NULL, rc));
 	} else {
