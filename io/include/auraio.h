@@ -324,7 +324,10 @@ typedef struct auraio_op {
  * a successful sync for a short write), and so does every one after an operation
  * cancelled with auraio_cancel().
  * Each operation completes on its own (callback or waitable); `reqs` (may be NULL)
- * receives the `n` handles.
+ * receives the `n` handles. Threads may come and go: io_uring runs a chain's later
+ * links in the thread that handed the chain to the kernel (any thread that flushed the
+ * ring), and fails them once it has exited; the engine then submits them again, in
+ * order (stats: orphans_resubmitted; docs/auraio.md, "Orphans").
  * Returns 0, or -EINVAL (bad op, n out of 1..queue_depth), -EOVERFLOW, -EAGAIN (the ring
  * has no room for the whole chain, under its limit or among its requests, as for
  * auraio_read(): nothing was submitted), -ESHUTDOWN.
@@ -562,15 +565,18 @@ typedef struct auraio_stats {
 	auraio_ring_stats_t total; /* counters summed; latency percentiles merged; in-flight
 				      and limits summed; phase/window of ring 0 */
 	int ring_count;
-	auraio_backend_t backend;   /* the backend in use (never AUTO) */
-	char backend_reason[128];   /* why, when it is not the one asked for */
-	bool sqpoll_active;	    /* SQPOLL requested and granted on every ring */
-	bool coop_taskrun;	    /* COOP_TASKRUN + TASKRUN_FLAG in use */
-	bool buffers_registered;    /* registered with the kernel (not degraded) */
-	char buffers_reason[128];   /* why registration degraded, if it did */
-	int files_registered;	    /* registered file slots (0 = none) */
-	uint64_t buffer_pool_bytes; /* memory held by the buffer pool */
-	uint64_t faults_injected;   /* operations (or kernel entries) hit by auraio_fault_set() */
+	auraio_backend_t backend;     /* the backend in use (never AUTO) */
+	char backend_reason[128];     /* why, when it is not the one asked for */
+	bool sqpoll_active;	      /* SQPOLL requested and granted on every ring */
+	bool coop_taskrun;	      /* COOP_TASKRUN + TASKRUN_FLAG in use */
+	bool buffers_registered;      /* registered with the kernel (not degraded) */
+	char buffers_reason[128];     /* why registration degraded, if it did */
+	int files_registered;	      /* registered file slots (0 = none) */
+	uint64_t buffer_pool_bytes;   /* memory held by the buffer pool */
+	uint64_t faults_injected;     /* operations (or kernel entries) hit by auraio_fault_set() */
+	uint64_t orphans_resubmitted; /* requests submitted again because the thread that
+					 handed them to the kernel exited before the kernel
+					 was done with them (io_uring; see auraio_submit_linked) */
 } auraio_stats_t;
 
 /** Copy the engine-wide stats into `out`. Returns 0 or -EINVAL. Any thread. */

@@ -139,8 +139,8 @@ static unsigned sq_unconsumed(struct io_uring *u)
 }
 
 /*
- * After an enter that submitted rc of the to_submit entries it was given: how many are
- * left for this thread to send. The kernel stops at an entry that fails before it is
+ * After an enter that submitted rc of the to_submit entries it asked for (all: see
+ * enter_count): how many are left for this thread to send. The kernel stops at an entry that fails before it is
  * issued (a readv whose iovec it refuses while preparing it): that one completes with
  * its error, but the entries after it stay in the SQ, published - no later publish
  * counts them, and a waiter would sleep on completions that never come. Fewer taken
@@ -151,6 +151,20 @@ static unsigned enter_left(struct io_uring *u, int rc, unsigned to_submit)
 	if (rc <= 0 || (unsigned) rc >= to_submit || (u->flags & IORING_SETUP_SQPOLL))
 		return 0;
 	return sq_unconsumed(u);
+}
+
+/*
+ * What to ask the kernel to take when entering for to_submit published entries: every
+ * published entry. The caller counted them when it published, without a lock held
+ * since: another thread may have entered for some of them meanwhile, and more may have
+ * been published. The kernel takes min(count, published) from the SQ head, so a stale
+ * count could end a submission inside a linked chain - and a chain does not continue
+ * across submissions (io_uring_enter(2), IOSQE_IO_LINK): its fdatasync would run
+ * unordered with its write. Chains are published whole, so "all" never splits one.
+ */
+static unsigned enter_count(struct io_uring *u, unsigned to_submit)
+{
+	return to_submit ? u->sq.ring_entries : 0;
 }
 
 static int uring_enter(struct ring *r, unsigned to_submit)
@@ -166,6 +180,7 @@ static int uring_enter(struct ring *r, unsigned to_submit)
 		return 0;
 	if (to_submit && (rc = fault_enter(r->engine)) < 0)
 		return rc;
+	to_submit = enter_count(u, to_submit);
 	do {
 		do {
 			rc = io_uring_enter(u->ring_fd, to_submit, 0, flags, NULL);
@@ -174,7 +189,7 @@ static int uring_enter(struct ring *r, unsigned to_submit)
 		if (rc > 0)
 			counter_add(&r->sqes, (uint64_t) rc);
 		/* Each pass consumes at least one entry, the one the kernel refused. */
-	} while ((to_submit = enter_left(u, rc, to_submit)) > 0);
+	} while (enter_left(u, rc, to_submit) > 0);
 	/* -EAGAIN/-EBUSY: the entries stay published; the next flush or wait retries. */
 	return rc < 0 ? rc : 0;
 }
@@ -205,6 +220,7 @@ static int uring_wait(struct ring *r, unsigned to_submit, int64_t timeout_ns)
 	}
 	if (u->flags & IORING_SETUP_SQPOLL)
 		to_submit = 0;
+	to_submit = enter_count(u, to_submit);
 	/* A fault rule may refuse the entry as the kernel does: nothing submitted, no wait. */
 	rc = to_submit ? fault_enter(r->engine) : 0;
 	if (rc == 0) {
@@ -255,6 +271,8 @@ static int uring_cancel(struct ring *r, struct auraio_request *req)
 
 	if (uring_make_room(r, 1) == 0 || !(sqe = get_sqe(r)))
 		return -EAGAIN;
+	/* Its -ECANCELED is then the caller's doing, not an orphaning's (complete.c). */
+	atomic_store_explicit(&req->cancel_sent, 1, memory_order_relaxed);
 	io_uring_prep_cancel64(sqe, request_ud(req), 0);
 	io_uring_sqe_set_data64(sqe, UD_INTERNAL);
 	return 0;

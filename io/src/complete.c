@@ -14,6 +14,22 @@
  * notified whenever cq_lock is released and whenever a waitable request is completed.
  * A sleeper therefore wakes either to its own completion or to take over the kernel
  * wait - no completion can be consumed while a thread that needs it sleeps unaware.
+ *
+ * Orphans (io_uring): the kernel ties a request to the thread whose io_uring_enter
+ * took it from the SQ - any thread that flushed the ring, not necessarily the one that
+ * submitted it. What the kernel continues in that thread's task work - the next request
+ * of a linked chain once the one before completed, a read retried when its page
+ * arrived, an O_DIRECT write the block layer sent back with EAGAIN - fails once that
+ * thread has exited: -EFAULT (io_req_task_submit on an exiting task) or -ECANCELED (no
+ * io-wq to queue it on). Measured: a write + fdatasync chain whose flushing thread
+ * exited at once lost its fdatasync to -EFAULT 294 times in 300. Such a request never
+ * ran, so it is submitted again by the thread that reaped the failure (alive: it is in
+ * the engine), up to MAX_RETRIES times: a -EFAULT or an unasked-for -ECANCELED
+ * (auraio_cancel() not called, the engine not shutting down) of a request that heads
+ * its chain or whose predecessor completed in full. A real EFAULT (a bad buffer) comes
+ * back each time and is delivered after the last try. A chain member is resubmitted
+ * with the rest of its chain, whose -ECANCELED CQEs (the kernel fails them right after
+ * it) are held until they are all in: the chain goes out again whole, in order.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -23,6 +39,7 @@
 
 struct delivery {
 	struct auraio_request *head, *tail; /* requests with callbacks, linked by ->next */
+	struct auraio_request *retry;	    /* orphans to submit again, linked by ->next */
 	int count;			    /* completions handled (callbacks + waitables) */
 	uint64_t now;			    /* when the pass reaped them */
 };
@@ -55,8 +72,11 @@ struct pass {
 	uint64_t errors, fixed_buf, internal, stale;
 	struct adaptive_pass win;
 	struct auraio_request **link, *tail; /* the delivery list being built */
+	struct auraio_request *retry;	     /* orphans to submit again */
 	int count;
 };
+
+#define MAX_RETRIES 8 /* submissions again of one request (see "Orphans" above) */
 
 #define OPS_READ  ((1u << AURAIO_OP_READ) | (1u << AURAIO_OP_READV))
 #define OPS_WRITE ((1u << AURAIO_OP_WRITE) | (1u << AURAIO_OP_WRITEV))
@@ -127,6 +147,73 @@ static void close_window(struct ring *r, uint64_t now)
  * a thread holding cq_lock that sees its request not DONE can then be sure the CQE has
  * not been consumed, so blocking in the kernel for it is safe.
  */
+/* Did req transfer everything it asked for (the kernel's rule for going on with a chain)? */
+static bool completed_in_full(const struct auraio_request *req, int64_t res)
+{
+	uint64_t want = 0;
+
+	if (res < 0)
+		return false;
+	switch (req->opcode) {
+	case AURAIO_OP_READ:
+	case AURAIO_OP_WRITE:
+		return (uint64_t) res == req->len;
+	case AURAIO_OP_READV:
+	case AURAIO_OP_WRITEV:
+		for (uint64_t i = 0; i < req->len; i++)
+			want += ((const struct iovec *) req->addr)[i].iov_len;
+		return (uint64_t) res == want;
+	default:
+		return true;
+	}
+}
+
+/* cq_lock held, io_uring, res < 0: did req fail only because the thread that handed it
+ * to the kernel exited ("Orphans")? Always for a request held with a parked one. */
+static bool orphaned(struct ring *r, struct auraio_request *req, int64_t res)
+{
+	unsigned c = req->chain;
+
+	if (c & CHAIN_WAIT)
+		return true;
+	if ((req->flags & REQF_INJECTED) || req->retries >= MAX_RETRIES ||
+	    atomic_load_explicit(&r->engine->shutting_down, memory_order_relaxed))
+		return false;
+	if ((c & CHAIN_PRED) && !(c & CHAIN_PRED_OK))
+		return false; /* the chain broke before it: a real -ECANCELED */
+	if (res == -EFAULT)
+		return true;
+	return res == -ECANCELED && !atomic_load_explicit(&req->cancel_sent, memory_order_relaxed);
+}
+
+/* cq_lock held: hold an orphan (and the rest of its chain) instead of completing it; the
+ * chain goes on the pass's retry list once every CQE of it is in. It stays IN_FLIGHT
+ * and counted in flight: nothing is delivered, nothing is accounted. */
+static void park(struct pass *p, struct auraio_request *req)
+{
+	struct auraio_request *head = req;
+
+	if (req->chain & CHAIN_WAIT) {
+		head = req->next; /* the parked request it follows */
+		if (--head->park_left)
+			return;
+	} else {
+		uint16_t n = 0;
+
+		req->chain |= CHAIN_PARKED;
+		for (struct auraio_request *q = req->chain_next; q; q = q->chain_next) {
+			q->chain |= CHAIN_WAIT;
+			q->next = req;
+			n++;
+		}
+		req->park_left = n;
+		if (n)
+			return;
+	}
+	head->next = p->retry;
+	p->retry = head;
+}
+
 static inline __attribute__((always_inline)) void pass_begin(struct ring *r, struct pass *p,
 							     struct delivery *d)
 {
@@ -148,7 +235,14 @@ static inline __attribute__((always_inline)) void account(struct ring *r, struct
 		p->stale++;
 		return;
 	}
+	if (unlikely(res < 0) && ring_is_uring(r) && orphaned(r, req, res)) {
+		park(p, req);
+		return;
+	}
 	account_one(r, req, res, p);
+	/* Its successor may now fail only because of an orphaning: note that it may go on. */
+	if (unlikely(req->chain_next) && ring_is_uring(r) && completed_in_full(req, req->result))
+		req->chain_next->chain |= CHAIN_PRED_OK;
 	p->count++;
 	if (req->flags & REQF_WAITABLE) {
 		/* Release pairs with the acquire in is_done(): the result is visible before
@@ -169,6 +263,7 @@ static inline __attribute__((always_inline)) void pass_end(struct ring *r, struc
 {
 	*p->link = NULL;
 	d->tail = p->tail;
+	d->retry = p->retry;
 	d->count = p->count;
 	d->now = p->now;
 	pass_store(r, p);
@@ -183,15 +278,54 @@ static inline __attribute__((always_inline)) void pass_end(struct ring *r, struc
 }
 
 /*
- * No lock held: run callbacks, then return the requests to the pool. The delivery list
- * is already linked the way the pool wants it; a callback never touches req->next (the
- * request is not in the pool while its callback runs), so it is released as is.
- * tls_dl.now lets submissions made by the callbacks reuse the pass's timestamp.
+ * No lock held, io_uring: submit the orphans of a pass again, each chain whole and in
+ * order, and enter the kernel for them from this thread ("Orphans"). If the SQ has no
+ * room (the kernel refuses entries), completions are handled until it has.
+ */
+static void resubmit(struct ring *r, struct auraio_request *list)
+{
+	while (list) {
+		struct auraio_request *head = list;
+		unsigned n = 0, to_submit;
+
+		list = head->next;
+		for (struct auraio_request *q = head; q; q = q->chain_next)
+			n++;
+		sq_lock(r);
+		while (uring_make_room(r, n) < n) {
+			sq_unlock(r);
+			ring_reap_dispatch(r, true);
+			sq_lock(r);
+		}
+		for (struct auraio_request *q = head; q; q = q->chain_next) {
+			struct sqe_src src;
+
+			q->chain = q == head ? 0 : CHAIN_PRED;
+			q->retries++;
+			sqe_src_of(&src, q);
+			prep_one(uring_next_sqe(r), &src);
+		}
+		counter_add(&r->resubmitted, n);
+		batch_sent(r, now_ns());
+		to_submit = backend_publish(r);
+		sq_unlock(r);
+		ring_enter(r, to_submit);
+	}
+}
+
+/*
+ * No lock held: submit the pass's orphans again, run callbacks, then return the
+ * requests to the pool. The delivery list is already linked the way the pool wants it;
+ * a callback never touches req->next (the request is not in the pool while its
+ * callback runs), so it is released as is. tls_dl.now lets submissions made by the
+ * callbacks reuse the pass's timestamp.
  */
 static void deliver(struct ring *r, struct delivery *d)
 {
 	struct ring *outer = tls_dl.ring;
 
+	if (unlikely(d->retry))
+		resubmit(r, d->retry);
 	if (!d->head)
 		return;
 	tls_dl.depth++;
@@ -269,6 +403,7 @@ static int reap_batch(struct ring *r, struct delivery *d, bool may_enter)
 	int n;
 
 	d->head = NULL;
+	d->retry = NULL;
 	d->count = 0;
 	if (ring_is_uring(r)) {
 		const struct io_uring_cqe *cqes;

@@ -110,6 +110,7 @@ struct ring {
 	counter_t bytes_written;
 	counter_t errors;
 	counter_t stale;
+	counter_t resubmitted; /* orphans submitted again (complete.c) */
 	struct latency_hist hist;
 
 	/* --- controller (own cache lines, see adaptive.h) --- */

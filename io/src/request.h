@@ -81,13 +81,36 @@ struct auraio_request {
 	_Atomic uint32_t state; /* REQ_*; REQ_DONE is published with release */
 	int32_t fault_result;
 	struct auraio_request *next;	   /* free lists, dispatch lists, thread-backend queues */
-	struct auraio_request *chain_next; /* thread backend: next request of a linked chain */
+	struct auraio_request *chain_next; /* the next request of its linked chain, or NULL */
 	struct iovec *fault_iov;	   /* truncated copy of the iovecs (SHORT/TEAR writev) */
 	uint16_t ring;
-	uint8_t tb_started; /* thread backend: queued / started / cancelled */
-	uint8_t tb_worker;  /* thread backend: the worker running it */
-	int tb_fd;	    /* thread backend: the fd it uses (a registered file's own dup), or
-			       -errno if that dup failed */
+	union {
+		struct {		    /* thread backend */
+			uint8_t tb_started; /* queued / started / cancelled */
+			uint8_t tb_worker;  /* the worker running it */
+		};
+		struct {		 /* io_uring: resubmission (complete.c, "Orphans") */
+			uint8_t retries; /* times submitted again */
+			uint8_t chain;	 /* CHAIN_*, written by the reaper (cq_lock) */
+		};
+	};
+	union {
+		int tb_fd; /* thread backend: the fd it uses (a registered file's own dup), or
+			      -errno if that dup failed */
+		struct {   /* io_uring */
+			_Atomic uint8_t cancel_sent; /* auraio_cancel() asked for it */
+			uint8_t pad;
+			uint16_t park_left; /* parked: CQEs of its chain still to come */
+		};
+	};
+};
+
+/* req->chain (io_uring): its place in a linked chain, for resubmission. */
+enum {
+	CHAIN_PRED = 1u << 0,	 /* a request before it in the chain must complete first */
+	CHAIN_PRED_OK = 1u << 1, /* ... and completed in full */
+	CHAIN_PARKED = 1u << 2,	 /* failed by an orphaning: held, to be submitted again */
+	CHAIN_WAIT = 1u << 3,	 /* after a parked one: its CQE is held with it (->next) */
 };
 
 _Static_assert(sizeof(struct auraio_request) == 2 * CACHE_LINE, "request: two cache lines");
@@ -121,6 +144,10 @@ static inline struct auraio_request *request_alloc(struct request_pool *pool)
 	}
 	pool->free_head = req->next;
 	req->gen++;
+	req->chain_next = NULL;
+	req->retries = 0;
+	req->chain = 0;
+	atomic_store_explicit(&req->cancel_sent, 0, memory_order_relaxed);
 	return req;
 }
 

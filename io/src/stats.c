@@ -96,6 +96,7 @@ AURAIO_API int auraio_get_stats(auraio_engine_t *e, auraio_stats_t *out)
 		}
 		out->total.window_iops += s.window_iops;
 		add_ring(&out->total, &s);
+		out->orphans_resubmitted += counter_get(&e->rings[i].resubmitted);
 		hist_snapshot(&e->rings[i].hist, &one);
 		hist_snapshot_merge(&all, &one);
 	}

@@ -231,8 +231,11 @@ static inline __attribute__((always_inline)) int fill_chain(struct auraio_engine
 			unwind(r, reqs, i + 1);
 			return rc;
 		}
-		if (i + 1 < n)
-			reqs[i]->flags |= REQF_LINK;
+		if (i > 0) {
+			reqs[i - 1]->flags |= REQF_LINK;
+			reqs[i - 1]->chain_next = reqs[i];
+			reqs[i]->chain = CHAIN_PRED;
+		}
 	}
 #ifdef AURAIO_FAULT_INJECTION
 	if (unlikely(atomic_load_explicit(&e->fault_armed, memory_order_relaxed)))
@@ -383,9 +386,8 @@ static inline __attribute__((always_inline)) int32_t plain_slot(const struct fil
 
 /*
  * sq_lock held, io_uring: fill req from a plain op, build its SQE in `sqe`, and publish
- * req as IN_FLIGHT. The request keeps what completion and the accessors read (opcode,
- * flags, fd, callback, user data, submission time); the transfer itself is described by
- * the SQE alone - nothing reads addr/len/offset of an io_uring request once staged.
+ * req as IN_FLIGHT. The request keeps what completion, the accessors and a resubmission
+ * (complete.c, "Orphans": the SQE is built again from the request) read.
  */
 static inline __attribute__((always_inline)) void plain_stage(struct io_uring_sqe *sqe,
 							      struct auraio_request *req,
@@ -399,6 +401,11 @@ static inline __attribute__((always_inline)) void plain_stage(struct io_uring_sq
 	req->opcode = (uint8_t) op->opcode;
 	req->flags = (uint8_t) flags;
 	req->fd = op->fd;
+	req->file_slot = slot - 1;
+	req->addr = op->buf.u.ptr;
+	req->len = op->len;
+	req->offset = op->offset;
+	req->rw_flags = 0;
 	req->cb = op->cb;
 	req->user_data = op->user_data;
 	req->submit_ns = now;

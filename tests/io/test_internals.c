@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* Engine internals that no public call can reach on demand: request generations and the
- * latency histogram's arithmetic. */
+/* Engine internals that no public call can reach on demand: request generations, the
+ * latency histogram's arithmetic, and what one kernel entry submits. */
 #include <math.h>
 
+#include "backend.h"
 #include "latency_hist.h"
 #include "request.h"
 #include "test_util.h"
@@ -83,4 +84,46 @@ Test(latency_hist, an_empty_histogram_reports_zero)
 	struct hist_snapshot s = snap(&h);
 
 	cr_assert_eq(hist_quantile(&s, 0.99), 0);
+}
+
+/*
+ * A thread enters the kernel for the entries it counted when it published them; by then
+ * other threads may have published more, a linked chain among them. The kernel takes
+ * only as many as it is asked for, and a chain does not continue into the next
+ * submission: asked for the stale count, it took a single entry and the head of a
+ * write + fdatasync chain, and the sync went unlinked in a later enter. An enter must
+ * take everything published. Here: one entry, then a chain of two, all published; an
+ * enter for "1" leaves none behind.
+ */
+Test(uring_enter, an_enter_for_a_stale_count_takes_every_published_entry)
+{
+	auraio_options_t o;
+	auraio_engine_t *e;
+	struct ring *r;
+
+	auraio_options_init(&o);
+	o.ring_count = 1;
+	o.backend = AURAIO_BACKEND_IO_URING;
+	e = auraio_create_with_options(&o);
+	if (!e)
+		cr_skip_test("io_uring is not available: %s", strerror(errno));
+	r = &e->rings[0];
+	sq_lock(r);
+	cr_assert_eq(uring_make_room(r, 3), 3);
+	for (int i = 0; i < 3; i++) {
+		struct io_uring_sqe *sqe = uring_next_sqe(r);
+
+		io_uring_prep_nop(sqe);
+		io_uring_sqe_set_data64(sqe, UD_INTERNAL);
+		if (i == 1)
+			sqe->flags |= IOSQE_IO_LINK; /* entries 1 and 2: a chain */
+	}
+	counter_add(&r->internal_submitted, 3); /* their CQEs are the engine's own */
+	cr_assert_eq(uring_publish(r), 3);
+	sq_unlock(r);
+	cr_assert_eq(r->ops->enter(r, 1), 0);
+	cr_assert_eq(uring_sq_room(r), U(r)->sq.ring_entries,
+		     "the enter left %u published entries behind: a chain could be split",
+		     U(r)->sq.ring_entries - uring_sq_room(r));
+	auraio_destroy(e); /* waits for the three CQEs */
 }

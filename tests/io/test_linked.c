@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* Linked chains: order, a failed or short link cancels the rest, capacity rules. */
+/* Linked chains: order, a failed or short link cancels the rest, capacity rules, and
+ * chains whose flushing thread exits before the kernel is done with them. */
 #include <auraio.h>
+#include <pthread.h>
+#include <sys/mman.h>
 
 #include "test_util.h"
 
@@ -156,4 +159,102 @@ Test(linked, a_chain_longer_than_the_limit_goes_when_the_ring_is_idle)
 		cr_assert_eq(res, 64);
 	}
 	auraio_destroy(e);
+}
+
+/* ---- orphans: the thread that handed a chain to the kernel exits at once ---- */
+
+struct flusher {
+	auraio_engine_t *e;
+	const auraio_op_t *ops;
+	int n;
+	auraio_request_t **reqs;
+	int rc;
+};
+
+/* Submits the chain, pushes it into the kernel itself, and exits without waiting. */
+static void *flush_and_exit(void *arg)
+{
+	struct flusher *f = arg;
+
+	f->rc = auraio_submit_linked(f->e, f->ops, f->n, f->reqs);
+	if (f->rc == 0)
+		auraio_flush(f->e);
+	return NULL;
+}
+
+/*
+ * io_uring runs a chain's later links in the task work of the thread whose
+ * io_uring_enter took the chain; once that thread has exited they fail (-EFAULT). Seen
+ * as the store's log failing with -EFAULT when the test's worker threads finished
+ * (kv_model, in CI); measured: a write + fdatasync chain whose flushing thread exited
+ * lost its fdatasync 294 times in 300. The engine submits such a request again, with
+ * the rest of its chain: every link succeeds, in order - two writes of the same block,
+ * then the sync, and the block holds the second.
+ */
+Test(linked, a_chain_whose_flushing_thread_exits_at_once_still_completes_in_order)
+{
+	int dfd = temp_file(65536, O_DIRECT);
+	char *a = auraio_buffer_alloc(engine, 4096), *b = auraio_buffer_alloc(engine, 4096);
+	char *back = auraio_buffer_alloc(engine, 4096);
+	auraio_stats_t st;
+
+	cr_assert(a && b && back);
+	for (int round = 0; round < 60; round++) {
+		auraio_op_t ops[3] = { write_op(dfd, a, 4096, 8192), write_op(dfd, b, 4096, 8192),
+				       sync_op(dfd) };
+		auraio_request_t *reqs[3];
+		struct flusher f = { engine, ops, round % 2 ? 3 : 2, reqs, -1 };
+		pthread_t t;
+
+		if (f.n == 2) /* write + fdatasync: the log's chain */
+			ops[1] = sync_op(dfd);
+		fill_pattern(a, 4096, (size_t) round * 2);
+		fill_pattern(b, 4096, (size_t) round * 2 + 1);
+		cr_assert_eq(pthread_create(&t, NULL, flush_and_exit, &f), 0);
+		cr_assert_eq(pthread_join(t, NULL), 0);
+		cr_assert_eq(f.rc, 0);
+		cr_assert_eq(collect(reqs[0]), 4096, "round %d", round);
+		if (f.n == 3)
+			cr_assert_eq(collect(reqs[1]), 4096, "round %d", round);
+		cr_assert_eq(collect(reqs[f.n - 1]), 0, "round %d: the sync failed", round);
+		cr_assert_eq(pread(dfd, back, 4096, 8192), 4096);
+		cr_assert_eq(memcmp(back, f.n == 3 ? b : a, 4096), 0,
+			     "round %d: the links ran out of order", round);
+	}
+	cr_assert_eq(auraio_get_stats(engine, &st), 0);
+	cr_log_info("orphaned requests submitted again: %llu (backend %d)",
+		    (unsigned long long) st.orphans_resubmitted, (int) st.backend);
+	auraio_buffer_free(engine, a);
+	auraio_buffer_free(engine, b);
+	auraio_buffer_free(engine, back);
+	close(dfd);
+}
+
+/* A real bad address is not an orphaning: retried a bounded number of times, it is
+ * delivered as -EFAULT, and the rest of its chain as -ECANCELED. */
+Test(linked, a_write_from_an_unmapped_buffer_still_fails_with_efault)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	char *bad =
+	    mmap(NULL, (size_t) page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	auraio_op_t ops[2];
+	auraio_request_t *reqs[2];
+	auraio_request_t *one;
+	auraio_stats_t st;
+	ssize_t res = 0;
+
+	cr_assert_neq(bad, MAP_FAILED);
+	cr_assert_eq(munmap(bad, (size_t) page), 0);
+	ops[0] = write_op(fd, bad, 512, 0);
+	ops[1] = sync_op(fd);
+	cr_assert_eq(auraio_submit_linked(engine, ops, 2, reqs), 0);
+	cr_assert_eq(collect(reqs[0]), -EFAULT);
+	cr_assert_eq(collect(reqs[1]), -ECANCELED);
+	one = auraio_write(engine, fd, auraio_buf(bad), 512, 0, NULL, NULL);
+	cr_assert_not_null(one);
+	cr_assert_eq(auraio_request_wait(engine, one, 10000, &res), 0);
+	cr_assert_eq(res, -EFAULT);
+	cr_assert_eq(auraio_get_stats(engine, &st), 0);
+	cr_assert_lt(st.orphans_resubmitted, 100, "retried %llu times",
+		     (unsigned long long) st.orphans_resubmitted);
 }
