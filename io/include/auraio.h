@@ -234,8 +234,8 @@ AURAIO_API void auraio_destroy(auraio_engine_t *engine);
  *     batch threshold (so a long delivery keeps the device busy); what is left below it
  *     is submitted by auraio_poll() and auraio_request_wait() before they return if
  *     nothing else keeps the ring busy, while auraio_wait() leaves it for its next call,
- *     which submits and waits in one system call (call auraio_flush() if you will not
- *     call auraio_wait() again).
+ *     which submits and then waits (call auraio_flush() if you will not call
+ *     auraio_wait() again).
  *   - `cb` NULL makes the request *waitable*: it is not recycled on completion; the caller
  *     must collect it with auraio_request_wait() (exactly once). Until then it holds one
  *     of its ring's 2 x queue_depth requests (see EAGAIN).
@@ -405,7 +405,8 @@ AURAIO_API int auraio_poll(auraio_engine_t *engine);
  * the kernel refused to take what was batched (EAGAIN/EBUSY: the next call retries it).
  * -EINVAL for a NULL engine. All rings are covered: a completion on any ring ends the wait.
  * Meant to be called in a loop: what its callbacks submit is sent by the next call (see
- * the submit rules), so that each turn of the loop costs one system call.
+ * the submit rules), so that each turn of the loop costs one system call to wait (and
+ * one more when it also submits: docs/auraio.md, "Orphans").
  */
 AURAIO_API int auraio_wait(auraio_engine_t *engine, int timeout_ms);
 

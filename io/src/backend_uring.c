@@ -161,6 +161,8 @@ static unsigned enter_left(struct io_uring *u, int rc, unsigned to_submit)
  * count could end a submission inside a linked chain - and a chain does not continue
  * across submissions (io_uring_enter(2), IOSQE_IO_LINK): its fdatasync would run
  * unordered with its write. Chains are published whole, so "all" never splits one.
+ * The kernel waits for completions only when it took the full count, so a wait that
+ * submits waits in a second enter (uring_wait).
  */
 static unsigned enter_count(struct io_uring *u, unsigned to_submit)
 {
@@ -230,8 +232,15 @@ static int uring_wait(struct ring *r, unsigned to_submit, int64_t timeout_ns)
 			counter_add(&r->sqes, (uint64_t) rc);
 		/* Cut short by a refused entry, the kernel did not wait: send the rest. */
 		left = enter_left(u, rc, to_submit);
-		if (left)
+		if (left) {
 			rc = uring_enter(r, left);
+		} else if (rc >= 0 && (unsigned) rc < to_submit) {
+			/* All taken, but fewer than asked for (enter_count asks for the whole
+			 * SQ): the kernel waits only when it took the full count, so it did
+			 * not. Wait now, submitting nothing. */
+			rc = io_uring_enter2(u->ring_fd, 0, 1, flags, (void *) &arg, sizeof(arg));
+			counter_add(&r->syscalls, 1);
+		}
 	}
 	if (rc < 0 && to_submit) /* maybe not submitted: the next publish enters again */
 		atomic_store_explicit(&r->need_enter, true, memory_order_relaxed);

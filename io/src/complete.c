@@ -472,7 +472,7 @@ static int kernel_wait(struct ring *r, unsigned to_submit, int64_t timeout_ns, s
 		ring_enter(r, to_submit);
 		return n;
 	}
-	/* One syscall submits what is staged, runs parked task work, and waits. */
+	/* Submits what is staged, runs parked task work, and waits (uring_wait). */
 	if (r->ops->wait(r, to_submit, timeout_ns) == -ETIME)
 		return -ETIME;
 	return reap_batch(r, d, true);

@@ -127,3 +127,46 @@ Test(uring_enter, an_enter_for_a_stale_count_takes_every_published_entry)
 		     U(r)->sq.ring_entries - uring_sq_room(r));
 	auraio_destroy(e); /* waits for the three CQEs */
 }
+
+/*
+ * The kernel waits for completions only when it took every entry it was asked for
+ * (io_uring_enter: "ret != to_submit" skips the wait). Asked for the whole SQ (enter_count)
+ * it always takes fewer, so a wait that also submits returned at once with nothing
+ * completed: auraio_wait(-1) came back with 0 while its I/O was in flight. Here: a
+ * published 200 ms timeout; a wait with no limit that submits it must return with its
+ * CQE ready.
+ */
+Test(uring_wait, a_wait_that_submits_still_blocks_for_a_completion)
+{
+	struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = 200 * 1000 * 1000 };
+	auraio_options_t o;
+	auraio_engine_t *e;
+	struct io_uring_sqe *sqe;
+	struct ring *r;
+	unsigned to_submit;
+	int rc;
+
+	auraio_options_init(&o);
+	o.ring_count = 1;
+	o.backend = AURAIO_BACKEND_IO_URING;
+	e = auraio_create_with_options(&o);
+	if (!e)
+		cr_skip_test("io_uring is not available: %s", strerror(errno));
+	r = &e->rings[0];
+	sq_lock(r);
+	cr_assert_eq(uring_make_room(r, 1), 1);
+	sqe = uring_next_sqe(r);
+	io_uring_prep_timeout(sqe, &ts, 0, 0);
+	io_uring_sqe_set_data64(sqe, UD_INTERNAL);
+	counter_add(&r->internal_submitted, 1); /* its CQE is the engine's own */
+	to_submit = uring_publish(r);
+	sq_unlock(r);
+	cr_assert_eq(to_submit, 1);
+	/* A notify signal (COOP_TASKRUN) may end a wait early: then wait again. */
+	while ((rc = r->ops->wait(r, to_submit, -1)) == -EINTR)
+		to_submit = 0;
+	cr_assert_eq(rc, 0);
+	cr_assert_geq(io_uring_cq_ready(U(r)), 1,
+		      "the wait submitted the timeout and returned without waiting for it");
+	auraio_destroy(e); /* reaps the timeout's CQE */
+}
