@@ -162,11 +162,15 @@ static unsigned enter_left(struct io_uring *u, int rc, unsigned to_submit)
  * across submissions (io_uring_enter(2), IOSQE_IO_LINK): its fdatasync would run
  * unordered with its write. Chains are published whole, so "all" never splits one.
  * The kernel waits for completions only when it took the full count, so a wait that
- * submits waits in a second enter (uring_wait).
+ * submits waits in a second enter (uring_wait). With SQPOLL the kernel thread takes
+ * the entries and an enter only wakes it; the kernel returns the count it was given,
+ * which is then counted as submitted (sqes): give it the caller's.
  */
 static unsigned enter_count(struct io_uring *u, unsigned to_submit)
 {
-	return to_submit ? u->sq.ring_entries : 0;
+	if (!to_submit || (u->flags & IORING_SETUP_SQPOLL))
+		return to_submit;
+	return u->sq.ring_entries;
 }
 
 static int uring_enter(struct ring *r, unsigned to_submit)

@@ -170,3 +170,51 @@ Test(uring_wait, a_wait_that_submits_still_blocks_for_a_completion)
 		      "the wait submitted the timeout and returned without waiting for it");
 	auraio_destroy(e); /* reaps the timeout's CQE */
 }
+
+/*
+ * With SQPOLL an enter only wakes the kernel thread, and the kernel returns the count it
+ * was asked for, not what it took. Asked for the whole SQ (enter_count), every wake-up
+ * added ring_entries to sqes_submitted: far more SQEs than requests. Here: reads issued
+ * while the SQ thread sleeps, each waking it.
+ */
+Test(uring_enter, waking_the_sqpoll_thread_counts_only_what_was_published)
+{
+	auraio_options_t o;
+	auraio_engine_t *e;
+	auraio_stats_t st;
+	struct ring *r;
+	char buf[512];
+	int fd = temp_file(8192, 0);
+
+	auraio_options_init(&o);
+	o.ring_count = 1;
+	o.backend = AURAIO_BACKEND_IO_URING;
+	o.enable_sqpoll = true;
+	o.sqpoll_idle_ms = 1;
+	e = auraio_create_with_options(&o);
+	if (!e)
+		cr_skip_test("io_uring is not available: %s", strerror(errno));
+	cr_assert_eq(auraio_get_stats(e, &st), 0);
+	if (!st.sqpoll_active)
+		cr_skip_test("the kernel refused SQPOLL here: %s", st.backend_reason);
+	r = &e->rings[0];
+	for (int i = 0; i < 4; i++) {
+		auraio_request_t *req;
+		ssize_t res = 0;
+
+		/* The SQ thread goes to sleep after its idle time: wait until it has. */
+		while (!(IO_URING_READ_ONCE(*U(r)->sq.kflags) & IORING_SQ_NEED_WAKEUP))
+			sched_yield();
+		req = auraio_read(e, fd, auraio_buf(buf), sizeof(buf), 0, NULL, NULL);
+		cr_assert_not_null(req);
+		cr_assert_eq(auraio_request_wait(e, req, 10000, &res), 0);
+		cr_assert_eq(res, (ssize_t) sizeof(buf));
+	}
+	cr_assert_eq(auraio_get_stats(e, &st), 0);
+	cr_assert_leq(st.total.sqes_submitted, st.total.ops_submitted,
+		      "%llu SQEs counted for %llu requests",
+		      (unsigned long long) st.total.sqes_submitted,
+		      (unsigned long long) st.total.ops_submitted);
+	auraio_destroy(e);
+	close(fd);
+}
