@@ -29,7 +29,9 @@
  * its chain or whose predecessor completed in full. A real EFAULT (a bad buffer) comes
  * back each time and is delivered after the last try. A chain member is resubmitted
  * with the rest of its chain, whose -ECANCELED CQEs (the kernel fails them right after
- * it) are held until they are all in: the chain goes out again whole, in order.
+ * it) are held until they are all in: the chain goes out again whole, in order. A
+ * request auraio_cancel() was called for while it was held (the kernel found nothing to
+ * cancel) is cancelled again right after it goes out.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -286,13 +288,17 @@ static void resubmit(struct ring *r, struct auraio_request *list)
 {
 	while (list) {
 		struct auraio_request *head = list;
-		unsigned n = 0, to_submit;
+		unsigned n, cancels, to_submit;
 
 		list = head->next;
-		for (struct auraio_request *q = head; q; q = q->chain_next)
-			n++;
 		sq_lock(r);
-		while (uring_make_room(r, n) < n) {
+		/* Counted under sq_lock: auraio_cancel() sets cancel_sent under it. */
+		n = cancels = 0;
+		for (struct auraio_request *q = head; q; q = q->chain_next) {
+			n++;
+			cancels += atomic_load_explicit(&q->cancel_sent, memory_order_relaxed);
+		}
+		while (uring_make_room(r, n + cancels) < n + cancels) {
 			sq_unlock(r);
 			ring_reap_dispatch(r, true);
 			sq_lock(r);
@@ -304,6 +310,18 @@ static void resubmit(struct ring *r, struct auraio_request *list)
 			q->retries++;
 			sqe_src_of(&src, q);
 			prep_one(uring_next_sqe(r), &src);
+		}
+		/* A cancel sent while it was held found nothing in the kernel: send it again,
+		 * after the chain in the same submission, as auraio_cancel() promised. */
+		for (struct auraio_request *q = head; cancels && q; q = q->chain_next) {
+			struct io_uring_sqe *sqe;
+
+			if (!atomic_load_explicit(&q->cancel_sent, memory_order_relaxed))
+				continue;
+			sqe = uring_next_sqe(r);
+			io_uring_prep_cancel64(sqe, request_ud(q), 0);
+			io_uring_sqe_set_data64(sqe, UD_INTERNAL);
+			counter_add(&r->internal_submitted, 1);
 		}
 		counter_add(&r->resubmitted, n);
 		batch_sent(r, now_ns());
