@@ -31,7 +31,8 @@
  * with the rest of its chain, whose -ECANCELED CQEs (the kernel fails them right after
  * it) are held until they are all in: the chain goes out again whole, in order. A
  * request auraio_cancel() was called for while it was held (the kernel found nothing to
- * cancel) is cancelled again right after it goes out.
+ * cancel) is cancelled again right after it goes out - and so is every one that goes out
+ * while the engine is being destroyed (its cancel of everything found them held).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -289,13 +290,19 @@ static void resubmit(struct ring *r, struct auraio_request *list)
 	while (list) {
 		struct auraio_request *head = list;
 		unsigned n, cancels, to_submit;
+		bool down;
 
 		list = head->next;
 		sq_lock(r);
-		/* Counted under sq_lock: auraio_cancel() sets cancel_sent under it. */
+		/* Counted under sq_lock: auraio_cancel() sets cancel_sent under it. Once the
+		 * engine is being destroyed, every one is cancelled: ring_drain's cancel of
+		 * everything went out while they were held. */
+		down = atomic_load_explicit(&r->engine->shutting_down, memory_order_relaxed);
 		n = cancels = 0;
 		for (struct auraio_request *q = head; q; q = q->chain_next) {
 			n++;
+			if (down)
+				atomic_store_explicit(&q->cancel_sent, 1, memory_order_relaxed);
 			cancels += atomic_load_explicit(&q->cancel_sent, memory_order_relaxed);
 		}
 		while (uring_make_room(r, n + cancels) < n + cancels) {

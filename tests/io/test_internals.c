@@ -323,3 +323,68 @@ Test(orphans, a_request_cancelled_while_held_is_cancelled_once_submitted_again)
 	close(p[0]);
 	close(p[1]);
 }
+
+/*
+ * A chain held for resubmission while the engine is being destroyed: ring_drain's cancel
+ * of everything found it held, and it was then submitted again and left running - a
+ * read from an empty pipe kept destroy waiting for ever. Here destroy's start is stood in
+ * for by its flag, between the orphan CQE of the read and the rest of its chain.
+ */
+Test(orphans, a_chain_held_when_destroy_begins_is_cancelled_once_submitted_again)
+{
+	auraio_options_t o;
+	auraio_engine_t *e;
+	struct auraio_request *a, *b;
+	struct ring *r;
+	char buf[16];
+	int p[2];
+	ssize_t res = 0;
+
+	if (!nop_injects_results())
+		cr_skip_test("the kernel cannot inject a NOP's result (IORING_NOP_INJECT_RESULT)");
+	cr_assert_eq(pipe(p), 0);
+	auraio_options_init(&o);
+	o.ring_count = 1;
+	o.backend = AURAIO_BACKEND_IO_URING;
+	e = auraio_create_with_options(&o);
+	if (!e)
+		cr_skip_test("io_uring is not available: %s", strerror(errno));
+	r = &e->rings[0];
+	sq_lock(r);
+	a = request_alloc(&r->pool);
+	b = request_alloc(&r->pool);
+	cr_assert(a && b);
+	a->opcode = AURAIO_OP_READ;
+	a->flags = REQF_WAITABLE | REQF_LINK;
+	a->fd = p[0];
+	a->addr = buf;
+	a->len = sizeof(buf);
+	a->offset = -1;
+	a->rw_flags = 0;
+	a->chain_next = b;
+	b->opcode = AURAIO_OP_WRITE;
+	b->flags = REQF_WAITABLE;
+	b->fd = p[1];
+	b->addr = buf;
+	b->len = sizeof(buf);
+	b->offset = -1;
+	b->rw_flags = 0;
+	b->chain = CHAIN_PRED;
+	atomic_store(&a->state, REQ_IN_FLIGHT);
+	atomic_store(&b->state, REQ_IN_FLIGHT);
+	atomic_store(&r->submitted, atomic_load(&r->submitted) + 2);
+	sq_unlock(r);
+	inject_cqe(r, request_ud(a), -EFAULT); /* the read, orphaned: held */
+	auraio_poll(e);
+	atomic_store(&e->shutting_down, true);	  /* destroy has begun */
+	inject_cqe(r, request_ud(b), -ECANCELED); /* the rest: the chain goes again */
+	auraio_poll(e);
+	cr_assert_eq(auraio_request_wait(e, a, 2000, &res), 0,
+		     "the held read was submitted again during destroy and left running");
+	cr_assert_eq(res, -ECANCELED);
+	cr_assert_eq(auraio_request_wait(e, b, 2000, &res), 0);
+	cr_assert_eq(res, -ECANCELED);
+	auraio_destroy(e);
+	close(p[0]);
+	close(p[1]);
+}
