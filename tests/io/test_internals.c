@@ -258,6 +258,80 @@ static bool nop_injects_results(void)
 }
 
 /*
+ * An orphan held for resubmission, made by hand on a fresh 1-ring io_uring engine: the
+ * chain a (a read of the empty pipe p[0]) -> b (a write of buf to p[1]) is marked in
+ * flight without reaching the kernel, and a NOP injects a's orphan CQE (-EFAULT): a is
+ * held until b's CQE comes (inject it with inject_cqe). Skips where the kernel cannot.
+ */
+struct held_chain {
+	auraio_engine_t *e;
+	struct ring *r;
+	struct auraio_request *a, *b;
+	int p[2];
+	char buf[16];
+};
+
+static void held_chain_make(struct held_chain *h)
+{
+	auraio_options_t o;
+	struct auraio_request *a, *b;
+	struct ring *r;
+
+	if (!nop_injects_results())
+		cr_skip_test("the kernel cannot inject a NOP's result (IORING_NOP_INJECT_RESULT)");
+	cr_assert_eq(pipe(h->p), 0);
+	auraio_options_init(&o);
+	o.ring_count = 1;
+	o.backend = AURAIO_BACKEND_IO_URING;
+	h->e = auraio_create_with_options(&o);
+	if (!h->e)
+		cr_skip_test("io_uring is not available: %s", strerror(errno));
+	r = h->r = &h->e->rings[0];
+	sq_lock(r);
+	a = h->a = request_alloc(&r->pool);
+	b = h->b = request_alloc(&r->pool);
+	cr_assert(a && b);
+	a->opcode = AURAIO_OP_READ;
+	a->flags = REQF_WAITABLE | REQF_LINK;
+	a->fd = h->p[0];
+	a->addr = h->buf;
+	a->len = sizeof(h->buf);
+	a->offset = -1;
+	a->rw_flags = 0;
+	a->chain_next = b;
+	b->opcode = AURAIO_OP_WRITE;
+	b->flags = REQF_WAITABLE;
+	b->fd = h->p[1];
+	b->addr = h->buf;
+	b->len = sizeof(h->buf);
+	b->offset = -1;
+	b->rw_flags = 0;
+	b->chain = CHAIN_PRED;
+	atomic_store(&a->state, REQ_IN_FLIGHT);
+	atomic_store(&b->state, REQ_IN_FLIGHT);
+	atomic_store(&r->submitted, atomic_load(&r->submitted) + 2);
+	sq_unlock(r);
+	inject_cqe(r, request_ud(a), -EFAULT); /* the read, orphaned: held */
+	auraio_poll(h->e);
+}
+
+/* b's CQE comes: the chain goes out again; both requests must end cancelled. */
+static void held_chain_expect_cancelled(struct held_chain *h, const char *why)
+{
+	ssize_t res = 0;
+
+	inject_cqe(h->r, request_ud(h->b), -ECANCELED);
+	auraio_poll(h->e);
+	cr_assert_eq(auraio_request_wait(h->e, h->a, 2000, &res), 0, "%s", why);
+	cr_assert_eq(res, -ECANCELED);
+	cr_assert_eq(auraio_request_wait(h->e, h->b, 2000, &res), 0);
+	cr_assert_eq(res, -ECANCELED);
+	auraio_destroy(h->e);
+	close(h->p[0]);
+	close(h->p[1]);
+}
+
+/*
  * auraio_cancel() of a request held for resubmission (an orphan whose chain's CQEs are
  * not all in) finds nothing in the kernel; the request was then submitted again and ran
  * as if never cancelled - a read from an empty pipe never completed, though the cancel
@@ -267,61 +341,11 @@ static bool nop_injects_results(void)
  */
 Test(orphans, a_request_cancelled_while_held_is_cancelled_once_submitted_again)
 {
-	auraio_options_t o;
-	auraio_engine_t *e;
-	struct auraio_request *a, *b;
-	struct ring *r;
-	char buf[16];
-	int p[2];
-	ssize_t res = 0;
+	struct held_chain h;
 
-	if (!nop_injects_results())
-		cr_skip_test("the kernel cannot inject a NOP's result (IORING_NOP_INJECT_RESULT)");
-	cr_assert_eq(pipe(p), 0);
-	auraio_options_init(&o);
-	o.ring_count = 1;
-	o.backend = AURAIO_BACKEND_IO_URING;
-	e = auraio_create_with_options(&o);
-	if (!e)
-		cr_skip_test("io_uring is not available: %s", strerror(errno));
-	r = &e->rings[0];
-	sq_lock(r);
-	a = request_alloc(&r->pool);
-	b = request_alloc(&r->pool);
-	cr_assert(a && b);
-	a->opcode = AURAIO_OP_READ;
-	a->flags = REQF_WAITABLE | REQF_LINK;
-	a->fd = p[0];
-	a->addr = buf;
-	a->len = sizeof(buf);
-	a->offset = -1;
-	a->rw_flags = 0;
-	a->chain_next = b;
-	b->opcode = AURAIO_OP_WRITE;
-	b->flags = REQF_WAITABLE;
-	b->fd = p[1];
-	b->addr = buf;
-	b->len = sizeof(buf);
-	b->offset = -1;
-	b->rw_flags = 0;
-	b->chain = CHAIN_PRED;
-	atomic_store(&a->state, REQ_IN_FLIGHT);
-	atomic_store(&b->state, REQ_IN_FLIGHT);
-	atomic_store(&r->submitted, atomic_load(&r->submitted) + 2);
-	sq_unlock(r);
-	inject_cqe(r, request_ud(a), -EFAULT); /* the read, orphaned: held */
-	auraio_poll(e);
-	cr_assert_eq(auraio_cancel(e, a), 0);
-	inject_cqe(r, request_ud(b), -ECANCELED); /* the rest: the chain goes again */
-	auraio_poll(e);
-	cr_assert_eq(auraio_request_wait(e, a, 2000, &res), 0,
-		     "the cancelled read was submitted again and left running");
-	cr_assert_eq(res, -ECANCELED);
-	cr_assert_eq(auraio_request_wait(e, b, 2000, &res), 0);
-	cr_assert_eq(res, -ECANCELED);
-	auraio_destroy(e);
-	close(p[0]);
-	close(p[1]);
+	held_chain_make(&h);
+	cr_assert_eq(auraio_cancel(h.e, h.a), 0);
+	held_chain_expect_cancelled(&h, "the cancelled read was submitted again and left running");
 }
 
 /*
@@ -332,59 +356,9 @@ Test(orphans, a_request_cancelled_while_held_is_cancelled_once_submitted_again)
  */
 Test(orphans, a_chain_held_when_destroy_begins_is_cancelled_once_submitted_again)
 {
-	auraio_options_t o;
-	auraio_engine_t *e;
-	struct auraio_request *a, *b;
-	struct ring *r;
-	char buf[16];
-	int p[2];
-	ssize_t res = 0;
+	struct held_chain h;
 
-	if (!nop_injects_results())
-		cr_skip_test("the kernel cannot inject a NOP's result (IORING_NOP_INJECT_RESULT)");
-	cr_assert_eq(pipe(p), 0);
-	auraio_options_init(&o);
-	o.ring_count = 1;
-	o.backend = AURAIO_BACKEND_IO_URING;
-	e = auraio_create_with_options(&o);
-	if (!e)
-		cr_skip_test("io_uring is not available: %s", strerror(errno));
-	r = &e->rings[0];
-	sq_lock(r);
-	a = request_alloc(&r->pool);
-	b = request_alloc(&r->pool);
-	cr_assert(a && b);
-	a->opcode = AURAIO_OP_READ;
-	a->flags = REQF_WAITABLE | REQF_LINK;
-	a->fd = p[0];
-	a->addr = buf;
-	a->len = sizeof(buf);
-	a->offset = -1;
-	a->rw_flags = 0;
-	a->chain_next = b;
-	b->opcode = AURAIO_OP_WRITE;
-	b->flags = REQF_WAITABLE;
-	b->fd = p[1];
-	b->addr = buf;
-	b->len = sizeof(buf);
-	b->offset = -1;
-	b->rw_flags = 0;
-	b->chain = CHAIN_PRED;
-	atomic_store(&a->state, REQ_IN_FLIGHT);
-	atomic_store(&b->state, REQ_IN_FLIGHT);
-	atomic_store(&r->submitted, atomic_load(&r->submitted) + 2);
-	sq_unlock(r);
-	inject_cqe(r, request_ud(a), -EFAULT); /* the read, orphaned: held */
-	auraio_poll(e);
-	atomic_store(&e->shutting_down, true);	  /* destroy has begun */
-	inject_cqe(r, request_ud(b), -ECANCELED); /* the rest: the chain goes again */
-	auraio_poll(e);
-	cr_assert_eq(auraio_request_wait(e, a, 2000, &res), 0,
-		     "the held read was submitted again during destroy and left running");
-	cr_assert_eq(res, -ECANCELED);
-	cr_assert_eq(auraio_request_wait(e, b, 2000, &res), 0);
-	cr_assert_eq(res, -ECANCELED);
-	auraio_destroy(e);
-	close(p[0]);
-	close(p[1]);
+	held_chain_make(&h);
+	atomic_store(&h.e->shutting_down, true); /* destroy has begun */
+	held_chain_expect_cancelled(&h, "the held read was submitted again during destroy");
 }
