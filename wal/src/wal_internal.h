@@ -263,6 +263,8 @@ void wal_segments_close(struct aurawal *log);
 char *wal_seg_path(const struct aurawal *log, uint64_t number);
 struct wal_segment *wal_seg_find(struct aurawal *log, uint64_t number); /* mu held */
 void wal_seg_put(struct aurawal *log, struct wal_segment *s);		/* mu held */
+void wal_seg_dispose(struct aurawal *log,
+		     struct wal_segment *s); /* mu held: released, unreferenced */
 void *wal_preparer_main(void *arg);
 int wal_seg_remake(struct aurawal *log, uint64_t number, struct wal_segment **out);
 int wal_release_segments(struct aurawal *log, uint64_t below);
