@@ -87,6 +87,23 @@ Test(latency_hist, an_empty_histogram_reports_zero)
 	cr_assert_eq(hist_quantile(&s, 0.99), 0);
 }
 
+/* An engine of one io_uring ring (SQPOLL with a 1 ms idle if `sqpoll`), or a skip. */
+static auraio_engine_t *one_uring_ring(bool sqpoll)
+{
+	auraio_options_t o;
+	auraio_engine_t *e;
+
+	auraio_options_init(&o);
+	o.ring_count = 1;
+	o.backend = AURAIO_BACKEND_IO_URING;
+	o.enable_sqpoll = sqpoll;
+	o.sqpoll_idle_ms = 1;
+	e = auraio_create_with_options(&o);
+	if (!e)
+		cr_skip_test("io_uring is not available: %s", strerror(errno));
+	return e;
+}
+
 /*
  * A thread enters the kernel for the entries it counted when it published them; by then
  * other threads may have published more, a linked chain among them. The kernel takes
@@ -98,16 +115,10 @@ Test(latency_hist, an_empty_histogram_reports_zero)
  */
 Test(uring_enter, an_enter_for_a_stale_count_takes_every_published_entry)
 {
-	auraio_options_t o;
 	auraio_engine_t *e;
 	struct ring *r;
 
-	auraio_options_init(&o);
-	o.ring_count = 1;
-	o.backend = AURAIO_BACKEND_IO_URING;
-	e = auraio_create_with_options(&o);
-	if (!e)
-		cr_skip_test("io_uring is not available: %s", strerror(errno));
+	e = one_uring_ring(false);
 	r = &e->rings[0];
 	sq_lock(r);
 	cr_assert_eq(uring_make_room(r, 3), 3);
@@ -140,19 +151,13 @@ Test(uring_enter, an_enter_for_a_stale_count_takes_every_published_entry)
 Test(uring_wait, a_wait_that_submits_still_blocks_for_a_completion)
 {
 	struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = 200 * 1000 * 1000 };
-	auraio_options_t o;
 	auraio_engine_t *e;
 	struct io_uring_sqe *sqe;
 	struct ring *r;
 	unsigned to_submit;
 	int rc;
 
-	auraio_options_init(&o);
-	o.ring_count = 1;
-	o.backend = AURAIO_BACKEND_IO_URING;
-	e = auraio_create_with_options(&o);
-	if (!e)
-		cr_skip_test("io_uring is not available: %s", strerror(errno));
+	e = one_uring_ring(false);
 	r = &e->rings[0];
 	sq_lock(r);
 	cr_assert_eq(uring_make_room(r, 1), 1);
@@ -180,21 +185,13 @@ Test(uring_wait, a_wait_that_submits_still_blocks_for_a_completion)
  */
 Test(uring_enter, waking_the_sqpoll_thread_counts_only_what_was_published)
 {
-	auraio_options_t o;
 	auraio_engine_t *e;
 	auraio_stats_t st;
 	struct ring *r;
 	char buf[512];
 	int fd = temp_file(8192, 0);
 
-	auraio_options_init(&o);
-	o.ring_count = 1;
-	o.backend = AURAIO_BACKEND_IO_URING;
-	o.enable_sqpoll = true;
-	o.sqpoll_idle_ms = 1;
-	e = auraio_create_with_options(&o);
-	if (!e)
-		cr_skip_test("io_uring is not available: %s", strerror(errno));
+	e = one_uring_ring(true);
 	cr_assert_eq(auraio_get_stats(e, &st), 0);
 	if (!st.sqpoll_active)
 		cr_skip_test("the kernel refused SQPOLL here: %s", st.backend_reason);
@@ -273,19 +270,13 @@ struct held_chain {
 
 static void held_chain_make(struct held_chain *h)
 {
-	auraio_options_t o;
 	struct auraio_request *a, *b;
 	struct ring *r;
 
 	if (!nop_injects_results())
 		cr_skip_test("the kernel cannot inject a NOP's result (IORING_NOP_INJECT_RESULT)");
 	cr_assert_eq(pipe(h->p), 0);
-	auraio_options_init(&o);
-	o.ring_count = 1;
-	o.backend = AURAIO_BACKEND_IO_URING;
-	h->e = auraio_create_with_options(&o);
-	if (!h->e)
-		cr_skip_test("io_uring is not available: %s", strerror(errno));
+	h->e = one_uring_ring(false);
 	r = h->r = &h->e->rings[0];
 	sq_lock(r);
 	a = h->a = request_alloc(&r->pool);
