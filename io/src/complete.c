@@ -203,7 +203,6 @@ static void park(struct pass *p, struct auraio_request *req)
 	} else {
 		uint16_t n = 0;
 
-		req->chain |= CHAIN_PARKED;
 		for (struct auraio_request *q = req->chain_next; q; q = q->chain_next) {
 			q->chain |= CHAIN_WAIT;
 			q->next = req;

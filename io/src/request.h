@@ -109,8 +109,7 @@ struct auraio_request {
 enum {
 	CHAIN_PRED = 1u << 0,	 /* a request before it in the chain must complete first */
 	CHAIN_PRED_OK = 1u << 1, /* ... and completed in full */
-	CHAIN_PARKED = 1u << 2,	 /* failed by an orphaning: held, to be submitted again */
-	CHAIN_WAIT = 1u << 3,	 /* after a parked one: its CQE is held with it (->next) */
+	CHAIN_WAIT = 1u << 2,	 /* after a parked one: its CQE is held with it (->next) */
 };
 
 _Static_assert(sizeof(struct auraio_request) == 2 * CACHE_LINE, "request: two cache lines");

@@ -380,11 +380,13 @@ static void report_failure(struct aurawal *log, const struct wal_io_error *e)
 static void wake_unlocked(struct aurawal *log, struct wal_waiter *w)
 {
 	void (*test_waking)(struct aurawal *) = log->test_waking;
-	struct wal_io_error e = log->io_error;
 	bool report = log->report_due;
+	struct wal_io_error e;
 
 	if (!w && !report)
 		return;
+	if (report)
+		e = log->io_error; /* copied under mu, told without it */
 	log->report_due = false;
 	pthread_mutex_unlock(&log->mu);
 	if (report)
