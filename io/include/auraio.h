@@ -566,7 +566,8 @@ typedef struct auraio_ring_stats {
 /** Engine-wide view: sums of all rings plus the engine's mode. */
 typedef struct auraio_stats {
 	auraio_ring_stats_t total; /* counters summed; latency percentiles merged; in-flight
-				      and limits summed; phase/window of ring 0 */
+				      and limits summed; window_iops summed (the engine's
+				      rate); phase, window_ms and window_p99_us of ring 0 */
 	int ring_count;
 	auraio_backend_t backend;     /* the backend in use (never AUTO) */
 	char backend_reason[128];     /* why, when it is not the one asked for */

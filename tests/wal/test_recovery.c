@@ -6,6 +6,7 @@
  * short write inside the write+sync chain, and the kernel refusing entries for a while.
  */
 #include <sys/wait.h>
+#include <xxhash.h>
 
 #include "wal_format.h" /* record sizes, to find records in the files */
 #include "wal_internal_test.h"
@@ -231,6 +232,53 @@ Test(wal_recovery, a_point_in_time_cut_holds_when_the_process_dies_before_append
 	cr_assert_eq(count_records(log, NULL), 25);
 	append_i(log, 25, RLEN, AURAWAL_DURABLE, NULL);
 	cr_assert_eq(aurawal_close(log), 0);
+}
+
+/* Segment 1's header with the 32-bit field at `off` set to `value`, its checksum made
+ * right again: an intact header of another format. Open refuses it with EFORMAT,
+ * reports it and deletes nothing; with the header restored, everything is there. */
+static void another_format_is_refused(uint64_t off, uint32_t value)
+{
+	uint8_t blk[4096], orig[4096];
+	struct reports rs = { 0 };
+	struct stat st;
+	aurawal_t *log;
+	int fd, rc;
+
+	make_log();
+	fd = seg_fd();
+	cr_assert_eq(pread(fd, orig, sizeof(orig), 0), (ssize_t) sizeof(orig));
+	memcpy(blk, orig, sizeof(blk));
+	memcpy(blk + off, &value, sizeof(value)); /* little-endian machine, as the format */
+	{
+		uint64_t sum = XXH3_64bits(blk, 48);
+
+		memcpy(blk + 48, &sum, sizeof(sum));
+	}
+	cr_assert_eq(pwrite(fd, blk, sizeof(blk), 0), (ssize_t) sizeof(blk));
+	log = open_mode(AURAWAL_RECOVER_STRICT, &rs, &rc);
+	cr_assert_null(log);
+	cr_assert_eq(rc, AURAWAL_EFORMAT, "open: %s", aurawal_strerror(rc));
+	cr_assert_eq(rs.corruption, 1, "reported once (%d)", rs.corruption);
+	cr_assert_eq(rs.last.segment, 1);
+	cr_assert_eq(fstat(fd, &st), 0);
+	cr_assert_eq((uint64_t) st.st_size, SMALL_SEGMENT, "the segment is left as it was");
+	cr_assert_eq(pwrite(fd, orig, sizeof(orig), 0), (ssize_t) sizeof(orig));
+	close(fd);
+	log = open_mode(AURAWAL_RECOVER_STRICT, NULL, &rc);
+	cr_assert_eq(rc, 0, "reopen: %s", aurawal_strerror(rc));
+	cr_assert_eq(count_records(log, NULL), NREC);
+	cr_assert_eq(aurawal_close(log), 0);
+}
+
+Test(wal_recovery, a_header_of_a_newer_version_is_refused_as_another_format)
+{
+	another_format_is_refused(8, 2);
+}
+
+Test(wal_recovery, a_header_with_another_block_size_is_refused_as_another_format)
+{
+	another_format_is_refused(12, 8192);
 }
 
 Test(wal_recovery, a_zeroed_tail_is_a_clean_end_without_reports)

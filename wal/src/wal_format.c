@@ -15,7 +15,7 @@ int wal_header_decode(const uint8_t *blk, struct wal_seg_header *h)
 	if (get_le32(blk + SH_VERSION) != WAL_VERSION)
 		return AURAWAL_EFORMAT; /* a version this library cannot read */
 	if (get_le32(blk + SH_BLOCK) != WAL_BLOCK)
-		return AURAWAL_ECORRUPT;
+		return AURAWAL_EFORMAT; /* intact, written with blocks this library does not use */
 	h->segment_size = get_le64(blk + SH_SIZE);
 	h->log_id = get_le64(blk + SH_LOG_ID);
 	h->number = get_le64(blk + SH_NUMBER);
