@@ -289,6 +289,43 @@ Test(wal_release, an_interrupted_release_is_finished_at_open)
 	cr_assert_eq(aurawal_close(log), 0);
 }
 
+/* A crash in the middle of writing RELEASED leaves RELEASED.tmp - whole here, naming
+ * segment 3, as if it came between the tmp file's sync and its rename. It was never
+ * RELEASED: segment 3 stays. Open deletes the leftover; inspect mode leaves it. */
+Test(wal_release, a_leftover_released_tmp_is_deleted_at_open_and_never_applied)
+{
+	aurawal_loc_t first[5] = { 0 };
+	uint64_t seq[5];
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log;
+	char path[512], text[64];
+	int fd;
+	size_t len;
+
+	five_segments(first, seq);
+	len = (size_t) snprintf(text, sizeof(text), "3\n");
+	len += (size_t) snprintf(text + len, sizeof(text) - len, "end %016llx\n",
+				 (unsigned long long) XXH3_64bits(text, len));
+	snprintf(path, sizeof(path), "%s/RELEASED.tmp", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, text, len), (ssize_t) len);
+	close(fd);
+
+	o.recovery = AURAWAL_RECOVER_INSPECT;
+	log = wal_open_ok(dir, &o);
+	cr_assert_eq(aurawal_close(log), 0);
+	cr_assert_eq(access(path, F_OK), 0, "inspect mode changed the directory");
+
+	o.recovery = AURAWAL_RECOVER_STRICT;
+	log = wal_open_ok(dir, &o);
+	cr_assert_eq(access(path, F_OK), -1, "the leftover RELEASED.tmp is still there");
+	read_check(log, first[3], idx[3], seq[3]);
+	cr_assert_eq(aurawal_close(log), 0);
+	snprintf(path, sizeof(path), "%s/RELEASED", dir);
+	cr_assert_eq(access(path, F_OK), -1, "no RELEASED was made of it");
+}
+
 /* The child: with an iterator still in segment 1, release segment 1, then segment 2
  * (the oldest now), and die by SIGKILL before the iterator is closed. Exit codes name
  * the step that failed. */

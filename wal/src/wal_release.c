@@ -167,12 +167,25 @@ static int released_parse(struct aurawal *log, char *text, size_t len)
 	return 0;
 }
 
+/* Load RELEASED (open). A RELEASED.tmp left by a crash in released_write is never
+ * needed - RELEASED is replaced only by the rename of a complete, synced one - and is
+ * deleted, unless only inspecting. */
 int wal_released_load(struct aurawal *log)
 {
 	char *path = NULL, *text = NULL;
 	int fd, rc;
 	struct stat st;
 
+	if (!log->read_only) {
+		if (asprintf(&path, "%s/RELEASED.tmp", log->dir) < 0)
+			return -ENOMEM;
+		if (unlink(path) != 0 && errno != ENOENT) {
+			rc = -errno;
+			free(path);
+			return rc;
+		}
+		free(path);
+	}
 	if (asprintf(&path, "%s/RELEASED", log->dir) < 0)
 		return -ENOMEM;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
