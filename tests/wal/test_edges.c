@@ -191,6 +191,12 @@ Test(wal_edges, an_iterator_from_a_place_where_no_record_can_start_is_refused)
 	cr_assert_eq(aurawal_iter_next(it, &loc, NULL, NULL, NULL), 1);
 	cr_assert_eq(loc.offset, first.offset);
 	aurawal_iter_close(it);
+	/* segment 0 means the oldest record, whatever the offset says */
+	cr_assert_eq(aurawal_iter_open(log, (aurawal_loc_t){ 0, 4100, 7 }, &it), 0);
+	cr_assert_eq(aurawal_iter_next(it, &loc, NULL, NULL, NULL), 1);
+	cr_assert_eq(loc.segment, first.segment);
+	cr_assert_eq(loc.offset, first.offset);
+	aurawal_iter_close(it);
 	cr_assert_eq(aurawal_close(log), 0);
 }
 

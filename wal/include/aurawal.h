@@ -308,7 +308,8 @@ AURAWAL_API int aurawal_read(aurawal_t *log, aurawal_loc_t loc, void *buf, size_
 typedef struct aurawal_iter aurawal_iter_t;
 
 /**
- * Iterate over the records from `from` (segment 0 = the oldest record) to the end of
+ * Iterate over the records from `from` (segment 0 = the oldest record, whatever the
+ * offset and length say) to the end of
  * what is written when each step is taken. `from` is where a record starts - a
  * location an append or the iterator returned, or the end of what is appended to its
  * segment - or an offset below 4096 for the segment's first record; from the middle of
