@@ -50,7 +50,10 @@ struct tb_worker {
 
 struct tb_ring {
 	pthread_mutex_t lock; /* queue, stop, request tb_started */
-	pthread_cond_t cond;
+	/* Idle workers sleep on this, not on a condition variable: glibc 2.36's can lose a
+	 * wake-up (its bug 25847), and a worker that missed one would leave queued I/O
+	 * unserved - a hang, since nobody publishes again while waiting for it. */
+	struct eventcount work;
 	struct auraio_request *q_head, *q_tail;	  /* chain heads, linked by ->next */
 	struct auraio_request *st_head, *st_tail; /* staged (sq_lock), not yet queued */
 	bool stop;
@@ -221,20 +224,27 @@ static void *worker(void *arg)
 
 	for (;;) {
 		struct auraio_request *chain;
+		uint32_t seen = ev_prepare(&tb->work);
+		bool stop;
 
 		pthread_mutex_lock(&tb->lock);
-		while (!tb->q_head && !tb->stop)
-			pthread_cond_wait(&tb->cond, &tb->lock);
 		chain = tb->q_head;
 		if (chain) {
 			tb->q_head = chain->next;
 			if (!tb->q_head)
 				tb->q_tail = NULL;
 		}
+		stop = tb->stop;
 		pthread_mutex_unlock(&tb->lock);
-		if (!chain)
+		if (chain) {
+			ev_cancel(&tb->work);
+			run_chain(w, chain);
+		} else if (stop) {
+			ev_cancel(&tb->work);
 			return NULL;
-		run_chain(w, chain);
+		} else {
+			ev_wait(&tb->work, seen, -1); /* until something is queued, or stop */
+		}
 	}
 }
 
@@ -244,7 +254,6 @@ static void tb_free(struct tb_ring *tb)
 		close(tb->efd);
 	pthread_mutex_destroy(&tb->lock);
 	pthread_mutex_destroy(&tb->done_lock);
-	pthread_cond_destroy(&tb->cond);
 	for (int i = 0; tb->workers && i < tb->nworkers_alloc; i++)
 		if (tb->workers[i].kick_fd >= 0)
 			close(tb->workers[i].kick_fd);
@@ -257,8 +266,8 @@ static void stop_workers(struct tb_ring *tb)
 {
 	pthread_mutex_lock(&tb->lock);
 	tb->stop = true;
-	pthread_cond_broadcast(&tb->cond);
 	pthread_mutex_unlock(&tb->lock);
+	ev_notify(&tb->work);
 	for (int i = 0; i < tb->nworkers; i++)
 		pthread_join(tb->workers[i].thread, NULL);
 	tb->nworkers = 0;
@@ -296,7 +305,7 @@ static int tb_ring_init(struct ring *r)
 		return -ENOMEM;
 	pthread_mutex_init(&tb->lock, NULL);
 	pthread_mutex_init(&tb->done_lock, NULL);
-	pthread_cond_init(&tb->cond, NULL);
+	ev_init(&tb->work);
 	tb->done_cap = 2 * r->queue_depth + 2;
 	tb->done = calloc(tb->done_cap, sizeof(*tb->done));
 	tb->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -367,8 +376,8 @@ static unsigned tb_publish(struct ring *r)
 	else
 		tb->q_head = tb->st_head;
 	tb->q_tail = tb->st_tail;
-	pthread_cond_broadcast(&tb->cond);
 	pthread_mutex_unlock(&tb->lock);
+	ev_notify(&tb->work);
 	tb->st_head = tb->st_tail = NULL;
 	return 0; /* nothing left for enter() */
 }
