@@ -257,6 +257,12 @@ void kv_bg_notify(struct kv_db *db);
 /* Back-pressure: a writer about to append about `bytes` of log waits here while GC is
  * behind and has not granted it the credit (kv_gc.c). */
 void kv_gc_throttle(struct kv_db *db, uint64_t bytes);
+
+/* Is back-pressure on (writers pay credit)? A hint: relaxed, as in kv_gc_throttle. */
+static inline bool kv_gc_behind(struct kv_db *db)
+{
+	return atomic_load_explicit(&db->bg.behind, memory_order_relaxed);
+}
 int kv_gc_compact(struct kv_db *db);
 /* Collect segment `seg` (sealed): move its live entries, sync, release. Its tombstones
  * are dropped if it is the oldest segment of the log, copied otherwise. */

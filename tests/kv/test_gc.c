@@ -426,6 +426,38 @@ Test(kv_gc, a_writer_held_back_is_released_when_there_is_nothing_to_collect)
 	cr_assert_eq(aurakv_close(db), 0);
 }
 
+/* Back-pressure is paid for what the log grows by: deleting a key that is not there
+ * (or is deleted already) appends nothing and spends no credit; deleting a live key
+ * does. */
+Test(kv_gc, a_delete_of_a_missing_key_spends_no_back_pressure_credit)
+{
+	aurakv_options_t o = kv_opts(NULL);
+	const int64_t credit = (int64_t) 1 << 30;
+	aurakv_t *db;
+	struct kv_db *d;
+	char key[32];
+	size_t klen = kv_key(key, 1);
+
+	o.background_gc = false; /* nothing changes the credit but the writes below */
+	db = kv_open_ok(dir, &o);
+	d = db->db;
+	put_w(db, 1, 1, 100);
+	atomic_store(&d->bg.behind, true);
+	atomic_store(&d->bg.credit, credit);
+	cr_assert_eq(aurakv_delete(db, "missing", 7, 0), 0);
+	cr_assert_eq(atomic_load(&d->bg.credit), credit, "a delete of a missing key paid");
+	cr_assert_eq(aurakv_delete(db, key, klen, 0), 0);
+	cr_assert_lt(atomic_load(&d->bg.credit), credit, "a delete that appends must pay");
+	{
+		int64_t after = atomic_load(&d->bg.credit);
+
+		cr_assert_eq(aurakv_delete(db, key, klen, 0), 0);
+		cr_assert_eq(atomic_load(&d->bg.credit), after, "deleting it again paid");
+	}
+	atomic_store(&d->bg.behind, false);
+	cr_assert_eq(aurakv_close(db), 0);
+}
+
 #define DAMAGE_N      6000
 #define DAMAGE_SPREAD 600
 
