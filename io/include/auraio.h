@@ -574,7 +574,8 @@ typedef struct auraio_stats {
 	bool sqpoll_active;	      /* SQPOLL requested and granted on every ring */
 	bool coop_taskrun;	      /* COOP_TASKRUN + TASKRUN_FLAG in use */
 	bool buffers_registered;      /* registered with the kernel (not degraded) */
-	char buffers_reason[128];     /* why registration degraded, if it did */
+	char buffers_reason[128];     /* why the current registration degraded, if it did
+					 ("" once unregistered) */
 	int files_registered;	      /* registered file slots (0 = none) */
 	uint64_t buffer_pool_bytes;   /* memory held by the buffer pool */
 	uint64_t faults_injected;     /* operations (or kernel entries) hit by auraio_fault_set() */

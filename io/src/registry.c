@@ -358,6 +358,7 @@ AURAIO_API int auraio_unregister_buffers(auraio_engine_t *e)
 		e->bufs.iovs = NULL;
 		e->bufs.n = 0;
 		e->bufs.kernel = false;
+		e->bufs.reason[0] = '\0'; /* nothing registered: nothing degraded */
 	}
 	engine_drop_all_sq_locks(e);
 	return rc;
