@@ -327,7 +327,8 @@ static void steady_window(struct adaptive *c, double iops, uint64_t now)
 		return;
 	}
 	c->change_count = 0;
-	c->noise += REF_WEIGHT * (fabs(iops - c->ref_iops) / c->ref_iops - c->noise);
+	if (c->ref_iops > 0) /* a reference of 0 (and 0 measured) says nothing of noise */
+		c->noise += REF_WEIGHT * (fabs(iops - c->ref_iops) / c->ref_iops - c->noise);
 	c->ref_iops += REF_WEIGHT * (iops - c->ref_iops);
 	if (c->steady_windows >= EXPLORE_EVERY && limit < cap(c)) {
 		probe_reset(c);
