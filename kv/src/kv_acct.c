@@ -149,10 +149,18 @@ static void maybe_grow(struct kv_batches *b)
 	b->nbuckets = n;
 }
 
+/* A batch record's key in the map: segment and offset. Only the low 32 bits of the
+ * segment number are kept - two live segments are never 2^32 apart (at most 65536
+ * segments at once, docs/kv_design.md "Limits"). */
+static uint64_t batch_loc(const struct kv_ref *ref)
+{
+	return ref->segment << 32 | ref->offset;
+}
+
 /* One more live entry of batch `ref`; true if the batch just became live. */
 static bool batch_inc(struct kv_batches *b, const struct kv_ref *ref)
 {
-	uint64_t loc = (uint64_t) ref->segment << 32 | ref->offset;
+	uint64_t loc = batch_loc(ref);
 	struct kv_batch_ref *r;
 	bool created = false;
 
@@ -179,7 +187,7 @@ static bool batch_inc(struct kv_batches *b, const struct kv_ref *ref)
 /* One live entry fewer; true if that was the last (the batch is dead). */
 static bool batch_dec(struct kv_batches *b, const struct kv_ref *ref)
 {
-	uint64_t loc = (uint64_t) ref->segment << 32 | ref->offset;
+	uint64_t loc = batch_loc(ref);
 	struct kv_batch_ref **pp, *r;
 	bool dead = false;
 

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * kv_cache.h - the value cache in front of the device (O_DIRECT bypasses the page
- * cache). Keyed by a record's location in the log, not by the user's key: a location's
- * value never changes (a new write goes elsewhere), so there is nothing to invalidate
- * and no race between a put and a get filling the cache; entries of dead locations just
- * age out. Eviction is S3-FIFO (scan-resistant: a small probationary FIFO, a main FIFO
+ * cache). Keyed by the version of a write (kv_cache_loc), not by the user's key: a
+ * version's value never changes (a new write gets a new version), so there is nothing
+ * to invalidate and no race between a put and a get filling the cache; entries of dead
+ * writes just age out. Eviction is S3-FIFO (scan-resistant: a small probationary FIFO, a main FIFO
  * with 2-bit frequencies, a ghost FIFO of recently evicted keys). Sharded by key hash;
  * each shard has its own lock.
  */

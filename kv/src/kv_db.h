@@ -153,12 +153,13 @@ static inline uint64_t kv_now_ns(void)
 	return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
 }
 
-/* The cache key of an entry: its position in the log (unique per entry). */
+/* The cache key of an entry: the version of its write - unique to one write of one key
+ * (a batch's entries are numbered from the batch's), and kept when GC moves the record,
+ * so the value under it never changes. (Its position in the log, segment and offset,
+ * would not fit 64 bits once segment numbers pass 2^32.) */
 static inline uint64_t kv_cache_loc(const struct kv_ref *r)
 {
-	uint64_t pos = r->offset + ((r->flags & KV_REF_BATCH) ? 32ull + r->batch_off : 0);
-
-	return (uint64_t) r->segment << 32 | pos;
+	return r->version;
 }
 
 static inline aurawal_loc_t kv_wal_loc(const struct kv_ref *r)

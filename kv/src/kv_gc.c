@@ -477,7 +477,7 @@ static int move_entry(struct kv_db *db, aurawal_loc_t loc, const struct kv_entry
 		return kv_map_wal_error(rc);
 	kv_acct_total(db, nloc.segment, nloc.size);
 	ref.version = e->version;
-	ref.segment = (uint32_t) nloc.segment;
+	ref.segment = nloc.segment;
 	ref.offset = nloc.offset;
 	ref.size = nloc.size;
 	ref.flags = e->op == KV_KIND_DELETE ? KV_REF_TOMBSTONE : 0;

@@ -69,7 +69,7 @@ static int sum_add(struct sum_build *b, const struct kv_entry *e, aurawal_loc_t 
 	h->klen = e->klen;
 	memset(&h->ref, 0, sizeof(h->ref));
 	h->ref.version = e->version;
-	h->ref.segment = (uint32_t) loc.segment;
+	h->ref.segment = loc.segment;
 	h->ref.offset = loc.offset;
 	h->ref.size = loc.size;
 	h->ref.batch_off = e->in_batch ? e->entry_off : 0;

@@ -212,7 +212,7 @@ static int parse_entry(struct kv_hint_reader *r, struct kv_hint_entry *e)
 	e->ref.offset = kv_get_le32(r->p + 8);
 	e->ref.size = kv_get_le32(r->p + 12);
 	r->p += 16;
-	e->ref.segment = (uint32_t) r->seg;
+	e->ref.segment = r->seg;
 	e->ref.flags = ((flags & KV_HINT_TOMBSTONE) ? KV_REF_TOMBSTONE : 0) |
 		       ((flags & KV_HINT_BATCH) ? KV_REF_BATCH : 0);
 	if (flags & KV_HINT_BATCH) {

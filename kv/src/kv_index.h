@@ -27,8 +27,8 @@
 
 /* Where a key's latest record is, and its version. */
 struct kv_ref {
-	uint64_t version;   /* the store's version of the write: newer wins */
-	uint32_t segment;   /* WAL segment */
+	uint64_t version;   /* the store's version of the write: newer wins; unique */
+	uint64_t segment;   /* WAL segment (numbers only grow: all 64 bits) */
 	uint32_t offset;    /* WAL record offset in the segment */
 	uint32_t size;	    /* WAL record payload size */
 	uint32_t batch_off; /* KV_REF_BATCH: this entry's offset inside the payload */

@@ -44,20 +44,24 @@
 
 #include "kv_index.h"
 
-#define KVIX_NODE_SIZE	 4096u
-#define KVIX_HDR	 48u
-#define KVIX_BODY	 (KVIX_NODE_SIZE - KVIX_HDR)
-#define KVIX_SLOT	 4u
-#define KVIX_PFX_MAX	 16u
-#define KVIX_INLINE_MAX	 960u /* ~1/4 node: four of the largest entries always fit */
-#define KVIX_OVF_INLINE	 32u  /* bytes of an out-of-line key kept in its entry */
-#define KVIX_OVF_DATA	 (KVIX_NODE_SIZE - KVIX_HDR)
-#define KVIX_MAX_SLOTS	 (KVIX_BODY / KVIX_SLOT)
-#define KVIX_MAX_DEPTH	 32
-#define KVIX_MAX_LEAF_E	 (3 + KVIX_INLINE_MAX + 1 + 10 + 4 * 5) /* largest leaf entry */
-#define KVIX_MAX_INNER_E (3 + KVIX_INLINE_MAX + 8)		/* largest inner entry */
-#define KVIX_MAX_ITEMS	 (KVIX_BODY / (KVIX_SLOT + 7))		/* smallest entry: 7 bytes */
-#define KVIX_RETRY	 1					/* reader: start again */
+#define KVIX_NODE_SIZE	4096u
+#define KVIX_HDR	48u
+#define KVIX_BODY	(KVIX_NODE_SIZE - KVIX_HDR)
+#define KVIX_SLOT	4u
+#define KVIX_PFX_MAX	16u
+#define KVIX_INLINE_MAX 960u /* ~1/4 node: four of the largest entries always fit */
+#define KVIX_OVF_INLINE 32u  /* bytes of an out-of-line key kept in its entry */
+#define KVIX_OVF_DATA	(KVIX_NODE_SIZE - KVIX_HDR)
+#define KVIX_MAX_SLOTS	(KVIX_BODY / KVIX_SLOT)
+#define KVIX_MAX_DEPTH	32
+/* largest leaf entry: klen varint, key, flags, version and segment (64-bit varints),
+ * offset, size, batch_off (32-bit varints) */
+#define KVIX_MAX_LEAF_E	 (3 + KVIX_INLINE_MAX + 1 + 2 * 10 + 3 * 5)
+#define KVIX_MAX_INNER_E (3 + KVIX_INLINE_MAX + 8)     /* largest inner entry */
+#define KVIX_MAX_ITEMS	 (KVIX_BODY / (KVIX_SLOT + 7)) /* smallest entry: 7 bytes */
+#define KVIX_RETRY	 1			       /* reader: start again */
+_Static_assert(4 * (KVIX_MAX_LEAF_E + KVIX_SLOT) <= KVIX_BODY,
+	       "four of the largest leaf entries fit in a node");
 
 enum { KVIX_FREE = 0, KVIX_LEAF = 1, KVIX_INNER = 2, KVIX_OVF = 3 };
 

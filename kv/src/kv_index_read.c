@@ -190,7 +190,7 @@ KVIX_RACY const uint8_t *kvix_ref_get(const uint8_t *p, const uint8_t *end, stru
 		return NULL;
 	r->flags = *p++;
 	p = vget(p, end, &r->version);
-	p = p ? vget32(p, end, &r->segment) : NULL;
+	p = p ? vget(p, end, &r->segment) : NULL;
 	p = p ? vget32(p, end, &r->offset) : NULL;
 	p = p ? vget32(p, end, &r->size) : NULL;
 	r->batch_off = 0;

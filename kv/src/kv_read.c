@@ -22,8 +22,8 @@
 
 static int corrupt(struct kv_db *db, const struct kv_ref *ref, const char *what)
 {
-	kv_report(db, AURAKV_REPORT_CORRUPTION, "record at segment %u offset %u (size %u): %s",
-		  ref->segment, ref->offset, ref->size, what);
+	kv_report(db, AURAKV_REPORT_CORRUPTION, "record at segment %llu offset %u (size %u): %s",
+		  (unsigned long long) ref->segment, ref->offset, ref->size, what);
 	return AURAKV_ECORRUPT;
 }
 

@@ -83,7 +83,7 @@ static int append_one(struct kv_db *db, const void *key, size_t klen, struct iov
 	kv_acct_total(db, loc.segment, loc.size);
 	atomic_fetch_add_explicit(&db->n.fg_bytes, kv_log_bytes(loc.size), memory_order_relaxed);
 	ref.version = version;
-	ref.segment = (uint32_t) loc.segment;
+	ref.segment = loc.segment;
 	ref.offset = loc.offset;
 	ref.size = loc.size;
 	ref.flags = ref_flags;
@@ -226,7 +226,7 @@ static int index_batch(struct kv_db *db, const uint8_t *body, size_t len, uint64
 	kv_entry_iter_init_entries(&it, body, len, count, version, hl);
 	while (kv_entry_iter_next(&it, &e) == 1) {
 		struct kv_ref ref = { .version = e.version,
-				      .segment = (uint32_t) loc.segment,
+				      .segment = loc.segment,
 				      .offset = loc.offset,
 				      .size = loc.size,
 				      .batch_off = e.entry_off,

@@ -510,7 +510,8 @@ Test(kv_gc, a_damaged_record_in_a_victim_is_reported_once_and_the_segment_is_kep
 	cr_assert_eq(rs.corruption, 0, "%s", rs.last);
 	cr_assert_eq(aurakv_compact(db), AURAKV_ECORRUPT, "compact could not collect it");
 	cr_assert_eq(rs.corruption, 1, "reported once: %s", rs.last);
-	snprintf(where, sizeof(where), "segment %u offset %u", ref.segment, ref.offset);
+	snprintf(where, sizeof(where), "segment %llu offset %u", (unsigned long long) ref.segment,
+		 ref.offset);
 	cr_assert(strstr(rs.last, where), "the report names the damage (%s): %s", where, rs.last);
 	cr_assert_eq(aurakv_get_stats(db, &st), 0);
 	cr_assert_geq(st.gc_runs, 1, "the other segments with dead bytes were collected");

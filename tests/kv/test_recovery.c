@@ -351,7 +351,8 @@ Test(kv_recovery, a_damaged_segment_read_at_open_fails_it_and_is_reported)
 	cr_assert_eq(aurakv_open(dir, &o, &db), AURAKV_ECORRUPT);
 	cr_assert_null(db);
 	cr_assert_geq(reps.corruption, 1, "the damage is reported");
-	snprintf(where, sizeof(where), "segment %u offset %u", ref.segment, ref.offset);
+	snprintf(where, sizeof(where), "segment %llu offset %u", (unsigned long long) ref.segment,
+		 ref.offset);
 	cr_assert(strstr(reps.last, where), "the report names the damaged record (%s): %s", where,
 		  reps.last);
 }
@@ -386,7 +387,8 @@ Test(kv_recovery, a_damaged_segment_found_writing_its_hint_is_reported_as_corrup
 	pthread_mutex_unlock(&db->db->bg.lock);
 	cr_assert_eq(aurakv_compact(db), 0);
 	cr_assert_geq(reps.corruption, 1, "the damage is reported as corruption: %s", reps.last);
-	snprintf(where, sizeof(where), "segment %u offset %u", ref.segment, ref.offset);
+	snprintf(where, sizeof(where), "segment %llu offset %u", (unsigned long long) ref.segment,
+		 ref.offset);
 	cr_assert(strstr(reps.last, where), "the report names the damaged record (%s): %s", where,
 		  reps.last);
 	cr_assert_eq(aurakv_close(db), 0);
