@@ -263,25 +263,34 @@ Test(wal_release, a_damaged_released_file_is_reported_and_inspect_mode_reads_on)
 	cr_assert_eq(aurawal_close(log), 0);
 }
 
+/* Write a whole, valid RELEASED record naming segment 3 into the file `name` of the
+ * log's directory; its path goes to path. */
+static void write_released_3(const char *name, char *path, size_t cap)
+{
+	char text[64];
+	size_t len = (size_t) snprintf(text, sizeof(text), "3\n");
+	int fd;
+
+	len += (size_t) snprintf(text + len, sizeof(text) - len, "end %016llx\n",
+				 (unsigned long long) XXH3_64bits(text, len));
+	snprintf(path, cap, "%s/%s", dir, name);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
+	cr_assert_eq(write(fd, text, len), (ssize_t) len);
+	close(fd);
+}
+
 Test(wal_release, an_interrupted_release_is_finished_at_open)
 {
 	aurawal_loc_t first[5] = { 0 };
 	uint64_t seq[5];
 	aurawal_options_t o = wal_opts(NULL);
 	aurawal_t *log;
-	char path[512], text[64];
-	int fd;
-	size_t len;
+	char path[512];
 
 	five_segments(first, seq);
 	/* RELEASED names segment 3, but the crash came before its file was deleted */
-	len = (size_t) snprintf(text, sizeof(text), "3\n");
-	len += (size_t) snprintf(text + len, sizeof(text) - len, "end %016llx\n",
-				 (unsigned long long) XXH3_64bits(text, len));
-	snprintf(path, sizeof(path), "%s/RELEASED", dir);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	cr_assert_eq(write(fd, text, len), (ssize_t) len);
-	close(fd);
+	write_released_3("RELEASED", path, sizeof(path));
 	log = wal_open_ok(dir, &o);
 	snprintf(path, sizeof(path), "%s/0000000000000003.seg", dir);
 	cr_assert_eq(access(path, F_OK), -1, "the released segment's file was not removed");
@@ -298,19 +307,10 @@ Test(wal_release, a_leftover_released_tmp_is_deleted_at_open_and_never_applied)
 	uint64_t seq[5];
 	aurawal_options_t o = wal_opts(NULL);
 	aurawal_t *log;
-	char path[512], text[64];
-	int fd;
-	size_t len;
+	char path[512];
 
 	five_segments(first, seq);
-	len = (size_t) snprintf(text, sizeof(text), "3\n");
-	len += (size_t) snprintf(text + len, sizeof(text) - len, "end %016llx\n",
-				 (unsigned long long) XXH3_64bits(text, len));
-	snprintf(path, sizeof(path), "%s/RELEASED.tmp", dir);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(write(fd, text, len), (ssize_t) len);
-	close(fd);
+	write_released_3("RELEASED.tmp", path, sizeof(path));
 
 	o.recovery = AURAWAL_RECOVER_INSPECT;
 	log = wal_open_ok(dir, &o);
