@@ -587,7 +587,10 @@ static void timed_wait(struct aurawal *log, uint64_t wake)
  * delay wrote them), and there is no batch to carry the sync: sync the active segment
  * on its own, after what earlier segments owe (pay_debt). aurawal_sync() places the SYNC
  * mark - and so a batch - in a segment that still needs one, so this never writes one.
- * mu held; dropped for the I/O.
+ * -ENOSPC is not a failure of the log, as for a batch's sync (complete): the syncs it
+ * answers - every record they wait for is written, none is voided - return it, and the
+ * request is dropped rather than retried in a loop while space is short; the next
+ * aurawal_sync() asks again. mu held; dropped for the I/O.
  */
 static void bare_sync(struct aurawal *log)
 {
@@ -597,7 +600,11 @@ static void bare_sync(struct aurawal *log)
 
 	if (rc == 0)
 		rc = flush_io(log, seg);
-	if (rc < 0) {
+	if (rc == -ENOSPC && !log->failed) {
+		if (log->sync_target <= upto)
+			log->sync_target = log->durable_seq;
+		wake_unlocked(log, wal_waiters_take(log, upto, rc));
+	} else if (rc < 0) {
 		wake_unlocked(log, fail_stop(log, NULL, rc));
 	} else {
 		record_sync(log, wal_now_ns() - t0);
