@@ -7,6 +7,7 @@
  * operations, so completions flow through the normal path and wake whoever waits:
  *   ERROR  the operation becomes a no-op whose result is replaced by -error;
  *   SHORT  the length (or iovec list) is cut to `keep`; the kernel's own count reports it;
+ *          a `keep` that covers the whole operation cuts nothing (no fault, no cancel);
  *   TEAR   the write is cut to `keep` rounded down to 512 and its result is replaced by
  *          -error, as if the machine stopped with only those sectors written.
  * The rest of a linked chain after a faulted operation becomes no-ops completing with
@@ -112,7 +113,9 @@ static void cut(struct auraio_request *req, size_t keep, int32_t result)
 	req->fault_result = result;
 }
 
-static void apply(const auraio_fault_t *f, struct auraio_request *req)
+/* Fault req; false if it is left whole (a SHORT rule keeping all of it: a complete
+ * transfer is no fault, and must not break its chain - no kernel does). */
+static bool apply(const auraio_fault_t *f, struct auraio_request *req)
 {
 	int32_t err = -(f->error ? f->error : EIO);
 	unsigned cls = op_class(req);
@@ -121,13 +124,16 @@ static void apply(const auraio_fault_t *f, struct auraio_request *req)
 	if (f->kind == AURAIO_FAULT_ERROR || cls == AURAIO_FAULT_OP_FSYNC ||
 	    (f->kind == AURAIO_FAULT_TEAR && cls != AURAIO_FAULT_OP_WRITE)) {
 		make_nop(req, err);
-		return;
+		return true;
 	}
 	len = request_bytes(req);
+	if (f->kind == AURAIO_FAULT_SHORT && f->keep >= len)
+		return false;
 	if (f->kind == AURAIO_FAULT_SHORT)
-		cut(req, MIN(f->keep, len), (int32_t) MIN(f->keep, len));
+		cut(req, f->keep, (int32_t) f->keep);
 	else
 		cut(req, MIN(f->keep & ~(size_t) 511, len & ~(size_t) 511), err);
+	return true;
 }
 
 void fault_apply_chain(struct auraio_engine *e, struct auraio_request **reqs, int n)
@@ -140,8 +146,8 @@ void fault_apply_chain(struct auraio_engine *e, struct auraio_request **reqs, in
 		for (int i = 0; i < n && hit < 0; i++)
 			if (rule_hits(e->fault, reqs[i]))
 				hit = i;
-		if (hit >= 0)
-			apply(&e->fault->rule, reqs[hit]);
+		if (hit >= 0 && !apply(&e->fault->rule, reqs[hit]))
+			hit = -1;
 	}
 	pthread_mutex_unlock(&e->fault_lock);
 	if (hit < 0)

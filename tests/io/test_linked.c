@@ -113,6 +113,31 @@ Test(linked, a_short_write_breaks_the_chain_so_the_sync_cannot_vouch_for_it)
 	cr_assert_eq(collect(reqs[1]), -ECANCELED);
 }
 
+/* A SHORT rule whose `keep` covers the whole write transfers it all: nothing is short,
+ * so the link holds and the sync runs, as with the kernel (a full write never breaks a
+ * chain). Cancelling it made a caller see a complete write with a cancelled sync - a
+ * result no kernel gives. */
+Test(linked, a_short_rule_that_keeps_the_whole_write_does_not_break_the_link)
+{
+	char buf[4096];
+	auraio_op_t ops[2];
+	auraio_request_t *reqs[2];
+	auraio_fault_t f = { .ops = AURAIO_FAULT_OP_WRITE,
+			     .fd = -1,
+			     .kind = AURAIO_FAULT_SHORT,
+			     .keep = 4096,
+			     .count = 1 };
+
+	if (auraio_fault_set(engine, &f) == -ENOTSUP)
+		cr_skip_test("fault injection is not compiled in");
+	memset(buf, 7, sizeof(buf));
+	ops[0] = write_op(fd, buf, sizeof(buf), 0);
+	ops[1] = sync_op(fd);
+	cr_assert_eq(auraio_submit_linked(engine, ops, 2, reqs), 0);
+	cr_assert_eq(collect(reqs[0]), 4096);
+	cr_assert_eq(collect(reqs[1]), 0, "the sync after a complete write was cancelled");
+}
+
 Test(linked, chain_arguments_are_checked)
 {
 	char buf[16];

@@ -459,3 +459,47 @@ Test(wal_enospc, sync_and_flush_in_a_callback_run_by_close_without_space_do_not_
 	auraio_fault_clear(e);
 	auraio_destroy(e);
 }
+
+/* aurawal_sync() of records the writer has written already (the flush delay, or
+ * aurawal_flush()) has no batch to carry its sync: it syncs on its own. Its fdatasync
+ * failing with ENOSPC is ENOSPC as anywhere else - the sync says so, the log does not
+ * fail, and once space returns a sync succeeds and appends go on without reopening. */
+Test(wal_enospc, an_enospc_on_the_sync_of_written_records_does_not_fail_the_log)
+{
+	auraio_engine_t *e = test_faulty_engine();
+	auraio_fault_t f = { .ops = AURAIO_FAULT_OP_FSYNC,
+			     .fd = -1,
+			     .count = 0,
+			     .kind = AURAIO_FAULT_ERROR,
+			     .error = ENOSPC };
+	aurawal_options_t o;
+	aurawal_iter_t *it;
+	aurawal_t *log;
+	uint64_t id = 0, n = 0;
+
+	memset(told, 0, sizeof(told));
+	log = open_held(e);
+	record(id, append_id(log, id, AURAWAL_DURABLE)), id++;
+	wal_preparer_idle(log);
+	for (; id < 5; id++)
+		record(id, append_id(log, id, 0));
+	cr_assert_eq(aurawal_flush(log), 0); /* written, not durable */
+	cr_assert_eq(auraio_fault_set(e, &f), 0);
+	cr_assert_eq(aurawal_sync(log), -ENOSPC);
+	cr_assert_eq(aurawal_failed(log), 0, "ENOSPC failed the log");
+	auraio_fault_clear(e);
+	cr_assert_eq(aurawal_sync(log), 0, "sync after space returned");
+	record(id, append_id(log, id, AURAWAL_DURABLE)), id++;
+	cr_assert_eq(atomic_load(&told[id - 1]), 1, "append after space returned");
+	cr_assert_eq(aurawal_close(log), 0);
+	auraio_destroy(e);
+
+	o = wal_opts(NULL);
+	log = wal_open_ok(dir, &o);
+	cr_assert_eq(aurawal_iter_open(log, (aurawal_loc_t){ 0 }, &it), 0);
+	while (aurawal_iter_next(it, NULL, NULL, NULL, NULL) == 1)
+		n++;
+	aurawal_iter_close(it);
+	cr_assert_eq(n, id);
+	cr_assert_eq(aurawal_close(log), 0);
+}

@@ -565,7 +565,9 @@ Test(wal_recovery, enospc_fails_the_appends_and_they_succeed_again_once_it_clear
 	}
 }
 
-static void short_write_is_completed(aurawal_sync_mode_t mode)
+/* The durable write of a `len`-byte record comes short `shorts` times in a row (a block
+ * at a time): it is completed, acknowledged, and in the log after reopening. */
+static void short_writes_are_completed(aurawal_sync_mode_t mode, size_t len, uint64_t shorts)
 {
 	auraio_engine_t *e = test_faulty_engine();
 	aurawal_options_t o = wal_opts(NULL);
@@ -576,16 +578,17 @@ static void short_write_is_completed(aurawal_sync_mode_t mode)
 	log = wal_open_ok(dir, &o);
 	for (int i = 0; i < 5; i++)
 		seqs[i] = append_i(log, (uint64_t) i, RLEN, AURAWAL_DURABLE, &locs[i]);
-	/* 5000 B records: the batch write spans two blocks; only the first lands */
+	/* the batch write spans several blocks; only the first lands */
 	wal_preparer_idle(log);
 
 	set_fault(e, (auraio_fault_t){ .ops = AURAIO_FAULT_OP_WRITE,
 				       .fd = -1,
-				       .count = 1,
+				       .count = shorts,
 				       .kind = AURAIO_FAULT_SHORT,
 				       .keep = 4096 });
-	seqs[5] = append_i(log, 5, 5000, AURAWAL_DURABLE, &locs[5]);
+	seqs[5] = append_i(log, 5, len, AURAWAL_DURABLE, &locs[5]);
 	read_check(log, locs[5], 5, seqs[5]);
+	cr_assert_eq(aurawal_failed(log), 0);
 	cr_assert_eq(aurawal_close(log), 0);
 	auraio_destroy(e);
 	{
@@ -600,13 +603,23 @@ static void short_write_is_completed(aurawal_sync_mode_t mode)
 
 Test(wal_recovery, a_short_write_in_the_chain_is_completed_not_acknowledged_on_the_sync)
 {
-	short_write_is_completed(AURAWAL_SYNC_FDATASYNC);
+	short_writes_are_completed(AURAWAL_SYNC_FDATASYNC, 5000, 1);
 }
 
 /* DSYNC: the kernel syncs what a short write wrote; the rest must still be written. */
 Test(wal_recovery, a_short_dsync_write_is_completed_not_acknowledged_as_written)
 {
-	short_write_is_completed(AURAWAL_SYNC_DSYNC);
+	short_writes_are_completed(AURAWAL_SYNC_DSYNC, 5000, 1);
+}
+
+/* A short count is progress, not an error: however many come in a row, the write goes
+ * on from where the last one ended - the log does not fail (fail-stop is for errors). */
+Test(wal_recovery, several_short_writes_in_a_row_are_completed_not_a_failure)
+{
+	short_writes_are_completed(AURAWAL_SYNC_FDATASYNC, 20000, 3);
+	rm_tree(dir);
+	cr_assert_eq(mkdir(dir, 0755), 0);
+	short_writes_are_completed(AURAWAL_SYNC_DSYNC, 20000, 3);
 }
 
 /* io_uring_enter refusing entries (EAGAIN, EBUSY) is transient, not an I/O error: the

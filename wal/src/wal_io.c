@@ -47,16 +47,28 @@ static ssize_t one_op(struct aurawal *log, auraio_op_t *op)
 	return req ? collect(log, req) : -errno;
 }
 
+/* A short count is not the end of the file (the kernel may transfer less than asked):
+ * read on until len bytes, an error, or a read of 0 bytes - the end of the file. */
 int wal_pread(struct aurawal *log, int fd, void *buf, int reg_index, size_t len, uint64_t off)
 {
-	auraio_op_t op = { .opcode = AURAIO_OP_READ,
-			   .fd = fd,
-			   .buf = bufref(buf, reg_index),
-			   .len = len,
-			   .offset = (off_t) off };
-	ssize_t n = one_op(log, &op);
+	size_t got = 0;
 
-	return n < 0 ? (int) n : (int) (n > (ssize_t) len ? (ssize_t) len : n);
+	while (got < len) {
+		auraio_op_t op = { .opcode = AURAIO_OP_READ,
+				   .fd = fd,
+				   .buf = reg_index >= 0 ? auraio_buf_fixed(reg_index, got)
+							 : auraio_buf((uint8_t *) buf + got),
+				   .len = len - got,
+				   .offset = (off_t) (off + got) };
+		ssize_t n = one_op(log, &op);
+
+		if (n < 0)
+			return (int) n;
+		if (n == 0)
+			break;
+		got += MIN((size_t) n, len - got);
+	}
+	return (int) got;
 }
 
 int wal_pwrite(struct aurawal *log, int fd, const void *buf, int reg_index, size_t len,

@@ -330,10 +330,16 @@ struct read_ctx {
 	uint8_t *mem;	/* the aligned read buffer */
 	int slot;	/* registered read buffer, or -1 (mem was allocated) */
 	uint64_t start; /* file offset of mem[0] */
+	size_t len;	/* bytes to read into mem */
+	size_t got;	/* of which read so far (a short count reads on) */
 	struct wal_cb *c;
 };
 
-/* Runs in whichever thread reaps the engine: finish, and queue the callback for poll. */
+static int submit_read(struct read_ctx *x);
+
+/* Runs in whichever thread reaps the engine: finish, and queue the callback for poll. A
+ * short count is no damage (the kernel may transfer less than asked): the rest is read
+ * first; only a read of 0 bytes is the end of the file. */
 static void read_done(auraio_request_t *req, ssize_t res, void *ud)
 {
 	struct read_ctx *x = ud;
@@ -342,6 +348,17 @@ static void read_done(auraio_request_t *req, ssize_t res, void *ud)
 	int rc;
 
 	(void) req;
+	if (res > 0 && x->got + (size_t) res < x->len) {
+		x->got += (size_t) res;
+		rc = submit_read(x);
+		if (rc == 0)
+			return;
+		res = rc;
+	} else if (res > 0) {
+		res = (ssize_t) x->len;
+	} else if (res == 0) {
+		res = (ssize_t) x->got;
+	}
 	if (res < 0)
 		rc = (int) res;
 	else if ((uint64_t) res < skip + WAL_REC_HEADER)
@@ -362,14 +379,16 @@ static void read_done(auraio_request_t *req, ssize_t res, void *ud)
 	free(x);
 }
 
-static int submit_read(struct read_ctx *x, size_t len)
+/* Read mem[got..len) (from a callback too: auraio.h lets it submit). */
+static int submit_read(struct read_ctx *x)
 {
 	struct aurawal *log = x->log;
 	auraio_buf_t b = x->slot >= 0 && log->reads.reg_index[x->slot] >= 0
-			     ? auraio_buf_fixed(log->reads.reg_index[x->slot], 0)
-			     : auraio_buf(x->mem);
+			     ? auraio_buf_fixed(log->reads.reg_index[x->slot], x->got)
+			     : auraio_buf(x->mem + x->got);
 
-	while (!auraio_read(log->engine, x->seg->fd, b, len, (off_t) x->start, read_done, x)) {
+	while (!auraio_read(log->engine, x->seg->fd, b, x->len - x->got,
+			    (off_t) (x->start + x->got), read_done, x)) {
 		if (errno != EAGAIN)
 			return -errno;
 		auraio_wait(log->engine, 1); /* the ring is full: let reads complete */
@@ -423,7 +442,7 @@ AURAWAL_API int aurawal_read_async(aurawal_t *log, aurawal_loc_t loc, void *buf,
 			free(c);
 		return rc;
 	}
-	*x = (struct read_ctx){ log, s, loc, buf, NULL, -1, start, c };
+	*x = (struct read_ctx){ log, s, loc, buf, NULL, -1, start, end - start, 0, c };
 	if (end - start <= WAL_READ_BUF_SZ)
 		x->slot = read_buf_get(log);
 	if (x->slot >= 0)
@@ -433,7 +452,7 @@ AURAWAL_API int aurawal_read_async(aurawal_t *log, aurawal_loc_t loc, void *buf,
 	pthread_mutex_unlock(&log->mu);
 	if (!x->mem)
 		x->mem = wal_alloc(log, end - start);
-	rc = x->mem ? submit_read(x, end - start) : -ENOMEM;
+	rc = x->mem ? submit_read(x) : -ENOMEM;
 	if (rc) {
 		pthread_mutex_lock(&log->mu);
 		log->pending_cbs--;

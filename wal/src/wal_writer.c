@@ -177,26 +177,31 @@ static uint64_t plan_bytes(const struct wal_plan *p)
 	return align_up(p->b[p->n - 1]->end, WAL_BLOCK) - p->b[0]->start;
 }
 
-/* Write the plan (and sync it): one write, and one retry of the rest if it came short. */
+/*
+ * Write the plan (and sync it). A short count is progress, not an error (the chain's
+ * sync did not run): the rest is written (and synced) from the last block boundary
+ * reached, so the retry stays aligned, for as long as each write gets further. Only a
+ * write that moves no block further gives up, with -EIO.
+ */
 static int write_plan_io(struct aurawal *log, const struct wal_plan *p)
 {
 	struct iovec iov[WAL_NBUFS_MAX];
 	int reg = -1, n = plan_iov(p, iov, &reg), fd = p->b[0]->seg->fd, rc;
-	uint64_t off = p->b[0]->start, len = 0, done;
+	uint64_t off = p->b[0]->start, len = 0, done = 0, step;
 
 	for (int i = 0; i < n; i++)
 		len += iov[i].iov_len;
-	rc = wal_writev_sync(log, fd, iov, n, reg, off, p->sync, p->mode);
-	if (rc < 0 || (uint64_t) rc == len)
-		return rc < 0 ? rc : 0;
-	/* Short: the chain's sync did not run. Write the rest (from a block boundary,
-	 * so the retry stays aligned) and sync, or give up. */
-	done = align_down((uint64_t) rc, WAL_BLOCK);
-	n = iov_advance(iov, n, done);
-	rc = wal_writev_sync(log, fd, iov, n, -1, off + done, p->sync, p->mode);
-	if (rc < 0)
-		return rc;
-	return (uint64_t) rc == len - done ? 0 : -EIO;
+	for (bool first = true;; first = false) {
+		rc = wal_writev_sync(log, fd, iov, n, reg, off + done, p->sync, p->mode);
+		if (rc < 0 || (uint64_t) rc == len - done)
+			return rc < 0 ? rc : 0;
+		step = align_down((uint64_t) rc, WAL_BLOCK);
+		if (step == 0 && !first)
+			return -EIO;
+		done += step;
+		n = iov_advance(iov, n, step);
+		reg = -1;
+	}
 }
 
 /* ---- the writer thread: completing (mu held) ---- */
@@ -582,7 +587,10 @@ static void timed_wait(struct aurawal *log, uint64_t wake)
  * delay wrote them), and there is no batch to carry the sync: sync the active segment
  * on its own, after what earlier segments owe (pay_debt). aurawal_sync() places the SYNC
  * mark - and so a batch - in a segment that still needs one, so this never writes one.
- * mu held; dropped for the I/O.
+ * -ENOSPC is not a failure of the log, as for a batch's sync (complete): the syncs it
+ * answers - every record they wait for is written, none is voided - return it, and the
+ * request is dropped rather than retried in a loop while space is short; the next
+ * aurawal_sync() asks again. mu held; dropped for the I/O.
  */
 static void bare_sync(struct aurawal *log)
 {
@@ -592,7 +600,11 @@ static void bare_sync(struct aurawal *log)
 
 	if (rc == 0)
 		rc = flush_io(log, seg);
-	if (rc < 0) {
+	if (rc == -ENOSPC && !log->failed) {
+		if (log->sync_target <= upto)
+			log->sync_target = log->durable_seq;
+		wake_unlocked(log, wal_waiters_take(log, upto, rc));
+	} else if (rc < 0) {
 		wake_unlocked(log, fail_stop(log, NULL, rc));
 	} else {
 		record_sync(log, wal_now_ns() - t0);
