@@ -30,7 +30,9 @@
  *   aurawal_strerror() describes all of them. After an I/O error on the write or sync
  *   path (EIO and the like) the log is failed: every later append and sync returns that
  *   error until the log is reopened (retrying an fsync after EIO could acknowledge lost
- *   data); the reporter is told once which I/O failed (AURAWAL_REPORT_FAILED). ENOSPC
+ *   data); the reporter is told once which I/O failed (AURAWAL_REPORT_FAILED). An append
+ *   told that error may still be found in the log after reopening (its write may have
+ *   reached the device before the sync failed): unacknowledged, not promised. ENOSPC
  *   is different: the appends that could not be stored get -ENOSPC, and appending
  *   works again once space is available, without reopening. An append told
  *   -ENOSPC (returned, or given to its callback) is not stored: it is never found in the
