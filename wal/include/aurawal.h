@@ -283,8 +283,9 @@ AURAWAL_API int aurawal_sync(aurawal_t *log);
 /**
  * Write every record appended before this call, without making it durable: afterwards
  * aurawal_read() and the iterators see them (they read what is written). No flush.
- * Returns 0, -EINVAL, -ENOSPC (some of them cannot be written for lack of space yet),
- * AURAWAL_ECLOSED, or the log's failure error.
+ * Returns 0 (they are all written - also on a failed log, if they were before it
+ * failed), -EINVAL, -ENOSPC (some of them cannot be written for lack of space yet),
+ * AURAWAL_ECLOSED, or the log's failure error (some of them are not written).
  */
 AURAWAL_API int aurawal_flush(aurawal_t *log);
 
