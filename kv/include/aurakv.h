@@ -93,7 +93,9 @@ typedef struct aurakv aurakv_t;
 
 /** What a report is about (the reporter option). */
 typedef enum aurakv_report_kind {
-	AURAKV_REPORT_INFO = 0,	      /* progress and facts: hint files rebuilt, torn tail */
+	AURAKV_REPORT_INFO = 0,	      /* progress and facts: hint files rebuilt, torn tail,
+					 log segments dropped after a rollover whose flush
+					 a crash prevented (nothing in them was durable) */
 	AURAKV_REPORT_CORRUPTION = 1, /* damaged record or file (verify, recovery, reads) */
 	AURAKV_REPORT_LOCKED = 2,     /* the open failed: the message names the holder's PID */
 	AURAKV_REPORT_IO_ERROR = 3,   /* the log's write path failed: a fail-stop (writes return

@@ -184,12 +184,17 @@ static int sync_dirs(struct kv_db *db)
 	return rc ? rc : kv_fsync_dir(eng, db->dir);
 }
 
+/* The log's findings as the store's report kinds. A torn tail and a segment DROPPED
+ * after a rollover whose flush was never made (the store opens the log STRICT or
+ * INSPECT, never POINT_IN_TIME: nothing else is dropped) are what a crash leaves,
+ * nothing acknowledged lost: information, not corruption (docs/wal_format.md). */
 static void wal_reporter(const aurawal_report_t *r, void *arg)
 {
 	struct kv_db *db = arg;
 	aurakv_report_kind_t kind =
-	    r->kind == AURAWAL_REPORT_TORN_TAIL ? AURAKV_REPORT_INFO
-	    : r->kind == AURAWAL_REPORT_LOCKED	? AURAKV_REPORT_LOCKED
+	    r->kind == AURAWAL_REPORT_TORN_TAIL || r->kind == AURAWAL_REPORT_DROPPED
+		? AURAKV_REPORT_INFO
+	    : r->kind == AURAWAL_REPORT_LOCKED ? AURAKV_REPORT_LOCKED
 	    : r->kind == AURAWAL_REPORT_FAILED || r->kind == AURAWAL_REPORT_PREPARE
 		? AURAKV_REPORT_IO_ERROR
 		: AURAKV_REPORT_CORRUPTION;

@@ -10,6 +10,7 @@
 
 #include "kv_db.h"
 #include "kv_test.h"
+#include "wal_format.h"
 
 #define N      10000
 #define SPREAD 600
@@ -616,4 +617,83 @@ Test(kv_recovery, a_get_whose_segment_stays_gone_is_corruption_sync_and_async)
 	cr_assert_eq(reps.corruption, 2, "reported: %s", reps.last);
 	cr_assert_eq(kv_index_cas(db->db->ix, "key", 3, &gone, &ref), 1);
 	cr_assert_eq(aurakv_close(db), 0);
+}
+
+/* Zero `len` bytes of the file at `path` from `off`. */
+static void zero_range(const char *path, uint64_t off, size_t len)
+{
+	uint8_t *z = calloc(1, len);
+	int fd = open(path, O_RDWR);
+
+	cr_assert_not_null(z);
+	cr_assert_geq(fd, 0, "open %s: %s", path, strerror(errno));
+	cr_assert_eq(pwrite(fd, z, len, (off_t) off), (ssize_t) len);
+	fsync(fd);
+	close(fd);
+	free(z);
+}
+
+/* Segment `seg` as a crash leaves it when its last write never reached the disk: no
+ * summary in its header block, and nothing after its first record (the SEAL or SYNC
+ * mark written after it is gone). docs/wal_format.md, "Segment summary", "Records". */
+static void keep_only_first_record(uint64_t seg)
+{
+	char path[600];
+	uint8_t hdr[WAL_REC_HEADER];
+	uint64_t end;
+	int fd;
+
+	kv_segment_path(path, sizeof(path), dir, seg);
+	fd = open(path, O_RDONLY);
+	cr_assert_geq(fd, 0, "open %s: %s", path, strerror(errno));
+	cr_assert_eq(pread(fd, hdr, sizeof(hdr), WAL_HEADER_BLOCK), (ssize_t) sizeof(hdr));
+	close(fd);
+	end = WAL_HEADER_BLOCK + wal_rec_size(get_le32(hdr + RH_LENGTH));
+	zero_range(path, SM_MARKER, SM_END - SM_MARKER);
+	zero_range(path, end, 2 * WAL_BLOCK);
+}
+
+/* A crash after a rollover whose flush was never made: the segment before it lost its
+ * SEAL, the one after it holds nothing acknowledged as durable. Open drops the later
+ * one, as information (docs/wal_format.md, "Recovery rule": AURAWAL_REPORT_DROPPED);
+ * the store passed the drop on as AURAKV_REPORT_CORRUPTION (to stderr by default), and
+ * aurakv_verify() counted it and returned AURAKV_ECORRUPT for a store that opens with
+ * everything acknowledged intact. */
+Test(kv_recovery, a_segment_dropped_after_an_unflushed_rollover_is_information_not_corruption)
+{
+	aurakv_options_t o = kv_opts(&reps);
+	aurakv_verify_result_t res;
+	size_t len = 600000, vlen;
+	uint8_t *v = malloc(len);
+	void *got = NULL;
+	char seg3[600];
+	aurakv_t *db;
+
+	cr_assert_not_null(v);
+	o.background_gc = false;
+	o.write_hints = false;
+	kv_value(v, len, 1, 1);
+	db = kv_open_ok(dir, &o);
+	cr_assert_eq(aurakv_put(db, "a", 1, v, len, 0), 0);
+	cr_assert_eq(aurakv_close(db), 0);
+	db = kv_open_ok(dir, &o);
+	cr_assert_eq(aurakv_put(db, "b", 1, v, len, 0), 0); /* rolls over: segment 2 */
+	cr_assert_eq(aurakv_close(db), 0);
+	keep_only_first_record(1);
+	keep_only_first_record(2);
+	kv_segment_path(seg3, sizeof(seg3), dir, 3); /* prepared after the rollover */
+	cr_assert(unlink(seg3) == 0 || errno == ENOENT);
+
+	cr_assert_eq(aurakv_verify(dir, &o, &res), 0, "verify: %s", reps.last);
+	cr_assert_eq(res.corrupt, 0);
+	cr_assert_eq(reps.corruption, 0, "%s", reps.last);
+	db = kv_open_ok(dir, &o);
+	cr_assert_eq(reps.corruption, 0, "%s", reps.last);
+	cr_assert(strstr(reps.last, "rollover"), "the drop is said, as information: %s", reps.last);
+	cr_assert_eq(aurakv_get(db, "a", 1, &got, &vlen), 0, "the durable put is there");
+	cr_assert(vlen == len && memcmp(got, v, len) == 0);
+	aurakv_free(got);
+	cr_assert_eq(aurakv_get(db, "b", 1, &got, &vlen), AURAKV_ENOTFOUND);
+	cr_assert_eq(aurakv_close(db), 0);
+	free(v);
 }
