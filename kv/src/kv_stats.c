@@ -126,12 +126,15 @@ int aurakv_get_stats(aurakv_t *h, aurakv_stats_t *out)
 	if (!out)
 		return -EINVAL;
 	memset(out, 0, sizeof(*out));
-	/* The two counts are read at different moments and move apart: GC drops a tombstone
-	 * from the index before from the count, and a key put and deleted between the two
-	 * reads adds a tombstone but, seen here, no entry. More tombstones than entries is
-	 * then no live key, not 2^64 - 1 of them. */
-	entries = kv_index_count(db->ix);
+	/* The two counts are read at different moments and move apart. Tombstones first: GC
+	 * drops a tombstone from the index, then from the count - read in this order, GC
+	 * alone can make `keys` only smaller for a moment, never count a key that is gone
+	 * (kv_gc::overwrite_everything_twice_then_delete_all_shrinks_the_store_without_a_call
+	 * saw 1 key left once with the other order). A key put and deleted between the two
+	 * reads still shows as one more key. More tombstones than entries is no live key,
+	 * not 2^64 - 1 of them. */
 	tombs = atomic_load(&db->n.tombstones);
+	entries = kv_index_count(db->ix);
 	out->keys = entries > tombs ? entries - tombs : 0;
 	segment_totals(db, out);
 	out->disk_bytes = disk_bytes(db);
