@@ -6,6 +6,7 @@
 #   - an intact log verifies (exit 0) and every record is listed;
 #   - a byte flipped mid-log is corruption: --verify exits 1 and names segment:offset;
 #   - a truncated tail is the clean end of the log: exit 0, the torn tail reported;
+#   - a segment dropped after a rollover whose flush was never made: exit 0, reported;
 #   - a segment emptied or with a damaged header: every segment file is still listed,
 #     with its size and header state;
 #   - --hex says where it cuts a payload at its 4096-byte limit;
@@ -110,6 +111,16 @@ flip_byte "$work/header/0000000000000003.seg" 20
 expect_exit 1 "bad segment header: exit 1" -- "$WALDUMP" --verify "$work/header"
 expect_output '^  corruption at 3:0, 4096 bytes: bad segment header$' \
 	"bad segment header: named"
+
+# The segment made ready ahead with a damaged header, nothing durable after it: what a
+# crash leaves when a rollover's flush was never made - dropped, information, no damage.
+cp -a "$work/log" "$work/ready"
+flip_byte "$work/ready/0000000000000005.seg" 20
+expect_exit 0 "unflushed rollover: --verify passes" -- "$WALDUMP" --verify "$work/ready"
+expect_output '^  dropped at 5:0, 0 bytes: after a rollover whose flush was never made' \
+	"unflushed rollover: the dropped segment is named"
+expect_output ' 0 corruption\(s\), 0 torn tail\(s\), 1 segment\(s\) dropped \(never acknowledged\)$' \
+	"unflushed rollover: counted as dropped, not as corruption"
 
 # A segment emptied (truncated to 0): the log cannot be read past it, but every segment
 # file present is listed with its size and header state, the later ones included.

@@ -13,7 +13,8 @@
  * The segment table is what the library read; segfiles.c adds every segment file in
  * the directory, read on its own, so that the files past damage are seen too.
  *
- * Exit status: 0 no corruption (a torn tail is the clean end of a log, not corruption);
+ * Exit status: 0 no corruption (a torn tail is the clean end of a log, and a segment
+ * dropped after a rollover whose flush was never made holds nothing acknowledged);
  * 1 corruption found; 2 bad arguments, the log could not be opened or read, or stdout
  * could not be written.
  *
@@ -86,7 +87,9 @@ static void usage(FILE *out)
 		"state; damaged ranges appear in place and in the findings at the end.\n"
 		"The log is opened read-only (inspect mode): safe while another process has it\n"
 		"open; every damaged range is reported and read past.\n"
-		"Exit status: 0 no corruption (a torn tail is a clean end, not corruption),\n"
+		"Exit status: 0 no corruption (a torn tail is a clean end, not corruption, and\n"
+		"               a segment dropped after an unflushed rollover held nothing\n"
+		"               acknowledged),\n"
 		"             1 corruption found,\n"
 		"             2 bad arguments, the log cannot be opened or read, or the\n"
 		"               output cannot be written.\n");
@@ -111,10 +114,12 @@ static const char *kind_name(aurawal_report_kind_t k)
 	return "unknown";
 }
 
-/* A torn tail is information (the clean end); anything else about the data is damage. */
+/* A torn tail is information (the clean end), and so is a segment dropped in inspect
+ * mode - only after a rollover whose flush was never made, nothing in it acknowledged
+ * (docs/wal_format.md, "Recovery rule"); damage is reported as corruption. */
 static bool is_corruption(aurawal_report_kind_t k)
 {
-	return k == AURAWAL_REPORT_CORRUPTION || k == AURAWAL_REPORT_DROPPED;
+	return k == AURAWAL_REPORT_CORRUPTION;
 }
 
 static bool loc_before(uint64_t seg_a, uint64_t off_a, uint64_t seg_b, uint64_t off_b)
@@ -460,12 +465,13 @@ static int walk_records(struct dump *d, aurawal_t *log)
 	return rc < 0 ? rc : 0;
 }
 
-/* List every finding; returns the number that are corruption (*torn: torn tails). */
-static size_t print_findings(const struct dump *d, size_t *torn)
+/* List every finding; returns the number that are corruption (*torn: torn tails,
+ * *dropped: segments dropped). */
+static size_t print_findings(const struct dump *d, size_t *torn, size_t *dropped)
 {
 	size_t corrupt = 0;
 
-	*torn = 0;
+	*torn = *dropped = 0;
 	printf("findings:%s\n", d->nf ? "" : " none");
 	for (size_t i = 0; i < d->nf; i++) {
 		const struct finding *f = &d->f[i];
@@ -473,6 +479,7 @@ static size_t print_findings(const struct dump *d, size_t *torn)
 
 		corrupt += is_corruption(f->kind);
 		*torn += is_torn;
+		*dropped += f->kind == AURAWAL_REPORT_DROPPED;
 		printf("  %s at %llu:%llu, %llu bytes: %s%s\n", kind_name(f->kind),
 		       (unsigned long long) f->segment, (unsigned long long) f->offset,
 		       (unsigned long long) f->length, f->reason,
@@ -484,8 +491,8 @@ static size_t print_findings(const struct dump *d, size_t *torn)
 /* The findings and the summary line; returns the number of corruption findings. */
 static size_t print_summary(const struct dump *d)
 {
-	size_t torn, corrupt = print_findings(d, &torn);
-	char own[160] = "";
+	size_t torn, dropped, corrupt = print_findings(d, &torn, &dropped);
+	char own[160] = "", drop[64] = "";
 
 	if (d->all)
 		snprintf(own, sizeof(own),
@@ -496,11 +503,14 @@ static size_t print_summary(const struct dump *d)
 			 (unsigned long long) d->own[AURAWAL_RECORD_SEAL],
 			 (unsigned long long) d->own[AURAWAL_RECORD_SYNC],
 			 (unsigned long long) d->own[AURAWAL_RECORD_VOID]);
+	if (dropped)
+		snprintf(drop, sizeof(drop), ", %zu segment(s) dropped (never acknowledged)",
+			 dropped);
 	printf("summary: %llu segment(s), %llu records (seq %llu..%llu), %llu payload bytes%s, "
-	       "%zu corruption(s), %zu torn tail(s)%s\n",
+	       "%zu corruption(s), %zu torn tail(s)%s%s\n",
 	       (unsigned long long) d->nsegments, (unsigned long long) d->nrecords,
 	       (unsigned long long) d->first_seq, (unsigned long long) d->last_data_seq,
-	       (unsigned long long) d->bytes, own, corrupt, torn,
+	       (unsigned long long) d->bytes, own, corrupt, torn, drop,
 	       d->only_segment ? " (records of the one segment asked for)" : "");
 	return corrupt;
 }
@@ -508,7 +518,7 @@ static size_t print_summary(const struct dump *d)
 /* The open failed on damage it cannot read past (a bad header, a lost segment). */
 static size_t print_open_failure(const struct dump *d)
 {
-	size_t torn, corrupt = print_findings(d, &torn);
+	size_t torn, dropped, corrupt = print_findings(d, &torn, &dropped);
 
 	printf("summary: the log cannot be opened, %zu corruption(s)\n", corrupt);
 	return corrupt;
