@@ -608,9 +608,12 @@ AURAIO_API const char *auraio_phase_name(auraio_phase_t phase);
 
 typedef enum auraio_fault_kind {
 	AURAIO_FAULT_ERROR = 0, /* the operation is not performed; completes with -error */
-	AURAIO_FAULT_SHORT = 1, /* only `keep` bytes are transferred; completes with `keep`
-				   (a `keep` at or above the length cuts nothing: the
-				   operation completes whole and its chain goes on) */
+	AURAIO_FAULT_SHORT = 1, /* the operation is cut to its first `keep` bytes and
+				   completes with what the kernel makes of that: `keep`, or
+				   fewer at the end of a file, or its error (an O_DIRECT cut
+				   off alignment: -EINVAL); the rest of its chain is
+				   cancelled. A `keep` at or above the length cuts nothing:
+				   the operation completes whole and its chain goes on */
 	AURAIO_FAULT_TEAR = 2,	/* a write of which only the first `keep` bytes (rounded down
 				   to 512) reach the file; completes with -error, as if the
 				   machine stopped mid-write */

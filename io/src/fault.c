@@ -6,7 +6,8 @@
  * A fault is decided when a request is staged (sq_lock held) and realised with real
  * operations, so completions flow through the normal path and wake whoever waits:
  *   ERROR  the operation becomes a no-op whose result is replaced by -error;
- *   SHORT  the length (or iovec list) is cut to `keep`; the kernel's own count reports it;
+ *   SHORT  the length (or iovec list) is cut to `keep`; the kernel's own result reports it
+ *          (its count - fewer at the end of a file - or its error, never `keep` assumed);
  *          a `keep` that covers the whole operation cuts nothing (no fault, no cancel);
  *   TEAR   the write is cut to `keep` rounded down to 512 and its result is replaced by
  *          -error, as if the machine stopped with only those sectors written.
@@ -99,8 +100,9 @@ static size_t request_bytes(const struct auraio_request *req)
 	return total;
 }
 
-/* Transfer only `keep` bytes, reporting `result`. */
-static void cut(struct auraio_request *req, size_t keep, int32_t result)
+/* Transfer only `keep` bytes; the result is then `result` if replace, else whatever the
+ * kernel made of the cut operation (its count - fewer at the end of a file - or error). */
+static void cut(struct auraio_request *req, size_t keep, bool replace, int32_t result)
 {
 	if (keep == 0 || ((req->opcode == AURAIO_OP_READV || req->opcode == AURAIO_OP_WRITEV) &&
 			  cut_iov(req, keep) != 0)) {
@@ -109,8 +111,10 @@ static void cut(struct auraio_request *req, size_t keep, int32_t result)
 	}
 	if (req->opcode == AURAIO_OP_READ || req->opcode == AURAIO_OP_WRITE)
 		req->len = keep;
-	req->flags |= REQF_FAULT;
-	req->fault_result = result;
+	if (replace) {
+		req->flags |= REQF_FAULT;
+		req->fault_result = result;
+	}
 }
 
 /* Fault req; false if it is left whole (a SHORT rule keeping all of it: a complete
@@ -130,9 +134,9 @@ static bool apply(const auraio_fault_t *f, struct auraio_request *req)
 	if (f->kind == AURAIO_FAULT_SHORT && f->keep >= len)
 		return false;
 	if (f->kind == AURAIO_FAULT_SHORT)
-		cut(req, f->keep, (int32_t) f->keep);
+		cut(req, f->keep, false, 0);
 	else
-		cut(req, MIN(f->keep & ~(size_t) 511, len & ~(size_t) 511), err);
+		cut(req, MIN(f->keep & ~(size_t) 511, len & ~(size_t) 511), true, err);
 	return true;
 }
 

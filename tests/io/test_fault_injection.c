@@ -104,6 +104,20 @@ Test(fault_injection, a_short_read_and_a_short_write_transfer_only_the_prefix)
 	cr_assert(check_pattern(check + 100, 3996, 100), "wrote past the short count");
 }
 
+/* A SHORT rule only cuts the length: what the kernel then does is the result - fewer
+ * bytes at the end of the file, or its error - never `keep` claimed transferred. */
+Test(fault_injection, a_short_cut_reports_what_the_kernel_did_not_keep)
+{
+	auraio_fault_t f = { .fd = -1, .count = 1, .kind = AURAIO_FAULT_SHORT, .keep = 100 };
+	char buf[4096];
+
+	set_or_skip(&f);
+	cr_assert_eq(do_read(buf, sizeof(buf), 65536 - 40), 40, "40 bytes were left to read");
+	cr_assert(check_pattern(buf, 40, 65536 - 40));
+	set_or_skip(&f);
+	cr_assert_eq(do_read(buf, sizeof(buf), 65536), 0, "at the end of the file: 0");
+}
+
 Test(fault_injection, a_short_writev_cuts_the_iovec_list)
 {
 	auraio_fault_t f = { .fd = -1, .count = 1, .kind = AURAIO_FAULT_SHORT, .keep = 700 };
