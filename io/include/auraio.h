@@ -644,7 +644,8 @@ typedef struct auraio_fault {
 /**
  * Install `fault` (replacing any previous rule). Faults apply to operations submitted
  * afterwards, in any ring; a faulted operation in a linked chain cancels the rest of the
- * chain as a real failure would. Returns 0, -EINVAL, or -ENOTSUP (not compiled in).
+ * chain as a real failure would. A faulted operation cancelled before it ran (a broken
+ * link before it, auraio_cancel) completes with -ECANCELED, not the rule's result. Returns 0, -EINVAL, or -ENOTSUP (not compiled in).
  */
 AURAIO_API int auraio_fault_set(auraio_engine_t *engine, const auraio_fault_t *fault);
 

@@ -92,7 +92,9 @@ account_one(struct ring *r, struct auraio_request *req, int64_t res, struct pass
 	uint64_t lat;
 
 #ifdef AURAIO_FAULT_INJECTION
-	if (flags & REQF_FAULT)
+	/* A faulted operation cancelled before it ran (a broken link before it, a cancel)
+	 * never happened: it keeps -ECANCELED, as the rest of its chain does. */
+	if ((flags & REQF_FAULT) && res != -ECANCELED)
 		res = req->fault_result;
 #endif
 	req->result = res;

@@ -356,3 +356,32 @@ Test(fault_injection, a_cancel_that_finds_the_sq_full_and_the_kernel_refusing_is
 	close(p[0]);
 	close(p[1]);
 }
+
+/* A faulted operation behind a link that was cancelled never ran: it completes with
+ * -ECANCELED like the rest of the chain, not with the rule's error (found by
+ * tests/io/test_engine_fuzz.c: the injected result overrode the chain's cancellation). */
+Test(fault_injection, a_faulted_link_after_a_cancelled_one_completes_with_ecanceled)
+{
+	auraio_fault_t f = { .ops = AURAIO_FAULT_OP_WRITE, .fd = -1, .count = 1, .error = EIO };
+	char b[8] = "x";
+	auraio_request_t *reqs[2];
+	auraio_op_t ops[2] = {
+		{ .opcode = AURAIO_OP_READ, .buf = auraio_buf(b), .len = 1 },
+		{ .opcode = AURAIO_OP_WRITE, .fd = fd, .buf = auraio_buf(b), .len = 1 },
+	};
+	ssize_t res = 0;
+	int p[2];
+
+	cr_assert_eq(pipe(p), 0);
+	ops[0].fd = p[0]; /* the read stays in flight: the pipe is empty */
+	set_or_skip(&f);
+	cr_assert_eq(auraio_submit_linked(engine, ops, 2, reqs), 0);
+	cr_assert_eq(auraio_wait(engine, 0), 0, "nothing completes: the pipe is empty");
+	cr_assert_eq(auraio_cancel(engine, reqs[0]), 0);
+	cr_assert_eq(auraio_request_wait(engine, reqs[0], 10000, &res), 0);
+	cr_assert_eq(res, -ECANCELED);
+	cr_assert_eq(auraio_request_wait(engine, reqs[1], 10000, &res), 0);
+	cr_assert_eq(res, -ECANCELED, "the write never ran, got %zd", res);
+	close(p[0]);
+	close(p[1]);
+}
