@@ -99,13 +99,13 @@ static void violation(struct round *r, const char *what, const struct fop *f, lo
 		snprintf(r->why, sizeof(r->why),
 			 "%s: op %d file %d block %d waitable %d len %zu result %ld rule kind %d "
 			 "ops %u fd %d skip %lu count %lu keep %zu prev %ld cancel %d regbuf %d "
-			 "how %d hasprev %d orphan %d",
+			 "how %d hasprev %d orphan %d destroying %d",
 			 what, f ? (int) f->opcode : -1, f ? f->file : -1, f ? f->block : -1,
 			 f ? f->waitable : -1, f ? f->len : 0, res, r->rule.kind, r->rule.ops,
 			 r->rule.fd, (unsigned long) r->rule.skip, (unsigned long) r->rule.count,
 			 r->rule.keep, f && f->prev_known ? f->prev_res : 0,
 			 f ? (int) atomic_load(&f->cancel_ok) : 0, r->regbuf, f ? f->how : -1,
-			 f ? f->has_prev : -1, f ? f->w->orphan : -1);
+			 f ? f->has_prev : -1, f ? f->w->orphan : -1, (int) r->destroying);
 	pthread_mutex_unlock(&why_lock);
 }
 
