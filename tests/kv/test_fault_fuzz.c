@@ -23,7 +23,6 @@
  * operations per round.
  */
 #include <criterion/criterion.h>
-#include <criterion/logging.h>
 
 #include "fault_engine.h"
 #include "kv_test.h"
@@ -679,13 +678,14 @@ static void run_round(uint64_t seed, int nops, struct totals *t)
 	FZ(rc == 0, "verify: %s (%llu corrupt, %llu bad hints): %s", aurakv_strerror(rc),
 	   (unsigned long long) vr.corrupt, (unsigned long long) vr.bad_hints, rs2.last);
 	if (getenv("KV_FUZZ_VERBOSE"))
-		cr_log_info("seed %llu: %s %s ops %u skip %llu count %llu at op %d..%d: %llu "
-			    "injected, %d write failures, %d get errors, %d reopens",
-			    (unsigned long long) seed, kind_name(f->rule.kind), strerror(f->err),
-			    f->rule.ops, (unsigned long long) f->rule.skip,
-			    (unsigned long long) f->rule.count, arm_at, clear_at,
-			    (unsigned long long) st.faults_injected, f->write_failures,
-			    f->get_errors, f->reopens);
+		fprintf(stderr,
+			"kv_fault_fuzz: seed %llu: %s %s ops %u skip %llu count %llu at op %d..%d: "
+			"%llu injected, %d write failures, %d get errors, %d reopens\n",
+			(unsigned long long) seed, kind_name(f->rule.kind), strerror(f->err),
+			f->rule.ops, (unsigned long long) f->rule.skip,
+			(unsigned long long) f->rule.count, arm_at, clear_at,
+			(unsigned long long) st.faults_injected, f->write_failures, f->get_errors,
+			f->reopens);
 	t->injected += st.faults_injected;
 	t->write_failures += (uint64_t) f->write_failures;
 	t->get_errors += (uint64_t) f->get_errors;
@@ -703,12 +703,13 @@ Test(kv_fault_fuzz, random_operations_under_one_random_fault_keep_the_contract)
 
 	for (uint64_t i = 0; i < rounds; i++)
 		run_round(seed0 + i, nops, &t);
-	cr_log_info("%llu rounds (seeds %llu..%llu), %llu operations, %llu faults injected, "
-		    "%llu writes and %llu gets failed, %llu reopens: the contract held",
-		    (unsigned long long) rounds, (unsigned long long) seed0,
-		    (unsigned long long) (seed0 + rounds - 1), (unsigned long long) t.ops,
-		    (unsigned long long) t.injected, (unsigned long long) t.write_failures,
-		    (unsigned long long) t.get_errors, (unsigned long long) t.reopens);
+	fprintf(stderr,
+		"kv_fault_fuzz: %llu rounds (seeds %llu..%llu), %llu operations, %llu faults "
+		"injected, %llu writes and %llu gets failed, %llu reopens: the contract held\n",
+		(unsigned long long) rounds, (unsigned long long) seed0,
+		(unsigned long long) (seed0 + rounds - 1), (unsigned long long) t.ops,
+		(unsigned long long) t.injected, (unsigned long long) t.write_failures,
+		(unsigned long long) t.get_errors, (unsigned long long) t.reopens);
 	/* Not vacuous: faults were met, and calls failed because of them. */
 	cr_assert(rounds < 10 || (t.injected > 0 && t.write_failures > 0 && t.get_errors > 0),
 		  "the faults were never met: %llu injected", (unsigned long long) t.injected);
