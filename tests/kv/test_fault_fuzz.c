@@ -23,6 +23,7 @@
  * operations per round.
  */
 #include <criterion/criterion.h>
+#include <pthread.h>
 
 #include "fault_engine.h"
 #include "kv_test.h"
@@ -70,6 +71,18 @@ static char cur_fault[160];
 #define FZ(cond, fmt, ...)                                                                         \
 	cr_assert(cond, "seed %llu op %d (%s): " fmt, (unsigned long long) cur_seed, cur_op,       \
 		  cur_fault, ##__VA_ARGS__)
+
+/* The store reports from more than one thread at once here (its background thread and
+ * the log's preparer, both meeting the fault): kv_record_report under a lock. The
+ * counts are read after the store is closed (its threads joined). */
+static pthread_mutex_t report_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void fuzz_report(aurakv_report_kind_t kind, const char *msg, void *arg)
+{
+	pthread_mutex_lock(&report_mu);
+	kv_record_report(kind, msg, arg);
+	pthread_mutex_unlock(&report_mu);
+}
 
 /* ---- values: write w of key k, self-describing (kv_test.h) ---- */
 
@@ -609,6 +622,7 @@ static void run_round(uint64_t seed, int nops, struct totals *t)
 	durable_point(f); /* an empty store: every key absent */
 	snprintf(f->path, sizeof(f->path), "%s/r%llu", dir, (unsigned long long) seed);
 	f->o = kv_opts(&f->rs);
+	f->o.reporter = fuzz_report;
 	f->o.background_gc = below(2);
 	f->o.write_hints = below(3) != 0;
 	f->o.cache_size = below(2) ? 1u << 20 : 0;
