@@ -327,7 +327,8 @@ typedef struct auraio_op {
  * receives the `n` handles. Threads may come and go: io_uring runs a chain's later
  * links in the thread that handed the chain to the kernel (any thread that flushed the
  * ring), and fails them once it has exited; the engine then submits them again, in
- * order (stats: orphans_resubmitted; docs/auraio.md, "Orphans").
+ * order (stats: orphans_resubmitted; docs/auraio.md, "Orphans") - except while it is
+ * being destroyed: they complete with -ECANCELED then, as the rest of what is in flight.
  * Returns 0, or -EINVAL (bad op, n out of 1..queue_depth), -EOVERFLOW, -EAGAIN (the ring
  * has no room for the whole chain, under its limit or among its requests, as for
  * auraio_read(): nothing was submitted), -ESHUTDOWN.

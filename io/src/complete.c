@@ -173,22 +173,28 @@ static bool completed_in_full(const struct auraio_request *req, int64_t res)
 	}
 }
 
-/* cq_lock held, io_uring, res < 0: did req fail only because the thread that handed it
- * to the kernel exited ("Orphans")? Always for a request held with a parked one. */
-static bool orphaned(struct ring *r, struct auraio_request *req, int64_t res)
+/* cq_lock held, io_uring, *res < 0: did req fail only because the thread that handed it
+ * to the kernel exited ("Orphans")? Always for a request held with a parked one. While
+ * the engine is being destroyed such a request is not submitted again: it never ran, and
+ * destroy cancels what is in flight - *res becomes -ECANCELED (not a bare -EFAULT). */
+static bool orphaned(struct ring *r, struct auraio_request *req, int64_t *res)
 {
 	unsigned c = req->chain;
 
 	if (c & CHAIN_WAIT)
 		return true;
-	if ((req->flags & REQF_INJECTED) || req->retries >= MAX_RETRIES ||
-	    atomic_load_explicit(&r->engine->shutting_down, memory_order_relaxed))
+	if ((req->flags & REQF_INJECTED) || req->retries >= MAX_RETRIES)
 		return false;
 	if ((c & CHAIN_PRED) && !(c & CHAIN_PRED_OK))
 		return false; /* the chain broke before it: a real -ECANCELED */
-	if (res == -EFAULT)
-		return true;
-	return res == -ECANCELED && !atomic_load_explicit(&req->cancel_sent, memory_order_relaxed);
+	if (*res != -EFAULT &&
+	    (*res != -ECANCELED || atomic_load_explicit(&req->cancel_sent, memory_order_relaxed)))
+		return false;
+	if (atomic_load_explicit(&r->engine->shutting_down, memory_order_relaxed)) {
+		*res = -ECANCELED;
+		return false;
+	}
+	return true;
 }
 
 /* cq_lock held: hold an orphan (and the rest of its chain) instead of completing it; the
@@ -239,7 +245,7 @@ static inline __attribute__((always_inline)) void account(struct ring *r, struct
 		p->stale++;
 		return;
 	}
-	if (unlikely(res < 0) && ring_is_uring(r) && orphaned(r, req, res)) {
+	if (unlikely(res < 0) && ring_is_uring(r) && orphaned(r, req, &res)) {
 		park(p, req);
 		return;
 	}

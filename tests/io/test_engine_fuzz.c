@@ -176,11 +176,6 @@ static void retire(struct round *r, struct fop *f)
 		violation(r, "a link after a broken one was not cancelled", f, res);
 	else if (res == -ECANCELED && !prev_broken && !atomic_load(&f->cancel_ok) && !r->destroying)
 		violation(r, "-ECANCELED with no cancel and no broken link", f, res);
-	else if (res == -EFAULT && f->has_prev && !getenv("AURA_IO_FUZZ_STRICT"))
-		/* KNOWN, not fixed: on io_uring a link after a complete one
-		 * sometimes fails with -EFAULT (rare alone, a few rounds in 40 under load; seeds 1231, 1455 with
-		 * AURA_IO_FUZZ_ROUNDS=3000); AURA_IO_FUZZ_STRICT=1 reports it. */
-		fprintf(stderr, "engine_fuzz: seed %u: known -EFAULT on a link\n", r->seed);
 	else if (res != -ECANCELED && !full(f, res) && !fault_explains(r, f, res))
 		violation(r, "result the op and the rule do not explain", f, res);
 	if (res < 0 && res != -ECANCELED && fault_explains(r, f, res))
