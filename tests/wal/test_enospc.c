@@ -503,3 +503,30 @@ Test(wal_enospc, an_enospc_on_the_sync_of_written_records_does_not_fail_the_log)
 	cr_assert_eq(n, id);
 	cr_assert_eq(aurawal_close(log), 0);
 }
+
+/* The same fdatasync failing while a write's ENOSPC is waiting for its retry: the sync
+ * of the written records (asked for by a sync whose own records are in the kept batch)
+ * is answered once, not tried again and again until the batch's retry - the writer did
+ * nothing else meanwhile, not even notice a close, which hung instead of returning
+ * -ENOSPC as aurawal.h says. */
+Test(wal_enospc, an_enospc_on_the_sync_of_written_records_is_not_retried_in_a_loop, .timeout = 60)
+{
+	auraio_engine_t *e = test_faulty_engine();
+	aurawal_t *log;
+	uint64_t id = 0;
+
+	memset(told, 0, sizeof(told));
+	log = open_held(e);
+	record(id, append_id(log, id, AURAWAL_DURABLE)), id++;
+	wal_preparer_idle(log);
+	for (; id < 5; id++)
+		record(id, append_id(log, id, 0));
+	cr_assert_eq(aurawal_flush(log), 0);	 /* written, not durable */
+	record(id, append_id(log, id, 0)), id++; /* buffered: its batch carries the sync */
+	set_enospc(e);
+	cr_assert_eq(aurawal_sync(log), -ENOSPC);
+	no_timed_retry(log);
+	cr_assert_eq(aurawal_close(log), -ENOSPC);
+	auraio_fault_clear(e);
+	auraio_destroy(e);
+}

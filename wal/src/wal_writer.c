@@ -615,9 +615,15 @@ static void bare_sync(struct aurawal *log)
 	pthread_cond_broadcast(&log->cv_done);
 }
 
+/* Not while a write's ENOSPC waits for its retry (log->enospc): the sync target then
+ * names records of the kept batches too, which a bare sync answering -ENOSPC leaves in
+ * place - the writer would sync again and again, never reaching the retry's wait or a
+ * close. The kept batches' retry carries the sync (pay_debt included), and a sync asked
+ * meanwhile has that retry made at once (enospc_retry). */
 bool wal_wants_bare_sync(const struct aurawal *log)
 {
-	return log->sync_target > log->durable_seq && log->written_seq > log->durable_seq;
+	return !log->enospc && log->sync_target > log->durable_seq &&
+	       log->written_seq > log->durable_seq;
 }
 
 /*
