@@ -919,6 +919,16 @@ Test(wal_fault_fuzz, random_faults_keep_the_durability_contract, .timeout = 300)
 	for (long i = first; i < first + rounds; i++) {
 		uint64_t s = base + (uint64_t) i * 0x100000001B3ull;
 
+		if (getenv("WAL_FUZZ_VERBOSE")) /* which round, should one hang */
+			fprintf(stderr, "wal_fault_fuzz: round %ld\n", i);
 		run_round(rnd(&s), (int) i);
+	}
+	/* A round that found a hang (appenders waiting for the next segment when the log
+	 * failed: reserve, prepare_retry; it hung in about one run in three under load):
+	 * kept in every default run. */
+	if (!getenv("WAL_FUZZ_SEED") && !getenv("WAL_FUZZ_FIRST")) {
+		uint64_t s = 0x4242 + 47 * 0x100000001B3ull;
+
+		run_round(rnd(&s), 47);
 	}
 }

@@ -268,7 +268,9 @@ static int reserve(struct aurawal *log, uint64_t rec)
 			if (!log->ready) {
 				if (log->space_err && (rc = prepare_retry(log)) != 0)
 					return rc;
-				if (!log->ready) {
+				/* Not once the log failed or closes: the preparer makes no
+				 * more segments then (the loop's top returns the error). */
+				if (!log->ready && !log->failed && !log->closing) {
 					pthread_cond_signal(&log->cv_prepare);
 					wait_cv(&log->cv_ready, &log->mu);
 				}

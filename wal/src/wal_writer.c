@@ -281,6 +281,9 @@ static struct wal_waiter *fail_stop(struct aurawal *log, const struct wal_plan *
 	if (log->io_error.rc != rc)
 		log->io_error = (struct wal_io_error){ "an I/O of the write path", 0, 0, 0, rc };
 	log->report_due = true;
+	/* An appender waiting for the next segment (reserve, prepare_retry) must hear it
+	 * too: the preparer makes no more once the log has failed. */
+	pthread_cond_broadcast(&log->cv_ready);
 	fail_all_cbs(log, p, rc);
 	for (int i = 0; p && i < p->n; i++)
 		wal_batch_release(log, p->b[i]);
