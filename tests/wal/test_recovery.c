@@ -321,6 +321,115 @@ Test(wal_recovery, a_torn_partial_record_at_the_tail_is_dropped_and_reported)
 	aurawal_close(log);
 }
 
+/* ---- segment files renamed ---- */
+
+static aurawal_loc_t mlocs[2000];
+static uint64_t mseqs[2000];
+
+/* A closed log whose records fill segments 1..3 (3 active, 4 made ready); with
+ * `release_first`, segment 1 released (deleted). The number of records. */
+static int make_log_of_3_segments(bool release_first)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log;
+	int n = 0;
+
+	o.recycle_segments = false;
+	log = wal_open_ok(dir, &o);
+	do {
+		cr_assert_lt(n, 2000);
+		mseqs[n] = append_i(log, (uint64_t) n, 4000, 0, &mlocs[n]);
+		n++;
+	} while (mlocs[n - 1].segment < 3);
+	if (release_first)
+		cr_assert_eq(aurawal_release_before(log, mlocs[n - 1]), 2);
+	cr_assert_eq(aurawal_close(log), 0);
+	return n;
+}
+
+static void seg_name(char *buf, size_t size, uint64_t n)
+{
+	snprintf(buf, size, "%s/%016llx.seg", dir, (unsigned long long) n);
+}
+
+static void rename_seg(uint64_t from, uint64_t to)
+{
+	char a[512], b[512];
+
+	seg_name(a, sizeof(a), from);
+	seg_name(b, sizeof(b), to);
+	cr_assert_eq(rename(a, b), 0, "%s: %s", a, strerror(errno));
+}
+
+static bool seg_file_exists(uint64_t n)
+{
+	char a[512];
+
+	seg_name(a, sizeof(a), n);
+	return access(a, F_OK) == 0;
+}
+
+/* A file whose intact header names a later segment of the log is taken for a spare
+ * whose recycling renames were lost, and deleted - but only when no segment file at or
+ * above that number exists: a segment file renamed to a lower number (here the oldest,
+ * renamed below it) was deleted, and the open succeeded without its records. */
+Test(wal_recovery, a_segment_renamed_to_a_lower_number_is_corruption_not_a_spare)
+{
+	struct reports rs = { 0 };
+	aurawal_t *log;
+	int rc;
+
+	make_log_of_3_segments(true);
+	cr_assert_not(seg_file_exists(1));
+	cr_assert_not(seg_file_exists(2));
+	rename_seg(3, 1);
+	log = open_mode(AURAWAL_RECOVER_STRICT, &rs, &rc);
+	cr_assert_eq(rc, AURAWAL_ECORRUPT, "strict open: %s", aurawal_strerror(rc));
+	cr_assert_null(log);
+	cr_assert_geq(rs.corruption, 1);
+	cr_assert(seg_file_exists(1), "the misnamed segment was deleted");
+	rename_seg(1, 3); /* put back: every record is there */
+	log = open_mode(AURAWAL_RECOVER_STRICT, &rs, &rc);
+	cr_assert_eq(rc, 0, "%s", aurawal_strerror(rc));
+	for (int i = 0; mlocs[i].segment; i++)
+		if (mlocs[i].segment == 3)
+			read_check(log, mlocs[i], (uint64_t) i, mseqs[i]);
+	aurawal_close(log);
+}
+
+/* Two segment files swapped (the oldest and the empty ready one): the oldest's records
+ * must not be dropped - the file named 1 holds the ready segment's header, the file
+ * named 4 the oldest's: neither is a spare, and the open fails deleting nothing. */
+Test(wal_recovery, swapped_segment_files_are_corruption_and_nothing_is_deleted)
+{
+	struct reports rs = { 0 };
+	aurawal_t *log;
+	int n, rc;
+
+	n = make_log_of_3_segments(false);
+	cr_assert(seg_file_exists(4), "the ready segment");
+	rename_seg(1, 99);
+	rename_seg(4, 1);
+	rename_seg(99, 4);
+	for (int mode = 0; mode < 2; mode++) {
+		log = open_mode(mode ? AURAWAL_RECOVER_POINT_IN_TIME : AURAWAL_RECOVER_STRICT, &rs,
+				&rc);
+		cr_assert_eq(rc, AURAWAL_ECORRUPT, "open: %s", aurawal_strerror(rc));
+		cr_assert_null(log);
+		for (uint64_t k = 1; k <= 4; k++)
+			cr_assert(seg_file_exists(k), "segment file %llu was deleted",
+				  (unsigned long long) k);
+	}
+	rename_seg(1, 99);
+	rename_seg(4, 1);
+	rename_seg(99, 4);
+	log = open_mode(AURAWAL_RECOVER_STRICT, &rs, &rc);
+	cr_assert_eq(rc, 0, "%s", aurawal_strerror(rc));
+	for (int i = 0; i < n; i++)
+		read_check(log, mlocs[i], (uint64_t) i, mseqs[i]);
+	aurawal_close(log);
+}
+
 /* ---- injected faults: the log runs on an engine the test controls ---- */
 
 static void set_fault(auraio_engine_t *e, auraio_fault_t f)

@@ -437,14 +437,49 @@ static int list_dir(struct aurawal *log, uint64_t **numbers, size_t *count)
 	return 0;
 }
 
+/* Does the file named segment `number` hold an intact header of that segment of log
+ * `log_id`? (A copy of a spare's file left under its old name: the spare rule below.) */
+static bool names_itself(struct aurawal *log, uint64_t number, uint64_t log_id)
+{
+	char *path = wal_seg_path(log, number);
+	int fd = path ? open(path, O_RDONLY | O_DIRECT | O_CLOEXEC) : -1;
+	uint8_t *blk = fd >= 0 ? wal_alloc(log, WAL_BLOCK) : NULL;
+	struct wal_seg_header h;
+	bool ok = false;
+
+	if (blk && wal_pread(log, fd, blk, -1, WAL_BLOCK, 0) == (int) WAL_BLOCK)
+		ok = wal_header_decode(blk, &h) == 0 && h.number == number && h.log_id == log_id;
+	if (blk)
+		wal_free(log, blk);
+	if (fd >= 0)
+		close(fd);
+	free(path);
+	return ok;
+}
+
+/*
+ * A file named `number` whose intact header names a higher segment: a recycled spare
+ * whose renames (release, then ready) were lost in a crash - or a segment file renamed
+ * by hand or swapped with another. A lost rename leaves no file of the number its header
+ * names nor any above it (the log had not gone past that segment durably), unless that
+ * file is a copy of this one (it names itself). Anything else is a misnamed segment:
+ * deleting it would drop its records without a word (docs/wal_format.md, "Recovery
+ * rule"), so it is a bad header. `max`: the highest segment number in the directory.
+ */
+static bool is_lost_spare(struct aurawal *log, const struct wal_seg_header *h, uint64_t max)
+{
+	return h->number > max || names_itself(log, h->number, h->log_id);
+}
+
 /*
  * Open segment `number`, check its header against the log. 0 = opened; 1 = skipped, a
  * recycled spare whose header names a later segment (docs/wal_format.md, "Recovery
  * rule"; deleted unless read-only); < 0 = error. A bad header of any segment but the
  * first is not an error here: the segment is kept with bad_hdr, and recovery decides
- * whether it is a break after a crash or corruption.
+ * whether it is a break after a crash or corruption. `max`: the highest segment number
+ * in the directory.
  */
-static int open_segment(struct aurawal *log, uint64_t number, bool first)
+static int open_segment(struct aurawal *log, uint64_t number, bool first, uint64_t max)
 {
 	char *path = wal_seg_path(log, number);
 	struct wal_seg_header h;
@@ -462,7 +497,8 @@ static int open_segment(struct aurawal *log, uint64_t number, bool first)
 	}
 	rc = fstat(fd, &st) == 0 ? read_header(log, fd, &h) : -errno;
 	if (rc == 0 && h.number > number &&
-	    (first || (h.log_id == log->log_id && h.segment_size == log->segment_size))) {
+	    (first || (h.log_id == log->log_id && h.segment_size == log->segment_size)) &&
+	    is_lost_spare(log, &h, max)) {
 		close(fd);
 		if (!log->read_only)
 			unlink(path);
@@ -676,7 +712,7 @@ int wal_segments_open(struct aurawal *log, bool create)
 			}
 			break;
 		}
-		rc = open_segment(log, nums[i], opened == 0);
+		rc = open_segment(log, nums[i], opened == 0, nums[n - 1]);
 		if (rc == 1) { /* a recycled spare left under an old name */
 			rc = 0;
 			continue;
