@@ -471,15 +471,39 @@ static bool is_lost_spare(struct aurawal *log, const struct wal_seg_header *h, u
 	return h->number > max || names_itself(log, h->number, h->log_id);
 }
 
+/* The segment numbers found in the directory, sorted. */
+struct seg_names {
+	const uint64_t *v;
+	size_t n;
+};
+
+static bool has_name(const struct seg_names *names, uint64_t number)
+{
+	return bsearch(&number, names->v, names->n, sizeof(*names->v), cmp_u64) != NULL;
+}
+
+/*
+ * An intact header of this log naming another segment than the file's name, and no
+ * crash leftover: a higher number that is no lost spare (above), or a lower one whose
+ * own file exists - a crash leaves a lower number only in a recycled file whose new
+ * header was lost, and that number was released, its file being this one. A segment
+ * file renamed or swapped, then: taken for a break, its records would be dropped.
+ */
+static bool misnamed(const struct wal_seg_header *h, uint64_t number, const struct seg_names *names)
+{
+	return h->number > number || has_name(names, h->number);
+}
+
 /*
  * Open segment `number`, check its header against the log. 0 = opened; 1 = skipped, a
  * recycled spare whose header names a later segment (docs/wal_format.md, "Recovery
  * rule"; deleted unless read-only); < 0 = error. A bad header of any segment but the
  * first is not an error here: the segment is kept with bad_hdr, and recovery decides
- * whether it is a break after a crash or corruption. `max`: the highest segment number
- * in the directory.
+ * whether it is a break after a crash or corruption. `names`: the segment numbers in the
+ * directory.
  */
-static int open_segment(struct aurawal *log, uint64_t number, bool first, uint64_t max)
+static int open_segment(struct aurawal *log, uint64_t number, bool first,
+			const struct seg_names *names)
 {
 	char *path = wal_seg_path(log, number);
 	struct wal_seg_header h;
@@ -498,7 +522,7 @@ static int open_segment(struct aurawal *log, uint64_t number, bool first, uint64
 	rc = fstat(fd, &st) == 0 ? read_header(log, fd, &h) : -errno;
 	if (rc == 0 && h.number > number &&
 	    (first || (h.log_id == log->log_id && h.segment_size == log->segment_size)) &&
-	    is_lost_spare(log, &h, max)) {
+	    is_lost_spare(log, &h, names->v[names->n - 1])) {
 		close(fd);
 		if (!log->read_only)
 			unlink(path);
@@ -536,6 +560,14 @@ static int open_segment(struct aurawal *log, uint64_t number, bool first, uint64
 		wal_report(log, AURAWAL_REPORT_CORRUPTION, number, 0, WAL_HEADER_BLOCK,
 			   "an intact header of another log than the first segment's (a stray "
 			   "segment file?)");
+		if (!log->read_only) {
+			close(fd);
+			return AURAWAL_ECORRUPT;
+		}
+	} else if (rc == 0 && h.number != number && misnamed(&h, number, names)) {
+		wal_report(log, AURAWAL_REPORT_CORRUPTION, number, 0, WAL_HEADER_BLOCK,
+			   "an intact header of another segment of the log (a segment file "
+			   "renamed?)");
 		if (!log->read_only) {
 			close(fd);
 			return AURAWAL_ECORRUPT;
@@ -697,6 +729,7 @@ int wal_segments_open(struct aurawal *log, bool create)
 	size_t n = 0, opened = 0;
 	bool cut = false;
 	int rc = list_dir(log, &nums, &n);
+	struct seg_names names = { nums, n };
 
 	if (rc == 0)
 		rc = wal_released_load(log);
@@ -712,7 +745,7 @@ int wal_segments_open(struct aurawal *log, bool create)
 			}
 			break;
 		}
-		rc = open_segment(log, nums[i], opened == 0, nums[n - 1]);
+		rc = open_segment(log, nums[i], opened == 0, &names);
 		if (rc == 1) { /* a recycled spare left under an old name */
 			rc = 0;
 			continue;
