@@ -48,6 +48,10 @@ int wal_rec_parse(const uint8_t *p, uint64_t avail, uint64_t room, uint64_t seed
 		return WAL_PARSE_SHORT;
 	if (get_le64(p + RH_CHECKSUM) != wal_rec_checksum(p, p + WAL_REC_HEADER, len, seed))
 		return WAL_PARSE_BAD;
+	/* The pad is outside the checksum but part of the record: zeros, or damage. */
+	for (uint64_t i = WAL_REC_HEADER + len; i < need; i++)
+		if (p[i])
+			return WAL_PARSE_BAD;
 	out->type = p[RH_TYPE];
 	out->len = len;
 	out->seq = get_le64(p + RH_SEQ);
