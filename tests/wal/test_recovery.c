@@ -503,6 +503,54 @@ Test(wal_recovery, swapped_segments_in_the_middle_are_corruption_and_nothing_is_
 	aurawal_close(log);
 }
 
+/* RELEASED ends with its checksum line, "end <16 hex digits>\n" (docs/wal_format.md):
+ * bytes after it, or that line's own newline damaged, were never checked - the parser
+ * took the last line starting with "end " and read a number from it - so garbage
+ * appended to the file, or a flipped bit there, went unreported. */
+Test(wal_recovery, bytes_after_or_in_releaseds_checksum_line_are_corruption)
+{
+	static const char *const tails[] = { "x", "\n", "7\n", "end 0\n", "\0" };
+	aurawal_options_t o = wal_opts(NULL);
+	char path[512], text[256];
+	aurawal_t *log;
+	ssize_t len;
+	int fd, rc;
+
+	make_log_of_3_segments(false);
+	log = wal_open_ok(dir, &o);
+	cr_assert_eq(aurawal_release_segment(log, 2), 0);
+	cr_assert_eq(aurawal_close(log), 0);
+	snprintf(path, sizeof(path), "%s/RELEASED", dir);
+	fd = open(path, O_RDWR);
+	cr_assert_geq(fd, 0);
+	len = pread(fd, text, sizeof(text), 0);
+	cr_assert_gt(len, 21);
+	cr_assert_eq(text[len - 1], '\n');
+	for (size_t k = 0; k <= sizeof(tails) / sizeof(tails[0]); k++) {
+		struct reports rs = { 0 };
+
+		if (k < sizeof(tails) / sizeof(tails[0])) { /* appended */
+			size_t n = strlen(tails[k]) ? strlen(tails[k]) : 1;
+
+			cr_assert_eq(pwrite(fd, tails[k], n, len), (ssize_t) n);
+		} else { /* the last newline flipped */
+			char c = '\n' ^ 0x01;
+
+			cr_assert_eq(pwrite(fd, &c, 1, len - 1), 1);
+		}
+		log = open_mode(AURAWAL_RECOVER_STRICT, &rs, &rc);
+		cr_assert_eq(rc, AURAWAL_ECORRUPT, "damage %zu: strict open: %s", k,
+			     aurawal_strerror(rc));
+		cr_assert_eq(rs.corruption, 1);
+		cr_assert_eq(ftruncate(fd, len), 0); /* restore */
+		cr_assert_eq(pwrite(fd, text, (size_t) len, 0), len);
+	}
+	close(fd);
+	log = open_mode(AURAWAL_RECOVER_STRICT, NULL, &rc);
+	cr_assert_eq(rc, 0, "restored: %s", aurawal_strerror(rc));
+	aurawal_close(log);
+}
+
 /* ---- injected faults: the log runs on an engine the test controls ---- */
 
 static void set_fault(auraio_engine_t *e, auraio_fault_t f)

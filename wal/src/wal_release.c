@@ -140,29 +140,54 @@ int wal_release_segments(struct aurawal *log, uint64_t below)
 
 #define RELEASED_MAX (1u << 20)
 
+/* RELEASED's last line, "end " and 16 hex digits and a newline: its length. */
+#define RELEASED_END_LINE 21
+
+/* Is [p, p + n) a decimal number, as released_write writes one? */
+static bool decimal_line(const char *p, size_t n)
+{
+	if (n == 0 || n > 20)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (p[i] < '0' || p[i] > '9')
+			return false;
+	return true;
+}
+
+/*
+ * RELEASED is exactly what released_write writes - lines of decimal numbers, then the
+ * end line, then nothing - so every byte of it is checked: the checksum covers the
+ * numbers, and the end line and what follows it (nothing) are checked as text.
+ */
 static int released_parse(struct aurawal *log, char *text, size_t len)
 {
-	char *end_line = NULL, *p, *save = NULL;
-	uint64_t sum;
+	const char *end_line = text + len - RELEASED_END_LINE;
+	uint64_t sum = 0;
 
-	for (size_t i = len; i-- > 0;)
-		if (i == 0 || text[i - 1] == '\n') {
-			if (strncmp(text + i, "end ", 4) == 0) {
-				end_line = text + i;
-				break;
-			}
-		}
-	if (!end_line || sscanf(end_line, "end %" SCNx64, &sum) != 1 ||
-	    sum != XXH3_64bits(text, (size_t) (end_line - text)))
+	if (len < RELEASED_END_LINE || (end_line > text && end_line[-1] != '\n') ||
+	    strncmp(end_line, "end ", 4) != 0 || end_line[RELEASED_END_LINE - 1] != '\n')
 		return AURAWAL_ECORRUPT;
-	*end_line = '\0';
-	for (p = strtok_r(text, "\n", &save); p; p = strtok_r(NULL, "\n", &save)) {
-		uint64_t *v = realloc(log->released, sizeof(*v) * (log->nreleased + 1));
+	for (int i = 4; i < RELEASED_END_LINE - 1; i++) {
+		char c = end_line[i];
 
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+			return AURAWAL_ECORRUPT;
+		sum = sum << 4 | (uint64_t) (c <= '9' ? c - '0' : c - 'a' + 10);
+	}
+	if (sum != XXH3_64bits(text, (size_t) (end_line - text)))
+		return AURAWAL_ECORRUPT;
+	for (const char *p = text; p < end_line;) {
+		const char *nl = memchr(p, '\n', (size_t) (end_line - p));
+		uint64_t *v;
+
+		if (!nl || !decimal_line(p, (size_t) (nl - p)))
+			return AURAWAL_ECORRUPT;
+		v = realloc(log->released, sizeof(*v) * (log->nreleased + 1));
 		if (!v)
 			return -ENOMEM;
 		log->released = v;
 		log->released[log->nreleased++] = strtoull(p, NULL, 10);
+		p = nl + 1;
 	}
 	return 0;
 }
