@@ -33,6 +33,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <spawn.h>
+#include <stdarg.h>
 #include <sys/wait.h>
 
 #include "wal_format.h" /* align_up */
