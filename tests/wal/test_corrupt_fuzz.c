@@ -811,13 +811,14 @@ static int run_waldump(const struct round *r, bool verify)
 	char *argv[] = { (char *) WALDUMP_PATH, verify ? (char *) "--verify" : (char *) "--all",
 			 r->dir, NULL };
 	posix_spawn_file_actions_t fa;
-	int status;
+	int status, rc;
 	pid_t pid;
 
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
 	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-	cr_assert_eq(posix_spawn(&pid, WALDUMP_PATH, &fa, NULL, argv, environ), 0);
+	rc = posix_spawn(&pid, WALDUMP_PATH, &fa, NULL, argv, environ);
+	cr_assert_eq(rc, 0, "posix_spawn %s: %s", WALDUMP_PATH, strerror(rc));
 	posix_spawn_file_actions_destroy(&fa);
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
