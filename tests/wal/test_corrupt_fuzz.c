@@ -20,8 +20,8 @@
  *     of the oldest segment when its file is renamed away, which is what
  *     aurawal_release_before() leaves: damage anywhere else is reported, by the open,
  *     the iterator or aurawal_read; damage to RELEASED fails a strict open;
- *   - aurawal_read of each record returns its exact content or an error, and an error
- *     when the damage changed its bytes;
+ *   - aurawal_read (or aurawal_read_async) of each record returns its exact content or
+ *     an error, and an error when the damage changed its bytes;
  *   - point-in-time recovery opens (or fails with a documented error) and keeps only
  *     records exactly as written.
  * Seeds are printed. WAL_CORRUPT_FUZZ_ROUNDS sets the number of rounds (default: as
@@ -684,6 +684,44 @@ static bool check_iter(struct round *r, aurawal_t *log, const char *mode, const 
 }
 
 /* aurawal_read of every record: its content, or an error - an error if it was hit. */
+struct async_read {
+	int runs, status;
+	size_t len;
+	uint64_t seq;
+};
+
+static void read_done(void *arg, int status, size_t len, uint64_t seq)
+{
+	struct async_read *a = arg;
+
+	a->runs++;
+	a->status = status;
+	a->len = len;
+	a->seq = seq;
+}
+
+/* Read x synchronously, or asynchronously (every few records): the status, and into
+ * *len, *seq the payload's size and sequence. */
+static int read_rec(struct round *r, aurawal_t *log, const struct rec *x, uint8_t *buf, size_t *len,
+		    uint64_t *seq)
+{
+	struct async_read a = { 0 };
+	int rc;
+
+	if (below(r, 4))
+		return aurawal_read(log, x->loc, buf, 512u << 10, len, seq);
+	rc = aurawal_read_async(log, x->loc, buf, 512u << 10, read_done, &a);
+	if (rc)
+		return rc;
+	while (a.runs == 0)
+		cr_assert_geq(aurawal_poll(log, -1), 0);
+	cr_assert_eq(a.runs, 1);
+	*len = a.len;
+	*seq = a.seq;
+	return a.status;
+}
+
+/* aurawal_read of every record: its content, or an error - an error if it was hit. */
 static void check_reads(struct round *r, aurawal_t *log, const char *mode)
 {
 	uint8_t *buf = malloc(512u << 10);
@@ -692,7 +730,7 @@ static void check_reads(struct round *r, aurawal_t *log, const char *mode)
 		const struct rec *x = &r->recs[i];
 		size_t len = 0;
 		uint64_t seq = 0;
-		int rc = aurawal_read(log, x->loc, buf, 512u << 10, &len, &seq);
+		int rc = read_rec(r, log, x, buf, &len, &seq);
 
 		if (rc) {
 			r->detected |= rc == AURAWAL_ECORRUPT;
