@@ -287,6 +287,17 @@ static inline __attribute__((always_inline)) void pass_end(struct ring *r, struc
 		close_window(r, p->now);
 }
 
+/* sq_lock held: does req's registered slot still hold the fd it was submitted on?
+ * auraio_update_file() may have replaced it while req was in flight; the head of an
+ * orphaned chain then goes again on its fd, not on the slot's new file (a later link
+ * always does: sqe_src_of). */
+static bool slot_holds(const struct auraio_engine *e, const struct auraio_request *req)
+{
+	const struct file_table *ft = &e->files;
+
+	return (unsigned) req->file_slot < ft->nslots && ft->slots[req->file_slot].fd == req->fd;
+}
+
 /*
  * No lock held, io_uring: submit the orphans of a pass again, each chain whole and in
  * order, and enter the kernel for them from this thread ("Orphans"). If the SQ has no
@@ -321,6 +332,8 @@ static void resubmit(struct ring *r, struct auraio_request *list)
 			struct sqe_src src;
 
 			q->chain = q == head ? 0 : CHAIN_PRED;
+			if (q == head && (q->flags & REQF_FIXED_FILE) && !slot_holds(r->engine, q))
+				q->flags &= (uint8_t) ~REQF_FIXED_FILE;
 			q->retries++;
 			sqe_src_of(&src, q);
 			prep_one(uring_next_sqe(r), &src);

@@ -353,3 +353,51 @@ Test(orphans, a_chain_held_when_destroy_begins_is_cancelled_once_submitted_again
 	atomic_store(&h.e->shutting_down, true); /* destroy has begun */
 	held_chain_expect_cancelled(&h, "the held read was submitted again during destroy");
 }
+
+/*
+ * An orphan submitted again after its registered slot was replaced: the resubmission
+ * was built from the slot, so the write went to the slot's new file - "I/O in flight on
+ * the old fd completes normally" (auraio_update_file). Here a write on slot 0 is marked
+ * in flight by hand, the slot is replaced, and a NOP injects the write's orphan CQE.
+ */
+Test(orphans, an_orphan_whose_slot_was_replaced_goes_again_to_the_file_it_named)
+{
+	int a = temp_file(8192, 0), b = temp_file(8192, 0);
+	struct auraio_request *w;
+	auraio_engine_t *e;
+	struct ring *r;
+	char data[512], back[512];
+	ssize_t res = 0;
+
+	if (!nop_injects_results())
+		cr_skip_test("the kernel cannot inject a NOP's result (IORING_NOP_INJECT_RESULT)");
+	e = one_uring_ring(false);
+	r = &e->rings[0];
+	memset(data, 0xab, sizeof(data));
+	cr_assert_eq(auraio_register_files(e, &a, 1), 0);
+	sq_lock(r);
+	w = request_alloc(&r->pool);
+	cr_assert_not_null(w);
+	w->opcode = AURAIO_OP_WRITE;
+	w->flags = REQF_WAITABLE | REQF_FIXED_FILE;
+	w->fd = a;
+	w->file_slot = 0;
+	w->addr = data;
+	w->len = sizeof(data);
+	w->offset = 0;
+	w->rw_flags = 0;
+	atomic_store(&w->state, REQ_IN_FLIGHT);
+	atomic_store(&r->submitted, atomic_load(&r->submitted) + 1);
+	sq_unlock(r);
+	cr_assert_eq(auraio_update_file(e, 0, b), 0);
+	inject_cqe(r, request_ud(w), -EFAULT); /* orphaned: submitted again */
+	cr_assert_eq(auraio_request_wait(e, w, 10000, &res), 0);
+	cr_assert_eq(res, 512, "the write: %zd", res);
+	cr_assert_eq(pread(a, back, sizeof(back), 0), 512);
+	cr_assert_eq(memcmp(back, data, sizeof(back)), 0, "the write missed the file it named");
+	cr_assert_eq(pread(b, back, sizeof(back), 0), 512);
+	cr_assert(check_pattern(back, sizeof(back), 0), "the write went to the new slot's file");
+	auraio_destroy(e);
+	close(a);
+	close(b);
+}
