@@ -298,6 +298,19 @@ static bool slot_holds(const struct auraio_engine *e, const struct auraio_reques
 	return (unsigned) req->file_slot < ft->nslots && ft->slots[req->file_slot].fd == req->fd;
 }
 
+/* sq_lock held, io_uring: wait for SQ room for n entries (n <= queue_depth, the SQ's
+ * size), handling completions while the kernel refuses what the SQ holds. A chain and
+ * its cancels may not fit at once: a chain of queue_depth with one cancel never did, and
+ * waiting for that room spun for ever. */
+static void make_room(struct ring *r, unsigned n)
+{
+	while (uring_make_room(r, n) < n) {
+		sq_unlock(r);
+		ring_reap_dispatch(r, true);
+		sq_lock(r);
+	}
+}
+
 /*
  * No lock held, io_uring: submit the orphans of a pass again, each chain whole and in
  * order, and enter the kernel for them from this thread ("Orphans"). If the SQ has no
@@ -323,11 +336,7 @@ static void resubmit(struct ring *r, struct auraio_request *list)
 				atomic_store_explicit(&q->cancel_sent, 1, memory_order_relaxed);
 			cancels += atomic_load_explicit(&q->cancel_sent, memory_order_relaxed);
 		}
-		while (uring_make_room(r, n + cancels) < n + cancels) {
-			sq_unlock(r);
-			ring_reap_dispatch(r, true);
-			sq_lock(r);
-		}
+		make_room(r, n);
 		for (struct auraio_request *q = head; q; q = q->chain_next) {
 			struct sqe_src src;
 
@@ -339,12 +348,14 @@ static void resubmit(struct ring *r, struct auraio_request *list)
 			prep_one(uring_next_sqe(r), &src);
 		}
 		/* A cancel sent while it was held found nothing in the kernel: send it again,
-		 * after the chain in the same submission, as auraio_cancel() promised. */
+		 * after the chain (in the same submission if the SQ has room), as
+		 * auraio_cancel() promised. */
 		for (struct auraio_request *q = head; cancels && q; q = q->chain_next) {
 			struct io_uring_sqe *sqe;
 
 			if (!atomic_load_explicit(&q->cancel_sent, memory_order_relaxed))
 				continue;
+			make_room(r, 1); /* may send the chain first: it stays before */
 			sqe = uring_next_sqe(r);
 			io_uring_prep_cancel64(sqe, request_ud(q), 0);
 			io_uring_sqe_set_data64(sqe, UD_INTERNAL);
