@@ -8,7 +8,8 @@
  * writes, readv, writev, fsyncs, linked chains, batches and cancels of waitables on three
  * temporary files (one O_DIRECT), besides pollers. Many callbacks submit more I/O: a
  * continuation reserved with the request (a read-back of what it wrote, or a new write,
- * alone or as a write + read-back chain, itself sometimes with a continuation), and poll,
+ * alone or as a write + read-back chain, itself sometimes with a continuation; with
+ * callbacks, or waitable and collected by the thread that owns it), and poll,
  * wait or flush from inside. Meanwhile threads (and sometimes callbacks) register,
  * replace and unregister files - data files, decoy files that no I/O names, empty slots,
  * on the slot of a file with I/O in flight or another - and register and unregister the
@@ -426,7 +427,7 @@ static void reserve_cont(struct worker *w, struct fop *p, int depth)
 	c = fop_get(w);
 	c->file = p->file;
 	c->block = p->block;
-	c->waitable = false;
+	c->waitable = rand_r(&w->seed) % 4 == 0; /* collected by w, submitted by a callback */
 	c->is_cont = true;
 	c->how = 3;
 	wr = !is_write(p->opcode) || rand_r(&w->seed) % 3 == 0;
@@ -442,7 +443,7 @@ static void reserve_cont(struct worker *w, struct fop *p, int depth)
 		c2 = fop_get(w);
 		c2->file = c->file;
 		c2->block = c->block;
-		c2->waitable = false;
+		c2->waitable = rand_r(&w->seed) % 4 == 0;
 		c2->is_cont = true;
 		c2->how = 3;
 		make_op(w, c2, AURAIO_OP_READ, &c2->op, false);
@@ -470,7 +471,7 @@ static void skip_cont(struct fop *c)
 static void submit_cont(struct round *r, struct fop *p, ssize_t res)
 {
 	struct fop *c = p->cont;
-	auraio_request_t *req = NULL;
+	auraio_request_t *req = NULL, *reqs[2] = { NULL, NULL };
 	auraio_op_t ops[2];
 	int rc, err = 0;
 
@@ -481,10 +482,12 @@ static void submit_cont(struct round *r, struct fop *p, ssize_t res)
 	if (c->next) {
 		ops[0] = c->op;
 		ops[1] = c->next->op;
-		rc = auraio_submit_linked(r->e, ops, 2, NULL);
+		rc = auraio_submit_linked(r->e, ops, 2, reqs);
 		err = -rc;
+		req = reqs[0];
+		c->next->req = reqs[1];
 	} else if (rand_r(cb_seed(p)) % 3 == 0) {
-		rc = auraio_submit_batch(r->e, &c->op, 1, NULL);
+		rc = auraio_submit_batch(r->e, &c->op, 1, &req);
 		err = rc == 1 ? 0 : -rc;
 	} else {
 		const auraio_op_t *o = &c->op;
@@ -500,6 +503,7 @@ static void submit_cont(struct round *r, struct fop *p, ssize_t res)
 		err = req ? 0 : errno;
 	}
 	if (err == 0) {
+		c->req = req; /* published by the stores below (the owner collects waitables) */
 		if (c->next)
 			atomic_store(&c->next->cstate, C_ACCEPTED);
 		atomic_store(&c->cstate, C_ACCEPTED);
@@ -655,7 +659,8 @@ static void reap_own(struct worker *w)
 	for (int i = 0; i < MAXFOPS; i++) {
 		struct fop *f = &w->fops[i];
 
-		if (f->state == F_PENDING && f->waitable && atomic_load(&f->delivered) == 0) {
+		if (f->state == F_PENDING && f->waitable && atomic_load(&f->delivered) == 0 &&
+		    (!f->is_cont || atomic_load(&f->cstate) == C_ACCEPTED)) {
 			collect(w, f, 10000);
 			retire_pass(w, false);
 			return;
@@ -868,7 +873,8 @@ static void cancel_one(struct worker *w)
 		struct fop *f = &w->fops[(start + k) % MAXFOPS];
 		int rc;
 
-		if (f->state != F_PENDING || !f->waitable || !f->req ||
+		if (f->state != F_PENDING || !f->waitable ||
+		    (f->is_cont && atomic_load(&f->cstate) != C_ACCEPTED) || !f->req ||
 		    atomic_load(&f->delivered) != 0)
 			continue;
 		rc = auraio_cancel(r->e, f->req);
