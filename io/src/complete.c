@@ -183,7 +183,9 @@ static bool orphaned(struct ring *r, struct auraio_request *req, int64_t *res)
 
 	if (c & CHAIN_WAIT)
 		return true;
-	if ((req->flags & REQF_INJECTED) || req->retries >= MAX_RETRIES)
+	/* A faulted no-op's result is the rule's whatever the kernel said; a torn or short
+	 * write is a real write, and orphaned like any other (it completed -ECANCELED). */
+	if ((req->flags & REQF_NOP & REQF_INJECTED) || req->retries >= MAX_RETRIES)
 		return false;
 	if ((c & CHAIN_PRED) && !(c & CHAIN_PRED_OK))
 		return false; /* the chain broke before it: a real -ECANCELED */

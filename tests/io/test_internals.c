@@ -425,3 +425,53 @@ Test(orphans, an_orphan_whose_slot_was_replaced_goes_again_to_the_file_it_named)
 	close(a);
 	close(b);
 }
+
+#ifdef AURAIO_FAULT_INJECTION
+/*
+ * A torn write (a TEAR fault: the write cut to its first sectors, its result replaced)
+ * whose flushing thread exited before the kernel ran it: the kernel failed it with
+ * -ECANCELED (no io-wq left to punt it to), and the reaper took it for a fault of its
+ * own, not an orphaning - it completed -ECANCELED though nobody cancelled it (the engine
+ * fuzz, seed 3303, in one run of two). It never ran: it must go again, and complete with
+ * the rule's error once the cut write has run. Here the write is marked in flight by
+ * hand, as fault.c makes it, and a NOP injects the orphan's CQE.
+ */
+Test(orphans, a_torn_write_orphaned_goes_again_and_completes_with_the_rules_error)
+{
+	int fd = temp_file(8192, 0);
+	struct auraio_request *w;
+	auraio_engine_t *e;
+	struct ring *r;
+	char data[1024], back[1024];
+	ssize_t res = 0;
+
+	if (!nop_injects_results())
+		cr_skip_test("the kernel cannot inject a NOP's result (IORING_NOP_INJECT_RESULT)");
+	e = one_uring_ring(false);
+	r = &e->rings[0];
+	memset(data, 0xab, sizeof(data));
+	sq_lock(r);
+	w = request_alloc(&r->pool);
+	cr_assert_not_null(w);
+	w->opcode = AURAIO_OP_WRITE;
+	w->flags = REQF_WAITABLE | REQF_FAULT; /* TEAR: cut to 512 bytes, result -EIO */
+	w->fault_result = -EIO;
+	w->fd = fd;
+	w->addr = data;
+	w->len = 512;
+	w->offset = 0;
+	w->rw_flags = 0;
+	atomic_store(&w->state, REQ_IN_FLIGHT);
+	atomic_store(&r->submitted, atomic_load(&r->submitted) + 1);
+	sq_unlock(r);
+	inject_cqe(r, request_ud(w), -ECANCELED); /* orphaned: no cancel was asked for */
+	cr_assert_eq(auraio_request_wait(e, w, 10000, &res), 0);
+	cr_assert_eq(res, -EIO, "the torn write completed %zd (-ECANCELED: taken for a fault)",
+		     res);
+	cr_assert_eq(pread(fd, back, sizeof(back), 0), (ssize_t) sizeof(back));
+	cr_assert_eq(memcmp(back, data, 512), 0, "the torn write's sectors were not written");
+	cr_assert(check_pattern(back + 512, 512, 512), "the torn write went past its cut");
+	auraio_destroy(e);
+	close(fd);
+}
+#endif
