@@ -292,7 +292,8 @@ static inline __attribute__((always_inline)) void pass_end(struct ring *r, struc
 /* sq_lock held: does req's registered slot still hold the fd it was submitted on?
  * auraio_update_file() may have replaced it while req was in flight; the head of an
  * orphaned chain then goes again on its fd, not on the slot's new file (a later link
- * always does: sqe_src_of). */
+ * always does: sqe_src_of). Decided in the entry, not in req->flags, which
+ * auraio_request_wait() may be reading meanwhile. */
 static bool slot_holds(const struct auraio_engine *e, const struct auraio_request *req)
 {
 	const struct file_table *ft = &e->files;
@@ -343,12 +344,23 @@ static void resubmit(struct ring *r, struct auraio_request *list)
 			struct sqe_src src;
 
 			q->chain = q == head ? 0 : CHAIN_PRED;
-			if (q == head && (q->flags & REQF_FIXED_FILE) && !slot_holds(r->engine, q))
-				q->flags &= (uint8_t) ~REQF_FIXED_FILE;
 			q->retries++;
 			sqe_src_of(&src, q);
+			if (q == head && (src.flags & REQF_FIXED_FILE) &&
+			    !slot_holds(r->engine, q)) {
+				src.flags &= ~(unsigned) REQF_FIXED_FILE;
+				src.fd = q->fd;
+			}
 			prep_one(uring_next_sqe(r), &src);
 		}
+		/* Published again, after the stores above to every member: the release pairs
+		 * with the acquire in request_from_ud, so whichever thread reaps a member sees
+		 * them (the reaper of one marks the next CHAIN_PRED_OK). The kernel orders
+		 * them too, but not in terms the C memory model - or TSan - knows. They stay
+		 * IN_FLIGHT: nothing else stores their state before they complete, and they
+		 * cannot complete before they are sent. */
+		for (struct auraio_request *q = head; q; q = q->chain_next)
+			atomic_store_explicit(&q->state, REQ_IN_FLIGHT, memory_order_release);
 		/* A cancel sent while it was held found nothing in the kernel: send it again,
 		 * after the chain (in the same submission if the SQ has room), as
 		 * auraio_cancel() promised. */

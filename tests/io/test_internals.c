@@ -3,6 +3,8 @@
  * latency histogram's arithmetic, what one kernel entry submits, and a cancel of an
  * orphan held for resubmission. */
 #include <math.h>
+#include <pthread.h>
+#include <sched.h>
 
 #include "backend.h"
 #include "latency_hist.h"
@@ -475,3 +477,55 @@ Test(orphans, a_torn_write_orphaned_goes_again_and_completes_with_the_rules_erro
 	close(fd);
 }
 #endif
+
+/*
+ * The reaper of a chain submitted again after an orphaning reads and writes what the
+ * resubmission wrote into its requests (their place in the chain, retry counts). The
+ * kernel orders the two, but the engine did not say so in C: the only release the reaper
+ * acquires (req->state) predates the resubmission, so ThreadSanitizer reported a race in
+ * the engine fuzz2 (seed 5063). Here the main thread resubmits a held chain (a pipe read,
+ * then a write) and a thread that has not synchronised with it since reaps both - the
+ * relaxed flag it spins on is a start signal that orders nothing. Meaningful under TSan.
+ */
+struct late_reaper {
+	struct held_chain *h;
+	atomic_bool go;
+	ssize_t res[2];
+	int rc[2];
+};
+
+static void *late_reap(void *arg)
+{
+	struct late_reaper *l = arg;
+
+	while (!atomic_load_explicit(&l->go, memory_order_relaxed))
+		sched_yield();
+	l->rc[0] = auraio_request_wait(l->h->e, l->h->a, 10000, &l->res[0]);
+	l->rc[1] = auraio_request_wait(l->h->e, l->h->b, 10000, &l->res[1]);
+	return NULL;
+}
+
+Test(orphans, a_chain_submitted_again_is_published_to_the_thread_that_reaps_it)
+{
+	struct held_chain h = { 0 };
+	struct late_reaper l = { .h = &h, .rc = { 1, 1 } };
+	char data[sizeof(h.buf)];
+	pthread_t th;
+
+	held_chain_make(&h);
+	cr_assert_eq(pthread_create(&th, NULL, late_reap, &l), 0);
+	inject_cqe(h.r, request_ud(h.b), -ECANCELED); /* the chain goes out again */
+	while (counter_get(&h.r->resubmitted) == 0)
+		cr_assert_geq(auraio_poll(h.e), 0);
+	atomic_store_explicit(&l.go, true, memory_order_relaxed);
+	memset(data, 'x', sizeof(data));
+	cr_assert_eq(write(h.p[1], data, sizeof(data)), (ssize_t) sizeof(data));
+	pthread_join(th, NULL);
+	cr_assert_eq(l.rc[0], 0);
+	cr_assert_eq(l.res[0], (ssize_t) sizeof(data), "the read: %zd", l.res[0]);
+	cr_assert_eq(l.rc[1], 0);
+	cr_assert_eq(l.res[1], (ssize_t) sizeof(data), "the write: %zd", l.res[1]);
+	auraio_destroy(h.e);
+	close(h.p[0]);
+	close(h.p[1]);
+}
