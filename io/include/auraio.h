@@ -505,11 +505,14 @@ AURAIO_API int auraio_register_files(auraio_engine_t *engine, const int *fds, in
 /**
  * Replace slot `index` with `fd` (-1 clears it) on every ring. I/O in flight on the old
  * fd completes normally: requests still batched, or submitted by a running callback, are
- * handed to the kernel first, so they use the file they were submitted on. Returns 0,
- * -EINVAL (index out of range, fd registered in another slot), -ENOENT (no files
- * registered), -EBADF (fd < -1 or not open), -EAGAIN (the kernel refused those batched
- * requests now: nothing changed; retry after auraio_flush(), poll or wait), or another
- * -errno.
+ * handed to the kernel first, so they use the file they were submitted on. The kernel
+ * looks a slot up only when it starts an operation, so fsyncs (which io_uring runs in a
+ * worker thread), a linked chain's operations after the first, and an orphan submitted
+ * again (see auraio_submit_linked) name the fd itself on io_uring: keep the old fd open
+ * until such I/O on it has completed. Returns 0, -EINVAL (index out of range, fd
+ * registered in another slot), -ENOENT (no files registered), -EBADF (fd < -1 or not
+ * open), -EAGAIN (the kernel refused those batched requests now: nothing changed; retry
+ * after auraio_flush(), poll or wait), or another -errno.
  */
 AURAIO_API int auraio_update_file(auraio_engine_t *engine, int index, int fd);
 

@@ -62,6 +62,12 @@ static inline void sqe_src_of(struct sqe_src *s, const struct auraio_request *re
 {
 	s->flags = req->flags;
 	s->opcode = req->opcode;
+	/* The kernel looks a fixed slot up when it starts the request. A chain's later link
+	 * starts once the one before it completed, an fsync when an io-wq worker gets to it
+	 * (the kernel never runs one inline) - auraio_update_file() may have replaced the
+	 * slot by then, and the request would go to the new file - so they name their fd. */
+	if (unlikely((req->chain & CHAIN_PRED) || req->opcode == AURAIO_OP_FSYNC))
+		s->flags &= ~(unsigned) REQF_FIXED_FILE;
 	s->fd = (s->flags & REQF_FIXED_FILE) ? req->file_slot : req->fd;
 	s->addr = req->addr;
 #ifdef AURAIO_FAULT_INJECTION

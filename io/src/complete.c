@@ -183,7 +183,9 @@ static bool orphaned(struct ring *r, struct auraio_request *req, int64_t *res)
 
 	if (c & CHAIN_WAIT)
 		return true;
-	if ((req->flags & REQF_INJECTED) || req->retries >= MAX_RETRIES)
+	/* A faulted no-op's result is the rule's whatever the kernel said; a torn or short
+	 * write is a real write, and orphaned like any other (it completed -ECANCELED). */
+	if ((req->flags & REQF_NOP & REQF_INJECTED) || req->retries >= MAX_RETRIES)
 		return false;
 	if ((c & CHAIN_PRED) && !(c & CHAIN_PRED_OK))
 		return false; /* the chain broke before it: a real -ECANCELED */
@@ -287,6 +289,31 @@ static inline __attribute__((always_inline)) void pass_end(struct ring *r, struc
 		close_window(r, p->now);
 }
 
+/* sq_lock held: does req's registered slot still hold the fd it was submitted on?
+ * auraio_update_file() may have replaced it while req was in flight; the head of an
+ * orphaned chain then goes again on its fd, not on the slot's new file (a later link
+ * always does: sqe_src_of). Decided in the entry, not in req->flags, which
+ * auraio_request_wait() may be reading meanwhile. */
+static bool slot_holds(const struct auraio_engine *e, const struct auraio_request *req)
+{
+	const struct file_table *ft = &e->files;
+
+	return (unsigned) req->file_slot < ft->nslots && ft->slots[req->file_slot].fd == req->fd;
+}
+
+/* sq_lock held, io_uring: wait for SQ room for n entries (n <= queue_depth, the SQ's
+ * size), handling completions while the kernel refuses what the SQ holds. A chain and
+ * its cancels may not fit at once: a chain of queue_depth with one cancel never did, and
+ * waiting for that room spun for ever. */
+static void make_room(struct ring *r, unsigned n)
+{
+	while (uring_make_room(r, n) < n) {
+		sq_unlock(r);
+		ring_reap_dispatch(r, true);
+		sq_lock(r);
+	}
+}
+
 /*
  * No lock held, io_uring: submit the orphans of a pass again, each chain whole and in
  * order, and enter the kernel for them from this thread ("Orphans"). If the SQ has no
@@ -312,26 +339,37 @@ static void resubmit(struct ring *r, struct auraio_request *list)
 				atomic_store_explicit(&q->cancel_sent, 1, memory_order_relaxed);
 			cancels += atomic_load_explicit(&q->cancel_sent, memory_order_relaxed);
 		}
-		while (uring_make_room(r, n + cancels) < n + cancels) {
-			sq_unlock(r);
-			ring_reap_dispatch(r, true);
-			sq_lock(r);
-		}
+		make_room(r, n);
 		for (struct auraio_request *q = head; q; q = q->chain_next) {
 			struct sqe_src src;
 
 			q->chain = q == head ? 0 : CHAIN_PRED;
 			q->retries++;
 			sqe_src_of(&src, q);
+			if (q == head && (src.flags & REQF_FIXED_FILE) &&
+			    !slot_holds(r->engine, q)) {
+				src.flags &= ~(unsigned) REQF_FIXED_FILE;
+				src.fd = q->fd;
+			}
 			prep_one(uring_next_sqe(r), &src);
 		}
+		/* Published again, after the stores above to every member: the release pairs
+		 * with the acquire in request_from_ud, so whichever thread reaps a member sees
+		 * them (the reaper of one marks the next CHAIN_PRED_OK). The kernel orders
+		 * them too, but not in terms the C memory model - or TSan - knows. They stay
+		 * IN_FLIGHT: nothing else stores their state before they complete, and they
+		 * cannot complete before they are sent. */
+		for (struct auraio_request *q = head; q; q = q->chain_next)
+			atomic_store_explicit(&q->state, REQ_IN_FLIGHT, memory_order_release);
 		/* A cancel sent while it was held found nothing in the kernel: send it again,
-		 * after the chain in the same submission, as auraio_cancel() promised. */
+		 * after the chain (in the same submission if the SQ has room), as
+		 * auraio_cancel() promised. */
 		for (struct auraio_request *q = head; cancels && q; q = q->chain_next) {
 			struct io_uring_sqe *sqe;
 
 			if (!atomic_load_explicit(&q->cancel_sent, memory_order_relaxed))
 				continue;
+			make_room(r, 1); /* may send the chain first: it stays before */
 			sqe = uring_next_sqe(r);
 			io_uring_prep_cancel64(sqe, request_ud(q), 0);
 			io_uring_sqe_set_data64(sqe, UD_INTERNAL);

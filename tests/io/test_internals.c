@@ -3,6 +3,8 @@
  * latency histogram's arithmetic, what one kernel entry submits, and a cancel of an
  * orphan held for resubmission. */
 #include <math.h>
+#include <pthread.h>
+#include <sched.h>
 
 #include "backend.h"
 #include "latency_hist.h"
@@ -88,13 +90,15 @@ Test(latency_hist, an_empty_histogram_reports_zero)
 }
 
 /* An engine of one io_uring ring (SQPOLL with a 1 ms idle if `sqpoll`), or a skip. */
-static auraio_engine_t *one_uring_ring(bool sqpoll)
+static auraio_engine_t *one_uring_ring_qd(bool sqpoll, int queue_depth)
 {
 	auraio_options_t o;
 	auraio_engine_t *e;
 
 	auraio_options_init(&o);
 	o.ring_count = 1;
+	if (queue_depth)
+		o.queue_depth = queue_depth;
 	o.backend = AURAIO_BACKEND_IO_URING;
 	o.enable_sqpoll = sqpoll;
 	o.sqpoll_idle_ms = 1;
@@ -102,6 +106,11 @@ static auraio_engine_t *one_uring_ring(bool sqpoll)
 	if (!e)
 		cr_skip_test("io_uring is not available: %s", strerror(errno));
 	return e;
+}
+
+static auraio_engine_t *one_uring_ring(bool sqpoll)
+{
+	return one_uring_ring_qd(sqpoll, 0);
 }
 
 /*
@@ -261,6 +270,7 @@ static bool nop_injects_results(void)
  * held until b's CQE comes (inject it with inject_cqe). Skips where the kernel cannot.
  */
 struct held_chain {
+	int queue_depth; /* of the engine; 0 = the default */
 	auraio_engine_t *e;
 	struct ring *r;
 	struct auraio_request *a, *b;
@@ -276,7 +286,7 @@ static void held_chain_make(struct held_chain *h)
 	if (!nop_injects_results())
 		cr_skip_test("the kernel cannot inject a NOP's result (IORING_NOP_INJECT_RESULT)");
 	cr_assert_eq(pipe(h->p), 0);
-	h->e = one_uring_ring(false);
+	h->e = one_uring_ring_qd(false, h->queue_depth);
 	r = h->r = &h->e->rings[0];
 	sq_lock(r);
 	a = h->a = request_alloc(&r->pool);
@@ -332,7 +342,7 @@ static void held_chain_expect_cancelled(struct held_chain *h, const char *why)
  */
 Test(orphans, a_request_cancelled_while_held_is_cancelled_once_submitted_again)
 {
-	struct held_chain h;
+	struct held_chain h = { 0 };
 
 	held_chain_make(&h);
 	cr_assert_eq(auraio_cancel(h.e, h.a), 0);
@@ -347,9 +357,175 @@ Test(orphans, a_request_cancelled_while_held_is_cancelled_once_submitted_again)
  */
 Test(orphans, a_chain_held_when_destroy_begins_is_cancelled_once_submitted_again)
 {
-	struct held_chain h;
+	struct held_chain h = { 0 };
 
 	held_chain_make(&h);
 	atomic_store(&h.e->shutting_down, true); /* destroy has begun */
 	held_chain_expect_cancelled(&h, "the held read was submitted again during destroy");
+}
+
+/*
+ * A held chain goes out again with a cancel after each member auraio_cancel() was called
+ * for. The resubmission waited for SQ room for all of them at once, which a full-length
+ * chain with a cancel never finds in an SQ of queue_depth entries: the reaper spun for
+ * ever (the engine fuzz2 hung in destroy, where every member gets one, at queue_depth 4).
+ * Here queue_depth 2: the read and write, and a cancel of the read.
+ */
+Test(orphans, a_held_chain_as_long_as_the_queue_goes_again_with_its_cancels)
+{
+	struct held_chain h = { .queue_depth = 2 };
+
+	held_chain_make(&h);
+	cr_assert_eq(auraio_cancel(h.e, h.a), 0);
+	held_chain_expect_cancelled(&h, "the cancelled read was submitted again and left running");
+}
+
+/*
+ * An orphan submitted again after its registered slot was replaced: the resubmission
+ * was built from the slot, so the write went to the slot's new file - "I/O in flight on
+ * the old fd completes normally" (auraio_update_file). Here a write on slot 0 is marked
+ * in flight by hand, the slot is replaced, and a NOP injects the write's orphan CQE.
+ */
+Test(orphans, an_orphan_whose_slot_was_replaced_goes_again_to_the_file_it_named)
+{
+	int a = temp_file(8192, 0), b = temp_file(8192, 0);
+	struct auraio_request *w;
+	auraio_engine_t *e;
+	struct ring *r;
+	char data[512], back[512];
+	ssize_t res = 0;
+
+	if (!nop_injects_results())
+		cr_skip_test("the kernel cannot inject a NOP's result (IORING_NOP_INJECT_RESULT)");
+	e = one_uring_ring(false);
+	r = &e->rings[0];
+	memset(data, 0xab, sizeof(data));
+	cr_assert_eq(auraio_register_files(e, &a, 1), 0);
+	sq_lock(r);
+	w = request_alloc(&r->pool);
+	cr_assert_not_null(w);
+	w->opcode = AURAIO_OP_WRITE;
+	w->flags = REQF_WAITABLE | REQF_FIXED_FILE;
+	w->fd = a;
+	w->file_slot = 0;
+	w->addr = data;
+	w->len = sizeof(data);
+	w->offset = 0;
+	w->rw_flags = 0;
+	atomic_store(&w->state, REQ_IN_FLIGHT);
+	atomic_store(&r->submitted, atomic_load(&r->submitted) + 1);
+	sq_unlock(r);
+	cr_assert_eq(auraio_update_file(e, 0, b), 0);
+	inject_cqe(r, request_ud(w), -EFAULT); /* orphaned: submitted again */
+	cr_assert_eq(auraio_request_wait(e, w, 10000, &res), 0);
+	cr_assert_eq(res, 512, "the write: %zd", res);
+	cr_assert_eq(pread(a, back, sizeof(back), 0), 512);
+	cr_assert_eq(memcmp(back, data, sizeof(back)), 0, "the write missed the file it named");
+	cr_assert_eq(pread(b, back, sizeof(back), 0), 512);
+	cr_assert(check_pattern(back, sizeof(back), 0), "the write went to the new slot's file");
+	auraio_destroy(e);
+	close(a);
+	close(b);
+}
+
+#ifdef AURAIO_FAULT_INJECTION
+/*
+ * A torn write (a TEAR fault: the write cut to its first sectors, its result replaced)
+ * whose flushing thread exited before the kernel ran it: the kernel failed it with
+ * -ECANCELED (no io-wq left to punt it to), and the reaper took it for a fault of its
+ * own, not an orphaning - it completed -ECANCELED though nobody cancelled it (the engine
+ * fuzz, seed 3303, in one run of two). It never ran: it must go again, and complete with
+ * the rule's error once the cut write has run. Here the write is marked in flight by
+ * hand, as fault.c makes it, and a NOP injects the orphan's CQE.
+ */
+Test(orphans, a_torn_write_orphaned_goes_again_and_completes_with_the_rules_error)
+{
+	int fd = temp_file(8192, 0);
+	struct auraio_request *w;
+	auraio_engine_t *e;
+	struct ring *r;
+	char data[1024], back[1024];
+	ssize_t res = 0;
+
+	if (!nop_injects_results())
+		cr_skip_test("the kernel cannot inject a NOP's result (IORING_NOP_INJECT_RESULT)");
+	e = one_uring_ring(false);
+	r = &e->rings[0];
+	memset(data, 0xab, sizeof(data));
+	sq_lock(r);
+	w = request_alloc(&r->pool);
+	cr_assert_not_null(w);
+	w->opcode = AURAIO_OP_WRITE;
+	w->flags = REQF_WAITABLE | REQF_FAULT; /* TEAR: cut to 512 bytes, result -EIO */
+	w->fault_result = -EIO;
+	w->fd = fd;
+	w->addr = data;
+	w->len = 512;
+	w->offset = 0;
+	w->rw_flags = 0;
+	atomic_store(&w->state, REQ_IN_FLIGHT);
+	atomic_store(&r->submitted, atomic_load(&r->submitted) + 1);
+	sq_unlock(r);
+	inject_cqe(r, request_ud(w), -ECANCELED); /* orphaned: no cancel was asked for */
+	cr_assert_eq(auraio_request_wait(e, w, 10000, &res), 0);
+	cr_assert_eq(res, -EIO, "the torn write completed %zd (-ECANCELED: taken for a fault)",
+		     res);
+	cr_assert_eq(pread(fd, back, sizeof(back), 0), (ssize_t) sizeof(back));
+	cr_assert_eq(memcmp(back, data, 512), 0, "the torn write's sectors were not written");
+	cr_assert(check_pattern(back + 512, 512, 512), "the torn write went past its cut");
+	auraio_destroy(e);
+	close(fd);
+}
+#endif
+
+/*
+ * The reaper of a chain submitted again after an orphaning reads and writes what the
+ * resubmission wrote into its requests (their place in the chain, retry counts). The
+ * kernel orders the two, but the engine did not say so in C: the only release the reaper
+ * acquires (req->state) predates the resubmission, so ThreadSanitizer reported a race in
+ * the engine fuzz2 (seed 5063). Here the main thread resubmits a held chain (a pipe read,
+ * then a write) and a thread that has not synchronised with it since reaps both - the
+ * relaxed flag it spins on is a start signal that orders nothing. Meaningful under TSan.
+ */
+struct late_reaper {
+	struct held_chain *h;
+	atomic_bool go;
+	ssize_t res[2];
+	int rc[2];
+};
+
+static void *late_reap(void *arg)
+{
+	struct late_reaper *l = arg;
+
+	while (!atomic_load_explicit(&l->go, memory_order_relaxed))
+		sched_yield();
+	l->rc[0] = auraio_request_wait(l->h->e, l->h->a, 10000, &l->res[0]);
+	l->rc[1] = auraio_request_wait(l->h->e, l->h->b, 10000, &l->res[1]);
+	return NULL;
+}
+
+Test(orphans, a_chain_submitted_again_is_published_to_the_thread_that_reaps_it)
+{
+	struct held_chain h = { 0 };
+	struct late_reaper l = { .h = &h, .rc = { 1, 1 } };
+	char data[sizeof(h.buf)];
+	pthread_t th;
+
+	held_chain_make(&h);
+	cr_assert_eq(pthread_create(&th, NULL, late_reap, &l), 0);
+	inject_cqe(h.r, request_ud(h.b), -ECANCELED); /* the chain goes out again */
+	while (counter_get(&h.r->resubmitted) == 0)
+		cr_assert_geq(auraio_poll(h.e), 0);
+	atomic_store_explicit(&l.go, true, memory_order_relaxed);
+	memset(data, 'x', sizeof(data));
+	cr_assert_eq(write(h.p[1], data, sizeof(data)), (ssize_t) sizeof(data));
+	pthread_join(th, NULL);
+	cr_assert_eq(l.rc[0], 0);
+	cr_assert_eq(l.res[0], (ssize_t) sizeof(data), "the read: %zd", l.res[0]);
+	cr_assert_eq(l.rc[1], 0);
+	cr_assert_eq(l.res[1], (ssize_t) sizeof(data), "the write: %zd", l.res[1]);
+	auraio_destroy(h.e);
+	close(h.p[0]);
+	close(h.p[1]);
 }
