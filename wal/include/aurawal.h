@@ -420,7 +420,12 @@ typedef void (*aurawal_read_cb)(void *arg, int status, size_t len, uint64_t seq)
  * Read the record at `loc` into `buf` without waiting; `cb` runs once, in a thread that
  * calls aurawal_poll(), when the payload is there (or with an error). `buf` is borrowed
  * until then. One thread can keep many reads in flight this way (the store's async and
- * multi-get). Returns 0 (cb will run), or an error as for aurawal_read (cb will not run).
+ * multi-get); while the engine's ring is full, this call waits for room (it reaps). A
+ * read the kernel completes short is read on from its completion, which may run in any
+ * thread that reaps the engine: if the ring has no room for the rest then, the rest is
+ * not waited for there but submitted again by the next aurawal_poll() (which keeps
+ * driving it, as any read in flight) or by aurawal_close().
+ * Returns 0 (cb will run), or an error as for aurawal_read (cb will not run).
  */
 AURAWAL_API int aurawal_read_async(aurawal_t *log, aurawal_loc_t loc, void *buf, size_t cap,
 				   aurawal_read_cb cb, void *arg);

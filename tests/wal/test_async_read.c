@@ -1,0 +1,250 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Asynchronous reads and aurawal_poll under pressure: the rest of a short read that the
+ * ring has no room for is never waited for inside the auraio callback that found it
+ * short (a wait there returns at once: it would spin, and hold up the thread reaping),
+ * but parked and read by the next poll or by close - exactly once, counters right.
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <unistd.h>
+
+#include "fault_engine.h"
+#include "wal_internal_test.h"
+#include "wal_test.h"
+
+WAL_DIR_SUITE(wal_async_read);
+
+#define QD	4	   /* the engine's queue depth: 2 * QD requests in all */
+#define RLEN	5000	   /* a record over two blocks: a short read of 4096 leaves a rest */
+#define PENDING 0x7fffffff /* a status no callback gives */
+
+/* One ring of QD, at a fixed limit: its 2 * QD requests are few enough to take them all.
+ * Skips the test if fault injection is not compiled in. */
+static auraio_engine_t *small_engine(void)
+{
+	auraio_fault_t probe = { .fd = -1, .count = 1, .skip = UINT64_MAX };
+	auraio_options_t eo;
+	auraio_engine_t *e;
+
+	auraio_options_init(&eo);
+	eo.ring_count = 1;
+	eo.queue_depth = QD;
+	eo.disable_adaptive = true;
+	e = auraio_create_with_options(&eo);
+	cr_assert_not_null(e);
+	if (auraio_fault_set(e, &probe) == -ENOTSUP) {
+		auraio_destroy(e);
+		cr_skip_test("fault injection is not compiled into this build");
+	}
+	auraio_fault_clear(e);
+	return e;
+}
+
+struct rd {
+	int calls;
+	int status;
+	size_t len;
+	uint64_t seq;
+};
+
+static void rd_cb(void *arg, int status, size_t len, uint64_t seq)
+{
+	struct rd *r = arg;
+
+	r->calls++;
+	r->status = status;
+	r->len = len;
+	r->seq = seq;
+}
+
+/* Requests the test holds: waitable reads of a small file, completed but not collected,
+ * so that each keeps one of the ring's requests (auraio.h, EAGAIN). */
+struct hold {
+	int fd;
+	char buf[512];
+	auraio_request_t *reqs[2 * QD];
+	int n;
+};
+
+static void hold_requests(auraio_engine_t *e, struct hold *h, int n)
+{
+	char path[4096];
+
+	if (h->n == 0) {
+		snprintf(path, sizeof(path), "%s/filler", dir);
+		h->fd = open(path, O_RDWR | O_CREAT, 0600);
+		cr_assert_geq(h->fd, 0);
+		cr_assert_eq(pwrite(h->fd, "x", 1, 0), 1);
+	}
+	n += h->n;
+	while (h->n < n) {
+		auraio_request_t *r =
+		    auraio_read(e, h->fd, auraio_buf(h->buf), sizeof(h->buf), 0, NULL, NULL);
+
+		if (r) {
+			h->reqs[h->n++] = r;
+			continue;
+		}
+		cr_assert_eq(errno, EAGAIN, "%s", strerror(errno));
+		auraio_wait(e, 100); /* at the in-flight limit: reap (nothing is collected) */
+	}
+}
+
+static void release_requests(auraio_engine_t *e, struct hold *h)
+{
+	for (int i = 0; i < h->n; i++) {
+		ssize_t res = 0;
+
+		cr_assert_eq(auraio_request_wait(e, h->reqs[i], -1, &res), 0);
+		cr_assert_eq(res, 1);
+	}
+	h->n = 0;
+	close(h->fd);
+}
+
+static bool has_parked(aurawal_t *log)
+{
+	bool p;
+
+	pthread_mutex_lock(&log->mu);
+	p = log->parked != NULL;
+	pthread_mutex_unlock(&log->mu);
+	return p;
+}
+
+static void expect_idle(aurawal_t *log)
+{
+	pthread_mutex_lock(&log->mu);
+	cr_assert_eq(log->pending_reads, 0);
+	cr_assert_eq(log->pending_cbs, 0);
+	cr_assert_null(log->parked);
+	pthread_mutex_unlock(&log->mu);
+}
+
+/*
+ * An async read is cut short (fault injection) while every other request of the ring is
+ * held: its callback finds no room for the rest. It must return - parking the rest -
+ * rather than wait inside the callback (where auraio_wait returns at once: the poll
+ * spun there forever). The rest is read by a later poll once there is room.
+ */
+struct parked_setup {
+	auraio_engine_t *e;
+	aurawal_t *log;
+	aurawal_loc_t loc;
+	uint64_t seq;
+	struct hold h;
+	uint8_t buf[RLEN];
+	struct rd r;
+};
+
+static void park_one(struct parked_setup *ps)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	auraio_fault_t shrt = { .ops = AURAIO_FAULT_OP_READ,
+				.fd = -1,
+				.count = 1,
+				.kind = AURAIO_FAULT_SHORT,
+				.keep = 4096 };
+
+	ps->e = small_engine();
+	o.engine = ps->e;
+	ps->log = wal_open_ok(dir, &o);
+	ps->seq = append_i(ps->log, 7, RLEN, AURAWAL_DURABLE, &ps->loc);
+	wal_preparer_idle(ps->log); /* no background I/O takes a request meanwhile */
+	hold_requests(ps->e, &ps->h, 2 * QD - 1);
+	cr_assert_eq(auraio_fault_set(ps->e, &shrt), 0);
+	ps->r.status = PENDING;
+	cr_assert_eq(aurawal_read_async(ps->log, ps->loc, ps->buf, RLEN, rd_cb, &ps->r), 0);
+	/* Every request is taken now: the read's own stays so while its callback runs. */
+	/* Reap with the engine's own call: aurawal_poll would submit the parked rest again
+	 * as soon as the read's own request is free. */
+	while (!has_parked(ps->log))
+		cr_assert_geq(auraio_wait(ps->e, 100), 0);
+	auraio_fault_clear(ps->e);
+	cr_assert_eq(ps->r.calls, 0, "no room for the rest: the read is not over");
+}
+
+static void expect_read_ok(struct parked_setup *ps)
+{
+	cr_assert_eq(ps->r.calls, 1);
+	cr_assert_eq(ps->r.status, 0, "%s", aurawal_strerror(ps->r.status));
+	cr_assert_eq(ps->r.len, RLEN);
+	cr_assert_eq(ps->r.seq, ps->seq);
+	cr_assert(payload_check(ps->buf, RLEN, 7), "the record comes back whole");
+}
+
+Test(wal_async_read, a_short_read_whose_rest_finds_the_ring_full_is_parked_then_read_by_poll,
+     .timeout = 30)
+{
+	struct parked_setup *ps = calloc(1, sizeof(*ps));
+
+	park_one(ps);
+	hold_requests(ps->e, &ps->h, 1); /* the read's own request, free again */
+	cr_assert_eq(aurawal_poll(ps->log, 0), 0, "still no room: still parked");
+	cr_assert(has_parked(ps->log));
+	cr_assert_eq(ps->r.calls, 0);
+	release_requests(ps->e, &ps->h);
+	while (ps->r.calls == 0)
+		cr_assert_geq(aurawal_poll(ps->log, -1), 0);
+	expect_read_ok(ps);
+	cr_assert_eq(aurawal_poll(ps->log, 0), 0);
+	expect_idle(ps->log);
+	cr_assert_eq(aurawal_close(ps->log), 0);
+	cr_assert_eq(ps->r.calls, 1);
+	auraio_destroy(ps->e);
+	free(ps);
+}
+
+/* A poll that waits (-1) with only a parked read pending drives it to the end itself:
+ * a parked read counts as in flight. */
+Test(wal_async_read, a_parked_read_is_driven_by_a_waiting_poll, .timeout = 30)
+{
+	struct parked_setup *ps = calloc(1, sizeof(*ps));
+	int n;
+
+	park_one(ps);
+	release_requests(ps->e, &ps->h);
+	n = aurawal_poll(ps->log, -1);
+	cr_assert_eq(n, 1, "the poll waited for the parked read and ran its callback");
+	expect_read_ok(ps);
+	expect_idle(ps->log);
+	cr_assert_eq(aurawal_close(ps->log), 0);
+	auraio_destroy(ps->e);
+	free(ps);
+}
+
+/* Close finishes a parked read: its callback runs once, in close, with the record. */
+Test(wal_async_read, close_completes_a_parked_read_exactly_once, .timeout = 30)
+{
+	struct parked_setup *ps = calloc(1, sizeof(*ps));
+
+	park_one(ps);
+	release_requests(ps->e, &ps->h);
+	cr_assert_eq(aurawal_close(ps->log), 0);
+	expect_read_ok(ps);
+	auraio_destroy(ps->e);
+	free(ps);
+}
+
+/* The parked rest fails when it is submitted again (EIO): the callback gets the error,
+ * once, and nothing stays counted as pending. */
+Test(wal_async_read, a_parked_read_that_then_fails_reports_the_error_once, .timeout = 30)
+{
+	struct parked_setup *ps = calloc(1, sizeof(*ps));
+
+	park_one(ps);
+	release_requests(ps->e, &ps->h);
+	test_fault_error(ps->e, AURAIO_FAULT_OP_READ, 0, 0, EIO);
+	while (ps->r.calls == 0)
+		cr_assert_geq(aurawal_poll(ps->log, -1), 0);
+	auraio_fault_clear(ps->e);
+	cr_assert_eq(ps->r.calls, 1);
+	cr_assert_eq(ps->r.status, -EIO, "%s", aurawal_strerror(ps->r.status));
+	cr_assert_eq(aurawal_poll(ps->log, 0), 0);
+	expect_idle(ps->log);
+	cr_assert_eq(aurawal_close(ps->log), 0);
+	cr_assert_eq(ps->r.calls, 1);
+	auraio_destroy(ps->e);
+	free(ps);
+}
