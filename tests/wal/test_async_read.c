@@ -6,6 +6,7 @@
  * but parked and read by the next poll or by close - exactly once, counters right.
  */
 #include <fcntl.h>
+#include <sched.h>
 #include <pthread.h>
 #include <unistd.h>
 
@@ -247,4 +248,138 @@ Test(wal_async_read, a_parked_read_that_then_fails_reports_the_error_once, .time
 	cr_assert_eq(ps->r.calls, 1);
 	auraio_destroy(ps->e);
 	free(ps);
+}
+
+/* ---- callbacks run in other threads ---- */
+
+/* A log whose appends stay in memory (no durable append, a 10 s flush delay): reads of
+ * them are answered at once, their completions ready before anyone polls. */
+static aurawal_t *memory_log(aurawal_loc_t *locs, int n)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	aurawal_t *log;
+
+	o.flush_delay_us = 10000000;
+	log = wal_open_ok(dir, &o);
+	for (int i = 0; i < n; i++)
+		append_i(log, (uint64_t) i, 100, 0, &locs[i]);
+	return log;
+}
+
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int ran;      /* callbacks that have started */
+	int finished; /* callbacks that have returned */
+	atomic_int flag;
+	int stop_calls;
+	aurawal_t *log;
+} sh = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, NULL };
+
+/* The first callback to run waits until a second one has run (in another thread). */
+static void first_waits_cb(void *arg, int status, size_t len, uint64_t seq)
+{
+	(void) arg;
+	(void) len;
+	(void) seq;
+	cr_assert_eq(status, 0);
+	pthread_mutex_lock(&sh.mu);
+	sh.ran++;
+	pthread_cond_broadcast(&sh.cv);
+	while (sh.ran < 2)
+		pthread_cond_wait(&sh.cv, &sh.mu);
+	sh.finished++;
+	pthread_mutex_unlock(&sh.mu);
+}
+
+static void *poll_once(void *arg)
+{
+	cr_assert_geq(aurawal_poll(arg, 0), 1);
+	return NULL;
+}
+
+/* Two completions are ready; one poller runs the first, which waits for the second. The
+ * second must be left ready for another thread: a poll that took both (as before) made
+ * the other's polls find nothing - they returned at once, and the first never ended. */
+Test(wal_async_read, a_long_callback_in_one_poller_holds_up_no_other_completion, .timeout = 30)
+{
+	aurawal_loc_t locs[2];
+	aurawal_t *log = memory_log(locs, 2);
+	uint8_t bufs[2][100];
+	pthread_t t;
+
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(aurawal_read_async(log, locs[i], bufs[i], 100, first_waits_cb, NULL),
+			     0);
+	cr_assert_eq(pthread_create(&t, NULL, poll_once, log), 0);
+	pthread_mutex_lock(&sh.mu);
+	while (sh.ran < 1)
+		pthread_cond_wait(&sh.cv, &sh.mu);
+	pthread_mutex_unlock(&sh.mu);
+	cr_assert_eq(aurawal_poll(log, 0), 1, "the second completion was still ready");
+	pthread_join(t, NULL);
+	cr_assert_eq(sh.finished, 2);
+	for (int i = 0; i < 2; i++)
+		cr_assert(payload_check(bufs[i], 100, (uint64_t) i));
+	cr_assert_eq(aurawal_poll(log, 0), 0);
+	cr_assert_eq(aurawal_close(log), 0);
+}
+
+/* Runs in the other poller: waits until the main thread sleeps in aurawal_poll_until, then
+ * makes its condition true. */
+static void wake_sleeper_cb(void *arg, int status, size_t len, uint64_t seq)
+{
+	bool asleep = false;
+
+	(void) arg;
+	(void) len;
+	(void) seq;
+	cr_assert_eq(status, 0);
+	pthread_mutex_lock(&sh.mu);
+	sh.ran++;
+	pthread_cond_broadcast(&sh.cv);
+	pthread_mutex_unlock(&sh.mu);
+	while (!asleep) { /* the sleeper has no other way to say so */
+		pthread_mutex_lock(&sh.log->mu);
+		asleep = sh.log->until_waiters > 0;
+		pthread_mutex_unlock(&sh.log->mu);
+		if (!asleep)
+			sched_yield();
+	}
+	atomic_store(&sh.flag, 1);
+}
+
+static bool flag_set(void *arg)
+{
+	(void) arg;
+	sh.stop_calls++;
+	return atomic_load(&sh.flag) != 0;
+}
+
+/* A thread waiting for a callback another thread is running sleeps until it returns
+ * (nothing is in flight meanwhile: a plain poll returns at once), and is woken then. */
+Test(wal_async_read, poll_until_sleeps_until_a_callback_in_another_thread_returns, .timeout = 30)
+{
+	aurawal_loc_t loc;
+	aurawal_t *log = memory_log(&loc, 1);
+	uint8_t buf[100];
+	pthread_t t;
+
+	sh.log = log;
+	cr_assert_eq(aurawal_poll_until(log, 0, NULL, NULL), -EINVAL);
+	cr_assert_eq(aurawal_poll_until(NULL, 0, flag_set, NULL), -EINVAL);
+	cr_assert_eq(aurawal_read_async(log, loc, buf, 100, wake_sleeper_cb, NULL), 0);
+	cr_assert_eq(pthread_create(&t, NULL, poll_once, log), 0);
+	pthread_mutex_lock(&sh.mu);
+	while (sh.ran < 1)
+		pthread_cond_wait(&sh.cv, &sh.mu);
+	pthread_mutex_unlock(&sh.mu);
+	cr_assert_eq(aurawal_poll(log, -1), 0, "nothing is in flight: a plain poll returns");
+	sh.stop_calls = 0;
+	cr_assert_eq(aurawal_poll_until(log, -1, flag_set, NULL), 0);
+	cr_assert_eq(atomic_load(&sh.flag), 1);
+	cr_assert_leq(sh.stop_calls, 4, "asked %d times: it did not sleep", sh.stop_calls);
+	pthread_join(t, NULL);
+	cr_assert(payload_check(buf, 100, 0));
+	cr_assert_eq(aurawal_close(log), 0);
 }

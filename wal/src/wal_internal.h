@@ -219,6 +219,7 @@ struct aurawal {
 	 * under mu, and a stale hint only moves callbacks to the next call that runs them. */
 	atomic_bool cbs_ready;
 	uint32_t pending_cbs;	/* async appends and reads not yet delivered */
+	uint32_t until_waiters; /* aurawal_poll_until callers asleep on cv_done */
 	uint32_t pending_reads; /* async reads in flight on the engine, or parked */
 	/* Async reads whose rest (after a short count) the ring refused inside an auraio
 	 * callback, where nothing may wait: resubmitted by poll and close (wal_read.c). */

@@ -536,37 +536,65 @@ AURAWAL_API int aurawal_read_async(aurawal_t *log, aurawal_loc_t loc, void *buf,
 
 /* ---- delivering completions ---- */
 
-/* Run the callbacks of completed async appends, and of reads if `reads` (no lock held). */
+/* mu held: take the next ready callback - an append's first, then a read's if `reads`. */
+static struct wal_cb *take_ready(struct aurawal *log, bool reads)
+{
+	struct wal_cb *c = log->ready_cbs;
+
+	if (c) {
+		if (!(log->ready_cbs = c->next)) {
+			log->ready_cbs_tail = NULL;
+			atomic_store_explicit(&log->cbs_ready, false, memory_order_relaxed);
+		}
+	} else if (reads && (c = log->ready_reads)) {
+		if (!(log->ready_reads = c->next))
+			log->ready_reads_tail = NULL;
+	}
+	if (c)
+		log->pending_cbs--;
+	return c;
+}
+
+static int count_cbs(const struct wal_cb *c)
+{
+	int n = 0;
+
+	for (; c; c = c->next)
+		n++;
+	return n;
+}
+
+/*
+ * Run the callbacks of completed async appends, and of reads if `reads` (no lock held):
+ * at most as many as are ready when it starts (a callback that starts another read
+ * answered from memory does not keep this call going), taken ONE at a time. A callback
+ * may run long - or wait for another thread's completion (a store's multi-get nested in
+ * a get's callback) - and those behind it stay on the shared lists meanwhile, for any
+ * other poller to run; had this call taken the whole list, they would wait for it, and a
+ * thread waiting for one of them would find nothing to wait on. After each callback,
+ * pollers waiting for a condition (aurawal_poll_until) are woken: a callback is what
+ * changes it.
+ */
 int wal_run_ready_cbs(struct aurawal *log, bool reads)
 {
 	struct wal_cb *c;
-	int n = 0;
+	int n = 0, max;
 
 	pthread_mutex_lock(&log->mu);
-	c = log->ready_cbs;
-	if (reads && log->ready_reads) {
-		if (c)
-			log->ready_cbs_tail->next = log->ready_reads;
-		else
-			c = log->ready_reads;
-		log->ready_reads = log->ready_reads_tail = NULL;
-	}
-	log->ready_cbs = log->ready_cbs_tail = NULL;
-	atomic_store_explicit(&log->cbs_ready, false, memory_order_relaxed);
-	for (struct wal_cb *x = c; x; x = x->next)
-		n++;
-	log->pending_cbs -= (uint32_t) n;
-	pthread_mutex_unlock(&log->mu);
-	while (c) {
-		struct wal_cb *next = c->next;
-
+	max = count_cbs(log->ready_cbs) + (reads ? count_cbs(log->ready_reads) : 0);
+	while (n < max && (c = take_ready(log, reads))) {
+		pthread_mutex_unlock(&log->mu);
 		if (c->rcb)
 			c->rcb(c->arg, c->status, c->len, c->seq);
 		else
 			c->cb(c->arg, c->status, c->loc, c->seq);
 		free(c);
-		c = next;
+		n++;
+		pthread_mutex_lock(&log->mu);
+		if (log->until_waiters)
+			pthread_cond_broadcast(&log->cv_done);
 	}
+	pthread_mutex_unlock(&log->mu);
 	return n;
 }
 
@@ -589,16 +617,31 @@ static uint64_t poll_deadline(int timeout_ms)
 	return timeout_ms < 0 ? UINT64_MAX : wal_now_ns() + (uint64_t) timeout_ms * 1000000ull;
 }
 
-/*
- * Wait (mu held) until a completion is ready, nothing is pending, or the deadline. Async
- * reads complete only when someone reaps the engine, so while any is in flight the
- * poller drives it itself, a millisecond at a time (append completions meanwhile arrive
- * through cv_done from the writer thread) - and submits again those parked for want of
- * room in the ring.
- */
-static void poll_wait(struct aurawal *log, uint64_t deadline)
+struct poll_stop {
+	bool (*fn)(void *arg);
+	void *arg;
+};
+
+/* mu held: is the wait of a poll over? A poll_until waits for its condition; a plain poll
+ * while anything is pending. */
+static bool poll_over(struct aurawal *log, const struct poll_stop *stop)
 {
-	while (!log->ready_cbs && !log->ready_reads && log->pending_cbs) {
+	if (log->ready_cbs || log->ready_reads)
+		return true;
+	return stop ? stop->fn(stop->arg) : log->pending_cbs == 0;
+}
+
+/*
+ * Wait (mu held) until a completion is ready, nothing is pending (or, for a poll_until,
+ * its condition holds), or the deadline. Async reads complete only when someone reaps the
+ * engine, so while any is in flight the poller drives it itself, a millisecond at a time
+ * (append completions meanwhile arrive through cv_done from the writer thread; so do the
+ * wake-ups of wal_run_ready_cbs after a callback another thread ran) - and submits again
+ * those parked for want of room in the ring.
+ */
+static void poll_wait(struct aurawal *log, uint64_t deadline, const struct poll_stop *stop)
+{
+	while (!poll_over(log, stop)) {
 		uint64_t now = wal_now_ns();
 		struct timespec ts;
 
@@ -611,17 +654,20 @@ static void poll_wait(struct aurawal *log, uint64_t deadline)
 			pthread_mutex_lock(&log->mu);
 			continue;
 		}
-		clock_gettime(CLOCK_REALTIME, &ts);
+		log->until_waiters += stop != NULL;
 		if (deadline != UINT64_MAX) {
-			uint64_t t = (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec +
-				     (deadline - now);
+			uint64_t t;
 
+			clock_gettime(CLOCK_REALTIME, &ts);
+			t = (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec +
+			    (deadline - now);
 			ts.tv_sec = (time_t) (t / 1000000000ull);
 			ts.tv_nsec = (long) (t % 1000000000ull);
 			pthread_cond_timedwait(&log->cv_done, &log->mu, &ts);
 		} else {
 			pthread_cond_wait(&log->cv_done, &log->mu);
 		}
+		log->until_waiters -= stop != NULL;
 	}
 }
 
@@ -641,10 +687,8 @@ static void ask_write_cbs(struct aurawal *log)
 		pthread_cond_signal(&log->cv_writer);
 }
 
-AURAWAL_API int aurawal_poll(aurawal_t *log, int timeout_ms)
+static int poll_body(struct aurawal *log, int timeout_ms, const struct poll_stop *stop)
 {
-	if (!log)
-		return -EINVAL;
 	pthread_mutex_lock(&log->mu);
 	if (log->pending_reads && !log->ready_cbs && !log->ready_reads) { /* reap, no wait */
 		pthread_mutex_unlock(&log->mu);
@@ -658,10 +702,27 @@ AURAWAL_API int aurawal_poll(aurawal_t *log, int timeout_ms)
 	}
 	if (timeout_ms != 0) {
 		ask_write_cbs(log);
-		poll_wait(log, poll_deadline(timeout_ms));
+		poll_wait(log, poll_deadline(timeout_ms), stop);
 	}
 	pthread_mutex_unlock(&log->mu);
 	return wal_run_ready_cbs(log, true);
+}
+
+AURAWAL_API int aurawal_poll(aurawal_t *log, int timeout_ms)
+{
+	if (!log)
+		return -EINVAL;
+	return poll_body(log, timeout_ms, NULL);
+}
+
+AURAWAL_API int aurawal_poll_until(aurawal_t *log, int timeout_ms, bool (*stop)(void *arg),
+				   void *arg)
+{
+	struct poll_stop st = { stop, arg };
+
+	if (!log || !stop)
+		return -EINVAL;
+	return poll_body(log, timeout_ms, &st);
 }
 
 AURAWAL_API auraio_engine_t *aurawal_engine(aurawal_t *log)
