@@ -383,3 +383,85 @@ Test(wal_async_read, poll_until_sleeps_until_a_callback_in_another_thread_return
 	cr_assert(payload_check(buf, 100, 0));
 	cr_assert_eq(aurawal_close(log), 0);
 }
+
+/* ---- a poller asleep for appends, then a read ---- */
+
+static atomic_int read_ran, append_ran, written_before_read;
+static aurawal_t *write_log;
+static uint64_t append_seq;
+
+static void late_append_cb(void *arg, int status, aurawal_loc_t loc, uint64_t seq)
+{
+	(void) arg;
+	(void) loc;
+	(void) seq;
+	cr_assert_eq(status, 0);
+	atomic_store(&append_ran, 1);
+}
+
+static void first_read_cb(void *arg, int status, size_t len, uint64_t seq)
+{
+	(void) arg;
+	(void) len;
+	(void) seq;
+	cr_assert_eq(status, 0);
+	pthread_mutex_lock(&write_log->mu); /* the append's batch is being written, or was */
+	atomic_store(&written_before_read,
+		     write_log->io_busy || write_log->written_seq >= append_seq);
+	pthread_mutex_unlock(&write_log->mu);
+	atomic_store(&read_ran, 1);
+}
+
+static bool read_has_run(void *arg)
+{
+	(void) arg;
+	return atomic_load(&read_ran) != 0;
+}
+
+static void *poll_until_read(void *arg)
+{
+	while (!atomic_load(&read_ran))
+		cr_assert_geq(aurawal_poll_until(arg, -1, read_has_run, NULL), 0);
+	return NULL;
+}
+
+/* A poller asleep while only an append is pending (written within the 10 s flush delay)
+ * must be woken by a read started meanwhile: reads complete only when someone reaps the
+ * engine, and it is the one to do it. Before, it slept on until the append's batch was
+ * written (whose I/O then reaped the read): the read waited for an unrelated write. */
+Test(wal_async_read, a_read_started_while_a_poller_sleeps_for_an_append_wakes_it, .timeout = 30)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	uint8_t p[100], buf[100];
+	struct iovec iov = { p, sizeof(p) };
+	aurawal_loc_t loc;
+	aurawal_t *log;
+	bool asleep = false;
+	pthread_t t;
+
+	o.flush_delay_us = 10000000;
+	log = wal_open_ok(dir, &o);
+	append_i(log, 0, 100, AURAWAL_DURABLE, &loc); /* on disk: a device read */
+	wal_preparer_idle(log);			      /* its I/O would reap the read too */
+	payload_fill(p, sizeof(p), 1);
+	cr_assert_eq(aurawal_append_async(log, &iov, 1, 0, late_append_cb, NULL), 0);
+	write_log = log;
+	pthread_mutex_lock(&log->mu);
+	append_seq = log->next_seq - 1;
+	pthread_mutex_unlock(&log->mu);
+	cr_assert_eq(pthread_create(&t, NULL, poll_until_read, log), 0);
+	while (!asleep) { /* the poller has no other way to say so */
+		pthread_mutex_lock(&log->mu);
+		asleep = log->until_waiters > 0;
+		pthread_mutex_unlock(&log->mu);
+		if (!asleep)
+			sched_yield();
+	}
+	cr_assert_eq(aurawal_read_async(log, loc, buf, 100, first_read_cb, NULL), 0);
+	pthread_join(t, NULL);
+	cr_assert_eq(atomic_load(&written_before_read), 0,
+		     "the read waited for the append's batch to be written");
+	cr_assert(payload_check(buf, 100, 0));
+	cr_assert_eq(aurawal_close(log), 0);
+	cr_assert_eq(atomic_load(&append_ran), 1);
+}

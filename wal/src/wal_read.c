@@ -509,7 +509,10 @@ AURAWAL_API int aurawal_read_async(aurawal_t *log, aurawal_loc_t loc, void *buf,
 	if (x->slot >= 0)
 		x->mem = log->reads.bufs[x->slot];
 	log->pending_cbs++;
-	log->pending_reads++;
+	/* A poller asleep on cv_done (nothing to reap when it looked) must drive this read
+	 * now: it completes only when someone reaps the engine. */
+	if (log->pending_reads++ == 0)
+		pthread_cond_broadcast(&log->cv_done);
 	pthread_mutex_unlock(&log->mu);
 	if (!x->mem)
 		x->mem = wal_alloc(log, end - start);
