@@ -402,11 +402,12 @@ void wal_resubmit_parked(struct aurawal *log)
 	log->parked = log->parked_tail = NULL;
 	pthread_mutex_unlock(&log->mu);
 	while ((x = list)) {
+		struct wal_aread *next = x->next; /* once submitted, x is another thread's */
 		int rc = submit_read(x);
 
 		if (rc == -EAGAIN)
 			break;
-		list = x->next;
+		list = next;
 		if (rc)
 			read_finish(x, rc);
 	}
