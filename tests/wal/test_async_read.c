@@ -120,6 +120,7 @@ static void expect_idle(aurawal_t *log)
 	cr_assert_eq(log->pending_reads, 0);
 	cr_assert_eq(log->pending_cbs, 0);
 	cr_assert_null(log->parked);
+	cr_assert_eq(log->nparked, 0);
 	pthread_mutex_unlock(&log->mu);
 }
 
@@ -248,6 +249,81 @@ Test(wal_async_read, a_parked_read_that_then_fails_reports_the_error_once, .time
 	cr_assert_eq(ps->r.calls, 1);
 	auraio_destroy(ps->e);
 	free(ps);
+}
+
+/* Take every request of the ring that is free now (submit waitables until refused). */
+static void hold_free_requests(auraio_engine_t *e, struct hold *h)
+{
+	auraio_request_t *r;
+
+	while (h->n < 2 * QD &&
+	       (r = auraio_read(e, h->fd, auraio_buf(h->buf), sizeof(h->buf), 0, NULL, NULL)))
+		h->reqs[h->n++] = r;
+	cr_assert(h->n == 2 * QD || errno == EAGAIN, "%s", strerror(errno));
+}
+
+static uint32_t parked_count(aurawal_t *log)
+{
+	uint32_t n;
+
+	pthread_mutex_lock(&log->mu);
+	n = log->nparked;
+	pthread_mutex_unlock(&log->mu);
+	return n;
+}
+
+/* Two reads parked, room for one: a poll submits the first again and keeps the second
+ * parked, in front; both then complete, each once, with their records. */
+Test(wal_async_read, parked_reads_the_ring_still_refuses_stay_parked_and_complete_later,
+     .timeout = 30)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	auraio_fault_t shrt = { .ops = AURAIO_FAULT_OP_READ,
+				.fd = -1,
+				.count = 2,
+				.kind = AURAIO_FAULT_SHORT,
+				.keep = 4096 };
+	auraio_engine_t *e = small_engine();
+	static uint8_t bufs[2][RLEN];
+	struct hold h = { 0 };
+	aurawal_loc_t loc[2];
+	uint64_t seq[2];
+	struct rd r[2] = { { 0 } };
+	aurawal_t *log;
+	ssize_t res;
+
+	o.engine = e;
+	log = wal_open_ok(dir, &o);
+	for (int i = 0; i < 2; i++)
+		seq[i] = append_i(log, (uint64_t) i, RLEN, AURAWAL_DURABLE, &loc[i]);
+	wal_preparer_idle(log);
+	hold_requests(e, &h, 2 * QD - 2);
+	cr_assert_eq(auraio_fault_set(e, &shrt), 0);
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(aurawal_read_async(log, loc[i], bufs[i], RLEN, rd_cb, &r[i]), 0);
+	while (parked_count(log) < 2) { /* each pass frees the parked reads' requests */
+		cr_assert_geq(auraio_wait(e, 100), 0);
+		hold_free_requests(e, &h);
+	}
+	auraio_fault_clear(e);
+	cr_assert_eq(h.n, 2 * QD, "the test holds every request");
+	h.n--; /* room for one */
+	cr_assert_eq(auraio_request_wait(e, h.reqs[h.n], -1, &res), 0);
+	cr_assert_eq(aurawal_poll(log, 0), 0);
+	cr_assert_eq(parked_count(log), 1, "the second is still parked");
+	cr_assert(r[0].calls + r[1].calls == 0);
+	release_requests(e, &h);
+	while (r[0].calls + r[1].calls < 2)
+		cr_assert_geq(aurawal_poll(log, -1), 0);
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(r[i].calls, 1);
+		cr_assert_eq(r[i].status, 0, "%s", aurawal_strerror(r[i].status));
+		cr_assert_eq(r[i].seq, seq[i]);
+		cr_assert(payload_check(bufs[i], RLEN, (uint64_t) i));
+	}
+	expect_idle(log);
+	cr_assert_eq(aurawal_close(log), 0);
+	auraio_destroy(e);
 }
 
 /* ---- callbacks run in other threads ---- */

@@ -224,6 +224,7 @@ struct aurawal {
 	/* Async reads whose rest (after a short count) the ring refused inside an auraio
 	 * callback, where nothing may wait: resubmitted by poll and close (wal_read.c). */
 	struct wal_aread *parked, *parked_tail;
+	uint32_t nparked;
 	uint64_t *released; /* RELEASED: segments released out of order */
 	size_t nreleased;
 

@@ -385,6 +385,7 @@ static void park(struct wal_aread *x)
 	else
 		log->parked = x;
 	log->parked_tail = x;
+	log->nparked++;
 	pthread_cond_broadcast(&log->cv_done);
 	pthread_mutex_unlock(&log->mu);
 }
@@ -396,10 +397,13 @@ static void park(struct wal_aread *x)
 void wal_resubmit_parked(struct aurawal *log)
 {
 	struct wal_aread *list, *x;
+	uint32_t n;
 
 	pthread_mutex_lock(&log->mu);
 	list = log->parked;
 	log->parked = log->parked_tail = NULL;
+	n = log->nparked; /* those taken; whatever is not submitted goes back */
+	log->nparked = 0;
 	pthread_mutex_unlock(&log->mu);
 	while ((x = list)) {
 		struct wal_aread *next = x->next; /* once submitted, x is another thread's */
@@ -408,6 +412,7 @@ void wal_resubmit_parked(struct aurawal *log)
 		if (rc == -EAGAIN)
 			break;
 		list = next;
+		n--;
 		if (rc)
 			read_finish(x, rc);
 	}
@@ -420,6 +425,7 @@ void wal_resubmit_parked(struct aurawal *log)
 	if (!log->parked)
 		log->parked_tail = x;
 	log->parked = list;
+	log->nparked += n;
 	pthread_mutex_unlock(&log->mu);
 }
 
