@@ -45,8 +45,9 @@
  *   which must be the last call on the log. Callbacks of asynchronous appends run in a
  *   thread that calls aurawal_poll(), aurawal_sync(), aurawal_flush() or a synchronous
  *   append on the log; a callback may append. Callbacks of asynchronous reads run only
- *   in a thread that calls aurawal_poll() (or in aurawal_close()): never inside an
- *   append, sync or flush, whose caller may hold locks of its own.
+ *   in a thread that calls aurawal_poll() or aurawal_poll_until() (or in
+ *   aurawal_close()): never inside an append, sync or flush, whose caller may hold locks
+ *   of its own.
  *   fork(): a child must not use (nor close) a log opened before the fork - its writer
  *   thread stays the parent's - and should exec before opening one (auraio.h).
  */
@@ -434,9 +435,10 @@ typedef void (*aurawal_read_cb)(void *arg, int status, size_t len, uint64_t seq)
 
 /**
  * Read the record at `loc` into `buf` without waiting; `cb` runs once, in a thread that
- * calls aurawal_poll(), when the payload is there (or with an error). `buf` is borrowed
- * until then. One thread can keep many reads in flight this way (the store's async and
- * multi-get); while the engine's ring is full, this call waits for room (it reaps). A
+ * calls aurawal_poll() (or aurawal_poll_until), when the payload is there (or with an
+ * error). `buf` is borrowed until then. One thread can keep many reads in flight this
+ * way (the store's async and multi-get); while the engine's ring is full, this call
+ * waits for room (it reaps). A
  * read the kernel completes short is read on from its completion, which may run in any
  * thread that reaps the engine: if the ring has no room for the rest then, the rest is
  * not waited for there but submitted again by the next aurawal_poll() (which keeps
