@@ -105,6 +105,9 @@ struct kv_db {
 	_Atomic int64_t hint_bytes; /* bytes of the hint files of the log's segments (GC counts
 				       them as space: kv_gc.c) */
 	_Atomic int failed_reported;
+	/* tests: called (no lock held) each time a multi-get is about to wait; set before
+	 * the multi-get starts */
+	void (*test_mget_wait)(struct kv_db *db);
 };
 
 /* The public handle: stays (as a tombstone) after close, so that a call on a closed

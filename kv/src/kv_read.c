@@ -293,6 +293,7 @@ struct mget {
 	size_t *vlens;
 	int *status;
 	_Atomic size_t done;
+	size_t seen; /* done when the multi-get last looked (its own thread only) */
 };
 
 struct mget_item {
@@ -321,10 +322,26 @@ static void mget_done(void *arg, int status, const void *val, size_t vlen)
 	atomic_fetch_add_explicit(&m->done, 1, memory_order_release);
 }
 
+/* The multi-get's wait is over: one of its gets finished (in any thread). Asked by the
+ * log under its lock, in the multi-get's thread. */
+static bool mget_progress(void *arg)
+{
+	struct mget *m = arg;
+
+	return atomic_load_explicit(&m->done, memory_order_acquire) != m->seen;
+}
+
+/*
+ * Its gets' reads complete in whichever thread polls the log - another thread's
+ * aurakv_poll may be running one's callback. Hence the wait is on its own counter
+ * (aurawal_poll_until), not on the log having something in flight: a plain poll found
+ * nothing left for it then and returned at once, and this loop spun until that callback
+ * was over.
+ */
 int kv_multi_get(struct kv_db *db, size_t n, const void *const *keys, const size_t *klens,
 		 void **vals, size_t *vlens, int *status, unsigned depth)
 {
-	struct mget m = { vals, vlens, status, 0 };
+	struct mget m = { vals, vlens, status, 0, 0 };
 	struct mget_item *items =
 	    n <= SIZE_MAX / sizeof(*items) ? malloc(n * sizeof(*items)) : NULL;
 	size_t issued = 0;
@@ -346,8 +363,12 @@ int kv_multi_get(struct kv_db *db, size_t n, const void *const *keys, const size
 			if (rc)
 				mget_done(&items[i], rc, NULL, 0);
 		}
-		if (atomic_load_explicit(&m.done, memory_order_acquire) < n)
-			aurawal_poll(db->wal, 1);
+		m.seen = atomic_load_explicit(&m.done, memory_order_acquire);
+		if (m.seen < n) {
+			if (db->test_mget_wait)
+				db->test_mget_wait(db);
+			aurawal_poll_until(db->wal, -1, mget_progress, &m);
+		}
 	}
 	free(items);
 	return 0;

@@ -45,8 +45,9 @@
  *   which must be the last call on the log. Callbacks of asynchronous appends run in a
  *   thread that calls aurawal_poll(), aurawal_sync(), aurawal_flush() or a synchronous
  *   append on the log; a callback may append. Callbacks of asynchronous reads run only
- *   in a thread that calls aurawal_poll() (or in aurawal_close()): never inside an
- *   append, sync or flush, whose caller may hold locks of its own.
+ *   in a thread that calls aurawal_poll() or aurawal_poll_until() (or in
+ *   aurawal_close()): never inside an append, sync or flush, whose caller may hold locks
+ *   of its own.
  *   fork(): a child must not use (nor close) a log opened before the fork - its writer
  *   thread stays the parent's - and should exec before opening one (auraio.h).
  */
@@ -282,12 +283,28 @@ AURAWAL_API int aurawal_append_async(aurawal_t *log, const struct iovec *iov, in
 
 /**
  * Run the callbacks of completed asynchronous appends and reads; if none is ready, wait
- * up to `timeout_ms` (< 0 = no limit) while anything is in flight. A poll that may wait
+ * up to `timeout_ms` (< 0 = no limit) while anything is in flight. It runs at most the
+ * callbacks ready when it starts, taking them one at a time: while one runs, the others
+ * stay ready for other threads' polls (a long callback holds up no other). A poll that may wait
  * (timeout_ms != 0) with flush_delay_us 0 first has the asynchronous appends not yet
  * written written (as aurawal_flush() would, without a sync): nothing else would write
  * a non-durable one. Returns the number of callbacks run, or -EINVAL.
  */
 AURAWAL_API int aurawal_poll(aurawal_t *log, int timeout_ms);
+
+/**
+ * As aurawal_poll(), but the wait ends when `stop(arg)` returns true - and only then (or
+ * when a callback ran in this call, or at the timeout): it goes on even while nothing is
+ * in flight, for a caller that waits for a callback another thread is running (a poll
+ * runs the callbacks one at a time, so the others stay for any poller to run, and a
+ * callback another thread runs is not in flight). `stop` is asked with the log's lock
+ * held - before waiting, and again each time a callback returns in any thread and when a
+ * wait for the engine ends (at most a millisecond while reads are in flight) - so it must
+ * be quick and must not call the log: typically it reads a counter the caller's callbacks
+ * update. Returns the number of callbacks run, or -EINVAL (log or stop NULL).
+ */
+AURAWAL_API int aurawal_poll_until(aurawal_t *log, int timeout_ms, bool (*stop)(void *arg),
+				   void *arg);
 
 /** Make every record appended before this call durable, and every release made before
  * it (aurawal_release_before: the directory is synced even when every record is durable
@@ -433,9 +450,15 @@ typedef void (*aurawal_read_cb)(void *arg, int status, size_t len, uint64_t seq)
 
 /**
  * Read the record at `loc` into `buf` without waiting; `cb` runs once, in a thread that
- * calls aurawal_poll(), when the payload is there (or with an error). `buf` is borrowed
- * until then. One thread can keep many reads in flight this way (the store's async and
- * multi-get). Returns 0 (cb will run), or an error as for aurawal_read (cb will not run).
+ * calls aurawal_poll() (or aurawal_poll_until), when the payload is there (or with an
+ * error). `buf` is borrowed until then. One thread can keep many reads in flight this
+ * way (the store's async and multi-get); while the engine's ring is full, this call
+ * waits for room (it reaps). A
+ * read the kernel completes short is read on from its completion, which may run in any
+ * thread that reaps the engine: if the ring has no room for the rest then, the rest is
+ * not waited for there but submitted again by the next aurawal_poll() (which keeps
+ * driving it, as any read in flight) or by aurawal_close().
+ * Returns 0 (cb will run), or an error as for aurawal_read (cb will not run).
  */
 AURAWAL_API int aurawal_read_async(aurawal_t *log, aurawal_loc_t loc, void *buf, size_t cap,
 				   aurawal_read_cb cb, void *arg);

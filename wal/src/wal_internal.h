@@ -33,6 +33,7 @@
 #include "wal_format.h"
 
 struct wal_waiter;
+struct wal_aread;
 
 #ifndef MIN
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -218,8 +219,13 @@ struct aurawal {
 	 * under mu, and a stale hint only moves callbacks to the next call that runs them. */
 	atomic_bool cbs_ready;
 	uint32_t pending_cbs;	/* async appends and reads not yet delivered */
-	uint32_t pending_reads; /* async reads in flight on the engine */
-	uint64_t *released;	/* RELEASED: segments released out of order */
+	uint32_t until_waiters; /* aurawal_poll_until callers asleep on cv_done */
+	uint32_t pending_reads; /* async reads in flight on the engine, or parked */
+	/* Async reads whose rest (after a short count) the ring refused inside an auraio
+	 * callback, where nothing may wait: resubmitted by poll and close (wal_read.c). */
+	struct wal_aread *parked, *parked_tail;
+	uint32_t nparked;
+	uint64_t *released; /* RELEASED: segments released out of order */
 	size_t nreleased;
 
 	struct wal_read_pool reads;
@@ -277,6 +283,8 @@ void wal_summary_of(const struct aurawal *log, const struct wal_segment *s, uint
 
 /* ---- wal_read.c: reads, and delivering completions through aurawal_poll ---- */
 void wal_deliver(struct aurawal *log, struct wal_cb *c); /* mu held: a read, for poll */
+/* No lock held, not in an auraio callback: submit parked async reads again (no wait). */
+void wal_resubmit_parked(struct aurawal *log);
 /* No lock held: run the ready callbacks of appends, and of reads if `reads` (poll, close). */
 int wal_run_ready_cbs(struct aurawal *log, bool reads);
 

@@ -357,14 +357,16 @@ AURAWAL_API int aurawal_open(const char *dir, const aurawal_options_t *opts, aur
 }
 
 /* Close, after the writer stopped: reads still in flight complete (nobody else reaps the
- * engine now) and every callback ready runs - a read's callback may start another read,
- * hence the loop - before the buffers, files and engine they use go away. */
+ * engine now; parked ones are submitted again) and every callback ready runs - a read's
+ * callback may start another read, hence the loop - before the buffers, files and engine
+ * they use go away. */
 static void finish_callbacks(struct aurawal *log)
 {
 	do {
 		pthread_mutex_lock(&log->mu);
 		while (log->pending_reads) {
 			pthread_mutex_unlock(&log->mu);
+			wal_resubmit_parked(log);
 			auraio_wait(log->engine, 100);
 			pthread_mutex_lock(&log->mu);
 		}

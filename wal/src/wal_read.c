@@ -322,7 +322,7 @@ AURAWAL_API void aurawal_iter_close(aurawal_iter_t *it)
 
 /* ---- asynchronous reads ---- */
 
-struct read_ctx {
+struct wal_aread {
 	struct aurawal *log;
 	struct wal_segment *seg; /* referenced until the read is done */
 	aurawal_loc_t loc;
@@ -333,39 +333,31 @@ struct read_ctx {
 	size_t len;	/* bytes to read into mem */
 	size_t got;	/* of which read so far (a short count reads on) */
 	struct wal_cb *c;
+	struct wal_aread *next; /* log->parked */
 };
 
-static int submit_read(struct read_ctx *x);
+static void read_done(auraio_request_t *req, ssize_t res, void *ud);
 
-/* Runs in whichever thread reaps the engine: finish, and queue the callback for poll. A
- * short count is no damage (the kernel may transfer less than asked): the rest is read
- * first; only a read of 0 bytes is the end of the file. */
-static void read_done(auraio_request_t *req, ssize_t res, void *ud)
+/* Read mem[got..len): one try, never a wait. 0, -EAGAIN (the ring is full), or -errno. */
+static int submit_read(struct wal_aread *x)
 {
-	struct read_ctx *x = ud;
 	struct aurawal *log = x->log;
-	uint64_t skip = x->loc.offset - x->start;
-	int rc;
+	auraio_buf_t b = x->slot >= 0 && log->reads.reg_index[x->slot] >= 0
+			     ? auraio_buf_fixed(log->reads.reg_index[x->slot], x->got)
+			     : auraio_buf(x->mem + x->got);
 
-	(void) req;
-	if (res > 0 && x->got + (size_t) res < x->len) {
-		x->got += (size_t) res;
-		rc = submit_read(x);
-		if (rc == 0)
-			return;
-		res = rc;
-	} else if (res > 0) {
-		res = (ssize_t) x->len;
-	} else if (res == 0) {
-		res = (ssize_t) x->got;
-	}
-	if (res < 0)
-		rc = (int) res;
-	else if ((uint64_t) res < skip + WAL_REC_HEADER)
-		rc = AURAWAL_ECORRUPT;
-	else
-		rc = verify_copy(log, x->seg, x->mem + skip, (uint64_t) res - skip, x->loc, x->buf,
-				 &x->c->len, &x->c->seq);
+	if (auraio_read(log->engine, x->seg->fd, b, x->len - x->got, (off_t) (x->start + x->got),
+			read_done, x))
+		return 0;
+	return -errno;
+}
+
+/* The read is over (rc: 0 or its error, as for aurawal_read): free what it held and queue
+ * its callback for poll. */
+static void read_finish(struct wal_aread *x, int rc)
+{
+	struct aurawal *log = x->log;
+
 	if (x->slot < 0)
 		wal_free(log, x->mem);
 	pthread_mutex_lock(&log->mu);
@@ -379,21 +371,97 @@ static void read_done(auraio_request_t *req, ssize_t res, void *ud)
 	free(x);
 }
 
-/* Read mem[got..len) (from a callback too: auraio.h lets it submit). */
-static int submit_read(struct read_ctx *x)
+/* Callback context, the ring full: the rest of a short read waits on log->parked for a
+ * thread that may wait (poll, close: wal_resubmit_parked). It stays counted in
+ * pending_reads, so pollers keep driving it; cv_done wakes one that sleeps on it. */
+static void park(struct wal_aread *x)
 {
 	struct aurawal *log = x->log;
-	auraio_buf_t b = x->slot >= 0 && log->reads.reg_index[x->slot] >= 0
-			     ? auraio_buf_fixed(log->reads.reg_index[x->slot], x->got)
-			     : auraio_buf(x->mem + x->got);
 
-	while (!auraio_read(log->engine, x->seg->fd, b, x->len - x->got,
-			    (off_t) (x->start + x->got), read_done, x)) {
-		if (errno != EAGAIN)
-			return -errno;
-		auraio_wait(log->engine, 1); /* the ring is full: let reads complete */
+	pthread_mutex_lock(&log->mu);
+	x->next = NULL;
+	if (log->parked_tail)
+		log->parked_tail->next = x;
+	else
+		log->parked = x;
+	log->parked_tail = x;
+	log->nparked++;
+	pthread_cond_broadcast(&log->cv_done);
+	pthread_mutex_unlock(&log->mu);
+}
+
+/* No lock held, not inside an auraio callback: submit the parked reads again, one try
+ * each. Those the ring still refuses go back in front of the list, in order; a read that
+ * fails otherwise completes with its error. Each parked read is taken by one thread only
+ * (the list is emptied under mu), so none is submitted twice. */
+void wal_resubmit_parked(struct aurawal *log)
+{
+	struct wal_aread *list, *x;
+	uint32_t n;
+
+	pthread_mutex_lock(&log->mu);
+	list = log->parked;
+	log->parked = log->parked_tail = NULL;
+	n = log->nparked; /* those taken; whatever is not submitted goes back */
+	log->nparked = 0;
+	pthread_mutex_unlock(&log->mu);
+	while ((x = list)) {
+		struct wal_aread *next = x->next; /* once submitted, x is another thread's */
+		int rc = submit_read(x);
+
+		if (rc == -EAGAIN)
+			break;
+		list = next;
+		n--;
+		if (rc)
+			read_finish(x, rc);
 	}
-	return 0;
+	if (!list)
+		return;
+	pthread_mutex_lock(&log->mu);
+	for (x = list; x->next; x = x->next)
+		;
+	x->next = log->parked;
+	if (!log->parked)
+		log->parked_tail = x;
+	log->parked = list;
+	log->nparked += n;
+	pthread_mutex_unlock(&log->mu);
+}
+
+/* Runs in whichever thread reaps the engine - inside an auraio callback, where waiting
+ * is impossible (auraio_wait returns at once) - finish, and queue the callback for
+ * poll. A short count is no damage (the kernel may transfer less than asked): the rest
+ * is read first, parked if the ring has no room now; only a read of 0 bytes is the end
+ * of the file. */
+static void read_done(auraio_request_t *req, ssize_t res, void *ud)
+{
+	struct wal_aread *x = ud;
+	uint64_t skip = x->loc.offset - x->start;
+	int rc;
+
+	(void) req;
+	if (res > 0 && x->got + (size_t) res < x->len) {
+		x->got += (size_t) res;
+		rc = submit_read(x);
+		if (rc == -EAGAIN)
+			park(x);
+		if (rc == 0 || rc == -EAGAIN)
+			return;
+		res = rc;
+	} else if (res > 0) {
+		res = (ssize_t) x->len;
+	} else if (res == 0) {
+		res = (ssize_t) x->got;
+	}
+	if (res < 0)
+		rc = (int) res;
+	else if ((uint64_t) res < skip + WAL_REC_HEADER)
+		rc = AURAWAL_ECORRUPT;
+	else
+		rc = verify_copy(x->log, x->seg, x->mem + skip, (uint64_t) res - skip, x->loc,
+				 x->buf, &x->c->len, &x->c->seq);
+	read_finish(x, rc);
 }
 
 /* mu held: a record still in memory completes at once (delivered by the next poll). */
@@ -410,7 +478,7 @@ AURAWAL_API int aurawal_read_async(aurawal_t *log, aurawal_loc_t loc, void *buf,
 {
 	uint64_t size = wal_rec_size(loc.size), start = align_down(loc.offset, WAL_BLOCK);
 	uint64_t end = align_up(loc.offset + size, WAL_BLOCK);
-	struct read_ctx *x = NULL;
+	struct wal_aread *x = NULL;
 	struct wal_segment *s;
 	struct wal_cb *c;
 	int rc = 0;
@@ -442,17 +510,24 @@ AURAWAL_API int aurawal_read_async(aurawal_t *log, aurawal_loc_t loc, void *buf,
 			free(c);
 		return rc;
 	}
-	*x = (struct read_ctx){ log, s, loc, buf, NULL, -1, start, end - start, 0, c };
+	*x = (struct wal_aread){ log, s, loc, buf, NULL, -1, start, end - start, 0, c, NULL };
 	if (end - start <= WAL_READ_BUF_SZ)
 		x->slot = read_buf_get(log);
 	if (x->slot >= 0)
 		x->mem = log->reads.bufs[x->slot];
 	log->pending_cbs++;
-	log->pending_reads++;
+	/* A poller asleep on cv_done (nothing to reap when it looked) must drive this read
+	 * now: it completes only when someone reaps the engine. */
+	if (log->pending_reads++ == 0)
+		pthread_cond_broadcast(&log->cv_done);
 	pthread_mutex_unlock(&log->mu);
 	if (!x->mem)
 		x->mem = wal_alloc(log, end - start);
 	rc = x->mem ? submit_read(x) : -ENOMEM;
+	while (rc == -EAGAIN) { /* the ring is full: let reads complete (the caller may wait) */
+		auraio_wait(log->engine, 1);
+		rc = submit_read(x);
+	}
 	if (rc) {
 		pthread_mutex_lock(&log->mu);
 		log->pending_cbs--;
@@ -471,37 +546,65 @@ AURAWAL_API int aurawal_read_async(aurawal_t *log, aurawal_loc_t loc, void *buf,
 
 /* ---- delivering completions ---- */
 
-/* Run the callbacks of completed async appends, and of reads if `reads` (no lock held). */
+/* mu held: take the next ready callback - an append's first, then a read's if `reads`. */
+static struct wal_cb *take_ready(struct aurawal *log, bool reads)
+{
+	struct wal_cb *c = log->ready_cbs;
+
+	if (c) {
+		if (!(log->ready_cbs = c->next)) {
+			log->ready_cbs_tail = NULL;
+			atomic_store_explicit(&log->cbs_ready, false, memory_order_relaxed);
+		}
+	} else if (reads && (c = log->ready_reads)) {
+		if (!(log->ready_reads = c->next))
+			log->ready_reads_tail = NULL;
+	}
+	if (c)
+		log->pending_cbs--;
+	return c;
+}
+
+static int count_cbs(const struct wal_cb *c)
+{
+	int n = 0;
+
+	for (; c; c = c->next)
+		n++;
+	return n;
+}
+
+/*
+ * Run the callbacks of completed async appends, and of reads if `reads` (no lock held):
+ * at most as many as are ready when it starts (a callback that starts another read
+ * answered from memory does not keep this call going), taken ONE at a time. A callback
+ * may run long - or wait for another thread's completion (a store's multi-get nested in
+ * a get's callback) - and those behind it stay on the shared lists meanwhile, for any
+ * other poller to run; had this call taken the whole list, they would wait for it, and a
+ * thread waiting for one of them would find nothing to wait on. After each callback,
+ * pollers waiting for a condition (aurawal_poll_until) are woken: a callback is what
+ * changes it.
+ */
 int wal_run_ready_cbs(struct aurawal *log, bool reads)
 {
 	struct wal_cb *c;
-	int n = 0;
+	int n = 0, max;
 
 	pthread_mutex_lock(&log->mu);
-	c = log->ready_cbs;
-	if (reads && log->ready_reads) {
-		if (c)
-			log->ready_cbs_tail->next = log->ready_reads;
-		else
-			c = log->ready_reads;
-		log->ready_reads = log->ready_reads_tail = NULL;
-	}
-	log->ready_cbs = log->ready_cbs_tail = NULL;
-	atomic_store_explicit(&log->cbs_ready, false, memory_order_relaxed);
-	for (struct wal_cb *x = c; x; x = x->next)
-		n++;
-	log->pending_cbs -= (uint32_t) n;
-	pthread_mutex_unlock(&log->mu);
-	while (c) {
-		struct wal_cb *next = c->next;
-
+	max = count_cbs(log->ready_cbs) + (reads ? count_cbs(log->ready_reads) : 0);
+	while (n < max && (c = take_ready(log, reads))) {
+		pthread_mutex_unlock(&log->mu);
 		if (c->rcb)
 			c->rcb(c->arg, c->status, c->len, c->seq);
 		else
 			c->cb(c->arg, c->status, c->loc, c->seq);
 		free(c);
-		c = next;
+		n++;
+		pthread_mutex_lock(&log->mu);
+		if (log->until_waiters)
+			pthread_cond_broadcast(&log->cv_done);
 	}
+	pthread_mutex_unlock(&log->mu);
 	return n;
 }
 
@@ -524,15 +627,31 @@ static uint64_t poll_deadline(int timeout_ms)
 	return timeout_ms < 0 ? UINT64_MAX : wal_now_ns() + (uint64_t) timeout_ms * 1000000ull;
 }
 
-/*
- * Wait (mu held) until a completion is ready, nothing is pending, or the deadline. Async
- * reads complete only when someone reaps the engine, so while any is in flight the
- * poller drives it itself, a millisecond at a time (append completions meanwhile arrive
- * through cv_done from the writer thread).
- */
-static void poll_wait(struct aurawal *log, uint64_t deadline)
+struct poll_stop {
+	bool (*fn)(void *arg);
+	void *arg;
+};
+
+/* mu held: is the wait of a poll over? A poll_until waits for its condition; a plain poll
+ * while anything is pending. */
+static bool poll_over(struct aurawal *log, const struct poll_stop *stop)
 {
-	while (!log->ready_cbs && !log->ready_reads && log->pending_cbs) {
+	if (log->ready_cbs || log->ready_reads)
+		return true;
+	return stop ? stop->fn(stop->arg) : log->pending_cbs == 0;
+}
+
+/*
+ * Wait (mu held) until a completion is ready, nothing is pending (or, for a poll_until,
+ * its condition holds), or the deadline. Async reads complete only when someone reaps the
+ * engine, so while any is in flight the poller drives it itself, a millisecond at a time
+ * (append completions meanwhile arrive through cv_done from the writer thread; so do the
+ * wake-ups of wal_run_ready_cbs after a callback another thread ran) - and submits again
+ * those parked for want of room in the ring.
+ */
+static void poll_wait(struct aurawal *log, uint64_t deadline, const struct poll_stop *stop)
+{
+	while (!poll_over(log, stop)) {
 		uint64_t now = wal_now_ns();
 		struct timespec ts;
 
@@ -540,21 +659,25 @@ static void poll_wait(struct aurawal *log, uint64_t deadline)
 			return;
 		if (log->pending_reads) {
 			pthread_mutex_unlock(&log->mu);
+			wal_resubmit_parked(log);
 			auraio_wait(log->engine, 1);
 			pthread_mutex_lock(&log->mu);
 			continue;
 		}
-		clock_gettime(CLOCK_REALTIME, &ts);
+		log->until_waiters += stop != NULL;
 		if (deadline != UINT64_MAX) {
-			uint64_t t = (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec +
-				     (deadline - now);
+			uint64_t t;
 
+			clock_gettime(CLOCK_REALTIME, &ts);
+			t = (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec +
+			    (deadline - now);
 			ts.tv_sec = (time_t) (t / 1000000000ull);
 			ts.tv_nsec = (long) (t % 1000000000ull);
 			pthread_cond_timedwait(&log->cv_done, &log->mu, &ts);
 		} else {
 			pthread_cond_wait(&log->cv_done, &log->mu);
 		}
+		log->until_waiters -= stop != NULL;
 	}
 }
 
@@ -574,22 +697,42 @@ static void ask_write_cbs(struct aurawal *log)
 		pthread_cond_signal(&log->cv_writer);
 }
 
-AURAWAL_API int aurawal_poll(aurawal_t *log, int timeout_ms)
+static int poll_body(struct aurawal *log, int timeout_ms, const struct poll_stop *stop)
 {
-	if (!log)
-		return -EINVAL;
 	pthread_mutex_lock(&log->mu);
 	if (log->pending_reads && !log->ready_cbs && !log->ready_reads) { /* reap, no wait */
 		pthread_mutex_unlock(&log->mu);
 		auraio_poll(log->engine);
 		pthread_mutex_lock(&log->mu);
 	}
+	if (log->parked) {
+		pthread_mutex_unlock(&log->mu);
+		wal_resubmit_parked(log);
+		pthread_mutex_lock(&log->mu);
+	}
 	if (timeout_ms != 0) {
 		ask_write_cbs(log);
-		poll_wait(log, poll_deadline(timeout_ms));
+		poll_wait(log, poll_deadline(timeout_ms), stop);
 	}
 	pthread_mutex_unlock(&log->mu);
 	return wal_run_ready_cbs(log, true);
+}
+
+AURAWAL_API int aurawal_poll(aurawal_t *log, int timeout_ms)
+{
+	if (!log)
+		return -EINVAL;
+	return poll_body(log, timeout_ms, NULL);
+}
+
+AURAWAL_API int aurawal_poll_until(aurawal_t *log, int timeout_ms, bool (*stop)(void *arg),
+				   void *arg)
+{
+	struct poll_stop st = { stop, arg };
+
+	if (!log || !stop)
+		return -EINVAL;
+	return poll_body(log, timeout_ms, &st);
 }
 
 AURAWAL_API auraio_engine_t *aurawal_engine(aurawal_t *log)
