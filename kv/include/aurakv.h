@@ -155,8 +155,9 @@ AURAKV_API void aurakv_options_init(aurakv_options_t *opts);
 /**
  * Open (or create) the store in directory `dir`; `opts` NULL = defaults.
  * Recovery runs first: the log is checked, a torn tail after a crash is dropped (it was
- * never acknowledged), the index is rebuilt from hint files and the unsealed part of the
- * log. Every open (not only one that makes `dir`: it makes `dir` if missing, not its
+ * never acknowledged; after a clean close there is none: records missing at the log's
+ * end are damage, AURAKV_ECORRUPT), the index is rebuilt from hint files and the
+ * unsealed part of the log. Every open (not only one that makes `dir`: it makes `dir` if missing, not its
  * parents) fsyncs the directory holding `dir`, which must therefore be readable, and
  * `dir` itself, so that the store's names survive a power loss with what is acknowledged
  * in it; a failure fails the open with its -errno, and a retry syncs them again.

@@ -203,8 +203,10 @@ AURAWAL_API void aurawal_options_init(aurawal_options_t *opts);
 /**
  * Open (or create) the log in directory `dir`; `opts` NULL = defaults.
  * Recovery runs first (docs/wal_format.md): a torn or zeroed tail is the clean end and
- * appends continue there; damage followed by valid records is reported through the
- * reporter and, in STRICT mode, fails the open with AURAWAL_ECORRUPT.
+ * appends continue there; damage followed by valid records - or, after a clean close,
+ * records missing before the end its close block names (a file cut short, a damaged
+ * last record: no crash leaves those) - is reported through the reporter and, in
+ * STRICT mode, fails the open with AURAWAL_ECORRUPT.
  * Creating a log (create_if_missing, and no segment in `dir`) makes `dir` if it is
  * missing (not its parents) and fsyncs the directory holding it before the first
  * segment, so that the log's own name survives a power loss with what is acknowledged
