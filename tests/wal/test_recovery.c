@@ -183,6 +183,7 @@ static void closed_log_short_of_its_close_block(bool zero_it)
 	log = open_mode(AURAWAL_RECOVER_INSPECT, &rs, &rc);
 	cr_assert_eq(rc, 0, "inspect: %s (%d reports: %s)", aurawal_strerror(rc), rs.n, rs.reason);
 	cr_assert_geq(rs.corruption, 1, "inspect reports it");
+	cr_assert_eq(count_records(log, NULL), NREC - 3, "inspect reads up to the damage");
 	aurawal_close(log);
 	log = open_mode(AURAWAL_RECOVER_POINT_IN_TIME, &rs, &rc);
 	cr_assert_eq(rc, 0, "point in time: %s", aurawal_strerror(rc));

@@ -191,7 +191,7 @@ static int damage(struct aurawal *log, struct wal_reader *r, uint64_t off, bool 
 		   closed ? "damaged or missing records before the end its close block names"
 			  : "damaged data followed by valid records");
 	if (log->opts.recovery == AURAWAL_RECOVER_INSPECT) {
-		*resume = next; /* read past it */
+		*resume = closed ? 0 : next; /* read past it; nothing to read past a cut */
 		return 0;
 	}
 	if (log->opts.recovery == AURAWAL_RECOVER_POINT_IN_TIME) {
