@@ -525,7 +525,9 @@ static void damage(struct damage *d)
 
 	memset(d, 0, sizeof(*d));
 	d->file = (int) below((uint64_t) nfiles); /* any file; but mostly the log's and hints */
-	if (below(4) < 3) {
+	if (below(10) == 0 && pick_kind(FK_RELEASED) >= 0) /* GC's record of segments released */
+		d->file = pick_kind(FK_RELEASED);
+	else if (below(4) < 3) {
 		int pick = pick_kind(below(3) ? FK_SEGMENT : FK_HINT);
 
 		d->file = pick >= 0 ? pick : d->file;
