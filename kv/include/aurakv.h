@@ -173,10 +173,11 @@ AURAKV_API void aurakv_options_init(aurakv_options_t *opts);
  * Recovery runs first: the log is checked, a torn tail after a crash is dropped (it was
  * never acknowledged; after a clean close there is none: records missing at the log's
  * end are damage, AURAKV_ECORRUPT), the index is rebuilt from hint files and the
- * unsealed part of the log. Every open (not only one that makes `dir`: it makes `dir` if missing, not its
- * parents) fsyncs the directory holding `dir`, which must therefore be readable, and
- * `dir` itself, so that the store's names survive a power loss with what is acknowledged
- * in it; a failure fails the open with its -errno, and a retry syncs them again.
+ * unsealed part of the log. Every open (not only one that makes `dir`: it makes `dir`
+ * if missing, not its parents) fsyncs the directory holding `dir`, which must therefore
+ * be readable, and `dir` itself, so that the store's names survive a power loss with
+ * what is acknowledged in it; a failure fails the open with its -errno, and a retry
+ * syncs them again.
  * Returns 0 and *db, or: -EINVAL (NULL dir or db, bad option), -ENAMETOOLONG (`dir`
  * longer than PATH_MAX - 65 bytes: the store's file names must fit after it; nothing
  * is made), -ENOENT (no store and create_if_missing is false), AURAKV_ELOCKED (another
