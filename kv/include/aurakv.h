@@ -29,6 +29,22 @@
  *   aurakv_strerror() describes all of them. A missing key is AURAKV_ENOTFOUND, an
  *   ordinary result. Corruption is AURAKV_ECORRUPT, never folded into -EIO.
  *
+ * Damage on disk
+ *   Every log record is checksummed with its header, every hint file block by block.
+ *   Damage is reported (AURAKV_REPORT_CORRUPTION) and answered with AURAKV_ECORRUPT;
+ *   it is never skipped and never answered with another value: a get returns the
+ *   key's last write or AURAKV_ECORRUPT, and a deleted key stays deleted. Where:
+ *   aurakv_open() fails on damage in what it reads - the unsealed end of the log
+ *   (after a clean close, records missing before the end it recorded too), a sealed
+ *   segment without a usable hint file, a segment header, a lost segment file, the
+ *   log's RELEASED file. A sealed segment with a valid hint file is not read at open:
+ *   its damage is met by the gets of the keys it holds, by GC (aurakv_compact), and
+ *   by aurakv_verify(), which reads every record and hint file. A damaged, missing or
+ *   mismatched hint file loses nothing: the segment is read instead and the hint
+ *   rewritten. Bytes no reader uses are not checked: a record's 0-7 padding bytes,
+ *   the unused bytes of a segment's header block, and whatever lies past the log's
+ *   end (docs/wal_format.md).
+ *
  * Threading
  *   Every function may be called from any thread concurrently on the same store,
  *   except aurakv_close(), which must be the last call on the store and must not race
@@ -155,11 +171,13 @@ AURAKV_API void aurakv_options_init(aurakv_options_t *opts);
 /**
  * Open (or create) the store in directory `dir`; `opts` NULL = defaults.
  * Recovery runs first: the log is checked, a torn tail after a crash is dropped (it was
- * never acknowledged), the index is rebuilt from hint files and the unsealed part of the
- * log. Every open (not only one that makes `dir`: it makes `dir` if missing, not its
- * parents) fsyncs the directory holding `dir`, which must therefore be readable, and
- * `dir` itself, so that the store's names survive a power loss with what is acknowledged
- * in it; a failure fails the open with its -errno, and a retry syncs them again.
+ * never acknowledged; after a clean close there is none: records missing at the log's
+ * end are damage, AURAKV_ECORRUPT), the index is rebuilt from hint files and the
+ * unsealed part of the log. Every open (not only one that makes `dir`: it makes `dir`
+ * if missing, not its parents) fsyncs the directory holding `dir`, which must therefore
+ * be readable, and `dir` itself, so that the store's names survive a power loss with
+ * what is acknowledged in it; a failure fails the open with its -errno, and a retry
+ * syncs them again.
  * Returns 0 and *db, or: -EINVAL (NULL dir or db, bad option), -ENAMETOOLONG (`dir`
  * longer than PATH_MAX - 65 bytes: the store's file names must fit after it; nothing
  * is made), -ENOENT (no store and create_if_missing is false), AURAKV_ELOCKED (another

@@ -697,3 +697,65 @@ Test(kv_recovery, a_segment_dropped_after_an_unflushed_rollover_is_information_n
 	cr_assert_eq(aurakv_close(db), 0);
 	free(v);
 }
+
+/* A store closed cleanly, its last write an overwrite of "key" in the active segment:
+ * where that record is (read before the close). */
+static struct kv_ref closed_with_an_overwrite_last(aurakv_options_t *o)
+{
+	struct kv_ref ref;
+	aurakv_t *db;
+
+	o->background_gc = false;
+	db = kv_open_ok(dir, o);
+	cr_assert_eq(aurakv_put(db, "key", 3, "old value", 9, 0), 0);
+	cr_assert_eq(aurakv_put(db, "other", 5, "x", 1, 0), 0);
+	cr_assert_eq(aurakv_put(db, "key", 3, "new value", 9, 0), 0);
+	cr_assert_eq(kv_index_get(db->db->ix, "key", 3, &ref), 0);
+	cr_assert_eq(aurakv_close(db), 0);
+	return ref;
+}
+
+/* After a clean close, the close block in the last segment's header says where its
+ * records end: every one of them was durable. A record before that end that is cut off
+ * (the file truncated) or fails its checksum is damage, not a torn tail of a crash: open
+ * took it for one, dropped it as information and served the key's previous value. */
+static void last_record_damaged(bool truncate_it)
+{
+	aurakv_options_t o = kv_opts(&reps);
+	struct kv_ref ref = closed_with_an_overwrite_last(&o);
+	aurakv_verify_result_t res;
+	char path[600];
+	aurakv_t *db = NULL;
+	void *v = NULL;
+	size_t len;
+	int rc;
+
+	kv_segment_path(path, sizeof(path), dir, ref.segment);
+	if (truncate_it)
+		cr_assert_eq(truncate(path, (off_t) ref.offset + 40), 0);
+	else
+		kv_flip_byte(path, ref.offset + 32 + ref.size - 2); /* in "new value" */
+	cr_assert_eq(aurakv_verify(dir, &o, &res), AURAKV_ECORRUPT, "verify: %s", reps.last);
+	cr_assert_geq(res.corrupt, 1);
+	reps.corruption = 0;
+	rc = aurakv_open(dir, &o, &db);
+	if (rc == 0) {
+		rc = aurakv_get(db, "key", 3, &v, &len);
+		cr_assert(rc != 0 || len != 9 || memcmp(v, "old value", 9) != 0,
+			  "the overwritten value came back: %s", reps.last);
+		aurakv_free(v);
+		aurakv_close(db);
+	}
+	cr_assert_eq(rc, AURAKV_ECORRUPT, "%s", aurakv_strerror(rc));
+	cr_assert_geq(reps.corruption, 1, "reported");
+}
+
+Test(kv_recovery, a_truncated_last_segment_of_a_closed_store_is_corruption_not_a_torn_tail)
+{
+	last_record_damaged(true);
+}
+
+Test(kv_recovery, a_damaged_last_record_of_a_closed_store_is_corruption_not_a_torn_tail)
+{
+	last_record_damaged(false);
+}

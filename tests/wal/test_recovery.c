@@ -45,6 +45,21 @@ static int seg_fd(void)
 	return fd;
 }
 
+/* make_log(), then the log as a crash leaves it: without the close block (an open
+ * removes it before appending). A close block vouches for every record up to its end, so
+ * a tail cut or torn short of it is damage, not what a crash leaves (docs/wal_format.md,
+ * "Recovery rule"). */
+static void make_crashed_log(void)
+{
+	uint8_t zero[SM_END - SM_MARKER] = { 0 };
+	int fd;
+
+	make_log();
+	fd = seg_fd();
+	cr_assert_eq(pwrite(fd, zero, sizeof(zero), SM_MARKER), (ssize_t) sizeof(zero));
+	close(fd);
+}
+
 /* Records a log yields, oldest first: their payload indices must be 0, 1, 2, ...
  * (records after the first `check` are not checked: unacknowledged ones may exist) */
 static int count_records_upto(aurawal_t *log, const int *skip, int check)
@@ -90,7 +105,7 @@ Test(wal_recovery, a_tail_truncated_at_every_byte_of_the_last_block_is_a_clean_e
 	uint8_t *orig;
 	int fd;
 
-	make_log();
+	make_crashed_log();
 	end = locs[NREC - 1].offset + wal_rec_size(RLEN);
 	blk = align_down(end - 1, 4096);
 	orig = malloc(4096);
@@ -124,7 +139,7 @@ Test(wal_recovery, appends_continue_after_a_truncated_tail)
 	aurawal_t *log;
 	int fd, n;
 
-	make_log();
+	make_crashed_log();
 	cut = locs[NREC - 1].offset + 100; /* through the middle of the last record */
 	fd = seg_fd();
 	cr_assert_eq(ftruncate(fd, (off_t) cut), 0);
@@ -137,6 +152,53 @@ Test(wal_recovery, appends_continue_after_a_truncated_tail)
 	n = count_records(log, NULL);
 	cr_assert_eq(n, NREC + 20, "%d records", n);
 	cr_assert_eq(aurawal_close(log), 0);
+}
+
+/* A cleanly closed log whose last records are cut off (the file truncated) or zeroed:
+ * its close block says they were there, durable - damage, not a crash's torn tail. It
+ * was dropped as a torn tail, and a client read older data without a word. */
+static void closed_log_short_of_its_close_block(bool zero_it)
+{
+	struct reports rs = { 0 };
+	aurawal_t *log;
+	uint64_t cut;
+	int fd, rc;
+
+	make_log();
+	cut = locs[NREC - 3].offset + 40;
+	fd = seg_fd();
+	if (zero_it) {
+		uint8_t zero[600] = { 0 };
+
+		cr_assert_eq(pwrite(fd, zero, sizeof(zero), (off_t) cut), (ssize_t) sizeof(zero));
+	} else {
+		cr_assert_eq(ftruncate(fd, (off_t) cut), 0);
+	}
+	close(fd);
+	log = open_mode(AURAWAL_RECOVER_STRICT, &rs, &rc);
+	cr_assert_eq(rc, AURAWAL_ECORRUPT, "strict: %s", aurawal_strerror(rc));
+	cr_assert_null(log);
+	cr_assert_geq(rs.corruption, 1, "reported");
+	memset(&rs, 0, sizeof(rs));
+	log = open_mode(AURAWAL_RECOVER_INSPECT, &rs, &rc);
+	cr_assert_eq(rc, 0, "inspect: %s (%d reports: %s)", aurawal_strerror(rc), rs.n, rs.reason);
+	cr_assert_geq(rs.corruption, 1, "inspect reports it");
+	cr_assert_eq(count_records(log, NULL), NREC - 3, "inspect reads up to the damage");
+	aurawal_close(log);
+	log = open_mode(AURAWAL_RECOVER_POINT_IN_TIME, &rs, &rc);
+	cr_assert_eq(rc, 0, "point in time: %s", aurawal_strerror(rc));
+	cr_assert_eq(count_records(log, NULL), NREC - 3, "the log ends before the damage");
+	aurawal_close(log);
+}
+
+Test(wal_recovery, a_closed_log_truncated_short_of_its_close_block_is_corruption)
+{
+	closed_log_short_of_its_close_block(false);
+}
+
+Test(wal_recovery, a_closed_log_zeroed_short_of_its_close_block_is_corruption)
+{
+	closed_log_short_of_its_close_block(true);
 }
 
 /* Flip one byte of record 25 at `where` bytes into it. */
@@ -288,7 +350,7 @@ Test(wal_recovery, a_zeroed_tail_is_a_clean_end_without_reports)
 	aurawal_t *log;
 	int fd, rc;
 
-	make_log();
+	make_crashed_log();
 	fd = seg_fd();
 	cr_assert_eq(pwrite(fd, zero, 3 * wal_rec_size(RLEN), (off_t) locs[NREC - 3].offset),
 		     (ssize_t) (3 * wal_rec_size(RLEN)));
@@ -307,7 +369,7 @@ Test(wal_recovery, a_torn_partial_record_at_the_tail_is_dropped_and_reported)
 	int fd, rc;
 	uint8_t junk[64];
 
-	make_log();
+	make_crashed_log();
 	memset(junk, 0xab, sizeof(junk));
 	fd = seg_fd();
 	/* the last record's payload half overwritten: a record torn mid-write */

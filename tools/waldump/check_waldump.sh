@@ -5,7 +5,8 @@
 # tools_waldump):
 #   - an intact log verifies (exit 0) and every record is listed;
 #   - a byte flipped mid-log is corruption: --verify exits 1 and names segment:offset;
-#   - a truncated tail is the clean end of the log: exit 0, the torn tail reported;
+#   - a truncated tail is the clean end of the log: exit 0, the torn tail reported - unless
+#     a close block says the cut records were there (a clean close): corruption, exit 1;
 #   - a segment dropped after a rollover whose flush was never made: exit 0, reported;
 #   - a segment emptied or with a damaged header: every segment file is still listed,
 #     with its size and header state;
@@ -93,12 +94,21 @@ expect_exit 1 "flipped byte: exit 1 without --verify too" -- "$WALDUMP" "$work/f
 expect_output "^  2:$rec +- +[0-9]+  CORRUPT: " "flipped byte: listed in place among the records"
 expect_output "^  2:$((rec + 160)) +[0-9]+ +128  ok$" "flipped byte: the next record is read"
 
-# The last segment cut in the middle of its last record: a torn tail, the clean end.
+# The last segment cut in the middle of its last record after a clean close: its close
+# block says that record was there, durable - damage, not a torn tail.
 cp -a "$work/log" "$work/torn"
 "$WALDUMP" --segment 4 --no-segments "$work/torn" >"$work/out"
 last=$(grep -E ' ok$' "$work/out" | tail -1 | awk '{print $1}')
 off=${last#4:}
 truncate -s $((off + 20)) "$work/torn/0000000000000004.seg"
+expect_exit 1 "closed log cut short: --verify fails" -- "$WALDUMP" --verify "$work/torn"
+expect_output "^  corruption at 4:$off, [0-9]+ bytes: " \
+	"closed log cut short: the finding names segment 4 offset $off"
+
+# The same cut as a crash leaves it, without the close block (bytes 64..119 of block 0,
+# which an open removes before appending): a torn tail, the clean end.
+dd if=/dev/zero of="$work/torn/0000000000000004.seg" bs=1 seek=64 count=56 conv=notrunc \
+	status=none
 expect_exit 0 "truncated tail: --verify passes" -- "$WALDUMP" --verify "$work/torn"
 expect_output "^  torn tail at 4:$off, 20 bytes: .*\(the clean end of the log\)$" \
 	"truncated tail: reported with its location"

@@ -204,23 +204,26 @@ AURAWAL_API void aurawal_options_init(aurawal_options_t *opts);
 /**
  * Open (or create) the log in directory `dir`; `opts` NULL = defaults.
  * Recovery runs first (docs/wal_format.md): a torn or zeroed tail is the clean end and
- * appends continue there; damage followed by valid records is reported through the
- * reporter and, in STRICT mode, fails the open with AURAWAL_ECORRUPT.
+ * appends continue there; damage followed by valid records - or, after a clean close,
+ * records missing before the end its close block names (a file cut short, a damaged
+ * last record: no crash leaves those) - is reported through the reporter and, in
+ * STRICT mode, fails the open with AURAWAL_ECORRUPT.
  * On damage (docs/wal_format.md, "What an open guarantees on damage"): every byte of a
  * record (header, payload, pad), every segment header and RELEASED is verified, and no
  * record is ever returned with other content than it was appended with. A STRICT open
  * fails with AURAWAL_ECORRUPT, deleting no segment that holds records, on damage that
  * anything valid after it proves was durable - a later record, a SYNC mark or seal block
- * after it, a segment missing between two others - and on a damaged RELEASED, a segment
- * file of another log, or one holding another segment's header (renamed). It succeeds,
- * and reports what it drops (AURAWAL_REPORT_TORN_TAIL / _DROPPED, as information), only
- * when nothing valid follows: the last segment's records from the first invalid byte on
- * (a torn write, or damage there - the two look alike), and segments after a break
- * that no durable evidence covers. Deleting the oldest segments cannot be seen: it is
- * what aurawal_release_before() leaves. Bytes that hold no record (a header block past
- * its summary, a segment's tail after its last record or SEAL, bytes past the segment
- * size) are not looked at. With scan_sealed false, damage inside a trusted sealed
- * segment is found by aurawal_read() and the iterator (AURAWAL_ECORRUPT), not here.
+ * after it, a close block naming a later end, a segment missing between two others - and
+ * on a damaged RELEASED, a segment file of another log, or one holding another segment's
+ * header (renamed). It succeeds, and reports what it drops (AURAWAL_REPORT_TORN_TAIL /
+ * _DROPPED, as information), only when nothing valid follows: the last segment's records
+ * from the first invalid byte on when no close block vouches for them (a torn write, or
+ * damage there - the two look alike), and segments after a break that no durable
+ * evidence covers. Deleting the oldest segments cannot be seen: it is what
+ * aurawal_release_before() leaves. Bytes that hold no record (a header block past its
+ * summary, a segment's tail after its last record or SEAL, bytes past the segment size)
+ * are not looked at. With scan_sealed false, damage inside a trusted sealed segment is
+ * found by aurawal_read() and the iterator (AURAWAL_ECORRUPT), not here.
  * Creating a log (create_if_missing, and no segment in `dir`) makes `dir` if it is
  * missing (not its parents) and fsyncs the directory holding it before the first
  * segment, so that the log's own name survives a power loss with what is acknowledged

@@ -76,9 +76,11 @@ uint8_t wal_summary_decode(const uint8_t *blk, uint64_t number, uint64_t seed,
 	sm->last_seq = get_le64(blk + SM_LAST_SEQ);
 	sm->records = get_le64(blk + SM_RECORDS);
 	sm->next = get_le64(blk + SM_NEXT);
+	/* A close block may name an end beyond a file cut short: the records it vouches for
+	 * are then missing, which recovery must see (wal_recover.c, closed_beyond). */
 	if (sm->data_end % 8 || sm->data_end < WAL_HEADER_BLOCK || sm->data_end > segment_size ||
-	    sm->data_end > file_size || (sm->records == 0) != (sm->first_seq == 0) ||
-	    sm->first_seq > sm->last_seq)
+	    (kind == WAL_SUM_SEALED && sm->data_end > file_size) ||
+	    (sm->records == 0) != (sm->first_seq == 0) || sm->first_seq > sm->last_seq)
 		return WAL_SUM_NONE;
 	if (kind == WAL_SUM_SEALED &&
 	    (sm->records < 1 || sm->data_end < WAL_HEADER_BLOCK + wal_rec_size(WAL_SEAL_PAYLOAD) ||

@@ -153,6 +153,17 @@ struct scan_state {
 	uint64_t valid_end; /* PIT: the end of the valid data that was dropped */
 };
 
+/*
+ * A close block says the segment's records run to its data end, all durable (written
+ * after the final sync; an open removes it before appending). Records missing before
+ * that end - cut off by a truncated file, or failing their checksum - are damage, not a
+ * torn tail: nothing a crash leaves. (Dropped as one, a key read its previous value.)
+ */
+static bool closed_beyond(const struct wal_segment *s, uint64_t off)
+{
+	return s->sum.kind == WAL_SUM_CLOSED && off < s->sum.data_end;
+}
+
 /* Damage at off. Returns 0 (clean end or handled) with *end set, or AURAWAL_ECORRUPT. */
 static int damage(struct aurawal *log, struct wal_reader *r, uint64_t off, bool last,
 		  struct scan_state *st, uint64_t *resume)
@@ -160,24 +171,27 @@ static int damage(struct aurawal *log, struct wal_reader *r, uint64_t off, bool 
 	struct wal_segment *s = r->seg;
 	uint64_t seed = wal_seed(log->log_id, s->number);
 	uint64_t next = wal_reader_resync(r, off + 8, s->size, seed);
+	bool closed = last && next >= s->size && closed_beyond(s, off);
 	uint64_t tl;
 
 	*resume = 0;
-	if (next >= s->size && last) { /* the clean end of the log */
+	if (next >= s->size && last && !closed) { /* the clean end of the log */
 		tl = torn_length(r, off, s->size);
 		if (tl)
 			wal_report(log, AURAWAL_REPORT_TORN_TAIL, s->number, off, tl,
 				   "a partial record at the end of the log was dropped");
 		return 0;
 	}
-	if (next >= s->size) /* a segment before the last ends here: a break (wal_recover) */
+	if (next >= s->size && !closed) /* a segment before the last ends: a break (wal_recover) */
 		return 0;
 	wal_report(log,
 		   log->opts.recovery == AURAWAL_RECOVER_POINT_IN_TIME ? AURAWAL_REPORT_DROPPED
 								       : AURAWAL_REPORT_CORRUPTION,
-		   s->number, off, next - off, "damaged data followed by valid records");
+		   s->number, off, (closed ? s->sum.data_end : next) - off,
+		   closed ? "damaged or missing records before the end its close block names"
+			  : "damaged data followed by valid records");
 	if (log->opts.recovery == AURAWAL_RECOVER_INSPECT) {
-		*resume = next; /* read past it */
+		*resume = closed ? 0 : next; /* read past it; nothing to read past a cut */
 		return 0;
 	}
 	if (log->opts.recovery == AURAWAL_RECOVER_POINT_IN_TIME) {
