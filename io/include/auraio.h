@@ -418,8 +418,9 @@ AURAIO_API int auraio_wait(auraio_engine_t *engine, int timeout_ms);
  * Correct whichever thread reaps its completion: a thread that handles it while this
  * one sleeps wakes this one. While waiting, the caller may run other requests' callbacks.
  * Returns 0 and stores the operation's result in `*result` (may be NULL), releasing the
- * request (one of its ring's 2 x queue_depth: see EAGAIN at auraio_read()); -ETIMEDOUT after `timeout_ms` (-1 = no limit; 0 = do not block: submit what the
- * ring has batched and handle what is ready once, then check), the request stays waitable;
+ * request (one of its ring's 2 x queue_depth: see EAGAIN at auraio_read()); -ETIMEDOUT
+ * after `timeout_ms` (-1 = no limit; 0 = do not block: submit what the ring has batched
+ * and handle what is ready once, then check), the request stays waitable;
  * -EINVAL if `req` is NULL or not waitable.
  */
 AURAIO_API int auraio_request_wait(auraio_engine_t *engine, auraio_request_t *req, int timeout_ms,
@@ -649,7 +650,8 @@ typedef struct auraio_fault {
  * Install `fault` (replacing any previous rule). Faults apply to operations submitted
  * afterwards, in any ring; a faulted operation in a linked chain cancels the rest of the
  * chain as a real failure would. A faulted operation cancelled before it ran (a broken
- * link before it, auraio_cancel) completes with -ECANCELED, not the rule's result. Returns 0, -EINVAL, or -ENOTSUP (not compiled in).
+ * link before it, auraio_cancel) completes with -ECANCELED, not the rule's result.
+ * Returns 0, -EINVAL, or -ENOTSUP (not compiled in).
  */
 AURAIO_API int auraio_fault_set(auraio_engine_t *engine, const auraio_fault_t *fault);
 

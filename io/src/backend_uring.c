@@ -140,11 +140,11 @@ static unsigned sq_unconsumed(struct io_uring *u)
 
 /*
  * After an enter that submitted rc of the to_submit entries it asked for (all: see
- * enter_count): how many are left for this thread to send. The kernel stops at an entry that fails before it is
- * issued (a readv whose iovec it refuses while preparing it): that one completes with
- * its error, but the entries after it stay in the SQ, published - no later publish
- * counts them, and a waiter would sleep on completions that never come. Fewer taken
- * because another thread entered for the same entries leaves nothing behind.
+ * enter_count): how many are left for this thread to send. The kernel stops at an entry
+ * that fails before it is issued (a readv whose iovec it refuses while preparing it): that
+ * one completes with its error, but the entries after it stay in the SQ, published - no
+ * later publish counts them, and a waiter would sleep on completions that never come. Fewer
+ * taken because another thread entered for the same entries leaves nothing behind.
  */
 static unsigned enter_left(struct io_uring *u, int rc, unsigned to_submit)
 {

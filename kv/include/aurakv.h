@@ -182,8 +182,8 @@ AURAKV_API void aurakv_options_init(aurakv_options_t *opts);
  * longer than PATH_MAX - 65 bytes: the store's file names must fit after it; nothing
  * is made), -ENOENT (no store and create_if_missing is false), AURAKV_ELOCKED (another
  * process has it open, or this one through a handle not yet closed: the reporter gets
- * a message naming the holder's PID), AURAKV_EFORMAT, AURAKV_ECORRUPT (damage the log cannot recover from,
- * reported), -ENOMEM, -ENOSPC or another -errno.
+ * a message naming the holder's PID), AURAKV_EFORMAT, AURAKV_ECORRUPT (damage the log
+ * cannot recover from, reported), -ENOMEM, -ENOSPC or another -errno.
  */
 AURAKV_API int aurakv_open(const char *dir, const aurakv_options_t *opts, aurakv_t **db);
 

@@ -288,10 +288,10 @@ AURAWAL_API int aurawal_append_async(aurawal_t *log, const struct iovec *iov, in
  * Run the callbacks of completed asynchronous appends and reads; if none is ready, wait
  * up to `timeout_ms` (< 0 = no limit) while anything is in flight. It runs at most the
  * callbacks ready when it starts, taking them one at a time: while one runs, the others
- * stay ready for other threads' polls (a long callback holds up no other). A poll that may wait
- * (timeout_ms != 0) with flush_delay_us 0 first has the asynchronous appends not yet
- * written written (as aurawal_flush() would, without a sync): nothing else would write
- * a non-durable one. Returns the number of callbacks run, or -EINVAL.
+ * stay ready for other threads' polls (a long callback holds up no other). A poll that
+ * may wait (timeout_ms != 0) with flush_delay_us 0 first has the asynchronous appends
+ * not yet written written (as aurawal_flush() would, without a sync): nothing else
+ * would write a non-durable one. Returns the number of callbacks run, or -EINVAL.
  */
 AURAWAL_API int aurawal_poll(aurawal_t *log, int timeout_ms);
 
@@ -403,16 +403,16 @@ AURAWAL_API void aurawal_iter_close(aurawal_iter_t *it);
 /**
  * Release every segment numbered below loc.segment (the segment holding loc stays): the
  * files are recycled as spares or deleted - deleted at once if a reader or iterator is
- * still in one: it finishes its read through the file it has open. Readers and
- * iterators positioned in a released segment get -ENOENT afterwards. A segment whose last records are still being
- * written (its SEAL, or records appended without AURAWAL_DURABLE) is released only once
- * they are written: the call waits for that (not for a sync: a released segment is not
- * needed). The release itself becomes durable with the next durable append, sync or
- * close; after a crash before that, released segments may be found again at open, in
- * front of the log. With flush_on_rollover the call syncs the directory itself; if that
- * sync fails, the segments are released all the same (their number is returned) and the
- * sync stays owed as without flush_on_rollover: the next durable append, sync or close
- * makes it, and fails the log if it fails.
+ * still in one: it finishes its read through the file it has open. Readers and iterators
+ * positioned in a released segment get -ENOENT afterwards. A segment whose last records are
+ * still being written (its SEAL, or records appended without AURAWAL_DURABLE) is released
+ * only once they are written: the call waits for that (not for a sync: a released segment
+ * is not needed). The release itself becomes durable with the next durable append, sync or
+ * close; after a crash before that, released segments may be found again at open, in front
+ * of the log. With flush_on_rollover the call syncs the directory itself; if that sync
+ * fails, the segments are released all the same (their number is returned) and the sync
+ * stays owed as without flush_on_rollover: the next durable append, sync or close makes it,
+ * and fails the log if it fails.
  * Returns the number of segments released, or -EINVAL, -EROFS, -ENOSPC (the segment's
  * last records cannot be written for lack of space yet; it was not released: retry
  * later), the log's failure error, or -errno. If some segments were released before one
@@ -422,14 +422,14 @@ AURAWAL_API void aurawal_iter_close(aurawal_iter_t *it);
 AURAWAL_API int aurawal_release_before(aurawal_t *log, aurawal_loc_t loc);
 
 /**
- * Release one segment (not the active one): its file is recycled, or deleted - at once
- * if a reader or iterator is still in it, which finishes its read through the file it
- * has open. The release is recorded durably first (docs/wal_format.md, RELEASED), so
- * recovery knows the gap is intended, and the file's removal is durable when the call
- * returns 0: a crash afterwards never finds the segment again. The caller must know that nothing in it is
- * still needed (the store's GC copies live records out and syncs first). If the
- * segment's last records are still being written, the call first waits until they are
- * written, as aurawal_release_before() does.
+ * Release one segment (not the active one): its file is recycled, or deleted - at once if a
+ * reader or iterator is still in it, which finishes its read through the file it has open.
+ * The release is recorded durably first (docs/wal_format.md, RELEASED), so recovery knows
+ * the gap is intended, and the file's removal is durable when the call returns 0: a crash
+ * afterwards never finds the segment again. The caller must know that nothing in it is
+ * still needed (the store's GC copies live records out and syncs first). If the segment's
+ * last records are still being written, the call first waits until they are written, as
+ * aurawal_release_before() does.
  * Returns 0, -ENOENT (no such segment), -EBUSY (the active segment), -EROFS, -EINVAL,
  * -ENOSPC (as for aurawal_release_before: not released, retry later), the log's failure
  * error, or -errno. An error means the segment was not released: it stays, readable
@@ -456,11 +456,11 @@ typedef void (*aurawal_read_cb)(void *arg, int status, size_t len, uint64_t seq)
  * calls aurawal_poll() (or aurawal_poll_until), when the payload is there (or with an
  * error). `buf` is borrowed until then. One thread can keep many reads in flight this
  * way (the store's async and multi-get); while the engine's ring is full, this call
- * waits for room (it reaps). A
- * read the kernel completes short is read on from its completion, which may run in any
- * thread that reaps the engine: if the ring has no room for the rest then, the rest is
- * not waited for there but submitted again by the next aurawal_poll() (which keeps
- * driving it, as any read in flight) or by aurawal_close().
+ * waits for room (it reaps). A read the kernel completes short is read on from its
+ * completion, which may run in any thread that reaps the engine: if the ring has no
+ * room for the rest then, the rest is not waited for there but submitted again by the
+ * next aurawal_poll() (which keeps driving it, as any read in flight) or by
+ * aurawal_close().
  * Returns 0 (cb will run), or an error as for aurawal_read (cb will not run).
  */
 AURAWAL_API int aurawal_read_async(aurawal_t *log, aurawal_loc_t loc, void *buf, size_t cap,
