@@ -373,12 +373,15 @@ static int zero_block_after(struct aurawal *log, struct wal_segment *s, uint64_t
 
 /* Point-in-time recovery: zero what follows the cut in its segment (valid records of
  * this segment's life lie there, the block of the cut included: a crash before the
- * first append rewrites that block must not bring them back), and drop later segments. */
+ * first append rewrites that block must not bring them back), and drop later segments.
+ * Whole blocks (O_DIRECT): a file cut short may end inside one, which then runs on. */
 static int cut_after(struct aurawal *log, struct wal_segment *s, uint64_t valid_end)
 {
 	uint64_t from = align_up(s->data_end, WAL_BLOCK);
 	uint8_t *z;
 	int rc;
+
+	valid_end = align_up(valid_end, WAL_BLOCK);
 
 	if (log->read_only)
 		return 0;
