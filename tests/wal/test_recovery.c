@@ -565,6 +565,46 @@ Test(wal_recovery, swapped_segments_in_the_middle_are_corruption_and_nothing_is_
 	aurawal_close(log);
 }
 
+/* The last segment holding records of a closed log cut inside its header block (its
+ * close block goes with it). It was taken for a segment whose rollover a crash never
+ * flushed and dropped with its records as information: the open succeeded without them.
+ * No crash leaves a numbered segment file short - it gets its full size before its
+ * number - so a cut file is damage: the open fails, deleting nothing. */
+Test(wal_recovery, the_last_segment_cut_inside_its_header_block_is_corruption)
+{
+	static const off_t cuts[] = { 0, 100, 4095 };
+
+	for (size_t c = 0; c < sizeof(cuts) / sizeof(cuts[0]); c++) {
+		struct reports rs = { 0 };
+		aurawal_t *log;
+		char path[512];
+		int n, rc;
+
+		rm_tree(dir);
+		cr_assert_eq(mkdir(dir, 0755), 0);
+		n = make_log_of_3_segments(false);
+		cr_assert_eq(mlocs[n - 1].segment, 3);
+		seg_name(path, sizeof(path), 3);
+		cr_assert_eq(truncate(path, cuts[c]), 0);
+		for (int again = 0; again < 2; again++) { /* the first changed nothing */
+			memset(&rs, 0, sizeof(rs));
+			log = open_mode(AURAWAL_RECOVER_STRICT, &rs, &rc);
+			cr_assert_eq(rc, AURAWAL_ECORRUPT, "cut to %lld: %s (%s)",
+				     (long long) cuts[c], aurawal_strerror(rc), rs.reason);
+			cr_assert_null(log);
+			cr_assert_geq(rs.corruption, 1);
+			cr_assert_eq(rs.dropped, 0, "dropped: %s", rs.reason);
+			cr_assert(seg_file_exists(3) && seg_file_exists(4),
+				  "a segment was deleted");
+		}
+		log = open_mode(AURAWAL_RECOVER_INSPECT, &rs, &rc);
+		cr_assert_eq(rc, 0, "inspect: %s", aurawal_strerror(rc));
+		for (int i = 0; i < n && mlocs[i].segment < 3; i++)
+			read_check(log, mlocs[i], (uint64_t) i, mseqs[i]);
+		aurawal_close(log);
+	}
+}
+
 /* RELEASED ends with its checksum line, "end <16 hex digits>\n" (docs/wal_format.md):
  * bytes after it, or that line's own newline damaged, were never checked - the parser
  * took the last line starting with "end " and read a number from it - so garbage

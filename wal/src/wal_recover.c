@@ -462,11 +462,24 @@ static int durable_evidence(struct aurawal *log, struct wal_segment *broken, boo
 }
 
 /*
+ * A segment file with a bad header and fewer bytes than the log's segment size was cut
+ * after it was named: a segment file gets its full size (fallocate, or a recycled
+ * file's) before its header and its name (wal_segment.c), so a crash - even one that
+ * lost the header's write - leaves it whole. A file cut inside its header block by hand
+ * or by a tool took its records along, and the close block that vouched for them.
+ */
+static bool cut_short(const struct aurawal *log, const struct wal_segment *s)
+{
+	return s->bad_hdr && s->size < log->segment_size;
+}
+
+/*
  * A break: segment `prev` is the last one that can be read - it ends without a SEAL
  * (torn), or the segment after it has a bad header. docs/wal_format.md, "Recovery
- * rule": with evidence that the broken segment was durable, it is corruption; without,
- * it is the end of the log left by a crash before a rollover's flush was paid - the
- * later segments, which hold nothing acknowledged as durable, are dropped. Returns 0
+ * rule": with evidence that the broken segment was durable, or a bad header in a file cut
+ * short (cut_short), it is corruption; without, it is the end of the log left by a crash
+ * before a rollover's flush was paid - the later segments, which hold nothing
+ * acknowledged as durable, are dropped. Returns 0
  * (the log ends in prev) or an error; *cut: point-in-time recovery cuts the log in prev.
  */
 static int log_break(struct aurawal *log, struct wal_segment *prev, bool torn, const char *what,
@@ -474,9 +487,12 @@ static int log_break(struct aurawal *log, struct wal_segment *prev, bool torn, c
 {
 	bool inspect = log->opts.recovery == AURAWAL_RECOVER_INSPECT;
 	bool pit = log->opts.recovery == AURAWAL_RECOVER_POINT_IN_TIME;
-	int rc = durable_evidence(log, torn ? prev : prev->next, !torn);
+	bool short_file = !torn && cut_short(log, prev->next);
+	int rc = short_file ? 1 : durable_evidence(log, torn ? prev : prev->next, !torn);
 
 	*cut = false;
+	if (short_file)
+		what = "a bad header in a segment file cut short (no crash leaves one short)";
 	if (rc < 0)
 		return rc;
 	if (rc == 1) { /* durable after the break: corruption */
