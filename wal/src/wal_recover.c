@@ -371,9 +371,31 @@ static int zero_block_after(struct aurawal *log, struct wal_segment *s, uint64_t
 	return rc < 0 ? rc : 0;
 }
 
-/* Point-in-time recovery: zero what follows the cut in its segment (valid records of
+/* Remove s's summary (a close block or a seal block), durably. 0 or -errno. */
+static int drop_summary(struct aurawal *log, struct wal_segment *s)
+{
+	int rc;
+
+	if (s->sum.kind == WAL_SUM_NONE)
+		return 0;
+	rc = wal_write_summary(log, s, NULL, true);
+	if (rc == 0)
+		s->sum.kind = WAL_SUM_NONE;
+	return rc;
+}
+
+/*
+ * Point-in-time recovery: zero what follows the cut in its segment (valid records of
  * this segment's life lie there, the block of the cut included: a crash before the
- * first append rewrites that block must not bring them back), and drop later segments. */
+ * first append rewrites that block must not bring them back), and drop later segments.
+ * The order holds across a crash at any step. First s's summary goes, durably: a close
+ * block left over the zeroed records would name an end beyond them, a seal block would
+ * be durable evidence for the break at the cut - either a corruption report of the cut
+ * itself by the next strict open. Then the later segments, durably (their SYNC marks and
+ * seal blocks would be such evidence too). Until the records are zeroed, the next open
+ * finds the damage as it was (damage followed by valid records) - or, where only the
+ * close block made it damage, a torn tail: what the cut makes of it.
+ */
 static int cut_after(struct aurawal *log, struct wal_segment *s, uint64_t valid_end)
 {
 	uint64_t from = align_up(s->data_end, WAL_BLOCK);
@@ -382,6 +404,13 @@ static int cut_after(struct aurawal *log, struct wal_segment *s, uint64_t valid_
 
 	if (log->read_only)
 		return 0;
+	rc = drop_summary(log, s);
+	if (rc == 0)
+		rc = drop_after(log, s);
+	if (rc == 0)
+		rc = sync_dir_fd(log);
+	if (rc)
+		return rc;
 	z = wal_alloc(log, WAL_SCAN_CHUNK);
 	if (!z)
 		return -ENOMEM;
@@ -391,12 +420,7 @@ static int cut_after(struct aurawal *log, struct wal_segment *s, uint64_t valid_
 		rc =
 		    wal_pwrite(log, s->fd, z, -1, MIN((uint64_t) WAL_SCAN_CHUNK, valid_end - o), o);
 	wal_free(log, z);
-	if (rc >= 0)
-		rc = wal_fdatasync(log, s->fd);
-	if (rc < 0)
-		return rc;
-	rc = drop_after(log, s);
-	return rc ? rc : sync_dir_fd(log);
+	return rc < 0 ? rc : wal_fdatasync(log, s->fd);
 }
 
 /*
@@ -603,8 +627,8 @@ int wal_recover(struct aurawal *log)
 /*
  * After recovery, in a log that may be written (no other thread yet): remove the active
  * segment's summary before anything is appended - a close block would otherwise claim
- * an end the next appends move, a seal block (left in a segment point-in-time recovery
- * cut) a seal it no longer has - and give every sealed segment that was read in full a
+ * an end the next appends move (a segment point-in-time recovery cut lost its summary
+ * before the cut: cut_after) - and give every sealed segment that was read in full a
  * seal block, so the next open need not read it again.
  */
 int wal_recover_finish(struct aurawal *log)
