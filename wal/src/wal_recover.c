@@ -353,17 +353,20 @@ static int drop_after(struct aurawal *log, struct wal_segment *s)
 }
 
 /* The block holding the cut at `end` keeps its bytes before it and is zeroed after it:
- * valid records after the damage may share that block. 0 or -errno. */
+ * valid records after the damage may share that block. A file cut short may end inside
+ * that block: what is missing reads as zeros, and the whole block is written (O_DIRECT),
+ * extending the file to it. 0 or -errno. */
 static int zero_block_after(struct aurawal *log, struct wal_segment *s, uint64_t end, uint8_t *z)
 {
 	uint64_t blk = align_down(end, WAL_BLOCK);
 	int rc;
 
-	if (end == blk || blk + WAL_BLOCK > s->size)
+	if (end == blk)
 		return 0;
+	memset(z, 0, WAL_BLOCK);
 	rc = wal_pread(log, s->fd, z, -1, WAL_BLOCK, blk);
-	if (rc >= 0 && rc != (int) WAL_BLOCK)
-		rc = -EIO;
+	if (rc >= 0 && blk + (uint64_t) rc < end)
+		rc = -EIO; /* the bytes kept were read at open: they are there */
 	if (rc >= 0) {
 		memset(z + (end - blk), 0, WAL_BLOCK - (end - blk));
 		rc = wal_pwrite(log, s->fd, z, -1, WAL_BLOCK, blk);
@@ -416,6 +419,7 @@ static int cut_after(struct aurawal *log, struct wal_segment *s, uint64_t valid_
 		return -ENOMEM;
 	rc = zero_block_after(log, s, s->data_end, z);
 	memset(z, 0, WAL_SCAN_CHUNK);
+	valid_end = align_up(valid_end, WAL_BLOCK); /* whole blocks: a file cut short */
 	for (uint64_t o = from; o < valid_end && rc >= 0; o += WAL_SCAN_CHUNK)
 		rc =
 		    wal_pwrite(log, s->fd, z, -1, MIN((uint64_t) WAL_SCAN_CHUNK, valid_end - o), o);
