@@ -605,6 +605,28 @@ Test(wal_recovery, the_last_segment_cut_inside_its_header_block_is_corruption)
 	}
 }
 
+/* The empty segment made ready before the close, cut the same way: segment 3's close
+ * block proves it held no record. Nothing is lost; it is dropped as information. */
+Test(wal_recovery, the_empty_ready_segment_cut_inside_its_header_block_loses_nothing)
+{
+	struct reports rs = { 0 };
+	aurawal_t *log;
+	char path[512];
+	int n, rc;
+
+	n = make_log_of_3_segments(false);
+	seg_name(path, sizeof(path), 4);
+	cr_assert_eq(truncate(path, 100), 0);
+	log = open_mode(AURAWAL_RECOVER_STRICT, &rs, &rc);
+	cr_assert_eq(rc, 0, "%s (%s)", aurawal_strerror(rc), rs.reason);
+	cr_assert_eq(rs.corruption, 0, "%s", rs.reason);
+	cr_assert_geq(rs.dropped, 1, "the cut file is said");
+	for (int i = 0; i < n; i++)
+		read_check(log, mlocs[i], (uint64_t) i, mseqs[i]);
+	append_i(log, (uint64_t) n, 4000, AURAWAL_DURABLE, NULL);
+	cr_assert_eq(aurawal_close(log), 0);
+}
+
 /* RELEASED ends with its checksum line, "end <16 hex digits>\n" (docs/wal_format.md):
  * bytes after it, or that line's own newline damaged, were never checked - the parser
  * took the last line starting with "end " and read a number from it - so garbage

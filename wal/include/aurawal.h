@@ -217,7 +217,8 @@ AURAWAL_API void aurawal_options_init(aurawal_options_t *opts);
  * on a damaged RELEASED, a segment file of another log, one holding another segment's
  * header (renamed), or a bad header in a file shorter than the segment size (cut: no
  * crash leaves a segment file short - the last segment holding records cut inside its
- * header block took its close block along). It succeeds, and reports what it drops
+ * header block took its close block along; not after a close block, which proves the
+ * file held no record). It succeeds, and reports what it drops
  * (AURAWAL_REPORT_TORN_TAIL / _DROPPED, as information), only when nothing valid
  * follows: the last segment's records from the first invalid byte on when no close
  * block vouches for them (a torn write, or damage there - the two look alike), and

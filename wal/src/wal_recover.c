@@ -495,6 +495,7 @@ static int durable_evidence(struct aurawal *log, struct wal_segment *broken, boo
  * file's) before its header and its name (wal_segment.c), so a crash - even one that
  * lost the header's write - leaves it whole. A file cut inside its header block by hand
  * or by a tool took its records along, and the close block that vouched for them.
+ * (log_break: unless a close block before it proves it held none.)
  */
 static bool cut_short(const struct aurawal *log, const struct wal_segment *s)
 {
@@ -515,7 +516,8 @@ static int log_break(struct aurawal *log, struct wal_segment *prev, bool torn, c
 {
 	bool inspect = log->opts.recovery == AURAWAL_RECOVER_INSPECT;
 	bool pit = log->opts.recovery == AURAWAL_RECOVER_POINT_IN_TIME;
-	bool short_file = !torn && cut_short(log, prev->next);
+	/* prev's close block proves the file after it held no record: nothing lost */
+	bool short_file = !torn && cut_short(log, prev->next) && prev->sum.kind != WAL_SUM_CLOSED;
 	int rc = short_file ? 1 : durable_evidence(log, torn ? prev : prev->next, !torn);
 
 	*cut = false;
