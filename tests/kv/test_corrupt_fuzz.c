@@ -456,27 +456,10 @@ static void zero_block(struct damage *d, const struct ffile *ff)
 		 (unsigned long long) n, ff->path, (unsigned long long) off);
 }
 
-/* Is ff the last segment file holding records (names sort by number)? */
-static bool last_with_records(const struct ffile *ff)
-{
-	for (int i = nfiles - 1; i >= 0; i--)
-		if (files[i].kind == FK_SEGMENT && files[i].nrec)
-			return &files[i] == ff;
-	return false;
-}
-
 static void truncate_file(struct damage *d, const struct ffile *ff)
 {
 	uint64_t len = ff->nrec && below(2) ? pick_offset(ff) : below(ff->size);
 
-	/* A known gap (docs/kv_design.md, "Hint files and recovery"): the last segment cut
-	 * inside its header block is taken for a segment whose rollover a crash lost, and
-	 * dropped with its records. KV_CORRUPT_FUZZ_HEADER_CUTS=1 tries it anyway. */
-	if (ff->kind == FK_SEGMENT && len < 4096 && last_with_records(ff) &&
-	    !getenv("KV_CORRUPT_FUZZ_HEADER_CUTS")) {
-		d->file = -1;
-		return;
-	}
 	cr_assert_eq(truncate(ff->path, (off_t) len), 0);
 	d->changed = true;
 	d->hits_record = in_record(ff, len, ff->size);

@@ -214,16 +214,21 @@ AURAWAL_API void aurawal_options_init(aurawal_options_t *opts);
  * fails with AURAWAL_ECORRUPT, deleting no segment that holds records, on damage that
  * anything valid after it proves was durable - a later record, a SYNC mark or seal block
  * after it, a close block naming a later end, a segment missing between two others - and
- * on a damaged RELEASED, a segment file of another log, or one holding another segment's
- * header (renamed). It succeeds, and reports what it drops (AURAWAL_REPORT_TORN_TAIL /
- * _DROPPED, as information), only when nothing valid follows: the last segment's records
- * from the first invalid byte on when no close block vouches for them (a torn write, or
- * damage there - the two look alike), and segments after a break that no durable
- * evidence covers. Deleting the oldest segments cannot be seen: it is what
- * aurawal_release_before() leaves. Bytes that hold no record (a header block past its
- * summary, a segment's tail after its last record or SEAL, bytes past the segment size)
- * are not looked at. With scan_sealed false, damage inside a trusted sealed segment is
- * found by aurawal_read() and the iterator (AURAWAL_ECORRUPT), not here.
+ * on a damaged RELEASED, a segment file of another log, one holding another segment's
+ * header (renamed), or a bad header in a file shorter than the segment size (cut: no
+ * crash leaves a segment file short - the last segment holding records cut inside its
+ * header block took its close block along; not after a close block, which proves the
+ * file held no record). It succeeds, and reports what it drops
+ * (AURAWAL_REPORT_TORN_TAIL / _DROPPED, as information), only when nothing valid
+ * follows: the last segment's records from the first invalid byte on when no close
+ * block vouches for them (a torn write, or damage there - the two look alike), and
+ * segments after a break that no durable evidence covers (a bad header among them only
+ * in a file of full size: a rollover whose flush a crash lost). Deleting the oldest
+ * segments cannot be seen: it is what aurawal_release_before() leaves. Bytes that hold
+ * no record (a header block past its summary, a segment's tail after its last record or
+ * SEAL, bytes past the segment size) are not looked at. With scan_sealed false, damage
+ * inside a trusted sealed segment is found by aurawal_read() and the iterator
+ * (AURAWAL_ECORRUPT), not here.
  * Creating a log (create_if_missing, and no segment in `dir`) makes `dir` if it is
  * missing (not its parents) and fsyncs the directory holding it before the first
  * segment, so that the log's own name survives a power loss with what is acknowledged

@@ -353,17 +353,20 @@ static int drop_after(struct aurawal *log, struct wal_segment *s)
 }
 
 /* The block holding the cut at `end` keeps its bytes before it and is zeroed after it:
- * valid records after the damage may share that block. 0 or -errno. */
+ * valid records after the damage may share that block. A file cut short may end inside
+ * that block: what is missing reads as zeros, and the whole block is written (O_DIRECT),
+ * extending the file to it. 0 or -errno. */
 static int zero_block_after(struct aurawal *log, struct wal_segment *s, uint64_t end, uint8_t *z)
 {
 	uint64_t blk = align_down(end, WAL_BLOCK);
 	int rc;
 
-	if (end == blk || blk + WAL_BLOCK > s->size)
+	if (end == blk)
 		return 0;
+	memset(z, 0, WAL_BLOCK);
 	rc = wal_pread(log, s->fd, z, -1, WAL_BLOCK, blk);
-	if (rc >= 0 && rc != (int) WAL_BLOCK)
-		rc = -EIO;
+	if (rc >= 0 && blk + (uint64_t) rc < end)
+		rc = -EIO; /* the bytes kept were read at open: they are there */
 	if (rc >= 0) {
 		memset(z + (end - blk), 0, WAL_BLOCK - (end - blk));
 		rc = wal_pwrite(log, s->fd, z, -1, WAL_BLOCK, blk);
@@ -371,35 +374,57 @@ static int zero_block_after(struct aurawal *log, struct wal_segment *s, uint64_t
 	return rc < 0 ? rc : 0;
 }
 
-/* Point-in-time recovery: zero what follows the cut in its segment (valid records of
+/* Remove s's summary (a close block or a seal block), durably. 0 or -errno. */
+static int drop_summary(struct aurawal *log, struct wal_segment *s)
+{
+	int rc;
+
+	if (s->sum.kind == WAL_SUM_NONE)
+		return 0;
+	rc = wal_write_summary(log, s, NULL, true);
+	if (rc == 0)
+		s->sum.kind = WAL_SUM_NONE;
+	return rc;
+}
+
+/*
+ * Point-in-time recovery: zero what follows the cut in its segment (valid records of
  * this segment's life lie there, the block of the cut included: a crash before the
  * first append rewrites that block must not bring them back), and drop later segments.
- * Whole blocks (O_DIRECT): a file cut short may end inside one, which then runs on. */
+ * The order holds across a crash at any step. First s's summary goes, durably: a close
+ * block left over the zeroed records would name an end beyond them, a seal block would
+ * be durable evidence for the break at the cut - either a corruption report of the cut
+ * itself by the next strict open. Then the later segments, durably (their SYNC marks and
+ * seal blocks would be such evidence too). Until the records are zeroed, the next open
+ * finds the damage as it was (damage followed by valid records) - or, where only the
+ * close block made it damage, a torn tail: what the cut makes of it.
+ */
 static int cut_after(struct aurawal *log, struct wal_segment *s, uint64_t valid_end)
 {
 	uint64_t from = align_up(s->data_end, WAL_BLOCK);
 	uint8_t *z;
 	int rc;
 
-	valid_end = align_up(valid_end, WAL_BLOCK);
-
 	if (log->read_only)
 		return 0;
+	rc = drop_summary(log, s);
+	if (rc == 0)
+		rc = drop_after(log, s);
+	if (rc == 0)
+		rc = sync_dir_fd(log);
+	if (rc)
+		return rc;
 	z = wal_alloc(log, WAL_SCAN_CHUNK);
 	if (!z)
 		return -ENOMEM;
 	rc = zero_block_after(log, s, s->data_end, z);
 	memset(z, 0, WAL_SCAN_CHUNK);
+	valid_end = align_up(valid_end, WAL_BLOCK); /* whole blocks: a file cut short */
 	for (uint64_t o = from; o < valid_end && rc >= 0; o += WAL_SCAN_CHUNK)
 		rc =
 		    wal_pwrite(log, s->fd, z, -1, MIN((uint64_t) WAL_SCAN_CHUNK, valid_end - o), o);
 	wal_free(log, z);
-	if (rc >= 0)
-		rc = wal_fdatasync(log, s->fd);
-	if (rc < 0)
-		return rc;
-	rc = drop_after(log, s);
-	return rc ? rc : sync_dir_fd(log);
+	return rc < 0 ? rc : wal_fdatasync(log, s->fd);
 }
 
 /*
@@ -465,11 +490,25 @@ static int durable_evidence(struct aurawal *log, struct wal_segment *broken, boo
 }
 
 /*
+ * A segment file with a bad header and fewer bytes than the log's segment size was cut
+ * after it was named: a segment file gets its full size (fallocate, or a recycled
+ * file's) before its header and its name (wal_segment.c), so a crash - even one that
+ * lost the header's write - leaves it whole. A file cut inside its header block by hand
+ * or by a tool took its records along, and the close block that vouched for them.
+ * (log_break: unless a close block before it proves it held none.)
+ */
+static bool cut_short(const struct aurawal *log, const struct wal_segment *s)
+{
+	return s->bad_hdr && s->size < log->segment_size;
+}
+
+/*
  * A break: segment `prev` is the last one that can be read - it ends without a SEAL
  * (torn), or the segment after it has a bad header. docs/wal_format.md, "Recovery
- * rule": with evidence that the broken segment was durable, it is corruption; without,
- * it is the end of the log left by a crash before a rollover's flush was paid - the
- * later segments, which hold nothing acknowledged as durable, are dropped. Returns 0
+ * rule": with evidence that the broken segment was durable, or a bad header in a file cut
+ * short (cut_short), it is corruption; without, it is the end of the log left by a crash
+ * before a rollover's flush was paid - the later segments, which hold nothing
+ * acknowledged as durable, are dropped. Returns 0
  * (the log ends in prev) or an error; *cut: point-in-time recovery cuts the log in prev.
  */
 static int log_break(struct aurawal *log, struct wal_segment *prev, bool torn, const char *what,
@@ -477,9 +516,13 @@ static int log_break(struct aurawal *log, struct wal_segment *prev, bool torn, c
 {
 	bool inspect = log->opts.recovery == AURAWAL_RECOVER_INSPECT;
 	bool pit = log->opts.recovery == AURAWAL_RECOVER_POINT_IN_TIME;
-	int rc = durable_evidence(log, torn ? prev : prev->next, !torn);
+	/* prev's close block proves the file after it held no record: nothing lost */
+	bool short_file = !torn && cut_short(log, prev->next) && prev->sum.kind != WAL_SUM_CLOSED;
+	int rc = short_file ? 1 : durable_evidence(log, torn ? prev : prev->next, !torn);
 
 	*cut = false;
+	if (short_file)
+		what = "a bad header in a segment file cut short (no crash leaves one short)";
 	if (rc < 0)
 		return rc;
 	if (rc == 1) { /* durable after the break: corruption */
@@ -590,8 +633,8 @@ int wal_recover(struct aurawal *log)
 /*
  * After recovery, in a log that may be written (no other thread yet): remove the active
  * segment's summary before anything is appended - a close block would otherwise claim
- * an end the next appends move, a seal block (left in a segment point-in-time recovery
- * cut) a seal it no longer has - and give every sealed segment that was read in full a
+ * an end the next appends move (a segment point-in-time recovery cut lost its summary
+ * before the cut: cut_after) - and give every sealed segment that was read in full a
  * seal block, so the next open need not read it again.
  */
 int wal_recover_finish(struct aurawal *log)
