@@ -153,8 +153,9 @@ Test(kv_faults, a_put_whose_sync_failed_for_lack_of_space_is_voided_once_space_r
 
 /* Closed while still out of space, the log cannot void it: close returns -ENOSPC, and
  * the store opened again may have the put (aurakv.h's one exception) - here it does, the
- * fault let its write through - and has everything acknowledged. This is what
- * kv_fault_fuzz met at seed 29, where it took such a put for stored against the header. */
+ * fault let its write through - and has everything acknowledged. kv_fault_fuzz met
+ * this at seed 29 (a SYNC batch told -ENOSPC, found after such a close), which the
+ * header then ruled out. */
 Test(kv_faults, a_put_whose_sync_failed_for_lack_of_space_then_a_close_without_space)
 {
 	auraio_engine_t *e = test_faulty_engine();
