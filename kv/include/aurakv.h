@@ -192,8 +192,9 @@ AURAKV_API int aurakv_open(const char *dir, const aurakv_options_t *opts, aurakv
  * Asynchronous gets still in flight complete first: each callback runs once, in this
  * thread, before it returns (a callback must not call the store).
  * Returns 0, or the error that kept writes from becoming durable (the store is closed
- * anyway). Afterwards the handle answers every call with AURAKV_ECLOSED (it keeps a
- * few bytes for that); it must not race with other calls on the store.
+ * anyway; after -ENOSPC a write told -ENOSPC may be there after reopening: aurakv_put).
+ * Afterwards the handle answers every call with AURAKV_ECLOSED (it keeps a few bytes for
+ * that); it must not race with other calls on the store.
  */
 AURAKV_API int aurakv_close(aurakv_t *db);
 
@@ -205,7 +206,11 @@ AURAKV_API int aurakv_close(aurakv_t *db);
  * segment holds: a store with small segment_size limits values below AURAKV_MAX_VALUE;
  * nothing stored), -ENOSPC (nothing stored; writes work again once space is freed on
  * the file system - deletes are writes and GC copies records, so neither can make room
- * on a device the store has filled), -ENOMEM (nothing stored if the record could not
+ * on a device the store has filled. One exception, aurawal.h's: if the write's log
+ * record reached the file and only the sync after it failed for lack of space, the
+ * log's next write voids it, before a later put (any write that reaches the log) or
+ * aurakv_sync() returns 0; if aurakv_close() returns -ENOSPC before that, or the machine
+ * stops, the write may be there after reopening), -ENOMEM (nothing stored if the record could not
  * be built; if the index could not take the entry after its record was written, gets
  * keep answering the key's previous state until the store is reopened, and after a
  * reopen the write may be there), or the log's failure error (-EIO...: the store is

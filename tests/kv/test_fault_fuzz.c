@@ -11,7 +11,10 @@
  *     and never AURAKV_ECORRUPT (nothing on the device is damaged);
  *   - a write fails only once a fault is armed, with the fault's error (or -EIO); never
  *     for failed reads; and no longer once an ENOSPC rule is cleared (space returned);
- *     -ENOSPC writes are never stored;
+ *     -ENOSPC writes are never stored - but for aurakv.h's one exception: a write whose
+ *     record reached the log file while only the sync after it failed may be found after
+ *     a close that returned -ENOSPC, if no put or sync returned 0 after it (those come
+ *     after the log's write that voids it);
  *   - reopened: every key holds its last durable write or a later one (acknowledged, or
  *     failed with an I/O error), nothing else; no key appears that was never written; a
  *     batch is all there or not at all; nothing is reported as corruption, and
@@ -120,6 +123,9 @@ struct fkey {
 	uint64_t acked;		    /* last acknowledged write; 0 = absent */
 	uint64_t maybe[FUZZ_MAYBE]; /* what a reopen may find (0 = absent) */
 	int nmaybe;
+	uint64_t limbo[FUZZ_MAYBE]; /* writes told -ENOSPC that a close failing with -ENOSPC
+				       may leave in the log (aurakv.h, aurakv_put) */
+	int nlimbo;
 };
 
 struct fbatch {
@@ -173,14 +179,39 @@ static void durable_point(struct fuzz *f)
 	}
 }
 
+/* A put, a SYNC write or a sync returned 0: the log wrote again after any ENOSPC, and
+ * that write voided every record told -ENOSPC (aurakv.h, aurakv_put). */
+static void log_wrote_again(struct fuzz *f)
+{
+	for (int i = 0; i < FUZZ_KEYS; i++)
+		f->keys[i].nlimbo = 0;
+}
+
+/* The store is closed: if its close failed, what was in limbo may be in the log. */
+static void limbo_settle(struct fuzz *f, int close_rc)
+{
+	for (int i = 0; i < FUZZ_KEYS; i++) {
+		struct fkey *k = &f->keys[i];
+
+		for (int j = 0; close_rc != 0 && j < k->nlimbo; j++)
+			maybe_add(k, k->limbo[j]);
+		k->nlimbo = 0;
+	}
+}
+
 /* The outcome of write `w` to key k (val: its write number, 0 for a delete). */
 static void wrote(struct fuzz *f, uint64_t k, uint64_t val, int rc)
 {
+	struct fkey *key = &f->keys[k];
+
 	if (rc == 0) {
-		f->keys[k].acked = val;
-		maybe_add(&f->keys[k], val);
+		key->acked = val;
+		maybe_add(key, val);
 	} else if (rc != -ENOSPC) {
-		maybe_add(&f->keys[k], val); /* an I/O error: the record may have got there */
+		maybe_add(key, val); /* an I/O error: the record may have got there */
+	} else {
+		FZ(key->nlimbo < FUZZ_MAYBE, "too many writes told -ENOSPC for a key");
+		key->limbo[key->nlimbo++] = val;
 	}
 }
 
@@ -257,6 +288,8 @@ static void op_put(struct fuzz *f)
 	free(v);
 	check_write_rc(f, rc, "put");
 	wrote(f, k, w, rc);
+	if (rc == 0)
+		log_wrote_again(f);
 	if (rc == 0 && flags)
 		durable_point(f);
 }
@@ -272,8 +305,10 @@ static void op_delete(struct fuzz *f)
 	rc = aurakv_delete(f->db, key, key_of(key, k), flags);
 	check_write_rc(f, rc, "delete");
 	wrote(f, k, 0, rc);
-	if (rc == 0 && flags)
+	if (rc == 0 && flags) { /* a delete of an absent key writes nothing, but syncs */
+		log_wrote_again(f);
 		durable_point(f);
+	}
 }
 
 static void op_batch(struct fuzz *f)
@@ -309,8 +344,10 @@ static void op_batch(struct fuzz *f)
 	check_write_rc(f, rc, "batch");
 	for (int i = 0; i < n; i++) /* in order: later entries for a key win */
 		wrote(f, ks[i], del[i] ? 0 : ws[i], rc);
-	if (rc == 0 && flags)
+	if (rc == 0 && flags) { /* an empty batch writes nothing, but syncs */
+		log_wrote_again(f);
 		durable_point(f);
+	}
 	if (n > 1 && f->nbatches < FUZZ_BATCH)
 		f->batches[f->nbatches++] = (struct fbatch){ first, f->next_w - 1 };
 }
@@ -407,8 +444,10 @@ static void op_sync(struct fuzz *f)
 	int rc = aurakv_sync(f->db);
 
 	check_write_rc(f, rc, "sync");
-	if (rc == 0)
+	if (rc == 0) {
+		log_wrote_again(f);
 		durable_point(f);
+	}
 }
 
 static void op_compact(struct fuzz *f)
@@ -439,6 +478,7 @@ static void close_store(struct fuzz *f)
 	int rc = aurakv_close(f->db);
 
 	f->db = NULL;
+	limbo_settle(f, rc);
 	if (rc == 0) {
 		durable_point(f);
 		return;

@@ -36,9 +36,14 @@
  *   is different: the appends that could not be stored get -ENOSPC, and appending
  *   works again once space is available, without reopening. An append told
  *   -ENOSPC (returned, or given to its callback) is not stored: it is never found in the
- *   log afterwards (its place holds a VOID record, docs/wal_format.md). Appends that
- *   returned 0 without AURAWAL_DURABLE were buffered and stay so: they are written once
- *   space returns, and aurawal_sync() fails with -ENOSPC until then.
+ *   log afterwards (its place holds a VOID record, docs/wal_format.md) - with one
+ *   exception. If the write carrying it reached the file and only the sync after it
+ *   failed for lack of space, the record lies in the file until the log writes again:
+ *   that write, which comes before any later append or sync returns 0, makes it a VOID.
+ *   If the log is closed before (aurawal_close() returns -ENOSPC), or the machine stops,
+ *   the record may be found after reopening: unacknowledged, not promised, as after
+ *   EIO. Appends that returned 0 without AURAWAL_DURABLE were buffered and stay so: they
+ *   are written once space returns, and aurawal_sync() fails with -ENOSPC until then.
  *
  * Threading
  *   All functions may be called from any thread concurrently, except aurawal_close(),
@@ -246,7 +251,9 @@ AURAWAL_API int aurawal_open(const char *dir, const aurawal_options_t *opts, aur
  * Make everything appended durable, then close. NULL is ignored. Returns 0, or the
  * error that kept buffered records from becoming durable (the log is closed anyway):
  * the log's failure error, or -ENOSPC - close does not wait for space to return, and
- * the buffered records that could not be written are not in the log - or the error of
+ * the buffered records that could not be written are not in the log (but a record
+ * whose write reached the file before its sync failed may be: see Errors above, and
+ * this includes appends told -ENOSPC) - or the error of
  * the flushes close still owes: the ready segment's header (prepared without a flush,
  * flush_on_rollover false) and the directory (names changed since its last sync). After
  * a close that returned 0 nothing is owed: a power loss then loses nothing and the next
