@@ -248,16 +248,15 @@ AURAWAL_API void aurawal_options_init(aurawal_options_t *opts);
 AURAWAL_API int aurawal_open(const char *dir, const aurawal_options_t *opts, aurawal_t **log);
 
 /**
- * Make everything appended durable, then close. NULL is ignored. Returns 0, or the
- * error that kept buffered records from becoming durable (the log is closed anyway):
- * the log's failure error, or -ENOSPC - close does not wait for space to return, and
- * the buffered records that could not be written are not in the log (but a record
- * whose write reached the file before its sync failed may be: see Errors above, and
- * this includes appends told -ENOSPC) - or the error of
- * the flushes close still owes: the ready segment's header (prepared without a flush,
- * flush_on_rollover false) and the directory (names changed since its last sync). After
- * a close that returned 0 nothing is owed: a power loss then loses nothing and the next
- * open drops nothing.
+ * Make everything appended durable, then close. NULL is ignored. Returns 0, or the error
+ * that kept buffered records from becoming durable (the log is closed anyway): the log's
+ * failure error, or -ENOSPC - close does not wait for space to return, and the buffered
+ * records that could not be written are not in the log (but a record whose write reached
+ * the file before its sync failed may be: see Errors above, and this includes appends told
+ * -ENOSPC) - or the error of the flushes close still owes: the ready segment's header
+ * (prepared without a flush, flush_on_rollover false) and the directory (names changed
+ * since its last sync). After a close that returned 0 nothing is owed: a power loss then
+ * loses nothing and the next open drops nothing.
  * Must not race with any other call on the log. Asynchronous reads still in flight
  * complete first, and every async callback still pending runs once, in this thread,
  * before it returns (a read's callback may start another read; it completes too).
