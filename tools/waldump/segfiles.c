@@ -63,7 +63,7 @@ static bool parse_name(const char *name, struct segfile *f)
 static void header_state(const unsigned char *h, ssize_t got, uint64_t bytes, uint64_t number,
 			 char *out, size_t size)
 {
-	uint64_t segsize = le(h + 16, 8);
+	uint64_t segsize = got >= HDR_BYTES ? le(h + 16, 8) : 0; /* read only what was read */
 
 	if (bytes == 0)
 		snprintf(out, size, "none: the file is empty");
