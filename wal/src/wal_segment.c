@@ -172,15 +172,16 @@ int wal_write_summary(struct aurawal *log, struct wal_segment *s, const struct w
 	return rc < 0 ? rc : 0;
 }
 
-static int read_header(struct aurawal *log, int fd, struct wal_seg_header *h)
+/* Read fd's header block into buf (aligned, WAL_HEADER_BLOCK bytes) and decode it. */
+static int read_header(struct aurawal *log, int fd, uint8_t *buf, struct wal_seg_header *h)
 {
-	int rc = wal_pread(log, fd, log->scratch, -1, WAL_HEADER_BLOCK, 0);
+	int rc = wal_pread(log, fd, buf, -1, WAL_HEADER_BLOCK, 0);
 
 	if (rc < 0)
 		return rc;
 	if (rc < (int) WAL_HEADER_BLOCK)
 		return AURAWAL_ECORRUPT;
-	return wal_header_decode(log->scratch, h);
+	return wal_header_decode(buf, h);
 }
 
 /* ---- building a segment ---- */
@@ -443,12 +444,13 @@ static bool names_itself(struct aurawal *log, uint64_t number, uint64_t log_id)
 {
 	char *path = wal_seg_path(log, number);
 	int fd = path ? open(path, O_RDONLY | O_DIRECT | O_CLOEXEC) : -1;
-	uint8_t *blk = fd >= 0 ? wal_alloc(log, WAL_BLOCK) : NULL;
+	/* Not into log->scratch: the caller's header block is still there (its summary). */
+	uint8_t *blk = fd >= 0 ? wal_alloc(log, WAL_HEADER_BLOCK) : NULL;
 	struct wal_seg_header h;
 	bool ok = false;
 
-	if (blk && wal_pread(log, fd, blk, -1, WAL_BLOCK, 0) == (int) WAL_BLOCK)
-		ok = wal_header_decode(blk, &h) == 0 && h.number == number && h.log_id == log_id;
+	if (blk && read_header(log, fd, blk, &h) == 0)
+		ok = h.number == number && h.log_id == log_id;
 	if (blk)
 		wal_free(log, blk);
 	if (fd >= 0)
@@ -519,7 +521,7 @@ static int open_segment(struct aurawal *log, uint64_t number, bool first,
 		free(path);
 		return -errno;
 	}
-	rc = fstat(fd, &st) == 0 ? read_header(log, fd, &h) : -errno;
+	rc = fstat(fd, &st) == 0 ? read_header(log, fd, log->scratch, &h) : -errno;
 	if (rc == 0 && h.number > number &&
 	    (first || (h.log_id == log->log_id && h.segment_size == log->segment_size)) &&
 	    is_lost_spare(log, &h, names->v[names->n - 1])) {
