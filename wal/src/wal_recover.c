@@ -175,15 +175,13 @@ static int damage(struct aurawal *log, struct wal_reader *r, uint64_t off, bool 
 	uint64_t tl;
 
 	*resume = 0;
-	if (next >= s->size && last && !closed) { /* the clean end of the log */
-		tl = torn_length(r, off, s->size);
-		if (tl)
+	if (next >= s->size && !closed) {
+		/* The clean end of the log; before the last, a break (wal_recover). */
+		if (last && (tl = torn_length(r, off, s->size)))
 			wal_report(log, AURAWAL_REPORT_TORN_TAIL, s->number, off, tl,
 				   "a partial record at the end of the log was dropped");
 		return 0;
 	}
-	if (next >= s->size && !closed) /* a segment before the last ends: a break (wal_recover) */
-		return 0;
 	wal_report(log,
 		   log->opts.recovery == AURAWAL_RECOVER_POINT_IN_TIME ? AURAWAL_REPORT_DROPPED
 								       : AURAWAL_REPORT_CORRUPTION,
@@ -199,7 +197,7 @@ static int damage(struct aurawal *log, struct wal_reader *r, uint64_t off, bool 
 		st->valid_end = s->size;
 		return 0;
 	}
-	return log->opts.recovery == AURAWAL_RECOVER_INSPECT ? 0 : AURAWAL_ECORRUPT;
+	return AURAWAL_ECORRUPT;
 }
 
 /* The last segment has a close block, and its records end exactly where it says, with
