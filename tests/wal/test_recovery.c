@@ -502,6 +502,42 @@ static bool seg_file_exists(uint64_t n)
 	return access(a, F_OK) == 0;
 }
 
+/* Swap the names of segment files a and b. */
+static void swap_segs(uint64_t a, uint64_t b)
+{
+	rename_seg(a, 99);
+	rename_seg(b, a);
+	rename_seg(99, b);
+}
+
+/* A strict and a point-in-time open both fail AURAWAL_ECORRUPT, deleting no file 1..4. */
+static void refused_keeping_every_file(struct reports *rs)
+{
+	for (int mode = 0; mode < 2; mode++) {
+		int rc;
+		aurawal_t *log = open_mode(
+		    mode ? AURAWAL_RECOVER_POINT_IN_TIME : AURAWAL_RECOVER_STRICT, rs, &rc);
+
+		cr_assert_eq(rc, AURAWAL_ECORRUPT, "open: %s", aurawal_strerror(rc));
+		cr_assert_null(log);
+		for (uint64_t k = 1; k <= 4; k++)
+			cr_assert(seg_file_exists(k), "segment file %llu was deleted",
+				  (unsigned long long) k);
+	}
+}
+
+/* A strict open reads each of the n records make_log_of_3_segments appended. */
+static void every_record_is_read(struct reports *rs, int n)
+{
+	int rc;
+	aurawal_t *log = open_mode(AURAWAL_RECOVER_STRICT, rs, &rc);
+
+	cr_assert_eq(rc, 0, "%s", aurawal_strerror(rc));
+	for (int i = 0; i < n; i++)
+		read_check(log, mlocs[i], (uint64_t) i, mseqs[i]);
+	aurawal_close(log);
+}
+
 /* A file whose intact header names a later segment of the log is taken for a spare
  * whose recycling renames were lost, and deleted - but only when no segment file at or
  * above that number exists: a segment file renamed to a lower number (here the oldest,
@@ -536,31 +572,14 @@ Test(wal_recovery, a_segment_renamed_to_a_lower_number_is_corruption_not_a_spare
 Test(wal_recovery, swapped_segment_files_are_corruption_and_nothing_is_deleted)
 {
 	struct reports rs = { 0 };
-	aurawal_t *log;
-	int n, rc;
+	int n;
 
 	n = make_log_of_3_segments(false);
 	cr_assert(seg_file_exists(4), "the ready segment");
-	rename_seg(1, 99);
-	rename_seg(4, 1);
-	rename_seg(99, 4);
-	for (int mode = 0; mode < 2; mode++) {
-		log = open_mode(mode ? AURAWAL_RECOVER_POINT_IN_TIME : AURAWAL_RECOVER_STRICT, &rs,
-				&rc);
-		cr_assert_eq(rc, AURAWAL_ECORRUPT, "open: %s", aurawal_strerror(rc));
-		cr_assert_null(log);
-		for (uint64_t k = 1; k <= 4; k++)
-			cr_assert(seg_file_exists(k), "segment file %llu was deleted",
-				  (unsigned long long) k);
-	}
-	rename_seg(1, 99);
-	rename_seg(4, 1);
-	rename_seg(99, 4);
-	log = open_mode(AURAWAL_RECOVER_STRICT, &rs, &rc);
-	cr_assert_eq(rc, 0, "%s", aurawal_strerror(rc));
-	for (int i = 0; i < n; i++)
-		read_check(log, mlocs[i], (uint64_t) i, mseqs[i]);
-	aurawal_close(log);
+	swap_segs(1, 4);
+	refused_keeping_every_file(&rs);
+	swap_segs(1, 4);
+	every_record_is_read(&rs, n);
 }
 
 /* Two segments in the middle swapped: each file holds an intact header of another
@@ -575,31 +594,15 @@ Test(wal_recovery, swapped_segments_in_the_middle_are_corruption_and_nothing_is_
 	int n, rc;
 
 	n = make_log_of_3_segments(false);
-	rename_seg(2, 99);
-	rename_seg(3, 2);
-	rename_seg(99, 3);
-	for (int mode = 0; mode < 2; mode++) {
-		log = open_mode(mode ? AURAWAL_RECOVER_POINT_IN_TIME : AURAWAL_RECOVER_STRICT, &rs,
-				&rc);
-		cr_assert_eq(rc, AURAWAL_ECORRUPT, "open: %s", aurawal_strerror(rc));
-		cr_assert_null(log);
-		for (uint64_t k = 1; k <= 4; k++)
-			cr_assert(seg_file_exists(k), "segment file %llu was deleted",
-				  (unsigned long long) k);
-	}
+	swap_segs(2, 3);
+	refused_keeping_every_file(&rs);
 	memset(&rs, 0, sizeof(rs));
 	log = open_mode(AURAWAL_RECOVER_INSPECT, &rs, &rc);
 	cr_assert_eq(rc, 0, "inspect: %s", aurawal_strerror(rc));
 	cr_assert_geq(rs.corruption, 1);
 	aurawal_close(log);
-	rename_seg(2, 99);
-	rename_seg(3, 2);
-	rename_seg(99, 3);
-	log = open_mode(AURAWAL_RECOVER_STRICT, &rs, &rc);
-	cr_assert_eq(rc, 0, "%s", aurawal_strerror(rc));
-	for (int i = 0; i < n; i++)
-		read_check(log, mlocs[i], (uint64_t) i, mseqs[i]);
-	aurawal_close(log);
+	swap_segs(2, 3);
+	every_record_is_read(&rs, n);
 }
 
 /* The last segment holding records of a closed log cut inside its header block (its
