@@ -236,6 +236,12 @@ AURAIO_API void auraio_destroy(auraio_engine_t *engine);
  *     nothing else keeps the ring busy, while auraio_wait() leaves it for its next call,
  *     which submits and then waits (call auraio_flush() if you will not call
  *     auraio_wait() again).
+ *   - If the kernel refuses the entries for now (io_uring_enter: EAGAIN, EBUSY), they stay
+ *     batched and the next poll, wait or flush of any thread retries them; a waiter that
+ *     finds them refused retries them itself. A thread that submits and will not call
+ *     into the engine again (it waits on a callback that another thread's blocking
+ *     auraio_wait() delivers) should call auraio_flush() until it stops returning
+ *     -EAGAIN/-EBUSY: that other thread may be asleep in the kernel for other I/O.
  *   - `cb` NULL makes the request *waitable*: it is not recycled on completion; the caller
  *     must collect it with auraio_request_wait() (exactly once). Until then it holds one
  *     of its ring's 2 x queue_depth requests (see EAGAIN).

@@ -224,8 +224,14 @@ static int uring_wait(struct ring *r, unsigned to_submit, int64_t timeout_ns)
 		ts.tv_nsec = timeout_ns % (int64_t) NSEC_PER_SEC;
 		arg.ts = (uint64_t) (uintptr_t) &ts;
 	}
+	/* Never sleep on entries published and not consumed, ours or not: another thread
+	 * may have published them and be about to enter for them - and if the kernel
+	 * refuses it that thread cannot wait in the kernel (we hold the role): only our
+	 * enter would bring their completions, which may be the ones we wait for. */
 	if (u->flags & IORING_SETUP_SQPOLL)
 		to_submit = 0;
+	else if (!to_submit)
+		to_submit = sq_unconsumed(u);
 	to_submit = enter_count(u, to_submit);
 	/* A fault rule may refuse the entry as the kernel does: nothing submitted, no wait. */
 	rc = to_submit ? fault_enter(r->engine) : 0;

@@ -80,6 +80,8 @@ struct pass {
 };
 
 #define MAX_RETRIES 8 /* submissions again of one request (see "Orphans" above) */
+/* How soon a waiter retries entries the kernel refused while another thread waits in it. */
+#define REFUSED_RETRY_NS ((int64_t) NSEC_PER_MSEC)
 
 #define OPS_READ  ((1u << AURAIO_OP_READ) | (1u << AURAIO_OP_READV))
 #define OPS_WRITE ((1u << AURAIO_OP_WRITE) | (1u << AURAIO_OP_WRITEV))
@@ -561,7 +563,8 @@ int ring_wait_dispatch(struct ring *r, int64_t timeout_ns, struct auraio_request
 	int n;
 
 	if (!cq_trylock(r)) {
-		ring_enter(r, to_submit);
+		bool refused = ring_enter(r, to_submit);
+
 		to_submit = 0;
 		seq = ev_prepare(&r->ev);
 		if (is_done(want)) {
@@ -569,7 +572,13 @@ int ring_wait_dispatch(struct ring *r, int64_t timeout_ns, struct auraio_request
 			return 0;
 		}
 		if (!cq_trylock(r)) {
-			/* The holder notifies when it lets go or completes a waitable. */
+			/* The holder notifies when it lets go or completes a waitable. But if the
+			 * kernel refused our entries, the holder may sleep in the kernel for
+			 * completions only they would bring (it entered before we published
+			 * them): then nothing would wake either of us. Retry them soon instead
+			 * (our caller calls again). */
+			if (refused && (timeout_ns < 0 || timeout_ns > REFUSED_RETRY_NS))
+				timeout_ns = REFUSED_RETRY_NS;
 			ev_wait(&r->ev, seq, timeout_ns);
 			return 0;
 		}

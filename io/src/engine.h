@@ -218,11 +218,15 @@ static inline void batch_sent(struct ring *r, uint64_t now)
 }
 
 /* No lock held: push the to_submit entries this thread published into the kernel. If
- * that fails they stay published, and need_enter makes the next flush retry. */
-static inline void ring_enter(struct ring *r, unsigned to_submit)
+ * that fails they stay published, and need_enter makes the next flush retry. Returns
+ * whether the kernel refused them. */
+static inline bool ring_enter(struct ring *r, unsigned to_submit)
 {
-	if (to_submit && r->ops->enter(r, to_submit) < 0)
+	if (to_submit && r->ops->enter(r, to_submit) < 0) {
 		atomic_store_explicit(&r->need_enter, true, memory_order_relaxed);
+		return true;
+	}
+	return false;
 }
 
 static inline uint64_t ring_in_flight(const struct ring *r)

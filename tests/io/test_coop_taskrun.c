@@ -205,23 +205,6 @@ struct handoff {
 	int wfd;       /* the pipe's write end */
 };
 
-/* Whether thread tid of this process is asleep (state S in /proc). */
-static bool thread_sleeping(pid_t tid)
-{
-	char path[64], buf[256], *p;
-	FILE *f;
-	size_t n;
-
-	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int) tid);
-	f = fopen(path, "r");
-	cr_assert_not_null(f);
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	p = strrchr(buf, ')'); /* the state follows the command name */
-	return p && p[1] == ' ' && p[2] == 'S';
-}
-
 static void handoff_cb(auraio_request_t *req, ssize_t res, void *ud)
 {
 	struct handoff *h = ud;

@@ -12,7 +12,9 @@
  * (it hung within a few thousand rounds on the old code, though not on every run).
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
+#include <sys/syscall.h>
 
 #include "engine.h"
 #include "test_util.h"
@@ -105,4 +107,136 @@ Test(kernel_waiter, a_wait_on_several_rings_with_nothing_in_flight_returns, .tim
 
 	cr_assert_eq(engine_wait_many(e, -1), 0);
 	auraio_destroy(e);
+}
+
+/* ---- entries the kernel refused (EAGAIN/EBUSY) while another thread is the waiter ---- */
+
+/* A one-ring io_uring engine (else the test is skipped). */
+static auraio_engine_t *uring_engine(void)
+{
+	auraio_engine_t *e = engine_of(1);
+	auraio_stats_t st;
+
+	cr_assert_eq(auraio_get_stats(e, &st), 0);
+	if (st.backend != AURAIO_BACKEND_IO_URING) {
+		auraio_destroy(e);
+		cr_skip_test("ENTER faults model io_uring_enter; this engine uses worker threads");
+	}
+	return e;
+}
+
+/* From now on the kernel refuses the next `count` calls that submit entries. */
+static void refuse(auraio_engine_t *e, int count)
+{
+	auraio_fault_t f = { .fd = -1, .count = (uint64_t) count, .kind = AURAIO_FAULT_ENTER };
+	int rc = auraio_fault_set(e, &f);
+
+	if (rc == -ENOTSUP) {
+		auraio_destroy(e);
+		cr_skip_test("fault injection is not compiled into this build");
+	}
+	cr_assert_eq(rc, 0);
+}
+
+static uint64_t faults_of(auraio_engine_t *e)
+{
+	auraio_stats_t st;
+
+	cr_assert_eq(auraio_get_stats(e, &st), 0);
+	return st.faults_injected;
+}
+
+/*
+ * Regression (the log's fault fuzz hung about once in several TSan CI runs): a thread
+ * published entries and the kernel refused them; before it could enter again, the
+ * kernel-waiter role went to a thread that had nothing staged of its own. That thread
+ * slept in io_uring_enter submitting nothing - waiting for completions of entries that
+ * sat published in the SQ, unconsumed. The outcome set up directly: the refused read
+ * published, its retry duty (need_enter) taken by "another thread", then the wait the
+ * engine runs next. It must submit what the kernel has not consumed before it sleeps.
+ */
+Test(kernel_waiter, a_ring_wait_submits_what_another_thread_published, .timeout = 20)
+{
+	auraio_engine_t *e = uring_engine();
+	struct ring *r = &e->rings[0];
+	int fd = temp_file(4096, 0);
+	auraio_request_t *req;
+	ssize_t res = 0;
+	char buf[512];
+
+	refuse(e, 1);
+	req = auraio_read(e, fd, auraio_buf(buf), sizeof(buf), 512, NULL, NULL);
+	cr_assert_not_null(req);
+	if (faults_of(e) == 0)
+		cr_assert_lt(auraio_flush(e), 0, "the rule refuses the read's first entry");
+	cr_assert_eq(faults_of(e), 1);
+	/* Published, not consumed; the thread that will retry it has not yet. */
+	atomic_store(&r->need_enter, false);
+	cr_assert_eq(atomic_load(&r->staged), 0);
+	ring_wait_dispatch(r, -1, req); /* hung here: nothing would ever complete */
+	cr_assert_eq(auraio_request_wait(e, req, -1, &res), 0);
+	cr_assert_eq(res, 512);
+	cr_assert(check_pattern(buf, sizeof(buf), 512));
+	auraio_destroy(e);
+	close(fd);
+}
+
+struct pipe_waiter {
+	auraio_engine_t *e;
+	int rfd;
+	pid_t tid;
+	atomic_bool started;
+	ssize_t res;
+};
+
+static void *wait_on_pipe(void *arg)
+{
+	struct pipe_waiter *w = arg;
+	auraio_request_t *req;
+	char b;
+
+	w->tid = (pid_t) syscall(SYS_gettid);
+	req = auraio_read(w->e, w->rfd, auraio_buf(&b), 1, 0, NULL, NULL);
+	cr_assert_not_null(req);
+	atomic_store(&w->started, true);
+	cr_assert_eq(auraio_request_wait(w->e, req, -1, &w->res), 0);
+	return NULL;
+}
+
+/*
+ * A thread sleeps in the kernel as the ring's waiter, for a pipe read that only this
+ * test's end will complete. Another thread's read is refused by the kernel, and again
+ * when its wait retries it (the waiter role being taken, it cannot wait in the kernel
+ * itself). It slept until the waiter let go - never, as the waiter's completion waits
+ * for this one - instead of retrying its entries: they were all that could complete.
+ */
+Test(kernel_waiter, a_refused_wait_retries_while_another_thread_sleeps_in_the_kernel, .timeout = 20)
+{
+	auraio_engine_t *e = uring_engine();
+	struct pipe_waiter w = { .e = e };
+	int fd = temp_file(4096, 0), p[2];
+	auraio_request_t *req;
+	ssize_t res = 0;
+	char buf[512];
+	pthread_t t;
+
+	cr_assert_eq(pipe(p), 0);
+	w.rfd = p[0];
+	cr_assert_eq(pthread_create(&t, NULL, wait_on_pipe, &w), 0);
+	while (!atomic_load(&w.started) || !thread_sleeping(w.tid))
+		sched_yield();
+	refuse(e, 2);
+	req = auraio_read(e, fd, auraio_buf(buf), sizeof(buf), 1024, NULL, NULL);
+	cr_assert_not_null(req);
+	cr_assert_eq(auraio_request_wait(e, req, -1, &res), 0); /* hung here */
+	cr_assert_eq(res, 512);
+	cr_assert(check_pattern(buf, sizeof(buf), 1024));
+	cr_assert_eq(faults_of(e), 2, "both refusals happened");
+	cr_assert_eq(write(p[1], "x", 1), 1);
+	pthread_join(t, NULL);
+	cr_assert_eq(w.res, 1);
+	auraio_destroy(e);
+	close(fd);
+	close(p[0]);
+	close(p[1]);
 }

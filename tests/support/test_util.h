@@ -108,6 +108,23 @@ static inline uint64_t test_now_ns(void)
 	return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
 }
 
+/* Whether thread tid of this process is asleep (state S in /proc). */
+static inline bool thread_sleeping(pid_t tid)
+{
+	char path[64], buf[256], *p;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int) tid);
+	f = fopen(path, "r");
+	cr_assert_not_null(f);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	p = strrchr(buf, ')'); /* the state follows the command name */
+	return p && p[1] == ' ' && p[2] == 'S';
+}
+
 /* A completion recorder for callbacks: counts calls, keeps the last result. */
 struct recorder {
 	atomic_int calls;
