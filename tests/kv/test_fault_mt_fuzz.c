@@ -33,7 +33,7 @@
 #include <stdatomic.h>
 
 #include "fault_engine.h"
-#include "kv_test.h"
+#include "kv_fuzz.h"
 
 #define MT_ROUNDS  60
 #define MT_OPS	   150 /* per thread */
@@ -46,27 +46,9 @@
 
 KV_DIR_SUITE(kv_fault_mt_fuzz, 600);
 
-static uint64_t env_u64(const char *name, uint64_t dflt)
-{
-	const char *s = getenv(name);
-
-	return s && *s ? strtoull(s, NULL, 0) : dflt;
-}
-
-static uint64_t rnd(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * 0x2545F4914F6CDD1Dull;
-}
-
 static uint64_t below(uint64_t *s, uint64_t n)
 {
-	return n ? rnd(s) % n : 0;
+	return kv_fuzz_below(s, n);
 }
 
 /* ---- the model: every write of every key, with its tickets ---- */
@@ -156,29 +138,12 @@ static void mt_report(aurakv_report_kind_t kind, const char *msg, void *arg)
 
 static size_t val_len(uint64_t k, uint64_t w)
 {
-	uint64_t h = (k * 0x9E3779B97F4A7C15ull) ^ (w * 0xC2B2AE3D27D4EB4Full);
-
-	h ^= h >> 29;
-	if (h % 4 == 0)
-		return 4096 + (size_t) (h >> 8) % 40000;
-	return 16 + (size_t) (h >> 8) % 600;
+	return kv_fuzz_value_len(k, w, 4, 4096, 40000);
 }
 
 static bool val_ok(const void *v, size_t len, uint64_t k, uint64_t w)
 {
-	size_t want = val_len(k, w);
-	uint8_t *buf;
-	bool ok;
-
-	if (len != want)
-		return false;
-	buf = malloc(want);
-	if (!buf)
-		return false;
-	kv_value(buf, want, k, w);
-	ok = memcmp(buf, v, want) == 0;
-	free(buf);
-	return ok;
+	return kv_fuzz_value_ok(v, len, k, w, val_len(k, w));
 }
 
 /* Log a write before it is made; its result is filled in by wrote(). */
@@ -588,7 +553,7 @@ static void maybe_fault(void)
 static void *worker_main(void *arg)
 {
 	struct worker *t = arg;
-	int nops = (int) env_u64("KV_MT_FUZZ_OPS", MT_OPS);
+	int nops = (int) test_env_u64("KV_MT_FUZZ_OPS", MT_OPS);
 
 	for (int op = 0; op < nops && !atomic_load(&R.stop); op++) {
 		uint64_t r = below(&t->rng, 100);
@@ -650,15 +615,9 @@ static uint64_t found[MT_KEYS]; /* write number found on reopen; 0 = absent */
 
 static int see_one(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
 {
-	char kb[32];
-	uint64_t k = UINT64_MAX, w;
+	uint64_t k = kv_fuzz_key_number(key, klen), w;
 
 	(void) arg;
-	if (klen == 9 && ((const char *) key)[0] == 'k') {
-		memcpy(kb, key, klen);
-		kb[klen] = 0;
-		k = strtoull(kb + 1, NULL, 10);
-	}
 	cr_assert(k < MT_KEYS, "seed %llu (%s): a key never written: %.*s",
 		  (unsigned long long) R.seed, R.fault, (int) klen, (const char *) key);
 	w = kv_value_write(val, vlen, k);
@@ -749,34 +708,11 @@ static void check_observed(void)
 
 static void pick_fault(uint64_t *rng)
 {
-	static const struct {
-		unsigned ops;
-		auraio_fault_kind_t kind;
-		int err;
-	} menu[] = {
-		{ AURAIO_FAULT_OP_WRITE, AURAIO_FAULT_ERROR, EIO },
-		{ AURAIO_FAULT_OP_FSYNC, AURAIO_FAULT_ERROR, EIO },
-		{ AURAIO_FAULT_OP_READ, AURAIO_FAULT_ERROR, EIO },
-		{ AURAIO_FAULT_OP_WRITE, AURAIO_FAULT_ERROR, ENOSPC },
-		{ AURAIO_FAULT_OP_WRITE | AURAIO_FAULT_OP_FSYNC, AURAIO_FAULT_ERROR, ENOSPC },
-		{ AURAIO_FAULT_OP_WRITE, AURAIO_FAULT_SHORT, EIO },
-		{ AURAIO_FAULT_OP_WRITE, AURAIO_FAULT_TEAR, EIO },
-		{ 0, AURAIO_FAULT_ERROR, EIO },
-		{ AURAIO_FAULT_OP_READ, AURAIO_FAULT_SHORT, EIO },
-	};
-	int m = (int) below(rng, sizeof(menu) / sizeof(menu[0]));
+	struct kv_fuzz_fault pick = kv_fuzz_pick_fault(rng);
 
-	R.rule = (auraio_fault_t){ .ops = menu[m].ops,
-				   .fd = -1,
-				   .skip = below(rng, 24),
-				   .count = below(rng, 4),
-				   .kind = menu[m].kind,
-				   .error = menu[m].err,
-				   .keep = 512 * (size_t) below(rng, 18) };
-	if (menu[m].kind == AURAIO_FAULT_SHORT && menu[m].ops == AURAIO_FAULT_OP_READ)
-		R.rule.keep += 512; /* a read of 0 bytes is the end of the file */
-	R.err = menu[m].err;
-	R.enospc_only = menu[m].err == ENOSPC && menu[m].kind == AURAIO_FAULT_ERROR;
+	R.rule = pick.rule;
+	R.err = pick.err;
+	R.enospc_only = pick.enospc_only;
 }
 
 static void reset_round(void)
@@ -827,7 +763,7 @@ static void run_round(uint64_t seed, struct totals *tot)
 	aurakv_verify_result_t vr;
 	struct kv_reports rs2 = { 0 };
 	auraio_stats_t st;
-	int nops = (int) env_u64("KV_MT_FUZZ_OPS", MT_OPS), rc;
+	int nops = (int) test_env_u64("KV_MT_FUZZ_OPS", MT_OPS), rc;
 	bool leave_to_close, clear_before_close, armed_at_close;
 
 	reset_round();
@@ -848,14 +784,10 @@ static void run_round(uint64_t seed, struct totals *tot)
 	snprintf(R.fault, sizeof(R.fault),
 		 "%d threads; %s %s ops %u skip %llu count %llu keep %zu at op %llu..%llu; gc %d "
 		 "hints %d cache %zu flush %u",
-		 R.nthreads,
-		 R.rule.kind == AURAIO_FAULT_ERROR   ? "error"
-		 : R.rule.kind == AURAIO_FAULT_SHORT ? "short"
-						     : "tear",
-		 strerror(R.err), R.rule.ops, (unsigned long long) R.rule.skip,
-		 (unsigned long long) R.rule.count, R.rule.keep, (unsigned long long) R.arm_at,
-		 (unsigned long long) R.clear_at, o.background_gc, o.write_hints, o.cache_size,
-		 o.flush_delay_us);
+		 R.nthreads, kv_fuzz_kind_name(R.rule.kind), strerror(R.err), R.rule.ops,
+		 (unsigned long long) R.rule.skip, (unsigned long long) R.rule.count, R.rule.keep,
+		 (unsigned long long) R.arm_at, (unsigned long long) R.clear_at, o.background_gc,
+		 o.write_hints, o.cache_size, o.flush_delay_us);
 	if (getenv("KV_MT_FUZZ_VERBOSE"))
 		fprintf(stderr, "kv_fault_mt_fuzz: seed %llu: %s\n", (unsigned long long) seed,
 			R.fault);
@@ -923,8 +855,8 @@ static void run_round(uint64_t seed, struct totals *tot)
 
 Test(kv_fault_mt_fuzz, threads_under_one_random_fault_keep_the_contract)
 {
-	uint64_t rounds = env_u64("KV_MT_FUZZ_ROUNDS", MT_ROUNDS);
-	uint64_t seed0 = env_u64("KV_MT_FUZZ_SEED", 1);
+	uint64_t rounds = test_env_u64("KV_MT_FUZZ_ROUNDS", MT_ROUNDS);
+	uint64_t seed0 = test_env_u64("KV_MT_FUZZ_SEED", 1);
 	struct totals t = { 0 };
 
 	for (uint64_t i = 0; i < rounds; i++)
