@@ -140,6 +140,19 @@ static void op_batch(struct fuzz *f)
 	aurakv_batch_free(b);
 }
 
+static void op_compact(struct fuzz *f)
+{
+	FZ(aurakv_compact(f->db) == 0, "compact");
+}
+
+/* The operations' mix: a draw r below 100 runs the first whose upto exceeds it. */
+static const struct {
+	uint64_t upto;
+	void (*run)(struct fuzz *f);
+} mix[] = {
+	{ 55, op_put }, { 75, op_delete }, { 95, op_batch }, { 98, op_compact }, { 100, reopen },
+};
+
 /* A store of a few segments, closed; the model in f. */
 static void build(struct fuzz *f)
 {
@@ -155,16 +168,11 @@ static void build(struct fuzz *f)
 	for (int i = 0; i < ops; i++) {
 		uint64_t r = below(100);
 
-		if (r < 55)
-			op_put(f);
-		else if (r < 75)
-			op_delete(f);
-		else if (r < 95)
-			op_batch(f);
-		else if (r < 98)
-			FZ(aurakv_compact(f->db) == 0, "compact");
-		else
-			reopen(f);
+		int m = 0;
+
+		while (r >= mix[m].upto)
+			m++;
+		mix[m].run(f);
 	}
 	/* Most sealed segments have their hint file: the background thread writes them, a
 	 * reopen writes those of the segments it read, a compaction runs a hint pass first

@@ -556,6 +556,15 @@ static void pick_fault(struct fuzz *f)
 
 /* ---- a round ---- */
 
+/* The operations' mix: a draw r below 100 runs the first whose upto exceeds it. */
+static const struct {
+	uint64_t upto;
+	void (*run)(struct fuzz *f);
+} mix[] = {
+	{ 30, op_put },	      { 40, op_delete }, { 52, op_batch },   { 72, op_get },
+	{ 84, op_multi_get }, { 90, op_sync },	 { 94, op_compact }, { 100, op_reopen },
+};
+
 /* What the rounds did, to show the fuzz reached the faults it means to test. */
 struct totals {
 	uint64_t ops, injected, write_failures, get_errors, reopens;
@@ -598,6 +607,7 @@ static void run_round(uint64_t seed, int nops, struct totals *t)
 
 	for (cur_op = 0; cur_op < nops; cur_op++) {
 		uint64_t r = below(100);
+		int m = 0;
 
 		if (cur_op == arm_at) {
 			cr_assert_eq(auraio_fault_set(f->e, &f->rule), 0);
@@ -608,22 +618,9 @@ static void run_round(uint64_t seed, int nops, struct totals *t)
 			f->armed = false;
 			f->cleared = true;
 		}
-		if (r < 30)
-			op_put(f);
-		else if (r < 40)
-			op_delete(f);
-		else if (r < 52)
-			op_batch(f);
-		else if (r < 72)
-			op_get(f);
-		else if (r < 84)
-			op_multi_get(f);
-		else if (r < 90)
-			op_sync(f);
-		else if (r < 94)
-			op_compact(f);
-		else
-			op_reopen(f);
+		while (r >= mix[m].upto)
+			m++;
+		mix[m].run(f);
 	}
 	t->ops += (uint64_t) nops;
 	cur_op = nops;
@@ -673,13 +670,13 @@ Test(kv_fault_fuzz, random_operations_under_one_random_fault_keep_the_contract)
 
 	for (uint64_t i = 0; i < rounds; i++)
 		run_round(seed0 + i, nops, &t);
+	kv_fuzz_summary("kv_fault_fuzz", rounds, seed0);
 	fprintf(stderr,
-		"kv_fault_fuzz: %llu rounds (seeds %llu..%llu), %llu operations, %llu faults "
-		"injected, %llu writes and %llu gets failed, %llu reopens: the contract held\n",
-		(unsigned long long) rounds, (unsigned long long) seed0,
-		(unsigned long long) (seed0 + rounds - 1), (unsigned long long) t.ops,
-		(unsigned long long) t.injected, (unsigned long long) t.write_failures,
-		(unsigned long long) t.get_errors, (unsigned long long) t.reopens);
+		"%llu operations, %llu faults injected, %llu writes and %llu gets failed, %llu "
+		"reopens: the contract held\n",
+		(unsigned long long) t.ops, (unsigned long long) t.injected,
+		(unsigned long long) t.write_failures, (unsigned long long) t.get_errors,
+		(unsigned long long) t.reopens);
 	/* Not vacuous: faults were met, and calls failed because of them. */
 	cr_assert(rounds < 10 || (t.injected > 0 && t.write_failures > 0 && t.get_errors > 0),
 		  "the faults were never met: %llu injected", (unsigned long long) t.injected);

@@ -511,8 +511,9 @@ static void op_multi_get(struct worker *t)
 	}
 }
 
-static void op_sync(void)
+static void op_sync(struct worker *t)
 {
+	(void) t;
 	uint64_t start = tick(), end;
 	int rc = aurakv_sync(R.db);
 
@@ -522,8 +523,9 @@ static void op_sync(void)
 		durable_point(start);
 }
 
-static void op_compact(void)
+static void op_compact(struct worker *t)
 {
+	(void) t;
 	uint64_t start = tick(), end, f;
 	int rc = aurakv_compact(R.db);
 
@@ -534,6 +536,26 @@ static void op_compact(void)
 	if (rc != 0 && !error_ok(rc, end) && !(rc == -ENOSPC && atomic_load(&R.armed_at)))
 		fail("compact: %s", aurakv_strerror(rc));
 }
+
+static void op_write(struct worker *t)
+{
+	op_put(t, false);
+}
+
+static void op_delete(struct worker *t)
+{
+	op_put(t, true);
+}
+
+/* The operations' mix: a draw r below 100 runs the first whose upto exceeds it. */
+static const struct {
+	uint64_t upto;
+	void (*run)(struct worker *t);
+} mix[] = {
+	{ 24, op_write }, { 32, op_delete },	{ 42, op_batch },
+	{ 58, op_get },	  { 68, op_get_async }, { 80, op_multi_get },
+	{ 86, op_sync },  { 88, op_compact },	{ 100, op_get },
+};
 
 /* The thread that reaches operation arm_at arms the rule; clear_at clears it. */
 static void maybe_fault(void)
@@ -561,24 +583,11 @@ static void *worker_main(void *arg)
 		maybe_fault();
 		if (t->id == 0 && aurakv_poll(R.db, 0) < 0)
 			fail("poll failed");
-		if (r < 24)
-			op_put(t, false);
-		else if (r < 32)
-			op_put(t, true);
-		else if (r < 42)
-			op_batch(t);
-		else if (r < 58)
-			op_get(t);
-		else if (r < 68)
-			op_get_async(t);
-		else if (r < 80)
-			op_multi_get(t);
-		else if (r < 86)
-			op_sync();
-		else if (r < 88)
-			op_compact();
-		else
-			op_get(t);
+		int m = 0;
+
+		while (r >= mix[m].upto)
+			m++;
+		mix[m].run(t);
 	}
 	return NULL;
 }
@@ -862,12 +871,11 @@ Test(kv_fault_mt_fuzz, threads_under_one_random_fault_keep_the_contract)
 	for (uint64_t i = 0; i < rounds; i++)
 		run_round(seed0 + i, &t);
 	reset_round();
+	kv_fuzz_summary("kv_fault_mt_fuzz", rounds, seed0);
 	fprintf(stderr,
-		"kv_fault_mt_fuzz: %llu rounds (seeds %llu..%llu), %llu faults injected, %llu "
-		"fail-stops, %llu async gets (%llu run by close): the contract held\n",
-		(unsigned long long) rounds, (unsigned long long) seed0,
-		(unsigned long long) (seed0 + rounds - 1), (unsigned long long) t.injected,
-		(unsigned long long) t.fail_stops, (unsigned long long) t.async_issued,
-		(unsigned long long) t.close_runs);
+		"%llu faults injected, %llu fail-stops, %llu async gets (%llu run by close): the "
+		"contract held\n",
+		(unsigned long long) t.injected, (unsigned long long) t.fail_stops,
+		(unsigned long long) t.async_issued, (unsigned long long) t.close_runs);
 	cr_assert(rounds < 5 || t.injected > 0, "the faults were never met");
 }

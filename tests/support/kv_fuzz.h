@@ -132,6 +132,13 @@ static inline const char *kv_fuzz_kind_name(auraio_fault_kind_t k)
 	return k == AURAIO_FAULT_ERROR ? "error" : k == AURAIO_FAULT_SHORT ? "short" : "tear";
 }
 
+/* The start of a fuzz's closing line on stderr: "name: 40 rounds (seeds 1..40), ". */
+static inline void kv_fuzz_summary(const char *name, uint64_t rounds, uint64_t seed0)
+{
+	fprintf(stderr, "%s: %llu rounds (seeds %llu..%llu), ", name, (unsigned long long) rounds,
+		(unsigned long long) seed0, (unsigned long long) (seed0 + rounds - 1));
+}
+
 /* The number of key `key` (klen bytes) as kv_key() wrote it, or UINT64_MAX. */
 static inline uint64_t kv_fuzz_key_number(const void *key, size_t klen)
 {
