@@ -25,6 +25,7 @@
  * Seeds are printed with the rule in every failure. KV_MT_FUZZ_ROUNDS raises the number
  * of rounds, KV_MT_FUZZ_SEED moves the first seed, KV_MT_FUZZ_OPS sets the operations
  * per thread. The threads' interleaving, and so which I/O the rule hits, varies by run.
+ * The checks after a round are in fault_mt_fuzz_check.c.
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -33,16 +34,7 @@
 #include <stdatomic.h>
 
 #include "fault_engine.h"
-#include "kv_fuzz.h"
-
-#define MT_ROUNDS  60
-#define MT_OPS	   150 /* per thread */
-#define MT_THREADS 4
-#define MT_SHARED  8  /* keys every thread writes */
-#define MT_OWN	   12 /* keys only their thread writes */
-#define MT_KEYS	   (MT_SHARED + MT_THREADS * MT_OWN)
-#define MT_BATCH   6
-#define MT_OBS	   8192 /* values read, checked after the round */
+#include "fault_mt_fuzz.h"
 
 KV_DIR_SUITE(kv_fault_mt_fuzz, 600);
 
@@ -51,58 +43,8 @@ static uint64_t below(uint64_t *s, uint64_t n)
 	return kv_fuzz_below(s, n);
 }
 
-/* ---- the model: every write of every key, with its tickets ---- */
-
-struct wr {
-	uint64_t w; /* write number (unique); a delete has one too */
-	uint64_t start, end;
-	int rc;
-	bool put, sync;
-	bool shadowed; /* a batch entry a later one for its key replaced: readers may see it
-			  while the batch is applied, a reopened store never holds it */
-};
-
-struct mkey {
-	pthread_mutex_t mu;
-	struct wr *v;
-	size_t n, cap;
-};
-
-struct mbatch {
-	uint64_t start, end;
-	int rc, n;
-	uint64_t k[MT_BATCH], w[MT_BATCH]; /* the last entry of each key */
-	bool put[MT_BATCH];
-	int nshadow; /* entries replaced by a later one for their key */
-	uint64_t sk[MT_BATCH], sw[MT_BATCH];
-};
-
-struct obs {
-	uint64_t k, w;
-};
-
-static struct round {
-	aurakv_t *db;
-	auraio_engine_t *e;
-	char path[600];
-	uint64_t seed;
-	char fault[200];
-	auraio_fault_t rule;
-	int err, nthreads;
-	bool enospc_only;
-	uint64_t arm_at, clear_at; /* operation numbers */
-	_Atomic uint64_t clock, ops, next_w;
-	_Atomic uint64_t armed_at, cleared_at, fail_at, durable_start; /* tickets; 0 = never */
-	_Atomic int outstanding, async_issued, async_done, stop;
-	struct mkey keys[MT_KEYS];
-	pthread_mutex_t mu; /* batches, observations, the first failure, reports */
-	struct mbatch *batches;
-	size_t nbatches, capbatches;
-	struct obs obs[MT_OBS];
-	size_t nobs;
-	char why[512];
-	struct kv_reports rs;
-} R;
+/* The round that runs (the model: fault_mt_fuzz.h). */
+struct round R;
 
 static uint64_t tick(void)
 {
@@ -134,16 +76,6 @@ static void mt_report(aurakv_report_kind_t kind, const char *msg, void *arg)
 	pthread_mutex_lock(&R.mu);
 	kv_record_report(kind, msg, arg);
 	pthread_mutex_unlock(&R.mu);
-}
-
-static size_t val_len(uint64_t k, uint64_t w)
-{
-	return kv_fuzz_value_len(k, w, 4, 4096, 40000);
-}
-
-static bool val_ok(const void *v, size_t len, uint64_t k, uint64_t w)
-{
-	return kv_fuzz_value_ok(v, len, k, w, val_len(k, w));
 }
 
 /* Log a write before it is made; its result is filled in by wrote(). */
@@ -590,129 +522,6 @@ static void *worker_main(void *arg)
 		mix[m].run(t);
 	}
 	return NULL;
-}
-
-/* ---- after the round ---- */
-
-static struct wr *find_write(struct mkey *m, uint64_t w)
-{
-	for (size_t i = 0; i < m->n; i++)
-		if (m->v[i].w == w)
-			return &m->v[i];
-	return NULL;
-}
-
-static bool is_durable(const struct wr *y)
-{
-	return y->rc == 0 && !y->shadowed && (y->sync || y->end < atomic_load(&R.durable_start));
-}
-
-/* Could the reopened store hold write c (NULL: the initial absence) of key m? */
-static bool allowed(const struct mkey *m, const struct wr *c)
-{
-	uint64_t cend = c ? c->end : 0;
-
-	if (c && (c->rc == -ENOSPC || c->shadowed))
-		return false; /* -ENOSPC: nothing stored; a replaced batch entry */
-	for (size_t i = 0; i < m->n; i++)
-		if (is_durable(&m->v[i]) && cend < m->v[i].start)
-			return false; /* superseded by a durable write */
-	return true;
-}
-
-static uint64_t found[MT_KEYS]; /* write number found on reopen; 0 = absent */
-
-static int see_one(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
-{
-	uint64_t k = kv_fuzz_key_number(key, klen), w;
-
-	(void) arg;
-	cr_assert(k < MT_KEYS, "seed %llu (%s): a key never written: %.*s",
-		  (unsigned long long) R.seed, R.fault, (int) klen, (const char *) key);
-	w = kv_value_write(val, vlen, k);
-	cr_assert(w != UINT64_MAX && w && val_ok(val, vlen, k, w),
-		  "seed %llu (%s): key %llu holds a value never written",
-		  (unsigned long long) R.seed, R.fault, (unsigned long long) k);
-	found[k] = w;
-	return 0;
-}
-
-/* Is the found state of key k certainly older than batch b (every write it can be
- * returned before b started)? Is it certainly b's? */
-static void state_vs_batch(uint64_t k, const struct mbatch *b, int j, bool *before, bool *is_b)
-{
-	struct mkey *m = &R.keys[k];
-
-	*is_b = found[k] && found[k] == b->w[j] && b->put[j];
-	*before = true;
-	if (found[k]) {
-		struct wr *c = find_write(m, found[k]);
-
-		*before = c && c->end < b->start;
-		return;
-	}
-	for (size_t i = 0; i < m->n; i++) /* absent: the initial state or any delete */
-		if (!m->v[i].put && m->v[i].end >= b->start)
-			*before = false;
-}
-
-static void check_reopened(void)
-{
-	memset(found, 0, sizeof(found));
-	int rc = aurakv_foreach(R.db, NULL, 0, see_one, NULL);
-
-	cr_assert_eq(rc, 0, "seed %llu (%s): foreach: %s", (unsigned long long) R.seed, R.fault,
-		     aurakv_strerror(rc));
-	for (uint64_t k = 0; k < MT_KEYS; k++) {
-		struct mkey *m = &R.keys[k];
-		bool ok = false;
-
-		if (found[k]) {
-			struct wr *c = find_write(m, found[k]);
-
-			ok = c && c->put && allowed(m, c);
-		} else {
-			ok = allowed(m, NULL);
-			for (size_t i = 0; i < m->n && !ok; i++)
-				ok = !m->v[i].put && allowed(m, &m->v[i]);
-		}
-		cr_assert(ok, "seed %llu (%s): reopened: key %llu holds write %llu (%zu writes)",
-			  (unsigned long long) R.seed, R.fault, (unsigned long long) k,
-			  (unsigned long long) found[k], m->n);
-	}
-	for (size_t i = 0; i < R.nbatches; i++) {
-		const struct mbatch *b = &R.batches[i];
-		int there = 0, older = 0;
-
-		for (int j = 0; j < b->n; j++) {
-			bool before, is_b;
-
-			state_vs_batch(b->k[j], b, j, &before, &is_b);
-			there += is_b;
-			older += before;
-		}
-		cr_assert(there == 0 || older == 0,
-			  "seed %llu (%s): reopened: batch %llu..%llu (rc %d) half there (%d "
-			  "there, %d older)",
-			  (unsigned long long) R.seed, R.fault, (unsigned long long) b->start,
-			  (unsigned long long) b->end, b->rc, there, older);
-	}
-}
-
-/* Every value read was a put of its key that returned 0. */
-static void check_observed(void)
-{
-	for (size_t i = 0; i < R.nobs; i++) {
-		struct wr *c = find_write(&R.keys[R.obs[i].k], R.obs[i].w);
-
-		cr_assert(c && c->put && c->rc == 0,
-			  "seed %llu (%s): key %llu read as write %llu, which %s",
-			  (unsigned long long) R.seed, R.fault, (unsigned long long) R.obs[i].k,
-			  (unsigned long long) R.obs[i].w,
-			  !c	    ? "was never made"
-			  : !c->put ? "was a delete"
-				    : "failed");
-	}
 }
 
 static void pick_fault(uint64_t *rng)
