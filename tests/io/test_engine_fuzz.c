@@ -19,47 +19,10 @@
  * Seeds are fixed and printed: AURA_IO_FUZZ_SEED=<seed> replays a round,
  * AURA_IO_FUZZ_ROUNDS=<n> runs more rounds (default 40, plus rounds that found a defect).
  */
-#include <auraio.h>
-#include <pthread.h>
-#include <sched.h>
-
-#include "test_util.h"
-
-#define NFILES	 3
-#define BS	 4096
-#define NBLOCKS	 16 /* per file */
 #define MAXFOPS	 24 /* per worker */
-#define MAXTHR	 4
-#define UNKNOWN	 UINT32_MAX
-#define DEADLINE (20ull * 1000000000ull)
+#define MIN_FREE 4  /* a worker reaps until it has as many free */
 
-enum fstate { F_FREE, F_PENDING };
-
-struct worker;
-
-struct fop {
-	struct worker *w;
-	enum fstate state;
-	auraio_opcode_t opcode;
-	bool waitable;
-	int file, block;
-	uint32_t version; /* write: what it writes; read: what it should find */
-	size_t len;	  /* full length (0 for fsync) */
-	struct fop *next; /* next link of its chain */
-	bool has_prev, prev_known;
-	long prev_res;	       /* the previous link's result, once retired */
-	struct fop *pin;       /* a callback fop that may cancel this one */
-	struct fop *target;    /* a waitable this one's callback cancels */
-	auraio_request_t *req; /* waitables only: valid until collected */
-	bool may_fault;	       /* submitted after the rule may have been armed */
-	atomic_bool cancel_ok; /* a cancel of it returned 0 */
-	atomic_int delivered;
-	atomic_long result;
-	size_t prev_len;
-	int how; /* debug: 0 single, 1 chain, 2 batch, 3 cancelling */
-	struct iovec iov[4];
-	uint8_t *buf;
-};
+#include "engine_fuzz.h"
 
 struct round {
 	auraio_engine_t *e;
@@ -76,60 +39,26 @@ struct round {
 	atomic_bool armed;
 	atomic_bool stop;
 	atomic_int bad;
-	char why[256];
+	char why[320];
 	uint8_t *mem; /* MAXTHR * MAXFOPS blocks, registered when regbuf */
 	atomic_long fault_results;
 };
 
-struct worker {
-	struct round *r;
-	int id;
-	unsigned seed;
-	bool orphan;
-	int steps;
-	struct fop fops[MAXFOPS];
-};
+#include "engine_fuzz_impl.h"
 
-static pthread_mutex_t why_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void violation(struct round *r, const char *what, const struct fop *f, long res)
+void describe(struct round *r, const struct fop *f, char *out, size_t cap)
 {
-	pthread_mutex_lock(&why_lock);
-	if (atomic_fetch_add(&r->bad, 1) == 0)
-		snprintf(r->why, sizeof(r->why),
-			 "%s: op %d file %d block %d waitable %d len %zu result %ld rule kind %d "
-			 "ops %u fd %d skip %lu count %lu keep %zu prev %ld cancel %d regbuf %d "
-			 "how %d hasprev %d orphan %d destroying %d",
-			 what, f ? (int) f->opcode : -1, f ? f->file : -1, f ? f->block : -1,
-			 f ? f->waitable : -1, f ? f->len : 0, res, r->rule.kind, r->rule.ops,
-			 r->rule.fd, (unsigned long) r->rule.skip, (unsigned long) r->rule.count,
-			 r->rule.keep, f && f->prev_known ? f->prev_res : 0,
-			 f ? (int) atomic_load(&f->cancel_ok) : 0, r->regbuf, f ? f->how : -1,
-			 f ? f->has_prev : -1, f ? f->w->orphan : -1, (int) r->destroying);
-	pthread_mutex_unlock(&why_lock);
+	snprintf(out, cap, "; rule kind %d ops %u fd %d skip %lu count %lu keep %zu regbuf %d%s",
+		 r->rule.kind, r->rule.ops, r->rule.fd, (unsigned long) r->rule.skip,
+		 (unsigned long) r->rule.count, r->rule.keep, r->regbuf,
+		 f && f->may_fault ? " may fault" : "");
 }
 
-static uint8_t content_byte(int file, int block, uint32_t version, size_t i)
+void deliver(struct round *r, struct fop *f, long res)
 {
-	uint64_t off = (uint64_t) block * BS + i;
-
-	if (version == 0)
-		return pattern_byte(off); /* what temp_file wrote */
-	return (uint8_t) ((off * 40503u + version * 2654435761u + (unsigned) file * 97u) >> 7);
-}
-
-static void fill(uint8_t *buf, int file, int block, uint32_t version)
-{
-	for (size_t i = 0; i < BS; i++)
-		buf[i] = content_byte(file, block, version, i);
-}
-
-static bool matches(const uint8_t *buf, size_t n, int file, int block, uint32_t version)
-{
-	for (size_t i = 0; i < n; i++)
-		if (buf[i] != content_byte(file, block, version, i))
-			return false;
-	return true;
+	(void) r;
+	atomic_store(&f->result, res);
+	atomic_fetch_add(&f->delivered, 1);
 }
 
 static unsigned op_class(auraio_opcode_t op)
@@ -139,11 +68,6 @@ static unsigned op_class(auraio_opcode_t op)
 	if (op == AURAIO_OP_WRITE || op == AURAIO_OP_WRITEV)
 		return AURAIO_FAULT_OP_WRITE;
 	return AURAIO_FAULT_OP_FSYNC;
-}
-
-static bool full(const struct fop *f, long res)
-{
-	return res == (long) f->len;
 }
 
 /* Can the rule have produced `res` for f? */
@@ -163,40 +87,15 @@ static bool fault_explains(const struct round *r, const struct fop *f, long res)
 	return res == (long) rule->keep || (res == -EINVAL && r->odirect[f->file]);
 }
 
-/* The owner (or main, after the threads joined) checks a completed fop and updates the
- * expected file contents. */
-static void retire(struct round *r, struct fop *f)
+/* Counts the results the rule explains that are errors (checked against the engine's
+ * count of faults injected). */
+bool result_explained(struct round *r, const struct fop *f, long res)
 {
-	long res = atomic_load(&f->result);
-	bool prev_broken = f->prev_known && f->prev_res != (long) f->prev_len;
+	bool explained = fault_explains(r, f, res);
 
-	if (atomic_load(&f->delivered) != 1)
-		violation(r, "delivered more than once", f, res);
-	if (prev_broken && res != -ECANCELED)
-		violation(r, "a link after a broken one was not cancelled", f, res);
-	else if (res == -ECANCELED && !prev_broken && !atomic_load(&f->cancel_ok) && !r->destroying)
-		violation(r, "-ECANCELED with no cancel and no broken link", f, res);
-	else if (res != -ECANCELED && !full(f, res) && !fault_explains(r, f, res))
-		violation(r, "result the op and the rule do not explain", f, res);
-	if (res < 0 && res != -ECANCELED && fault_explains(r, f, res))
+	if (explained && res < 0)
 		atomic_fetch_add(&r->fault_results, 1);
-
-	if (f->opcode == AURAIO_OP_WRITE || f->opcode == AURAIO_OP_WRITEV) {
-		/* a cancelled or faulted write may have written some of it, or none */
-		r->expect[f->file][f->block] = full(f, res) ? f->version : UNKNOWN;
-	} else if ((f->opcode == AURAIO_OP_READ || f->opcode == AURAIO_OP_READV) && res > 0 &&
-		   f->version != UNKNOWN &&
-		   !matches(f->buf, (size_t) res, f->file, f->block, f->version)) {
-		violation(r, "read data differs from what the last write wrote", f, res);
-	}
-	if (f->next) {
-		f->next->prev_res = res;
-		f->next->prev_len = f->len;
-		f->next->prev_known = true;
-	}
-	if (f->target)
-		f->target->pin = NULL;
-	f->state = F_FREE;
+	return explained;
 }
 
 static void fop_cb(auraio_request_t *req, ssize_t res, void *ud)
@@ -217,53 +116,7 @@ static void fop_cb(auraio_request_t *req, ssize_t res, void *ud)
 	}
 	if (!r->single && (rand_r(&f->w->seed) & 7) == 0 && auraio_poll(r->e) < 0)
 		violation(r, "poll from a callback", f, res);
-	atomic_store(&f->result, (long) res);
-	atomic_fetch_add(&f->delivered, 1);
-}
-
-static struct fop *fop_get(struct worker *w)
-{
-	for (int i = 0; i < MAXFOPS; i++) {
-		struct fop *f = &w->fops[i];
-
-		if (f->state == F_FREE) {
-			f->next = f->pin = f->target = NULL;
-			f->has_prev = f->prev_known = false;
-			f->req = NULL;
-			f->may_fault = false;
-			atomic_store(&f->cancel_ok, false);
-			atomic_store(&f->delivered, 0);
-			atomic_store(&f->result, -99999);
-			return f;
-		}
-	}
-	return NULL;
-}
-
-static bool block_busy(struct worker *w, int file, int block)
-{
-	for (int i = 0; i < MAXFOPS; i++) {
-		struct fop *f = &w->fops[i];
-
-		if (f->state == F_PENDING && f->opcode != AURAIO_OP_FSYNC && f->file == file &&
-		    f->block == block)
-			return true;
-	}
-	return false;
-}
-
-/* A free block owned by w (blocks are dealt to workers round-robin), or -1. */
-static int pick_block(struct worker *w, int file)
-{
-	int start = (int) (rand_r(&w->seed) % NBLOCKS);
-
-	for (int k = 0; k < NBLOCKS; k++) {
-		int b = (start + k) % NBLOCKS;
-
-		if (b % w->r->nthreads == w->id && !block_busy(w, file, b))
-			return b;
-	}
-	return -1;
+	deliver(r, f, (long) res);
 }
 
 /* Fill f as a random operation (fsync, or one on a free block) and its auraio_op_t. */
@@ -357,101 +210,15 @@ static void refused(struct worker *w, struct fop **fs, int n, int err, const cha
 		fs[i]->state = F_FREE;
 }
 
-/* Collect waitable f (not pinned by a callback that may still cancel it). */
-static void collect(struct worker *w, struct fop *f, int timeout_ms)
-{
-	ssize_t res = -99999;
-	int rc = auraio_request_wait(w->r->e, f->req, timeout_ms, &res);
-
-	if (rc == -ETIMEDOUT && timeout_ms >= 0 && timeout_ms < 10000)
-		return;
-	if (rc != 0) {
-		violation(w->r, "request_wait", f, rc);
-		return;
-	}
-	atomic_store(&f->result, (long) res);
-	atomic_fetch_add(&f->delivered, 1);
-}
-
-/* Retire every delivered fop whose chain predecessor is retired; how many. With
- * `orphaned`, also those whose predecessor will never be (a waitable at destroy). */
-static int retire_pass(struct worker *w, bool orphaned)
-{
-	int n = 0;
-
-	for (int again = 1; again;) {
-		again = 0;
-		for (int i = 0; i < MAXFOPS; i++) {
-			struct fop *f = &w->fops[i];
-
-			if (f->state != F_PENDING || atomic_load(&f->delivered) == 0)
-				continue;
-			if (f->has_prev && !f->prev_known && !orphaned)
-				continue;
-			retire(w->r, f);
-			n++;
-			again = 1;
-		}
-	}
-	return n;
-}
-
-/* Make progress: retire what completed; if nothing did, collect a waitable or wait. */
-static void reap_own(struct worker *w)
-{
-	struct round *r = w->r;
-
-	if (retire_pass(w, false) > 0)
-		return;
-	for (int i = 0; i < MAXFOPS; i++) {
-		struct fop *f = &w->fops[i];
-
-		if (f->state == F_PENDING && f->waitable && !f->pin &&
-		    atomic_load(&f->delivered) == 0) {
-			collect(w, f, 10000);
-			retire_pass(w, false);
-			return;
-		}
-	}
-	if (auraio_wait(r->e, 50) < 0)
-		violation(r, "auraio_wait", NULL, 0);
-	retire_pass(w, false);
-}
-
-static int pending_count(const struct worker *w)
-{
-	int n = 0;
-
-	for (int i = 0; i < MAXFOPS; i++)
-		n += w->fops[i].state == F_PENDING;
-	return n;
-}
-
 static void submit_single(struct worker *w)
 {
-	auraio_engine_t *e = w->r->e;
 	auraio_op_t op;
 	struct fop *f = new_op(w, &op, -1, -1);
 	auraio_request_t *req = NULL;
 
 	if (!f)
 		return;
-	switch (op.opcode) {
-	case AURAIO_OP_READ:
-		req = auraio_read(e, op.fd, op.buf, op.len, op.offset, op.cb, f);
-		break;
-	case AURAIO_OP_WRITE:
-		req = auraio_write(e, op.fd, op.buf, op.len, op.offset, op.cb, f);
-		break;
-	case AURAIO_OP_READV:
-		req = auraio_readv(e, op.fd, op.iov, op.iovcnt, op.offset, op.cb, f);
-		break;
-	case AURAIO_OP_WRITEV:
-		req = auraio_writev(e, op.fd, op.iov, op.iovcnt, op.offset, op.cb, f);
-		break;
-	default:
-		req = auraio_fsync(e, op.fd, op.flags, op.cb, f);
-	}
+	req = submit_op(w->r->e, &op);
 	f->how = 0;
 	if (req)
 		submitted(w, &f, &req, 1);
@@ -462,13 +229,13 @@ static void submit_single(struct worker *w)
 /* A chain of 2-4: sometimes a write read back later in the chain (order check). */
 static void submit_chain(struct worker *w)
 {
-	auraio_op_t ops[4];
-	struct fop *fs[4];
-	auraio_request_t *reqs[4];
-	int n = 2 + (int) (rand_r(&w->seed) % 3), k = 0, rc;
+	struct group g;
+	struct fop **fs = g.fs;
+	int rc;
 
-	while (k < n) {
-		int rb = -1, file = -1;
+	group_start(w, &g);
+	while (g.k < g.n) {
+		int rb = -1, file = -1, k = g.k;
 
 		if (k > 0 &&
 		    (fs[0]->opcode == AURAIO_OP_WRITE || fs[0]->opcode == AURAIO_OP_WRITEV) &&
@@ -476,7 +243,7 @@ static void submit_chain(struct worker *w)
 			rb = fs[0]->block;
 			file = fs[0]->file;
 		}
-		if (!(fs[k] = new_op(w, &ops[k], rb, file)))
+		if (!(fs[k] = new_op(w, &g.ops[k], rb, file)))
 			break;
 		if (rb >= 0)
 			fs[k]->version = fs[0]->version;
@@ -484,45 +251,44 @@ static void submit_chain(struct worker *w)
 			fs[k - 1]->next = fs[k];
 			fs[k]->has_prev = true;
 		}
-		k++;
+		g.k++;
 	}
-	if (k < 2) {
-		for (int i = 0; i < k; i++)
+	if (g.k < 2) {
+		for (int i = 0; i < g.k; i++)
 			fs[i]->state = F_FREE;
 		return;
 	}
-	fs[k - 1]->next = NULL;
-	for (int i = 0; i < k; i++)
+	fs[g.k - 1]->next = NULL;
+	for (int i = 0; i < g.k; i++)
 		fs[i]->how = 1;
-	rc = auraio_submit_linked(w->r->e, ops, k, reqs);
+	rc = auraio_submit_linked(w->r->e, g.ops, g.k, g.reqs);
 	if (rc == 0)
-		submitted(w, fs, reqs, k);
+		submitted(w, fs, g.reqs, g.k);
 	else
-		refused(w, fs, k, -rc, "submit_linked");
+		refused(w, fs, g.k, -rc, "submit_linked");
 }
 
 static void submit_batch(struct worker *w)
 {
-	auraio_op_t ops[4];
-	struct fop *fs[4];
-	auraio_request_t *reqs[4];
-	int n = 2 + (int) (rand_r(&w->seed) % 3), k = 0, rc;
+	struct group g;
+	int rc;
 
-	while (k < n && (fs[k] = new_op(w, &ops[k], -1, -1)))
-		k++;
-	if (k == 0)
+	group_start(w, &g);
+	while (g.k < g.n && (g.fs[g.k] = new_op(w, &g.ops[g.k], -1, -1)))
+		g.k++;
+	if (g.k == 0)
 		return;
-	for (int i = 0; i < k; i++)
-		fs[i]->how = 2;
-	rc = auraio_submit_batch(w->r->e, ops, k, reqs);
-	if (rc > k)
-		violation(w->r, "batch accepted more than it was given", fs[0], rc);
+	for (int i = 0; i < g.k; i++)
+		g.fs[i]->how = 2;
+	rc = auraio_submit_batch(w->r->e, g.ops, g.k, g.reqs);
+	if (rc > g.k)
+		violation(w->r, "batch accepted more than it was given", g.fs[0], rc);
 	if (rc > 0) {
-		submitted(w, fs, reqs, rc);
-		for (int i = rc; i < k; i++)
-			fs[i]->state = F_FREE;
+		submitted(w, g.fs, g.reqs, rc);
+		for (int i = rc; i < g.k; i++)
+			g.fs[i]->state = F_FREE;
 	} else {
-		refused(w, fs, k, -rc, "submit_batch");
+		refused(w, g.fs, g.k, -rc, "submit_batch");
 	}
 }
 
@@ -566,42 +332,6 @@ static void submit_cancelling(struct worker *w)
 	}
 }
 
-/* Cancel a random pending request of w: any waitable; a callback one only when w is the
- * only thread running callbacks (single_thread), so its handle is surely still valid. */
-static void cancel_one(struct worker *w)
-{
-	struct round *r = w->r;
-	int start = (int) (rand_r(&w->seed) % MAXFOPS);
-
-	for (int k = 0; k < MAXFOPS; k++) {
-		struct fop *f = &w->fops[(start + k) % MAXFOPS];
-		int rc;
-
-		if (f->state != F_PENDING || atomic_load(&f->delivered) != 0 || !f->req)
-			continue;
-		rc = auraio_cancel(r->e, f->req);
-		if (rc == 0) {
-			atomic_store(&f->cancel_ok, true);
-		} else if (rc == -EINVAL && !f->waitable) {
-			violation(r, "cancel refused a callback request not yet delivered", f, rc);
-		} else if (rc == -EINVAL && !f->pin) {
-			/* not in flight: it completed, so it can be collected at once */
-			ssize_t res;
-
-			if (auraio_request_wait(r->e, f->req, 0, &res) != 0)
-				violation(r, "cancel said done but request_wait(0) disagrees", f,
-					  rc);
-			else {
-				atomic_store(&f->result, (long) res);
-				atomic_fetch_add(&f->delivered, 1);
-			}
-		} else if (rc != -EAGAIN && rc != -EINVAL) {
-			violation(r, "cancel", f, rc);
-		}
-		return;
-	}
-}
-
 static void arm_rule(struct round *r)
 {
 	atomic_store(&r->armed, true); /* before: a submit that sees false was not hit */
@@ -609,120 +339,32 @@ static void arm_rule(struct round *r)
 		violation(r, "fault_set", NULL, 0);
 }
 
-static void *worker_main(void *arg)
+void step_begins(struct worker *w, int step)
 {
-	struct worker *w = arg;
-	struct round *r = w->r;
-	uint64_t deadline = test_now_ns() + DEADLINE;
-
-	for (int step = 0; step < w->steps && !atomic_load(&r->bad); step++) {
-		unsigned x = rand_r(&w->seed) % 16;
-
-		if (w->id == 0 && step == r->arm_step)
-			arm_rule(r);
-		while (pending_count(w) > MAXFOPS - 4 && !atomic_load(&r->bad)) {
-			reap_own(w);
-			if (test_now_ns() > deadline)
-				violation(r, "worker made no progress: hang", NULL, 0);
-		}
-		if (x < 4 || x == 15)
-			submit_single(w);
-		else if (x < 6)
-			submit_chain(w);
-		else if (x < 8)
-			submit_batch(w);
-		else if (x == 8 || x == 9)
-			cancel_one(w);
-		else if (x == 10 && auraio_poll(r->e) < 0)
-			violation(r, "poll", NULL, 0);
-		else if (x == 11 && auraio_wait(r->e, (int) (rand_r(&w->seed) % 2) * 10) < 0)
-			violation(r, "wait", NULL, 0);
-		else if (x == 12)
-			auraio_flush(r->e); /* -EBUSY under an ENTER rule is fine */
-		else if (x == 13)
-			reap_own(w);
-		else if (x == 14)
-			submit_cancelling(w);
-		retire_pass(w, false);
-	}
-	if (!w->orphan && (rand_r(&w->seed) & 1))
-		auraio_flush(r->e);
-	return NULL; /* what is pending is left to the main thread (orphans) */
+	if (w->id == 0 && step == w->r->arm_step)
+		arm_rule(w->r);
 }
 
-static void *poller_main(void *arg)
+/* A worker's step x (0 .. 15) runs steps[x]. */
+static void (*const steps[16])(struct worker *) = {
+	submit_single, submit_single, submit_single,	 submit_single, submit_chain, submit_chain,
+	submit_batch,  submit_batch,  cancel_one,	 cancel_one,	step_poll,    step_wait,
+	step_flush,    reap_own,      submit_cancelling, submit_single
+};
+
+void take_step(struct worker *w, unsigned x)
 {
-	struct round *r = arg;
-	unsigned seed = r->seed;
-
-	while (!atomic_load(&r->stop)) {
-		int rc = rand_r(&seed) & 1 ? auraio_poll(r->e) : auraio_wait(r->e, 5);
-
-		if (rc < 0)
-			violation(r, "poller", NULL, rc);
-		if (rc == 0)
-			sched_yield();
-	}
-	return NULL;
+	steps[x](w);
 }
 
-/* Main, after the threads joined: collect and retire everything. */
-static void drain(struct round *r, struct worker *ws)
+/* What the fault rule did agrees with what the engine counted. */
+void check_drained(struct round *r, const auraio_stats_t *st)
 {
-	uint64_t deadline = test_now_ns() + DEADLINE;
-
-	for (int t = 0; t < r->nthreads; t++) {
-		while (pending_count(&ws[t]) > 0 && !atomic_load(&r->bad)) {
-			reap_own(&ws[t]);
-			if (test_now_ns() > deadline)
-				violation(r, "drain made no progress: hang", NULL, 0);
-		}
-	}
-}
-
-/* After auraio_destroy: every callback delivered exactly once; waitables released. */
-static void after_destroy(struct round *r, struct worker *ws)
-{
-	for (int t = 0; t < r->nthreads; t++) {
-		struct worker *w = &ws[t];
-
-		for (int i = 0; i < MAXFOPS; i++) {
-			struct fop *f = &w->fops[i];
-
-			if (f->state != F_PENDING)
-				continue;
-			if (!f->waitable && atomic_load(&f->delivered) != 1)
-				violation(r, "destroy did not deliver a callback exactly once", f,
-					  atomic_load(&f->delivered));
-		}
-		retire_pass(w, true);
-		for (int i = 0; i < MAXFOPS; i++) {
-			struct fop *f = &w->fops[i];
-
-			if (f->state == F_PENDING && op_class(f->opcode) == AURAIO_FAULT_OP_WRITE)
-				r->expect[f->file][f->block] = UNKNOWN; /* never collected */
-			f->state = F_FREE;
-		}
-	}
-}
-
-static void check_files(struct round *r)
-{
-	uint8_t *buf = aligned_alloc(4096, BS);
-
-	cr_assert_not_null(buf);
-	for (int file = 0; file < NFILES; file++)
-		for (int b = 0; b < NBLOCKS; b++) {
-			uint32_t v = r->expect[file][b];
-
-			if (v == UNKNOWN)
-				continue;
-			cr_assert_eq(pread(r->fds[file], buf, BS, (off_t) b * BS), BS);
-			if (!matches(buf, BS, file, b, v))
-				violation(r, "file holds other data than the last full write", NULL,
-					  b);
-		}
-	free(buf);
+	cr_assert_leq((uint64_t) atomic_load(&r->fault_results), st->faults_injected,
+		      "seed %u: %ld fault results, %lu injected", r->seed,
+		      atomic_load(&r->fault_results), (unsigned long) st->faults_injected);
+	if (r->rule.count)
+		cr_assert_leq(st->faults_injected, r->rule.count, "seed %u", r->seed);
 }
 
 static void random_rule(struct round *r, unsigned *seed)
@@ -763,22 +405,16 @@ static void run_round(unsigned seed)
 	struct round *r = calloc(1, sizeof(*r));
 	struct worker *ws = calloc(MAXTHR, sizeof(*ws));
 	size_t memlen = (size_t) MAXTHR * MAXFOPS * BS;
-	pthread_t th[MAXTHR], pol;
 	bool poller;
-	auraio_stats_t st;
 
 	cr_assert(r && ws);
 	r->seed = seed;
 	r->single = rand_r(&seed) % 5 == 0;
 	r->e = round_engine(r, &seed);
 	cr_assert_not_null(r->e, "seed %u: create: %s", r->seed, strerror(errno));
-	for (int i = 0; i < NFILES; i++) {
+	open_files(r);
+	for (int i = 0; i < NFILES; i++)
 		r->odirect[i] = i == NFILES - 1;
-		r->fds[i] = temp_file(NBLOCKS * BS, r->odirect[i] ? O_DIRECT : 0);
-	}
-	if (auraio_get_dio_alignment(r->fds[NFILES - 1], NULL, &r->dio_align) != 0 ||
-	    r->dio_align == 0 || r->dio_align > BS)
-		r->dio_align = BS;
 	r->mem = aligned_alloc(4096, memlen);
 	cr_assert_not_null(r->mem);
 	if (rand_r(&seed) % 3 == 0)
@@ -794,53 +430,8 @@ static void run_round(unsigned seed)
 	r->arm_step = (int) (rand_r(&seed) % 80);
 	r->destroying = rand_r(&seed) % 4 == 0;
 	poller = !r->single && rand_r(&seed) % 3 != 0;
-	for (int t = 0; t < r->nthreads; t++) {
-		struct worker *w = &ws[t];
-
-		w->r = r;
-		w->id = t;
-		w->seed = seed + (unsigned) t * 7919u;
-		w->orphan = t > 0 && rand_r(&seed) % 3 == 0;
-		w->steps =
-		    w->orphan ? 1 + (int) (rand_r(&seed) % 4) : 40 + (int) (rand_r(&seed) % 80);
-		for (int i = 0; i < MAXFOPS; i++)
-			w->fops[i] =
-			    (struct fop){ .w = w, .buf = r->mem + ((size_t) t * MAXFOPS + i) * BS };
-	}
-	if (poller)
-		cr_assert_eq(pthread_create(&pol, NULL, poller_main, r), 0);
-	for (int t = 0; t < r->nthreads; t++)
-		cr_assert_eq(pthread_create(&th[t], NULL, worker_main, &ws[t]), 0);
-	for (int t = 0; t < r->nthreads; t++)
-		pthread_join(th[t], NULL);
-	atomic_store(&r->stop, true);
-	if (poller)
-		pthread_join(pol, NULL);
-
-	if (r->destroying) {
-		auraio_destroy(r->e);
-		after_destroy(r, ws);
-	} else {
-		drain(r, ws);
-		auraio_fault_clear(r->e);
-		cr_assert_eq(auraio_get_stats(r->e, &st), 0);
-		if (!atomic_load(&r->bad)) {
-			cr_assert_eq(st.total.ops_submitted, st.total.ops_completed,
-				     "seed %u: submitted %lu completed %lu", r->seed,
-				     (unsigned long) st.total.ops_submitted,
-				     (unsigned long) st.total.ops_completed);
-			cr_assert_eq(st.total.in_flight, 0, "seed %u: in flight %u", r->seed,
-				     st.total.in_flight);
-			cr_assert_leq((uint64_t) atomic_load(&r->fault_results), st.faults_injected,
-				      "seed %u: %ld fault results, %lu injected", r->seed,
-				      atomic_load(&r->fault_results),
-				      (unsigned long) st.faults_injected);
-			if (r->rule.count)
-				cr_assert_leq(st.faults_injected, r->rule.count, "seed %u",
-					      r->seed);
-		}
-		auraio_destroy(r->e);
-	}
+	run_workers(r, ws, &seed, 4, poller);
+	end_round(r, ws);
 	check_files(r);
 	cr_assert_eq(atomic_load(&r->bad), 0, "seed %u: %s", r->seed, r->why);
 	for (int i = 0; i < NFILES; i++)
@@ -850,17 +441,10 @@ static void run_round(unsigned seed)
 	free(r);
 }
 
-static unsigned env_uint(const char *name, unsigned dflt)
-{
-	const char *s = getenv(name);
-
-	return s && *s ? (unsigned) strtoul(s, NULL, 0) : dflt;
-}
-
 Test(engine_fuzz, random_io_cancels_chains_and_one_fault_complete_exactly_once, .timeout = 120)
 {
-	unsigned seed0 = env_uint("AURA_IO_FUZZ_SEED", 0);
-	unsigned rounds = env_uint("AURA_IO_FUZZ_ROUNDS", seed0 ? 1 : 40);
+	unsigned seed0 = (unsigned) test_env_u64("AURA_IO_FUZZ_SEED", 0);
+	unsigned rounds = (unsigned) test_env_u64("AURA_IO_FUZZ_ROUNDS", seed0 ? 1 : 40);
 
 	/* Rounds that found a defect run in every default run as well. */
 	static const unsigned found[] = {
@@ -870,7 +454,7 @@ Test(engine_fuzz, random_io_cancels_chains_and_one_fault_complete_exactly_once, 
 
 	rounds += extra;
 	for (unsigned i = 0; i < rounds; i++) {
-		unsigned seed = seed0 ? seed0 + i : i < extra ? found[i] : 1000u + (i - extra) * 7u;
+		unsigned seed = round_seed(i, seed0, found, extra, 1000u);
 
 		fprintf(stderr, "engine_fuzz: round %u seed %u\n", i, seed);
 		run_round(seed);

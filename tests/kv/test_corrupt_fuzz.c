@@ -23,13 +23,12 @@
  * FUZZ_ROUNDS, ~10 s; KV_CORRUPT_FUZZ_VERBOSE=1 says what each round did).
  */
 #include <criterion/criterion.h>
-#include <pthread.h>
 #include <sys/wait.h>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-#include "kv_test.h"
+#include "kv_fuzz.h"
 
 #if defined(__SANITIZE_THREAD__) /* ~4x slower: under 60 s */
 #define FUZZ_ROUNDS 14
@@ -46,27 +45,9 @@ KV_DIR_SUITE(kv_corrupt_fuzz, 600);
 
 static uint64_t rng_state;
 
-static uint64_t rnd(void)
-{
-	uint64_t x = rng_state;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	rng_state = x;
-	return x * 0x2545F4914F6CDD1Dull;
-}
-
 static uint64_t below(uint64_t n)
 {
-	return n ? rnd() % n : 0;
-}
-
-static uint64_t env_u64(const char *name, uint64_t dflt)
-{
-	const char *s = getenv(name);
-
-	return s && *s ? strtoull(s, NULL, 0) : dflt;
+	return kv_fuzz_below(&rng_state, n);
 }
 
 /* Where a failure happened: every assertion says it. */
@@ -77,42 +58,16 @@ static char cur_damage[2048];
 	cr_assert(cond, "seed %llu (%s): " fmt, (unsigned long long) cur_seed, cur_damage,         \
 		  ##__VA_ARGS__)
 
-/* The store may report from its background thread too. */
-static pthread_mutex_t report_mu = PTHREAD_MUTEX_INITIALIZER;
-
-static void fuzz_report(aurakv_report_kind_t kind, const char *msg, void *arg)
-{
-	pthread_mutex_lock(&report_mu);
-	kv_record_report(kind, msg, arg);
-	pthread_mutex_unlock(&report_mu);
-}
-
 /* ---- values: write w of key k, self-describing (kv_test.h) ---- */
 
 static size_t val_len(uint64_t k, uint64_t w)
 {
-	uint64_t h = (k * 0x9E3779B97F4A7C15ull) ^ (w * 0xC2B2AE3D27D4EB4Full);
-
-	h ^= h >> 29;
-	if (h % 3 == 0)
-		return 4096 + (size_t) (h >> 8) % 90000;
-	return 16 + (size_t) (h >> 8) % 600;
+	return kv_fuzz_value_len(k, w, 3, 4096, 90000);
 }
 
 static bool val_ok(const void *v, size_t len, uint64_t k, uint64_t w)
 {
-	size_t want = val_len(k, w);
-	uint8_t *buf;
-	bool ok;
-
-	if (len != want)
-		return false;
-	buf = malloc(want);
-	cr_assert_not_null(buf);
-	kv_value(buf, want, k, w);
-	ok = memcmp(buf, v, want) == 0;
-	free(buf);
-	return ok;
+	return kv_fuzz_value_ok(v, len, k, w, val_len(k, w));
 }
 
 /* ---- the store and its model ---- */
@@ -185,13 +140,26 @@ static void op_batch(struct fuzz *f)
 	aurakv_batch_free(b);
 }
 
+static void op_compact(struct fuzz *f)
+{
+	FZ(aurakv_compact(f->db) == 0, "compact");
+}
+
+/* The operations' mix: a draw r below 100 runs the first whose upto exceeds it. */
+static const struct {
+	uint64_t upto;
+	void (*run)(struct fuzz *f);
+} mix[] = {
+	{ 55, op_put }, { 75, op_delete }, { 95, op_batch }, { 98, op_compact }, { 100, reopen },
+};
+
 /* A store of a few segments, closed; the model in f. */
 static void build(struct fuzz *f)
 {
 	int ops = 120 + (int) below(200);
 
 	f->o = kv_opts(&f->rs);
-	f->o.reporter = fuzz_report;
+	f->o.reporter = kv_fuzz_report;
 	f->o.segment_size = KV_SMALL_SEGMENT + 4096 * below(64);
 	f->o.background_gc = below(3) == 0;
 	f->o.cache_size = below(2) ? 0 : 1u << 20;
@@ -200,16 +168,11 @@ static void build(struct fuzz *f)
 	for (int i = 0; i < ops; i++) {
 		uint64_t r = below(100);
 
-		if (r < 55)
-			op_put(f);
-		else if (r < 75)
-			op_delete(f);
-		else if (r < 95)
-			op_batch(f);
-		else if (r < 98)
-			FZ(aurakv_compact(f->db) == 0, "compact");
-		else
-			reopen(f);
+		int m = 0;
+
+		while (r >= mix[m].upto)
+			m++;
+		mix[m].run(f);
 	}
 	/* Most sealed segments have their hint file: the background thread writes them, a
 	 * reopen writes those of the segments it read, a compaction runs a hint pass first
@@ -473,7 +436,7 @@ static void extend_file(struct damage *d, const struct ffile *ff)
 	uint8_t buf[8192];
 
 	for (size_t i = 0; i < n; i++)
-		buf[i] = (uint8_t) rnd();
+		buf[i] = (uint8_t) kv_fuzz_rnd(&rng_state);
 	write_at(ff->path, buf, n, ff->size);
 	d->changed = true;
 	snprintf(cur_damage, sizeof(cur_damage), "%s extended by %zu bytes of garbage", ff->path,
@@ -762,8 +725,8 @@ static void one_round(uint64_t seed, struct totals *t)
 
 Test(kv_corrupt_fuzz, random_damage_to_a_closed_store_is_found_never_served)
 {
-	uint64_t seed0 = env_u64("KV_CORRUPT_FUZZ_SEED", 1);
-	uint64_t rounds = env_u64("KV_CORRUPT_FUZZ_ROUNDS", FUZZ_ROUNDS);
+	uint64_t seed0 = test_env_u64("KV_CORRUPT_FUZZ_SEED", 1);
+	uint64_t rounds = test_env_u64("KV_CORRUPT_FUZZ_ROUNDS", FUZZ_ROUNDS);
 	struct totals t = { 0 };
 
 	files = calloc(FUZZ_FILES, sizeof(*files));

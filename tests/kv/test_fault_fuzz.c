@@ -26,10 +26,9 @@
  * operations per round.
  */
 #include <criterion/criterion.h>
-#include <pthread.h>
 
 #include "fault_engine.h"
-#include "kv_test.h"
+#include "kv_fuzz.h"
 
 #define FUZZ_ROUNDS 40
 #define FUZZ_OPS    240
@@ -43,27 +42,9 @@ KV_DIR_SUITE(kv_fault_fuzz, 600);
 
 static uint64_t rng_state;
 
-static uint64_t rnd(void)
-{
-	uint64_t x = rng_state;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	rng_state = x;
-	return x * 0x2545F4914F6CDD1Dull;
-}
-
 static uint64_t below(uint64_t n)
 {
-	return n ? rnd() % n : 0;
-}
-
-static uint64_t env_u64(const char *name, uint64_t dflt)
-{
-	const char *s = getenv(name);
-
-	return s && *s ? strtoull(s, NULL, 0) : dflt;
+	return kv_fuzz_below(&rng_state, n);
 }
 
 /* Where a failure happened: every assertion says it. */
@@ -75,46 +56,18 @@ static char cur_fault[160];
 	cr_assert(cond, "seed %llu op %d (%s): " fmt, (unsigned long long) cur_seed, cur_op,       \
 		  cur_fault, ##__VA_ARGS__)
 
-/* The store reports from more than one thread at once here (its background thread and
- * the log's preparer, both meeting the fault): kv_record_report under a lock. The
- * counts are read after the store is closed (its threads joined). */
-static pthread_mutex_t report_mu = PTHREAD_MUTEX_INITIALIZER;
-
-static void fuzz_report(aurakv_report_kind_t kind, const char *msg, void *arg)
-{
-	pthread_mutex_lock(&report_mu);
-	kv_record_report(kind, msg, arg);
-	pthread_mutex_unlock(&report_mu);
-}
-
 /* ---- values: write w of key k, self-describing (kv_test.h) ---- */
 
 /* The length of write w: mostly small, one in three large, so that a round fills a few
  * 1 MiB segments: they are sealed, hinted and collected while the fault may strike. */
 static size_t val_len(uint64_t k, uint64_t w)
 {
-	uint64_t h = (k * 0x9E3779B97F4A7C15ull) ^ (w * 0xC2B2AE3D27D4EB4Full);
-
-	h ^= h >> 29;
-	if (h % 3 == 0)
-		return 8192 + (size_t) (h >> 8) % 90000;
-	return 16 + (size_t) (h >> 8) % 600;
+	return kv_fuzz_value_len(k, w, 3, 8192, 90000);
 }
 
 static bool val_ok(const void *v, size_t len, uint64_t k, uint64_t w)
 {
-	size_t want = val_len(k, w);
-	uint8_t *buf;
-	bool ok;
-
-	if (len != want)
-		return false;
-	buf = malloc(want);
-	cr_assert_not_null(buf);
-	kv_value(buf, want, k, w);
-	ok = memcmp(buf, v, want) == 0;
-	free(buf);
-	return ok;
+	return kv_fuzz_value_ok(v, len, k, w, val_len(k, w));
 }
 
 /* ---- the model ---- */
@@ -497,14 +450,8 @@ struct seen {
 static int see_one(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
 {
 	struct seen *s = arg;
-	char kb[32];
-	uint64_t k = UINT64_MAX, w;
+	uint64_t k = kv_fuzz_key_number(key, klen), w;
 
-	if (klen == 9 && ((const char *) key)[0] == 'k') {
-		memcpy(kb, key, klen);
-		kb[klen] = 0;
-		k = strtoull(kb + 1, NULL, 10);
-	}
 	FZ(k < FUZZ_KEYS, "a key that was never written: %.*s", (int) klen, (const char *) key);
 	w = kv_value_write(val, vlen, k);
 	FZ(w != UINT64_MAX && w != 0 && val_ok(val, vlen, k, w),
@@ -600,46 +547,23 @@ static void op_reopen(struct fuzz *f)
 
 static void pick_fault(struct fuzz *f)
 {
-	static const struct {
-		unsigned ops;
-		auraio_fault_kind_t kind;
-		int err;
-	} menu[] = {
-		{ AURAIO_FAULT_OP_WRITE, AURAIO_FAULT_ERROR, EIO },
-		{ AURAIO_FAULT_OP_FSYNC, AURAIO_FAULT_ERROR, EIO },
-		{ AURAIO_FAULT_OP_READ, AURAIO_FAULT_ERROR, EIO },
-		{ AURAIO_FAULT_OP_WRITE, AURAIO_FAULT_ERROR, ENOSPC },
-		{ AURAIO_FAULT_OP_WRITE | AURAIO_FAULT_OP_FSYNC, AURAIO_FAULT_ERROR, ENOSPC },
-		{ AURAIO_FAULT_OP_WRITE, AURAIO_FAULT_SHORT, EIO },
-		{ AURAIO_FAULT_OP_WRITE, AURAIO_FAULT_TEAR, EIO },
-		{ 0, AURAIO_FAULT_ERROR, EIO },
-		{ AURAIO_FAULT_OP_READ, AURAIO_FAULT_SHORT, EIO },
-	};
-	int m = (int) below(sizeof(menu) / sizeof(menu[0]));
+	struct kv_fuzz_fault pick = kv_fuzz_pick_fault(&rng_state);
 
-	f->rule = (auraio_fault_t){ .ops = menu[m].ops,
-				    .fd = -1,
-				    .skip = below(24),
-				    .count = below(4), /* 0: until cleared */
-				    .kind = menu[m].kind,
-				    .error = menu[m].err,
-				    /* whole sectors: a short transfer on an O_DIRECT
-				     * file (the log's) is; the engine reports `keep`
-				     * whatever the kernel did with an unaligned cut */
-				    .keep = 512 * (size_t) below(18) };
-	/* A read of 0 bytes is the end of the file, never a short transfer mid-file */
-	if (menu[m].kind == AURAIO_FAULT_SHORT && menu[m].ops == AURAIO_FAULT_OP_READ)
-		f->rule.keep += 512;
-	f->err = menu[m].err;
-	f->enospc_only = menu[m].err == ENOSPC && menu[m].kind == AURAIO_FAULT_ERROR;
-}
-
-static const char *kind_name(auraio_fault_kind_t k)
-{
-	return k == AURAIO_FAULT_ERROR ? "error" : k == AURAIO_FAULT_SHORT ? "short" : "tear";
+	f->rule = pick.rule;
+	f->err = pick.err;
+	f->enospc_only = pick.enospc_only;
 }
 
 /* ---- a round ---- */
+
+/* The operations' mix: a draw r below 100 runs the first whose upto exceeds it. */
+static const struct {
+	uint64_t upto;
+	void (*run)(struct fuzz *f);
+} mix[] = {
+	{ 30, op_put },	      { 40, op_delete }, { 52, op_batch },   { 72, op_get },
+	{ 84, op_multi_get }, { 90, op_sync },	 { 94, op_compact }, { 100, op_reopen },
+};
 
 /* What the rounds did, to show the fuzz reached the faults it means to test. */
 struct totals {
@@ -662,7 +586,7 @@ static void run_round(uint64_t seed, int nops, struct totals *t)
 	durable_point(f); /* an empty store: every key absent */
 	snprintf(f->path, sizeof(f->path), "%s/r%llu", dir, (unsigned long long) seed);
 	f->o = kv_opts(&f->rs);
-	f->o.reporter = fuzz_report;
+	f->o.reporter = kv_fuzz_report;
 	f->o.background_gc = below(2);
 	f->o.write_hints = below(3) != 0;
 	f->o.cache_size = below(2) ? 1u << 20 : 0;
@@ -673,7 +597,7 @@ static void run_round(uint64_t seed, int nops, struct totals *t)
 	snprintf(cur_fault, sizeof(cur_fault),
 		 "%s %s ops %u skip %llu count %llu keep %zu at op %d..%d; gc %d hints %d "
 		 "cache %zu flush %u",
-		 kind_name(f->rule.kind), strerror(f->err), f->rule.ops,
+		 kv_fuzz_kind_name(f->rule.kind), strerror(f->err), f->rule.ops,
 		 (unsigned long long) f->rule.skip, (unsigned long long) f->rule.count,
 		 f->rule.keep, arm_at, clear_at, f->o.background_gc, f->o.write_hints,
 		 f->o.cache_size, f->o.flush_delay_us);
@@ -683,6 +607,7 @@ static void run_round(uint64_t seed, int nops, struct totals *t)
 
 	for (cur_op = 0; cur_op < nops; cur_op++) {
 		uint64_t r = below(100);
+		int m = 0;
 
 		if (cur_op == arm_at) {
 			cr_assert_eq(auraio_fault_set(f->e, &f->rule), 0);
@@ -693,22 +618,9 @@ static void run_round(uint64_t seed, int nops, struct totals *t)
 			f->armed = false;
 			f->cleared = true;
 		}
-		if (r < 30)
-			op_put(f);
-		else if (r < 40)
-			op_delete(f);
-		else if (r < 52)
-			op_batch(f);
-		else if (r < 72)
-			op_get(f);
-		else if (r < 84)
-			op_multi_get(f);
-		else if (r < 90)
-			op_sync(f);
-		else if (r < 94)
-			op_compact(f);
-		else
-			op_reopen(f);
+		while (r >= mix[m].upto)
+			m++;
+		mix[m].run(f);
 	}
 	t->ops += (uint64_t) nops;
 	cur_op = nops;
@@ -725,8 +637,9 @@ static void run_round(uint64_t seed, int nops, struct totals *t)
 	FZ(rc == 0, "final open: %s (%s)", aurakv_strerror(rc), f->rs.last);
 	verify_and_rebase(f);
 	close_store(f);
-	FZ(f->rs.corruption == 0, "corruption reported (%s %s/%s): %s", kind_name(f->rule.kind),
-	   strerror(f->err), f->rule.ops == 0 ? "all" : "some", f->rs.last);
+	FZ(f->rs.corruption == 0, "corruption reported (%s %s/%s): %s",
+	   kv_fuzz_kind_name(f->rule.kind), strerror(f->err), f->rule.ops == 0 ? "all" : "some",
+	   f->rs.last);
 	f->o.reporter_arg = &rs2;
 	rc = aurakv_verify(f->path, &f->o, &vr);
 	FZ(rc == 0, "verify: %s (%llu corrupt, %llu bad hints): %s", aurakv_strerror(rc),
@@ -735,8 +648,8 @@ static void run_round(uint64_t seed, int nops, struct totals *t)
 		fprintf(stderr,
 			"kv_fault_fuzz: seed %llu: %s %s ops %u skip %llu count %llu at op %d..%d: "
 			"%llu injected, %d write failures, %d get errors, %d reopens\n",
-			(unsigned long long) seed, kind_name(f->rule.kind), strerror(f->err),
-			f->rule.ops, (unsigned long long) f->rule.skip,
+			(unsigned long long) seed, kv_fuzz_kind_name(f->rule.kind),
+			strerror(f->err), f->rule.ops, (unsigned long long) f->rule.skip,
 			(unsigned long long) f->rule.count, arm_at, clear_at,
 			(unsigned long long) st.faults_injected, f->write_failures, f->get_errors,
 			f->reopens);
@@ -750,20 +663,20 @@ static void run_round(uint64_t seed, int nops, struct totals *t)
 
 Test(kv_fault_fuzz, random_operations_under_one_random_fault_keep_the_contract)
 {
-	uint64_t rounds = env_u64("KV_FUZZ_ROUNDS", FUZZ_ROUNDS);
-	uint64_t seed0 = env_u64("KV_FUZZ_SEED", 1);
-	int nops = (int) env_u64("KV_FUZZ_OPS", FUZZ_OPS);
+	uint64_t rounds = test_env_u64("KV_FUZZ_ROUNDS", FUZZ_ROUNDS);
+	uint64_t seed0 = test_env_u64("KV_FUZZ_SEED", 1);
+	int nops = (int) test_env_u64("KV_FUZZ_OPS", FUZZ_OPS);
 	struct totals t = { 0 };
 
 	for (uint64_t i = 0; i < rounds; i++)
 		run_round(seed0 + i, nops, &t);
+	kv_fuzz_summary("kv_fault_fuzz", rounds, seed0);
 	fprintf(stderr,
-		"kv_fault_fuzz: %llu rounds (seeds %llu..%llu), %llu operations, %llu faults "
-		"injected, %llu writes and %llu gets failed, %llu reopens: the contract held\n",
-		(unsigned long long) rounds, (unsigned long long) seed0,
-		(unsigned long long) (seed0 + rounds - 1), (unsigned long long) t.ops,
-		(unsigned long long) t.injected, (unsigned long long) t.write_failures,
-		(unsigned long long) t.get_errors, (unsigned long long) t.reopens);
+		"%llu operations, %llu faults injected, %llu writes and %llu gets failed, %llu "
+		"reopens: the contract held\n",
+		(unsigned long long) t.ops, (unsigned long long) t.injected,
+		(unsigned long long) t.write_failures, (unsigned long long) t.get_errors,
+		(unsigned long long) t.reopens);
 	/* Not vacuous: faults were met, and calls failed because of them. */
 	cr_assert(rounds < 10 || (t.injected > 0 && t.write_failures > 0 && t.get_errors > 0),
 		  "the faults were never met: %llu injected", (unsigned long long) t.injected);

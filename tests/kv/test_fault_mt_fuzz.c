@@ -25,6 +25,7 @@
  * Seeds are printed with the rule in every failure. KV_MT_FUZZ_ROUNDS raises the number
  * of rounds, KV_MT_FUZZ_SEED moves the first seed, KV_MT_FUZZ_OPS sets the operations
  * per thread. The threads' interleaving, and so which I/O the rule hits, varies by run.
+ * The checks after a round are in fault_mt_fuzz_check.c.
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -33,94 +34,17 @@
 #include <stdatomic.h>
 
 #include "fault_engine.h"
-#include "kv_test.h"
-
-#define MT_ROUNDS  60
-#define MT_OPS	   150 /* per thread */
-#define MT_THREADS 4
-#define MT_SHARED  8  /* keys every thread writes */
-#define MT_OWN	   12 /* keys only their thread writes */
-#define MT_KEYS	   (MT_SHARED + MT_THREADS * MT_OWN)
-#define MT_BATCH   6
-#define MT_OBS	   8192 /* values read, checked after the round */
+#include "fault_mt_fuzz.h"
 
 KV_DIR_SUITE(kv_fault_mt_fuzz, 600);
 
-static uint64_t env_u64(const char *name, uint64_t dflt)
-{
-	const char *s = getenv(name);
-
-	return s && *s ? strtoull(s, NULL, 0) : dflt;
-}
-
-static uint64_t rnd(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * 0x2545F4914F6CDD1Dull;
-}
-
 static uint64_t below(uint64_t *s, uint64_t n)
 {
-	return n ? rnd(s) % n : 0;
+	return kv_fuzz_below(s, n);
 }
 
-/* ---- the model: every write of every key, with its tickets ---- */
-
-struct wr {
-	uint64_t w; /* write number (unique); a delete has one too */
-	uint64_t start, end;
-	int rc;
-	bool put, sync;
-	bool shadowed; /* a batch entry a later one for its key replaced: readers may see it
-			  while the batch is applied, a reopened store never holds it */
-};
-
-struct mkey {
-	pthread_mutex_t mu;
-	struct wr *v;
-	size_t n, cap;
-};
-
-struct mbatch {
-	uint64_t start, end;
-	int rc, n;
-	uint64_t k[MT_BATCH], w[MT_BATCH]; /* the last entry of each key */
-	bool put[MT_BATCH];
-	int nshadow; /* entries replaced by a later one for their key */
-	uint64_t sk[MT_BATCH], sw[MT_BATCH];
-};
-
-struct obs {
-	uint64_t k, w;
-};
-
-static struct round {
-	aurakv_t *db;
-	auraio_engine_t *e;
-	char path[600];
-	uint64_t seed;
-	char fault[200];
-	auraio_fault_t rule;
-	int err, nthreads;
-	bool enospc_only;
-	uint64_t arm_at, clear_at; /* operation numbers */
-	_Atomic uint64_t clock, ops, next_w;
-	_Atomic uint64_t armed_at, cleared_at, fail_at, durable_start; /* tickets; 0 = never */
-	_Atomic int outstanding, async_issued, async_done, stop;
-	struct mkey keys[MT_KEYS];
-	pthread_mutex_t mu; /* batches, observations, the first failure, reports */
-	struct mbatch *batches;
-	size_t nbatches, capbatches;
-	struct obs obs[MT_OBS];
-	size_t nobs;
-	char why[512];
-	struct kv_reports rs;
-} R;
+/* The round that runs (the model: fault_mt_fuzz.h). */
+struct round R;
 
 static uint64_t tick(void)
 {
@@ -152,33 +76,6 @@ static void mt_report(aurakv_report_kind_t kind, const char *msg, void *arg)
 	pthread_mutex_lock(&R.mu);
 	kv_record_report(kind, msg, arg);
 	pthread_mutex_unlock(&R.mu);
-}
-
-static size_t val_len(uint64_t k, uint64_t w)
-{
-	uint64_t h = (k * 0x9E3779B97F4A7C15ull) ^ (w * 0xC2B2AE3D27D4EB4Full);
-
-	h ^= h >> 29;
-	if (h % 4 == 0)
-		return 4096 + (size_t) (h >> 8) % 40000;
-	return 16 + (size_t) (h >> 8) % 600;
-}
-
-static bool val_ok(const void *v, size_t len, uint64_t k, uint64_t w)
-{
-	size_t want = val_len(k, w);
-	uint8_t *buf;
-	bool ok;
-
-	if (len != want)
-		return false;
-	buf = malloc(want);
-	if (!buf)
-		return false;
-	kv_value(buf, want, k, w);
-	ok = memcmp(buf, v, want) == 0;
-	free(buf);
-	return ok;
 }
 
 /* Log a write before it is made; its result is filled in by wrote(). */
@@ -546,8 +443,9 @@ static void op_multi_get(struct worker *t)
 	}
 }
 
-static void op_sync(void)
+static void op_sync(struct worker *t)
 {
+	(void) t;
 	uint64_t start = tick(), end;
 	int rc = aurakv_sync(R.db);
 
@@ -557,8 +455,9 @@ static void op_sync(void)
 		durable_point(start);
 }
 
-static void op_compact(void)
+static void op_compact(struct worker *t)
 {
+	(void) t;
 	uint64_t start = tick(), end, f;
 	int rc = aurakv_compact(R.db);
 
@@ -569,6 +468,26 @@ static void op_compact(void)
 	if (rc != 0 && !error_ok(rc, end) && !(rc == -ENOSPC && atomic_load(&R.armed_at)))
 		fail("compact: %s", aurakv_strerror(rc));
 }
+
+static void op_write(struct worker *t)
+{
+	op_put(t, false);
+}
+
+static void op_delete(struct worker *t)
+{
+	op_put(t, true);
+}
+
+/* The operations' mix: a draw r below 100 runs the first whose upto exceeds it. */
+static const struct {
+	uint64_t upto;
+	void (*run)(struct worker *t);
+} mix[] = {
+	{ 24, op_write }, { 32, op_delete },	{ 42, op_batch },
+	{ 58, op_get },	  { 68, op_get_async }, { 80, op_multi_get },
+	{ 86, op_sync },  { 88, op_compact },	{ 100, op_get },
+};
 
 /* The thread that reaches operation arm_at arms the rule; clear_at clears it. */
 static void maybe_fault(void)
@@ -588,7 +507,7 @@ static void maybe_fault(void)
 static void *worker_main(void *arg)
 {
 	struct worker *t = arg;
-	int nops = (int) env_u64("KV_MT_FUZZ_OPS", MT_OPS);
+	int nops = (int) test_env_u64("KV_MT_FUZZ_OPS", MT_OPS);
 
 	for (int op = 0; op < nops && !atomic_load(&R.stop); op++) {
 		uint64_t r = below(&t->rng, 100);
@@ -596,187 +515,22 @@ static void *worker_main(void *arg)
 		maybe_fault();
 		if (t->id == 0 && aurakv_poll(R.db, 0) < 0)
 			fail("poll failed");
-		if (r < 24)
-			op_put(t, false);
-		else if (r < 32)
-			op_put(t, true);
-		else if (r < 42)
-			op_batch(t);
-		else if (r < 58)
-			op_get(t);
-		else if (r < 68)
-			op_get_async(t);
-		else if (r < 80)
-			op_multi_get(t);
-		else if (r < 86)
-			op_sync();
-		else if (r < 88)
-			op_compact();
-		else
-			op_get(t);
+		int m = 0;
+
+		while (r >= mix[m].upto)
+			m++;
+		mix[m].run(t);
 	}
 	return NULL;
-}
-
-/* ---- after the round ---- */
-
-static struct wr *find_write(struct mkey *m, uint64_t w)
-{
-	for (size_t i = 0; i < m->n; i++)
-		if (m->v[i].w == w)
-			return &m->v[i];
-	return NULL;
-}
-
-static bool is_durable(const struct wr *y)
-{
-	return y->rc == 0 && !y->shadowed && (y->sync || y->end < atomic_load(&R.durable_start));
-}
-
-/* Could the reopened store hold write c (NULL: the initial absence) of key m? */
-static bool allowed(const struct mkey *m, const struct wr *c)
-{
-	uint64_t cend = c ? c->end : 0;
-
-	if (c && (c->rc == -ENOSPC || c->shadowed))
-		return false; /* -ENOSPC: nothing stored; a replaced batch entry */
-	for (size_t i = 0; i < m->n; i++)
-		if (is_durable(&m->v[i]) && cend < m->v[i].start)
-			return false; /* superseded by a durable write */
-	return true;
-}
-
-static uint64_t found[MT_KEYS]; /* write number found on reopen; 0 = absent */
-
-static int see_one(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
-{
-	char kb[32];
-	uint64_t k = UINT64_MAX, w;
-
-	(void) arg;
-	if (klen == 9 && ((const char *) key)[0] == 'k') {
-		memcpy(kb, key, klen);
-		kb[klen] = 0;
-		k = strtoull(kb + 1, NULL, 10);
-	}
-	cr_assert(k < MT_KEYS, "seed %llu (%s): a key never written: %.*s",
-		  (unsigned long long) R.seed, R.fault, (int) klen, (const char *) key);
-	w = kv_value_write(val, vlen, k);
-	cr_assert(w != UINT64_MAX && w && val_ok(val, vlen, k, w),
-		  "seed %llu (%s): key %llu holds a value never written",
-		  (unsigned long long) R.seed, R.fault, (unsigned long long) k);
-	found[k] = w;
-	return 0;
-}
-
-/* Is the found state of key k certainly older than batch b (every write it can be
- * returned before b started)? Is it certainly b's? */
-static void state_vs_batch(uint64_t k, const struct mbatch *b, int j, bool *before, bool *is_b)
-{
-	struct mkey *m = &R.keys[k];
-
-	*is_b = found[k] && found[k] == b->w[j] && b->put[j];
-	*before = true;
-	if (found[k]) {
-		struct wr *c = find_write(m, found[k]);
-
-		*before = c && c->end < b->start;
-		return;
-	}
-	for (size_t i = 0; i < m->n; i++) /* absent: the initial state or any delete */
-		if (!m->v[i].put && m->v[i].end >= b->start)
-			*before = false;
-}
-
-static void check_reopened(void)
-{
-	memset(found, 0, sizeof(found));
-	int rc = aurakv_foreach(R.db, NULL, 0, see_one, NULL);
-
-	cr_assert_eq(rc, 0, "seed %llu (%s): foreach: %s", (unsigned long long) R.seed, R.fault,
-		     aurakv_strerror(rc));
-	for (uint64_t k = 0; k < MT_KEYS; k++) {
-		struct mkey *m = &R.keys[k];
-		bool ok = false;
-
-		if (found[k]) {
-			struct wr *c = find_write(m, found[k]);
-
-			ok = c && c->put && allowed(m, c);
-		} else {
-			ok = allowed(m, NULL);
-			for (size_t i = 0; i < m->n && !ok; i++)
-				ok = !m->v[i].put && allowed(m, &m->v[i]);
-		}
-		cr_assert(ok, "seed %llu (%s): reopened: key %llu holds write %llu (%zu writes)",
-			  (unsigned long long) R.seed, R.fault, (unsigned long long) k,
-			  (unsigned long long) found[k], m->n);
-	}
-	for (size_t i = 0; i < R.nbatches; i++) {
-		const struct mbatch *b = &R.batches[i];
-		int there = 0, older = 0;
-
-		for (int j = 0; j < b->n; j++) {
-			bool before, is_b;
-
-			state_vs_batch(b->k[j], b, j, &before, &is_b);
-			there += is_b;
-			older += before;
-		}
-		cr_assert(there == 0 || older == 0,
-			  "seed %llu (%s): reopened: batch %llu..%llu (rc %d) half there (%d "
-			  "there, %d older)",
-			  (unsigned long long) R.seed, R.fault, (unsigned long long) b->start,
-			  (unsigned long long) b->end, b->rc, there, older);
-	}
-}
-
-/* Every value read was a put of its key that returned 0. */
-static void check_observed(void)
-{
-	for (size_t i = 0; i < R.nobs; i++) {
-		struct wr *c = find_write(&R.keys[R.obs[i].k], R.obs[i].w);
-
-		cr_assert(c && c->put && c->rc == 0,
-			  "seed %llu (%s): key %llu read as write %llu, which %s",
-			  (unsigned long long) R.seed, R.fault, (unsigned long long) R.obs[i].k,
-			  (unsigned long long) R.obs[i].w,
-			  !c	    ? "was never made"
-			  : !c->put ? "was a delete"
-				    : "failed");
-	}
 }
 
 static void pick_fault(uint64_t *rng)
 {
-	static const struct {
-		unsigned ops;
-		auraio_fault_kind_t kind;
-		int err;
-	} menu[] = {
-		{ AURAIO_FAULT_OP_WRITE, AURAIO_FAULT_ERROR, EIO },
-		{ AURAIO_FAULT_OP_FSYNC, AURAIO_FAULT_ERROR, EIO },
-		{ AURAIO_FAULT_OP_READ, AURAIO_FAULT_ERROR, EIO },
-		{ AURAIO_FAULT_OP_WRITE, AURAIO_FAULT_ERROR, ENOSPC },
-		{ AURAIO_FAULT_OP_WRITE | AURAIO_FAULT_OP_FSYNC, AURAIO_FAULT_ERROR, ENOSPC },
-		{ AURAIO_FAULT_OP_WRITE, AURAIO_FAULT_SHORT, EIO },
-		{ AURAIO_FAULT_OP_WRITE, AURAIO_FAULT_TEAR, EIO },
-		{ 0, AURAIO_FAULT_ERROR, EIO },
-		{ AURAIO_FAULT_OP_READ, AURAIO_FAULT_SHORT, EIO },
-	};
-	int m = (int) below(rng, sizeof(menu) / sizeof(menu[0]));
+	struct kv_fuzz_fault pick = kv_fuzz_pick_fault(rng);
 
-	R.rule = (auraio_fault_t){ .ops = menu[m].ops,
-				   .fd = -1,
-				   .skip = below(rng, 24),
-				   .count = below(rng, 4),
-				   .kind = menu[m].kind,
-				   .error = menu[m].err,
-				   .keep = 512 * (size_t) below(rng, 18) };
-	if (menu[m].kind == AURAIO_FAULT_SHORT && menu[m].ops == AURAIO_FAULT_OP_READ)
-		R.rule.keep += 512; /* a read of 0 bytes is the end of the file */
-	R.err = menu[m].err;
-	R.enospc_only = menu[m].err == ENOSPC && menu[m].kind == AURAIO_FAULT_ERROR;
+	R.rule = pick.rule;
+	R.err = pick.err;
+	R.enospc_only = pick.enospc_only;
 }
 
 static void reset_round(void)
@@ -827,7 +581,7 @@ static void run_round(uint64_t seed, struct totals *tot)
 	aurakv_verify_result_t vr;
 	struct kv_reports rs2 = { 0 };
 	auraio_stats_t st;
-	int nops = (int) env_u64("KV_MT_FUZZ_OPS", MT_OPS), rc;
+	int nops = (int) test_env_u64("KV_MT_FUZZ_OPS", MT_OPS), rc;
 	bool leave_to_close, clear_before_close, armed_at_close;
 
 	reset_round();
@@ -848,14 +602,10 @@ static void run_round(uint64_t seed, struct totals *tot)
 	snprintf(R.fault, sizeof(R.fault),
 		 "%d threads; %s %s ops %u skip %llu count %llu keep %zu at op %llu..%llu; gc %d "
 		 "hints %d cache %zu flush %u",
-		 R.nthreads,
-		 R.rule.kind == AURAIO_FAULT_ERROR   ? "error"
-		 : R.rule.kind == AURAIO_FAULT_SHORT ? "short"
-						     : "tear",
-		 strerror(R.err), R.rule.ops, (unsigned long long) R.rule.skip,
-		 (unsigned long long) R.rule.count, R.rule.keep, (unsigned long long) R.arm_at,
-		 (unsigned long long) R.clear_at, o.background_gc, o.write_hints, o.cache_size,
-		 o.flush_delay_us);
+		 R.nthreads, kv_fuzz_kind_name(R.rule.kind), strerror(R.err), R.rule.ops,
+		 (unsigned long long) R.rule.skip, (unsigned long long) R.rule.count, R.rule.keep,
+		 (unsigned long long) R.arm_at, (unsigned long long) R.clear_at, o.background_gc,
+		 o.write_hints, o.cache_size, o.flush_delay_us);
 	if (getenv("KV_MT_FUZZ_VERBOSE"))
 		fprintf(stderr, "kv_fault_mt_fuzz: seed %llu: %s\n", (unsigned long long) seed,
 			R.fault);
@@ -923,19 +673,18 @@ static void run_round(uint64_t seed, struct totals *tot)
 
 Test(kv_fault_mt_fuzz, threads_under_one_random_fault_keep_the_contract)
 {
-	uint64_t rounds = env_u64("KV_MT_FUZZ_ROUNDS", MT_ROUNDS);
-	uint64_t seed0 = env_u64("KV_MT_FUZZ_SEED", 1);
+	uint64_t rounds = test_env_u64("KV_MT_FUZZ_ROUNDS", MT_ROUNDS);
+	uint64_t seed0 = test_env_u64("KV_MT_FUZZ_SEED", 1);
 	struct totals t = { 0 };
 
 	for (uint64_t i = 0; i < rounds; i++)
 		run_round(seed0 + i, &t);
 	reset_round();
+	kv_fuzz_summary("kv_fault_mt_fuzz", rounds, seed0);
 	fprintf(stderr,
-		"kv_fault_mt_fuzz: %llu rounds (seeds %llu..%llu), %llu faults injected, %llu "
-		"fail-stops, %llu async gets (%llu run by close): the contract held\n",
-		(unsigned long long) rounds, (unsigned long long) seed0,
-		(unsigned long long) (seed0 + rounds - 1), (unsigned long long) t.injected,
-		(unsigned long long) t.fail_stops, (unsigned long long) t.async_issued,
-		(unsigned long long) t.close_runs);
+		"%llu faults injected, %llu fail-stops, %llu async gets (%llu run by close): the "
+		"contract held\n",
+		(unsigned long long) t.injected, (unsigned long long) t.fail_stops,
+		(unsigned long long) t.async_issued, (unsigned long long) t.close_runs);
 	cr_assert(rounds < 5 || t.injected > 0, "the faults were never met");
 }

@@ -100,6 +100,15 @@ static inline void test_rm_tree(const char *dir)
 	nftw(dir, test_rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* The number in environment variable `name` (decimal, 0x hex or 0 octal), or dflt when it
+ * is unset or empty: how the randomized suites take their seeds and round counts. */
+static inline uint64_t test_env_u64(const char *name, uint64_t dflt)
+{
+	const char *s = getenv(name);
+
+	return s && *s ? strtoull(s, NULL, 0) : dflt;
+}
+
 static inline uint64_t test_now_ns(void)
 {
 	struct timespec ts;
