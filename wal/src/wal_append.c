@@ -519,6 +519,7 @@ AURAWAL_API int aurawal_append_async(aurawal_t *log, const struct iovec *iov, in
 		return -ENOMEM;
 	c->cb = cb;
 	c->arg = arg;
+	c->owner = wal_owner();
 	pthread_mutex_lock(&log->mu);
 	rc = append_locked(log, &in, flags, true, &c->loc, &c->seq);
 	if (rc == 0) {
