@@ -13,6 +13,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "wal_internal_test.h"
 #include "wal_test.h"
 
 WAL_DIR_SUITE(wal_poll_wait);
@@ -333,4 +334,62 @@ Test(wal_poll_wait, poll_returns_when_its_callback_returns_though_other_work_is_
 	cr_assert_eq(atomic_load(&other_done), 0, "the caller waited for another's append");
 	cr_assert_eq(aurawal_close(c.log), 0);
 	cr_assert_eq(atomic_load(&other_done), 1);
+}
+
+/* ---- appends that only a poller's request writes ---- */
+
+static atomic_int appended; /* set by the late append's callback */
+
+static bool append_ran(void *arg)
+{
+	(void) arg;
+	return atomic_load(&appended) != 0;
+}
+
+static void late_append_cb(void *arg, int status, aurawal_loc_t loc, uint64_t seq)
+{
+	(void) arg;
+	(void) loc;
+	(void) seq;
+	cr_assert_eq(status, 0, "%s", aurawal_strerror(status));
+	atomic_store(&appended, 1);
+}
+
+static void *poll_until_appended(void *arg)
+{
+	while (!atomic_load(&appended))
+		cr_assert_geq(aurawal_poll_until(arg, -1, append_ran, NULL), 0);
+	return NULL;
+}
+
+/*
+ * With flush_delay_us 0 a non-durable append is written only when asked (a sync, a
+ * flush, a durable append, or a poll that waits for it). A poll_until already asleep
+ * when the append comes must still have it written: it waits for exactly that append's
+ * callback. Before, it had asked once, before it slept, and slept on for good.
+ */
+Test(wal_poll_wait, a_poll_until_asleep_has_an_append_made_meanwhile_written, .timeout = 30)
+{
+	aurawal_options_t o = wal_opts(NULL);
+	uint8_t p[RLEN];
+	struct iovec iov = { p, sizeof(p) };
+	aurawal_t *log;
+	bool asleep = false;
+	pthread_t t;
+
+	o.flush_delay_us = 0;
+	log = wal_open_ok(dir, &o);
+	cr_assert_eq(pthread_create(&t, NULL, poll_until_appended, log), 0);
+	while (!asleep) { /* the poller has no other way to say so */
+		pthread_mutex_lock(&log->mu);
+		asleep = log->until_waiters > 0;
+		pthread_mutex_unlock(&log->mu);
+		if (!asleep)
+			sched_yield();
+	}
+	payload_fill(p, sizeof(p), 3);
+	cr_assert_eq(aurawal_append_async(log, &iov, 1, 0, late_append_cb, NULL), 0);
+	pthread_join(t, NULL); /* hung here */
+	cr_assert_eq(atomic_load(&appended), 1);
+	cr_assert_eq(aurawal_close(log), 0);
 }

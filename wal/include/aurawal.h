@@ -307,8 +307,9 @@ AURAWAL_API int aurawal_append_async(aurawal_t *log, const struct iovec *iov, in
  * has run, whichever thread runs it. It runs at most the callbacks ready when it starts,
  * taking them one at a time: while one runs, the others stay ready for other threads'
  * polls (a long callback holds up no other). A poll that may wait (timeout_ms != 0) with
- * flush_delay_us 0 first has the asynchronous appends not yet written written (as
- * aurawal_flush() would, without a sync): nothing else would write a non-durable one.
+ * flush_delay_us 0 has the asynchronous appends not yet written written (as
+ * aurawal_flush() would, without a sync) before it waits, and those appended while it
+ * waits too: nothing else would write a non-durable one.
  * Returns the number of callbacks run, or -EINVAL.
  */
 AURAWAL_API int aurawal_poll(aurawal_t *log, int timeout_ms);

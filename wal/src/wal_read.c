@@ -702,6 +702,22 @@ static bool wait_over(struct aurawal *log, const struct wal_poller *p, const str
 }
 
 /*
+ * mu held, about to wait: with flush_delay_us 0 the active batch is written only when a
+ * buffer fills, on a sync or a durable append - so the callbacks of non-durable async
+ * appends in it would never come to a poller that waits alone. Have the writer write
+ * it (as aurawal_flush() does, without waiting here). With a flush delay it is written
+ * within the delay anyway.
+ */
+static void ask_write_cbs(struct aurawal *log)
+{
+	if (log->opts.flush_delay_us || !log->cur || !log->cur->cbs)
+		return;
+	log->flush_target = MAX(log->flush_target, log->next_seq - 1);
+	if (!log->io_busy) /* else the writer looks again once its I/O completes */
+		pthread_cond_signal(&log->cv_writer);
+}
+
+/*
  * Wait (mu held) until a completion is ready, the wait is over (wait_over), or the
  * deadline. Async reads complete only when someone reaps the engine, so while any is in
  * flight the poller drives it itself, a millisecond at a time (append completions
@@ -719,6 +735,7 @@ static void poll_wait(struct aurawal *log, struct wal_poller *p, uint64_t deadli
 
 		if (now >= deadline)
 			return;
+		ask_write_cbs(log); /* again each time: more may have come meanwhile */
 		if (log->pending_reads) {
 			pthread_mutex_unlock(&log->mu);
 			wal_resubmit_parked(log);
@@ -741,22 +758,6 @@ static void poll_wait(struct aurawal *log, struct wal_poller *p, uint64_t deadli
 		}
 		log->until_waiters -= stop != NULL;
 	}
-}
-
-/*
- * mu held, about to wait: with flush_delay_us 0 the active batch is written only when a
- * buffer fills, on a sync or a durable append - so the callbacks of non-durable async
- * appends in it would never come to a poller that waits alone. Have the writer write
- * it (as aurawal_flush() does, without waiting here). With a flush delay it is written
- * within the delay anyway.
- */
-static void ask_write_cbs(struct aurawal *log)
-{
-	if (log->opts.flush_delay_us || !log->cur || !log->cur->cbs)
-		return;
-	log->flush_target = MAX(log->flush_target, log->next_seq - 1);
-	if (!log->io_busy) /* else the writer looks again once its I/O completes */
-		pthread_cond_signal(&log->cv_writer);
 }
 
 /* mu held: add p to / remove it from log->pollers. */
@@ -802,7 +803,6 @@ static int poll_body(struct aurawal *log, int timeout_ms, const struct poll_stop
 		pthread_mutex_unlock(&log->mu);
 		return wal_run_ready_cbs(log, true);
 	}
-	ask_write_cbs(log);
 	poller_add(log, &p);
 	for (;;) {
 		poll_wait(log, &p, deadline, stop);
