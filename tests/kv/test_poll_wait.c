@@ -215,3 +215,44 @@ Test(kv_poll_wait, a_poll_does_not_wait_for_another_threads_callback)
 	cr_assert_eq(atomic_load(&done), 1);
 	cr_assert_eq(aurakv_close(db), 0);
 }
+
+static atomic_int refused_cb_calls;
+
+static void never_cb(void *arg, int status, const void *val, size_t vlen)
+{
+	(void) arg;
+	(void) status;
+	(void) val;
+	(void) vlen;
+	atomic_fetch_add(&refused_cb_calls, 1);
+}
+
+/* Every error aurakv.h lists for get_async, poll and multi_get, and no callback for a
+ * refused get; a closed handle answers AURAKV_ECLOSED to each. */
+Test(kv_poll_wait, async_calls_refuse_bad_arguments_and_a_closed_store_running_no_callback)
+{
+	static char big[AURAKV_MAX_KEY + 1];
+	const void *keys[1] = { "a" };
+	size_t klens[1] = { 1 }, vlens[1];
+	void *vals[1];
+	int status[1];
+
+	open_memory_store();
+	cr_assert_eq(aurakv_get_async(NULL, "a", 1, never_cb, NULL), -EINVAL);
+	cr_assert_eq(aurakv_get_async(db, NULL, 1, never_cb, NULL), -EINVAL);
+	cr_assert_eq(aurakv_get_async(db, "a", 1, NULL, NULL), -EINVAL);
+	cr_assert_eq(aurakv_get_async(db, "a", 0, never_cb, NULL), AURAKV_EKEYSIZE);
+	cr_assert_eq(aurakv_get_async(db, big, sizeof(big), never_cb, NULL), AURAKV_EKEYSIZE);
+	cr_assert_eq(aurakv_poll(NULL, -1), -EINVAL);
+	cr_assert_eq(aurakv_poll(db, -1), 0, "nothing in flight");
+	cr_assert_eq(aurakv_poll(db, -7), 0, "any negative timeout is no limit");
+	cr_assert_eq(aurakv_multi_get(NULL, 1, keys, klens, vals, vlens, status, 0), -EINVAL);
+	cr_assert_eq(aurakv_multi_get(db, 1, NULL, klens, vals, vlens, status, 0), -EINVAL);
+	cr_assert_eq(atomic_load(&refused_cb_calls), 0);
+	cr_assert_eq(aurakv_close(db), 0);
+	cr_assert_eq(aurakv_get_async(db, "a", 1, never_cb, NULL), AURAKV_ECLOSED);
+	cr_assert_eq(aurakv_poll(db, -1), AURAKV_ECLOSED);
+	cr_assert_eq(aurakv_poll(db, 0), AURAKV_ECLOSED);
+	cr_assert_eq(aurakv_multi_get(db, 1, keys, klens, vals, vlens, status, 0), AURAKV_ECLOSED);
+	cr_assert_eq(atomic_load(&refused_cb_calls), 0);
+}
