@@ -311,7 +311,14 @@ AURAKV_API int aurakv_get_async(aurakv_t *db, const void *key, size_t klen, aura
 
 /**
  * Run the callbacks of completed asynchronous gets; if none is ready, wait up to
- * `timeout_ms` (-1 = no limit) while any is in flight. Returns the number of
+ * `timeout_ms` (< 0 = no limit) while any is in flight, or while another thread runs a
+ * callback of the caller's gets - until that callback returns: the get is delivered
+ * then, and the poll returns (0 if it ran none). The caller's gets are those the calling
+ * thread started, and those a callback of them started, in whichever thread it ran.
+ * Another thread's callback is never waited for (it may run long, or wait for this
+ * thread): with nothing of its own running elsewhere and nothing in flight, a poll
+ * returns 0 at once. So `while (!done) aurakv_poll(db, -1);` sleeps until the callback
+ * that sets done has run, whichever thread runs it. Returns the number of
  * aurakv_get_async() callbacks run in this call - this thread's gets' and any other
  * thread's (see Threading) - or -EINVAL, AURAKV_ECLOSED. It may also deliver the reads
  * of a multi-get running in another thread (which then goes on): those are not

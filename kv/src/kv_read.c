@@ -263,6 +263,9 @@ int kv_get_async(struct kv_db *db, const void *key, size_t klen, aurakv_get_cb c
  * segment released and only started another. Counting those made a caller that counts
  * its gets down by poll's result stop before its callbacks ran. Such a round is not
  * what the caller waited for: wait on (within timeout_ms) while anything is in flight.
+ * A round that ran nothing ends the wait: the log's poll returns 0 only with nothing in
+ * flight and none of this thread's gets' callbacks running elsewhere (or once one of
+ * those has returned) - it sleeps meanwhile, so this loop never spins.
  */
 int kv_poll(struct kv_db *db, int timeout_ms)
 {

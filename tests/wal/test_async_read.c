@@ -432,25 +432,38 @@ static bool flag_set(void *arg)
 	return atomic_load(&sh.flag) != 0;
 }
 
-/* A thread waiting for a callback another thread is running sleeps until it returns
- * (nothing is in flight meanwhile: a plain poll returns at once), and is woken then. */
+static struct {
+	aurawal_loc_t loc;
+	uint8_t buf[100];
+} other_read;
+
+/* Another thread's work: it starts the read and runs its callback. */
+static void *read_and_poll_once(void *arg)
+{
+	cr_assert_eq(
+	    aurawal_read_async(arg, other_read.loc, other_read.buf, 100, wake_sleeper_cb, NULL), 0);
+	cr_assert_eq(aurawal_poll(arg, 0), 1);
+	return NULL;
+}
+
+/* A thread waiting for a callback another thread is running - not its own work, so a
+ * plain poll returns at once (nothing is in flight) - sleeps until it returns, and is
+ * woken then. */
 Test(wal_async_read, poll_until_sleeps_until_a_callback_in_another_thread_returns, .timeout = 30)
 {
-	aurawal_loc_t loc;
-	aurawal_t *log = memory_log(&loc, 1);
-	uint8_t buf[100];
+	aurawal_t *log = memory_log(&other_read.loc, 1);
+	uint8_t *buf = other_read.buf;
 	pthread_t t;
 
 	sh.log = log;
 	cr_assert_eq(aurawal_poll_until(log, 0, NULL, NULL), -EINVAL);
 	cr_assert_eq(aurawal_poll_until(NULL, 0, flag_set, NULL), -EINVAL);
-	cr_assert_eq(aurawal_read_async(log, loc, buf, 100, wake_sleeper_cb, NULL), 0);
-	cr_assert_eq(pthread_create(&t, NULL, poll_once, log), 0);
+	cr_assert_eq(pthread_create(&t, NULL, read_and_poll_once, log), 0);
 	pthread_mutex_lock(&sh.mu);
 	while (sh.ran < 1)
 		pthread_cond_wait(&sh.cv, &sh.mu);
 	pthread_mutex_unlock(&sh.mu);
-	cr_assert_eq(aurawal_poll(log, -1), 0, "nothing is in flight: a plain poll returns");
+	cr_assert_eq(aurawal_poll(log, -1), 0, "nothing of its own: a plain poll returns");
 	sh.stop_calls = 0;
 	cr_assert_eq(aurawal_poll_until(log, -1, flag_set, NULL), 0);
 	cr_assert_eq(atomic_load(&sh.flag), 1);

@@ -297,25 +297,33 @@ AURAWAL_API int aurawal_append_async(aurawal_t *log, const struct iovec *iov, in
 
 /**
  * Run the callbacks of completed asynchronous appends and reads; if none is ready, wait
- * up to `timeout_ms` (< 0 = no limit) while anything is in flight. It runs at most the
- * callbacks ready when it starts, taking them one at a time: while one runs, the others
- * stay ready for other threads' polls (a long callback holds up no other). A poll that
- * may wait (timeout_ms != 0) with flush_delay_us 0 first has the asynchronous appends
- * not yet written written (as aurawal_flush() would, without a sync): nothing else
- * would write a non-durable one. Returns the number of callbacks run, or -EINVAL.
+ * up to `timeout_ms` (< 0 = no limit) while anything is in flight, or while another
+ * thread runs a callback of the caller's work - until that callback returns: the work is
+ * delivered then, and the poll returns (0 if it ran none). The caller's work is what the
+ * calling thread started, and what a callback of that work started, in whichever thread
+ * it ran. A callback of other work is never waited for (it may run long, or wait for
+ * this thread): with nothing of its own running elsewhere and nothing in flight, a poll
+ * returns 0 at once. So `while (!done) aurawal_poll(log, -1);` sleeps until its callback
+ * has run, whichever thread runs it. It runs at most the callbacks ready when it starts,
+ * taking them one at a time: while one runs, the others stay ready for other threads'
+ * polls (a long callback holds up no other). A poll that may wait (timeout_ms != 0) with
+ * flush_delay_us 0 has the asynchronous appends not yet written written (as
+ * aurawal_flush() would, without a sync) before it waits, and those appended while it
+ * waits too: nothing else would write a non-durable one.
+ * Returns the number of callbacks run, or -EINVAL.
  */
 AURAWAL_API int aurawal_poll(aurawal_t *log, int timeout_ms);
 
 /**
  * As aurawal_poll(), but the wait ends when `stop(arg)` returns true - and only then (or
  * when a callback ran in this call, or at the timeout): it goes on even while nothing is
- * in flight, for a caller that waits for a callback another thread is running (a poll
- * runs the callbacks one at a time, so the others stay for any poller to run, and a
- * callback another thread runs is not in flight). `stop` is asked with the log's lock
- * held - before waiting, and again each time a callback returns in any thread and when a
- * wait for the engine ends (at most a millisecond while reads are in flight) - so it must
- * be quick and must not call the log: typically it reads a counter the caller's callbacks
- * update. Returns the number of callbacks run, or -EINVAL (log or stop NULL).
+ * in flight, for a caller that waits for a callback of work not its own that another
+ * thread is running (aurawal_poll waits only for the caller's own work). `stop` is asked
+ * with the log's lock held - before waiting, and again each time a callback returns in
+ * any thread and when a wait for the engine ends (at most a millisecond while reads are
+ * in flight) - so it must be quick and must not call the log: typically it reads a
+ * counter the callbacks update. Returns the number of callbacks run, or -EINVAL (log or
+ * stop NULL).
  */
 AURAWAL_API int aurawal_poll_until(aurawal_t *log, int timeout_ms, bool (*stop)(void *arg),
 				   void *arg);

@@ -519,6 +519,7 @@ AURAWAL_API int aurawal_append_async(aurawal_t *log, const struct iovec *iov, in
 		return -ENOMEM;
 	c->cb = cb;
 	c->arg = arg;
+	c->owner = wal_owner();
 	pthread_mutex_lock(&log->mu);
 	rc = append_locked(log, &in, flags, true, &c->loc, &c->seq);
 	if (rc == 0) {
@@ -530,6 +531,10 @@ AURAWAL_API int aurawal_append_async(aurawal_t *log, const struct iovec *iov, in
 			log->cur->cbs = c;
 		log->cur->cbs_tail = c;
 		log->pending_cbs++;
+		/* With no flush delay nothing writes it unless asked: a poll already waiting
+		 * (maybe for this very callback) asks, woken here (wal_read.c, poll_wait). */
+		if (!log->opts.flush_delay_us && log->pollers)
+			pthread_cond_broadcast(&log->cv_done);
 	}
 	pthread_mutex_unlock(&log->mu);
 	if (rc)

@@ -102,7 +102,24 @@ struct wal_cb {
 	uint64_t seq;
 	size_t len;
 	int status;
+	uint64_t owner; /* whose work it is: wal_owner() of the thread that started it */
 	struct wal_cb *next;
+};
+
+/* A callback being run (wal_run_ready_cbs), on its runner's stack, in log->running. */
+struct wal_running {
+	uint64_t owner;	 /* the callback's */
+	uint64_t runner; /* wal_thread_id() of the thread running it */
+	struct wal_running *next;
+};
+
+/* A poller inside its wait (poll_wait), on its stack, in log->pollers. */
+struct wal_poller {
+	uint64_t owner; /* whose work it waits for: its wal_owner() */
+	uint64_t self;	/* its wal_thread_id() */
+	bool until;	/* aurawal_poll_until: woken after any callback */
+	bool delivered; /* a callback of its owner's returned in another thread */
+	struct wal_poller *next;
 };
 
 struct wal_batch {
@@ -218,9 +235,11 @@ struct aurawal {
 	 * they dropped the lock). Written under mu; relaxed: the list itself is only touched
 	 * under mu, and a stale hint only moves callbacks to the next call that runs them. */
 	atomic_bool cbs_ready;
-	uint32_t pending_cbs;	/* async appends and reads not yet delivered */
-	uint32_t until_waiters; /* aurawal_poll_until callers asleep on cv_done */
-	uint32_t pending_reads; /* async reads in flight on the engine, or parked */
+	uint32_t pending_cbs;	     /* async appends and reads not yet delivered */
+	uint32_t until_waiters;	     /* aurawal_poll_until callers asleep on cv_done */
+	struct wal_running *running; /* callbacks being run, in any thread */
+	struct wal_poller *pollers;  /* polls inside their wait */
+	uint32_t pending_reads;	     /* async reads in flight on the engine, or parked */
 	/* Async reads whose rest (after a short count) the ring refused inside an auraio
 	 * callback, where nothing may wait: resubmitted by poll and close (wal_read.c). */
 	struct wal_aread *parked, *parked_tail;
@@ -287,6 +306,10 @@ void wal_deliver(struct aurawal *log, struct wal_cb *c); /* mu held: a read, for
 void wal_resubmit_parked(struct aurawal *log);
 /* No lock held: run the ready callbacks of appends, and of reads if `reads` (poll, close). */
 int wal_run_ready_cbs(struct aurawal *log, bool reads);
+/* This thread's id among the log users (never 0, never reused), and the owner of the work
+ * it starts: its own id, or while it runs a callback, that callback's owner's. */
+uint64_t wal_thread_id(void);
+uint64_t wal_owner(void);
 
 /* ---- wal_recover.c: sequential reading and recovery ---- */
 struct wal_reader {
