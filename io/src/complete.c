@@ -688,10 +688,12 @@ static bool any_awaited(struct auraio_engine *e)
  * may reap the rings' completions meanwhile - the last ones even, after which nothing
  * would ever make the set readable: so the sleep ends once nothing is in flight, checked
  * before it and after every WAIT_SLICE_MS of it (a single ring's wait checks under its
- * lock instead: kernel_wait). The slices cost a wake-up per 100 ms to a thread waiting
- * long for slow I/O; the race costs it at most that.
+ * lock instead: kernel_wait). Entries another thread had refused while we slept (an
+ * auraio_cancel() that returned 0, orphans a poller resubmitted) are sent again after
+ * each slice too: no completion would come for them otherwise, and that thread may not
+ * come back. The slices cost a wake-up per 100 ms to a thread waiting long for slow
+ * I/O; each race costs it at most that.
  */
-#define WAIT_SLICE_MS 100
 
 int engine_wait_many(struct auraio_engine *e, int timeout_ms)
 {
@@ -714,6 +716,8 @@ int engine_wait_many(struct auraio_engine *e, int timeout_ms)
 		if (epoll_wait(fd, ev, (int) ARRAY_SIZE(ev), slice) != 0)
 			break;
 		if (timeout_ms >= 0 && (timeout_ms -= slice) <= 0)
+			break;
+		if (flush_all(e) < 0) /* refused again: return, the caller's next call retries */
 			break;
 	}
 	return reap_all(e, true);

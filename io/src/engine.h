@@ -41,6 +41,12 @@ struct completion {
 /* Most completions handled per cq_lock acquisition. */
 #define REAP_BATCH 32
 
+/* A sleep without a bound (a kernel waiter's, a wait on several rings' epoll set) is
+ * cut into slices of this length, after each of which the sleeper sends entries the
+ * kernel refused another thread meanwhile (backend_uring.c, uring_wait; complete.c,
+ * engine_wait_many). A wake-up per slice of a long wait; none per I/O. */
+#define WAIT_SLICE_MS 100
+
 /*
  * Backend interface. "sq" = called with ring->sq_lock held, "cq" = with ring->cq_lock.
  */
