@@ -407,11 +407,12 @@ AURAIO_API int auraio_poll(auraio_engine_t *engine);
 /**
  * Handle every completion that is ready; if none is, submit what is batched and block
  * until at least one completion is handled or `timeout_ms` passes (-1 = no limit, 0 = do
- * not block). Returns the number handled by this call; 0 on timeout, when nothing is in
- * flight, when another thread handled the completion that ended the wait, when that
- * completion was an orphan's, submitted again (docs/auraio.md, "Orphans"), or at once
- * when the kernel refused to take what was batched (EAGAIN/EBUSY: the next call retries
- * it).
+ * not block). Returns the number handled by this call; 0 on timeout, when nothing is (or
+ * is any longer) in flight, when another thread handled a completion meanwhile, or at
+ * once when the kernel refused to take what was batched (EAGAIN/EBUSY: the next call
+ * retries it). Nothing else ends the wait: not a cancellation's own completion, an
+ * orphan submitted again (docs/auraio.md, "Orphans"), another thread letting go of the
+ * ring, nor a signal caught by the calling thread.
  * -EINVAL for a NULL engine. All rings are covered: a completion on any ring ends the wait.
  * Meant to be called in a loop: what its callbacks submit is sent by the next call (see
  * the submit rules), so that each turn of the loop costs one system call to wait (and

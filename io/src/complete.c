@@ -737,10 +737,54 @@ AURAIO_API int auraio_wait(auraio_engine_t *e, int timeout_ms)
 	return n;
 }
 
+/* Completions handled on every ring so far, by any thread (relaxed: a hint that moves
+ * only forward; `completed` is stored under each ring's cq_lock). */
+static uint64_t handled_so_far(const struct auraio_engine *e)
+{
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < e->ring_count; i++)
+		n += atomic_load_explicit(&e->rings[i].completed, memory_order_relaxed);
+	return n;
+}
+
+/* Are entries the kernel refused waiting for a retry on some ring? */
+static bool any_refused(const struct auraio_engine *e)
+{
+	for (unsigned i = 0; i < e->ring_count; i++)
+		if (atomic_load_explicit(&e->rings[i].need_enter, memory_order_relaxed))
+			return true;
+	return false;
+}
+
+/* The rings with something in flight: how many, and one of them. */
+static unsigned busy_rings(struct auraio_engine *e, struct ring **busy)
+{
+	unsigned nbusy = 0;
+
+	for (unsigned i = 0; i < e->ring_count; i++) {
+		if (ring_in_flight(&e->rings[i]) > 0) {
+			*busy = &e->rings[i];
+			nbusy++;
+		}
+	}
+	return nbusy;
+}
+
+/*
+ * Block until this call handles a completion, or auraio.h's reasons to return 0 hold:
+ * the timeout passed, nothing is in flight, another thread handled a completion, or the
+ * kernel refused entries (need_enter: the caller's next call retries them). One wait
+ * can end without any of these - woken because the ring's kernel waiter let go after an
+ * empty pass or its own timeout, or by an internal completion (a cancel's own), an
+ * orphan sent again or a signal - and returning 0 then would be early: wait again.
+ */
 static int wait_body(struct auraio_engine *e, int timeout_ms)
 {
+	uint64_t deadline = 0, seen, now;
 	struct ring *busy = NULL;
-	unsigned nbusy = 0;
+	int64_t left = -1;
+	unsigned nbusy;
 	int n;
 
 	/* What is ready is handled without a syscall; staged submissions then go out with
@@ -752,17 +796,29 @@ static int wait_body(struct auraio_engine *e, int timeout_ms)
 		flush_all(e);
 		return reap_all(e, true);
 	}
-	for (unsigned i = 0; i < e->ring_count; i++) {
-		if (ring_in_flight(&e->rings[i]) > 0) {
-			busy = &e->rings[i];
-			nbusy++;
+	seen = handled_so_far(e);
+	if (timeout_ms > 0)
+		deadline = now_ns() + (uint64_t) ms_to_ns(timeout_ms);
+	for (;;) {
+		nbusy = busy_rings(e, &busy);
+		if (nbusy == 0)
+			return 0;
+		if (nbusy == 1)
+			n = ring_wait_dispatch(busy, left < 0 ? ms_to_ns(timeout_ms) : left, NULL);
+		else
+			n = engine_wait_many(e, left < 0
+						    ? timeout_ms
+						    : (int) ((left + (int64_t) NSEC_PER_MSEC - 1) /
+							     (int64_t) NSEC_PER_MSEC));
+		if (n != 0 || handled_so_far(e) != seen || any_refused(e))
+			return n;
+		if (timeout_ms > 0) {
+			now = now_ns();
+			if (now >= deadline)
+				return 0;
+			left = (int64_t) (deadline - now);
 		}
 	}
-	if (nbusy == 0)
-		return 0;
-	if (nbusy == 1)
-		return ring_wait_dispatch(busy, ms_to_ns(timeout_ms), NULL);
-	return engine_wait_many(e, timeout_ms);
 }
 
 /* The waitable request is done: take its result and return it to the pool. */

@@ -67,6 +67,14 @@ static uint64_t faults_of(auraio_engine_t *e)
 	return st.faults_injected;
 }
 
+/* This thread's submissions go to ring k from now on (routing is by CPU otherwise). */
+static void route_to(auraio_engine_t *e, unsigned k)
+{
+	tls_route.id = e->id;
+	tls_route.ring = &e->rings[k];
+	tls_route.left = UINT32_MAX;
+}
+
 static void until_asleep(pid_t tid)
 {
 	while (!thread_sleeping(tid))
@@ -128,6 +136,166 @@ Test(waiter_liveness, a_refused_cancel_reaches_a_thread_asleep_in_the_kernel, .t
 	pthread_join(t, NULL); /* hung here */
 	cr_assert_eq(w.rc, 0);
 	cr_assert_eq(w.res, -ECANCELED);
+	auraio_destroy(e);
+	close(p[0]);
+	close(p[1]);
+}
+
+/* ---- a thread asleep in auraio_wait ---- */
+
+struct any_waiter {
+	auraio_engine_t *e;
+	atomic_int tid;
+	atomic_bool returned;
+	int n;
+};
+
+static void *wait_any(void *arg)
+{
+	struct any_waiter *w = arg;
+
+	atomic_store(&w->tid, (int) syscall(SYS_gettid));
+	w->n = auraio_wait(w->e, -1);
+	atomic_store(&w->returned, true);
+	return NULL;
+}
+
+static pid_t start_any_waiter(struct any_waiter *w, pthread_t *t)
+{
+	cr_assert_eq(pthread_create(t, NULL, wait_any, w), 0);
+	while (atomic_load(&w->tid) == 0)
+		sched_yield();
+	until_asleep((pid_t) atomic_load(&w->tid));
+	return (pid_t) atomic_load(&w->tid);
+}
+
+/*
+ * The same on two rings: auraio_wait(-1) sleeps on the epoll set of both (a pipe read
+ * in flight on each), and a cancel of one is refused. The epoll wait woke every 100 ms
+ * to see whether anything was still in flight, but never sent the refused entry again:
+ * it slept for ever.
+ */
+Test(waiter_liveness, a_refused_cancel_reaches_a_wait_on_several_rings, .timeout = T_TIMEOUT)
+{
+	auraio_engine_t *e = uring_engine(2);
+	struct any_waiter w = { .e = e };
+	struct recorder rec[2] = { 0 };
+	auraio_request_t *req[2];
+	int p[2][2];
+	char b[2];
+	pthread_t t;
+
+	for (unsigned k = 0; k < 2; k++) {
+		cr_assert_eq(pipe(p[k]), 0);
+		route_to(e, k);
+		req[k] = auraio_read(e, p[k][0], auraio_buf(&b[k]), 1, 0, record_cb, &rec[k]);
+		cr_assert_not_null(req[k]);
+	}
+	cr_assert_eq(ring_in_flight(&e->rings[0]), 1);
+	cr_assert_eq(ring_in_flight(&e->rings[1]), 1);
+	start_any_waiter(&w, &t);
+	refuse(e, 1);
+	cr_assert_eq(auraio_cancel(e, req[0]), 0);
+	cr_assert_eq(faults_of(e), 1, "the kernel refused the cancel");
+	pthread_join(t, NULL); /* hung here */
+	cr_assert_eq(w.n, 1);
+	cr_assert_eq(atomic_load(&rec[0].calls), 1);
+	cr_assert_eq(atomic_load(&rec[0].last), -ECANCELED);
+	cr_assert_eq(atomic_load(&rec[1].calls), 0);
+	cr_assert_eq(write(p[1][1], "x", 1), 1);
+	while (atomic_load(&rec[1].calls) == 0)
+		cr_assert_geq(auraio_wait(e, -1), 0);
+	cr_assert_eq(atomic_load(&rec[1].last), 1);
+	auraio_destroy(e);
+	for (unsigned k = 0; k < 2; k++) {
+		close(p[k][0]);
+		close(p[k][1]);
+	}
+}
+
+/* ---- auraio_wait(-1) returns only for what auraio.h lists ---- */
+
+/*
+ * A thread asleep in auraio_wait(-1) on the ring's eventcount (another held cq_lock when
+ * it looked) was woken by the holder letting go - here an empty pass, as auraio_poll()
+ * makes - and returned 0 although no completion had been handled by anyone and its pipe
+ * read was still in flight. auraio.h lists when it returns 0 (timeout, nothing in flight,
+ * another thread handled the completion, the kernel refused entries): none applied. It
+ * must take the kernel-waiter role over instead, and return 1 for the read.
+ */
+Test(waiter_liveness, a_wait_woken_by_an_empty_pass_keeps_waiting, .timeout = T_TIMEOUT)
+{
+	auraio_engine_t *e = engine_of(1);
+	struct ring *r = &e->rings[0];
+	struct any_waiter w = { .e = e };
+	struct recorder rec = { 0 };
+	int p[2];
+	char b;
+	pthread_t t;
+
+	cr_assert_eq(pipe(p), 0);
+	cr_assert_not_null(auraio_read(e, p[0], auraio_buf(&b), 1, 0, record_cb, &rec));
+	cr_assert(cq_trylock(r), "the test holds the role, as a reaping thread would");
+	start_any_waiter(&w, &t); /* asleep on the eventcount */
+	cq_unlock(r);		  /* an empty pass lets go and notifies */
+	ev_notify(&r->ev);
+	cr_assert_eq(write(p[1], "x", 1), 1);
+	pthread_join(t, NULL);
+	cr_assert_eq(w.n, 1, "returned 0 with nothing handled");
+	cr_assert_eq(atomic_load(&rec.calls), 1);
+	cr_assert_eq(atomic_load(&rec.last), 1);
+	auraio_destroy(e);
+	close(p[0]);
+	close(p[1]);
+}
+
+/* What an auraio_cancel() sends, without a request it could find: an internal entry
+ * whose completion the engine counts apart from the requests'. */
+static void send_internal_nop(struct ring *r)
+{
+	struct io_uring_sqe *sqe;
+	unsigned n;
+
+	sq_lock(r);
+	cr_assert_geq(uring_make_room(r, 1), 1u);
+	sqe = uring_next_sqe(r);
+	io_uring_prep_nop(sqe);
+	io_uring_sqe_set_data64(sqe, UD_INTERNAL);
+	counter_add(&r->internal_submitted, 1);
+	n = uring_publish(r);
+	sq_unlock(r);
+	cr_assert_not(ring_enter(r, n));
+}
+
+/*
+ * auraio_wait(-1) asleep in the kernel for a pipe read. A cancel's own completion (an
+ * internal one, which the wait does not count) arrived before the completion of the
+ * request it cancelled - as it often does - and ended the wait: 0, having handled
+ * nothing the caller can see, no other thread having done so either. Set up with an
+ * internal entry alone; the wait must go on to the read's completion and return 1.
+ */
+Test(waiter_liveness, an_internal_completion_does_not_end_a_wait, .timeout = T_TIMEOUT)
+{
+	auraio_engine_t *e = uring_engine(1);
+	struct any_waiter w = { .e = e };
+	struct recorder rec = { 0 };
+	int p[2];
+	char b;
+	pthread_t t;
+
+	cr_assert_eq(pipe(p), 0);
+	cr_assert_not_null(auraio_read(e, p[0], auraio_buf(&b), 1, 0, record_cb, &rec));
+	start_any_waiter(&w, &t);
+	send_internal_nop(&e->rings[0]);
+	/* Once the waiter has handled the nop it sleeps again (or has returned: the bug). */
+	while (counter_get(&e->rings[0].internal_completed) == 0)
+		sched_yield();
+	while (!atomic_load(&w.returned) && !thread_sleeping((pid_t) atomic_load(&w.tid)))
+		sched_yield();
+	cr_assert_eq(write(p[1], "x", 1), 1);
+	pthread_join(t, NULL);
+	cr_assert_eq(w.n, 1, "returned 0 for an internal completion");
+	cr_assert_eq(atomic_load(&rec.calls), 1);
 	auraio_destroy(e);
 	close(p[0]);
 	close(p[1]);
