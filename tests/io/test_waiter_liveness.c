@@ -141,6 +141,53 @@ Test(waiter_liveness, a_refused_cancel_reaches_a_thread_asleep_in_the_kernel, .t
 	close(p[1]);
 }
 
+/*
+ * The same with SQPOLL: the kernel's SQ thread has gone idle (NEED_WAKEUP), so the cancel
+ * needs an enter to wake it, and the kernel refuses that enter. The waiter, asleep in
+ * the kernel, never woke the SQ thread: the cancel sat in the SQ for ever.
+ */
+Test(waiter_liveness, a_refused_cancel_wakes_an_idle_sqpoll_thread, .timeout = T_TIMEOUT)
+{
+	struct req_waiter w = { 0 };
+	auraio_options_t o;
+	auraio_stats_t st;
+	auraio_engine_t *e;
+	struct ring *r;
+	int p[2];
+	char b;
+	pthread_t t;
+
+	auraio_options_init(&o);
+	o.ring_count = 1;
+	o.queue_depth = 8;
+	o.enable_sqpoll = true;
+	o.sqpoll_idle_ms = 1;
+	e = auraio_create_with_options(&o);
+	cr_assert_not_null(e);
+	cr_assert_eq(auraio_get_stats(e, &st), 0);
+	if (st.backend != AURAIO_BACKEND_IO_URING || !st.sqpoll_active) {
+		auraio_destroy(e);
+		cr_skip_test("SQPOLL is not granted here");
+	}
+	r = &e->rings[0];
+	w.e = e;
+	cr_assert_eq(pipe(p), 0);
+	w.req = auraio_read(e, p[0], auraio_buf(&b), 1, 0, NULL, NULL);
+	cr_assert_not_null(w.req);
+	start_req_waiter(&w, &t);
+	while (!(sq_kflags(U(r)) & IORING_SQ_NEED_WAKEUP)) /* the SQ thread went idle */
+		sched_yield();
+	refuse(e, 1);
+	cr_assert_eq(auraio_cancel(e, w.req), 0);
+	cr_assert_eq(faults_of(e), 1, "the kernel refused the enter that would wake it");
+	pthread_join(t, NULL); /* hung here */
+	cr_assert_eq(w.rc, 0);
+	cr_assert_eq(w.res, -ECANCELED);
+	auraio_destroy(e);
+	close(p[0]);
+	close(p[1]);
+}
+
 /* ---- a thread asleep in auraio_wait ---- */
 
 struct any_waiter {
