@@ -241,7 +241,8 @@ AURAIO_API void auraio_destroy(auraio_engine_t *engine);
  *     finds them refused retries them itself. A thread that submits and will not call
  *     into the engine again (it waits on a callback that another thread's blocking
  *     auraio_wait() delivers) should call auraio_flush() until it stops returning
- *     -EAGAIN/-EBUSY: that other thread may be asleep in the kernel for other I/O.
+ *     -EAGAIN/-EBUSY: that other thread may be asleep in the kernel for other I/O, and
+ *     retries what was refused only every 100 ms. The same holds for auraio_cancel().
  *   - `cb` NULL makes the request *waitable*: it is not recycled on completion; the caller
  *     must collect it with auraio_request_wait() (exactly once). Until then it holds one
  *     of its ring's 2 x queue_depth requests (see EAGAIN).
@@ -400,7 +401,11 @@ AURAIO_API int auraio_flush(auraio_engine_t *engine);
  * blocking, and submit what the callbacks submitted before returning (so a loop that
  * sleeps on auraio_get_poll_fd() next strands nothing). Returns the number of completions
  * handled by this call (0 if none, or if other threads are handling them), or -EINVAL
- * for a NULL engine.
+ * for a NULL engine. Those flushes are retried, not reported: if the kernel refused
+ * them (EAGAIN, EBUSY) the entries stay batched, and nothing makes the poll fd readable
+ * for them - before sleeping on it, call auraio_flush() until it stops returning
+ * -EAGAIN/-EBUSY (a thread blocked in auraio_wait() or auraio_request_wait() retries
+ * them by itself, within 100 ms).
  */
 AURAIO_API int auraio_poll(auraio_engine_t *engine);
 
@@ -634,7 +639,10 @@ typedef enum auraio_fault_kind {
 				   nothing, as io_uring_enter does when the kernel cannot take
 				   them now (EAGAIN, EBUSY); the entries stay queued and the
 				   engine's next flush or wait submits them. `ops` and `fd` are
-				   ignored; `skip` and `count` count such calls */
+				   ignored; `skip` and `count` count such calls. With count
+				   0 (refuse all until cleared) clear the rule before
+				   auraio_destroy(): it retries its cancellations until the
+				   kernel takes them, and would spin for ever */
 } auraio_fault_kind_t;
 
 /** Fault rule operation mask bits. */
