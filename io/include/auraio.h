@@ -181,7 +181,8 @@ typedef struct auraio_options {
 				     pipe or socket holds its worker until the stream is
 				     ready: with thread_workers of them pending, the
 				     ring's other I/O waits behind them (io_uring does
-				     not have this limit). */
+				     not have this limit) - cancelled I/O too: it
+				     completes with -ECANCELED when a worker takes it. */
 
 	/* Diagnostics */
 	void (*log_fn)(int level, const char *message, void *arg); /* default NULL = warnings
