@@ -419,7 +419,8 @@ AURAIO_API int auraio_poll(auraio_engine_t *engine);
  * retries it). Nothing else ends the wait: not a cancellation's own completion, an
  * orphan submitted again (docs/auraio.md, "Orphans"), another thread letting go of the
  * ring, nor a signal caught by the calling thread.
- * -EINVAL for a NULL engine. All rings are covered: a completion on any ring ends the wait.
+ * -EINVAL for a NULL engine. All rings are covered: a completion on any ring ends the wait
+ * (on a ring that had nothing in flight when the wait looked, within 100 ms).
  * Meant to be called in a loop: what its callbacks submit is sent by the next call (see
  * the submit rules), so that each turn of the loop costs one system call to wait (and
  * one more when it also submits: docs/auraio.md, "Orphans").

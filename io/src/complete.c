@@ -772,6 +772,22 @@ static unsigned busy_rings(struct auraio_engine *e, struct ring **busy)
 }
 
 /*
+ * How long to sleep on the one busy ring. With several rings, another thread may submit
+ * to a ring that was idle when we looked, and a completion there wakes nobody asleep on
+ * this ring's wait - yet auraio.h promises that a completion on any ring ends the wait
+ * (a submitter may flush and then wait for its callback without calling in again). So
+ * the sleep lasts a slice at most, and wait_body looks at the rings again (several busy:
+ * the epoll set). A wake-up per slice of a long wait; none per I/O.
+ */
+static int64_t narrow_timeout(const struct auraio_engine *e, int64_t left, int timeout_ms)
+{
+	const int64_t slice = (int64_t) WAIT_SLICE_MS * (int64_t) NSEC_PER_MSEC;
+	int64_t t = left < 0 ? ms_to_ns(timeout_ms) : left;
+
+	return e->ring_count > 1 && (t < 0 || t > slice) ? slice : t;
+}
+
+/*
  * Block until this call handles a completion, or auraio.h's reasons to return 0 hold:
  * the timeout passed, nothing is in flight, another thread handled a completion, or the
  * kernel refused entries (need_enter: the caller's next call retries them). One wait
@@ -804,7 +820,7 @@ static int wait_body(struct auraio_engine *e, int timeout_ms)
 		if (nbusy == 0)
 			return 0;
 		if (nbusy == 1)
-			n = ring_wait_dispatch(busy, left < 0 ? ms_to_ns(timeout_ms) : left, NULL);
+			n = ring_wait_dispatch(busy, narrow_timeout(e, left, timeout_ms), NULL);
 		else
 			n = engine_wait_many(e, left < 0
 						    ? timeout_ms

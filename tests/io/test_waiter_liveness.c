@@ -347,3 +347,46 @@ Test(waiter_liveness, an_internal_completion_does_not_end_a_wait, .timeout = T_T
 	close(p[0]);
 	close(p[1]);
 }
+
+/*
+ * auraio_wait(-1) on a 2-ring engine, when only ring 0 was busy (a pipe read), sleeps in
+ * ring 0's kernel wait. Another thread then submits a read with a callback to ring 1,
+ * flushes, and waits for the callback without calling into the engine again - the
+ * pattern the submit rules describe ("it waits on a callback that another thread's
+ * blocking auraio_wait() delivers"). auraio.h: "a completion on any ring ends the wait".
+ * Ring 1's completion woke nobody: the wait slept on until the pipe read completed.
+ */
+Test(waiter_liveness, a_wait_on_one_busy_ring_sees_a_completion_on_another, .timeout = T_TIMEOUT)
+{
+	auraio_engine_t *e = engine_of(2);
+	struct any_waiter w = { .e = e };
+	struct recorder rec[2] = { 0 };
+	int fd = temp_file(4096, 0), p[2], rc;
+	char b, buf[512];
+	pthread_t t;
+
+	cr_assert_eq(pipe(p), 0);
+	route_to(e, 0);
+	cr_assert_not_null(auraio_read(e, p[0], auraio_buf(&b), 1, 0, record_cb, &rec[0]));
+	start_any_waiter(&w, &t); /* asleep on ring 0 alone */
+	route_to(e, 1);
+	cr_assert_not_null(
+	    auraio_read(e, fd, auraio_buf(buf), sizeof(buf), 512, record_cb, &rec[1]));
+	while ((rc = auraio_flush(e)) == -EAGAIN || rc == -EBUSY)
+		;
+	cr_assert_geq(rc, 0);
+	while (atomic_load(&rec[1].calls) == 0) /* delivered by the waiter, or never */
+		sched_yield();
+	pthread_join(t, NULL);
+	cr_assert_eq(w.n, 1);
+	cr_assert_eq(atomic_load(&rec[1].last), 512);
+	cr_assert(check_pattern(buf, sizeof(buf), 512));
+	cr_assert_eq(atomic_load(&rec[0].calls), 0);
+	cr_assert_eq(write(p[1], "x", 1), 1);
+	while (atomic_load(&rec[0].calls) == 0)
+		cr_assert_geq(auraio_wait(e, -1), 0);
+	auraio_destroy(e);
+	close(fd);
+	close(p[0]);
+	close(p[1]);
+}
