@@ -8,7 +8,9 @@
  * loop; a read with a callback, then auraio_wait(-1), auraio_poll() or auraio_flush() and
  * auraio_wait(-1) until the callback ran (on whichever thread); a batch of reads; a pipe
  * read that only a cancel completes, cancelled and then collected - or posted to a
- * canceller thread that cancels it and moves on while its owner waits. On io_uring most
+ * canceller thread that cancels it and moves on while its owner waits; a read with a
+ * callback, flushed, whose thread then waits for the callback without calling in while
+ * an event-loop thread loops in auraio_wait(-1) (the submit rules). On io_uring most
  * rounds refuse kernel entries (an AURAIO_FAULT_ENTER rule with small skip and count,
  * re-armed while the threads run), so that entries are refused while other threads
  * sleep in the kernel, on a ring's eventcount or on the epoll set.
@@ -47,6 +49,7 @@ enum what {
 	W_POLL,
 	W_FLUSH,
 	W_CANCEL,
+	W_HANDOFF,
 	W_DONE,
 };
 
@@ -59,6 +62,7 @@ static const char *const what_name[] = {
 	"auraio_poll loop",
 	"auraio_flush",
 	"auraio_cancel",
+	"waiting for its callback, not calling in",
 	"done",
 };
 
@@ -71,6 +75,7 @@ enum kind {
 	K_BATCH,
 	K_CANCEL,
 	K_XCANCEL,
+	K_HANDOFF,
 	K_N,
 };
 
@@ -89,6 +94,7 @@ struct round {
 	sem_t posted;
 	atomic_bool stop;
 	pthread_t canceller;
+	pthread_t loop; /* an event loop: auraio_wait(-1) until the round ends */
 };
 
 struct worker {
@@ -156,14 +162,17 @@ static void until_called(struct worker *w, struct cb_done *d, int want, enum kin
 	auraio_engine_t *e = w->rd->e;
 	int rc;
 
-	if (k == K_CB_FLUSH) {
+	if (k == K_CB_FLUSH || k == K_HANDOFF) {
 		set_what(w, W_FLUSH);
 		while ((rc = auraio_flush(e)) == -EAGAIN || rc == -EBUSY)
 			;
 		cr_assert_geq(rc, 0);
 	}
 	while (atomic_load(&d->n) < want) {
-		if (k == K_CB_POLL) {
+		if (k == K_HANDOFF) { /* the event loop thread (or anyone) delivers it */
+			set_what(w, W_HANDOFF);
+			sched_yield();
+		} else if (k == K_CB_POLL) {
 			set_what(w, W_POLL);
 			cr_assert_geq(auraio_poll(e), 0);
 			sched_yield();
@@ -254,6 +263,7 @@ static void one_op(struct worker *w, enum kind k)
 	case K_CB_WAIT:
 	case K_CB_POLL:
 	case K_CB_FLUSH:
+	case K_HANDOFF:
 		read_blk(w, w->rd->fd, buf[0], off[0], &d);
 		until_called(w, &d, 1, k);
 		check_read(atomic_load(&d.res), buf[0], off[0]);
@@ -314,6 +324,18 @@ static void *canceller(void *arg)
 	}
 }
 
+/* The submit rules' other party: a thread whose blocking auraio_wait() delivers the
+ * callbacks of threads that flushed and wait without calling in (K_HANDOFF). */
+static void *event_loop(void *arg)
+{
+	struct round *rd = arg;
+
+	while (!atomic_load(&rd->stop))
+		if (auraio_wait(rd->e, -1) == 0)
+			sched_yield(); /* nothing in flight: do not spin flat out */
+	return NULL;
+}
+
 static void *work(void *arg)
 {
 	struct worker *w = arg;
@@ -347,7 +369,8 @@ static const char *kind_name(int k)
 					 "callback/flush",
 					 "batch",
 					 "cancel",
-					 "cancelled by another thread" };
+					 "cancelled by another thread",
+					 "callback/flush, then delivered by others" };
 	return k >= 0 && k < K_N ? n[k] : "?";
 }
 
@@ -427,6 +450,7 @@ static void run_round(unsigned seed, int fd, unsigned hang_s)
 	pthread_cond_init(&rd.cv, &ca);
 	cr_assert_eq(sem_init(&rd.posted, 0, 0), 0);
 	cr_assert_eq(pthread_create(&rd.canceller, NULL, canceller, &rd), 0);
+	cr_assert_eq(pthread_create(&rd.loop, NULL, event_loop, &rd), 0);
 	for (int i = 0; i < rd.nthr; i++) {
 		ws[i] = (struct worker){ .rd = &rd, .idx = i, .rng = seed * 31u + (unsigned) i };
 		cr_assert_eq(pipe(ws[i].pipe), 0);
@@ -451,6 +475,7 @@ static void run_round(unsigned seed, int fd, unsigned hang_s)
 	atomic_store(&rd.stop, true);
 	cr_assert_eq(sem_post(&rd.posted), 0);
 	pthread_join(rd.canceller, NULL);
+	pthread_join(rd.loop, NULL);
 	sem_destroy(&rd.posted);
 	for (int i = 0; i < rd.rings; i++)
 		cr_assert_eq(ring_in_flight(&rd.e->rings[i]), 0);
