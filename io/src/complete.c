@@ -683,6 +683,17 @@ static bool any_awaited(struct auraio_engine *e)
 	return false;
 }
 
+/* Completions handled on every ring so far, by any thread (relaxed: a hint that moves
+ * only forward; `completed` is stored under each ring's cq_lock). */
+static uint64_t handled_so_far(const struct auraio_engine *e)
+{
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < e->ring_count; i++)
+		n += atomic_load_explicit(&e->rings[i].completed, memory_order_relaxed);
+	return n;
+}
+
 /*
  * Several rings busy: sleep on the epoll set of all of them, then sweep. Other threads
  * may reap the rings' completions meanwhile - the last ones even, after which nothing
@@ -691,14 +702,18 @@ static bool any_awaited(struct auraio_engine *e)
  * lock instead: kernel_wait). Entries another thread had refused while we slept (an
  * auraio_cancel() that returned 0, orphans a poller resubmitted) are sent again after
  * each slice too: no completion would come for them otherwise, and that thread may not
- * come back. The slices cost a wake-up per 100 ms to a thread waiting long for slow
- * I/O; each race costs it at most that.
+ * come back. And the sleep ends when another thread has handled a completion meanwhile
+ * (auraio.h: the wait then returns 0): a reaper that consumed the CQEs before our epoll
+ * looked left the set unreadable, and the thread waiting in auraio_wait() for what the
+ * callback did would sleep on. The slices cost a wake-up per 100 ms to a thread waiting
+ * long for slow I/O; each race costs it at most that.
  */
 
 int engine_wait_many(struct auraio_engine *e, int timeout_ms)
 {
 	struct epoll_event ev[8];
 	int fd = auraio_get_poll_fd(e);
+	uint64_t seen = handled_so_far(e);
 
 	if (fd < 0)
 		return fd;
@@ -719,6 +734,8 @@ int engine_wait_many(struct auraio_engine *e, int timeout_ms)
 			break;
 		if (flush_all(e) < 0) /* refused again: return, the caller's next call retries */
 			break;
+		if (handled_so_far(e) != seen)
+			break;
 	}
 	return reap_all(e, true);
 }
@@ -734,17 +751,6 @@ AURAIO_API int auraio_wait(auraio_engine_t *e, int timeout_ms)
 	tls_dl.in_wait++;
 	n = wait_body(e, timeout_ms);
 	tls_dl.in_wait--;
-	return n;
-}
-
-/* Completions handled on every ring so far, by any thread (relaxed: a hint that moves
- * only forward; `completed` is stored under each ring's cq_lock). */
-static uint64_t handled_so_far(const struct auraio_engine *e)
-{
-	uint64_t n = 0;
-
-	for (unsigned i = 0; i < e->ring_count; i++)
-		n += atomic_load_explicit(&e->rings[i].completed, memory_order_relaxed);
 	return n;
 }
 

@@ -390,3 +390,60 @@ Test(waiter_liveness, a_wait_on_one_busy_ring_sees_a_completion_on_another, .tim
 	close(p[0]);
 	close(p[1]);
 }
+
+/*
+ * auraio_wait(-1) asleep on the epoll set of two rings (a pipe read on each). Another
+ * thread handles a completion on ring 0 - here a waitable the test made by hand and
+ * completes as a reaper does, under cq_lock: the state a reaper leaves when it consumed
+ * the CQE before the sleeper's epoll looked (the set is then not readable). auraio.h:
+ * the wait returns 0 "when another thread handled a completion meanwhile"; it slept on
+ * for ever instead (its slices only asked whether anything was still in flight).
+ */
+Test(waiter_liveness, a_wait_on_several_rings_returns_when_another_thread_handled_a_completion,
+     .timeout = T_TIMEOUT)
+{
+	auraio_engine_t *e = engine_of(2);
+	struct ring *r = &e->rings[0];
+	struct any_waiter w = { .e = e };
+	struct recorder rec[2] = { 0 };
+	struct auraio_request *h;
+	ssize_t res = 0;
+	int p[2][2];
+	char b[2];
+	pthread_t t;
+
+	for (unsigned k = 0; k < 2; k++) {
+		cr_assert_eq(pipe(p[k]), 0);
+		route_to(e, k);
+		cr_assert_not_null(
+		    auraio_read(e, p[k][0], auraio_buf(&b[k]), 1, 0, record_cb, &rec[k]));
+	}
+	sq_lock(r); /* a waitable in flight on ring 0 that the kernel never sees */
+	h = request_alloc(&r->pool);
+	cr_assert_not_null(h);
+	h->opcode = AURAIO_OP_READ;
+	h->flags = REQF_WAITABLE;
+	h->fd = p[0][0];
+	atomic_store(&h->state, REQ_IN_FLIGHT);
+	atomic_store(&r->submitted, atomic_load(&r->submitted) + 1);
+	sq_unlock(r);
+	start_any_waiter(&w, &t); /* asleep on the epoll set */
+	cr_assert(cq_trylock(r)); /* another thread reaps h: completed under cq_lock */
+	h->result = 7;
+	atomic_store(&h->state, REQ_DONE);
+	atomic_store(&r->completed, atomic_load(&r->completed) + 1);
+	cq_unlock(r);
+	ev_notify(&r->ev);
+	pthread_join(t, NULL); /* hung here */
+	cr_assert_eq(w.n, 0);
+	cr_assert_eq(auraio_request_wait(e, h, 0, &res), 0);
+	cr_assert_eq(res, 7);
+	for (unsigned k = 0; k < 2; k++) {
+		cr_assert_eq(write(p[k][1], "x", 1), 1);
+		while (atomic_load(&rec[k].calls) == 0)
+			cr_assert_geq(auraio_wait(e, -1), 0);
+		close(p[k][0]);
+		close(p[k][1]);
+	}
+	auraio_destroy(e);
+}
