@@ -39,7 +39,7 @@ static void count_cb(auraio_request_t *req, ssize_t res, void *ud)
 	atomic_fetch_add((atomic_long *) ud, 1);
 }
 
-Test(kernel_waiter, a_ring_wait_with_nothing_in_flight_returns_at_once, .timeout = 10)
+Test(kernel_waiter, a_ring_wait_with_nothing_in_flight_returns_at_once, .timeout = 30)
 {
 	auraio_engine_t *e = engine_of(1);
 	int fd = temp_file(4096, 0);
@@ -101,7 +101,7 @@ Test(kernel_waiter, wait_does_not_block_when_a_poller_reaps_its_completion, .tim
  * set of all rings, but another thread had reaped their last completions - nothing
  * would ever make the set readable. The outcome set up directly: nothing in flight on
  * any ring, then the multi-ring wait. */
-Test(kernel_waiter, a_wait_on_several_rings_with_nothing_in_flight_returns, .timeout = 10)
+Test(kernel_waiter, a_wait_on_several_rings_with_nothing_in_flight_returns, .timeout = 30)
 {
 	auraio_engine_t *e = engine_of(2);
 
@@ -155,7 +155,7 @@ static uint64_t faults_of(auraio_engine_t *e)
  * published, its retry duty (need_enter) taken by "another thread", then the wait the
  * engine runs next. It must submit what the kernel has not consumed before it sleeps.
  */
-Test(kernel_waiter, a_ring_wait_submits_what_another_thread_published, .timeout = 20)
+Test(kernel_waiter, a_ring_wait_submits_what_another_thread_published, .timeout = 30)
 {
 	auraio_engine_t *e = uring_engine();
 	struct ring *r = &e->rings[0];
@@ -210,7 +210,7 @@ static void *wait_on_pipe(void *arg)
  * itself). It slept until the waiter let go - never, as the waiter's completion waits
  * for this one - instead of retrying its entries: they were all that could complete.
  */
-Test(kernel_waiter, a_refused_wait_retries_while_another_thread_sleeps_in_the_kernel, .timeout = 20)
+Test(kernel_waiter, a_refused_wait_retries_while_another_thread_sleeps_in_the_kernel, .timeout = 30)
 {
 	auraio_engine_t *e = uring_engine();
 	struct pipe_waiter w = { .e = e };
