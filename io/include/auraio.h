@@ -405,8 +405,8 @@ AURAIO_API int auraio_flush(auraio_engine_t *engine);
  * for a NULL engine. Those flushes are retried, not reported: if the kernel refused
  * them (EAGAIN, EBUSY) the entries stay batched, and nothing makes the poll fd readable
  * for them - before sleeping on it, call auraio_flush() until it stops returning
- * -EAGAIN/-EBUSY (a thread blocked in auraio_wait() or auraio_request_wait() retries
- * them by itself, within 100 ms).
+ * -EAGAIN/-EBUSY (a thread blocked in auraio_wait(), or in auraio_request_wait() for a
+ * request of the same ring, retries them by itself within 100 ms).
  */
 AURAIO_API int auraio_poll(auraio_engine_t *engine);
 
@@ -420,7 +420,8 @@ AURAIO_API int auraio_poll(auraio_engine_t *engine);
  * orphan submitted again (docs/auraio.md, "Orphans"), another thread letting go of the
  * ring, nor a signal caught by the calling thread.
  * -EINVAL for a NULL engine. All rings are covered: a completion on any ring ends the wait
- * (on a ring that had nothing in flight when the wait looked, within 100 ms).
+ * (within 100 ms when it is on a ring that had nothing in flight when the wait looked,
+ * or another thread of a multi-ring engine handled it first).
  * Meant to be called in a loop: what its callbacks submit is sent by the next call (see
  * the submit rules), so that each turn of the loop costs one system call to wait (and
  * one more when it also submits: docs/auraio.md, "Orphans").
