@@ -181,7 +181,8 @@ typedef struct auraio_options {
 				     pipe or socket holds its worker until the stream is
 				     ready: with thread_workers of them pending, the
 				     ring's other I/O waits behind them (io_uring does
-				     not have this limit). */
+				     not have this limit) - cancelled I/O too: it
+				     completes with -ECANCELED when a worker takes it. */
 
 	/* Diagnostics */
 	void (*log_fn)(int level, const char *message, void *arg); /* default NULL = warnings
@@ -241,7 +242,8 @@ AURAIO_API void auraio_destroy(auraio_engine_t *engine);
  *     finds them refused retries them itself. A thread that submits and will not call
  *     into the engine again (it waits on a callback that another thread's blocking
  *     auraio_wait() delivers) should call auraio_flush() until it stops returning
- *     -EAGAIN/-EBUSY: that other thread may be asleep in the kernel for other I/O.
+ *     -EAGAIN/-EBUSY: that other thread may be asleep in the kernel for other I/O, and
+ *     retries what was refused only every 100 ms. The same holds for auraio_cancel().
  *   - `cb` NULL makes the request *waitable*: it is not recycled on completion; the caller
  *     must collect it with auraio_request_wait() (exactly once). Until then it holds one
  *     of its ring's 2 x queue_depth requests (see EAGAIN).
@@ -400,19 +402,26 @@ AURAIO_API int auraio_flush(auraio_engine_t *engine);
  * blocking, and submit what the callbacks submitted before returning (so a loop that
  * sleeps on auraio_get_poll_fd() next strands nothing). Returns the number of completions
  * handled by this call (0 if none, or if other threads are handling them), or -EINVAL
- * for a NULL engine.
+ * for a NULL engine. Those flushes are retried, not reported: if the kernel refused
+ * them (EAGAIN, EBUSY) the entries stay batched, and nothing makes the poll fd readable
+ * for them - before sleeping on it, call auraio_flush() until it stops returning
+ * -EAGAIN/-EBUSY (a thread blocked in auraio_wait(), or in auraio_request_wait() for a
+ * request of the same ring, retries them by itself within 100 ms).
  */
 AURAIO_API int auraio_poll(auraio_engine_t *engine);
 
 /**
  * Handle every completion that is ready; if none is, submit what is batched and block
  * until at least one completion is handled or `timeout_ms` passes (-1 = no limit, 0 = do
- * not block). Returns the number handled by this call; 0 on timeout, when nothing is in
- * flight, when another thread handled the completion that ended the wait, when that
- * completion was an orphan's, submitted again (docs/auraio.md, "Orphans"), or at once
- * when the kernel refused to take what was batched (EAGAIN/EBUSY: the next call retries
- * it).
- * -EINVAL for a NULL engine. All rings are covered: a completion on any ring ends the wait.
+ * not block). Returns the number handled by this call; 0 on timeout, when nothing is (or
+ * is any longer) in flight, when another thread handled a completion meanwhile, or at
+ * once when the kernel refused to take what was batched (EAGAIN/EBUSY: the next call
+ * retries it). Nothing else ends the wait: not a cancellation's own completion, an
+ * orphan submitted again (docs/auraio.md, "Orphans"), another thread letting go of the
+ * ring, nor a signal caught by the calling thread.
+ * -EINVAL for a NULL engine. All rings are covered: a completion on any ring ends the wait
+ * (within 100 ms when it is on a ring that had nothing in flight when the wait looked,
+ * or another thread of a multi-ring engine handled it first).
  * Meant to be called in a loop: what its callbacks submit is sent by the next call (see
  * the submit rules), so that each turn of the loop costs one system call to wait (and
  * one more when it also submits: docs/auraio.md, "Orphans").
@@ -633,7 +642,10 @@ typedef enum auraio_fault_kind {
 				   nothing, as io_uring_enter does when the kernel cannot take
 				   them now (EAGAIN, EBUSY); the entries stay queued and the
 				   engine's next flush or wait submits them. `ops` and `fd` are
-				   ignored; `skip` and `count` count such calls */
+				   ignored; `skip` and `count` count such calls. With count
+				   0 (refuse all until cleared) clear the rule before
+				   auraio_destroy(): it retries its cancellations until the
+				   kernel takes them, and would spin for ever */
 } auraio_fault_kind_t;
 
 /** Fault rule operation mask bits. */

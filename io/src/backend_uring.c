@@ -200,7 +200,8 @@ static int uring_enter(struct ring *r, unsigned to_submit)
 	return rc < 0 ? rc : 0;
 }
 
-static int uring_wait(struct ring *r, unsigned to_submit, int64_t timeout_ns)
+/* One wait of at most timeout_ns (-1 = none): uring_wait's work for one slice. */
+static int wait_once(struct ring *r, unsigned to_submit, int64_t timeout_ns)
 {
 	struct io_uring *u = U(r);
 	struct __kernel_timespec ts;
@@ -257,6 +258,31 @@ static int uring_wait(struct ring *r, unsigned to_submit, int64_t timeout_ns)
 	if (rc == -ETIME || rc == -EINTR)
 		return rc;
 	return 0;
+}
+
+/*
+ * cq_lock held: the kernel waiter's sleep, in slices of WAIT_SLICE_MS. Entries another
+ * thread publishes while we sleep are its to send; but if the kernel refuses them, that
+ * thread cannot wait for them (we hold the role), and may not come back at all: an
+ * auraio_cancel() returns 0, a poller that resubmitted orphans returns. Their
+ * completions may be the very ones we sleep for, and nothing can wake a thread in
+ * io_uring_enter but a completion, a signal or its timeout. So each slice ends by
+ * sending what is published and unconsumed (wait_once does, before sleeping again):
+ * such a stall lasts a slice at most, at the price of one wake-up per slice of a long
+ * wait (none per I/O).
+ */
+static int uring_wait(struct ring *r, unsigned to_submit, int64_t timeout_ns)
+{
+	const int64_t slice_ns = (int64_t) WAIT_SLICE_MS * (int64_t) NSEC_PER_MSEC;
+
+	for (;;) {
+		int64_t t = timeout_ns < 0 || timeout_ns > slice_ns ? slice_ns : timeout_ns;
+		int rc = wait_once(r, to_submit, t);
+
+		if (rc != -ETIME || (timeout_ns >= 0 && (timeout_ns -= t) <= 0))
+			return rc;
+		to_submit = 0; /* wait_once sends whatever is published and unconsumed */
+	}
 }
 
 /*

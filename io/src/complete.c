@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * complete.c - the completion path: reap, account, deliver, and wait.
+ * complete.c - the completion path: reap, account, deliver, and one ring's wait (the
+ * engine-wide auraio_poll/auraio_flush/auraio_wait are wait.c's).
  *
  * Reaping happens under the ring's cq_lock, at most REAP_BATCH completions per
  * acquisition. Accounting (counters, histogram, result) is done under the lock, reading
@@ -36,7 +37,6 @@
  */
 #include <errno.h>
 #include <stdlib.h>
-#include <sys/epoll.h>
 
 #include "backend.h"
 
@@ -524,15 +524,6 @@ int ring_reap_dispatch(struct ring *r, bool may_enter)
 	return handled;
 }
 
-/* Will a completion still come (a request or a cancel entry in flight)? Exact with
- * cq_lock held - `completed` and internal_completed are only written under it, so
- * nothing consumes what these count meanwhile; a hint without it. */
-static bool awaits_completion(struct ring *r)
-{
-	return ring_in_flight(r) > 0 ||
-	       counter_get(&r->internal_submitted) > counter_get(&r->internal_completed);
-}
-
 /* cq_lock held: the kernel-waiter role. Submits to_submit in the same syscall. */
 static int kernel_wait(struct ring *r, unsigned to_submit, int64_t timeout_ns, struct delivery *d)
 {
@@ -540,7 +531,7 @@ static int kernel_wait(struct ring *r, unsigned to_submit, int64_t timeout_ns, s
 
 	/* Nothing left to complete (another thread reaped the last completion after our
 	 * caller saw the ring busy, before we took the lock): blocking would be forever. */
-	if (n > 0 || !awaits_completion(r)) {
+	if (n > 0 || !ring_awaits_completion(r)) {
 		ring_enter(r, to_submit);
 		return n;
 	}
@@ -609,156 +600,8 @@ void ring_drain(struct ring *r)
 	to_submit = backend_publish(r);
 	sq_unlock(r);
 	ring_enter(r, to_submit);
-	while (awaits_completion(r))
+	while (ring_awaits_completion(r))
 		ring_wait_dispatch(r, -1, NULL);
-}
-
-/* ---- engine-wide polling and waiting ---- */
-
-/* Where this thread starts its next sweep over the rings: a per-thread rotor, so that
- * no ring starves and no shared counter is written on the completion path. */
-static TLS_IE unsigned tls_rotor;
-
-/* Handle what is ready on every ring, without flushing and without blocking.
- * may_enter: also enter the kernel for completions parked as task work (see reap). */
-static int reap_all(struct auraio_engine *e, bool may_enter)
-{
-	unsigned start = tls_rotor++;
-	int handled = 0;
-
-	for (unsigned i = 0; i < e->ring_count; i++)
-		handled += ring_reap_dispatch(&e->rings[(start + i) % e->ring_count], may_enter);
-	return handled;
-}
-
-/* Every ring is flushed, even after one the kernel refused; the first error is kept. */
-static int flush_all(struct auraio_engine *e)
-{
-	int total = 0, err = 0;
-
-	for (unsigned i = 0; i < e->ring_count; i++) {
-		int rc = ring_flush(&e->rings[i]);
-
-		if (rc < 0 && err == 0)
-			err = rc;
-		else if (rc > 0)
-			total += rc;
-	}
-	return err ? err : total;
-}
-
-/* Flush, handle, flush again: what the callbacks submitted goes out before returning,
- * so an application sleeping on the poll fd next never strands it. */
-AURAIO_API int auraio_poll(auraio_engine_t *e)
-{
-	int n;
-
-	if (!e)
-		return -EINVAL;
-	flush_all(e);
-	n = reap_all(e, true);
-	if (n > 0)
-		flush_all(e);
-	return n;
-}
-
-AURAIO_API int auraio_flush(auraio_engine_t *e)
-{
-	if (!e)
-		return -EINVAL;
-	return flush_all(e);
-}
-
-static int64_t ms_to_ns(int timeout_ms)
-{
-	return timeout_ms < 0 ? -1 : (int64_t) timeout_ms * (int64_t) NSEC_PER_MSEC;
-}
-
-/* Will any ring still post a completion? */
-static bool any_awaited(struct auraio_engine *e)
-{
-	for (unsigned i = 0; i < e->ring_count; i++)
-		if (awaits_completion(&e->rings[i]))
-			return true;
-	return false;
-}
-
-/*
- * Several rings busy: sleep on the epoll set of all of them, then sweep. Other threads
- * may reap the rings' completions meanwhile - the last ones even, after which nothing
- * would ever make the set readable: so the sleep ends once nothing is in flight, checked
- * before it and after every WAIT_SLICE_MS of it (a single ring's wait checks under its
- * lock instead: kernel_wait). The slices cost a wake-up per 100 ms to a thread waiting
- * long for slow I/O; the race costs it at most that.
- */
-#define WAIT_SLICE_MS 100
-
-int engine_wait_many(struct auraio_engine *e, int timeout_ms)
-{
-	struct epoll_event ev[8];
-	int fd = auraio_get_poll_fd(e);
-
-	if (fd < 0)
-		return fd;
-	/* Entries the kernel refused are in no ring's kernel queue, so no completion will
-	 * come for them: do not sleep (need_enter makes the next call retry them), as a
-	 * single ring's wait does not (uring_wait). */
-	if (flush_all(e) < 0)
-		timeout_ms = 0;
-	while (any_awaited(e)) {
-		int slice =
-		    timeout_ms < 0 || timeout_ms > WAIT_SLICE_MS ? WAIT_SLICE_MS : timeout_ms;
-
-		/* EINTR is expected: COOP_TASKRUN wakes a sleeper with a notify signal so that
-		 * its parked completions get posted on the way back to userspace. */
-		if (epoll_wait(fd, ev, (int) ARRAY_SIZE(ev), slice) != 0)
-			break;
-		if (timeout_ms >= 0 && (timeout_ms -= slice) <= 0)
-			break;
-	}
-	return reap_all(e, true);
-}
-
-static int wait_body(struct auraio_engine *e, int timeout_ms);
-
-AURAIO_API int auraio_wait(auraio_engine_t *e, int timeout_ms)
-{
-	int n;
-
-	if (!e)
-		return -EINVAL;
-	tls_dl.in_wait++;
-	n = wait_body(e, timeout_ms);
-	tls_dl.in_wait--;
-	return n;
-}
-
-static int wait_body(struct auraio_engine *e, int timeout_ms)
-{
-	struct ring *busy = NULL;
-	unsigned nbusy = 0;
-	int n;
-
-	/* What is ready is handled without a syscall; staged submissions then go out with
-	 * the blocking wait below (one io_uring_enter does both), or with the next call. */
-	n = reap_all(e, false);
-	if (n > 0)
-		return n;
-	if (timeout_ms == 0) {
-		flush_all(e);
-		return reap_all(e, true);
-	}
-	for (unsigned i = 0; i < e->ring_count; i++) {
-		if (ring_in_flight(&e->rings[i]) > 0) {
-			busy = &e->rings[i];
-			nbusy++;
-		}
-	}
-	if (nbusy == 0)
-		return 0;
-	if (nbusy == 1)
-		return ring_wait_dispatch(busy, ms_to_ns(timeout_ms), NULL);
-	return engine_wait_many(e, timeout_ms);
 }
 
 /* The waitable request is done: take its result and return it to the pool. */

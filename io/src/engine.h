@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * engine.h - the engine, its rings, and the interface between the generic core
- * (submit.c, complete.c) and the two backends (backend_uring.c, backend_threads.c).
+ * (submit.c, complete.c, wait.c) and the two backends (backend_uring.c, backend_threads.c).
  *
  * Lock order (the only one in libauraio):
  *   ring->sq_lock  of ring 0, ring 1, ...   (registration takes all of them, in order)
@@ -40,6 +40,12 @@ struct completion {
 
 /* Most completions handled per cq_lock acquisition. */
 #define REAP_BATCH 32
+
+/* A sleep without a bound (a kernel waiter's, a wait on several rings' epoll set) is
+ * cut into slices of this length, after each of which the sleeper sends entries the
+ * kernel refused another thread meanwhile (backend_uring.c, uring_wait; wait.c,
+ * engine_wait_many and wait_body). A wake-up per slice of a long wait; none per I/O. */
+#define WAIT_SLICE_MS 100
 
 /*
  * Backend interface. "sq" = called with ring->sq_lock held, "cq" = with ring->cq_lock.
@@ -235,6 +241,21 @@ static inline uint64_t ring_in_flight(const struct ring *r)
 	       atomic_load_explicit(&r->completed, memory_order_relaxed);
 }
 
+/* Will a completion still come (a request or a cancel entry in flight)? Exact with
+ * cq_lock held - `completed` and internal_completed are only written under it, so
+ * nothing consumes what these count meanwhile; a hint without it. */
+static inline bool ring_awaits_completion(const struct ring *r)
+{
+	return ring_in_flight(r) > 0 ||
+	       counter_get(&r->internal_submitted) > counter_get(&r->internal_completed);
+}
+
+/* A timeout in milliseconds (-1 = none) as nanoseconds (-1 = none). */
+static inline int64_t ms_to_ns(int timeout_ms)
+{
+	return timeout_ms < 0 ? -1 : (int64_t) timeout_ms * (int64_t) NSEC_PER_MSEC;
+}
+
 /* ---- engine.c ---- */
 
 /*
@@ -295,7 +316,7 @@ static inline bool delivery_defers(const struct ring *r)
 	return tls_dl.ring == r;
 }
 int ring_reap_dispatch(struct ring *r, bool may_enter); /* trylock; non-blocking */
-/* auraio_wait with several rings busy (complete.c; tests call it with none busy). */
+/* auraio_wait with several rings busy (wait.c; tests call it with none busy). */
 int engine_wait_many(struct auraio_engine *e, int timeout_ms);
 int ring_wait_dispatch(struct ring *r, int64_t timeout_ns,
 		       struct auraio_request *want); /* may block */
