@@ -787,6 +787,10 @@ static void fail_stop_on(unsigned ops, aurawal_sync_mode_t mode)
 
 	o.engine = e;
 	o.sync_mode = mode;
+	/* The buffered append below must still be in memory when the durable one's write
+	 * fails: with the default delay (1 ms) a descheduled test thread let the writer write
+	 * it alone, unsynced and unfaulted - then it is on disk and reads back (a CI flake). */
+	o.flush_delay_us = 0;
 	log = wal_open_ok(dir, &o);
 	for (int i = 0; i < 10; i++)
 		seqs[i] = append_i(log, (uint64_t) i, RLEN, AURAWAL_DURABLE, &locs[i]);
