@@ -17,20 +17,7 @@
 #include <sys/syscall.h>
 
 #include "engine.h"
-#include "test_util.h"
-
-static auraio_engine_t *engine_of(int rings)
-{
-	auraio_options_t o;
-	auraio_engine_t *e;
-
-	auraio_options_init(&o);
-	o.ring_count = rings;
-	o.queue_depth = 8;
-	e = auraio_create_with_options(&o);
-	cr_assert_not_null(e);
-	return e;
-}
+#include "refusing_engine.h"
 
 /* A hang is these tests' failure: the timeout reports it. (One value for the suite: a
  * Test's own .timeout makes Criterion 2.4.1 leak under ASan.) */
@@ -115,41 +102,6 @@ Test(kernel_waiter, a_wait_on_several_rings_with_nothing_in_flight_returns)
 
 /* ---- entries the kernel refused (EAGAIN/EBUSY) while another thread is the waiter ---- */
 
-/* A one-ring io_uring engine (else the test is skipped). */
-static auraio_engine_t *uring_engine(void)
-{
-	auraio_engine_t *e = engine_of(1);
-	auraio_stats_t st;
-
-	cr_assert_eq(auraio_get_stats(e, &st), 0);
-	if (st.backend != AURAIO_BACKEND_IO_URING) {
-		auraio_destroy(e);
-		cr_skip_test("ENTER faults model io_uring_enter; this engine uses worker threads");
-	}
-	return e;
-}
-
-/* From now on the kernel refuses the next `count` calls that submit entries. */
-static void refuse(auraio_engine_t *e, int count)
-{
-	auraio_fault_t f = { .fd = -1, .count = (uint64_t) count, .kind = AURAIO_FAULT_ENTER };
-	int rc = auraio_fault_set(e, &f);
-
-	if (rc == -ENOTSUP) {
-		auraio_destroy(e);
-		cr_skip_test("fault injection is not compiled into this build");
-	}
-	cr_assert_eq(rc, 0);
-}
-
-static uint64_t faults_of(auraio_engine_t *e)
-{
-	auraio_stats_t st;
-
-	cr_assert_eq(auraio_get_stats(e, &st), 0);
-	return st.faults_injected;
-}
-
 /*
  * Regression (the log's fault fuzz hung about once in several TSan CI runs): a thread
  * published entries and the kernel refused them; before it could enter again, the
@@ -161,7 +113,7 @@ static uint64_t faults_of(auraio_engine_t *e)
  */
 Test(kernel_waiter, a_ring_wait_submits_what_another_thread_published)
 {
-	auraio_engine_t *e = uring_engine();
+	auraio_engine_t *e = uring_engine(1);
 	struct ring *r = &e->rings[0];
 	int fd = temp_file(4096, 0);
 	auraio_request_t *req;
@@ -216,7 +168,7 @@ static void *wait_on_pipe(void *arg)
  */
 Test(kernel_waiter, a_refused_wait_retries_while_another_thread_sleeps_in_the_kernel)
 {
-	auraio_engine_t *e = uring_engine();
+	auraio_engine_t *e = uring_engine(1);
 	struct pipe_waiter w = { .e = e };
 	int fd = temp_file(4096, 0), p[2];
 	auraio_request_t *req;

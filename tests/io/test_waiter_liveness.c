@@ -15,57 +15,9 @@
 #include <sys/syscall.h>
 
 #include "backend.h"
-#include "test_util.h"
+#include "refusing_engine.h"
 
 #define T_TIMEOUT 20
-
-static auraio_engine_t *engine_of(int rings)
-{
-	auraio_options_t o;
-	auraio_engine_t *e;
-
-	auraio_options_init(&o);
-	o.ring_count = rings;
-	o.queue_depth = 8;
-	e = auraio_create_with_options(&o);
-	cr_assert_not_null(e);
-	return e;
-}
-
-/* An io_uring engine of `rings` rings (else the test is skipped). */
-static auraio_engine_t *uring_engine(int rings)
-{
-	auraio_engine_t *e = engine_of(rings);
-	auraio_stats_t st;
-
-	cr_assert_eq(auraio_get_stats(e, &st), 0);
-	if (st.backend != AURAIO_BACKEND_IO_URING) {
-		auraio_destroy(e);
-		cr_skip_test("ENTER faults model io_uring_enter; this engine uses worker threads");
-	}
-	return e;
-}
-
-/* From now on the kernel refuses the next `count` calls that submit entries. */
-static void refuse(auraio_engine_t *e, int count)
-{
-	auraio_fault_t f = { .fd = -1, .count = (uint64_t) count, .kind = AURAIO_FAULT_ENTER };
-	int rc = auraio_fault_set(e, &f);
-
-	if (rc == -ENOTSUP) {
-		auraio_destroy(e);
-		cr_skip_test("fault injection is not compiled into this build");
-	}
-	cr_assert_eq(rc, 0);
-}
-
-static uint64_t faults_of(auraio_engine_t *e)
-{
-	auraio_stats_t st;
-
-	cr_assert_eq(auraio_get_stats(e, &st), 0);
-	return st.faults_injected;
-}
 
 /* This thread's submissions go to ring k from now on (routing is by CPU otherwise). */
 static void route_to(auraio_engine_t *e, unsigned k)
@@ -73,12 +25,6 @@ static void route_to(auraio_engine_t *e, unsigned k)
 	tls_route.id = e->id;
 	tls_route.ring = &e->rings[k];
 	tls_route.left = UINT32_MAX;
-}
-
-static void until_asleep(pid_t tid)
-{
-	while (!thread_sleeping(tid))
-		sched_yield();
 }
 
 /* ---- a thread asleep in auraio_request_wait for a pipe read ---- */
@@ -104,11 +50,7 @@ static void *wait_for_req(void *arg)
 
 static pid_t start_req_waiter(struct req_waiter *w, pthread_t *t)
 {
-	cr_assert_eq(pthread_create(t, NULL, wait_for_req, w), 0);
-	while (atomic_load(&w->tid) == 0)
-		sched_yield();
-	until_asleep((pid_t) atomic_load(&w->tid));
-	return (pid_t) atomic_load(&w->tid);
+	return start_asleep(t, wait_for_req, w, &w->tid);
 }
 
 /*
@@ -209,11 +151,7 @@ static void *wait_any(void *arg)
 
 static pid_t start_any_waiter(struct any_waiter *w, pthread_t *t)
 {
-	cr_assert_eq(pthread_create(t, NULL, wait_any, w), 0);
-	while (atomic_load(&w->tid) == 0)
-		sched_yield();
-	until_asleep((pid_t) atomic_load(&w->tid));
-	return (pid_t) atomic_load(&w->tid);
+	return start_asleep(t, wait_any, w, &w->tid);
 }
 
 /*

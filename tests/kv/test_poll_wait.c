@@ -15,55 +15,15 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "callback_gate.h"
 #include "kv_test.h"
 
 KV_DIR_SUITE(kv_poll_wait, 30);
 
 #define SPIN_LIMIT 1000 /* polls a spinning loop reaches at once; a sleeper makes one */
 
-static struct {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int entered; /* held callbacks that have started */
-	bool open;   /* the test let them return */
-} gate = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, false };
-
 static aurakv_t *db;
 static atomic_int done; /* set by the caller's last callback, just before it returns */
-
-static void gate_hold(void)
-{
-	pthread_mutex_lock(&gate.mu);
-	gate.entered++;
-	pthread_cond_broadcast(&gate.cv);
-	while (!gate.open)
-		pthread_cond_wait(&gate.cv, &gate.mu);
-	pthread_mutex_unlock(&gate.mu);
-}
-
-static void gate_wait_entered(int n)
-{
-	pthread_mutex_lock(&gate.mu);
-	while (gate.entered < n)
-		pthread_cond_wait(&gate.cv, &gate.mu);
-	pthread_mutex_unlock(&gate.mu);
-}
-
-static void gate_wait_open(void)
-{
-	pthread_mutex_lock(&gate.mu);
-	while (!gate.open)
-		pthread_cond_wait(&gate.cv, &gate.mu);
-	pthread_mutex_unlock(&gate.mu);
-}
-
-static void gate_release(void)
-{
-	pthread_mutex_lock(&gate.mu);
-	gate.open = true;
-	pthread_cond_broadcast(&gate.cv);
-	pthread_mutex_unlock(&gate.mu);
-}
 
 /* A store without a value cache whose values stay in the log's memory (a 10 s flush
  * delay, no sync): an async get is a log read answered at once, ready for any poller. */

@@ -13,6 +13,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "callback_gate.h"
 #include "wal_internal_test.h"
 #include "wal_test.h"
 
@@ -21,50 +22,9 @@ WAL_DIR_SUITE(wal_poll_wait);
 #define SPIN_LIMIT 1000 /* polls a spinning loop reaches at once; a sleeper makes one */
 #define RLEN	   100
 
-/* The gate a held callback waits at, and what the threads say about themselves. */
-static struct {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int entered; /* held callbacks that have started */
-	bool open;   /* the test let them return */
-} gate = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, false };
-
+/* What the threads say about themselves. */
 static atomic_int done;	      /* set by the caller's last callback, just before it returns */
 static atomic_int other_done; /* set by a callback that is not the caller's */
-
-static void gate_hold(void)
-{
-	pthread_mutex_lock(&gate.mu);
-	gate.entered++;
-	pthread_cond_broadcast(&gate.cv);
-	while (!gate.open)
-		pthread_cond_wait(&gate.cv, &gate.mu);
-	pthread_mutex_unlock(&gate.mu);
-}
-
-static void gate_wait_entered(int n)
-{
-	pthread_mutex_lock(&gate.mu);
-	while (gate.entered < n)
-		pthread_cond_wait(&gate.cv, &gate.mu);
-	pthread_mutex_unlock(&gate.mu);
-}
-
-static void gate_wait_open(void)
-{
-	pthread_mutex_lock(&gate.mu);
-	while (!gate.open)
-		pthread_cond_wait(&gate.cv, &gate.mu);
-	pthread_mutex_unlock(&gate.mu);
-}
-
-static void gate_release(void)
-{
-	pthread_mutex_lock(&gate.mu);
-	gate.open = true;
-	pthread_cond_broadcast(&gate.cv);
-	pthread_mutex_unlock(&gate.mu);
-}
 
 /* A log whose appends stay in memory (no durable append, a 10 s flush delay): reads of
  * them are answered at once, their completions ready before anyone polls. */
