@@ -216,9 +216,16 @@ static int init_rings(struct auraio_engine *e)
 	    e->ops == &backend_uring_ops ? AURAIO_BACKEND_IO_URING : AURAIO_BACKEND_THREADS;
 	if (e->backend == AURAIO_BACKEND_THREADS && !e->backend_reason[0])
 		snprintf(e->backend_reason, sizeof(e->backend_reason), "thread backend requested");
-	if (e->opts.enable_sqpoll && !e->sqpoll_active)
+	if (e->opts.enable_sqpoll && e->backend == AURAIO_BACKEND_THREADS) {
+		/* SQPOLL is an io_uring mode: keep why the thread backend runs */
+		size_t used = strlen(e->backend_reason);
+
+		snprintf(e->backend_reason + used, sizeof(e->backend_reason) - used,
+			 "; no SQPOLL without io_uring");
+	} else if (e->opts.enable_sqpoll && !e->sqpoll_active) {
 		snprintf(e->backend_reason, sizeof(e->backend_reason),
 			 "SQPOLL refused by the kernel; normal rings");
+	}
 	return 0;
 }
 

@@ -111,6 +111,30 @@ Test(thread_backend, the_backend_can_be_forced_by_option)
 	auraio_destroy(e);
 }
 
+/* SQPOLL is an io_uring mode: asking for it on the thread backend must not replace the
+ * reason the thread backend was chosen with a claim about rings that do not exist. */
+Test(thread_backend, sqpoll_asked_on_the_thread_backend_keeps_the_backends_reason)
+{
+	auraio_options_t o;
+	auraio_engine_t *e;
+	auraio_stats_t st;
+
+	block_io_uring();
+	auraio_options_init(&o);
+	o.enable_sqpoll = true;
+	o.log_fn = quiet;
+	e = auraio_create_with_options(&o);
+	cr_assert_not_null(e, "create: %s", strerror(errno));
+	cr_assert_eq(auraio_get_stats(e, &st), 0);
+	cr_assert_eq(st.backend, AURAIO_BACKEND_THREADS);
+	cr_assert_eq(st.sqpoll_active, false);
+	cr_assert(strstr(st.backend_reason, "not permitted"), "reason: %s", st.backend_reason);
+	cr_assert(strstr(st.backend_reason, "SQPOLL"), "reason: %s", st.backend_reason);
+	cr_assert_not(strstr(st.backend_reason, "normal rings"), "reason: %s", st.backend_reason);
+	round_trip(e);
+	auraio_destroy(e);
+}
+
 Test(thread_backend, the_backend_can_be_forced_by_environment)
 {
 	auraio_engine_t *e;
