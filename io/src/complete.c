@@ -281,18 +281,24 @@ static inline __attribute__((always_inline)) void account(struct ring *r, struct
 		park(p, req);
 		return;
 	}
-	if (unlikely(req->flags & REQF_REG_BUF))
-		p->fixed_buf++;
 	account_one(r, req, res, p);
-	/* Its successor may now fail only because of an orphaning: note that it may go on. */
-	if (unlikely(req->chain_next) && ring_is_uring(r) && completed_in_full(req, req->result))
-		req->chain_next->chain |= CHAIN_PRED_OK;
 	p->count++;
-	if (req->flags & REQF_WAITABLE) {
-		/* Release pairs with the acquire in is_done(): the result is visible before
-		 * DONE. The waiter owns req from here on: do not touch it. */
-		atomic_store_explicit(&req->state, REQ_DONE, memory_order_release);
-		return;
+	/* One test for what a plain callback request never is: the head of a link, a
+	 * registered buffer, a waitable. REQF_LINK is set exactly when chain_next is. */
+	if (unlikely(req->flags & (REQF_LINK | REQF_REG_BUF | REQF_WAITABLE))) {
+		if (req->flags & REQF_REG_BUF)
+			p->fixed_buf++;
+		/* Its successor may now fail only because of an orphaning: note that it may
+		 * go on. */
+		if ((req->flags & REQF_LINK) && ring_is_uring(r) &&
+		    completed_in_full(req, req->result))
+			req->chain_next->chain |= CHAIN_PRED_OK;
+		if (req->flags & REQF_WAITABLE) {
+			/* Release pairs with the acquire in is_done(): the result is visible
+			 * before DONE. The waiter owns req from here on: do not touch it. */
+			atomic_store_explicit(&req->state, REQ_DONE, memory_order_release);
+			return;
+		}
 	}
 	/* Completed: auraio_cancel() refuses it from here on, even from its own callback
 	 * (a store to a line account_one just wrote; no ordering needed). */
@@ -441,12 +447,14 @@ static void deliver(struct ring *r, struct delivery *d)
 			req->fault_iov = NULL;
 		}
 #endif
+		/* Its callback is over: free, here rather than in a second walk of the list. */
+		atomic_store_explicit(&req->state, REQ_FREE, memory_order_relaxed);
 		if (req == d->tail)
 			break;
 	}
 	tls_dl.ring = outer;
 	tls_dl.depth--;
-	request_release_list(&r->pool, d->head, d->tail);
+	request_return_list(&r->pool, d->head, d->tail);
 }
 
 static bool is_done(struct auraio_request *req)

@@ -156,6 +156,9 @@ void request_unalloc(struct request_pool *pool, struct auraio_request *req);
 /* Any thread: return the list head..tail (linked by ->next) to the pool. */
 void request_release_list(struct request_pool *pool, struct auraio_request *head,
 			  struct auraio_request *tail);
+/* The same for requests already marked REQ_FREE (the delivery loop does it as it goes). */
+void request_return_list(struct request_pool *pool, struct auraio_request *head,
+			 struct auraio_request *tail);
 
 /*
  * Map a completion's user_data back to its request; NULL if stale or foreign.
