@@ -406,6 +406,7 @@ static inline __attribute__((always_inline)) void plain_stage(struct io_uring_sq
 							      int32_t slot, uint64_t now)
 {
 	unsigned flags = slot ? REQF_FIXED_FILE : 0;
+	uint64_t ud = request_ud(req); /* before the stores below, which may alias it */
 
 	if (!op->cb)
 		flags |= REQF_WAITABLE;
@@ -423,7 +424,7 @@ static inline __attribute__((always_inline)) void plain_stage(struct io_uring_sq
 	io_uring_prep_rw(op->opcode == AURAIO_OP_READ ? IORING_OP_READ : IORING_OP_WRITE, sqe,
 			 slot ? slot - 1 : op->fd, op->ptr, (unsigned) op->len, (__u64) op->offset);
 	sqe->flags = (__u8) (flags & REQF_FIXED_FILE);
-	io_uring_sqe_set_data64(sqe, request_ud(req));
+	io_uring_sqe_set_data64(sqe, ud);
 	/* Release pairs with the acquire in request_from_ud (the reaper). */
 	atomic_store_explicit(&req->state, REQ_IN_FLIGHT, memory_order_release);
 }
@@ -552,7 +553,7 @@ static inline __attribute__((always_inline)) auraio_request_t *submit_one(auraio
 }
 
 /* The general path of auraio_read/auraio_write: every case, every error. */
-static __attribute__((noinline)) auraio_request_t *
+static inline __attribute__((always_inline)) auraio_request_t *
 submit_rw(auraio_engine_t *e, auraio_opcode_t opc, int fd, auraio_buf_t buf, size_t len,
 	  off_t offset, auraio_callback_t cb, void *user_data)
 {
@@ -571,19 +572,38 @@ submit_rw(auraio_engine_t *e, auraio_opcode_t opc, int fd, auraio_buf_t buf, siz
 	return submit_one(e, &op);
 }
 
+static __attribute__((noinline)) auraio_request_t *read_general(auraio_engine_t *e, int fd,
+								auraio_buf_t buf, size_t len,
+								off_t offset, auraio_callback_t cb,
+								void *user_data)
+{
+	return submit_rw(e, AURAIO_OP_READ, fd, buf, len, offset, cb, user_data);
+}
+
+static __attribute__((noinline)) auraio_request_t *write_general(auraio_engine_t *e, int fd,
+								 auraio_buf_t buf, size_t len,
+								 off_t offset, auraio_callback_t cb,
+								 void *user_data)
+{
+	return submit_rw(e, AURAIO_OP_WRITE, fd, buf, len, offset, cb, user_data);
+}
+
 /*
  * The fast path of auraio_read/auraio_write: a plain operation (the batch's plain lane,
  * above: plain buffer, a file not registered with O_DIRECT) on io_uring, with no fault
- * rule armed, room under the limit, room in the SQ and a free request. It goes straight
- * from the arguments to the request and its SQE, without an op descriptor. Anything
- * else - including every error - leaves it before a request is taken, and the general
- * path (submit_rw) starts over: same checks, same errors, same accounting.
+ * rule armed and no destroy begun (engine->fast_off), room under the limit, room in the
+ * SQ and a free request. It goes straight from the arguments to the request and its
+ * SQE, without an op descriptor. Anything else - including every error - returns NULL
+ * before a request is taken, and the caller hands the call to the general path
+ * (read_general, write_general), which starts over: same checks, same errors, same
+ * accounting. That hand-off has the public call's own signature, so it is a jump that
+ * reuses the caller's arguments where they lie, and the fast path never copies them.
  */
 static inline __attribute__((always_inline)) auraio_request_t *
-submit_rw_fast(auraio_engine_t *e, auraio_opcode_t opc, int fd, auraio_buf_t buf, size_t len,
-	       off_t offset, auraio_callback_t cb, void *user_data)
+submit_rw_fast(auraio_engine_t *e, auraio_opcode_t opc, int fd, auraio_buf_type_t type, void *ptr,
+	       size_t len, off_t offset, auraio_callback_t cb, void *user_data)
 {
-	const struct plain_op op = { opc, fd, buf.u.ptr, len, offset, cb, user_data };
+	const struct plain_op op = { opc, fd, ptr, len, offset, cb, user_data };
 	struct auraio_request *req;
 	struct ring *r;
 	uint64_t in_flight, now;
@@ -591,27 +611,21 @@ submit_rw_fast(auraio_engine_t *e, auraio_opcode_t opc, int fd, auraio_buf_t buf
 	int32_t slot;
 	bool defer;
 
-	if (unlikely(!e || buf.type != AURAIO_BUF_UNREGISTERED || !buf.u.ptr || fd < 0 ||
-		     len > UINT32_MAX || offset < 0 || e->ops != &backend_uring_ops))
-		goto general;
-#ifdef AURAIO_FAULT_INJECTION
-	if (unlikely(atomic_load_explicit(&e->fault_armed, memory_order_relaxed)))
-		goto general;
-#endif
-	if (unlikely(atomic_load_explicit(&e->shutting_down, memory_order_relaxed)))
-		goto general;
+	if (unlikely(!e || type != AURAIO_BUF_UNREGISTERED || !ptr || fd < 0 || len > UINT32_MAX ||
+		     offset < 0 || atomic_load_explicit(&e->fast_off, memory_order_relaxed)))
+		return NULL;
 	r = engine_pick_ring(e);
 	sq_lock(r);
 	in_flight = ring_in_flight(r);
 	/* has_room and queue_room for one request: the limit is never below 1. */
 	if (unlikely(in_flight >= adaptive_limit(&r->ctl) || uring_sq_room(r) == 0))
-		goto general_unlock;
+		goto out;
 	slot = plain_slot(&e->files, fd);
 	if (unlikely(slot < 0))
-		goto general_unlock;
+		goto out;
 	req = request_alloc(&r->pool);
 	if (unlikely(!req))
-		goto general_unlock;
+		goto out;
 	defer = delivery_defers(r);
 	now = submit_clock(r);
 	plain_stage(uring_next_sqe(r), req, &op, slot, now);
@@ -620,10 +634,9 @@ submit_rw_fast(auraio_engine_t *e, auraio_opcode_t opc, int fd, auraio_buf_t buf
 	ring_enter(r, to_submit);
 	return req;
 
-general_unlock:
+out:
 	sq_unlock(r);
-general:
-	return submit_rw(e, opc, fd, buf, len, offset, cb, user_data);
+	return NULL;
 }
 
 static inline __attribute__((always_inline)) auraio_request_t *
@@ -648,13 +661,23 @@ submit_vec(auraio_engine_t *e, auraio_opcode_t opc, int fd, const struct iovec *
 AURAIO_API auraio_request_t *auraio_read(auraio_engine_t *e, int fd, auraio_buf_t buf, size_t len,
 					 off_t offset, auraio_callback_t cb, void *user_data)
 {
-	return submit_rw_fast(e, AURAIO_OP_READ, fd, buf, len, offset, cb, user_data);
+	auraio_request_t *req =
+	    submit_rw_fast(e, AURAIO_OP_READ, fd, buf.type, buf.u.ptr, len, offset, cb, user_data);
+
+	if (likely(req))
+		return req;
+	return read_general(e, fd, buf, len, offset, cb, user_data);
 }
 
 AURAIO_API auraio_request_t *auraio_write(auraio_engine_t *e, int fd, auraio_buf_t buf, size_t len,
 					  off_t offset, auraio_callback_t cb, void *user_data)
 {
-	return submit_rw_fast(e, AURAIO_OP_WRITE, fd, buf, len, offset, cb, user_data);
+	auraio_request_t *req =
+	    submit_rw_fast(e, AURAIO_OP_WRITE, fd, buf.type, buf.u.ptr, len, offset, cb, user_data);
+
+	if (likely(req))
+		return req;
+	return write_general(e, fd, buf, len, offset, cb, user_data);
 }
 
 AURAIO_API auraio_request_t *auraio_readv(auraio_engine_t *e, int fd, const struct iovec *iov,
