@@ -44,14 +44,21 @@ static inline int slot_issue(struct slot *s, auraio_callback_t cb)
 {
 	struct job *j = s->job;
 	struct bench *b = j->b;
-	auraio_buf_t buf = b->cfg.reg_bufs ? auraio_buf_fixed(s->buf_index, 0) : auraio_buf(s->buf);
 	off_t off = (off_t) slot_next_offset(s);
 	auraio_request_t *req;
 
-	if (b->cfg.is_write)
-		req = auraio_write(b->engine, b->fd, buf, b->cfg.bs, off, cb, s);
+	/* The buffer reference is built in each call, not in a variable: passed by value, it
+	 * is then written once, where the call takes it, instead of written and copied. */
+	if (b->cfg.reg_bufs && b->cfg.is_write)
+		req = auraio_write(b->engine, b->fd, auraio_buf_fixed(s->buf_index, 0), b->cfg.bs,
+				   off, cb, s);
+	else if (b->cfg.reg_bufs)
+		req = auraio_read(b->engine, b->fd, auraio_buf_fixed(s->buf_index, 0), b->cfg.bs,
+				  off, cb, s);
+	else if (b->cfg.is_write)
+		req = auraio_write(b->engine, b->fd, auraio_buf(s->buf), b->cfg.bs, off, cb, s);
 	else
-		req = auraio_read(b->engine, b->fd, buf, b->cfg.bs, off, cb, s);
+		req = auraio_read(b->engine, b->fd, auraio_buf(s->buf), b->cfg.bs, off, cb, s);
 	return req ? 0 : -errno;
 }
 
