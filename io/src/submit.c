@@ -591,17 +591,21 @@ static __attribute__((noinline)) auraio_request_t *write_general(auraio_engine_t
 /*
  * The fast path of auraio_read/auraio_write: a plain operation (the batch's plain lane,
  * above: plain buffer, a file not registered with O_DIRECT) on io_uring, with no fault
- * rule armed and no destroy begun (engine->fast_off), room under the limit, room in the
- * SQ and a free request. It goes straight from the arguments to the request and its
- * SQE, without an op descriptor. Anything else - including every error - returns NULL
- * before a request is taken, and the caller hands the call to the general path
- * (read_general, write_general), which starts over: same checks, same errors, same
- * accounting. That hand-off has the public call's own signature, so it is a jump that
- * reuses the caller's arguments where they lie, and the fast path never copies them.
+ * rule armed and no destroy begun (engine->fast_off), room in the SQ and a free
+ * request. It goes straight from the arguments to the request and its SQE, without an
+ * op descriptor, and returns 0 with the request in *out. At the in-flight limit it
+ * returns -EAGAIN, accounted as the general path would (the operation is valid and the
+ * engine up, so that is the general path's answer too). Anything else - every other
+ * error included - returns 1 before a request is taken, and the caller hands the call to
+ * the general path (read_general, write_general), which starts over: same checks, same
+ * errors, same accounting. That hand-off has the public call's own signature, so it is a
+ * jump that reuses the caller's arguments where they lie, and the fast path never copies
+ * them.
  */
-static inline __attribute__((always_inline)) auraio_request_t *
+static inline __attribute__((always_inline)) int
 submit_rw_fast(auraio_engine_t *e, auraio_opcode_t opc, int fd, auraio_buf_type_t type, void *ptr,
-	       size_t len, off_t offset, auraio_callback_t cb, void *user_data)
+	       size_t len, off_t offset, auraio_callback_t cb, void *user_data,
+	       struct auraio_request **out)
 {
 	const struct plain_op op = { opc, fd, ptr, len, offset, cb, user_data };
 	struct auraio_request *req;
@@ -613,12 +617,18 @@ submit_rw_fast(auraio_engine_t *e, auraio_opcode_t opc, int fd, auraio_buf_type_
 
 	if (unlikely(!e || type != AURAIO_BUF_UNREGISTERED || !ptr || fd < 0 || len > UINT32_MAX ||
 		     offset < 0 || atomic_load_explicit(&e->fast_off, memory_order_relaxed)))
-		return NULL;
+		return 1;
 	r = engine_pick_ring(e);
 	sq_lock(r);
 	in_flight = ring_in_flight(r);
-	/* has_room and queue_room for one request: the limit is never below 1. */
-	if (unlikely(in_flight >= adaptive_limit(&r->ctl) || uring_sq_room(r) == 0))
+	/* has_room for one request: the limit is never below 1, so an idle ring has room. */
+	if (unlikely(in_flight >= adaptive_limit(&r->ctl))) {
+		counter_add(&r->eagain, 1);
+		sq_unlock(r);
+		r->ops->kick(r);
+		return -EAGAIN;
+	}
+	if (unlikely(uring_sq_room(r) == 0))
 		goto out;
 	slot = plain_slot(&e->files, fd);
 	if (unlikely(slot < 0))
@@ -632,11 +642,12 @@ submit_rw_fast(auraio_engine_t *e, auraio_opcode_t opc, int fd, auraio_buf_type_
 	to_submit = stage_account(r, 1, in_flight, defer, now);
 	sq_unlock(r);
 	ring_enter(r, to_submit);
-	return req;
+	*out = req;
+	return 0;
 
 out:
 	sq_unlock(r);
-	return NULL;
+	return 1;
 }
 
 static inline __attribute__((always_inline)) auraio_request_t *
@@ -661,22 +672,32 @@ submit_vec(auraio_engine_t *e, auraio_opcode_t opc, int fd, const struct iovec *
 AURAIO_API auraio_request_t *auraio_read(auraio_engine_t *e, int fd, auraio_buf_t buf, size_t len,
 					 off_t offset, auraio_callback_t cb, void *user_data)
 {
-	auraio_request_t *req =
-	    submit_rw_fast(e, AURAIO_OP_READ, fd, buf.type, buf.u.ptr, len, offset, cb, user_data);
+	auraio_request_t *req;
+	int rc = submit_rw_fast(e, AURAIO_OP_READ, fd, buf.type, buf.u.ptr, len, offset, cb,
+				user_data, &req);
 
-	if (likely(req))
+	if (likely(rc == 0))
 		return req;
+	if (rc < 0) {
+		errno = -rc;
+		return NULL;
+	}
 	return read_general(e, fd, buf, len, offset, cb, user_data);
 }
 
 AURAIO_API auraio_request_t *auraio_write(auraio_engine_t *e, int fd, auraio_buf_t buf, size_t len,
 					  off_t offset, auraio_callback_t cb, void *user_data)
 {
-	auraio_request_t *req =
-	    submit_rw_fast(e, AURAIO_OP_WRITE, fd, buf.type, buf.u.ptr, len, offset, cb, user_data);
+	auraio_request_t *req;
+	int rc = submit_rw_fast(e, AURAIO_OP_WRITE, fd, buf.type, buf.u.ptr, len, offset, cb,
+				user_data, &req);
 
-	if (likely(req))
+	if (likely(rc == 0))
 		return req;
+	if (rc < 0) {
+		errno = -rc;
+		return NULL;
+	}
 	return write_general(e, fd, buf, len, offset, cb, user_data);
 }
 
