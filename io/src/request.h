@@ -76,7 +76,7 @@ struct auraio_request {
 
 	/* --- cache line 1: completion side --- */
 	int64_t result cache_aligned;
-	uint64_t complete_ns;
+	uint64_t latency_ns;	/* submit to completion, stored at completion */
 	uint64_t submit_ns;	/* written at submit, but only read at completion */
 	_Atomic uint32_t state; /* REQ_*; REQ_DONE is published with release */
 	int32_t fault_result;
