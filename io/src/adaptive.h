@@ -178,6 +178,16 @@ static inline void adaptive_pass_sample(struct adaptive *c, struct adaptive_pass
 	c->whist[whist_bucket_from_hist(lat_ns, hb)]++;
 }
 
+/* cq_lock held: n completions took lat_ns each; hb is its ring-histogram bucket. The
+ * same as n calls of adaptive_pass_sample(). */
+static inline void adaptive_pass_sample_n(struct adaptive *c, struct adaptive_pass *p,
+					  uint64_t lat_ns, unsigned hb, uint32_t n)
+{
+	p->lat_sum += lat_ns * n;
+	p->over += lat_ns > p->guard_ns ? n : 0;
+	c->whist[whist_bucket_from_hist(lat_ns, hb)] += n;
+}
+
 /* cq_lock held: the pass (reaped at `now`) is over; it sampled n completions. */
 static inline void adaptive_pass_end(struct adaptive *c, const struct adaptive_pass *p, uint32_t n,
 				     uint64_t now)

@@ -68,11 +68,23 @@ static void settle(struct ring *r)
 		ring_flush(r);
 }
 
-/* A reap pass's accounting, gathered in registers and stored once per pass. */
+/*
+ * A reap pass's accounting, gathered in registers and stored once per pass.
+ * Latency runs: a request's latency is the pass's `now` less its submit time, and every
+ * request a delivery's callbacks submitted carries that delivery's time (submit_clock),
+ * so the completions of a pass come in runs of one latency. A run is counted as one
+ * (latency, count) pair - in the ring's histogram, the controller's window and the
+ * maximum - when it ends: every completion is counted, with the same result as one at a
+ * time, and a completion that continues a run costs one compare.
+ */
 struct pass {
 	uint64_t now;
 	uint64_t bytes_read, bytes_written, lat_max;
 	uint64_t errors, fixed_buf, internal, stale;
+	uint64_t run_submit_ns; /* submit time of the current run (UINT64_MAX: none yet) */
+	uint64_t run_lat;	/* its latency */
+	uint32_t run_n;		/* its length */
+	unsigned run_hb;	/* its ring-histogram bucket */
 	struct adaptive_pass win;
 	struct auraio_request **link, *tail; /* the delivery list being built */
 	struct auraio_request *retry;	     /* orphans to submit again */
@@ -86,39 +98,57 @@ struct pass {
 #define OPS_READ  ((1u << AURAIO_OP_READ) | (1u << AURAIO_OP_READV))
 #define OPS_WRITE ((1u << AURAIO_OP_WRITE) | (1u << AURAIO_OP_WRITEV))
 
+/* Count the pass's current latency run (see struct pass); a run of 0 adds nothing. */
+static inline __attribute__((always_inline)) void run_store(struct ring *r, struct pass *p)
+{
+	hist_count(&r->hist, p->run_hb, p->run_n);
+	p->lat_max = MAX(p->lat_max, p->run_lat);
+	adaptive_pass_sample_n(&r->ctl, &p->win, p->run_lat, p->run_hb, p->run_n);
+}
+
+/* A latency run ends: count it, and start one for a request submitted at submit_ns. */
+static __attribute__((noinline)) void run_next(struct ring *r, struct pass *p, uint64_t submit_ns)
+{
+	run_store(r, p);
+	p->run_submit_ns = submit_ns;
+	p->run_lat = p->now > submit_ns ? p->now - submit_ns : 0;
+	p->run_hb = hist_bucket(p->run_lat);
+	p->run_n = 1;
+}
+
 /* One completion: result, counters, the ring's histogram and the controller's window. */
 static inline __attribute__((always_inline)) void
 account_one(struct ring *r, struct auraio_request *req, int64_t res, struct pass *p)
 {
-	unsigned flags = req->flags, op = 1u << req->opcode, hb;
-	uint64_t lat;
+	unsigned op = 1u << req->opcode;
+	uint64_t submit_ns = req->submit_ns;
 
 #ifdef AURAIO_FAULT_INJECTION
 	/* A faulted operation cancelled before it ran (a broken link before it, a cancel)
 	 * never happened: it keeps -ECANCELED, as the rest of its chain does. */
-	if ((flags & REQF_FAULT) && res != -ECANCELED)
+	if ((req->flags & REQF_FAULT) && res != -ECANCELED)
 		res = req->fault_result;
 #endif
 	req->result = res;
-	req->complete_ns = p->now;
 	if (res < 0)
 		p->errors++;
 	else if (op & OPS_READ)
 		p->bytes_read += (uint64_t) res;
 	else if (op & OPS_WRITE)
 		p->bytes_written += (uint64_t) res;
-	if (unlikely(flags & REQF_REG_BUF))
-		p->fixed_buf++;
-	lat = p->now > req->submit_ns ? p->now - req->submit_ns : 0;
-	hb = hist_bucket(lat);
-	hist_count(&r->hist, hb);
-	p->lat_max = MAX(p->lat_max, lat);
-	adaptive_pass_sample(&r->ctl, &p->win, lat, hb);
+	if (likely(submit_ns == p->run_submit_ns))
+		p->run_n++;
+	else
+		run_next(r, p, submit_ns);
+	/* Stored, not computed by the accessor from two times: a callback reads it as often
+	 * as a completion happens. */
+	req->latency_ns = p->run_lat;
 }
 
 /* Store the pass's sums: each counter once, not once per completion. */
-static inline __attribute__((always_inline)) void pass_store(struct ring *r, const struct pass *p)
+static inline __attribute__((always_inline)) void pass_store(struct ring *r, struct pass *p)
 {
+	run_store(r, p);
 	counter_add(&r->errors, p->errors);
 	counter_add(&r->bytes_read, p->bytes_read);
 	counter_add(&r->bytes_written, p->bytes_written);
@@ -231,7 +261,7 @@ static void park(struct pass *p, struct auraio_request *req)
 static inline __attribute__((always_inline)) void pass_begin(struct ring *r, struct pass *p,
 							     struct delivery *d)
 {
-	*p = (struct pass){ .now = now_ns(), .link = &d->head };
+	*p = (struct pass){ .now = now_ns(), .run_submit_ns = UINT64_MAX, .link = &d->head };
 	adaptive_pass_begin(&r->ctl, &p->win);
 }
 
@@ -254,15 +284,23 @@ static inline __attribute__((always_inline)) void account(struct ring *r, struct
 		return;
 	}
 	account_one(r, req, res, p);
-	/* Its successor may now fail only because of an orphaning: note that it may go on. */
-	if (unlikely(req->chain_next) && ring_is_uring(r) && completed_in_full(req, req->result))
-		req->chain_next->chain |= CHAIN_PRED_OK;
 	p->count++;
-	if (req->flags & REQF_WAITABLE) {
-		/* Release pairs with the acquire in is_done(): the result is visible before
-		 * DONE. The waiter owns req from here on: do not touch it. */
-		atomic_store_explicit(&req->state, REQ_DONE, memory_order_release);
-		return;
+	/* One test for what a plain callback request never is: the head of a link, a
+	 * registered buffer, a waitable. REQF_LINK is set exactly when chain_next is. */
+	if (unlikely(req->flags & (REQF_LINK | REQF_REG_BUF | REQF_WAITABLE))) {
+		if (req->flags & REQF_REG_BUF)
+			p->fixed_buf++;
+		/* Its successor may now fail only because of an orphaning: note that it may
+		 * go on. */
+		if ((req->flags & REQF_LINK) && ring_is_uring(r) &&
+		    completed_in_full(req, req->result))
+			req->chain_next->chain |= CHAIN_PRED_OK;
+		if (req->flags & REQF_WAITABLE) {
+			/* Release pairs with the acquire in is_done(): the result is visible
+			 * before DONE. The waiter owns req from here on: do not touch it. */
+			atomic_store_explicit(&req->state, REQ_DONE, memory_order_release);
+			return;
+		}
 	}
 	/* Completed: auraio_cancel() refuses it from here on, even from its own callback
 	 * (a store to a line account_one just wrote; no ordering needed). */
@@ -411,12 +449,14 @@ static void deliver(struct ring *r, struct delivery *d)
 			req->fault_iov = NULL;
 		}
 #endif
+		/* Its callback is over: free, here rather than in a second walk of the list. */
+		atomic_store_explicit(&req->state, REQ_FREE, memory_order_relaxed);
 		if (req == d->tail)
 			break;
 	}
 	tls_dl.ring = outer;
 	tls_dl.depth--;
-	request_release_list(&r->pool, d->head, d->tail);
+	request_return_list(&r->pool, d->head, d->tail);
 }
 
 static bool is_done(struct auraio_request *req)
@@ -648,9 +688,7 @@ AURAIO_API int auraio_request_wait(auraio_engine_t *e, auraio_request_t *req, in
 
 AURAIO_API uint64_t auraio_request_latency_ns(const auraio_request_t *req)
 {
-	if (!req || req->complete_ns < req->submit_ns)
-		return 0;
-	return req->complete_ns - req->submit_ns;
+	return req ? req->latency_ns : 0;
 }
 
 AURAIO_API void *auraio_request_user_data(const auraio_request_t *req)

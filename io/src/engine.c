@@ -214,6 +214,8 @@ static int init_rings(struct auraio_engine *e)
 	}
 	e->backend =
 	    e->ops == &backend_uring_ops ? AURAIO_BACKEND_IO_URING : AURAIO_BACKEND_THREADS;
+	if (e->backend == AURAIO_BACKEND_THREADS)
+		atomic_init(&e->fast_off, FAST_OFF_BACKEND);
 	if (e->backend == AURAIO_BACKEND_THREADS && !e->backend_reason[0])
 		snprintf(e->backend_reason, sizeof(e->backend_reason), "thread backend requested");
 	if (e->opts.enable_sqpoll && e->backend == AURAIO_BACKEND_THREADS) {
@@ -295,6 +297,7 @@ AURAIO_API void auraio_destroy(auraio_engine_t *e)
 	if (!e)
 		return;
 	atomic_store(&e->shutting_down, true);
+	atomic_fetch_or_explicit(&e->fast_off, FAST_OFF_DOWN, memory_order_relaxed);
 	for (unsigned i = 0; i < e->ring_count; i++)
 		ring_drain(&e->rings[i]);
 	engine_free(e);

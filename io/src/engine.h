@@ -160,6 +160,13 @@ struct buf_table {
 struct fault_state;
 struct buffer_pool;
 
+/* auraio_engine.fast_off bits. */
+enum {
+	FAST_OFF_BACKEND = 1u << 0, /* the thread backend */
+	FAST_OFF_DOWN = 1u << 1,    /* auraio_destroy() has begun */
+	FAST_OFF_FAULT = 1u << 2,   /* a fault rule is armed */
+};
+
 struct auraio_engine {
 	struct ring *rings; /* ring_count entries, each cache aligned */
 	uint64_t id;	    /* process-unique, for cached routes */
@@ -171,6 +178,10 @@ struct auraio_engine {
 	bool sqpoll_active;
 	bool coop_taskrun;
 	_Atomic bool shutting_down;
+	/* FAST_OFF_*: why auraio_read/auraio_write may not take their fast path (submit.c,
+	 * submit_rw_fast), one load for all of them. A hint only: the general path it sends
+	 * them to checks each condition itself. */
+	_Atomic uint8_t fast_off;
 	_Atomic unsigned wait_rotor; /* where the next auraio_wait starts scanning */
 	int epoll_fd;		     /* lazily created by auraio_get_poll_fd/auraio_wait */
 	pthread_mutex_t epoll_lock;

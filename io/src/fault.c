@@ -194,6 +194,7 @@ AURAIO_API int auraio_fault_set(auraio_engine_t *e, const auraio_fault_t *f)
 		e->fault->rule = *f;
 		e->fault->seen = 0;
 		atomic_store_explicit(&e->fault_armed, true, memory_order_relaxed);
+		atomic_fetch_or_explicit(&e->fast_off, FAST_OFF_FAULT, memory_order_relaxed);
 	}
 	pthread_mutex_unlock(&e->fault_lock);
 	return e->fault ? 0 : -ENOMEM;
@@ -205,6 +206,7 @@ AURAIO_API int auraio_fault_clear(auraio_engine_t *e)
 		return -EINVAL;
 	pthread_mutex_lock(&e->fault_lock);
 	atomic_store_explicit(&e->fault_armed, false, memory_order_relaxed);
+	atomic_fetch_and_explicit(&e->fast_off, (uint8_t) ~FAST_OFF_FAULT, memory_order_relaxed);
 	pthread_mutex_unlock(&e->fault_lock);
 	return 0;
 }

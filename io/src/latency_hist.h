@@ -36,10 +36,10 @@ static inline unsigned hist_bucket(uint64_t ns)
 	return shift * HIST_SUB + (unsigned) (ns >> shift);
 }
 
-/* Single writer: one value whose bucket is known. */
-static inline void hist_count(struct latency_hist *h, unsigned bucket)
+/* Single writer: n values whose bucket is known. */
+static inline void hist_count(struct latency_hist *h, unsigned bucket, uint64_t n)
 {
-	counter_add(&h->count[bucket], 1);
+	counter_add(&h->count[bucket], n);
 }
 
 /* Single writer: the largest value of a batch already counted with hist_count. */
@@ -52,7 +52,7 @@ static inline void hist_note_max(struct latency_hist *h, uint64_t ns)
 /* Single writer. */
 static inline void hist_record(struct latency_hist *h, uint64_t ns)
 {
-	hist_count(h, hist_bucket(ns));
+	hist_count(h, hist_bucket(ns), 1);
 	hist_note_max(h, ns);
 }
 

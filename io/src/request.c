@@ -51,13 +51,19 @@ void request_unalloc(struct request_pool *pool, struct auraio_request *req)
 void request_release_list(struct request_pool *pool, struct auraio_request *head,
 			  struct auraio_request *tail)
 {
-	struct auraio_request *old = atomic_load_explicit(&pool->returned, memory_order_relaxed);
-
 	for (struct auraio_request *r = head;; r = r->next) {
 		atomic_store_explicit(&r->state, REQ_FREE, memory_order_relaxed);
 		if (r == tail)
 			break;
 	}
+	request_return_list(pool, head, tail);
+}
+
+void request_return_list(struct request_pool *pool, struct auraio_request *head,
+			 struct auraio_request *tail)
+{
+	struct auraio_request *old = atomic_load_explicit(&pool->returned, memory_order_relaxed);
+
 	/* Release pairs with the acquire exchange in request_alloc. */
 	do {
 		tail->next = old;

@@ -76,7 +76,7 @@ struct auraio_request {
 
 	/* --- cache line 1: completion side --- */
 	int64_t result cache_aligned;
-	uint64_t complete_ns;
+	uint64_t latency_ns;	/* submit to completion, stored at completion */
 	uint64_t submit_ns;	/* written at submit, but only read at completion */
 	_Atomic uint32_t state; /* REQ_*; REQ_DONE is published with release */
 	int32_t fault_result;
@@ -156,6 +156,9 @@ void request_unalloc(struct request_pool *pool, struct auraio_request *req);
 /* Any thread: return the list head..tail (linked by ->next) to the pool. */
 void request_release_list(struct request_pool *pool, struct auraio_request *head,
 			  struct auraio_request *tail);
+/* The same for requests already marked REQ_FREE (the delivery loop does it as it goes). */
+void request_return_list(struct request_pool *pool, struct auraio_request *head,
+			 struct auraio_request *tail);
 
 /*
  * Map a completion's user_data back to its request; NULL if stale or foreign.

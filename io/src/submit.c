@@ -384,6 +384,17 @@ static inline __attribute__((always_inline)) int32_t plain_slot(const struct fil
 	return ft->slots[s - 1].direct ? -1 : s;
 }
 
+/* A plain operation: what plain_stage builds a request and its SQE from. */
+struct plain_op {
+	auraio_opcode_t opcode; /* READ or WRITE */
+	int fd;
+	void *ptr;
+	uint64_t len;
+	int64_t offset;
+	auraio_callback_t cb;
+	void *user_data;
+};
+
 /*
  * sq_lock held, io_uring: fill req from a plain op, build its SQE in `sqe`, and publish
  * req as IN_FLIGHT. The request keeps what completion, the accessors and a resubmission
@@ -391,10 +402,11 @@ static inline __attribute__((always_inline)) int32_t plain_slot(const struct fil
  */
 static inline __attribute__((always_inline)) void plain_stage(struct io_uring_sqe *sqe,
 							      struct auraio_request *req,
-							      const auraio_op_t *op, int32_t slot,
-							      uint64_t now)
+							      const struct plain_op *op,
+							      int32_t slot, uint64_t now)
 {
 	unsigned flags = slot ? REQF_FIXED_FILE : 0;
+	uint64_t ud = request_ud(req); /* before the stores below, which may alias it */
 
 	if (!op->cb)
 		flags |= REQF_WAITABLE;
@@ -402,7 +414,7 @@ static inline __attribute__((always_inline)) void plain_stage(struct io_uring_sq
 	req->flags = (uint8_t) flags;
 	req->fd = op->fd;
 	req->file_slot = slot - 1;
-	req->addr = op->buf.u.ptr;
+	req->addr = op->ptr;
 	req->len = op->len;
 	req->offset = op->offset;
 	req->rw_flags = 0;
@@ -410,10 +422,9 @@ static inline __attribute__((always_inline)) void plain_stage(struct io_uring_sq
 	req->user_data = op->user_data;
 	req->submit_ns = now;
 	io_uring_prep_rw(op->opcode == AURAIO_OP_READ ? IORING_OP_READ : IORING_OP_WRITE, sqe,
-			 slot ? slot - 1 : op->fd, op->buf.u.ptr, (unsigned) op->len,
-			 (__u64) op->offset);
+			 slot ? slot - 1 : op->fd, op->ptr, (unsigned) op->len, (__u64) op->offset);
 	sqe->flags = (__u8) (flags & REQF_FIXED_FILE);
-	io_uring_sqe_set_data64(sqe, request_ud(req));
+	io_uring_sqe_set_data64(sqe, ud);
 	/* Release pairs with the acquire in request_from_ud (the reaper). */
 	atomic_store_explicit(&req->state, REQ_IN_FLIGHT, memory_order_release);
 }
@@ -503,7 +514,10 @@ static int submit_batch(struct auraio_engine *e, const auraio_op_t *ops, int n,
 				err = -EAGAIN;
 				break;
 			}
-			plain_stage(uring_next_sqe(r), req, op, slot, now);
+			plain_stage(uring_next_sqe(r), req,
+				    &(struct plain_op){ op->opcode, op->fd, op->buf.u.ptr, op->len,
+							op->offset, op->cb, op->user_data },
+				    slot, now);
 		} else if ((err = general_stage(e, r, op, now, &req)) != 0) {
 			break;
 		}
@@ -538,6 +552,7 @@ static inline __attribute__((always_inline)) auraio_request_t *submit_one(auraio
 	return req;
 }
 
+/* The general path of auraio_read/auraio_write: every case, every error. */
 static inline __attribute__((always_inline)) auraio_request_t *
 submit_rw(auraio_engine_t *e, auraio_opcode_t opc, int fd, auraio_buf_t buf, size_t len,
 	  off_t offset, auraio_callback_t cb, void *user_data)
@@ -555,6 +570,84 @@ submit_rw(auraio_engine_t *e, auraio_opcode_t opc, int fd, auraio_buf_t buf, siz
 	op.cb = cb;
 	op.user_data = user_data;
 	return submit_one(e, &op);
+}
+
+static __attribute__((noinline)) auraio_request_t *read_general(auraio_engine_t *e, int fd,
+								auraio_buf_t buf, size_t len,
+								off_t offset, auraio_callback_t cb,
+								void *user_data)
+{
+	return submit_rw(e, AURAIO_OP_READ, fd, buf, len, offset, cb, user_data);
+}
+
+static __attribute__((noinline)) auraio_request_t *write_general(auraio_engine_t *e, int fd,
+								 auraio_buf_t buf, size_t len,
+								 off_t offset, auraio_callback_t cb,
+								 void *user_data)
+{
+	return submit_rw(e, AURAIO_OP_WRITE, fd, buf, len, offset, cb, user_data);
+}
+
+/*
+ * The fast path of auraio_read/auraio_write: a plain operation (the batch's plain lane,
+ * above: plain buffer, a file not registered with O_DIRECT) on io_uring, with no fault
+ * rule armed and no destroy begun (engine->fast_off), room in the SQ and a free
+ * request. It goes straight from the arguments to the request and its SQE, without an
+ * op descriptor, and returns 0 with the request in *out. At the in-flight limit it
+ * returns -EAGAIN, accounted as the general path would (the operation is valid and the
+ * engine up, so that is the general path's answer too). Anything else - every other
+ * error included - returns 1 before a request is taken, and the caller hands the call to
+ * the general path (read_general, write_general), which starts over: same checks, same
+ * errors, same accounting. That hand-off has the public call's own signature, so it is a
+ * jump that reuses the caller's arguments where they lie, and the fast path never copies
+ * them.
+ */
+static inline __attribute__((always_inline)) int
+submit_rw_fast(auraio_engine_t *e, auraio_opcode_t opc, int fd, auraio_buf_type_t type, void *ptr,
+	       size_t len, off_t offset, auraio_callback_t cb, void *user_data,
+	       struct auraio_request **out)
+{
+	const struct plain_op op = { opc, fd, ptr, len, offset, cb, user_data };
+	struct auraio_request *req;
+	struct ring *r;
+	uint64_t in_flight, now;
+	unsigned to_submit;
+	int32_t slot;
+	bool defer;
+
+	if (unlikely(!e || type != AURAIO_BUF_UNREGISTERED || !ptr || fd < 0 || len > UINT32_MAX ||
+		     offset < 0 || atomic_load_explicit(&e->fast_off, memory_order_relaxed)))
+		return 1;
+	r = engine_pick_ring(e);
+	sq_lock(r);
+	in_flight = ring_in_flight(r);
+	/* has_room for one request: the limit is never below 1, so an idle ring has room. */
+	if (unlikely(in_flight >= adaptive_limit(&r->ctl))) {
+		counter_add(&r->eagain, 1);
+		sq_unlock(r);
+		r->ops->kick(r);
+		return -EAGAIN;
+	}
+	if (unlikely(uring_sq_room(r) == 0))
+		goto out;
+	slot = plain_slot(&e->files, fd);
+	if (unlikely(slot < 0))
+		goto out;
+	req = request_alloc(&r->pool);
+	if (unlikely(!req))
+		goto out;
+	defer = delivery_defers(r);
+	now = defer ? tls_dl.now : now_ns(); /* submit_clock, with the test made once */
+	plain_stage(uring_next_sqe(r), req, &op, slot, now);
+	to_submit = stage_account(r, 1, in_flight, defer, now);
+	sq_unlock(r);
+	ring_enter(r, to_submit);
+	*out = req;
+	return 0;
+
+out:
+	sq_unlock(r);
+	return 1;
 }
 
 static inline __attribute__((always_inline)) auraio_request_t *
@@ -579,13 +672,33 @@ submit_vec(auraio_engine_t *e, auraio_opcode_t opc, int fd, const struct iovec *
 AURAIO_API auraio_request_t *auraio_read(auraio_engine_t *e, int fd, auraio_buf_t buf, size_t len,
 					 off_t offset, auraio_callback_t cb, void *user_data)
 {
-	return submit_rw(e, AURAIO_OP_READ, fd, buf, len, offset, cb, user_data);
+	auraio_request_t *req;
+	int rc = submit_rw_fast(e, AURAIO_OP_READ, fd, buf.type, buf.u.ptr, len, offset, cb,
+				user_data, &req);
+
+	if (likely(rc == 0))
+		return req;
+	if (rc < 0) {
+		errno = -rc;
+		return NULL;
+	}
+	return read_general(e, fd, buf, len, offset, cb, user_data);
 }
 
 AURAIO_API auraio_request_t *auraio_write(auraio_engine_t *e, int fd, auraio_buf_t buf, size_t len,
 					  off_t offset, auraio_callback_t cb, void *user_data)
 {
-	return submit_rw(e, AURAIO_OP_WRITE, fd, buf, len, offset, cb, user_data);
+	auraio_request_t *req;
+	int rc = submit_rw_fast(e, AURAIO_OP_WRITE, fd, buf.type, buf.u.ptr, len, offset, cb,
+				user_data, &req);
+
+	if (likely(rc == 0))
+		return req;
+	if (rc < 0) {
+		errno = -rc;
+		return NULL;
+	}
+	return write_general(e, fd, buf, len, offset, cb, user_data);
 }
 
 AURAIO_API auraio_request_t *auraio_readv(auraio_engine_t *e, int fd, const struct iovec *iov,

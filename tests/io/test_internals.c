@@ -89,6 +89,86 @@ Test(latency_hist, an_empty_histogram_reports_zero)
 	cr_assert_eq(hist_quantile(&s, 0.99), 0);
 }
 
+/*
+ * A reap pass counts its completions in runs of one latency (complete.c, struct pass):
+ * every request a delivery's callbacks submit carries that delivery's time. The ring's
+ * histogram must still hold one count per completion, in the bucket of that
+ * completion's own latency: readers resubmitting from their callbacks (long runs) mixed
+ * with reads submitted from outside (a run each), against the same counts made one at a
+ * time from auraio_request_latency_ns() in the callbacks.
+ */
+#define RUN_SLOTS 8
+#define RUN_IOS	  3000
+
+struct run_check {
+	auraio_engine_t *e;
+	int fd;
+	int left; /* resubmissions still to make from callbacks */
+	uint64_t done;
+	uint64_t max_ns;
+	uint64_t counts[HIST_BUCKETS];
+	char buf[RUN_SLOTS + 1][4096];
+};
+
+static void run_check_cb(struct auraio_request *req, ssize_t res, void *ud)
+{
+	struct run_check *c = ud;
+	uint64_t lat = auraio_request_latency_ns(req);
+	int slot = (int) ((char(*)[4096]) req->addr - c->buf);
+
+	cr_assert_eq(res, 4096);
+	c->counts[hist_bucket(lat)]++;
+	c->max_ns = lat > c->max_ns ? lat : c->max_ns;
+	c->done++;
+	if (slot < RUN_SLOTS && c->left > 0) {
+		c->left--;
+		cr_assert_not_null(auraio_read(c->e, c->fd, auraio_buf(c->buf[slot]), 4096,
+					       (off_t) (c->done % 16) * 4096, run_check_cb, c));
+	}
+}
+
+Test(latency_hist, a_pass_counts_every_completion_in_its_own_latency_bucket)
+{
+	static struct run_check c;
+	struct hist_snapshot s;
+	auraio_ring_stats_t rs;
+	uint64_t outside = 0, whist = 0;
+	struct ring *r;
+
+	c.e = test_fixed_engine(1, 2 * RUN_SLOTS);
+	cr_assert_not_null(c.e);
+	c.fd = temp_file(16 * 4096, 0);
+	c.left = RUN_IOS;
+	for (int i = 0; i < RUN_SLOTS; i++)
+		cr_assert_not_null(
+		    auraio_read(c.e, c.fd, auraio_buf(c.buf[i]), 4096, 0, run_check_cb, &c));
+	while (c.done < RUN_IOS + RUN_SLOTS + outside) {
+		/* One read from outside a callback now and then: its own submit time. */
+		if (outside < RUN_IOS / 10 && c.done % 7 == 0 &&
+		    auraio_read(c.e, c.fd, auraio_buf(c.buf[RUN_SLOTS]), 4096, 0, run_check_cb, &c))
+			outside++;
+		cr_assert_geq(auraio_wait(c.e, -1), 0);
+	}
+	r = &c.e->rings[0];
+	hist_snapshot(&r->hist, &s);
+	cr_assert_eq(auraio_get_ring_stats(c.e, 0, &rs), 0);
+	cr_assert_eq(rs.ops_completed, c.done);
+	cr_assert_eq(s.total, c.done, "the histogram holds %llu of %llu completions",
+		     (unsigned long long) s.total, (unsigned long long) c.done);
+	for (unsigned b = 0; b < HIST_BUCKETS; b++)
+		cr_assert_eq(s.count[b], c.counts[b], "bucket %u: %llu, the callbacks saw %llu", b,
+			     (unsigned long long) s.count[b], (unsigned long long) c.counts[b]);
+	cr_assert_eq(s.max_ns, c.max_ns);
+	/* The controller's window holds what it counted since it last closed. */
+	for (unsigned b = 0; b < WHIST_BUCKETS; b++)
+		whist += r->ctl.whist[b];
+	cr_assert_eq(whist, r->ctl.win_n);
+	cr_log_info("%llu completions, %llu submitted from outside a callback",
+		    (unsigned long long) c.done, (unsigned long long) outside);
+	auraio_destroy(c.e);
+	close(c.fd);
+}
+
 /* An engine of one io_uring ring (SQPOLL with a 1 ms idle if `sqpoll`), or a skip. */
 static auraio_engine_t *one_uring_ring_qd(bool sqpoll, int queue_depth)
 {

@@ -71,9 +71,10 @@ struct job {
 	int id;
 	struct slot *slots; /* cfg.qd entries */
 	struct lat_hist hist;
-	/* I/Os of this job submitted and not yet completed. Decremented by the callback
-	 * only after it resubmitted (or parked) the slot, so that the owner, which exits
-	 * when it sees 0 in PHASE_STOP, can never leave with a resubmission racing. */
+	/* I/Os of this job submitted and not yet completed. A callback that resubmits its
+	 * slot hands the slot's count on to the new I/O; one that does not decrements it
+	 * only after it parked the slot, so that the owner, which exits when it sees 0 in
+	 * PHASE_STOP, can never leave with a resubmission racing. */
 	_Atomic int in_flight;
 	_Atomic uint64_t seq_next; /* sequential modes: the next offset to use */
 	/* --ios: I/Os this job may still submit. Taken by whoever submits (the owner, or a
