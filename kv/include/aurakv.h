@@ -320,7 +320,9 @@ AURAKV_API int aurakv_get_async(aurakv_t *db, const void *key, size_t klen, aura
  * returns 0 at once. So `while (!done) aurakv_poll(db, -1);` sleeps until the callback
  * that sets done has run, whichever thread runs it. Returns the number of
  * aurakv_get_async() callbacks run in this call - this thread's gets' and any other
- * thread's (see Threading) - or -EINVAL, AURAKV_ECLOSED. It may also deliver the reads
+ * thread's (see Threading); each is counted once, by the innermost poll that ran it: a
+ * callback run by a poll nested in another callback counts for the nested poll, not for
+ * the poll that runs the callback it is nested in - or -EINVAL, AURAKV_ECLOSED. It may also deliver the reads
  * of a multi-get running in another thread (which then goes on): those are not
  * callbacks of the caller's, are not counted, and do not end the wait.
  */

@@ -129,8 +129,11 @@ struct aget {
 	uint8_t key[];
 };
 
-/* The application's callbacks this thread has run: what aurakv_poll() counts (kv_poll).
- * Thread-local: a poll counts what ran in it, not what other threads ran meanwhile. */
+/* The application's callbacks this thread has run since the innermost kv_poll() running
+ * on it started: what that poll returns. Thread-local: a poll counts what ran in it, not
+ * what other threads ran meanwhile. A poll nested in a callback starts it from 0 and puts
+ * back the outer poll's count when it returns, so each callback is counted once, by the
+ * innermost poll that ran it (the outer one counts the callback that polled). */
 static _Thread_local unsigned long user_cbs_run;
 
 static void aget_finish(struct aget *g, int status, const void *val, size_t vlen)
@@ -269,16 +272,20 @@ int kv_get_async(struct kv_db *db, const void *key, size_t klen, aurakv_get_cb c
  */
 int kv_poll(struct kv_db *db, int timeout_ms)
 {
-	unsigned long before = user_cbs_run;
+	unsigned long outer = user_cbs_run; /* the enclosing poll's count, if any */
 	uint64_t deadline = kv_now_ns() + (uint64_t) (timeout_ms > 0 ? timeout_ms : 0) * 1000000ull;
 
+	unsigned long ran;
+	int rc;
+
+	user_cbs_run = 0;
 	for (;;) {
-		int rc = aurawal_poll(db->wal, timeout_ms);
 		uint64_t now;
 
+		rc = aurawal_poll(db->wal, timeout_ms);
 		if (rc < 0)
-			return kv_map_wal_error(rc);
-		if (rc == 0 || user_cbs_run != before || timeout_ms == 0)
+			break;
+		if (rc == 0 || user_cbs_run != 0 || timeout_ms == 0)
 			break; /* nothing in flight or the time is up; or ours ran */
 		if (timeout_ms > 0) {
 			if ((now = kv_now_ns()) >= deadline)
@@ -286,7 +293,9 @@ int kv_poll(struct kv_db *db, int timeout_ms)
 			timeout_ms = (int) ((deadline - now + 999999) / 1000000);
 		}
 	}
-	return (int) (user_cbs_run - before);
+	ran = user_cbs_run;
+	user_cbs_run = outer;
+	return rc < 0 ? kv_map_wal_error(rc) : (int) ran;
 }
 
 /* ---- multi-get: async gets kept `depth` deep ---- */
