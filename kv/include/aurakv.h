@@ -49,8 +49,9 @@
  *   Every function may be called from any thread concurrently on the same store,
  *   except aurakv_close(), which must be the last call on the store and must not race
  *   with any other call on it. Callbacks of aurakv_get_async() run in a thread that
- *   calls aurakv_poll() (or inside aurakv_get_async() itself, see there; a thread in
- *   aurakv_multi_get() or aurakv_close() may run them too).
+ *   calls aurakv_poll() (or inside aurakv_get_async() itself or an outer call of it
+ *   on the same thread, see there; a thread in aurakv_multi_get() or aurakv_close() may
+ *   run them too).
  *   fork(): a child must not use (nor close) a store opened before the fork, and should
  *   exec before opening one (auraio.h, Threading, says why).
  *
@@ -303,8 +304,15 @@ typedef void (*aurakv_get_cb)(void *arg, int status, const void *val, size_t vle
  * cb may call the store - another aurakv_get_async(), aurakv_poll(), aurakv_multi_get(),
  * writes - except while aurakv_close() runs it (see there); the store holds no lock of
  * its own around it. A get it starts that is answered at once runs its callback nested
- * in that call: a callback that starts the next get of a chain of such answers adds
- * stack frames for each (a long chain overflows the stack: start chains from a loop).
+ * in that call, up to 16 such calls deep on a thread (a chain: each callback starts the
+ * next get). Deeper than that, the answer waits in a queue of the thread's and its
+ * callback runs before the outermost of those calls returns (answers run in the order
+ * they were found, each once, the call returning 0 as usual) - or earlier, in an
+ * aurakv_poll() of its store made meanwhile on the thread, which runs it without waiting
+ * (a deep callback can wait for its own get with `while (!done) aurakv_poll(db, -1);`) -
+ * so a chain of any length, of one store or several, takes bounded stack. Until its
+ * callback has run such a get is in flight: another thread must not close its store
+ * meanwhile (a close in this thread runs it first).
  */
 AURAKV_API int aurakv_get_async(aurakv_t *db, const void *key, size_t klen, aurakv_get_cb cb,
 				void *arg);

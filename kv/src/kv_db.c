@@ -366,7 +366,10 @@ int aurakv_close(aurakv_t *h)
 	db = h->db;
 	/* Async gets still in flight complete first, their callbacks run here: the log's
 	 * close runs only callbacks already reaped, and would free the read buffers under a
-	 * read the engine still holds. A callback's relookup may start another: loop. */
+	 * read the engine still holds. A callback's relookup may start another: loop.
+	 * First the answers waiting in this thread's queue (a close made by a callback of
+	 * another store's get chain). */
+	kv_get_async_flush(db);
 	while (aurawal_poll(db->wal, -1) > 0)
 		;
 	kv_bg_stop(db);
