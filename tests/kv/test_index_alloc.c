@@ -1,0 +1,227 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The index (kv/src/kv_index*.c) when its node pool runs dry: what a removal reserves
+ * (nothing: merges only free nodes) and what a failed bulk load leaves behind (the load,
+ * unchanged, to go on or finish). The pool is made dry as running out of memory looks
+ * to the index: no free node, and no slab can be mapped (pool.fail). After each phase
+ * every key is checked against a model, and every node the pool carved is counted once:
+ * in the tree (a node or a page of a long key) or on the free list.
+ *
+ * KV_INDEX_ALLOC_SEED: the seed of the random orders and failure points (printed).
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kv_index.h"
+#include "kv_index_internal.h"
+
+#define NKEYS	 20000
+#define LONG_KEY (KVIX_INLINE_MAX + 5000) /* every 97th key: out of line, two pages */
+
+TestSuite(index_alloc, .timeout = 60);
+
+static uint64_t mix(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static uint64_t seed_of(void)
+{
+	const char *env = getenv("KV_INDEX_ALLOC_SEED");
+	uint64_t seed = env && *env ? strtoull(env, NULL, 0) : 0x1dea5eedull;
+
+	cr_log_info("KV_INDEX_ALLOC_SEED=%llu", (unsigned long long) seed);
+	return seed;
+}
+
+/* Key i: "key" and i in 8 digits (ascending with i), padded with a pattern to 60 .. 210
+ * bytes (a tree of three levels) or, every 97th, LONG_KEY. */
+struct mkey {
+	uint8_t *k;
+	size_t len;
+	struct kv_ref ref;
+	bool present;
+};
+
+static struct mkey *make_keys(size_t n)
+{
+	struct mkey *m = calloc(n, sizeof(*m));
+
+	cr_assert_not_null(m);
+	for (size_t i = 0; i < n; i++) {
+		m[i].len = i % 97 == 50 ? LONG_KEY : 60 + i % 151;
+		m[i].k = malloc(m[i].len);
+		cr_assert_not_null(m[i].k);
+		char head[16];
+
+		snprintf(head, sizeof(head), "key%08zu", i);
+		memcpy(m[i].k, head, 11);
+		for (size_t j = 11; j < m[i].len; j++)
+			m[i].k[j] = (uint8_t) (i * 7 + j);
+		m[i].ref = (struct kv_ref){ .version = i + 1, .segment = i / 100, .offset = 8 * i };
+	}
+	return m;
+}
+
+static void free_keys(struct mkey *m, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(m[i].k);
+	free(m);
+}
+
+static size_t tree_nodes(const struct kvix_node *n)
+{
+	const uint8_t *end = (const uint8_t *) n + KVIX_NODE_SIZE;
+	size_t c = 1;
+
+	cr_assert(n->type == KVIX_LEAF || n->type == KVIX_INNER, "a freed node in the tree");
+	for (uint32_t i = 0; i < n->count; i++) {
+		struct kvix_key k;
+
+		cr_assert_eq(kvix_key_decode(kvix_entry(n, i), end, &k), 0);
+		for (const struct kvix_node *pg = k.ovf; pg; pg = pg->link)
+			c++;
+	}
+	if (n->type == KVIX_INNER)
+		for (uint32_t i = 0; i <= n->count; i++)
+			c += tree_nodes(kvix_child(n, i));
+	return c;
+}
+
+/* Every node carved from the slabs is in the tree or free, once. */
+static void check_nodes(struct kv_index *ix)
+{
+	const struct kvix_pool *p = &ix->pool;
+	size_t carved = 0, nfree = 0, used = tree_nodes(atomic_load(&ix->root));
+
+	for (const struct kvix_slab *s = p->slabs; s; s = s->next)
+		carved += s->size / KVIX_NODE_SIZE - 1; /* the first node holds the slab record */
+	carved -= (size_t) (p->end - p->cur) / KVIX_NODE_SIZE;
+	for (const struct kvix_node *n = p->free; n; n = n->link)
+		cr_assert_leq(++nfree, carved, "the free list loops");
+	cr_assert_eq(nfree, p->nfree);
+	cr_assert_eq(used + nfree, carved, "%zu nodes in the tree, %zu free, %zu carved", used,
+		     nfree, carved);
+}
+
+/* Every key present in the model is found with its ref, every other one is not, and a
+ * cursor yields exactly the present ones in order. */
+static void check_model(struct kv_index *ix, const struct mkey *m, size_t n)
+{
+	struct kv_index_cursor *c = kv_index_cursor_open(ix, NULL, 0);
+	uint8_t *buf = malloc(KV_INDEX_MAX_KEY);
+	size_t present = 0, i = 0, klen;
+	struct kv_ref r;
+
+	cr_assert_not_null(c);
+	for (size_t j = 0; j < n; j++) {
+		int rc = kv_index_get(ix, m[j].k, m[j].len, &r);
+
+		cr_assert_eq(rc, m[j].present ? 0 : -ENOENT, "key %zu: %d", j, rc);
+		if (rc == 0)
+			cr_assert_eq(r.version, m[j].ref.version, "key %zu: wrong entry", j);
+		present += m[j].present;
+	}
+	cr_assert_eq(kv_index_count(ix), present);
+	while (kv_index_cursor_next(c, buf, &klen, &r) == 1) {
+		while (i < n && !m[i].present)
+			i++;
+		cr_assert_lt(i, n, "the cursor yields a key not in the model");
+		cr_assert_eq(klen, m[i].len);
+		cr_assert_eq(memcmp(buf, m[i].k, klen), 0, "the cursor's key %zu differs", i);
+		i++;
+	}
+	while (i < n && !m[i].present)
+		i++;
+	cr_assert_eq(i, n, "the cursor missed keys");
+	kv_index_cursor_close(c);
+	free(buf);
+	check_nodes(ix);
+}
+
+/* The pool runs dry: no free node, and no slab can be mapped. */
+struct dry {
+	struct kvix_node *free;
+	size_t nfree;
+	uint8_t *cur;
+};
+
+static struct dry pool_dry(struct kv_index *ix)
+{
+	struct dry d = { ix->pool.free, ix->pool.nfree, ix->pool.cur };
+
+	ix->pool.free = NULL;
+	ix->pool.nfree = 0;
+	ix->pool.cur = ix->pool.end;
+	ix->pool.fail = true;
+	return d;
+}
+
+/* Memory is back: the nodes taken away join those freed meanwhile. */
+static void pool_wet(struct kv_index *ix, struct dry d)
+{
+	struct kvix_node **tail = &ix->pool.free;
+
+	while (*tail)
+		tail = &(*tail)->link;
+	*tail = d.free;
+	ix->pool.nfree += d.nfree;
+	ix->pool.cur = d.cur;
+	ix->pool.fail = false;
+}
+
+/* ---- removals ---- */
+
+/* A removal only frees nodes (merges, an emptied leaf, a lower root): it reserved the
+ * nodes of a split all the same, so with no node to spare it failed, -ENOMEM, and
+ * otherwise it could map a slab that it never used. */
+Test(index_alloc, removals_and_their_merges_need_no_free_node)
+{
+	struct kv_index *ix = kv_index_create();
+	struct mkey *m = make_keys(NKEYS);
+	uint64_t seed = seed_of();
+	size_t *order = malloc(NKEYS * sizeof(*order)), mapped;
+	struct dry d;
+
+	for (size_t i = 0; i < NKEYS; i++) {
+		cr_assert_eq(kv_index_upsert(ix, m[i].k, m[i].len, &m[i].ref, NULL, NULL), 1);
+		m[i].present = true;
+		order[i] = i;
+	}
+	cr_assert_geq(ix->height, 3, "a tree of a few levels (%d)", ix->height);
+	for (size_t i = NKEYS - 1; i > 0; i--) {
+		size_t j = mix(&seed) % (i + 1), t = order[i];
+
+		order[i] = order[j];
+		order[j] = t;
+	}
+	mapped = atomic_load(&ix->pool.mapped);
+	d = pool_dry(ix);
+	for (size_t j = 0; j < NKEYS; j++) {
+		struct mkey *k = &m[order[j]];
+		int rc = kv_index_remove_if(ix, k->k, k->len, &k->ref);
+
+		cr_assert_eq(rc, 1, "removal %zu of %d (key %zu): %d", j, NKEYS, order[j], rc);
+		k->present = false;
+		if (j % 5000 == 0 || j == NKEYS / 2 + 1) {
+			pool_wet(ix, d);
+			check_model(ix, m, NKEYS);
+			d = pool_dry(ix);
+		}
+	}
+	pool_wet(ix, d);
+	cr_assert_eq(ix->height, 1, "the tree shrank back to one leaf");
+	cr_assert_eq(atomic_load(&ix->pool.mapped), mapped, "no slab was mapped by a removal");
+	check_model(ix, m, NKEYS);
+	free(order);
+	free_keys(m, NKEYS);
+	kv_index_destroy(ix);
+}
