@@ -78,7 +78,10 @@ int kv_index_remove_if(struct kv_index *ix, const void *key, size_t klen,
 /*
  * Bulk loading into an EMPTY index (open): keys in strictly increasing order, then
  * finish. Builds full leaves bottom-up (O(n)). -EINVAL if a key is not greater than the
- * previous one or the index was not empty; -ENOMEM. Not concurrent with anything.
+ * previous one or the index was not empty; -ENOMEM. Not concurrent with anything. A
+ * failed add changes nothing: the load goes on (the same key again, or a greater one)
+ * or is finished, publishing the keys added before it (the index is then an ordinary
+ * one); nothing is visible to readers before the finish.
  */
 int kv_index_bulk_add(struct kv_index *ix, const void *key, size_t klen, const struct kv_ref *ref);
 int kv_index_bulk_finish(struct kv_index *ix);

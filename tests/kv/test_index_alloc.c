@@ -225,3 +225,92 @@ Test(index_alloc, removals_and_their_merges_need_no_free_node)
 	free_keys(m, NKEYS);
 	kv_index_destroy(ix);
 }
+
+/* ---- bulk loading ---- */
+
+/* Bulk-add keys [from, to) of m; an add made with the pool dry (every key i with
+ * dry[i]) fails, -ENOMEM, changing nothing, and goes through once memory is back. */
+static void bulk_range(struct kv_index *ix, struct mkey *m, size_t from, size_t to, const bool *dry,
+		       size_t *fails)
+{
+	for (size_t i = from; i < to; i++) {
+		if (dry && dry[i]) {
+			struct dry d = pool_dry(ix);
+			int rc = kv_index_bulk_add(ix, m[i].k, m[i].len, &m[i].ref);
+
+			pool_wet(ix, d);
+			cr_assert_eq(rc, -ENOMEM, "add %zu with the pool dry: %d", i, rc);
+			(*fails)++;
+		}
+		cr_assert_eq(kv_index_bulk_add(ix, m[i].k, m[i].len, &m[i].ref), 0, "add %zu", i);
+		m[i].present = true;
+	}
+}
+
+/* The first add of a load set the load up and then failed to get its first leaf: the
+ * index was left with a load whose leaf was NULL, and the next add or the finish
+ * dereferenced it. */
+Test(index_alloc, a_bulk_load_whose_first_add_failed_goes_on_when_memory_is_back)
+{
+	struct kv_index *ix = kv_index_create();
+	struct mkey *m = make_keys(300);
+	bool dry[300] = { [0] = true };
+	size_t fails = 0;
+
+	bulk_range(ix, m, 0, 300, dry, &fails);
+	cr_assert_eq(kv_index_bulk_finish(ix), 0);
+	check_model(ix, m, 300);
+	free_keys(m, 300);
+	kv_index_destroy(ix);
+}
+
+/* Adds fail at random points of a load of three levels (long keys included); each is
+ * retried; the finished tree holds every key. */
+Test(index_alloc, a_failed_bulk_add_changes_nothing_and_the_load_goes_on)
+{
+	struct kv_index *ix = kv_index_create();
+	struct mkey *m = make_keys(NKEYS);
+	bool *dry = calloc(NKEYS, sizeof(*dry));
+	uint64_t seed = seed_of();
+	size_t fails = 0;
+
+	for (size_t i = 0; i < NKEYS; i++)
+		dry[i] = i == 0 || i % 97 == 50 || mix(&seed) % 50 == 0;
+	bulk_range(ix, m, 0, NKEYS, dry, &fails);
+	cr_assert_gt(fails, NKEYS / 50);
+	cr_assert_eq(kv_index_bulk_finish(ix), 0);
+	cr_assert_geq(ix->height, 3);
+	check_model(ix, m, NKEYS);
+	free(dry);
+	free_keys(m, NKEYS);
+	kv_index_destroy(ix);
+}
+
+/* A load given up after a failed add is finished with what it holds: a valid index that
+ * takes ordinary writes (and refuses another load: it is not empty). */
+Test(index_alloc, a_bulk_load_finished_after_a_failed_add_is_a_usable_index)
+{
+	struct kv_index *ix = kv_index_create();
+	struct mkey *m = make_keys(NKEYS);
+	size_t half = NKEYS / 2;
+	struct dry d;
+
+	bulk_range(ix, m, 0, half, NULL, NULL);
+	d = pool_dry(ix);
+	cr_assert_eq(kv_index_bulk_add(ix, m[half].k, m[half].len, &m[half].ref), -ENOMEM);
+	pool_wet(ix, d);
+	cr_assert_eq(kv_index_bulk_finish(ix), 0);
+	check_model(ix, m, NKEYS);
+	cr_assert_eq(kv_index_bulk_add(ix, m[half].k, m[half].len, &m[half].ref), -EINVAL);
+	for (size_t i = half; i < NKEYS; i++) {
+		cr_assert_eq(kv_index_upsert(ix, m[i].k, m[i].len, &m[i].ref, NULL, NULL), 1);
+		m[i].present = true;
+	}
+	for (size_t i = 0; i < half; i += 3) {
+		cr_assert_eq(kv_index_remove_if(ix, m[i].k, m[i].len, &m[i].ref), 1);
+		m[i].present = false;
+	}
+	check_model(ix, m, NKEYS);
+	free_keys(m, NKEYS);
+	kv_index_destroy(ix);
+}
