@@ -326,13 +326,15 @@ AURAKV_API int aurakv_get_async(aurakv_t *db, const void *key, size_t klen, aura
  * Another thread's callback is never waited for (it may run long, or wait for this
  * thread): with nothing of its own running elsewhere and nothing in flight, a poll
  * returns 0 at once. So `while (!done) aurakv_poll(db, -1);` sleeps until the callback
- * that sets done has run, whichever thread runs it. Returns the number of
- * aurakv_get_async() callbacks run in this call - this thread's gets' and any other
- * thread's (see Threading); each is counted once, by the innermost poll that ran it: a
- * callback run by a poll nested in another callback counts for the nested poll, not for
- * the poll that runs the callback it is nested in - or -EINVAL, AURAKV_ECLOSED. It may also deliver the reads
- * of a multi-get running in another thread (which then goes on): those are not
- * callbacks of the caller's, are not counted, and do not end the wait.
+ * that sets done has run, whichever thread runs it. Answers of the store's gets waiting
+ * in this thread's queue (a chain of gets nested deep, see aurakv_get_async) are ready:
+ * it runs them without waiting. Returns the number of aurakv_get_async() callbacks run
+ * in this call - this thread's gets' and any other thread's (see Threading); each is
+ * counted once, by the innermost poll that ran it: a callback run by a poll nested in
+ * another callback counts for the nested poll, not for the poll that runs the callback
+ * it is nested in - or -EINVAL, AURAKV_ECLOSED. It may also deliver the reads of a
+ * multi-get running in another thread (which then goes on): those are not callbacks of
+ * the caller's, are not counted, and do not end the wait.
  */
 AURAKV_API int aurakv_poll(aurakv_t *db, int timeout_ms);
 
