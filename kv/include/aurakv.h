@@ -143,9 +143,12 @@ typedef struct aurakv_options {
 			       promptly and must not call the store. */
 
 	/* Tuning */
-	size_t cache_size;	 /* bytes of memory for cached values, their per-value
-				     overhead (~90 bytes) included; default 64 MiB; 0 = no
-				     cache (every get of a written record reads the device) */
+	size_t cache_size;	 /* bytes of memory for the value cache, all of it: values,
+				     their per-value overhead (~90 bytes), its tables and
+				     ghost keys (~2 KiB at least); default 64 MiB; 0, or below
+				     4 KiB = no cache (every get of a written record reads the
+				     device). Only while the cache resizes a table is its
+				     old copy held besides, for the moment of the copy. */
 	unsigned compress_min;	 /* values of at least this many bytes are LZ4-compressed
 				     when that saves >= 10 %; default 256; 0 = never */
 	unsigned flush_delay_us; /* a write without AURAKV_SYNC reaches the device at most
@@ -405,7 +408,8 @@ typedef struct aurakv_stats {
 	 * multi-get, each key aurakv_foreach() visits (get_misses: those not found, e.g.
 	 * deleted while the iteration ran). */
 	uint64_t puts, deletes, batches, gets, get_misses;
-	uint64_t cache_hits, cache_misses, cache_bytes;
+	uint64_t cache_hits, cache_misses;
+	uint64_t cache_bytes;  /* memory the cache holds, all of it (<= cache_size) */
 	double cache_hit_rate; /* hits / (hits + misses), 0 if none */
 	uint64_t index_bytes;  /* memory held by the index */
 	double index_bytes_per_key;

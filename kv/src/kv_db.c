@@ -299,7 +299,7 @@ struct kv_db *kv_db_alloc(const char *dir, const aurakv_options_t *opts)
 	db->segs = calloc(KV_SEG_SLOTS, sizeof(*db->segs));
 	db->ix = kv_index_create();
 	db->cache = kv_cache_create(opts->cache_size, 0);
-	if (!db->dir || !db->segs || !db->ix || (opts->cache_size && !db->cache) ||
+	if (!db->dir || !db->segs || !db->ix || (opts->cache_size >= KV_CACHE_MIN && !db->cache) ||
 	    kv_batches_init(&db->batches)) {
 		kv_db_free(db);
 		return NULL;

@@ -695,3 +695,37 @@ Test(kv_read, a_callback_run_by_a_nested_poll_is_counted_by_that_poll_only)
 	cr_assert_eq(n.inner, 1, "the nested poll ran the second callback");
 	cr_assert_eq(outer, 1, "the outer polls ran the first callback only, counted %d", outer);
 }
+
+/* ---- the cache's memory, as the store reports it ---- */
+
+/* cache_bytes is all the memory the cache holds (values, entries, tables, ghost) and
+ * stays within cache_size; a cache_size below the cache's fixed tables is no cache. */
+Test(kv_read, cache_bytes_stay_within_cache_size_and_a_tiny_cache_is_none)
+{
+	aurakv_stats_t st;
+
+	aurakv_close(db);
+	open_db(256u << 10);
+	put_keys(3000, 1);
+	for (uint64_t i = 0; i < 3000; i++) {
+		char k[32];
+		void *v;
+		size_t len;
+
+		cr_assert_eq(aurakv_get(db, k, kv_key(k, i), &v, &len), 0);
+		aurakv_free(v);
+		if (i % 100 == 0) {
+			cr_assert_eq(aurakv_get_stats(db, &st), 0);
+			cr_assert_leq(st.cache_bytes, 256u << 10);
+		}
+	}
+	cr_assert_eq(aurakv_get_stats(db, &st), 0);
+	cr_assert_gt(st.cache_bytes, 128u << 10, "the cache is used, not just bounded");
+	aurakv_close(db);
+	open_db(1000);
+	put_keys(10, 2);
+	kv_check_keys(db, 10, 1, 2, 500);
+	cr_assert_eq(aurakv_get_stats(db, &st), 0);
+	cr_assert_eq(st.cache_bytes, 0);
+	cr_assert_eq(st.cache_hits, 0);
+}
