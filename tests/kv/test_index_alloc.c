@@ -7,7 +7,9 @@
  * every key is checked against a model, and every node the pool carved is counted once:
  * in the tree (a node or a page of a long key) or on the free list.
  *
- * KV_INDEX_ALLOC_SEED: the seed of the random orders and failure points (printed).
+ * KV_INDEX_ALLOC_SEED: the seed of the random orders and failure points (printed);
+ * KV_INDEX_ALLOC_ROUNDS: rounds of the randomized tests (default 1), each from the next
+ * seed.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -35,10 +37,21 @@ static uint64_t mix(uint64_t *s)
 static uint64_t seed_of(void)
 {
 	const char *env = getenv("KV_INDEX_ALLOC_SEED");
-	uint64_t seed = env && *env ? strtoull(env, NULL, 0) : 0x1dea5eedull;
 
-	cr_log_info("KV_INDEX_ALLOC_SEED=%llu", (unsigned long long) seed);
-	return seed;
+	return env && *env ? strtoull(env, NULL, 0) : 0x1dea5eedull;
+}
+
+/* Run round(seed) KV_INDEX_ALLOC_ROUNDS times, seeds printed. */
+static void rounds(void (*round)(uint64_t seed))
+{
+	const char *env = getenv("KV_INDEX_ALLOC_ROUNDS");
+	unsigned long n = env && *env ? strtoul(env, NULL, 0) : 1;
+	uint64_t seed = seed_of();
+
+	for (unsigned long r = 0; r < n; r++, seed++) {
+		cr_log_info("KV_INDEX_ALLOC_SEED=%llu", (unsigned long long) seed);
+		round(seed);
+	}
 }
 
 /* Key i: "key" and i in 8 digits (ascending with i), padded with a pattern to 60 .. 210
@@ -183,11 +196,10 @@ static void pool_wet(struct kv_index *ix, struct dry d)
 /* A removal only frees nodes (merges, an emptied leaf, a lower root): it reserved the
  * nodes of a split all the same, so with no node to spare it failed, -ENOMEM, and
  * otherwise it could map a slab that it never used. */
-Test(index_alloc, removals_and_their_merges_need_no_free_node)
+static void removals_round(uint64_t seed)
 {
 	struct kv_index *ix = kv_index_create();
 	struct mkey *m = make_keys(NKEYS);
-	uint64_t seed = seed_of();
 	size_t *order = malloc(NKEYS * sizeof(*order)), mapped;
 	struct dry d;
 
@@ -224,6 +236,11 @@ Test(index_alloc, removals_and_their_merges_need_no_free_node)
 	free(order);
 	free_keys(m, NKEYS);
 	kv_index_destroy(ix);
+}
+
+Test(index_alloc, removals_and_their_merges_need_no_free_node)
+{
+	rounds(removals_round);
 }
 
 /* ---- bulk loading ---- */
@@ -266,12 +283,11 @@ Test(index_alloc, a_bulk_load_whose_first_add_failed_goes_on_when_memory_is_back
 
 /* Adds fail at random points of a load of three levels (long keys included); each is
  * retried; the finished tree holds every key. */
-Test(index_alloc, a_failed_bulk_add_changes_nothing_and_the_load_goes_on)
+static void bulk_round(uint64_t seed)
 {
 	struct kv_index *ix = kv_index_create();
 	struct mkey *m = make_keys(NKEYS);
 	bool *dry = calloc(NKEYS, sizeof(*dry));
-	uint64_t seed = seed_of();
 	size_t fails = 0;
 
 	for (size_t i = 0; i < NKEYS; i++)
@@ -284,6 +300,11 @@ Test(index_alloc, a_failed_bulk_add_changes_nothing_and_the_load_goes_on)
 	free(dry);
 	free_keys(m, NKEYS);
 	kv_index_destroy(ix);
+}
+
+Test(index_alloc, a_failed_bulk_add_changes_nothing_and_the_load_goes_on)
+{
+	rounds(bulk_round);
 }
 
 /* A load given up after a failed add is finished with what it holds: a valid index that
