@@ -49,8 +49,9 @@
  *   Every function may be called from any thread concurrently on the same store,
  *   except aurakv_close(), which must be the last call on the store and must not race
  *   with any other call on it. Callbacks of aurakv_get_async() run in a thread that
- *   calls aurakv_poll() (or inside aurakv_get_async() itself, see there; a thread in
- *   aurakv_multi_get() or aurakv_close() may run them too).
+ *   calls aurakv_poll() (or inside aurakv_get_async() itself or an outer call of it
+ *   on the same thread, see there; a thread in aurakv_multi_get() or aurakv_close() may
+ *   run them too).
  *   fork(): a child must not use (nor close) a store opened before the fork, and should
  *   exec before opening one (auraio.h, Threading, says why).
  *
@@ -142,9 +143,12 @@ typedef struct aurakv_options {
 			       promptly and must not call the store. */
 
 	/* Tuning */
-	size_t cache_size;	 /* bytes of memory for cached values, their per-value
-				     overhead (~90 bytes) included; default 64 MiB; 0 = no
-				     cache (every get of a written record reads the device) */
+	size_t cache_size;	 /* bytes of memory for the value cache, all of it: values,
+				     their per-value overhead (~90 bytes), its tables and
+				     ghost keys (~2 KiB at least); default 64 MiB; 0, or below
+				     4 KiB = no cache (every get of a written record reads the
+				     device). Only while the cache resizes a table is its
+				     old copy held besides, for the moment of the copy. */
 	unsigned compress_min;	 /* values of at least this many bytes are LZ4-compressed
 				     when that saves >= 10 %; default 256; 0 = never */
 	unsigned flush_delay_us; /* a write without AURAKV_SYNC reaches the device at most
@@ -303,8 +307,15 @@ typedef void (*aurakv_get_cb)(void *arg, int status, const void *val, size_t vle
  * cb may call the store - another aurakv_get_async(), aurakv_poll(), aurakv_multi_get(),
  * writes - except while aurakv_close() runs it (see there); the store holds no lock of
  * its own around it. A get it starts that is answered at once runs its callback nested
- * in that call: a callback that starts the next get of a chain of such answers adds
- * stack frames for each (a long chain overflows the stack: start chains from a loop).
+ * in that call, up to 16 such calls deep on a thread (a chain: each callback starts the
+ * next get). Deeper than that, the answer waits in a queue of the thread's and its
+ * callback runs before the outermost of those calls returns (answers run in the order
+ * they were found, each once, the call returning 0 as usual) - or earlier, in an
+ * aurakv_poll() of its store made meanwhile on the thread, which runs it without waiting
+ * (a deep callback can wait for its own get with `while (!done) aurakv_poll(db, -1);`) -
+ * so a chain of any length, of one store or several, takes bounded stack. Until its
+ * callback has run such a get is in flight: another thread must not close its store
+ * meanwhile (a close in this thread runs it first).
  */
 AURAKV_API int aurakv_get_async(aurakv_t *db, const void *key, size_t klen, aurakv_get_cb cb,
 				void *arg);
@@ -318,11 +329,15 @@ AURAKV_API int aurakv_get_async(aurakv_t *db, const void *key, size_t klen, aura
  * Another thread's callback is never waited for (it may run long, or wait for this
  * thread): with nothing of its own running elsewhere and nothing in flight, a poll
  * returns 0 at once. So `while (!done) aurakv_poll(db, -1);` sleeps until the callback
- * that sets done has run, whichever thread runs it. Returns the number of
- * aurakv_get_async() callbacks run in this call - this thread's gets' and any other
- * thread's (see Threading) - or -EINVAL, AURAKV_ECLOSED. It may also deliver the reads
- * of a multi-get running in another thread (which then goes on): those are not
- * callbacks of the caller's, are not counted, and do not end the wait.
+ * that sets done has run, whichever thread runs it. Answers of the store's gets waiting
+ * in this thread's queue (a chain of gets nested deep, see aurakv_get_async) are ready:
+ * it runs them without waiting. Returns the number of aurakv_get_async() callbacks run
+ * in this call - this thread's gets' and any other thread's (see Threading); each is
+ * counted once, by the innermost poll that ran it: a callback run by a poll nested in
+ * another callback counts for the nested poll, not for the poll that runs the callback
+ * it is nested in - or -EINVAL, AURAKV_ECLOSED. It may also deliver the reads of a
+ * multi-get running in another thread (which then goes on): those are not callbacks of
+ * the caller's, are not counted, and do not end the wait.
  */
 AURAKV_API int aurakv_poll(aurakv_t *db, int timeout_ms);
 
@@ -393,7 +408,8 @@ typedef struct aurakv_stats {
 	 * multi-get, each key aurakv_foreach() visits (get_misses: those not found, e.g.
 	 * deleted while the iteration ran). */
 	uint64_t puts, deletes, batches, gets, get_misses;
-	uint64_t cache_hits, cache_misses, cache_bytes;
+	uint64_t cache_hits, cache_misses;
+	uint64_t cache_bytes;  /* memory the cache holds, all of it (<= cache_size) */
 	double cache_hit_rate; /* hits / (hits + misses), 0 if none */
 	uint64_t index_bytes;  /* memory held by the index */
 	double index_bytes_per_key;

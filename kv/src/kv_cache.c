@@ -28,23 +28,35 @@
  * A put on a location already cached keeps the cached copy and drops the new one: the
  * value at a location is immutable, so they are equal. A put is not an access (no freq).
  *
- * Charges (what counts against the capacity): the heap the cache takes. Per entry:
- *   malloc's chunk for sizeof(struct entry) 24 + value length (glibc: + 8, rounded up to
- *   16, at least 32) + 3 hash slots of 16 (the table's load is 3/8..3/4 while growing,
- *   1.33..2.67 slots per entry; it shrinks below 1/8): value + 88..103 bytes.
- * And the ghost: 24 bytes per cell of its ring (8 in the ring, 2 set slots of 8), the
- * ring being its bound rounded up to a power of two, never shrinking, and growing only
- * while it takes at most an eighth of the shard (below that, the ghost remembers fewer
- * keys than main holds: only with values under ~100 bytes). Charging them all keeps
- * the heap within the capacity; charging neither the ghost nor the table's real load
- * nor malloc's rounding let a cache of tiny values take 1.5x its capacity.
+ * Charges (what counts against the capacity): every byte of heap the cache takes, each
+ * block at what malloc really holds for it (heap_size: its usable size and its header),
+ * so the capacity bounds the heap whatever the allocator rounds to. Per shard:
+ *   entries  - each its block (sizeof(struct entry) 24 + the value, rounded up by
+ *              malloc: glibc 16 bytes, at least 32, or a page if mmap'd) + 3 hash slots
+ *              of 16 (SLOTS_CHARGED): value + 88..103 bytes with glibc's small blocks;
+ *   table    - its TABLE_MIN slots (table_base), plus whatever its real size exceeds
+ *              that and the entries' 3 slots each by. The load is kept within 1/3..3/4
+ *              (doubled past 3/4: 3/8 after; halved below 1/3, also as evictions empty
+ *              it), so that excess is 0 unless a shrink failed for want of memory. The
+ *              table shrank only below 1/8 and only on an insert: after tiny values gave
+ *              way to larger ones it kept up to 8 slots per entry, 15 % over capacity;
+ *   ghost    - its ring and set (24 bytes per cell: 8 in the ring, 2 set slots of 8),
+ *              the ring being its bound rounded up to a power of two, never shrinking,
+ *              and growing only while it takes at most an eighth of the shard (below
+ *              that, the ghost remembers fewer keys than main holds: only with values
+ *              under ~100 bytes);
+ *   fixed    - its share of the cache's own block (the shards' locks and queues).
+ * The minimum table and ghost and the shards were not charged: 1.5 KiB a shard, twice
+ * the capacity of a small cache of many shards. A shard is never cut below SHARD_MIN,
+ * and a cache smaller than that (KV_CACHE_MIN) is not made. Not charged, as no state
+ * between calls holds it: while a table or a ghost is resized, its old copy, for the
+ * moment of the copy.
  * An entry whose charge exceeds an eighth of its shard's capacity is not cached, so
  * eviction can always make room (the ghost taking at most another eighth).
  *
  * Invariants, per shard, whenever its lock is free:
  *   - every entry is in exactly one of small and main, and in the table exactly once;
- *   - small.bytes + main.bytes + the ghost's bytes <= cap, and the table has at least
- *     one empty slot;
+ *   - shard_bytes() <= cap, and the table has at least one empty slot;
  *   - a key is never both cached and in the ghost (a put takes it out of the ghost; only
  *     a cached key evicted from small enters the ghost), so the ghost set has no
  *     duplicates; every seq in the ghost set is in [ghost.head, ghost.tail).
@@ -65,6 +77,7 @@
 #include "kv_cache.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -74,12 +87,13 @@
 #define DEFAULT_SHARDS	16u
 #define MAX_SHARDS	1024u
 #define MIN_SHARD_BYTES (256u << 10) /* default sharding never cuts a shard below this */
+#define SHARD_MIN	KV_CACHE_MIN /* an explicit shard count never cuts below this */
 #define MALLOC_HEADER	8u /* glibc: a chunk is the request + 8, rounded up to 16, >= 32 */
 #define MALLOC_ALIGN	16u
 #define MALLOC_MIN	32u
-#define SLOTS_CHARGED	3u  /* the table's load is >= 3/8: at most 2.67 slots per entry */
-#define GHOST_CELL	24u /* ghost bytes per ring cell: 8 in the ring, 2 set slots of 8 */
-#define GHOST_SHARE	8u  /* the ghost takes at most 1/8 of its shard's capacity */
+#define MMAP_MIN	(128u << 10) /* glibc: smaller blocks are never mmap'd */
+#define SLOTS_CHARGED	3u	     /* the table's load is >= 1/3: at most 3 slots per entry */
+#define GHOST_SHARE	8u	     /* the ghost takes at most 1/8 of its shard's capacity */
 #define FREQ_MAX	3u
 #define SMALL_PERCENT	10u
 #define TABLE_MIN	64u /* initial table slots */
@@ -91,9 +105,11 @@ struct entry {
 	uint64_t loc;
 	struct entry *next; /* the next newer entry of its queue; or of a free list */
 	uint32_t len;
-	uint8_t freq; /* 0..FREQ_MAX */
+	uint32_t slack : 30; /* the bytes malloc holds for it beyond sizeof + len */
+	uint32_t freq : 2;   /* 0..FREQ_MAX */
 	unsigned char val[];
 };
+#define SLACK_MAX ((1u << 30) - 1)
 
 struct slot {
 	uint64_t loc;
@@ -113,12 +129,15 @@ struct ghost {
 	uint64_t *set; /* seq, or GHOST_EMPTY */
 	size_t rmask, smask;
 	uint64_t head, tail;
+	size_t bytes; /* the heap ring and set take */
 };
 
 struct shard {
 	pthread_mutex_t lock;
 	struct slot *table; /* open addressing, linear probing */
 	size_t tmask;
+	size_t table_bytes, table_base; /* the heap it takes; that of TABLE_MIN slots */
+	size_t fixed;			/* its share of the cache's own block */
 	uint64_t hits, misses, inserts, evictions;
 	struct fifo small, main;
 	size_t cap, small_cap; /* bytes */
@@ -148,12 +167,29 @@ static inline size_t home(uint64_t h, size_t mask)
 	return (size_t) (h >> 32) & mask;
 }
 
-static inline size_t entry_charge(size_t len)
+/* The heap a malloc'd block takes: its usable size and malloc's header (glibc: 8 bytes
+ * for a block of an arena, 16 for an mmap'd one, which only a block of MMAP_MIN or more
+ * can be). */
+static size_t heap_size(const void *p)
+{
+	size_t n = malloc_usable_size((void *) p);
+
+	return n + (n >= MMAP_MIN - 2 * MALLOC_HEADER ? 2 : 1) * MALLOC_HEADER;
+}
+
+/* What an entry of `len` bytes will be charged, before its block exists (glibc's rounding
+ * of a block from an arena): to refuse values too large for the shard without a malloc. */
+static inline size_t entry_charge_est(size_t len)
 {
 	size_t chunk = (sizeof(struct entry) + len + MALLOC_HEADER + MALLOC_ALIGN - 1) &
 		       ~(size_t) (MALLOC_ALIGN - 1);
 
 	return (chunk < MALLOC_MIN ? MALLOC_MIN : chunk) + SLOTS_CHARGED * sizeof(struct slot);
+}
+
+static inline size_t entry_charge(const struct entry *e)
+{
+	return sizeof(*e) + e->len + e->slack + SLOTS_CHARGED * sizeof(struct slot);
 }
 
 /* ---- the entry table ---- */
@@ -214,21 +250,40 @@ static bool table_rehash(struct shard *s, size_t slots)
 	free(s->table);
 	s->table = nt;
 	s->tmask = slots - 1;
+	s->table_bytes = heap_size(nt);
 	return true;
 }
 
-/* Room for one more entry, the load kept within 1/8..3/4 (above TABLE_MIN): doubled past
- * 3/4, halved below 1/8, so the table's memory follows the entries. False only if the
- * table cannot grow and has no room. */
+/* Room for one more entry, the load kept within 1/3..3/4 (above TABLE_MIN): doubled past
+ * 3/4 (to 3/8). False only if the table cannot grow and has no room. */
 static bool table_reserve(struct shard *s, size_t count)
 {
 	size_t size = s->tmask + 1;
 
 	if ((count + 1) * 4 > size * 3)
 		return table_rehash(s, 2 * size) || count + 2 <= size; /* keep one slot empty */
-	if (size > TABLE_MIN && (count + 1) * 8 < size)
-		table_rehash(s, size / 2); /* failing to shrink is harmless */
 	return true;
+}
+
+/* Halve the table while its load is below 1/3 (above TABLE_MIN; 2/3 after: no growth
+ * follows), so that its memory follows the entries down: evictions empty it. A failed
+ * shrink leaves it larger, and its excess charged (table_excess). */
+static void table_trim(struct shard *s)
+{
+	size_t count = s->small.count + s->main.count;
+
+	while (s->tmask + 1 > TABLE_MIN && count * 3 < s->tmask + 1)
+		if (!table_rehash(s, (s->tmask + 1) / 2))
+			return;
+}
+
+/* The table's bytes beyond what its entries' slots and its minimum are charged. */
+static size_t table_excess(const struct shard *s)
+{
+	size_t charged =
+	    s->table_base + (s->small.count + s->main.count) * SLOTS_CHARGED * sizeof(struct slot);
+
+	return s->table_bytes > charged ? s->table_bytes - charged : 0;
 }
 
 /* ---- the ghost ---- */
@@ -289,6 +344,7 @@ static bool ghost_grow(struct ghost *g)
 
 	if (!ghost_alloc(keys, &ring, &set))
 		return false;
+	g->bytes = heap_size(ring) + heap_size(set);
 	for (uint64_t seq = g->head; seq != g->tail; seq++)
 		ring[seq & (keys - 1)] = g->ring[seq & g->rmask];
 	for (size_t i = 0; i <= g->smask; i++)
@@ -316,7 +372,7 @@ static void ghost_pop(struct ghost *g)
 
 static size_t ghost_bytes(const struct ghost *g)
 {
-	return (g->rmask + 1) * GHOST_CELL;
+	return g->bytes;
 }
 
 /* Remember key; `limit` keys at most, the ring growing only while it stays within
@@ -357,7 +413,7 @@ static void fifo_push(struct fifo *q, struct entry *e)
 	else
 		q->head = e;
 	q->tail = e;
-	q->bytes += entry_charge(e->len);
+	q->bytes += entry_charge(e);
 	q->count++;
 }
 
@@ -368,7 +424,7 @@ static struct entry *fifo_pop(struct fifo *q)
 	q->head = e->next;
 	if (!q->head)
 		q->tail = NULL;
-	q->bytes -= entry_charge(e->len);
+	q->bytes -= entry_charge(e);
 	q->count--;
 	return e;
 }
@@ -386,7 +442,7 @@ static void evict_entry(struct shard *s, struct entry *e, struct entry **dead)
 static size_t ghost_limit(const struct shard *s, const struct entry *leaving)
 {
 	size_t n = s->small.count + s->main.count + 1;
-	size_t bytes = s->small.bytes + s->main.bytes + entry_charge(leaving->len);
+	size_t bytes = s->small.bytes + s->main.bytes + entry_charge(leaving);
 
 	return (s->cap - s->small_cap) / (bytes / n);
 }
@@ -421,13 +477,16 @@ static void evict_main(struct shard *s, struct entry **dead)
 	}
 }
 
+/* Everything the shard takes (see Charges). */
 static size_t shard_bytes(const struct shard *s)
 {
-	return s->small.bytes + s->main.bytes + ghost_bytes(&s->ghost);
+	return s->small.bytes + s->main.bytes + s->table_base + table_excess(s) +
+	       ghost_bytes(&s->ghost) + s->fixed;
 }
 
-/* Evict until `need` more bytes fit; false if they cannot (only in a shard of less than
- * a few KiB, where the ghost's minimum ring takes more than 7/8 of it). */
+/* Evict until `need` more bytes fit; false if they cannot (only for an entry larger than
+ * the room its shard has beside the table, ghost and fixed share it always takes). The
+ * table shrinks as the entries go. */
 static bool make_room(struct shard *s, size_t need, struct entry **dead)
 {
 	while (shard_bytes(s) + need > s->cap) {
@@ -437,6 +496,7 @@ static bool make_room(struct shard *s, size_t need, struct entry **dead)
 			evict_main(s, dead);
 		else
 			return false;
+		table_trim(s);
 	}
 	return true;
 }
@@ -452,7 +512,7 @@ static struct entry *shard_insert(struct shard *s, struct entry *e, uint64_t h)
 	if (table_find(s, e->loc, h))
 		return e; /* already cached: same location, same bytes; keep the old copy */
 	to_main = ghost_take(&s->ghost, e->loc);
-	if (!make_room(s, entry_charge(e->len), &dead) ||
+	if (!make_room(s, entry_charge(e), &dead) ||
 	    !table_reserve(s, s->small.count + s->main.count)) {
 		e->next = dead;
 		return e;
@@ -509,6 +569,8 @@ static int shard_init(struct shard *s, size_t cap)
 		return -ENOMEM;
 	}
 	s->tmask = TABLE_MIN - 1;
+	s->table_bytes = s->table_base = heap_size(s->table);
+	s->ghost.bytes = heap_size(s->ghost.ring) + heap_size(s->ghost.set);
 	s->ghost.rmask = GHOST_MIN - 1;
 	s->ghost.smask = 2 * GHOST_MIN - 1;
 	if (pthread_mutex_init(&s->lock, NULL) != 0) {
@@ -533,17 +595,18 @@ static void shard_fini(struct shard *s)
 struct kv_cache *kv_cache_create(size_t capacity, unsigned shards)
 {
 	unsigned n = shards ? round_pow2(shards) : default_shards(capacity);
-	size_t size;
+	size_t size, own;
 	struct kv_cache *c;
 
-	if (capacity == 0)
+	if (capacity < KV_CACHE_MIN)
 		return NULL;
-	while (n > 1 && capacity < n)
+	while (n > 1 && capacity / n < SHARD_MIN)
 		n >>= 1;
 	size = sizeof(*c) + n * sizeof(struct shard);
 	c = aligned_alloc(CACHELINE, (size + CACHELINE - 1) / CACHELINE * CACHELINE);
 	if (!c)
 		return NULL;
+	own = heap_size(c);
 	c->mask = n - 1;
 	for (c->nshards = 0; c->nshards < n; c->nshards++) {
 		size_t cap = capacity / n + (c->nshards < capacity % n);
@@ -552,6 +615,7 @@ struct kv_cache *kv_cache_create(size_t capacity, unsigned shards)
 			kv_cache_destroy(c);
 			return NULL;
 		}
+		c->shards[c->nshards].fixed = own / n + (c->nshards < own % n);
 	}
 	return c;
 }
@@ -644,18 +708,25 @@ void kv_cache_put(struct kv_cache *c, uint64_t loc, const void *val, size_t len)
 	uint64_t h = mix(loc);
 	struct shard *s;
 	struct entry *e, *dead;
+	size_t extra;
 
 	if (!c || (len && !val))
 		return;
 	s = shard_of(c, h);
-	if (len > UINT32_MAX || entry_charge(len) > s->cap / 8)
+	if (len > UINT32_MAX || entry_charge_est(len) > s->cap / 8)
 		return;
 	e = malloc(sizeof(*e) + len);
 	if (!e)
 		return;
 	e->loc = loc;
 	e->len = (uint32_t) len;
+	extra = heap_size(e) - (sizeof(*e) + len);
+	e->slack = (uint32_t) (extra < SLACK_MAX ? extra : SLACK_MAX);
 	e->freq = 0;
+	if (extra > SLACK_MAX || entry_charge(e) > s->cap / 8) {
+		free(e); /* malloc rounded it up past what the shard takes */
+		return;
+	}
 	if (len)
 		memcpy(e->val, val, len);
 	shard_lock(s);
@@ -677,9 +748,31 @@ void kv_cache_get_stats(struct kv_cache *c, struct kv_cache_stats *out)
 		out->misses += s->misses;
 		out->inserts += s->inserts;
 		out->evictions += s->evictions;
-		out->bytes += s->small.bytes + s->main.bytes;
+		out->bytes += shard_bytes(s);
 		out->entries += s->small.count + s->main.count;
 		out->capacity += s->cap;
 		shard_unlock(s);
 	}
+}
+
+/* Tests: the heap the cache's blocks take, summed block by block (not from the charges). */
+size_t kv_cache_heap_bytes(struct kv_cache *c)
+{
+	size_t sum;
+
+	if (!c)
+		return 0;
+	sum = heap_size(c);
+	for (unsigned i = 0; i < c->nshards; i++) {
+		struct shard *s = &c->shards[i];
+
+		shard_lock(s);
+		for (const struct entry *e = s->small.head; e; e = e->next)
+			sum += heap_size(e);
+		for (const struct entry *e = s->main.head; e; e = e->next)
+			sum += heap_size(e);
+		sum += heap_size(s->table) + heap_size(s->ghost.ring) + heap_size(s->ghost.set);
+		shard_unlock(s);
+	}
+	return sum;
 }

@@ -16,9 +16,14 @@
 
 struct kv_cache;
 
-/* A cache of at most `capacity` bytes (values plus per-entry overhead and the ghost: the
- * heap it takes, but for 1 KiB of hash table per shard). capacity 0:
- * returns NULL, and every function below accepts NULL as "no cache" (misses, no-ops). */
+/* The smallest cache made: its tables' minimum and its own block take ~2 KiB. */
+#define KV_CACHE_MIN (4u << 10)
+
+/* A cache of at most `capacity` bytes of heap, all of it: values, their entries, the hash
+ * tables, the ghosts, the cache's own block (kv_cache.c, Charges; only a resize holds
+ * the old copy of a table besides, for the moment of the copy). Shards are never cut
+ * below KV_CACHE_MIN bytes each. capacity below KV_CACHE_MIN (or out of memory): returns
+ * NULL, and every function below accepts NULL as "no cache" (misses, no-ops). */
 struct kv_cache *kv_cache_create(size_t capacity, unsigned shards /* 0 = default */);
 void kv_cache_destroy(struct kv_cache *c);
 
@@ -35,8 +40,13 @@ void kv_cache_put(struct kv_cache *c, uint64_t loc, const void *val, size_t len)
 
 struct kv_cache_stats {
 	uint64_t hits, misses, inserts, evictions;
-	uint64_t bytes, entries, capacity;
+	uint64_t bytes; /* all the heap it takes, as charged (<= capacity) */
+	uint64_t entries, capacity;
 };
 void kv_cache_get_stats(struct kv_cache *c, struct kv_cache_stats *out);
+
+/* Tests: the heap its blocks take, summed block by block (malloc_usable_size and malloc's
+ * header), independently of the charges. */
+size_t kv_cache_heap_bytes(struct kv_cache *c);
 
 #endif

@@ -299,7 +299,7 @@ struct kv_db *kv_db_alloc(const char *dir, const aurakv_options_t *opts)
 	db->segs = calloc(KV_SEG_SLOTS, sizeof(*db->segs));
 	db->ix = kv_index_create();
 	db->cache = kv_cache_create(opts->cache_size, 0);
-	if (!db->dir || !db->segs || !db->ix || (opts->cache_size && !db->cache) ||
+	if (!db->dir || !db->segs || !db->ix || (opts->cache_size >= KV_CACHE_MIN && !db->cache) ||
 	    kv_batches_init(&db->batches)) {
 		kv_db_free(db);
 		return NULL;
@@ -366,7 +366,10 @@ int aurakv_close(aurakv_t *h)
 	db = h->db;
 	/* Async gets still in flight complete first, their callbacks run here: the log's
 	 * close runs only callbacks already reaped, and would free the read buffers under a
-	 * read the engine still holds. A callback's relookup may start another: loop. */
+	 * read the engine still holds. A callback's relookup may start another: loop.
+	 * First the answers waiting in this thread's queue (a close made by a callback of
+	 * another store's get chain). */
+	kv_get_async_flush(db);
 	while (aurawal_poll(db->wal, -1) > 0)
 		;
 	kv_bg_stop(db);

@@ -191,6 +191,8 @@ const void *kv_maybe_compress(struct kv_db *db, const void *val, size_t vlen, vo
 int kv_read_entry(struct kv_db *db, const void *key, size_t klen, struct kv_ref *ref, void **val,
 		  size_t *vlen, void *buf, size_t cap);
 int kv_get_async(struct kv_db *db, const void *key, size_t klen, aurakv_get_cb cb, void *arg);
+/* Run the answers of db's gets that wait in this thread's queue (kv_read.c, Nesting). */
+void kv_get_async_flush(struct kv_db *db);
 /* aurakv_poll(): the application's async-get callbacks run (multi-get's are not). */
 int kv_poll(struct kv_db *db, int timeout_ms);
 int kv_multi_get(struct kv_db *db, size_t n, const void *const *keys, const size_t *klens,

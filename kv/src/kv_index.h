@@ -68,16 +68,20 @@ int kv_index_cas(struct kv_index *ix, const void *key, size_t klen, const struct
 		 const struct kv_ref *repl);
 
 /* Remove the entry only if it still points where `expect` does (segment and offset).
- * 1 removed, 0 not; -ENOMEM (a removal reserves nodes and scratch memory for merges
- * before it changes the tree, as every write does: nothing changed); -EINVAL (klen 0 or
- * too long, an argument NULL). */
+ * 1 removed, 0 not; -ENOMEM (a removal reserves the writers' scratch memory for merges
+ * before it changes the tree, and that could not grow - it is kept between writes, so
+ * only a first write or a taller tree grows it: nothing changed; it needs no node,
+ * merges only free them); -EINVAL (klen 0 or too long, an argument NULL). */
 int kv_index_remove_if(struct kv_index *ix, const void *key, size_t klen,
 		       const struct kv_ref *expect);
 
 /*
  * Bulk loading into an EMPTY index (open): keys in strictly increasing order, then
  * finish. Builds full leaves bottom-up (O(n)). -EINVAL if a key is not greater than the
- * previous one or the index was not empty; -ENOMEM. Not concurrent with anything.
+ * previous one or the index was not empty; -ENOMEM. Not concurrent with anything. A
+ * failed add changes nothing: the load goes on (the same key again, or a greater one)
+ * or is finished, publishing the keys added before it (the index is then an ordinary
+ * one); nothing is visible to readers before the finish.
  */
 int kv_index_bulk_add(struct kv_index *ix, const void *key, size_t klen, const struct kv_ref *ref);
 int kv_index_bulk_finish(struct kv_index *ix);

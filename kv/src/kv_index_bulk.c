@@ -11,8 +11,13 @@
  * kv_index_bulk_finish() (a release store of the root): nothing of it is visible before.
  *
  * Not concurrent with anything, and the index must not be used otherwise between the
- * first kv_index_bulk_add() and kv_index_bulk_finish(). After an error the index holds
- * an unspecified part of the input: destroy it.
+ * first kv_index_bulk_add() and kv_index_bulk_finish(). An add that fails changes
+ * nothing: every node it may need (a leaf, one node per level above, a new top, the
+ * pages of a long key and of its separator) is reserved before anything is written, so
+ * once the reservation holds nothing below can fail. The load then goes on (the same
+ * key again, or a greater one) or is finished with what it holds. (It was set up before
+ * its first leaf was had: a first add that failed left a load without a leaf, which the
+ * next add or the finish dereferenced.)
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -66,17 +71,16 @@ static void seal(struct kvix_node *n)
 	}
 }
 
-/* Append separator (sep, right) at level l >= 1; left is right's left neighbour. */
-static int push_sep(struct kv_index *ix, int l, const uint8_t *sep, uint32_t slen,
-		    struct kvix_node *left, struct kvix_node *right)
+/* Append separator (sep, right) at level l >= 1; left is right's left neighbour. Takes
+ * its nodes and pages from kv_index_bulk_add's reservation: cannot fail. */
+static void push_sep(struct kv_index *ix, int l, const uint8_t *sep, uint32_t slen,
+		     struct kvix_node *left, struct kvix_node *right)
 {
 	struct kvix_bulk *b = ix->bulk;
 	struct kvix_node *n = b->open[l];
 	size_t es = kvix_key_enc_size(slen);
 	uint8_t *e;
 
-	if (l >= KVIX_MAX_DEPTH - 1)
-		return -E2BIG;
 	if (!n) {
 		n = kvix_node_alloc(&ix->pool, KVIX_INNER);
 		n->link = left;
@@ -88,18 +92,18 @@ static int push_sep(struct kv_index *ix, int l, const uint8_t *sep, uint32_t sle
 		seal(n);
 		nn->link = right; /* sep moves up: right becomes nn's leftmost child */
 		b->open[l] = nn;
-		return push_sep(ix, l + 1, sep, slen, n, nn);
+		push_sep(ix, l + 1, sep, slen, n, nn);
+		return;
 	}
 	e = append(n, (uint32_t) (es + 8));
 	if (kvix_key_encode(ix, e, sep, slen) < 0)
-		return -ENOMEM;
+		abort(); /* its pages were reserved (kv_index_bulk_add): cannot happen */
 	memcpy(e + es, &right, sizeof(right));
-	return 0;
 }
 
 /* Start a new leaf after the full one; the separator is key cut after the first byte
  * that differs from the previous key. */
-static int next_leaf(struct kv_index *ix, const uint8_t *key, uint32_t klen)
+static void next_leaf(struct kv_index *ix, const uint8_t *key, uint32_t klen)
 {
 	struct kvix_bulk *b = ix->bulk;
 	struct kvix_node *old = b->open[0], *n = kvix_node_alloc(&ix->pool, KVIX_LEAF);
@@ -109,7 +113,7 @@ static int next_leaf(struct kv_index *ix, const uint8_t *key, uint32_t klen)
 	old->link = n;
 	n->back = old;
 	b->open[0] = n;
-	return push_sep(ix, 1, key, slen, old, n);
+	push_sep(ix, 1, key, slen, old, n);
 }
 
 static size_t key_pages(size_t klen)
@@ -118,45 +122,65 @@ static size_t key_pages(size_t klen)
 				      : 0;
 }
 
+/* The load's state and its first leaf, taken from the reservation. Nothing is set
+ * unless all of it is. */
 static int bulk_start(struct kv_index *ix)
 {
-	struct kvix_node *root = atomic_load_explicit(&ix->root, memory_order_relaxed);
+	struct kvix_bulk *b = calloc(1, sizeof(*b));
 
-	if (atomic_load_explicit(&ix->count, memory_order_relaxed) || root->count)
-		return -EINVAL;
-	ix->bulk = calloc(1, sizeof(*ix->bulk));
-	if (!ix->bulk)
+	if (!b)
 		return -ENOMEM;
-	ix->bulk->open[0] = kvix_node_alloc(&ix->pool, KVIX_LEAF);
-	ix->bulk->levels = 1;
-	return ix->bulk->open[0] ? 0 : -ENOMEM;
+	b->open[0] = kvix_node_alloc(&ix->pool, KVIX_LEAF); /* reserved: cannot fail */
+	b->levels = 1;
+	ix->bulk = b;
+	return 0;
+}
+
+/* -EINVAL if key may not come next: not greater than the previous one, or a load that
+ * has not started yet into an index that is not empty. */
+static int bulk_check(struct kv_index *ix, const void *key, size_t klen)
+{
+	struct kvix_node *root = atomic_load_explicit(&ix->root, memory_order_relaxed);
+	struct kvix_bulk *b = ix->bulk;
+	uint32_t cmp_len;
+	int c;
+
+	if (!b)
+		return atomic_load_explicit(&ix->count, memory_order_relaxed) || root->count
+			   ? -EINVAL
+			   : 0;
+	cmp_len = b->last_len < klen ? b->last_len : (uint32_t) klen;
+	if (b->n && (c = memcmp(key, b->last, cmp_len)) <= 0 && (c < 0 || klen <= b->last_len))
+		return -EINVAL;
+	return 0;
 }
 
 int kv_index_bulk_add(struct kv_index *ix, const void *key, size_t klen, const struct kv_ref *ref)
 {
-	size_t es = kvix_key_enc_size(klen), size;
+	size_t es = kvix_key_enc_size(klen), size, levels;
 	struct kvix_bulk *b;
-	uint32_t cmp_len;
 	uint8_t *e;
 	int rc;
 
 	if (!ix || !key || !ref || klen == 0 || klen > KV_INDEX_MAX_KEY)
 		return -EINVAL;
+	if ((rc = bulk_check(ix, key, klen)) < 0)
+		return rc;
+	levels = ix->bulk ? (size_t) ix->bulk->levels : 1;
+	if (levels >= KVIX_MAX_DEPTH - 1)
+		return -E2BIG; /* a new top would be too deep (4^30 keys at least) */
+	/* every node this add may need, before anything changes: a failure changes nothing */
+	if (kvix_pool_reserve(&ix->pool, levels + 2 + 3 * key_pages(klen)) < 0)
+		return -ENOMEM;
 	if (!ix->bulk && (rc = bulk_start(ix)) < 0)
 		return rc;
 	b = ix->bulk;
-	cmp_len = b->last_len < klen ? b->last_len : (uint32_t) klen;
-	if (b->n && (rc = memcmp(key, b->last, cmp_len)) <= 0 && (rc < 0 || klen <= b->last_len))
-		return -EINVAL;
-	/* every node this add may need, so that a failure changes nothing */
-	if (kvix_pool_reserve(&ix->pool, (size_t) b->levels + 2 + 3 * key_pages(klen)) < 0)
-		return -ENOMEM;
 	size = es + kvix_ref_size(ref);
-	if (full(b->open[0], size) && (rc = next_leaf(ix, key, (uint32_t) klen)) < 0)
-		return rc;
+	if (full(b->open[0], size))
+		next_leaf(ix, key, (uint32_t) klen);
 	e = append(b->open[0], (uint32_t) size);
 	if (kvix_key_encode(ix, e, key, klen) < 0)
-		return -ENOMEM;
+		abort(); /* its pages were reserved above: cannot happen */
 	kvix_ref_put(e + es, ref);
 	memcpy(b->last, key, klen);
 	b->last_len = (uint32_t) klen;

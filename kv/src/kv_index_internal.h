@@ -253,6 +253,7 @@ int kvix_search(const struct kvix_node *n, const struct kvix_rv *rv, const uint8
 
 /* kv_index_write.c: the operation context */
 int kvix_w_scratch(struct kvix_w *w, size_t pages);
+int kvix_w_arena(struct kvix_w *w);
 void kvix_w_lock(struct kvix_w *w, struct kvix_node *n);
 void kvix_w_kill(struct kvix_w *w, struct kvix_node *n);
 void kvix_w_kill_chain(struct kvix_w *w, const struct kvix_item *it);

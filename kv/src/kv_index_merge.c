@@ -158,7 +158,7 @@ int kvix_shrunk(struct kvix_w *w, int d, struct kvix_list *l)
 /* Remove the leaf entry at pos (the operation's path leads to it). */
 int kvix_remove_at(struct kvix_w *w, uint32_t pos)
 {
-	int d = w->h - 1, s, rc = kvix_w_scratch(w, 0);
+	int d = w->h - 1, s, rc = kvix_w_arena(w); /* merges take no node */
 	struct kvix_node *x = w->pn[d];
 	struct kvix_item it;
 	struct kvix_list l;

@@ -13,6 +13,8 @@
  *
  * An operation first reserves everything a structural change may need (nodes, scratch
  * memory, pages of long keys) and returns -ENOMEM before changing anything if it cannot.
+ * A removal reserves scratch memory only: its merges free nodes and never take one (it
+ * reserved a split's nodes too, and so failed for want of nodes it would not use).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -39,16 +41,25 @@ static void w_begin(struct kvix_w *w, struct kv_index *ix)
 	w->kbuf = NULL;
 }
 
-/* Reserve the nodes and scratch of a structural change plus `pages` pages for keys. */
+/* Reserve the scratch of a structural change: all that a shrinking one (kvix_remove_at)
+ * needs, as merges only free nodes and move existing keys. */
+int kvix_w_arena(struct kvix_w *w)
+{
+	size_t levels = (size_t) w->h + 1;
+
+	return kvix_arena_reserve(&w->ix->arena,
+				  levels * LEVEL_SCRATCH + 2 * KV_INDEX_MAX_KEY + 64);
+}
+
+/* Reserve the nodes and scratch of a growing change plus `pages` pages for keys. */
 int kvix_w_scratch(struct kvix_w *w, size_t pages)
 {
 	struct kv_index *ix = w->ix;
-	size_t levels = (size_t) w->h + 1;
 
-	ix->pool.keep = levels + 1;
+	ix->pool.keep = (size_t) w->h + 2;
 	if (kvix_pool_reserve(&ix->pool, ix->pool.keep + pages) < 0)
 		return -ENOMEM;
-	return kvix_arena_reserve(&ix->arena, levels * LEVEL_SCRATCH + 2 * KV_INDEX_MAX_KEY + 64);
+	return kvix_w_arena(w);
 }
 
 /* Lock n for the rest of the operation (once). */

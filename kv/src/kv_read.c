@@ -117,20 +117,47 @@ int kv_read_entry(struct kv_db *db, const void *key, size_t klen, struct kv_ref 
 
 /* ---- asynchronous gets ---- */
 
+/*
+ * Nesting. A get answered without a device read (a missing key, a cached value, an
+ * error) runs its callback inside its aurakv_get_async() call, and that callback may start
+ * the next get: a chain of such answers nests one set of frames per link, and a long one
+ * overflowed the stack. So a thread counts its aurakv_get_async() calls running (nested);
+ * deeper than NEST_MAX, an answer found at once is not delivered in the call but put on
+ * the thread's queue, which the outermost call empties, in order, before it returns (its
+ * callbacks' own gets nest again up to NEST_MAX, then queue). An aurakv_poll() made on
+ * the thread meanwhile (a callback waiting for its own get) runs its store's queued
+ * answers too: a `while (!done) aurakv_poll()` loop would otherwise wait forever for an
+ * answer that only the call below it delivers. The queue link is in the get itself,
+ * so queueing cannot fail, and entries carry their store (a chain may switch stores).
+ */
+#define NEST_MAX 16
+
 struct aget {
 	struct kv_db *db;
 	aurakv_get_cb cb;
 	void *arg;
 	struct kv_ref ref;
 	int relookups;
-	bool user;    /* cb is the application's (aurakv_get_async), not a multi-get's */
-	uint8_t *rec; /* the record being read */
+	bool user;	/* cb is the application's (aurakv_get_async), not a multi-get's */
+	bool may_queue; /* in its aurakv_get_async() call: an answer may wait in the queue */
+	int status;	/* queued: the answer, */
+	void *val;	/* its value (malloc'd) or NULL, */
+	size_t vlen;
+	struct aget *next; /* and the next queued get */
+	uint8_t *rec;	   /* the record being read */
 	size_t klen;
 	uint8_t key[];
 };
 
-/* The application's callbacks this thread has run: what aurakv_poll() counts (kv_poll).
- * Thread-local: a poll counts what ran in it, not what other threads ran meanwhile. */
+/* This thread's aurakv_get_async() calls running, and its queue of answers (FIFO). */
+static _Thread_local unsigned get_depth;
+static _Thread_local struct aget *queue_head, *queue_tail;
+
+/* The application's callbacks this thread has run since the innermost kv_poll() running
+ * on it started: what that poll returns. Thread-local: a poll counts what ran in it, not
+ * what other threads ran meanwhile. A poll nested in a callback starts it from 0 and puts
+ * back the outer poll's count when it returns, so each callback is counted once, by the
+ * innermost poll that ran it (the outer one counts the callback that polled). */
 static _Thread_local unsigned long user_cbs_run;
 
 static void aget_finish(struct aget *g, int status, const void *val, size_t vlen)
@@ -140,6 +167,59 @@ static void aget_finish(struct aget *g, int status, const void *val, size_t vlen
 		user_cbs_run++;
 	free(g->rec);
 	free(g);
+}
+
+/* Deliver an answer found without a device read: now, or - in a call nested deeper than
+ * NEST_MAX - through the thread's queue. `val` (malloc'd or NULL) is freed here. */
+static void aget_answer(struct aget *g, int status, void *val, size_t vlen)
+{
+	if (g->may_queue && get_depth > NEST_MAX) {
+		free(g->rec); /* a failed read's buffer: not needed any more */
+		g->rec = NULL;
+		g->status = status;
+		g->val = val;
+		g->vlen = vlen;
+		g->next = NULL;
+		if (queue_tail)
+			queue_tail->next = g;
+		else
+			queue_head = g;
+		queue_tail = g;
+		return;
+	}
+	aget_finish(g, status, val, vlen);
+	free(val);
+}
+
+/* Run the thread's queued answers, those of `db` only or (NULL) all, in order, until
+ * none is left: a callback may queue more. */
+static void queue_run(struct kv_db *db)
+{
+	for (;;) {
+		struct aget *g = queue_head, *prev = NULL;
+		void *val;
+
+		while (g && db && g->db != db) {
+			prev = g;
+			g = g->next;
+		}
+		if (!g)
+			return;
+		if (prev)
+			prev->next = g->next;
+		else
+			queue_head = g->next;
+		if (queue_tail == g)
+			queue_tail = prev;
+		val = g->val;
+		aget_finish(g, g->status, val, g->vlen);
+		free(val);
+	}
+}
+
+void kv_get_async_flush(struct kv_db *db)
+{
+	queue_run(db);
 }
 
 static void aget_start(struct aget *g);
@@ -171,7 +251,8 @@ static void aget_read_done(void *arg, int status, size_t len, uint64_t seq)
 	if (status == -ENOENT && g->relookups++ < MAX_RELOOKUPS) {
 		free(g->rec);
 		g->rec = NULL;
-		aget_start(g); /* GC released the segment: look the key up again */
+		g->may_queue = false; /* a poll runs this, not its aurakv_get_async() call */
+		aget_start(g);	      /* GC released the segment: look the key up again */
 		return;
 	}
 	if (status)
@@ -207,14 +288,11 @@ static void aget_start(struct aget *g)
 
 	if (rc == -ENOENT || (rc == 0 && (g->ref.flags & KV_REF_TOMBSTONE))) {
 		atomic_fetch_add_explicit(&db->n.get_misses, 1, memory_order_relaxed);
-		return aget_finish(g, AURAKV_ENOTFOUND, NULL, 0);
+		return aget_answer(g, AURAKV_ENOTFOUND, NULL, 0);
 	}
 	if (rc == 0 && db->cache && !aurawal_failed(db->wal) &&
-	    kv_cache_get_alloc(db->cache, kv_cache_loc(&g->ref), &val, &vlen) == 0) {
-		aget_finish(g, 0, val, vlen);
-		free(val);
-		return;
-	}
+	    kv_cache_get_alloc(db->cache, kv_cache_loc(&g->ref), &val, &vlen) == 0)
+		return aget_answer(g, 0, val, vlen);
 	if (rc == 0 && !(g->rec = malloc(g->ref.size ? g->ref.size : 1)))
 		rc = -ENOMEM;
 	if (rc == 0)
@@ -226,7 +304,7 @@ static void aget_start(struct aget *g)
 		return aget_start(g);
 	}
 	if (rc)
-		aget_finish(g, aget_error(g, rc), NULL, 0);
+		aget_answer(g, aget_error(g, rc), NULL, 0);
 }
 
 static int aget_new(struct kv_db *db, const void *key, size_t klen, aurakv_get_cb cb, void *arg,
@@ -244,6 +322,7 @@ static int aget_new(struct kv_db *db, const void *key, size_t klen, aurakv_get_c
 	g->arg = arg;
 	g->relookups = 0;
 	g->user = user;
+	g->may_queue = user;
 	g->rec = NULL;
 	g->klen = klen;
 	memcpy(g->key, key, klen);
@@ -253,7 +332,14 @@ static int aget_new(struct kv_db *db, const void *key, size_t klen, aurakv_get_c
 
 int kv_get_async(struct kv_db *db, const void *key, size_t klen, aurakv_get_cb cb, void *arg)
 {
-	return aget_new(db, key, klen, cb, arg, true);
+	int rc;
+
+	get_depth++;
+	rc = aget_new(db, key, klen, cb, arg, true);
+	if (get_depth == 1)
+		queue_run(NULL); /* the outermost call: every answer queued below it */
+	get_depth--;
+	return rc;
 }
 
 /*
@@ -269,16 +355,22 @@ int kv_get_async(struct kv_db *db, const void *key, size_t klen, aurakv_get_cb c
  */
 int kv_poll(struct kv_db *db, int timeout_ms)
 {
-	unsigned long before = user_cbs_run;
+	unsigned long outer = user_cbs_run; /* the enclosing poll's count, if any */
 	uint64_t deadline = kv_now_ns() + (uint64_t) (timeout_ms > 0 ? timeout_ms : 0) * 1000000ull;
 
-	for (;;) {
-		int rc = aurawal_poll(db->wal, timeout_ms);
+	unsigned long ran;
+	int rc = 0;
+
+	user_cbs_run = 0;
+	queue_run(db); /* answers queued on this thread are ready: no wait then */
+	while (user_cbs_run == 0) {
 		uint64_t now;
 
+		rc = aurawal_poll(db->wal, timeout_ms);
 		if (rc < 0)
-			return kv_map_wal_error(rc);
-		if (rc == 0 || user_cbs_run != before || timeout_ms == 0)
+			break;
+		queue_run(db); /* those the callbacks it ran queued */
+		if (rc == 0 || user_cbs_run != 0 || timeout_ms == 0)
 			break; /* nothing in flight or the time is up; or ours ran */
 		if (timeout_ms > 0) {
 			if ((now = kv_now_ns()) >= deadline)
@@ -286,7 +378,9 @@ int kv_poll(struct kv_db *db, int timeout_ms)
 			timeout_ms = (int) ((deadline - now + 999999) / 1000000);
 		}
 	}
-	return (int) (user_cbs_run - before);
+	ran = user_cbs_run;
+	user_cbs_run = outer;
+	return rc < 0 ? kv_map_wal_error(rc) : (int) ran;
 }
 
 /* ---- multi-get: async gets kept `depth` deep ---- */

@@ -224,6 +224,136 @@ Test(kv_cache, the_heap_it_takes_stays_within_its_capacity_with_tiny_values)
 	}
 }
 
+/* The heap the cache takes, measured by malloc (glibc's counters: the chunks in use and
+ * the mmap'd ones): what `c` added since `before`. */
+static size_t heap_since(size_t before)
+{
+	struct mallinfo2 m = mallinfo2();
+
+	return m.uordblks + m.hblkhd - before;
+}
+
+static size_t heap_now(void)
+{
+	return heap_since(0);
+}
+
+/* Tiny values fill the cache and grow its table; then values of another size evict them.
+ * The table was charged 3 slots per entry but shrank only by half per insert, and only
+ * below a load of 1/8 (8 slots per entry): with the entries gone, its slots stayed, and
+ * the heap passed the capacity by 15 %. */
+Test(kv_cache, the_heap_stays_within_capacity_when_larger_values_evict_tiny_ones)
+{
+	const size_t cap = MIB, lens[] = { 1000, 20000, 100000 };
+
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		uint8_t *buf = calloc(1, lens[i]);
+		size_t before = heap_now(), worst = 0;
+		struct kv_cache *c = kv_cache_create(cap, 1);
+
+		for (uint64_t k = 0; k < 20000; k++)
+			put_value(c, loc_of(k), 1);
+		for (uint64_t k = 0; k < 2 * cap / lens[i]; k++) {
+			size_t used;
+
+			kv_cache_put(c, loc_of(100000 + k), buf, lens[i]);
+			used = heap_since(before);
+			worst = used > worst ? used : worst;
+			cr_assert_leq(stats(c).bytes, cap);
+		}
+		cr_log_info("%zu-byte values after tiny ones: at most %zu bytes of heap", lens[i],
+			    worst);
+		cr_assert_leq(worst, cap, "%zu-byte values: %zu bytes of heap for a %zu-byte cache",
+			      lens[i], worst, cap);
+		free(buf);
+		kv_cache_destroy(c);
+	}
+}
+
+/* A small cache split into many shards: each shard's table (64 slots at least), its
+ * ghost's ring and the shards themselves were not charged - 1.5 KiB a shard, twice the
+ * capacity of a 64 KiB cache of 64 shards. */
+Test(kv_cache, a_small_cache_of_many_shards_stays_within_capacity)
+{
+	const size_t caps[] = { 64u << 10, 16u << 10 };
+
+	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
+		size_t before = heap_now(), used;
+		struct kv_cache *c = kv_cache_create(caps[i], 64);
+
+		for (uint64_t k = 0; k < 20000; k++)
+			put_value(c, loc_of(k), k % 200);
+		used = c ? heap_since(before) : 0;
+		cr_assert_leq(used, caps[i], "%zu bytes of heap for a %zu-byte cache", used,
+			      caps[i]);
+		cr_assert_leq(stats(c).bytes, caps[i]);
+		kv_cache_destroy(c);
+	}
+}
+
+/* The cache's heap, block by block (kv_cache_heap_bytes), and its charges (stats.bytes)
+ * stay within the capacity, and the charges cover the blocks. */
+static void check_bound(struct kv_cache *c, size_t cap, uint64_t op)
+{
+	size_t real = kv_cache_heap_bytes(c), charged = stats(c).bytes;
+
+	cr_assert_leq(real, cap, "op %llu: %zu bytes of blocks for %zu", (unsigned long long) op,
+		      real, cap);
+	cr_assert_leq(charged, cap, "op %llu: %zu bytes charged for %zu", (unsigned long long) op,
+		      charged, cap);
+	cr_assert_leq(real, charged, "op %llu: %zu bytes of blocks, %zu charged",
+		      (unsigned long long) op, real, charged);
+}
+
+/* Fill far past the capacity with value sizes that change by phase (tiny, small, mixed,
+ * large, tiny again) and accesses that make ghosts and bring keys back from them: a
+ * working set re-read and re-put, one-time scans, keys put again soon after eviction.
+ * KV_CACHE_BOUND_SEED, KV_CACHE_BOUND_ROUNDS (default 1). */
+Test(kv_cache, all_its_heap_stays_within_capacity_under_varied_sizes_and_ghosts)
+{
+	const char *env = getenv("KV_CACHE_BOUND_SEED"), *renv = getenv("KV_CACHE_BOUND_ROUNDS");
+	uint64_t seed = env && *env ? strtoull(env, NULL, 0) : 0xcac4e5eedull;
+	unsigned rounds = renv && *renv ? (unsigned) strtoul(renv, NULL, 0) : 1;
+	const struct {
+		size_t cap;
+		unsigned shards;
+	} cfg[] = { { 256u << 10, 1 }, { MIB, 4 }, { 64u << 10, 64 }, { KV_CACHE_MIN, 1 } };
+	static const size_t max_len[] = { 4, 100, MAX_VALUE, 1000, 2 };
+
+	cr_log_info("KV_CACHE_BOUND_SEED=%llu, %u rounds", (unsigned long long) seed, rounds);
+	for (unsigned r = 0; r < rounds; r++)
+		for (size_t i = 0; i < sizeof(cfg) / sizeof(cfg[0]); i++) {
+			struct kv_cache *c = kv_cache_create(cfg[i].cap, cfg[i].shards);
+			uint64_t op = 0, next = 0;
+
+			cr_assert_not_null(c);
+			for (size_t ph = 0; ph < sizeof(max_len) / sizeof(max_len[0]); ph++) {
+				uint64_t ops = 4 * cfg[i].cap / (max_len[ph] / 2 + 90);
+
+				for (uint64_t j = 0; j < ops; j++, op++) {
+					uint64_t x = scramble(seed + op), k;
+					size_t len;
+
+					if (x % 4 == 0) /* the working set: read, put if gone */
+						k = x / 4 % 64;
+					else if (x % 4 == 1) /* back soon after eviction: ghosts */
+						k = next > 100 ? next - 1 - x / 4 % 100 : next;
+					else /* a scan: each key once */
+						k = next++;
+					len = 1 + k * 2654435761u % max_len[ph];
+					if (!cached_intact(c, loc_of(1000000 * ph + k), len))
+						put_value(c, loc_of(1000000 * ph + k), len);
+					if (op % 16 == 0)
+						check_bound(c, cfg[i].cap, op);
+				}
+				check_bound(c, cfg[i].cap, op);
+			}
+			cr_assert_gt(stats(c).evictions, 0);
+			kv_cache_destroy(c);
+			seed = scramble(seed);
+		}
+}
+
 /* Thousands of tiny entries, then a few big ones evicting them: the hash table grows, then
  * shrinks back with the entries (rehashing each time), and every entry stays findable. */
 Test(kv_cache, entries_stay_findable_while_the_table_grows_and_shrinks)
@@ -258,13 +388,14 @@ Test(kv_cache, entries_stay_findable_while_the_table_grows_and_shrinks)
 Test(kv_cache, values_larger_than_an_eighth_of_a_shard_are_not_cached)
 {
 	struct kv_cache *c = kv_cache_create(8 * MAX_VALUE, 1); /* an eighth: MAX_VALUE */
+	uint64_t empty = stats(c).bytes;			/* its tables and own block */
 	size_t len;
 	uint8_t buf[MAX_VALUE + 1] = { 0 };
 
 	kv_cache_put(c, 1, buf, MAX_VALUE + 1);
 	cr_assert_eq(kv_cache_get(c, 1, buf, sizeof(buf), &len), -ENOENT);
 	cr_assert_eq(stats(c).inserts, 0);
-	cr_assert_eq(stats(c).bytes, 0);
+	cr_assert_eq(stats(c).bytes, empty);
 	put_value(c, loc_of(2), MAX_VALUE / 2);
 	cr_assert(cached_intact(c, loc_of(2), MAX_VALUE / 2), "a sixteenth is cached");
 	kv_cache_destroy(c);
@@ -317,8 +448,9 @@ Test(kv_cache, a_working_set_survives_a_one_time_scan_of_ten_times_the_capacity)
 	struct kv_cache *c = kv_cache_create(cap, 1);
 	uint64_t charge, w_keys, scan_keys, reads, w_hits = 0, kept = 0;
 
+	charge = stats(c).bytes; /* the empty cache's tables */
 	put_value(c, loc_of(0), SCAN_VALUE);
-	charge = stats(c).bytes; /* one entry's full charge */
+	charge = stats(c).bytes - charge; /* one entry's full charge */
 	w_keys = cap * 4 / 10 / charge;
 	scan_keys = 10 * cap / charge;
 	cr_assert_gt((w_keys + 10 * w_keys) * charge, cap, "reuse distance beyond LRU's reach");
@@ -384,9 +516,10 @@ Test(kv_cache, main_evicts_the_less_read_entries_before_older_more_read_ones)
 	struct kv_cache *c = kv_cache_create(cap, 1);
 	uint64_t charge, n, kept_old = 0, kept_young = 0;
 
+	charge = stats(c).bytes; /* the empty cache's tables */
 	put_value(c, loc_of(0), SCAN_VALUE);
-	charge = stats(c).bytes;
-	n = cap * 47 / 100 / charge; /* old: [0, n), young: [n, 2n); 94% > main share */
+	charge = stats(c).bytes - charge; /* one entry's full charge */
+	n = cap * 47 / 100 / charge;	  /* old: [0, n), young: [n, 2n); 94% > main share */
 	for (uint64_t k = 1; k < 2 * n; k++)
 		put_value(c, loc_of(k), SCAN_VALUE);
 	for (uint64_t k = 0; k < 3 * n; k++) /* old twice, young once */

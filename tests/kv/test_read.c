@@ -647,3 +647,85 @@ Test(kv_read, callbacks_that_multi_get_in_several_pollers_all_finish)
 		pthread_join(ps[i], NULL);
 	cr_assert_eq(atomic_load(&mg_bad), 0);
 }
+
+/* ---- what aurakv_poll() counts ---- */
+
+struct nest {
+	int done, inner, nested;
+};
+
+/* The first callback to run polls, nested, until the other get is delivered too. */
+static void on_poll_nested(void *arg, int status, const void *val, size_t len)
+{
+	struct nest *n = arg;
+
+	(void) val, (void) len;
+	cr_assert_eq(status, 0);
+	n->done++;
+	if (n->nested++ > 0)
+		return;
+	while (n->done < 2) {
+		int rc = aurakv_poll(db, 1000);
+
+		cr_assert_geq(rc, 0);
+		n->inner += rc;
+	}
+}
+
+/* A poll nested in a callback counts the callback it runs; the outer poll, running that
+ * callback's caller, counts only that one: each callback once, by the innermost poll
+ * that ran it. The outer one counted both (it counted every callback that ran while it
+ * did, nested ones included), so a caller counting its gets down stopped early. */
+Test(kv_read, a_callback_run_by_a_nested_poll_is_counted_by_that_poll_only)
+{
+	struct nest n = { 0 };
+	char k[2][32];
+	int outer = 0;
+
+	put_keys(2, 1);
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(
+		    aurakv_get_async(db, k[i], kv_key(k[i], (uint64_t) i), on_poll_nested, &n), 0);
+	while (n.done < 2) {
+		int rc = aurakv_poll(db, 1000);
+
+		cr_assert_geq(rc, 0);
+		outer += rc;
+	}
+	cr_assert_eq(n.inner, 1, "the nested poll ran the second callback");
+	cr_assert_eq(outer, 1, "the outer polls ran the first callback only, counted %d", outer);
+}
+
+/* ---- the cache's memory, as the store reports it ---- */
+
+/* cache_bytes is all the memory the cache holds (values, entries, tables, ghost) and
+ * stays within cache_size; a cache_size below the cache's fixed tables is no cache. */
+Test(kv_read, cache_bytes_stay_within_cache_size_and_a_tiny_cache_is_none)
+{
+	aurakv_stats_t st;
+
+	aurakv_close(db);
+	open_db(256u << 10);
+	put_keys(3000, 1);
+	for (uint64_t i = 0; i < 3000; i++) {
+		char k[32];
+		void *v;
+		size_t len;
+
+		cr_assert_eq(aurakv_get(db, k, kv_key(k, i), &v, &len), 0);
+		aurakv_free(v);
+		if (i % 100 == 0) {
+			cr_assert_eq(aurakv_get_stats(db, &st), 0);
+			cr_assert_leq(st.cache_bytes, 256u << 10);
+		}
+	}
+	cr_assert_eq(aurakv_get_stats(db, &st), 0);
+	cr_assert_gt(st.cache_bytes, 128u << 10, "the cache is used, not just bounded");
+	aurakv_close(db);
+	open_db(1000);
+	put_keys(10, 2);
+	kv_check_keys(db, 10, 1, 2, 500);
+	cr_assert_eq(aurakv_get_stats(db, &st), 0);
+	cr_assert_eq(st.cache_bytes, 0);
+	cr_assert_eq(st.cache_hits, 0);
+}
