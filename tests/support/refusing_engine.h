@@ -68,12 +68,12 @@ static inline void until_asleep(pid_t tid)
 
 /* Until thread tid sleeps in epoll_wait: the wait of a thread waiting on several rings.
  * (Asleep somewhere - thread_sleeping - may be on a lock on its way there, before the
- * wait has looked at anything.) */
+ * wait has looked at anything.) A kernel that does not say where falls back to asleep. */
 static inline void until_in_epoll_wait(pid_t tid)
 {
 	for (;;) {
 		long nr = thread_syscall(tid);
-		bool epoll = nr == SYS_epoll_pwait;
+		bool epoll = nr == SYS_epoll_pwait || nr == -2;
 
 #ifdef SYS_epoll_wait
 		epoll |= nr == SYS_epoll_wait;
