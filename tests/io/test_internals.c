@@ -403,9 +403,9 @@ static void held_chain_expect_cancelled(struct held_chain *h, const char *why)
 
 	inject_cqe(h->r, request_ud(h->b), -ECANCELED);
 	auraio_poll(h->e);
-	cr_assert_eq(auraio_request_wait(h->e, h->a, 2000, &res), 0, "%s", why);
+	cr_assert_eq(auraio_request_wait(h->e, h->a, 10000, &res), 0, "%s", why);
 	cr_assert_eq(res, -ECANCELED);
-	cr_assert_eq(auraio_request_wait(h->e, h->b, 2000, &res), 0);
+	cr_assert_eq(auraio_request_wait(h->e, h->b, 10000, &res), 0);
 	cr_assert_eq(res, -ECANCELED);
 	auraio_destroy(h->e);
 	close(h->p[0]);

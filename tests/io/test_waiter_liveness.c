@@ -365,7 +365,9 @@ Test(waiter_liveness, a_wait_on_several_rings_returns_when_another_thread_handle
 	atomic_store(&h->state, REQ_IN_FLIGHT);
 	atomic_store(&r->submitted, atomic_load(&r->submitted) + 1);
 	sq_unlock(r);
-	start_any_waiter(&w, &t); /* asleep on the epoll set */
+	/* Asleep in epoll_wait, so the wait has counted what was handled before it: a
+	 * waiter that counted h as handled already would rightly sleep on (a CI hang). */
+	until_in_epoll_wait(start_any_waiter(&w, &t));
 	cr_assert(cq_trylock(r)); /* another thread reaps h: completed under cq_lock */
 	h->result = 7;
 	atomic_store(&h->state, REQ_DONE);

@@ -536,11 +536,14 @@ Test(kv_cache, main_evicts_the_less_read_entries_before_older_more_read_ones)
 	kv_cache_destroy(c);
 }
 
-/* Four threads on overlapping locations, each get or put at random, for a second. A
- * small cache with few shards keeps evicting and contending. */
+/* Four threads on overlapping locations, each get or put at random, for a second (and at
+ * least MIN_OPS each: a thread that starts after the second, descheduled on a loaded
+ * machine, did nothing, and hits and evictions could stay 0). A small cache with few
+ * shards keeps evicting and contending. */
 #define THREADS	    4
 #define KEYS	    4096u
 #define RUN_SECONDS 1
+#define MIN_OPS	    16384 /* per thread, however late it starts: enough to evict and hit */
 
 struct worker {
 	struct kv_cache *c;
@@ -589,7 +592,7 @@ static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 
-	while (!past(&w->deadline))
+	while (!past(&w->deadline) || w->ops < MIN_OPS)
 		for (int i = 0; i < 64; i++, w->ops++) {
 			w->seed = scramble(w->seed + 1);
 			one_op(w, w->seed);

@@ -302,6 +302,10 @@ Test(kv_faults, a_lost_write_read_before_the_failure_is_not_answered_from_the_ca
 	o.background_gc = false;
 	o.write_hints = false;
 	o.cache_size = 1 << 20;
+	/* The buffered put must stay in memory until the SYNC put's write fails: with the
+	 * default delay (1 ms) a test thread descheduled between them let the log write it
+	 * alone, into the failing write - then its get failed before the failure was set up. */
+	o.flush_delay_us = 0;
 	db = kv_open_ok(dir, &o);
 	cr_assert_eq(put_w(db, 1, 1, AURAKV_SYNC), 0);
 	log_idle(db);

@@ -402,6 +402,25 @@ static uint64_t gc_runs(void)
 	return st.gc_runs;
 }
 
+#define GC_RUNS 40 /* collections the readers below must overlap */
+
+/* Go on reading until GC has moved records GC_RUNS times; a minute without that is a
+ * hang. (3000 rounds stood in for that time: readers faster than a background thread
+ * starved on a loaded machine ran out of rounds first, and the test failed.) */
+static bool gc_wanted(uint64_t deadline)
+{
+	uint64_t runs = gc_runs();
+
+	cr_assert(runs >= GC_RUNS || test_now_ns() < deadline,
+		  "GC moved records meanwhile: %llu times in 60 s", (unsigned long long) runs);
+	return runs < GC_RUNS;
+}
+
+static uint64_t in_a_minute(void)
+{
+	return test_now_ns() + 60ull * 1000000000ull;
+}
+
 static int on_walk_check(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
 {
 	struct seen *s = arg;
@@ -423,9 +442,12 @@ Test(kv_read, foreach_while_writes_and_gc_move_records_sees_each_live_key_once)
 {
 	pthread_t t;
 
+	uint64_t deadline;
+
 	put_keys(300, 1);
 	pthread_create(&t, NULL, overwriter, NULL);
-	for (int round = 0; round < 3000 && gc_runs() < 40; round++) {
+	deadline = in_a_minute();
+	for (int round = 0; gc_wanted(deadline); round++) {
 		struct seen s;
 
 		memset(&s, 0, sizeof(s));
@@ -435,7 +457,7 @@ Test(kv_read, foreach_while_writes_and_gc_move_records_sees_each_live_key_once)
 	}
 	atomic_store(&stop_writer, true);
 	pthread_join(t, NULL);
-	cr_assert_geq(gc_runs(), 40, "GC moved records meanwhile");
+	cr_assert_geq(gc_runs(), GC_RUNS, "GC moved records meanwhile");
 }
 
 Test(kv_read, multi_get_while_writes_and_gc_move_records_gives_each_key_a_value_it_had)
@@ -445,6 +467,7 @@ Test(kv_read, multi_get_while_writes_and_gc_move_records_gives_each_key_a_value_
 	void *vals[300];
 	int status[300];
 	char kb[300][32];
+	uint64_t deadline;
 	pthread_t t;
 
 	put_keys(300, 1);
@@ -453,7 +476,8 @@ Test(kv_read, multi_get_while_writes_and_gc_move_records_gives_each_key_a_value_
 		klens[i] = kv_key(kb[i], i);
 	}
 	pthread_create(&t, NULL, overwriter, NULL);
-	for (int round = 0; round < 3000 && gc_runs() < 40; round++) {
+	deadline = in_a_minute();
+	for (int round = 0; gc_wanted(deadline); round++) {
 		cr_assert_eq(aurakv_multi_get(db, 300, keys, klens, vals, vlens, status, 8), 0);
 		for (uint64_t i = 0; i < 300; i++) {
 			uint64_t w = kv_value_write(vals[i], vlens[i], i);
@@ -466,7 +490,7 @@ Test(kv_read, multi_get_while_writes_and_gc_move_records_gives_each_key_a_value_
 	}
 	atomic_store(&stop_writer, true);
 	pthread_join(t, NULL);
-	cr_assert_geq(gc_runs(), 40, "GC moved records meanwhile");
+	cr_assert_geq(gc_runs(), GC_RUNS, "GC moved records meanwhile");
 	cr_assert_eq(reps.corruption, 0, "%s", reps.last);
 }
 
@@ -572,10 +596,12 @@ Test(kv_read, async_gets_while_writes_and_gc_move_records_each_answer_a_value_it
 	pthread_t t;
 	char k[32];
 	int issued = 0;
+	uint64_t deadline;
 
 	put_keys(300, 1);
 	pthread_create(&t, NULL, overwriter, NULL);
-	for (int round = 0; round < 3000 && gc_runs() < 40; round++) {
+	deadline = in_a_minute();
+	for (int round = 0; gc_wanted(deadline); round++) {
 		for (uint64_t i = 0; i < 300; i++, issued++)
 			cr_assert_eq(aurakv_get_async(db, k, kv_key(k, i), on_any_write,
 						      (void *) (uintptr_t) i),
@@ -585,7 +611,7 @@ Test(kv_read, async_gets_while_writes_and_gc_move_records_each_answer_a_value_it
 	}
 	atomic_store(&stop_writer, true);
 	pthread_join(t, NULL);
-	cr_assert_geq(gc_runs(), 40, "GC moved records meanwhile");
+	cr_assert_geq(gc_runs(), GC_RUNS, "GC moved records meanwhile");
 	cr_assert_eq(atomic_load(&ag_bad), 0);
 	cr_assert_eq(reps.corruption, 0, "%s", reps.last);
 }

@@ -271,10 +271,11 @@ static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct round *r = w->r;
-	uint64_t deadline = test_now_ns() + DEADLINE;
 
 	for (int step = 0; step < w->steps && !atomic_load(&r->bad); step++) {
 		unsigned x = rand_r(&w->seed) % 16;
+		/* A hang is no room for DEADLINE in one wait; not a slow round (TSan, load). */
+		uint64_t deadline = test_now_ns() + DEADLINE;
 
 		step_begins(w, step);
 		while (free_fops(w) < MIN_FREE && !atomic_load(&r->bad)) {
@@ -348,9 +349,9 @@ void open_files(struct round *r)
 /* Main, after the threads joined: collect and retire everything. */
 static void drain(struct round *r, struct worker *ws)
 {
-	uint64_t deadline = test_now_ns() + DEADLINE;
-
 	for (int t = 0; t < r->nthreads; t++) {
+		uint64_t deadline = test_now_ns() + DEADLINE; /* for each worker's requests */
+
 		while (pending_count(&ws[t]) > 0 && !atomic_load(&r->bad)) {
 			reap_own(&ws[t]);
 			if (test_now_ns() > deadline)

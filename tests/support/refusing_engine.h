@@ -66,6 +66,27 @@ static inline void until_asleep(pid_t tid)
 		sched_yield();
 }
 
+/* Until thread tid sleeps in epoll_wait: the wait of a thread waiting on several rings.
+ * (Asleep somewhere - thread_sleeping - may be on a lock on its way there, before the
+ * wait has looked at anything.) A kernel that does not say where falls back to asleep. */
+static inline void until_in_epoll_wait(pid_t tid)
+{
+	for (;;) {
+		long nr = thread_syscall(tid);
+		bool epoll = nr == SYS_epoll_pwait || nr == -2;
+
+#ifdef SYS_epoll_wait
+		epoll |= nr == SYS_epoll_wait;
+#endif
+#ifdef SYS_epoll_pwait2
+		epoll |= nr == SYS_epoll_pwait2;
+#endif
+		if (epoll && thread_sleeping(tid))
+			return;
+		sched_yield();
+	}
+}
+
 /* Start fn(arg) in *t - fn stores its thread id in *tid first - and return that id once
  * the thread is asleep (in the wait fn goes on to). */
 static inline pid_t start_asleep(pthread_t *t, void *(*fn)(void *), void *arg, atomic_int *tid)

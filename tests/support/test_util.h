@@ -134,6 +134,27 @@ static inline bool thread_sleeping(pid_t tid)
 	return p && p[1] == ' ' && p[2] == 'S';
 }
 
+/* The system call thread tid of this process is blocked in (its number), -1 while it
+ * runs, -2 if the kernel does not say (no /proc/PID/syscall). State S alone does not say
+ * where a thread sleeps: one on its way to a wait may block for a moment on a lock, in
+ * the allocator or in the sanitizer's runtime. */
+static inline long thread_syscall(pid_t tid)
+{
+	char path[64], buf[64];
+	FILE *f;
+	size_t n;
+	long nr;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int) tid);
+	f = fopen(path, "r");
+	if (!f)
+		return -2;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	return sscanf(buf, "%ld", &nr) == 1 ? nr : -1; /* "running" when it runs */
+}
+
 /* A completion recorder for callbacks: counts calls, keeps the last result. */
 struct recorder {
 	atomic_int calls;
