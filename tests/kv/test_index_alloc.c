@@ -19,6 +19,7 @@
 
 #include "kv_index.h"
 #include "kv_index_internal.h"
+#include "kv_index_pool.h"
 
 #define NKEYS	 20000
 #define LONG_KEY (KVIX_INLINE_MAX + 5000) /* every 97th key: out of line, two pages */
@@ -90,41 +91,6 @@ static void free_keys(struct mkey *m, size_t n)
 	free(m);
 }
 
-static size_t tree_nodes(const struct kvix_node *n)
-{
-	const uint8_t *end = (const uint8_t *) n + KVIX_NODE_SIZE;
-	size_t c = 1;
-
-	cr_assert(n->type == KVIX_LEAF || n->type == KVIX_INNER, "a freed node in the tree");
-	for (uint32_t i = 0; i < n->count; i++) {
-		struct kvix_key k;
-
-		cr_assert_eq(kvix_key_decode(kvix_entry(n, i), end, &k), 0);
-		for (const struct kvix_node *pg = k.ovf; pg; pg = pg->link)
-			c++;
-	}
-	if (n->type == KVIX_INNER)
-		for (uint32_t i = 0; i <= n->count; i++)
-			c += tree_nodes(kvix_child(n, i));
-	return c;
-}
-
-/* Every node carved from the slabs is in the tree or free, once. */
-static void check_nodes(struct kv_index *ix)
-{
-	const struct kvix_pool *p = &ix->pool;
-	size_t carved = 0, nfree = 0, used = tree_nodes(atomic_load(&ix->root));
-
-	for (const struct kvix_slab *s = p->slabs; s; s = s->next)
-		carved += s->size / KVIX_NODE_SIZE - 1; /* the first node holds the slab record */
-	carved -= (size_t) (p->end - p->cur) / KVIX_NODE_SIZE;
-	for (const struct kvix_node *n = p->free; n; n = n->link)
-		cr_assert_leq(++nfree, carved, "the free list loops");
-	cr_assert_eq(nfree, p->nfree);
-	cr_assert_eq(used + nfree, carved, "%zu nodes in the tree, %zu free, %zu carved", used,
-		     nfree, carved);
-}
-
 /* Every key present in the model is found with its ref, every other one is not, and a
  * cursor yields exactly the present ones in order. */
 static void check_model(struct kv_index *ix, const struct mkey *m, size_t n)
@@ -157,7 +123,7 @@ static void check_model(struct kv_index *ix, const struct mkey *m, size_t n)
 	cr_assert_eq(i, n, "the cursor missed keys");
 	kv_index_cursor_close(c);
 	free(buf);
-	check_nodes(ix);
+	check_pool(ix);
 }
 
 /* The pool runs dry: no free node, and no slab can be mapped. */
