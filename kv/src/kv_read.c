@@ -447,9 +447,15 @@ int kv_multi_get(struct kv_db *db, size_t n, const void *const *keys, const size
 		return -ENOMEM;
 	if (depth == 0)
 		depth = 32;
-	while (atomic_load_explicit(&m.done, memory_order_acquire) < n) {
-		while (issued < n &&
-		       issued - atomic_load_explicit(&m.done, memory_order_acquire) < depth) {
+	/* The count is read once per turn, and the same value decides both whether there is
+	 * room to issue and what the wait waits to see change: read twice, a get another
+	 * thread completed in between left the wait on a count no get in flight would move. */
+	for (;;) {
+		size_t seen = atomic_load_explicit(&m.done, memory_order_acquire);
+
+		if (seen >= n)
+			break;
+		if (issued < n && issued - seen < depth) {
 			size_t i = issued++;
 			int rc = kv_check_key(keys[i], klens[i]);
 
@@ -459,13 +465,13 @@ int kv_multi_get(struct kv_db *db, size_t n, const void *const *keys, const size
 				rc = aget_new(db, keys[i], klens[i], mget_done, &items[i], false);
 			if (rc)
 				mget_done(&items[i], rc, NULL, 0);
+			continue;
 		}
-		m.seen = atomic_load_explicit(&m.done, memory_order_acquire);
-		if (m.seen < n) {
-			if (db->test_mget_wait)
-				db->test_mget_wait(db);
-			aurawal_poll_until(db->wal, -1, mget_progress, &m);
-		}
+		/* issued - seen >= 1 gets in flight: each moves the count when it completes */
+		m.seen = seen;
+		if (db->test_mget_wait)
+			db->test_mget_wait(db);
+		aurawal_poll_until(db->wal, -1, mget_progress, &m);
 	}
 	free(items);
 	return 0;
