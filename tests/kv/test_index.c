@@ -1822,33 +1822,6 @@ Test(index_concurrency, upserts_removes_and_cas_never_show_a_reader_a_wrong_entr
 
 /* --- error codes of cas, remove_if and cursors (kv_index.h) --- */
 
-struct dry {
-	struct kvix_node *free;
-	size_t nfree;
-	uint8_t *cur;
-};
-
-/* The pool can neither grow nor hand out a free node (what running out of memory looks
- * like to the index); pool_wet() gives the nodes back. */
-static struct dry pool_dry(struct kv_index *ix)
-{
-	struct dry d = { ix->pool.free, ix->pool.nfree, ix->pool.cur };
-
-	ix->pool.free = NULL;
-	ix->pool.nfree = 0;
-	ix->pool.cur = ix->pool.end;
-	ix->pool.fail = true;
-	return d;
-}
-
-static void pool_wet(struct kv_index *ix, struct dry d)
-{
-	ix->pool.free = d.free;
-	ix->pool.nfree = d.nfree;
-	ix->pool.cur = d.cur;
-	ix->pool.fail = false;
-}
-
 Test(index, cas_and_remove_if_refuse_bad_arguments_and_cas_reports_enomem_changing_nothing)
 {
 	struct kv_index *ix = kv_index_create();

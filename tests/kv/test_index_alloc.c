@@ -126,37 +126,6 @@ static void check_model(struct kv_index *ix, const struct mkey *m, size_t n)
 	check_pool(ix);
 }
 
-/* The pool runs dry: no free node, and no slab can be mapped. */
-struct dry {
-	struct kvix_node *free;
-	size_t nfree;
-	uint8_t *cur;
-};
-
-static struct dry pool_dry(struct kv_index *ix)
-{
-	struct dry d = { ix->pool.free, ix->pool.nfree, ix->pool.cur };
-
-	ix->pool.free = NULL;
-	ix->pool.nfree = 0;
-	ix->pool.cur = ix->pool.end;
-	ix->pool.fail = true;
-	return d;
-}
-
-/* Memory is back: the nodes taken away join those freed meanwhile. */
-static void pool_wet(struct kv_index *ix, struct dry d)
-{
-	struct kvix_node **tail = &ix->pool.free;
-
-	while (*tail)
-		tail = &(*tail)->link;
-	*tail = d.free;
-	ix->pool.nfree += d.nfree;
-	ix->pool.cur = d.cur;
-	ix->pool.fail = false;
-}
-
 /* ---- removals ---- */
 
 /* A removal only frees nodes (merges, an emptied leaf, a lower root): it reserved the

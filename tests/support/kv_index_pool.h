@@ -49,4 +49,36 @@ static inline void check_pool(struct kv_index *ix)
 		     nfree, carved);
 }
 
+/* The pool running dry: no free node, and no slab can be mapped - what running out of
+ * memory looks like to the index. pool_wet() gives the nodes back. */
+struct dry {
+	struct kvix_node *free;
+	size_t nfree;
+	uint8_t *cur;
+};
+
+static inline struct dry pool_dry(struct kv_index *ix)
+{
+	struct dry d = { ix->pool.free, ix->pool.nfree, ix->pool.cur };
+
+	ix->pool.free = NULL;
+	ix->pool.nfree = 0;
+	ix->pool.cur = ix->pool.end;
+	ix->pool.fail = true;
+	return d;
+}
+
+/* Memory is back: the nodes taken away join those freed meanwhile. */
+static inline void pool_wet(struct kv_index *ix, struct dry d)
+{
+	struct kvix_node **tail = &ix->pool.free;
+
+	while (*tail)
+		tail = &(*tail)->link;
+	*tail = d.free;
+	ix->pool.nfree += d.nfree;
+	ix->pool.cur = d.cur;
+	ix->pool.fail = false;
+}
+
 #endif
