@@ -6,6 +6,8 @@
 #define AURA_WAL_INTERNAL_TEST_H
 
 #include <criterion/criterion.h>
+#include <sched.h>
+#include <stdatomic.h>
 
 #include "wal_internal.h"
 
@@ -50,6 +52,41 @@ static inline uint64_t wal_room_left(aurawal_t *log)
 static inline int wal_dir_fd(aurawal_t *log)
 {
 	return log->dir_fd;
+}
+
+/* A thread polling `log` with aurawal_poll_until() until a callback sets `*flag`. */
+struct wal_flag_poll {
+	aurawal_t *log;
+	atomic_int *flag;
+};
+
+static inline bool wal_flag_is_set(void *flag)
+{
+	return atomic_load((atomic_int *) flag) != 0;
+}
+
+static inline void *wal_poll_until_flag(void *arg)
+{
+	struct wal_flag_poll *f = arg;
+
+	while (!atomic_load(f->flag))
+		cr_assert_geq(aurawal_poll_until(f->log, -1, wal_flag_is_set, f->flag), 0);
+	return NULL;
+}
+
+/* Wait until a poll_until sleeps in `log` (the poller has no other way to say so). */
+static inline void wal_until_waiter_asleep(aurawal_t *log)
+{
+	for (;;) {
+		bool asleep;
+
+		pthread_mutex_lock(&log->mu);
+		asleep = log->until_waiters > 0;
+		pthread_mutex_unlock(&log->mu);
+		if (asleep)
+			return;
+		sched_yield();
+	}
 }
 
 #endif

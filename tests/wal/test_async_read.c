@@ -405,8 +405,6 @@ Test(wal_async_read, a_long_callback_in_one_poller_holds_up_no_other_completion,
  * makes its condition true. */
 static void wake_sleeper_cb(void *arg, int status, size_t len, uint64_t seq)
 {
-	bool asleep = false;
-
 	(void) arg;
 	(void) len;
 	(void) seq;
@@ -415,21 +413,8 @@ static void wake_sleeper_cb(void *arg, int status, size_t len, uint64_t seq)
 	sh.ran++;
 	pthread_cond_broadcast(&sh.cv);
 	pthread_mutex_unlock(&sh.mu);
-	while (!asleep) { /* the sleeper has no other way to say so */
-		pthread_mutex_lock(&sh.log->mu);
-		asleep = sh.log->until_waiters > 0;
-		pthread_mutex_unlock(&sh.log->mu);
-		if (!asleep)
-			sched_yield();
-	}
+	wal_until_waiter_asleep(sh.log);
 	atomic_store(&sh.flag, 1);
-}
-
-static bool flag_set(void *arg)
-{
-	(void) arg;
-	sh.stop_calls++;
-	return atomic_load(&sh.flag) != 0;
 }
 
 static struct {
@@ -457,7 +442,7 @@ Test(wal_async_read, poll_until_sleeps_until_a_callback_in_another_thread_return
 
 	sh.log = log;
 	cr_assert_eq(aurawal_poll_until(log, 0, NULL, NULL), -EINVAL);
-	cr_assert_eq(aurawal_poll_until(NULL, 0, flag_set, NULL), -EINVAL);
+	cr_assert_eq(aurawal_poll_until(NULL, 0, wal_flag_is_set, &sh.flag), -EINVAL);
 	cr_assert_eq(pthread_create(&t, NULL, read_and_poll_once, log), 0);
 	pthread_mutex_lock(&sh.mu);
 	while (sh.ran < 1)
@@ -465,7 +450,7 @@ Test(wal_async_read, poll_until_sleeps_until_a_callback_in_another_thread_return
 	pthread_mutex_unlock(&sh.mu);
 	cr_assert_eq(aurawal_poll(log, -1), 0, "nothing of its own: a plain poll returns");
 	sh.stop_calls = 0;
-	cr_assert_eq(aurawal_poll_until(log, -1, flag_set, NULL), 0);
+	cr_assert_eq(aurawal_poll_until(log, -1, wal_flag_is_set, &sh.flag), 0);
 	cr_assert_eq(atomic_load(&sh.flag), 1);
 	cr_assert_leq(sh.stop_calls, 4, "asked %d times: it did not sleep", sh.stop_calls);
 	pthread_join(t, NULL);
@@ -501,19 +486,6 @@ static void first_read_cb(void *arg, int status, size_t len, uint64_t seq)
 	atomic_store(&read_ran, 1);
 }
 
-static bool read_has_run(void *arg)
-{
-	(void) arg;
-	return atomic_load(&read_ran) != 0;
-}
-
-static void *poll_until_read(void *arg)
-{
-	while (!atomic_load(&read_ran))
-		cr_assert_geq(aurawal_poll_until(arg, -1, read_has_run, NULL), 0);
-	return NULL;
-}
-
 /* A poller asleep while only an append is pending (written within the 10 s flush delay)
  * must be woken by a read started meanwhile: reads complete only when someone reaps the
  * engine, and it is the one to do it. Before, it slept on until the append's batch was
@@ -525,7 +497,7 @@ Test(wal_async_read, a_read_started_while_a_poller_sleeps_for_an_append_wakes_it
 	struct iovec iov = { p, sizeof(p) };
 	aurawal_loc_t loc;
 	aurawal_t *log;
-	bool asleep = false;
+	struct wal_flag_poll fp;
 	pthread_t t;
 
 	o.flush_delay_us = 10000000;
@@ -538,14 +510,9 @@ Test(wal_async_read, a_read_started_while_a_poller_sleeps_for_an_append_wakes_it
 	pthread_mutex_lock(&log->mu);
 	append_seq = log->next_seq - 1;
 	pthread_mutex_unlock(&log->mu);
-	cr_assert_eq(pthread_create(&t, NULL, poll_until_read, log), 0);
-	while (!asleep) { /* the poller has no other way to say so */
-		pthread_mutex_lock(&log->mu);
-		asleep = log->until_waiters > 0;
-		pthread_mutex_unlock(&log->mu);
-		if (!asleep)
-			sched_yield();
-	}
+	fp = (struct wal_flag_poll){ log, &read_ran };
+	cr_assert_eq(pthread_create(&t, NULL, wal_poll_until_flag, &fp), 0);
+	wal_until_waiter_asleep(log);
 	cr_assert_eq(aurawal_read_async(log, loc, buf, 100, first_read_cb, NULL), 0);
 	pthread_join(t, NULL);
 	cr_assert_eq(atomic_load(&written_before_read), 0,

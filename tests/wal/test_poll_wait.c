@@ -300,12 +300,6 @@ Test(wal_poll_wait, poll_returns_when_its_callback_returns_though_other_work_is_
 
 static atomic_int appended; /* set by the late append's callback */
 
-static bool append_ran(void *arg)
-{
-	(void) arg;
-	return atomic_load(&appended) != 0;
-}
-
 static void late_append_cb(void *arg, int status, aurawal_loc_t loc, uint64_t seq)
 {
 	(void) arg;
@@ -313,13 +307,6 @@ static void late_append_cb(void *arg, int status, aurawal_loc_t loc, uint64_t se
 	(void) seq;
 	cr_assert_eq(status, 0, "%s", aurawal_strerror(status));
 	atomic_store(&appended, 1);
-}
-
-static void *poll_until_appended(void *arg)
-{
-	while (!atomic_load(&appended))
-		cr_assert_geq(aurawal_poll_until(arg, -1, append_ran, NULL), 0);
-	return NULL;
 }
 
 /*
@@ -334,19 +321,14 @@ Test(wal_poll_wait, a_poll_until_asleep_has_an_append_made_meanwhile_written, .t
 	uint8_t p[RLEN];
 	struct iovec iov = { p, sizeof(p) };
 	aurawal_t *log;
-	bool asleep = false;
+	struct wal_flag_poll fp;
 	pthread_t t;
 
 	o.flush_delay_us = 0;
 	log = wal_open_ok(dir, &o);
-	cr_assert_eq(pthread_create(&t, NULL, poll_until_appended, log), 0);
-	while (!asleep) { /* the poller has no other way to say so */
-		pthread_mutex_lock(&log->mu);
-		asleep = log->until_waiters > 0;
-		pthread_mutex_unlock(&log->mu);
-		if (!asleep)
-			sched_yield();
-	}
+	fp = (struct wal_flag_poll){ log, &appended };
+	cr_assert_eq(pthread_create(&t, NULL, wal_poll_until_flag, &fp), 0);
+	wal_until_waiter_asleep(log);
 	payload_fill(p, sizeof(p), 3);
 	cr_assert_eq(aurawal_append_async(log, &iov, 1, 0, late_append_cb, NULL), 0);
 	pthread_join(t, NULL); /* hung here */
