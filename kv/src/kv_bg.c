@@ -3,7 +3,9 @@
  * kv_bg.c - the store's background thread: its loop, start and stop, the hint pass,
  * and aurakv_compact()'s requests. The thread sleeps on bg.wake (a writer signals it
  * when a new segment starts, aurakv_compact() when it wants a pass) and otherwise wakes
- * every BG_PERIOD_MS to look at GC.
+ * every BG_PERIOD_MS to look at GC. With AURAKV_TEST_HOOKS (builds with fault injection,
+ * never Release) a test may hold it at the top of its loop, as if starved of CPU
+ * (kv_bg_test_hold).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -127,11 +129,43 @@ static int compact_pass(struct kv_db *db)
 	return rc < 0 ? rc : 0;
 }
 
+#ifdef AURAKV_TEST_HOOKS
+/* Tests: wait here while held (bg.lock held), as a thread starved of CPU would not run.
+ * On bg.progress, which only GC, stop and the hold's release broadcast: bg.wake would
+ * wake the thread at every write until it ran again (kv_write.c, note_segment). */
+static void test_park(struct kv_db *db)
+{
+	while (db->bg.test_hold && !db->bg.stop) {
+		if (!db->bg.test_parked) {
+			db->bg.test_parked = true;
+			pthread_cond_broadcast(&db->bg.progress); /* kv_bg_test_hold waits */
+		}
+		pthread_cond_wait(&db->bg.progress, &db->bg.lock);
+	}
+	db->bg.test_parked = false;
+}
+
+void kv_bg_test_hold(struct kv_db *db, bool hold)
+{
+	pthread_mutex_lock(&db->bg.lock);
+	db->bg.test_hold = hold;
+	pthread_cond_broadcast(hold ? &db->bg.wake : &db->bg.progress);
+	while (hold && db->bg.started && !db->bg.stop && !db->bg.test_parked)
+		pthread_cond_wait(&db->bg.progress, &db->bg.lock);
+	pthread_mutex_unlock(&db->bg.lock);
+}
+#else
+static void test_park(struct kv_db *db)
+{
+}
+#endif
+
 static void *bg_main(void *arg)
 {
 	struct kv_db *db = arg;
 
 	pthread_mutex_lock(&db->bg.lock);
+	test_park(db);
 	while (!db->bg.stop) {
 		uint64_t want = db->bg.compact_requested;
 		/* Failed hints are retried when due, and by every pass asked for. */
@@ -168,6 +202,7 @@ static void *bg_main(void *arg)
 			ts.tv_nsec %= 1000000000L;
 			pthread_cond_timedwait(&db->bg.wake, &db->bg.lock, &ts);
 		}
+		test_park(db);
 	}
 	atomic_store(&db->bg.behind, false);
 	pthread_cond_broadcast(&db->bg.progress);

@@ -77,6 +77,13 @@ struct kv_bg {
 	uint64_t hint_retry_at;	  /* CLOCK_MONOTONIC ns: failed hints are tried again (kv_bg.c) */
 	_Atomic uint64_t damaged; /* segments kept because GC met damage in them (gc_damaged):
 				     aurakv_compact() returns AURAKV_ECORRUPT while any is */
+#ifdef AURAKV_TEST_HOOKS
+	/* Test hooks, under bg.lock (kv_bg.c, kv_bg_test_hold): while test_hold is set the
+	 * thread waits at the top of its loop (test_parked), as if starved of CPU;
+	 * test_waiting counts the writers waiting for credit in kv_gc_throttle. */
+	bool test_hold, test_parked;
+	int test_waiting;
+#endif
 };
 
 struct kv_counters {
@@ -263,6 +270,14 @@ void kv_bg_notify(struct kv_db *db);
 /* Back-pressure: a writer about to append about `bytes` of log waits here while GC is
  * behind and has not granted it the credit (kv_gc.c). */
 void kv_gc_throttle(struct kv_db *db, uint64_t bytes);
+
+#ifdef AURAKV_TEST_HOOKS
+/* Tests: hold the background thread at the top of its loop (returns once it waits
+ * there, or at once if it has stopped), or let it go again. */
+void kv_bg_test_hold(struct kv_db *db, bool hold);
+/* Tests: the writers waiting for back-pressure credit right now. */
+int kv_gc_test_waiting(struct kv_db *db);
+#endif
 
 /* Is back-pressure on (writers pay credit)? A hint: relaxed, as in kv_gc_throttle. */
 static inline bool kv_gc_behind(struct kv_db *db)

@@ -153,6 +153,9 @@ void kv_gc_throttle(struct kv_db *db, uint64_t bytes)
 	 * cannot help, error, close). The timeout only bounds a missed flag change. */
 	t0 = kv_now_ns();
 	pthread_mutex_lock(&db->bg.lock);
+#ifdef AURAKV_TEST_HOOKS
+	db->bg.test_waiting++;
+#endif
 	while (atomic_load_explicit(&db->bg.behind, memory_order_relaxed) &&
 	       atomic_load_explicit(&db->bg.credit, memory_order_relaxed) < 0 && !db->bg.stop) {
 		struct timespec ts;
@@ -160,6 +163,9 @@ void kv_gc_throttle(struct kv_db *db, uint64_t bytes)
 		deadline_in(&ts, BG_PERIOD_MS);
 		pthread_cond_timedwait(&db->bg.progress, &db->bg.lock, &ts);
 	}
+#ifdef AURAKV_TEST_HOOKS
+	db->bg.test_waiting--;
+#endif
 	pthread_mutex_unlock(&db->bg.lock);
 	atomic_fetch_add_explicit(&db->n.gc_stalls, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&db->n.gc_stall_ns, kv_now_ns() - t0, memory_order_relaxed);
@@ -729,3 +735,15 @@ int kv_gc_step(struct kv_db *db, bool compact)
 		set_behind(db, false); /* GC cannot proceed: writers must not wait on it */
 	return rc < 0 ? rc : due;
 }
+
+#ifdef AURAKV_TEST_HOOKS
+int kv_gc_test_waiting(struct kv_db *db)
+{
+	int n;
+
+	pthread_mutex_lock(&db->bg.lock);
+	n = db->bg.test_waiting;
+	pthread_mutex_unlock(&db->bg.lock);
+	return n;
+}
+#endif
