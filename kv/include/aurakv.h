@@ -163,7 +163,11 @@ typedef struct aurakv_options {
 				     whole segments allow (live ones, the active and the
 				     ready one, one spare and one of room). Above it
 				     writers are slowed (blocked a little per write, in
-				     proportion to GC's progress); default 1.5; 1.1 .. 10 */
+				     proportion to GC's progress); past 1.75x (at 1.5) they
+				     wait for GC to release a segment - also when GC's
+				     thread does not get the CPU: writers check the space
+				     themselves at each new segment. Never while GC has
+				     nothing to free. default 1.5; 1.1 .. 10 */
 	bool write_hints;	 /* write hint files for sealed segments; default true */
 	auraio_engine_t *engine; /* borrowed until close; NULL (default) = the store makes
 				     its own */
@@ -417,7 +421,9 @@ typedef struct aurakv_stats {
 	uint64_t gc_runs;	    /* segments collected */
 	uint64_t gc_bytes_copied;   /* live bytes copied forward */
 	uint64_t gc_bytes_freed;    /* segment bytes released */
-	uint64_t gc_stalls;	    /* writes that waited for GC (back-pressure) */
+	uint64_t gc_stalls;	    /* writes that waited for GC (back-pressure: switched
+				       on by GC or by a writer that found the space past
+				       a mark at a new segment; docs/kv_design.md) */
 	double gc_stall_ms;	    /* total time writes waited */
 	uint64_t hints_written;	    /* hint files written */
 	auraio_stats_t io;	    /* the engine's stats (auraio.h) */

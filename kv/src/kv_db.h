@@ -77,6 +77,13 @@ struct kv_bg {
 	uint64_t hint_retry_at;	  /* CLOCK_MONOTONIC ns: failed hints are tried again (kv_bg.c) */
 	_Atomic uint64_t damaged; /* segments kept because GC met damage in them (gc_damaged):
 				     aurakv_compact() returns AURAKV_ECORRUPT while any is */
+	/* The newest segment a writer has measured the space at (kv_gc.c, "Writers watch
+	 * the marks"): one writer per rollover, chosen by a CAS. Relaxed: it orders
+	 * nothing, it only says who measures. */
+	_Atomic uint64_t checked_segment;
+	/* The background thread's last GC step failed: writers do not switch back-pressure
+	 * on (its next successful step may). Relaxed: a hint, like `behind`. */
+	_Atomic bool gc_failed;
 #ifdef AURAKV_TEST_HOOKS
 	/* Test hooks, under bg.lock (kv_bg.c, kv_bg_test_hold): while test_hold is set the
 	 * thread waits at the top of its loop (test_parked), as if starved of CPU;
@@ -270,6 +277,18 @@ void kv_bg_notify(struct kv_db *db);
 /* Back-pressure: a writer about to append about `bytes` of log waits here while GC is
  * behind and has not granted it the credit (kv_gc.c). */
 void kv_gc_throttle(struct kv_db *db, uint64_t bytes);
+
+/* A writer appended to `segment` (its stripe let go): the first to land in a segment no
+ * writer has measured yet measures the space and may switch back-pressure on (kv_gc.c,
+ * "Writers watch the marks"). */
+void kv_gc_rollover(struct kv_db *db, uint64_t segment);
+
+/* The cheap part, for every write: one relaxed load and a compare. */
+static inline void kv_gc_note_segment(struct kv_db *db, uint64_t segment)
+{
+	if (segment > atomic_load_explicit(&db->bg.checked_segment, memory_order_relaxed))
+		kv_gc_rollover(db, segment);
+}
 
 #ifdef AURAKV_TEST_HOOKS
 /* Tests: hold the background thread at the top of its loop (returns once it waits

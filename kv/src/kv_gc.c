@@ -61,6 +61,22 @@
  * Back-pressure is lifted when the space is under soft, when no sealed segment has a
  * dead byte (collecting cannot help), on a GC error and when the store stops: writers
  * never wait on GC that cannot free anything.
+ *
+ * Writers watch the marks (kv_gc_rollover). The space grows only when the log starts a
+ * segment, and the store sees each record's segment: the first writer whose record lands
+ * in a segment no writer has measured (one per rollover, chosen by a CAS on
+ * bg.checked_segment; every other write pays one relaxed load and a compare) takes the
+ * view as GC does, after letting go of its stripe. Past soft, with a victim GC may
+ * collect, no GC error at the thread's last step and the store not stopping (the same
+ * release rules), it switches back-pressure on and wakes the thread; past hard it also
+ * takes back the credit GC granted earlier, so every writer waits for GC, which grants
+ * nothing there (gain 0) until a release. So the marks hold whether or not the thread
+ * runs: before, only the thread looked, and with it starved of CPU (delayed 50 ms a loop)
+ * writers ran unthrottled until it did - the log's files reached 2.75x live against a hard
+ * mark of 1.75x (kv_gc_starved). Slack: the space passes a mark by at most the segment
+ * a rollover starts after the last look, and one a record in flight may start.
+ * Lock order there: no stripe held; the log's list (view_take), then bg.lock
+ * (writers_behind), as everywhere (kv_db.h).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -225,8 +241,6 @@ static int view_take(struct kv_db *db, struct view *v)
 			v->live += atomic_load(&s->live);
 		}
 	}
-	if (v->n)
-		atomic_store(&db->bg.seen_segment, v->segs[v->n - 1].number);
 	v->space = space_of(db, v->n);
 	return 0;
 }
@@ -717,6 +731,8 @@ int kv_gc_step(struct kv_db *db, bool compact)
 		free(v.segs);
 		return rc;
 	}
+	if (v.n) /* the thread has seen it: writers stop waking it for it (note_segment) */
+		atomic_store(&db->bg.seen_segment, v.segs[v.n - 1].number);
 	i = pick(db, &v, &ratio);
 	m = marks_of(db, &v);
 	over = v.space > m.soft; /* a segment early: GC frees whole segments */
@@ -733,7 +749,60 @@ int kv_gc_step(struct kv_db *db, bool compact)
 	free(v.segs);
 	if (rc < 0)
 		set_behind(db, false); /* GC cannot proceed: writers must not wait on it */
+	/* ... nor switch it on again themselves until a step goes through (rollover). */
+	atomic_store_explicit(&db->bg.gc_failed, rc < 0, memory_order_relaxed);
 	return rc < 0 ? rc : due;
+}
+
+/* A writer measured the space past soft (`hard`: past hard too): back-pressure on, and
+ * the thread woken to collect. Past hard, credit GC granted earlier is taken back: every
+ * writer then waits for GC's next grant, which pays nothing (gain 0) until a release
+ * brings the space under hard. Not once the store stops: the thread, gone, would never
+ * lift it. */
+static void writers_behind(struct kv_db *db, bool hard)
+{
+	pthread_mutex_lock(&db->bg.lock);
+	if (!db->bg.stop) {
+		if (!atomic_load_explicit(&db->bg.behind, memory_order_relaxed)) {
+			atomic_store_explicit(&db->bg.credit, 0, memory_order_relaxed);
+			atomic_store_explicit(&db->bg.behind, true, memory_order_relaxed);
+		} else if (hard) {
+			int64_t c = atomic_load_explicit(&db->bg.credit, memory_order_relaxed);
+
+			/* A CAS: writers take from the credit meanwhile, without the lock. */
+			while (c > 0 && !atomic_compare_exchange_weak_explicit(
+					    &db->bg.credit, &c, 0, memory_order_relaxed,
+					    memory_order_relaxed))
+				;
+		}
+		pthread_cond_signal(&db->bg.wake);
+	}
+	pthread_mutex_unlock(&db->bg.lock);
+}
+
+void kv_gc_rollover(struct kv_db *db, uint64_t segment)
+{
+	uint64_t seen = atomic_load_explicit(&db->bg.checked_segment, memory_order_relaxed);
+	struct marks m;
+	struct view v;
+	double ratio;
+
+	do { /* one writer per segment measures; a failed CAS reloads `seen` */
+		if (segment <= seen)
+			return;
+	} while (!atomic_compare_exchange_weak_explicit(
+	    &db->bg.checked_segment, &seen, segment, memory_order_relaxed, memory_order_relaxed));
+	if (!db->opts.background_gc ||
+	    atomic_load_explicit(&db->bg.gc_failed, memory_order_relaxed))
+		return; /* no thread collects (aurakv_compact() only), or GC cannot proceed */
+	if (view_take(db, &v) == 0) {
+		pick(db, &v, &ratio);
+		m = marks_of(db, &v);
+		/* kv_gc_step's rule: back-pressure only while collecting can help. */
+		if (v.space > m.soft && ratio < 1)
+			writers_behind(db, v.space > m.hard);
+	}
+	free(v.segs);
 }
 
 #ifdef AURAKV_TEST_HOOKS

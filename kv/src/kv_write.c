@@ -8,7 +8,9 @@
  * stripe across all three gives, for every key, log order == version order, which the
  * GC's tombstone rule relies on (kv_gc.c), and lets GC move a record without racing a
  * writer of the same key. Nothing is compressed or encoded under the lock but the
- * version.
+ * version. Once the stripe is let go, a write that landed in a segment no writer has
+ * measured yet measures the space against GC's marks (kv_gc.c, "Writers watch the
+ * marks"): one write per rollover; the others pay a load and a compare.
  */
 #include <errno.h>
 #include <lz4.h>
@@ -66,9 +68,10 @@ static void note_segment(struct kv_db *db, uint64_t segment)
 		kv_bg_notify(db);
 }
 
-/* Append one record and index it as `key`'s latest (stripe held by the caller). */
+/* Append one record and index it as `key`'s latest (stripe held by the caller); *segment
+ * gets the segment it went to (0: none). */
 static int append_one(struct kv_db *db, const void *key, size_t klen, struct iovec *iov, int iovcnt,
-		      uint8_t *hdr, unsigned flags, uint8_t ref_flags)
+		      uint8_t *hdr, unsigned flags, uint8_t ref_flags, uint64_t *segment)
 {
 	uint64_t version = atomic_fetch_add_explicit(&db->next_version, 1, memory_order_relaxed);
 	struct kv_ref ref = { 0 }, old;
@@ -80,6 +83,7 @@ static int append_one(struct kv_db *db, const void *key, size_t klen, struct iov
 	rc = aurawal_append(db->wal, iov, iovcnt, wal_flags(flags), &loc, NULL);
 	if (rc)
 		return kv_map_wal_error(rc);
+	*segment = loc.segment;
 	kv_acct_total(db, loc.segment, loc.size);
 	atomic_fetch_add_explicit(&db->n.fg_bytes, kv_log_bytes(loc.size), memory_order_relaxed);
 	ref.version = version;
@@ -104,12 +108,14 @@ int kv_write_put(struct kv_db *db, const void *key, size_t klen, const void *val
 	size_t hl = kv_encode_header(hdr, KV_KIND_PUT, vflags, 0, klen, stored, vlen);
 	struct iovec iov[3] = { { hdr, hl }, { (void *) key, klen }, { (void *) sval, stored } };
 	pthread_mutex_t *stripe = &db->stripes[kv_stripe_of(key, klen)];
+	uint64_t seg = 0;
 	int rc;
 
 	kv_gc_throttle(db, kv_log_bytes(hl + klen + stored));
 	pthread_mutex_lock(stripe);
-	rc = append_one(db, key, klen, iov, stored ? 3 : 2, hdr, flags, 0);
+	rc = append_one(db, key, klen, iov, stored ? 3 : 2, hdr, flags, 0, &seg);
 	pthread_mutex_unlock(stripe);
+	kv_gc_note_segment(db, seg); /* the space past a mark? (after a rollover only) */
 	free(zbuf);
 	if (rc == 0)
 		atomic_fetch_add_explicit(&db->n.puts, 1, memory_order_relaxed);
@@ -123,6 +129,7 @@ int kv_write_delete(struct kv_db *db, const void *key, size_t klen, unsigned fla
 	struct iovec iov[2] = { { hdr, hl }, { (void *) key, klen } };
 	pthread_mutex_t *stripe = &db->stripes[kv_stripe_of(key, klen)];
 	struct kv_ref cur;
+	uint64_t seg = 0;
 	int rc;
 
 	/* Back-pressure is paid for what the log grows by: a delete of a key that is not
@@ -137,8 +144,9 @@ int kv_write_delete(struct kv_db *db, const void *key, size_t klen, unsigned fla
 		pthread_mutex_unlock(stripe);
 		return sync_noop(db, flags); /* nothing to delete */
 	}
-	rc = append_one(db, key, klen, iov, 2, hdr, flags, KV_REF_TOMBSTONE);
+	rc = append_one(db, key, klen, iov, 2, hdr, flags, KV_REF_TOMBSTONE, &seg);
 	pthread_mutex_unlock(stripe);
+	kv_gc_note_segment(db, seg);
 	if (rc == 0)
 		atomic_fetch_add_explicit(&db->n.deletes, 1, memory_order_relaxed);
 	return rc;
@@ -248,7 +256,7 @@ static int index_batch(struct kv_db *db, const uint8_t *body, size_t len, uint64
 
 int kv_write_batch(struct kv_db *db, const aurakv_batch_t *b, unsigned flags)
 {
-	uint64_t set[KV_STRIPES / 64], version;
+	uint64_t set[KV_STRIPES / 64], version, seg = 0;
 	uint8_t hdr[KV_REC_HDR_MAX], *owned;
 	const uint8_t *body;
 	aurawal_loc_t loc;
@@ -274,10 +282,12 @@ int kv_write_batch(struct kv_db *db, const aurakv_batch_t *b, unsigned flags)
 					  memory_order_relaxed);
 		rc = index_batch(db, body, len, b->count, version, (uint32_t) hl, loc);
 		note_segment(db, loc.segment); /* appended, indexed or not */
+		seg = loc.segment;
 	} else {
 		rc = kv_map_wal_error(rc);
 	}
 	unlock_stripes(db, set);
+	kv_gc_note_segment(db, seg);
 	free(owned);
 	if (rc == 0)
 		atomic_fetch_add_explicit(&db->n.batches, 1, memory_order_relaxed);
