@@ -81,6 +81,9 @@ struct kv_bg {
 	 * the marks"): one writer per rollover, chosen by a CAS. Relaxed: it orders
 	 * nothing, it only says who measures. */
 	_Atomic uint64_t checked_segment;
+	/* checked_segment as it was when the thread last compared the space with the marks
+	 * (kv_gc_step, escalate): a writer two segments on knows it lags. Relaxed: a hint. */
+	_Atomic uint64_t looked_segment;
 	/* The background thread's last GC step failed: writers do not switch back-pressure
 	 * on (its next successful step may). Relaxed: a hint, like `behind`. */
 	_Atomic bool gc_failed;

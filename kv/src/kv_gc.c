@@ -66,17 +66,21 @@
  * segment, and the store sees each record's segment: the first writer whose record lands
  * in a segment no writer has measured (one per rollover, chosen by a CAS on
  * bg.checked_segment; every other write pays one relaxed load and a compare) takes the
- * view as GC does, after letting go of its stripe. Past soft, with a victim GC may
- * collect, no GC error at the thread's last step and the store not stopping (the same
- * release rules), it switches back-pressure on and wakes the thread; past hard it also
- * takes back the credit GC granted earlier, so every writer waits for GC, which grants
- * nothing there (gain 0) until a release. So the marks hold whether or not the thread
- * runs: before, only the thread looked, and with it starved of CPU (delayed 50 ms a loop)
- * writers ran unthrottled until it did - the log's files reached 2.75x live against a hard
- * mark of 1.75x (kv_gc_starved). Slack: the space passes a mark by at most the segment
- * a rollover starts after the last look, and one a record in flight may start.
- * Lock order there: no stripe held; the log's list (view_take), then bg.lock
- * (writers_behind), as everywhere (kv_db.h).
+ * view as GC does, after letting go of its stripe. With a victim GC may collect, no GC
+ * error at the thread's last step and the store not stopping (the same release rules):
+ * past hard it switches back-pressure on and takes back the credit GC granted earlier,
+ * so every writer waits for GC, which grants nothing there (gain 0) until a release;
+ * past soft it switches back-pressure on (credit from 0, as the thread would) if the
+ * thread has not looked at the space during the whole previous segment (bg.looked_segment,
+ * set by kv_gc_step and escalate) - a thread that keeps up, woken by the rollover
+ * (note_segment), decides as before, and writers are not held back any sooner than they
+ * were (switched on at soft at once, overwrite in kvbench ran at half its rate). So the
+ * marks hold whether or not the thread runs: before, only the thread looked, and with it
+ * starved of CPU (delayed 50 ms a loop) writers ran unthrottled until it did - the log's
+ * files reached 2.75x live against a hard mark of 1.75x (kv_gc_starved). Slack past hard:
+ * the segment a rollover starts after the last look, and one a record in flight may
+ * start; past soft, one segment more. Lock order there: no stripe held; the log's list
+ * (view_take), then bg.lock (writers_behind), as everywhere (kv_db.h).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -310,6 +314,15 @@ static double gain_at(const struct pacer *p, double space)
 	return clamp((p->hard - space) / (p->hard - p->soft), 0, MAX_GAIN);
 }
 
+/* The thread is about to compare the space with the marks: writers need not do it for
+ * the segments started so far (kv_gc_rollover). */
+static void looked(struct kv_db *db)
+{
+	uint64_t c = atomic_load_explicit(&db->bg.checked_segment, memory_order_relaxed);
+
+	atomic_store_explicit(&db->bg.looked_segment, c, memory_order_relaxed);
+}
+
 /* A paced collection re-reads the space (the segment count: cheap) as it goes: if the
  * writers pushed it past the soft mark meanwhile, back-pressure starts now, not after
  * the victim is done. */
@@ -318,6 +331,7 @@ static void escalate(struct kv_db *db, struct pacer *p)
 	size_t count = 0;
 	double space;
 
+	looked(db);
 	if (aurawal_list_segments(db->wal, NULL, 0, &count))
 		return;
 	space = space_of(db, count);
@@ -724,9 +738,11 @@ int kv_gc_step(struct kv_db *db, bool compact)
 	struct marks m;
 	double ratio;
 	size_t i;
-	int rc = view_take(db, &v);
 	bool over, due;
+	int rc;
 
+	looked(db); /* before the view: the view sees at least what writers had measured */
+	rc = view_take(db, &v);
 	if (rc) {
 		free(v.segs);
 		return rc;
@@ -796,10 +812,15 @@ void kv_gc_rollover(struct kv_db *db, uint64_t segment)
 	    atomic_load_explicit(&db->bg.gc_failed, memory_order_relaxed))
 		return; /* no thread collects (aurakv_compact() only), or GC cannot proceed */
 	if (view_take(db, &v) == 0) {
+		bool lags = atomic_load_explicit(&db->bg.looked_segment, memory_order_relaxed) + 1 <
+			    segment;
+
 		pick(db, &v, &ratio);
 		m = marks_of(db, &v);
-		/* kv_gc_step's rule: back-pressure only while collecting can help. */
-		if (v.space > m.soft && ratio < 1)
+		/* kv_gc_step's rule: back-pressure only while collecting can help. Past soft,
+		 * only if the thread has not looked during the whole previous segment: woken
+		 * by this rollover (note_segment), a thread that keeps up decides as before. */
+		if (ratio < 1 && (v.space > m.hard || (v.space > m.soft && lags)))
 			writers_behind(db, v.space > m.hard);
 	}
 	free(v.segs);

@@ -117,11 +117,11 @@ static bool settled(aurakv_t *db, aurakv_stats_t *st)
 
 /*
  * Overwrite with the background thread held: the writers that roll the log into a new
- * segment measure the space and, past the soft mark, switch back-pressure on, so the
- * log's files stop within the hard mark (1.75x live and a segment at the default 1.5)
- * and the documented slack (2 segments: the one a rollover starts after the last look,
- * and one a record in flight may start). Let go, the thread collects, the held writers
- * go on, and the space settles under the target.
+ * segment measure the space and, past the soft mark a segment after the thread's last
+ * look, switch back-pressure on, so the log's files stop within the hard mark (1.75x
+ * live and a segment at the default 1.5) and the documented slack (2 segments: the one
+ * a rollover starts after the last look, and one a record in flight may start). Let go,
+ * the thread collects, the held writers go on, and the space settles under the target.
  */
 Test(kv_gc_starved, overwriting_with_the_thread_held_stays_within_the_hard_mark_then_settles)
 {
