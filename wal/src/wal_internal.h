@@ -300,10 +300,12 @@ int wal_write_summary(struct aurawal *log, struct wal_segment *s, const struct w
 void wal_summary_of(const struct aurawal *log, const struct wal_segment *s, uint8_t kind,
 		    struct wal_summary *sm); /* mu held (or no threads) */
 
-/* ---- wal_read.c: reads, and delivering completions through aurawal_poll ---- */
-void wal_deliver(struct aurawal *log, struct wal_cb *c); /* mu held: a read, for poll */
+/* ---- wal_read.c: reads ---- */
 /* No lock held, not in an auraio callback: submit parked async reads again (no wait). */
 void wal_resubmit_parked(struct aurawal *log);
+
+/* ---- wal_poll.c: delivering completions through aurawal_poll ---- */
+void wal_deliver(struct aurawal *log, struct wal_cb *c); /* mu held: a read, for poll */
 /* No lock held: run the ready callbacks of appends, and of reads if `reads` (poll, close). */
 int wal_run_ready_cbs(struct aurawal *log, bool reads);
 /* This thread's id among the log users (never 0, never reused), and the owner of the work
