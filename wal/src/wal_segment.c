@@ -497,6 +497,54 @@ static bool misnamed(const struct wal_seg_header *h, uint64_t number, const stru
 }
 
 /*
+ * An intact header of segment `number` that names another log (or size), or another
+ * segment of this log (misnamed): reported. True if refused - unless only inspecting
+ * (read-only), where the segment is kept.
+ */
+static bool check_stray(struct aurawal *log, const struct wal_seg_header *h, uint64_t number,
+			const struct seg_names *names)
+{
+	/* An intact header of another log (or size) is no torn rollover of this one - no
+	 * crash writes one: a stray file, here or before it (the first segment found names
+	 * the log). Recovery would take it for the end of the log and drop what follows,
+	 * this log's own segments perhaps: refuse, unless only inspecting. */
+	if (h->log_id != log->log_id || h->segment_size != log->segment_size) {
+		wal_report(log, AURAWAL_REPORT_CORRUPTION, number, 0, WAL_HEADER_BLOCK,
+			   "an intact header of another log than the first segment's (a stray "
+			   "segment file?)");
+		return !log->read_only;
+	}
+	if (h->number != number && misnamed(h, number, names)) {
+		wal_report(log, AURAWAL_REPORT_CORRUPTION, number, 0, WAL_HEADER_BLOCK,
+			   "an intact header of another segment of the log (a segment file "
+			   "renamed?)");
+		return !log->read_only;
+	}
+	return false;
+}
+
+/* Put the opened segment `number` (fd, file_size bytes) at the end of the list; h is its
+ * header, NULL if that is bad (bad_hdr). 0, or -ENOMEM (fd closed). */
+static int add_segment(struct aurawal *log, uint64_t number, int fd, const struct wal_seg_header *h,
+		       uint64_t file_size)
+{
+	struct wal_segment *s =
+	    seg_new(number, fd, MIN(file_size, h ? h->segment_size : log->segment_size));
+
+	if (!s) {
+		close(fd);
+		return -ENOMEM;
+	}
+	s->bad_hdr = !h;
+	/* block 0 is still in scratch: its summary, if any */
+	if (h)
+		wal_summary_decode(log->scratch, number, wal_seed(log->log_id, number),
+				   h->segment_size, file_size, &s->sum);
+	seg_append(log, s);
+	return 0;
+}
+
+/*
  * Open segment `number`, check its header against the log. 0 = opened; 1 = skipped, a
  * recycled spare whose header names a later segment (docs/wal_format.md, "Recovery
  * rule"; deleted unless read-only); < 0 = error. A bad header of any segment but the
@@ -509,7 +557,6 @@ static int open_segment(struct aurawal *log, uint64_t number, bool first,
 {
 	char *path = wal_seg_path(log, number);
 	struct wal_seg_header h;
-	struct wal_segment *s;
 	struct stat st;
 	bool bad;
 	int fd, rc;
@@ -554,41 +601,11 @@ static int open_segment(struct aurawal *log, uint64_t number, bool first,
 		close(fd);
 		return AURAWAL_ECORRUPT;
 	}
-	/* An intact header of another log (or size) is no torn rollover of this one - no
-	 * crash writes one: a stray file, here or before it (the first segment found names
-	 * the log). Recovery would take it for the end of the log and drop what follows,
-	 * this log's own segments perhaps: refuse, unless only inspecting. */
-	if (rc == 0 && (h.log_id != log->log_id || h.segment_size != log->segment_size)) {
-		wal_report(log, AURAWAL_REPORT_CORRUPTION, number, 0, WAL_HEADER_BLOCK,
-			   "an intact header of another log than the first segment's (a stray "
-			   "segment file?)");
-		if (!log->read_only) {
-			close(fd);
-			return AURAWAL_ECORRUPT;
-		}
-	} else if (rc == 0 && h.number != number && misnamed(&h, number, names)) {
-		wal_report(log, AURAWAL_REPORT_CORRUPTION, number, 0, WAL_HEADER_BLOCK,
-			   "an intact header of another segment of the log (a segment file "
-			   "renamed?)");
-		if (!log->read_only) {
-			close(fd);
-			return AURAWAL_ECORRUPT;
-		}
-	}
-	s = seg_new(number, fd,
-		    bad ? MIN((uint64_t) st.st_size, log->segment_size)
-			: MIN((uint64_t) st.st_size, h.segment_size));
-	if (!s) {
+	if (rc == 0 && check_stray(log, &h, number, names)) {
 		close(fd);
-		return -ENOMEM;
+		return AURAWAL_ECORRUPT;
 	}
-	s->bad_hdr = bad;
-	/* block 0 is still in scratch: its summary, if any */
-	if (!bad)
-		wal_summary_decode(log->scratch, number, wal_seed(log->log_id, number),
-				   h.segment_size, (uint64_t) st.st_size, &s->sum);
-	seg_append(log, s);
-	return 0;
+	return add_segment(log, number, fd, bad ? NULL : &h, (uint64_t) st.st_size);
 }
 
 /* Open: make segment `number` anew, flushed, at the end of the list (a sealed last
