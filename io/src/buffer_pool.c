@@ -2,7 +2,8 @@
 /*
  * buffer_pool.c - the aligned buffer pool: size classes, chunks and the chunk map, large
  * mappings, the sharded free lists (L2), the per-thread caches (L1) and the process-wide
- * registry of live pools.
+ * registry of live pools. The address tables behind the chunk map and the large map are
+ * addr_table.c/.h.
  *
  * Layout: class buffers (4 KiB..256 KiB, powers of two) are carved from 2 MiB chunks mapped
  * at 2 MiB alignment. A chunk serves one class and its buffers sit at multiples of the class
@@ -44,6 +45,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "addr_table.h"
 #include "buffer_pool.h"
 #include "internal.h"
 
@@ -57,176 +59,10 @@
 #define CPU_REFRESH	32 /* slow-path calls between two sched_getcpu() */
 #define ALIGN_MIN	512
 #define ALIGN_MAX	((size_t) 1 << 20)
-#define TABLE_MIN	16
 
 /* Thread cache bound per class: 32 buffers up to 32 KiB, then about 1 MiB per class, at
  * least 8, so one thread caches at most ~6 MiB. Overflow and refill move half of it. */
 static const uint8_t cache_cap[NUM_CLASSES] = { 32, 32, 32, 32, 16, 8, 8 };
-
-/* ---- address tables -------------------------------------------------------------------- */
-
-/*
- * Open addressing with linear probing, keyed by address (never 0). Writers hold
- * pool->map_lock. The chunk map is read without a lock; the large map only under map_lock.
- */
-struct addr_slot {
-	_Atomic uintptr_t key; /* 0 = empty; written once: release, pairs with addr_find */
-	_Atomic uintptr_t val; /* 0 = removed (large map); release, pairs with addr_find */
-};
-
-struct addr_array {
-	struct addr_array *older; /* outgrown arrays, kept for lock-free readers */
-	size_t mask;
-	struct addr_slot slot[];
-};
-
-struct addr_table {
-	/* Release on grow, pairs with the acquire in addr_find: a reader sees a filled array. */
-	_Atomic(struct addr_array *) cur;
-	size_t used;   /* slots with a key (map_lock) */
-	size_t live;   /* slots with a value (map_lock) */
-	bool keep_old; /* readers run lock-free: free outgrown arrays only in addr_table_fini */
-};
-
-static size_t addr_hash(uintptr_t key)
-{
-	uint64_t h = (uint64_t) key;
-
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdull;
-	h ^= h >> 33;
-	return (size_t) h;
-}
-
-static struct addr_array *addr_array_new(size_t cap)
-{
-	struct addr_array *a = calloc(1, sizeof(*a) + cap * sizeof(a->slot[0]));
-
-	if (a)
-		a->mask = cap - 1;
-	return a;
-}
-
-static int addr_table_init(struct addr_table *t, bool keep_old)
-{
-	struct addr_array *a = addr_array_new(TABLE_MIN);
-
-	if (!a)
-		return -ENOMEM;
-	atomic_init(&t->cur, a);
-	t->used = 0;
-	t->live = 0;
-	t->keep_old = keep_old;
-	return 0;
-}
-
-static void addr_table_fini(struct addr_table *t)
-{
-	struct addr_array *a = atomic_load_explicit(&t->cur, memory_order_relaxed);
-
-	while (a) {
-		struct addr_array *older = a->older;
-
-		free(a);
-		a = older;
-	}
-}
-
-/* Lock-free for the chunk map. 0 if key is absent or removed. */
-static uintptr_t addr_find(struct addr_table *t, uintptr_t key)
-{
-	struct addr_array *a = atomic_load_explicit(&t->cur, memory_order_acquire);
-	size_t i = addr_hash(key) & a->mask;
-	uintptr_t k;
-
-	/* Acquire on key pairs with the release in addr_insert: val is stored before key. */
-	while ((k = atomic_load_explicit(&a->slot[i].key, memory_order_acquire)) != 0) {
-		if (k == key)
-			return atomic_load_explicit(&a->slot[i].val, memory_order_acquire);
-		i = (i + 1) & a->mask;
-	}
-	return 0;
-}
-
-/* Writer side (map_lock): the slot holding key, or the empty slot where it would go. */
-static struct addr_slot *addr_probe(struct addr_array *a, uintptr_t key)
-{
-	size_t i = addr_hash(key) & a->mask;
-	uintptr_t k;
-
-	while ((k = atomic_load_explicit(&a->slot[i].key, memory_order_relaxed)) != 0 && k != key)
-		i = (i + 1) & a->mask;
-	return &a->slot[i];
-}
-
-/* Rebuild with room for twice the live entries, dropping removed ones; map_lock held. */
-static int addr_grow(struct addr_table *t)
-{
-	struct addr_array *old = atomic_load_explicit(&t->cur, memory_order_relaxed), *a;
-	size_t cap = TABLE_MIN;
-
-	while (cap < (t->live + 1) * 2)
-		cap <<= 1;
-	a = addr_array_new(cap);
-	if (!a)
-		return -ENOMEM;
-	for (size_t i = 0; i <= old->mask; i++) {
-		uintptr_t k = atomic_load_explicit(&old->slot[i].key, memory_order_relaxed);
-		uintptr_t v = atomic_load_explicit(&old->slot[i].val, memory_order_relaxed);
-		struct addr_slot *s;
-
-		if (!k || !v)
-			continue;
-		/* a is not published yet: relaxed stores, made visible by the release below. */
-		s = addr_probe(a, k);
-		atomic_store_explicit(&s->key, k, memory_order_relaxed);
-		atomic_store_explicit(&s->val, v, memory_order_relaxed);
-	}
-	t->used = t->live;
-	a->older = t->keep_old ? old : NULL;
-	atomic_store_explicit(&t->cur, a, memory_order_release);
-	if (!t->keep_old)
-		free(old);
-	return 0;
-}
-
-/* map_lock held. key must not be live in t. */
-static int addr_insert(struct addr_table *t, uintptr_t key, uintptr_t val)
-{
-	struct addr_array *a = atomic_load_explicit(&t->cur, memory_order_relaxed);
-	struct addr_slot *s;
-	bool fresh;
-
-	if ((t->used + 1) * 4 > (a->mask + 1) * 3) {
-		if (addr_grow(t))
-			return -ENOMEM;
-		a = atomic_load_explicit(&t->cur, memory_order_relaxed);
-	}
-	s = addr_probe(a, key);
-	fresh = atomic_load_explicit(&s->key, memory_order_relaxed) == 0;
-	/* val before key, both release: a reader that sees key (acquire) sees val and what it
-	 * points to. */
-	atomic_store_explicit(&s->val, val, memory_order_release);
-	if (fresh) {
-		atomic_store_explicit(&s->key, key, memory_order_release);
-		t->used++;
-	}
-	t->live++;
-	return 0;
-}
-
-/* map_lock held; only for tables without lock-free readers. Returns the old value or 0. */
-static uintptr_t addr_remove(struct addr_table *t, uintptr_t key)
-{
-	struct addr_slot *s = addr_probe(atomic_load_explicit(&t->cur, memory_order_relaxed), key);
-	uintptr_t v = atomic_load_explicit(&s->val, memory_order_relaxed);
-
-	if (v) {
-		atomic_store_explicit(&s->val, 0, memory_order_relaxed);
-		t->live--;
-	}
-	return v;
-}
 
 /* ---- pool, shards, thread cache ---------------------------------------------------------- */
 

@@ -532,7 +532,7 @@ AURAWAL_API int aurawal_append_async(aurawal_t *log, const struct iovec *iov, in
 		log->cur->cbs_tail = c;
 		log->pending_cbs++;
 		/* With no flush delay nothing writes it unless asked: a poll already waiting
-		 * (maybe for this very callback) asks, woken here (wal_read.c, poll_wait). */
+		 * (maybe for this very callback) asks, woken here (wal_poll.c, poll_wait). */
 		if (!log->opts.flush_delay_us && log->pollers)
 			pthread_cond_broadcast(&log->cv_done);
 	}

@@ -281,17 +281,28 @@ int wal_fsync(struct aurawal *log, int fd);
 void *wal_alloc(struct aurawal *log, size_t size);
 void wal_free(struct aurawal *log, void *p);
 
-/* ---- wal_segment.c ---- */
+/* ---- wal_seg_open.c: finding the segments at open (no threads running) ---- */
 int wal_log_present(struct aurawal *log); /* 0 if a segment file is there, else -ENOENT */
 int wal_segments_open(struct aurawal *log, bool create);
 void wal_segments_close(struct aurawal *log);
+int wal_seg_remake(struct aurawal *log, uint64_t number, struct wal_segment **out);
+
+/* ---- wal_segment.c ---- */
 char *wal_seg_path(const struct aurawal *log, uint64_t number);
+/* A segment struct for fd (size: its usable bytes), not listed yet; NULL if no memory. */
+struct wal_segment *wal_seg_new(uint64_t number, int fd, uint64_t size);
+void wal_seg_append(struct aurawal *log, struct wal_segment *s); /* mu held, or open */
+/* Read fd's header block into buf (aligned, WAL_HEADER_BLOCK bytes) and decode it. */
+int wal_seg_read_header(struct aurawal *log, int fd, uint8_t *buf, struct wal_seg_header *h);
+/* Segment `number`, ready to append to: header written and file renamed - and, if
+ * `sync`, both durable. On an error, *step (if not NULL) names the step that failed. */
+int wal_seg_make_ready(struct aurawal *log, uint64_t number, const char *spare, int *fdp, bool sync,
+		       const char **step);
 struct wal_segment *wal_seg_find(struct aurawal *log, uint64_t number); /* mu held */
 void wal_seg_put(struct aurawal *log, struct wal_segment *s);		/* mu held */
 void wal_seg_dispose(struct aurawal *log,
 		     struct wal_segment *s); /* mu held: released, unreferenced */
 void *wal_preparer_main(void *arg);
-int wal_seg_remake(struct aurawal *log, uint64_t number, struct wal_segment **out);
 int wal_release_segments(struct aurawal *log, uint64_t below);
 int wal_released_load(struct aurawal *log);
 int wal_released_forget_above(struct aurawal *log, uint64_t number); /* open only */
@@ -300,10 +311,12 @@ int wal_write_summary(struct aurawal *log, struct wal_segment *s, const struct w
 void wal_summary_of(const struct aurawal *log, const struct wal_segment *s, uint8_t kind,
 		    struct wal_summary *sm); /* mu held (or no threads) */
 
-/* ---- wal_read.c: reads, and delivering completions through aurawal_poll ---- */
-void wal_deliver(struct aurawal *log, struct wal_cb *c); /* mu held: a read, for poll */
+/* ---- wal_read.c: reads ---- */
 /* No lock held, not in an auraio callback: submit parked async reads again (no wait). */
 void wal_resubmit_parked(struct aurawal *log);
+
+/* ---- wal_poll.c: delivering completions through aurawal_poll ---- */
+void wal_deliver(struct aurawal *log, struct wal_cb *c); /* mu held: a read, for poll */
 /* No lock held: run the ready callbacks of appends, and of reads if `reads` (poll, close). */
 int wal_run_ready_cbs(struct aurawal *log, bool reads);
 /* This thread's id among the log users (never 0, never reused), and the owner of the work

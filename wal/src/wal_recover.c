@@ -540,31 +540,28 @@ static int log_break(struct aurawal *log, struct wal_segment *prev, bool torn, c
 	return rc || log->read_only ? rc : sync_dir_fd(log);
 }
 
-int wal_recover(struct aurawal *log)
+/* A segment with a bad header (never the first) is a break before it. */
+static int recover_bad_headers(struct aurawal *log, bool *cut)
 {
-	struct scan_state st = { 0 };
-	struct wal_segment *last, *s;
-	bool cut = false;
 	int rc = 0;
 
-	if (log->created) { /* nothing to read: a new log holds no record */
-		log->active = log->segs;
-		log->next_seq = 1;
-		return 0;
-	}
-	/* A segment with a bad header (never the first) is a break before it. */
-	for (s = log->segs; s && s->next && rc == 0; s = s->next)
+	for (struct wal_segment *s = log->segs; s && s->next; s = s->next)
 		if (s->next->bad_hdr) {
-			rc = log_break(log, s, false, "bad segment header", &cut);
+			rc = log_break(log, s, false, "bad segment header", cut);
 			/* PIT cuts it off; an inspector cannot read it */
-			if (rc == 0 && (cut || log->opts.recovery == AURAWAL_RECOVER_INSPECT))
+			if (rc == 0 && (*cut || log->opts.recovery == AURAWAL_RECOVER_INSPECT))
 				rc = drop_after(log, s);
 			break;
 		}
-	if (rc)
-		return rc;
-	last = log->segs_tail;
-	/* A trailing segment with no record was made ready before a crash: keep it ready. */
+	return rc;
+}
+
+/* A trailing segment with no record was made ready before a crash: keep it ready. The
+ * last segment of the log. */
+static struct wal_segment *recover_trailing_ready(struct aurawal *log)
+{
+	struct wal_segment *last = log->segs_tail;
+
 	if (last && last != log->segs) {
 		struct wal_segment *p = log->segs;
 
@@ -577,42 +574,75 @@ int wal_recover(struct aurawal *log)
 			last = p;
 		}
 	}
-	for (s = log->segs; s && rc == 0; s = s->next) {
-		rc = read_segment(log, s, s == last, &st);
-		if (rc == 0 && st.truncate_here) {
-			rc = cut_after(log, s, st.valid_end);
-			last = s;
+	return last;
+}
+
+/* Read every segment in order, up to where the log ends: *last becomes that segment. */
+static int recover_segments(struct aurawal *log, struct scan_state *st, struct wal_segment **last,
+			    bool *cut)
+{
+	int rc = 0;
+
+	for (struct wal_segment *s = log->segs; s && rc == 0; s = s->next) {
+		rc = read_segment(log, s, s == *last, st);
+		if (rc == 0 && st->truncate_here) {
+			rc = cut_after(log, s, st->valid_end);
+			*last = s;
 			break;
 		}
-		if (rc == 0 && s != last && !s->sealed) {
+		if (rc == 0 && s != *last && !s->sealed) {
 			rc = log_break(log, s, true,
-				       "a segment before the last ends without a seal", &cut);
-			if (rc == 0 && cut)
+				       "a segment before the last ends without a seal", cut);
+			if (rc == 0 && *cut)
 				rc = cut_after(log, s, s->size);
 			if (rc == 0 && log->opts.recovery != AURAWAL_RECOVER_INSPECT) {
-				last = s; /* the log ends here */
+				*last = s; /* the log ends here */
 				break;
 			}
 		}
 	}
+	return rc;
+}
+
+/* The last segment is sealed: the rollover was done, its next segment is the end. */
+static int recover_after_seal(struct aurawal *log, struct wal_segment **last)
+{
+	if (log->ready && log->ready->number != (*last)->number + 1) {
+		wal_report(log, AURAWAL_REPORT_CORRUPTION, (*last)->number + 1, 0, 0,
+			   "a sealed segment's successor is missing");
+		return AURAWAL_ECORRUPT;
+	}
+	if (log->ready) {
+		(*last)->next = log->ready;
+		log->segs_tail = *last = log->ready;
+		log->ready = NULL;
+	} else if (!log->read_only) { /* its rename was lost: make it again */
+		return wal_seg_remake(log, (*last)->number + 1, last);
+	}
+	return 0;
+}
+
+int wal_recover(struct aurawal *log)
+{
+	struct scan_state st = { 0 };
+	struct wal_segment *last;
+	bool cut = false;
+	int rc;
+
+	if (log->created) { /* nothing to read: a new log holds no record */
+		log->active = log->segs;
+		log->next_seq = 1;
+		return 0;
+	}
+	rc = recover_bad_headers(log, &cut);
 	if (rc)
 		return rc;
-	if (last && last->sealed) { /* the rollover was done: its next segment is the end */
-		if (log->ready && log->ready->number != last->number + 1) {
-			wal_report(log, AURAWAL_REPORT_CORRUPTION, last->number + 1, 0, 0,
-				   "a sealed segment's successor is missing");
-			return AURAWAL_ECORRUPT;
-		}
-		if (log->ready) {
-			last->next = log->ready;
-			log->segs_tail = last = log->ready;
-			log->ready = NULL;
-		} else if (!log->read_only) { /* its rename was lost: make it again */
-			rc = wal_seg_remake(log, last->number + 1, &last);
-			if (rc)
-				return rc;
-		}
-	}
+	last = recover_trailing_ready(log);
+	rc = recover_segments(log, &st, &last, &cut);
+	if (rc == 0 && last && last->sealed)
+		rc = recover_after_seal(log, &last);
+	if (rc)
+		return rc;
 	log->active = last;
 	log->next_seq = st.prev_seq + 1;
 	log->durable_seq = log->written_seq = st.prev_seq;

@@ -314,20 +314,15 @@ int wal_released_forget_above(struct aurawal *log, uint64_t number)
 	return log->read_only ? 0 : released_write(log, log->released, k, NULL);
 }
 
-AURAWAL_API int aurawal_release_segment(aurawal_t *log, uint64_t number)
+/* mu held: find segment `number` (*sp) and wait until it may go. *setp: when it is not
+ * the oldest, RELEASED with it added (*n entries; the gap is recorded first), else NULL. */
+static int release_find(struct aurawal *log, uint64_t number, struct wal_segment **sp,
+			uint64_t **setp, size_t *n)
 {
 	struct wal_segment *s;
-	uint64_t *set = NULL, gen;
-	size_t n = 0;
-	bool dirty, recorded = false;
-	int rc = 0;
+	uint64_t *set = NULL;
+	int rc;
 
-	if (!log)
-		return -EINVAL;
-	if (log->read_only)
-		return -EROFS;
-	pthread_mutex_lock(&log->rel_mu);
-	pthread_mutex_lock(&log->mu);
 	for (s = log->segs; s && s->number != number; s = s->next)
 		;
 	if (!s)
@@ -342,8 +337,41 @@ AURAWAL_API int aurawal_release_segment(aurawal_t *log, uint64_t number)
 		if (log->nreleased)
 			memcpy(set, log->released, sizeof(*set) * log->nreleased);
 		set[log->nreleased] = number;
-		n = log->nreleased + 1;
+		*n = log->nreleased + 1;
 	}
+	*sp = s;
+	*setp = set;
+	return rc;
+}
+
+/* mu held, the release done on disk: install the new RELEASED (set, n entries; NULL when
+ * the oldest went, which needs none) and take segment s out of the log. */
+static void release_unlink(struct aurawal *log, struct wal_segment *s, uint64_t *set, size_t n)
+{
+	if (set) {
+		free(log->released);
+		log->released = set;
+		log->nreleased = n;
+	}
+	unlink_segment(log, s);
+	released_prune(log);
+}
+
+AURAWAL_API int aurawal_release_segment(aurawal_t *log, uint64_t number)
+{
+	struct wal_segment *s;
+	uint64_t *set, gen;
+	size_t n = 0;
+	bool dirty, recorded = false;
+	int rc;
+
+	if (!log)
+		return -EINVAL;
+	if (log->read_only)
+		return -EROFS;
+	pthread_mutex_lock(&log->rel_mu);
+	pthread_mutex_lock(&log->mu);
+	rc = release_find(log, number, &s, &set, &n);
 	gen = log->dir_gen;
 	dirty = gen != log->dir_synced;
 	pthread_mutex_unlock(&log->mu);
@@ -359,15 +387,9 @@ AURAWAL_API int aurawal_release_segment(aurawal_t *log, uint64_t number)
 		rc = released_persist(log, set, n);
 	pthread_mutex_lock(&log->mu);
 	if (rc == 0) {
-		if (set) {
-			free(log->released);
-			log->released = set;
-			log->nreleased = n;
-			set = NULL;
-			recorded = true;
-		}
-		unlink_segment(log, s);
-		released_prune(log);
+		release_unlink(log, s, set, n);
+		recorded = set != NULL;
+		set = NULL; /* log->released now, if any */
 		gen = log->dir_gen;
 	}
 	pthread_mutex_unlock(&log->mu);
