@@ -32,12 +32,4 @@ static inline void five_segments(aurawal_loc_t *first, uint64_t *seq)
 	cr_assert_eq(aurawal_close(log), 0);
 }
 
-static inline bool seg_file_exists(uint64_t n)
-{
-	char path[512];
-
-	snprintf(path, sizeof(path), "%s/%016llx.seg", dir, (unsigned long long) n);
-	return access(path, F_OK) == 0;
-}
-
 #endif

@@ -40,6 +40,21 @@ static inline void rm_tree(const char *dir)
 	}                                                                                          \
 	TestSuite(name, .init = dir_setup, .fini = dir_teardown)
 
+/* The path of segment n's file in the log directory `dir`. */
+static inline void wal_seg_file(char *buf, size_t size, const char *dir, uint64_t n)
+{
+	snprintf(buf, size, "%s/%016llx.seg", dir, (unsigned long long) n);
+}
+
+/* Does segment n's file exist in the log directory `dir`? */
+static inline bool wal_seg_file_exists(const char *dir, uint64_t n)
+{
+	char path[512];
+
+	wal_seg_file(path, sizeof(path), dir, n);
+	return access(path, F_OK) == 0;
+}
+
 /* Payload i: `len` bytes derived from i, so any record can be checked on its own. */
 static inline void payload_fill(uint8_t *p, size_t len, uint64_t i)
 {

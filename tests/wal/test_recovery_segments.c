@@ -41,26 +41,13 @@ static int make_log_of_3_segments(bool release_first)
 	return n;
 }
 
-static void seg_name(char *buf, size_t size, uint64_t n)
-{
-	snprintf(buf, size, "%s/%016llx.seg", dir, (unsigned long long) n);
-}
-
 static void rename_seg(uint64_t from, uint64_t to)
 {
 	char a[512], b[512];
 
-	seg_name(a, sizeof(a), from);
-	seg_name(b, sizeof(b), to);
+	wal_seg_file(a, sizeof(a), dir, from);
+	wal_seg_file(b, sizeof(b), dir, to);
 	cr_assert_eq(rename(a, b), 0, "%s: %s", a, strerror(errno));
-}
-
-static bool seg_file_exists(uint64_t n)
-{
-	char a[512];
-
-	seg_name(a, sizeof(a), n);
-	return access(a, F_OK) == 0;
 }
 
 /* Swap the names of segment files a and b. */
@@ -82,7 +69,7 @@ static void refused_keeping_every_file(struct reports *rs)
 		cr_assert_eq(rc, AURAWAL_ECORRUPT, "open: %s", aurawal_strerror(rc));
 		cr_assert_null(log);
 		for (uint64_t k = 1; k <= 4; k++)
-			cr_assert(seg_file_exists(k), "segment file %llu was deleted",
+			cr_assert(wal_seg_file_exists(dir, k), "segment file %llu was deleted",
 				  (unsigned long long) k);
 	}
 }
@@ -110,14 +97,14 @@ Test(wal_recovery, a_segment_renamed_to_a_lower_number_is_corruption_not_a_spare
 	int rc;
 
 	make_log_of_3_segments(true);
-	cr_assert_not(seg_file_exists(1));
-	cr_assert_not(seg_file_exists(2));
+	cr_assert_not(wal_seg_file_exists(dir, 1));
+	cr_assert_not(wal_seg_file_exists(dir, 2));
 	rename_seg(3, 1);
 	log = open_mode(AURAWAL_RECOVER_STRICT, &rs, &rc);
 	cr_assert_eq(rc, AURAWAL_ECORRUPT, "strict open: %s", aurawal_strerror(rc));
 	cr_assert_null(log);
 	cr_assert_geq(rs.corruption, 1);
-	cr_assert(seg_file_exists(1), "the misnamed segment was deleted");
+	cr_assert(wal_seg_file_exists(dir, 1), "the misnamed segment was deleted");
 	rename_seg(1, 3); /* put back: every record is there */
 	log = open_mode(AURAWAL_RECOVER_STRICT, &rs, &rc);
 	cr_assert_eq(rc, 0, "%s", aurawal_strerror(rc));
@@ -136,7 +123,7 @@ Test(wal_recovery, swapped_segment_files_are_corruption_and_nothing_is_deleted)
 	int n;
 
 	n = make_log_of_3_segments(false);
-	cr_assert(seg_file_exists(4), "the ready segment");
+	cr_assert(wal_seg_file_exists(dir, 4), "the ready segment");
 	swap_segs(1, 4);
 	refused_keeping_every_file(&rs);
 	swap_segs(1, 4);
@@ -185,7 +172,7 @@ Test(wal_recovery, the_last_segment_cut_inside_its_header_block_is_corruption)
 		cr_assert_eq(mkdir(dir, 0755), 0);
 		n = make_log_of_3_segments(false);
 		cr_assert_eq(mlocs[n - 1].segment, 3);
-		seg_name(path, sizeof(path), 3);
+		wal_seg_file(path, sizeof(path), dir, 3);
 		cr_assert_eq(truncate(path, cuts[c]), 0);
 		for (int again = 0; again < 2; again++) { /* the first changed nothing */
 			memset(&rs, 0, sizeof(rs));
@@ -195,7 +182,7 @@ Test(wal_recovery, the_last_segment_cut_inside_its_header_block_is_corruption)
 			cr_assert_null(log);
 			cr_assert_geq(rs.corruption, 1);
 			cr_assert_eq(rs.dropped, 0, "dropped: %s", rs.reason);
-			cr_assert(seg_file_exists(3) && seg_file_exists(4),
+			cr_assert(wal_seg_file_exists(dir, 3) && wal_seg_file_exists(dir, 4),
 				  "a segment was deleted");
 		}
 		log = open_mode(AURAWAL_RECOVER_INSPECT, &rs, &rc);
@@ -216,7 +203,7 @@ Test(wal_recovery, the_empty_ready_segment_cut_inside_its_header_block_loses_not
 	int n, rc;
 
 	n = make_log_of_3_segments(false);
-	seg_name(path, sizeof(path), 4);
+	wal_seg_file(path, sizeof(path), dir, 4);
 	cr_assert_eq(truncate(path, 100), 0);
 	log = open_mode(AURAWAL_RECOVER_STRICT, &rs, &rc);
 	cr_assert_eq(rc, 0, "%s (%s)", aurawal_strerror(rc), rs.reason);
@@ -343,7 +330,7 @@ static aurawal_loc_t damaged_closed_log(bool three_segments, int *keep)
 		at = mlocs[*keep];
 		cr_assert(*keep + 1 < n && mlocs[*keep + 1].segment == 2, "a record follows it");
 	}
-	seg_name(path, sizeof(path), at.segment);
+	wal_seg_file(path, sizeof(path), dir, at.segment);
 	fd = open(path, O_RDWR);
 	cr_assert_geq(fd, 0);
 	cr_assert_eq(pread(fd, &c, 1, (off_t) at.offset + 32 + 17), 1);

@@ -129,7 +129,7 @@ Test(wal_release, a_stray_segment_of_another_log_fails_the_open_and_deletes_noth
 	rc = aurawal_open(dir, &o, &log);
 	if (rc == 0)
 		aurawal_close(log);
-	cr_assert(seg_file_exists(3), "this log's segment was deleted (open: %s)",
+	cr_assert(wal_seg_file_exists(dir, 3), "this log's segment was deleted (open: %s)",
 		  aurawal_strerror(rc));
 	cr_assert_eq(rc, AURAWAL_ECORRUPT, "open: %s", aurawal_strerror(rc));
 	cr_assert_geq(rs.corruption, 1);
@@ -171,7 +171,8 @@ Test(wal_release, a_gap_is_read_past_when_inspecting_and_cut_at_by_point_in_time
 	read_check(log, first[4], idx[4], seq[4]);
 	cr_assert_eq(aurawal_read(log, first[2], buf, sizeof(buf), NULL, NULL), -ENOENT);
 	cr_assert_eq(aurawal_close(log), 0);
-	cr_assert(seg_file_exists(4) && seg_file_exists(5), "inspect mode changes nothing");
+	cr_assert(wal_seg_file_exists(dir, 4) && wal_seg_file_exists(dir, 5),
+		  "inspect mode changes nothing");
 
 	memset(&rs, 0, sizeof(rs));
 	o.recovery = AURAWAL_RECOVER_POINT_IN_TIME;
@@ -367,7 +368,8 @@ Test(wal_release, an_iterator_in_a_released_segment_reads_on_then_gets_enoent)
 	cr_assert_eq(aurawal_iter_open(log, (aurawal_loc_t){ 0 }, &it), 0);
 	cr_assert_eq(aurawal_iter_next(it, &loc, &s, &p, &len), 1);
 	cr_assert_eq(aurawal_release_segment(log, 1), 0);
-	cr_assert(!seg_file_exists(1), "segment 1's file is still there after its release");
+	cr_assert(!wal_seg_file_exists(dir, 1),
+		  "segment 1's file is still there after its release");
 	cr_assert_eq(s, seq[0]);
 	cr_assert(payload_check(p, len, idx[0]));
 	while ((rc = aurawal_iter_next(it, &loc, &s, &p, &len)) == 1)

@@ -61,7 +61,7 @@ Test(wal_release, release_before_waits_for_a_segment_whose_seal_is_not_written_y
 	 * the writer (which then fails the log with EBADF, or writes into whatever file
 	 * got the fd number). The release must not happen. */
 	cr_assert_eq(aurawal_release_before(log, loc), -ENOSPC);
-	cr_assert(seg_file_exists(1), "segment 1 was released with its seal unwritten");
+	cr_assert(wal_seg_file_exists(dir, 1), "segment 1 was released with its seal unwritten");
 	auraio_fault_clear(e);
 	s = append_i(log, i, RLEN, AURAWAL_DURABLE, &last); /* retries the queued batches */
 	cr_assert_eq(aurawal_release_before(log, loc), 1);
@@ -98,7 +98,7 @@ Test(wal_release, release_segment_waits_for_the_seal_of_the_segment_it_releases)
 	roll_over_with_the_seal_stuck(log, e, 2, &i);
 	/* segment 2 (not the oldest: a gap RELEASED must record) has its SEAL stuck */
 	cr_assert_eq(aurawal_release_segment(log, 2), -ENOSPC);
-	cr_assert(seg_file_exists(2), "segment 2 was released with its seal unwritten");
+	cr_assert(wal_seg_file_exists(dir, 2), "segment 2 was released with its seal unwritten");
 	auraio_fault_clear(e);
 	s = append_i(log, i, RLEN, AURAWAL_DURABLE, &last);
 	cr_assert_eq(aurawal_release_segment(log, 2), 0);
@@ -428,7 +428,7 @@ Test(wal_release, release_segment_whose_last_directory_sync_fails_is_done_once_r
 	cr_assert_eq(auraio_get_stats(e, &st), 0);
 	cr_assert_eq(st.faults_injected, 1, "the last directory sync was made, and failed");
 	cr_assert(released_names(3));
-	cr_assert_not(seg_file_exists(3));
+	cr_assert_not(wal_seg_file_exists(dir, 3));
 	cr_assert_eq(aurawal_release_segment(log, 3), -ENOENT);
 	cr_assert_eq(list_numbers(log, nums), 5);
 	auraio_fault_clear(e);
@@ -457,7 +457,7 @@ Test(wal_release, release_segment_of_the_oldest_whose_directory_sync_fails_says_
 	aurawal_t *log = five_with_a_dir_sync_failing(e, &rs, first, seq, 0);
 
 	cr_assert_eq(aurawal_release_segment(log, 1), -EIO);
-	cr_assert_not(seg_file_exists(1));
+	cr_assert_not(wal_seg_file_exists(dir, 1));
 	cr_assert_eq(aurawal_release_segment(log, 1), -ENOENT, "released all the same");
 	cr_assert_eq(list_numbers(log, nums), 5);
 	cr_assert_eq(nums[0], 2);

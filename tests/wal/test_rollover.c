@@ -31,20 +31,6 @@ WAL_DIR_SUITE(wal_rollover);
 static aurawal_loc_t locs[MAXREC];
 static uint64_t seqs[MAXREC];
 
-static void seg_path(char *path, size_t size, uint64_t n)
-{
-	snprintf(path, size, "%s/%016llx.seg", dir, (unsigned long long) n);
-}
-
-static bool seg_exists(uint64_t n)
-{
-	char path[512];
-	struct stat st;
-
-	seg_path(path, sizeof(path), n);
-	return stat(path, &st) == 0;
-}
-
 /* Overwrite [off, off + len) of segment n with zeros: bytes a crash did not let reach
  * the device. */
 static void zero_bytes(uint64_t n, uint64_t off, size_t len)
@@ -53,7 +39,7 @@ static void zero_bytes(uint64_t n, uint64_t off, size_t len)
 	int fd;
 
 	cr_assert_leq(len, sizeof(z));
-	seg_path(path, sizeof(path), n);
+	wal_seg_file(path, sizeof(path), dir, n);
 	fd = open(path, O_WRONLY);
 	cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
 	cr_assert_eq(pwrite(fd, z, len, (off_t) off), (ssize_t) len);
@@ -315,7 +301,7 @@ Test(wal_rollover, a_sealed_last_segment_whose_successor_was_lost_gets_a_new_one
 
 	n = unflushed_log(2, &end1);
 	for (uint64_t k = 2; k <= 3; k++) { /* the renames that made them were lost */
-		seg_path(path, sizeof(path), k);
+		wal_seg_file(path, sizeof(path), dir, k);
 		unlink(path);
 	}
 	log = wal_open_ok(dir, &o);
@@ -347,14 +333,14 @@ Test(wal_rollover, a_recycled_spare_under_its_old_name_is_not_part_of_the_log)
 	cr_assert_eq(aurawal_close(log), 0);
 	/* segment 1 released and its file reused for segment 4, but neither rename reached
 	 * the disk: the file named 1 holds segment 4's header */
-	seg_path(from, sizeof(from), 4);
-	seg_path(to, sizeof(to), 1);
+	wal_seg_file(from, sizeof(from), dir, 4);
+	wal_seg_file(to, sizeof(to), dir, 1);
 	snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", from, to);
 	cr_assert_eq(system(cmd), 0);
 
 	log = wal_open_ok(dir, &o);
 	cr_assert_eq(rs.corruption, 0, "reported: %s", rs.reason);
-	cr_assert_not(seg_exists(1), "the leftover is deleted");
+	cr_assert_not(wal_seg_file_exists(dir, 1), "the leftover is deleted");
 	cr_assert_eq(aurawal_list_segments(log, segs, 8, &count), 0);
 	cr_assert_eq(segs[0].number, 2, "the log starts at segment 2");
 	for (int i = 0; i < n; i++)
@@ -422,7 +408,7 @@ Test(wal_rollover, a_dropped_number_released_out_of_order_is_forgotten)
 	memset(&rs, 0, sizeof(rs));
 	log = wal_open_ok(dir, &o);
 	cr_assert_eq(rs.corruption + rs.dropped, 0, "reported: %s", rs.reason);
-	cr_assert(seg_exists(3), "the new segment 3 was deleted as released");
+	cr_assert(wal_seg_file_exists(dir, 3), "the new segment 3 was deleted as released");
 	cr_assert_eq(aurawal_close(log), 0);
 }
 
@@ -480,7 +466,7 @@ static void damaged_last_sealed_segment_is_corruption(bool flush_on_rollover)
 
 	zero_bytes(2, end2 - 40, 40); /* the SEAL */
 	zero_bytes(2, 64, 56);	      /* and its seal block */
-	seg_path(path, sizeof(path), 2);
+	wal_seg_file(path, sizeof(path), dir, 2);
 	for (int emptied = 0; emptied < 2; emptied++) {
 		if (emptied)
 			cr_assert_eq(truncate(path, 0), 0, "%s", strerror(errno));
@@ -489,7 +475,7 @@ static void damaged_last_sealed_segment_is_corruption(bool flush_on_rollover)
 			     emptied ? "segment 2 emptied" : "SEAL and seal block lost");
 		cr_assert_geq(rs.corruption, 1);
 		cr_assert_eq(rs.dropped, 0, "nothing dropped as never acknowledged");
-		cr_assert(seg_exists(3), "segment 3 is kept");
+		cr_assert(wal_seg_file_exists(dir, 3), "segment 3 is kept");
 	}
 }
 

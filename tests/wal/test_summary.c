@@ -21,7 +21,7 @@ static int seg_open(uint64_t n)
 	char path[512];
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/%016llx.seg", dir, (unsigned long long) n);
+	wal_seg_file(path, sizeof(path), dir, n);
 	fd = open(path, O_RDWR);
 	cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
 	return fd;
