@@ -161,23 +161,32 @@ void request_return_list(struct request_pool *pool, struct auraio_request *head,
 			 struct auraio_request *tail);
 
 /*
- * Map a completion's user_data back to its request; NULL if stale or foreign.
+ * Map a completion's user_data back to its request in reqs[0..nreqs) (a pool's, passed
+ * apart so that the reap loop keeps them in registers); NULL if stale or foreign.
+ * UD_INTERNAL names no slot, so it is NULL here too.
  * The acquire load of state pairs with the release store that published the request
  * (submit.c): the submitter's writes to the request are visible to the reaper without
  * relying on the barriers inside the kernel's SQ/CQ hand-off.
  */
-static inline struct auraio_request *request_from_ud(struct request_pool *pool, uint64_t ud)
+static inline struct auraio_request *request_of_ud(struct auraio_request *reqs, uint32_t nreqs,
+						   uint64_t ud)
 {
 	uint32_t slot = (uint32_t) ud;
 	struct auraio_request *req;
 
-	if (unlikely(slot >= pool->nreqs))
+	if (unlikely(slot >= nreqs))
 		return NULL;
-	req = &pool->reqs[slot];
+	req = &reqs[slot];
 	if (unlikely(atomic_load_explicit(&req->state, memory_order_acquire) != REQ_IN_FLIGHT ||
 		     req->gen != (uint32_t) (ud >> 32)))
 		return NULL;
 	return req;
+}
+_Static_assert((uint32_t) UD_INTERNAL == UINT32_MAX, "UD_INTERNAL names no slot");
+
+static inline struct auraio_request *request_from_ud(struct request_pool *pool, uint64_t ud)
+{
+	return request_of_ud(pool->reqs, pool->nreqs, ud);
 }
 
 #endif

@@ -290,7 +290,7 @@ mark_in_flight(struct ring *r, struct auraio_request **reqs, int n)
 
 	for (int i = 0; i < n; i++) {
 		fixed += (reqs[i]->flags & REQF_REG_BUF) != 0;
-		/* Release pairs with the acquire in request_from_ud (the reaper). */
+		/* Release pairs with the acquire in request_of_ud (the reaper). */
 		atomic_store_explicit(&reqs[i]->state, REQ_IN_FLIGHT, memory_order_release);
 	}
 	if (unlikely(fixed))
@@ -425,7 +425,7 @@ static inline __attribute__((always_inline)) void plain_stage(struct io_uring_sq
 			 slot ? slot - 1 : op->fd, op->ptr, (unsigned) op->len, (__u64) op->offset);
 	sqe->flags = (__u8) (flags & REQF_FIXED_FILE);
 	io_uring_sqe_set_data64(sqe, ud);
-	/* Release pairs with the acquire in request_from_ud (the reaper). */
+	/* Release pairs with the acquire in request_of_ud (the reaper). */
 	atomic_store_explicit(&req->state, REQ_IN_FLIGHT, memory_order_release);
 }
 
