@@ -210,6 +210,11 @@ static inline void sq_unlock(struct ring *r)
 	if (r->locking)
 		lock_release(&r->sq_lock);
 }
+/* sq_unlock without the wake-up: true when the caller must still lock_wake(&r->sq_lock). */
+static inline bool sq_unlock_begin(struct ring *r)
+{
+	return r->locking && lock_release_begin(&r->sq_lock);
+}
 static inline bool cq_trylock(struct ring *r)
 {
 	return !r->locking || lock_try(&r->cq_lock);
