@@ -264,21 +264,22 @@ static inline __attribute__((always_inline)) bool stage_count(struct ring *r, in
 	 * the peak below may see: both are observations of a moving count. */
 	bool idle = !defer && ring_in_flight(r) == 0;
 
-	/* The controller's demand signal: the highest in-flight this window, read only by
-	 * the controller (adaptive.c: a fixed limit ignores it). A racy max (the controller
-	 * resets it with an exchange) can only lose a peak, never invent one. */
+	/* The controller's inputs, read by nothing else (adaptive.c: a fixed limit ignores
+	 * them): the demand signal, the highest in-flight this window - a racy max (the
+	 * controller resets it with an exchange) can only lose a peak, never invent one -
+	 * and when the batch opened (batch_sent). */
 	if (r->ctl.enabled) {
 		uint64_t peak = ring_in_flight(r) + (uint64_t) n;
 
 		if (peak > atomic_load_explicit(&r->peak_in_flight, memory_order_relaxed))
 			atomic_store_explicit(&r->peak_in_flight, (uint32_t) peak,
 					      memory_order_relaxed);
+		if (before == 0)
+			r->batch_open_ns = now;
 	}
 	atomic_store_explicit(
 	    &r->submitted, atomic_load_explicit(&r->submitted, memory_order_relaxed) + (uint64_t) n,
 	    memory_order_relaxed);
-	if (before == 0)
-		r->batch_open_ns = now;
 	atomic_store_explicit(&r->staged, staged, memory_order_relaxed);
 	return staged >= adaptive_batch_threshold(&r->ctl) || idle;
 }
