@@ -214,7 +214,7 @@ static inline void sq_unlock(struct ring *r)
 /* sq_unlock without the wake-up: true when the caller must still lock_wake(&r->sq_lock). */
 static inline bool sq_unlock_begin(struct ring *r)
 {
-	return r->locking && lock_release_begin(&r->sq_lock);
+	return likely(r->locking) && lock_release_begin(&r->sq_lock);
 }
 static inline bool cq_trylock(struct ring *r)
 {

@@ -718,6 +718,7 @@ submit_rw_on(struct ring *r, bool defer, auraio_engine_t *e, auraio_opcode_t opc
 {
 	const struct plain_op op = { opc, fd, ptr, len, offset, cb, user_data };
 	struct auraio_request *req;
+	struct io_uring_sqe *sqe;
 	uint64_t in_flight, now;
 	int32_t slot;
 
@@ -725,7 +726,8 @@ submit_rw_on(struct ring *r, bool defer, auraio_engine_t *e, auraio_opcode_t opc
 	/* has_room for one request: the limit is never below 1, so an idle ring has room. */
 	if (unlikely(in_flight >= adaptive_limit(&r->ctl)))
 		return fast_eagain(r);
-	if (unlikely(uring_sq_room(r) == 0))
+	sqe = uring_peek_sqe(r);
+	if (unlikely(!sqe))
 		goto out;
 	slot = plain_slot(&e->files, fd);
 	if (unlikely(slot < 0))
@@ -734,7 +736,8 @@ submit_rw_on(struct ring *r, bool defer, auraio_engine_t *e, auraio_opcode_t opc
 	if (unlikely(!req))
 		goto out;
 	now = defer ? tls_dl.now : now_ns(); /* submit_clock, with the test made once */
-	plain_stage(uring_next_sqe(r), req, &op, slot, now);
+	uring_take_sqe(r);
+	plain_stage(sqe, req, &op, slot, now);
 	if (stage_count(r, 1, defer, now))
 		return fast_send(r, defer, now, req);
 	if (unlikely(sq_unlock_begin(r)))
@@ -789,8 +792,11 @@ submit_rw_fast(auraio_engine_t *e, auraio_opcode_t opc, int fd, auraio_buf_t buf
 	if (!rw_args_plain(e, fd, buf, len, offset))
 		return general(e, fd, buf, len, offset, cb, user_data);
 	r = tls_route.ring;
-	if (unlikely(tls_route.id != e->id || !tls_route.left || !delivery_defers(r) ||
-		     (r->locking && !lock_try(&r->sq_lock))))
+	if (unlikely(tls_route.id != e->id || !tls_route.left || !delivery_defers(r)))
+		return outside(e, fd, buf.u.ptr, len, offset, cb, user_data);
+	/* A contended sq_lock too goes the outside way, which waits for it. (A ring
+	 * without locks is the single_thread option's, not the default.) */
+	if (likely(r->locking) && unlikely(!lock_try(&r->sq_lock)))
 		return outside(e, fd, buf.u.ptr, len, offset, cb, user_data);
 	tls_route.left--;
 	return submit_rw_on(r, true, e, opc, fd, buf.u.ptr, len, offset, cb, user_data, fallback);
