@@ -586,18 +586,24 @@ static int reap_batch(struct ring *r, struct delivery *d, bool may_enter)
 	d->retry = NULL;
 	d->count = 0;
 	if (ring_is_uring(r)) {
-		const struct io_uring_cqe *cqes;
-		unsigned head, mask;
+		const struct io_uring_cqe *cqes, *cqe;
+		unsigned head, mask, left;
 
 		n = uring_peek(r, REAP_BATCH, may_enter, &head);
 		if (n == 0)
 			return 0;
 		cqes = uring_cqes(r, &mask); /* in locals: stores to requests may alias */
 		pass_begin(r, &p, &q, d);
-		for (unsigned pos = head; pos != head + (unsigned) n; pos++) {
-			const struct io_uring_cqe *cqe = &cqes[pos & mask];
+		/* The CQEs lie in at most two runs (the ring wraps once at most), each walked
+		 * by pointer: no index arithmetic per CQE. */
+		cqe = &cqes[head & mask];
+		for (left = (unsigned) n; left;) {
+			unsigned k = MIN(left, mask + 1 - (unsigned) (cqe - cqes));
 
-			account(r, &p, cqe->user_data, cqe->res);
+			for (const struct io_uring_cqe *end = cqe + k; cqe != end; cqe++)
+				account(r, &p, cqe->user_data, cqe->res);
+			left -= k;
+			cqe = cqes;
 		}
 		uring_advance(r, head, (unsigned) n);
 	} else {
