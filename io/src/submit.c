@@ -610,7 +610,8 @@ static __attribute__((noinline)) auraio_request_t *write_general(auraio_engine_t
 }
 
 /* The out-of-line ends of the fast path (submit_rw_fast), each reached by a tail call:
- * the fast path itself then calls nothing, and needs no stack frame. */
+ * the fast path itself then calls nothing, so it needs no stack frame and keeps fewer
+ * values in callee-saved registers. */
 
 /* sq_lock held: the in-flight limit refused a valid operation. */
 static __attribute__((noinline, cold)) auraio_request_t *fast_eagain(struct ring *r)
@@ -669,9 +670,9 @@ typedef auraio_request_t *(*rw_plain_fn)(auraio_engine_t *e, int fd, void *ptr, 
  * left - a callback resubmitting to its own ring, the I/O loop of an event-driven
  * program - makes no call.
  *
- * The argument checks are folded: fd and offset are negative together or not at all in
- * one sign test, and the buffer type (0 for a plain pointer) shares a test with the
- * high half of len; each failure still gets its own error from the general path.
+ * The argument checks are folded: one sign test of fd | offset (negative if either is),
+ * and one test of the buffer type (0 for a plain pointer) or'ed with the high half of
+ * len; each failure still gets its own error from the general path.
  */
 static inline __attribute__((always_inline)) bool
 rw_args_plain(auraio_engine_t *e, int fd, auraio_buf_t buf, size_t len, off_t offset)
