@@ -395,12 +395,14 @@ _Static_assert(AURAIO_OP_READ == 0 && AURAIO_OP_WRITE == 1,
 	       "op_is_plain: READ or WRITE with no flags is (opcode | flags) <= 1");
 
 /* The registered slot + 1 of a plain op's fd (0: not registered), or -1 when the file
- * needs the O_DIRECT checks of the general path. */
+ * needs the O_DIRECT checks of the general path. Registration is opt-in (neither the WAL
+ * nor the store registers files), so an fd past the table - an empty table's every fd -
+ * is the case laid out in line. */
 static inline __attribute__((always_inline)) int32_t plain_slot(const struct file_table *ft, int fd)
 {
 	int32_t s;
 
-	if ((unsigned) fd >= ft->map_len || (s = ft->slot_of_fd[fd]) == 0)
+	if (likely((unsigned) fd >= ft->map_len) || (s = ft->slot_of_fd[fd]) == 0)
 		return 0;
 	return ft->slots[s - 1].direct ? -1 : s;
 }
