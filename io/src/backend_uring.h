@@ -153,6 +153,26 @@ static inline unsigned uring_sq_room(struct ring *r)
  * what it holds to the kernel if it is short of room (a syscall under the lock). */
 unsigned uring_make_room(struct ring *r, unsigned n);
 
+/* sq_lock held: the next free SQE, or NULL when the SQ is full. It is not taken until
+ * uring_take_sqe(), so a caller may still give up; one read of the SQ state for the
+ * check and the entry. */
+static inline struct io_uring_sqe *uring_peek_sqe(struct ring *r)
+{
+	struct io_uring_sq *sq = &U(r)->sq;
+	unsigned tail = sq->sqe_tail;
+
+	/* Acquire pairs with the kernel's release of the SQ head (as in get_sqe). */
+	if (unlikely(tail - io_uring_smp_load_acquire(sq->khead) >= sq->ring_entries))
+		return NULL;
+	return &sq->sqes[tail & sq->ring_mask];
+}
+
+/* sq_lock held: take the SQE uring_peek_sqe() just returned. */
+static inline void uring_take_sqe(struct ring *r)
+{
+	U(r)->sq.sqe_tail++;
+}
+
 /* The next SQE, when uring_sq_room() said there is one (no check here). */
 static inline struct io_uring_sqe *uring_next_sqe(struct ring *r)
 {

@@ -36,6 +36,7 @@
  * while the engine is being destroyed (its cancel of everything found them held).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "backend.h"
@@ -69,97 +70,113 @@ static void settle(struct ring *r)
 }
 
 /*
- * A reap pass's accounting, gathered in registers and stored once per pass.
+ * A reap pass's accounting, gathered during the pass and stored once at its end.
  * Latency runs: a request's latency is the pass's `now` less its submit time, and every
  * request a delivery's callbacks submitted carries that delivery's time (submit_clock),
  * so the completions of a pass come in runs of one latency. A run is counted as one
  * (latency, count) pair - in the ring's histogram, the controller's window and the
  * maximum - when it ends: every completion is counted, with the same result as one at a
  * time, and a completion that continues a run costs one compare.
+ *
+ * The state is split so that what every completion touches stays in registers:
+ * `struct pass` never leaves reap_batch's inlined code (no pointer to it escapes, so the
+ * compiler keeps its fields in registers), while `struct pass_rare` - touched once per
+ * run, error or unusual completion - is what the out-of-line helpers get. The pass's
+ * count is not counted: it is the CQEs reaped less those `skipped`.
  */
-struct pass {
+struct pass_rare {
 	uint64_t now;
-	uint64_t bytes_read, bytes_written, lat_max;
+	uint64_t bytes[2]; /* read, written: indexed by opcode & 1 (op_dir) */
+	uint64_t lat_max;
 	uint64_t errors, fixed_buf, internal, stale;
-	uint64_t run_submit_ns; /* submit time of the current run (UINT64_MAX: none yet) */
-	uint64_t run_lat;	/* its latency */
-	uint32_t run_n;		/* its length */
-	unsigned run_hb;	/* its ring-histogram bucket */
+	unsigned run_hb; /* the current run's ring-histogram bucket */
+	int skipped;	 /* reaped, not handled: internal, stale, parked */
 	struct adaptive_pass win;
-	struct auraio_request **link, *tail; /* the delivery list being built */
-	struct auraio_request *retry;	     /* orphans to submit again */
-	int count;
+	struct auraio_request *retry; /* orphans to submit again */
+};
+
+struct pass {
+	struct pass_rare *rare;
+	struct auraio_request *reqs; /* the ring's pool, in registers for the loop */
+	uint32_t nreqs;
+	uint32_t run_n;		      /* the current run's length */
+	uint64_t run_submit_ns;	      /* its submit time (UINT64_MAX: none yet) */
+	uint64_t run_lat;	      /* its latency */
+	struct auraio_request **link; /* where the delivery list goes on */
 };
 
 #define MAX_RETRIES 8 /* submissions again of one request (see "Orphans" above) */
 /* How soon a waiter retries entries the kernel refused while another thread waits in it. */
 #define REFUSED_RETRY_NS ((int64_t) NSEC_PER_MSEC)
 
-#define OPS_READ  ((1u << AURAIO_OP_READ) | (1u << AURAIO_OP_READV))
-#define OPS_WRITE ((1u << AURAIO_OP_WRITE) | (1u << AURAIO_OP_WRITEV))
-
-/* Count the pass's current latency run (see struct pass); a run of 0 adds nothing. */
-static inline __attribute__((always_inline)) void run_store(struct ring *r, struct pass *p)
+/* Where an operation's bytes are counted: 0 read, 1 written. An fsync counts in "read",
+ * with the 0 bytes it completes with. */
+static inline unsigned op_dir(unsigned opcode)
 {
-	hist_count(&r->hist, p->run_hb, p->run_n);
-	p->lat_max = MAX(p->lat_max, p->run_lat);
-	adaptive_pass_sample_n(&r->ctl, &p->win, p->run_lat, p->run_hb, p->run_n);
+	return opcode & 1u;
+}
+_Static_assert((AURAIO_OP_READ & 1) == 0 && (AURAIO_OP_READV & 1) == 0 &&
+		   (AURAIO_OP_WRITE & 1) == 1 && (AURAIO_OP_WRITEV & 1) == 1,
+	       "op_dir: the low bit of the opcode is the direction");
+
+/* Count a latency run of n completions of latency lat, whose ring-histogram bucket is
+ * q->run_hb (see struct pass); a run of 0 adds nothing. */
+static inline __attribute__((always_inline)) void run_store(struct ring *r, struct pass_rare *q,
+							    uint64_t lat, uint32_t n)
+{
+	hist_count(&r->hist, q->run_hb, n);
+	q->lat_max = MAX(q->lat_max, lat);
+	adaptive_pass_sample_n(&r->ctl, &q->win, lat, q->run_hb, n);
 }
 
-/* A latency run ends: count it, and start one for a request submitted at submit_ns. */
-static __attribute__((noinline)) void run_next(struct ring *r, struct pass *p, uint64_t submit_ns)
+/* A latency run (lat, n) ends: count it, and start one for a request submitted at
+ * submit_ns. Returns the new run's latency. */
+static __attribute__((noinline)) uint64_t run_next(struct ring *r, struct pass_rare *q,
+						   uint64_t lat, uint32_t n, uint64_t submit_ns)
 {
-	run_store(r, p);
-	p->run_submit_ns = submit_ns;
-	p->run_lat = p->now > submit_ns ? p->now - submit_ns : 0;
-	p->run_hb = hist_bucket(p->run_lat);
-	p->run_n = 1;
+	run_store(r, q, lat, n);
+	lat = q->now > submit_ns ? q->now - submit_ns : 0;
+	q->run_hb = hist_bucket(lat);
+	return lat;
 }
 
-/* One completion: result, counters, the ring's histogram and the controller's window. */
-static inline __attribute__((always_inline)) void
-account_one(struct ring *r, struct auraio_request *req, int64_t res, struct pass *p)
+/* One completion: the latency run it belongs to, and its latency, stored. */
+static inline __attribute__((always_inline)) void account_latency(struct ring *r, struct pass *p,
+								  struct auraio_request *req)
 {
-	unsigned op = 1u << req->opcode;
 	uint64_t submit_ns = req->submit_ns;
 
-#ifdef AURAIO_FAULT_INJECTION
-	/* A faulted operation cancelled before it ran (a broken link before it, a cancel)
-	 * never happened: it keeps -ECANCELED, as the rest of its chain does. */
-	if ((req->flags & REQF_FAULT) && res != -ECANCELED)
-		res = req->fault_result;
-#endif
-	req->result = res;
-	if (res < 0)
-		p->errors++;
-	else if (op & OPS_READ)
-		p->bytes_read += (uint64_t) res;
-	else if (op & OPS_WRITE)
-		p->bytes_written += (uint64_t) res;
-	if (likely(submit_ns == p->run_submit_ns))
+	if (likely(submit_ns == p->run_submit_ns)) {
 		p->run_n++;
-	else
-		run_next(r, p, submit_ns);
+	} else {
+		p->run_lat = run_next(r, p->rare, p->run_lat, p->run_n, submit_ns);
+		p->run_submit_ns = submit_ns;
+		p->run_n = 1;
+	}
 	/* Stored, not computed by the accessor from two times: a callback reads it as often
 	 * as a completion happens. */
 	req->latency_ns = p->run_lat;
 }
 
-/* Store the pass's sums: each counter once, not once per completion. */
-static inline __attribute__((always_inline)) void pass_store(struct ring *r, struct pass *p)
+/* Store the pass's sums: each counter once, not once per completion. count: the
+ * completions handled. */
+static inline __attribute__((always_inline)) void pass_store(struct ring *r, struct pass *p,
+							     int count)
 {
-	run_store(r, p);
-	counter_add(&r->errors, p->errors);
-	counter_add(&r->bytes_read, p->bytes_read);
-	counter_add(&r->bytes_written, p->bytes_written);
-	if (unlikely(p->fixed_buf))
-		counter_add(&r->fixed_buf_completed, p->fixed_buf);
-	if (unlikely(p->internal))
-		counter_add(&r->internal_completed, p->internal);
-	if (unlikely(p->stale))
-		counter_add(&r->stale, p->stale);
-	hist_note_max(&r->hist, p->lat_max);
-	adaptive_pass_end(&r->ctl, &p->win, (uint32_t) p->count, p->now);
+	struct pass_rare *q = p->rare;
+
+	run_store(r, q, p->run_lat, p->run_n);
+	counter_add(&r->errors, q->errors);
+	counter_add(&r->bytes_read, q->bytes[0]);
+	counter_add(&r->bytes_written, q->bytes[1]);
+	if (unlikely(q->fixed_buf))
+		counter_add(&r->fixed_buf_completed, q->fixed_buf);
+	if (unlikely(q->internal))
+		counter_add(&r->internal_completed, q->internal);
+	if (unlikely(q->stale))
+		counter_add(&r->stale, q->stale);
+	hist_note_max(&r->hist, q->lat_max);
+	adaptive_pass_end(&r->ctl, &q->win, (uint32_t) count, q->now);
 }
 
 /* cq_lock held: the controller's window ended - hand it the submit side's counters. */
@@ -234,7 +251,7 @@ static bool orphaned(struct ring *r, struct auraio_request *req, int64_t *res)
 /* cq_lock held: hold an orphan (and the rest of its chain) instead of completing it; the
  * chain goes on the pass's retry list once every CQE of it is in. It stays IN_FLIGHT
  * and counted in flight: nothing is delivered, nothing is accounted. */
-static void park(struct pass *p, struct auraio_request *req)
+static void park(struct pass_rare *pr, struct auraio_request *req)
 {
 	struct auraio_request *head = req;
 
@@ -254,48 +271,92 @@ static void park(struct pass *p, struct auraio_request *req)
 		if (n)
 			return;
 	}
-	head->next = p->retry;
-	p->retry = head;
+	head->next = pr->retry;
+	pr->retry = head;
 }
 
-static inline __attribute__((always_inline)) void pass_begin(struct ring *r, struct pass *p,
-							     struct delivery *d)
+static inline __attribute__((always_inline)) void
+pass_begin(struct ring *r, struct pass *p, struct pass_rare *q, struct delivery *d)
 {
-	*p = (struct pass){ .now = now_ns(), .run_submit_ns = UINT64_MAX, .link = &d->head };
-	adaptive_pass_begin(&r->ctl, &p->win);
+	*q = (struct pass_rare){ .now = now_ns() };
+	adaptive_pass_begin(&r->ctl, &q->win);
+	*p = (struct pass){ .rare = q,
+			    .reqs = r->pool.reqs,
+			    .nreqs = r->pool.nreqs,
+			    .run_submit_ns = UINT64_MAX,
+			    .link = &d->head };
 }
 
+/* A CQE that names no request in flight: a cancel operation's, or a stale one. */
+static __attribute__((noinline)) void account_foreign(struct pass_rare *q, uint64_t ud)
+{
+	if (ud == UD_INTERNAL)
+		q->internal++;
+	else
+		q->stale++;
+	q->skipped++;
+}
+
+#define RES_PARKED INT64_MIN /* account_unusual: the request was parked, not completed */
+
+/*
+ * A completion that failed, or whose operation a fault rule rewrote: the orphan check
+ * (on the kernel's own result), the fault's result, the error or byte count. Returns the
+ * request's result, or RES_PARKED when it is held to be submitted again ("Orphans").
+ */
+static __attribute__((noinline)) int64_t account_unusual(struct ring *r, struct pass_rare *q,
+							 struct auraio_request *req, int64_t res)
+{
+	if (res < 0 && ring_is_uring(r) && orphaned(r, req, &res)) {
+		park(q, req);
+		q->skipped++;
+		return RES_PARKED;
+	}
+#ifdef AURAIO_FAULT_INJECTION
+	/* A faulted operation cancelled before it ran (a broken link before it, a cancel)
+	 * never happened: it keeps -ECANCELED, as the rest of its chain does. */
+	if ((req->flags & REQF_FAULT) && res != -ECANCELED)
+		res = req->fault_result;
+#endif
+	if (res < 0)
+		q->errors++;
+	else
+		q->bytes[op_dir(req->opcode)] += (uint64_t) res;
+	return res;
+}
+
+/*
+ * One completion: map it to its request, store its result and latency, count it, and
+ * link it into the delivery list (or complete it, if waitable). A cancel operation's CQE
+ * (UD_INTERNAL) maps to no request, as a stale one does, and is told apart only then.
+ */
 static inline __attribute__((always_inline)) void account(struct ring *r, struct pass *p,
 							  uint64_t ud, int64_t res)
 {
-	struct auraio_request *req;
+	struct auraio_request *req = request_of_ud(p->reqs, p->nreqs, ud);
+	unsigned flags;
 
-	if (unlikely(ud == UD_INTERNAL)) {
-		p->internal++;
-		return;
-	}
-	req = request_from_ud(&r->pool, ud);
 	if (unlikely(!req)) {
-		p->stale++;
+		account_foreign(p->rare, ud);
 		return;
 	}
-	if (unlikely(res < 0) && ring_is_uring(r) && orphaned(r, req, &res)) {
-		park(p, req);
+	if (likely(res >= 0 && !(req->flags & REQF_INJECTED)))
+		p->rare->bytes[op_dir(req->opcode)] += (uint64_t) res;
+	else if ((res = account_unusual(r, p->rare, req, res)) == RES_PARKED)
 		return;
-	}
-	account_one(r, req, res, p);
-	p->count++;
+	req->result = res;
+	account_latency(r, p, req);
 	/* One test for what a plain callback request never is: the head of a link, a
 	 * registered buffer, a waitable. REQF_LINK is set exactly when chain_next is. */
-	if (unlikely(req->flags & (REQF_LINK | REQF_REG_BUF | REQF_WAITABLE))) {
-		if (req->flags & REQF_REG_BUF)
-			p->fixed_buf++;
+	flags = req->flags;
+	if (unlikely(flags & (REQF_LINK | REQF_REG_BUF | REQF_WAITABLE))) {
+		if (flags & REQF_REG_BUF)
+			p->rare->fixed_buf++;
 		/* Its successor may now fail only because of an orphaning: note that it may
 		 * go on. */
-		if ((req->flags & REQF_LINK) && ring_is_uring(r) &&
-		    completed_in_full(req, req->result))
+		if ((flags & REQF_LINK) && ring_is_uring(r) && completed_in_full(req, res))
 			req->chain_next->chain |= CHAIN_PRED_OK;
-		if (req->flags & REQF_WAITABLE) {
+		if (flags & REQF_WAITABLE) {
 			/* Release pairs with the acquire in is_done(): the result is visible
 			 * before DONE. The waiter owns req from here on: do not touch it. */
 			atomic_store_explicit(&req->state, REQ_DONE, memory_order_release);
@@ -303,30 +364,36 @@ static inline __attribute__((always_inline)) void account(struct ring *r, struct
 		}
 	}
 	/* Completed: auraio_cancel() refuses it from here on, even from its own callback
-	 * (a store to a line account_one just wrote; no ordering needed). */
+	 * (a store to a line just written; no ordering needed). */
 	atomic_store_explicit(&req->state, REQ_DONE, memory_order_relaxed);
 	*p->link = req;
 	p->link = &req->next;
-	p->tail = req;
 }
 
+/* The pass reaped n CQEs. */
 static inline __attribute__((always_inline)) void pass_end(struct ring *r, struct pass *p,
-							   struct delivery *d)
+							   struct delivery *d, int n)
 {
+	struct pass_rare *q = p->rare;
+	int count = n - q->skipped;
+
 	*p->link = NULL;
-	d->tail = p->tail;
-	d->retry = p->retry;
-	d->count = p->count;
-	d->now = p->now;
-	pass_store(r, p);
+	d->tail = p->link == &d->head
+		      ? NULL
+		      : (struct auraio_request *) ((char *) p->link -
+						   offsetof(struct auraio_request, next));
+	d->retry = q->retry;
+	d->count = count;
+	d->now = q->now;
+	pass_store(r, p, count);
 	/* Only after the results are stored: a submitter that sees room reuses nothing
 	 * of these requests (they return to the pool after delivery). */
 	atomic_store_explicit(&r->completed,
 			      atomic_load_explicit(&r->completed, memory_order_relaxed) +
-				  (uint64_t) p->count,
+				  (uint64_t) count,
 			      memory_order_relaxed);
-	if (p->count && adaptive_window_due(&r->ctl, p->now))
-		close_window(r, p->now);
+	if (count && adaptive_window_due(&r->ctl, q->now))
+		close_window(r, q->now);
 }
 
 /* sq_lock held: does req's registered slot still hold the fd it was submitted on?
@@ -394,7 +461,7 @@ static void resubmit(struct ring *r, struct auraio_request *list)
 			prep_one(uring_next_sqe(r), &src);
 		}
 		/* Published again, after the stores above to every member: the release pairs
-		 * with the acquire in request_from_ud, so whichever thread reaps a member sees
+		 * with the acquire in request_of_ud, so whichever thread reaps a member sees
 		 * them (the reaper of one marks the next CHAIN_PRED_OK). The kernel orders
 		 * them too, but not in terms the C memory model - or TSan - knows. They stay
 		 * IN_FLIGHT: nothing else stores their state before they complete, and they
@@ -511,6 +578,7 @@ int ring_flush(struct ring *r)
  */
 static int reap_batch(struct ring *r, struct delivery *d, bool may_enter)
 {
+	struct pass_rare q;
 	struct pass p;
 	int n;
 
@@ -518,18 +586,24 @@ static int reap_batch(struct ring *r, struct delivery *d, bool may_enter)
 	d->retry = NULL;
 	d->count = 0;
 	if (ring_is_uring(r)) {
-		const struct io_uring_cqe *cqes;
-		unsigned head, mask;
+		const struct io_uring_cqe *cqes, *cqe;
+		unsigned head, mask, left;
 
 		n = uring_peek(r, REAP_BATCH, may_enter, &head);
 		if (n == 0)
 			return 0;
 		cqes = uring_cqes(r, &mask); /* in locals: stores to requests may alias */
-		pass_begin(r, &p, d);
-		for (int i = 0; i < n; i++) {
-			const struct io_uring_cqe *cqe = &cqes[(head + (unsigned) i) & mask];
+		pass_begin(r, &p, &q, d);
+		/* The CQEs lie in at most two runs (the ring wraps once at most), each walked
+		 * by pointer: no index arithmetic per CQE. */
+		cqe = &cqes[head & mask];
+		for (left = (unsigned) n; left;) {
+			unsigned k = MIN(left, mask + 1 - (unsigned) (cqe - cqes));
 
-			account(r, &p, cqe->user_data, cqe->res);
+			for (const struct io_uring_cqe *end = cqe + k; cqe != end; cqe++)
+				account(r, &p, cqe->user_data, cqe->res);
+			left -= k;
+			cqe = cqes;
 		}
 		uring_advance(r, head, (unsigned) n);
 	} else {
@@ -538,11 +612,11 @@ static int reap_batch(struct ring *r, struct delivery *d, bool may_enter)
 		n = r->ops->reap(r, c, REAP_BATCH, may_enter);
 		if (n == 0)
 			return 0;
-		pass_begin(r, &p, d);
+		pass_begin(r, &p, &q, d);
 		for (int i = 0; i < n; i++)
 			account(r, &p, c[i].ud, c[i].res);
 	}
-	pass_end(r, &p, d);
+	pass_end(r, &p, d, n);
 	return n;
 }
 

@@ -106,6 +106,7 @@ struct ring {
 	uint64_t batch_open_ns;		 /* when the staged batch got its first entry */
 	counter_t batch_wait_ns;	 /* total time batches waited before being sent */
 	counter_t batches;		 /* batches sent */
+	/* (peak_in_flight and the three batch fields: with the controller on only) */
 
 	/* --- completion side: cq_lock --- */
 	struct lock cq_lock cache_aligned;
@@ -210,6 +211,11 @@ static inline void sq_unlock(struct ring *r)
 	if (r->locking)
 		lock_release(&r->sq_lock);
 }
+/* sq_unlock without the wake-up: true when the caller must still lock_wake(&r->sq_lock). */
+static inline bool sq_unlock_begin(struct ring *r)
+{
+	return likely(r->locking) && lock_release_begin(&r->sq_lock);
+}
 static inline bool cq_trylock(struct ring *r)
 {
 	return !r->locking || lock_try(&r->cq_lock);
@@ -223,14 +229,17 @@ static inline void cq_unlock(struct ring *r)
 /* sq_lock held: the staged batch is being sent at `now`; account how long it waited.
  * A delivery pass's timestamp (submit_clock) as `now` hides the wait: stage_account
  * passes one only where no optimizer reads it (a fixed limit). `now` may be older than
- * batch_open_ns, set by another thread's submit. */
+ * batch_open_ns, set by another thread's submit. The batch counts are the batch
+ * optimizer's alone (adaptive.c), so only a ring with the controller on keeps them. */
 static inline void batch_sent(struct ring *r, uint64_t now)
 {
 	if (atomic_load_explicit(&r->staged, memory_order_relaxed) == 0)
 		return;
-	if (now > r->batch_open_ns)
-		counter_add(&r->batch_wait_ns, now - r->batch_open_ns);
-	counter_add(&r->batches, 1);
+	if (r->ctl.enabled) {
+		if (now > r->batch_open_ns)
+			counter_add(&r->batch_wait_ns, now - r->batch_open_ns);
+		counter_add(&r->batches, 1);
+	}
 	atomic_store_explicit(&r->staged, 0, memory_order_relaxed);
 }
 

@@ -26,3 +26,8 @@ void lock_slow(struct lock *l)
 	while (atomic_exchange_explicit(&l->v, 2, memory_order_acquire) != 0)
 		syscall(SYS_futex, &l->v, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
 }
+
+void lock_wake(struct lock *l)
+{
+	syscall(SYS_futex, &l->v, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}

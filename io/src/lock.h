@@ -48,10 +48,21 @@ static inline void lock_acquire(struct lock *l)
 	lock_slow(l);
 }
 
-static inline void lock_release(struct lock *l)
+/* Wake one sleeper of a lock just released (lock.c). */
+void lock_wake(struct lock *l);
+
+/* The first half of lock_release, for a caller that wakes out of line (a tail call
+ * keeps its own path free of calls): release, and return whether a sleeper must be
+ * woken with lock_wake(). */
+static inline bool lock_release_begin(struct lock *l)
 {
 	/* Release pairs with the acquire in lock_try / lock_slow. */
-	if (unlikely(atomic_exchange_explicit(&l->v, 0, memory_order_release) == 2))
+	return unlikely(atomic_exchange_explicit(&l->v, 0, memory_order_release) == 2);
+}
+
+static inline void lock_release(struct lock *l)
+{
+	if (lock_release_begin(l))
 		syscall(SYS_futex, &l->v, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 

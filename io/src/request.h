@@ -6,9 +6,10 @@
  * build the SQE; the second holds what the reaper writes. A request is never zeroed:
  * request_init() stores exactly the submission fields.
  *
- * Identity: the kernel sees user_data = (generation << 32) | slot. The generation is
- * bumped every time a slot is handed out, so a completion that arrives for an earlier
- * life of the slot (a stale CQE) is recognised and dropped, never delivered.
+ * Identity: the kernel sees user_data = (generation << 32) | slot, which the request
+ * holds as one word (ud). The generation is bumped every time a slot is handed out, so
+ * a completion that arrives for an earlier life of the slot (a stale CQE) is recognised
+ * and dropped, never delivered.
  *
  * Pool: the free list is popped only under the ring's sq_lock. Requests are returned by
  * whichever thread finished with them (a reaper after the callback, a waiter after
@@ -63,7 +64,7 @@ struct auraio_request {
 	uint8_t opcode;	    /* auraio_opcode_t */
 	uint8_t flags;	    /* REQF_* */
 	uint16_t buf_index; /* REQF_FIXED_BUF */
-	uint32_t gen;	    /* generation of this life of the slot */
+	uint32_t rw_flags;  /* RWF_DSYNC, or IORING_FSYNC_DATASYNC for FSYNC */
 	int fd;		    /* as given by the caller */
 	int file_slot;	    /* REQF_FIXED_FILE: the registered slot */
 	void *addr;	    /* buffer, or iovec array for READV/WRITEV */
@@ -71,8 +72,15 @@ struct auraio_request {
 	int64_t offset;
 	auraio_callback_t cb;
 	void *user_data;
-	uint32_t rw_flags; /* RWF_DSYNC, or IORING_FSYNC_DATASYNC for FSYNC */
-	uint32_t slot;	   /* index in the ring's pool */
+	/* Its identity as the kernel's user_data, (gen << 32) | slot, read whole (one load
+	 * to build the SQE, one compare to check a CQE) and written by halves. */
+	union {
+		uint64_t ud;
+		struct {
+			uint32_t slot; /* index in the ring's pool; low half: little-endian */
+			uint32_t gen;  /* generation of this life of the slot */
+		};
+	};
 
 	/* --- cache line 1: completion side --- */
 	int64_t result cache_aligned;
@@ -113,10 +121,11 @@ enum {
 };
 
 _Static_assert(sizeof(struct auraio_request) == 2 * CACHE_LINE, "request: two cache lines");
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "request: ud's low half is slot");
 
 static inline uint64_t request_ud(const struct auraio_request *req)
 {
-	return ((uint64_t) req->gen << 32) | req->slot;
+	return req->ud;
 }
 
 struct request_pool {
@@ -161,23 +170,32 @@ void request_return_list(struct request_pool *pool, struct auraio_request *head,
 			 struct auraio_request *tail);
 
 /*
- * Map a completion's user_data back to its request; NULL if stale or foreign.
+ * Map a completion's user_data back to its request in reqs[0..nreqs) (a pool's, passed
+ * apart so that the reap loop keeps them in registers); NULL if stale or foreign.
+ * UD_INTERNAL names no slot, so it is NULL here too.
  * The acquire load of state pairs with the release store that published the request
  * (submit.c): the submitter's writes to the request are visible to the reaper without
  * relying on the barriers inside the kernel's SQ/CQ hand-off.
  */
-static inline struct auraio_request *request_from_ud(struct request_pool *pool, uint64_t ud)
+static inline struct auraio_request *request_of_ud(struct auraio_request *reqs, uint32_t nreqs,
+						   uint64_t ud)
 {
 	uint32_t slot = (uint32_t) ud;
 	struct auraio_request *req;
 
-	if (unlikely(slot >= pool->nreqs))
+	if (unlikely(slot >= nreqs))
 		return NULL;
-	req = &pool->reqs[slot];
+	req = &reqs[slot];
 	if (unlikely(atomic_load_explicit(&req->state, memory_order_acquire) != REQ_IN_FLIGHT ||
-		     req->gen != (uint32_t) (ud >> 32)))
+		     req->ud != ud))
 		return NULL;
 	return req;
+}
+_Static_assert((uint32_t) UD_INTERNAL == UINT32_MAX, "UD_INTERNAL names no slot");
+
+static inline struct auraio_request *request_from_ud(struct request_pool *pool, uint64_t ud)
+{
+	return request_of_ud(pool->reqs, pool->nreqs, ud);
 }
 
 #endif

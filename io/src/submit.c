@@ -246,33 +246,49 @@ static inline __attribute__((always_inline)) int fill_chain(struct auraio_engine
 
 /*
  * sq_lock held: n requests were just staged with the backend and marked IN_FLIGHT;
- * account them and decide whether the batch goes to the kernel now. Returns how many
- * entries to push into the kernel. Inside a callback (defer) the batch is pushed only
- * once it reaches the threshold - holding it for the whole delivery made the requests
- * a pass resubmits reach the device together, as a convoy (docs/auraio.md) - and what
- * is left below it is pushed by the delivering poll/wait (complete.c); "nothing in
- * flight" does not count there, the delivery is about to push it anyway.
+ * account them and decide whether the batch goes to the kernel now (stage_send).
+ * Inside a callback (defer) the batch is pushed only once it reaches the threshold -
+ * holding it for the whole delivery made the requests a pass resubmits reach the device
+ * together, as a convoy (docs/auraio.md) - and what is left below it is pushed by the
+ * delivering poll/wait (complete.c); "nothing in flight" does not count there, the
+ * delivery is about to push it anyway.
  */
-static inline __attribute__((always_inline)) unsigned
-stage_account(struct ring *r, int n, uint64_t in_flight, bool defer, uint64_t now)
+static inline __attribute__((always_inline)) bool stage_count(struct ring *r, int n, bool defer,
+							      uint64_t now)
 {
 	uint32_t before = atomic_load_explicit(&r->staged, memory_order_relaxed);
 	uint32_t staged = before + (uint32_t) n;
+	/* In flight before these n: read again here, before `submitted` counts them, rather
+	 * than kept from the limit check - one value fewer held in a register across the
+	 * submit path. The reaper may have lowered it meanwhile, which the idle test and
+	 * the peak below may see: both are observations of a moving count. */
+	bool idle = !defer && ring_in_flight(r) == 0;
 
+	/* The controller's inputs, read by nothing else (adaptive.c: a fixed limit ignores
+	 * them): the demand signal, the highest in-flight this window - a racy max (the
+	 * controller resets it with an exchange) can only lose a peak, never invent one -
+	 * and when the batch opened (batch_sent). */
+	if (r->ctl.enabled) {
+		uint64_t peak = ring_in_flight(r) + (uint64_t) n;
+
+		if (peak > atomic_load_explicit(&r->peak_in_flight, memory_order_relaxed))
+			atomic_store_explicit(&r->peak_in_flight, (uint32_t) peak,
+					      memory_order_relaxed);
+		if (before == 0)
+			r->batch_open_ns = now;
+	}
 	atomic_store_explicit(
 	    &r->submitted, atomic_load_explicit(&r->submitted, memory_order_relaxed) + (uint64_t) n,
 	    memory_order_relaxed);
-	/* The controller's demand signal: the highest in-flight this window. A racy max
-	 * (the controller resets it with an exchange) can only lose a peak, never invent one. */
-	if (in_flight + (uint64_t) n >
-	    atomic_load_explicit(&r->peak_in_flight, memory_order_relaxed))
-		atomic_store_explicit(&r->peak_in_flight, (uint32_t) (in_flight + (uint64_t) n),
-				      memory_order_relaxed);
-	if (before == 0)
-		r->batch_open_ns = now;
 	atomic_store_explicit(&r->staged, staged, memory_order_relaxed);
-	if (staged < adaptive_batch_threshold(&r->ctl) && (defer || in_flight > 0))
-		return 0;
+	return staged >= adaptive_batch_threshold(&r->ctl) || idle;
+}
+
+/* sq_lock held: the staged batch is due (stage_count); returns how many entries to push
+ * into the kernel. */
+static inline __attribute__((always_inline)) unsigned stage_send(struct ring *r, bool defer,
+								 uint64_t now)
+{
 	/* Inside a callback `now` is the pass's time, which the entries carry: the batch
 	 * is sent later, after the callbacks before them, and that wait must be counted
 	 * (the batch optimizer halves the threshold on it, docs/aimd.md) - with the
@@ -280,6 +296,13 @@ stage_account(struct ring *r, int n, uint64_t in_flight, bool defer, uint64_t no
 	 * per batch is not free on this path. */
 	batch_sent(r, defer && r->ctl.enabled ? now_ns() : now);
 	return backend_publish(r);
+}
+
+/* stage_count and, if the batch is due, stage_send: how many entries to push. */
+static inline __attribute__((always_inline)) unsigned stage_account(struct ring *r, int n,
+								    bool defer, uint64_t now)
+{
+	return stage_count(r, n, defer, now) ? stage_send(r, defer, now) : 0;
 }
 
 /* sq_lock held: reqs[0..n) are staged; publish them to the reaper as IN_FLIGHT. */
@@ -290,7 +313,7 @@ mark_in_flight(struct ring *r, struct auraio_request **reqs, int n)
 
 	for (int i = 0; i < n; i++) {
 		fixed += (reqs[i]->flags & REQF_REG_BUF) != 0;
-		/* Release pairs with the acquire in request_from_ud (the reaper). */
+		/* Release pairs with the acquire in request_of_ud (the reaper). */
 		atomic_store_explicit(&reqs[i]->state, REQ_IN_FLIGHT, memory_order_release);
 	}
 	if (unlikely(fixed))
@@ -302,14 +325,12 @@ mark_in_flight(struct ring *r, struct auraio_request **reqs, int n)
  * The SQEs are prepared first, straight from the values request_init just stored; the
  * requests are published as IN_FLIGHT before anything is made visible to the kernel.
  */
-static inline __attribute__((always_inline)) unsigned stage_chain(struct ring *r,
-								  struct auraio_request **reqs,
-								  int n, uint64_t in_flight,
-								  bool defer, uint64_t now)
+static inline __attribute__((always_inline)) unsigned
+stage_chain(struct ring *r, struct auraio_request **reqs, int n, bool defer, uint64_t now)
 {
 	backend_stage(r, reqs, n); /* first: no atomic between it and request_init */
 	mark_in_flight(r, reqs, n);
-	return stage_account(r, n, in_flight, defer, now);
+	return stage_account(r, n, defer, now);
 }
 
 /* The whole submission; always inlined so that each public call is specialised for its
@@ -345,7 +366,7 @@ submit_inline(struct auraio_engine *e, const auraio_op_t *ops, int n, struct aur
 		sq_unlock(r);
 		return rc;
 	}
-	to_submit = stage_chain(r, reqs, n, in_flight, defer, now);
+	to_submit = stage_chain(r, reqs, n, defer, now);
 	sq_unlock(r);
 	ring_enter(r, to_submit);
 	return 0;
@@ -374,12 +395,14 @@ _Static_assert(AURAIO_OP_READ == 0 && AURAIO_OP_WRITE == 1,
 	       "op_is_plain: READ or WRITE with no flags is (opcode | flags) <= 1");
 
 /* The registered slot + 1 of a plain op's fd (0: not registered), or -1 when the file
- * needs the O_DIRECT checks of the general path. */
+ * needs the O_DIRECT checks of the general path. Registration is opt-in (neither the WAL
+ * nor the store registers files), so an fd past the table - an empty table's every fd -
+ * is the case laid out in line. */
 static inline __attribute__((always_inline)) int32_t plain_slot(const struct file_table *ft, int fd)
 {
 	int32_t s;
 
-	if ((unsigned) fd >= ft->map_len || (s = ft->slot_of_fd[fd]) == 0)
+	if (likely((unsigned) fd >= ft->map_len) || (s = ft->slot_of_fd[fd]) == 0)
 		return 0;
 	return ft->slots[s - 1].direct ? -1 : s;
 }
@@ -425,7 +448,7 @@ static inline __attribute__((always_inline)) void plain_stage(struct io_uring_sq
 			 slot ? slot - 1 : op->fd, op->ptr, (unsigned) op->len, (__u64) op->offset);
 	sqe->flags = (__u8) (flags & REQF_FIXED_FILE);
 	io_uring_sqe_set_data64(sqe, ud);
-	/* Release pairs with the acquire in request_from_ud (the reaper). */
+	/* Release pairs with the acquire in request_of_ud (the reaper). */
 	atomic_store_explicit(&req->state, REQ_IN_FLIGHT, memory_order_release);
 }
 
@@ -528,7 +551,7 @@ static int submit_batch(struct auraio_engine *e, const auraio_op_t *ops, int n,
 		sq_unlock(r);
 		return err;
 	}
-	to_submit = stage_account(r, k, in_flight, defer, now);
+	to_submit = stage_account(r, k, defer, now);
 	sq_unlock(r);
 	ring_enter(r, to_submit);
 	return k;
@@ -588,47 +611,126 @@ static __attribute__((noinline)) auraio_request_t *write_general(auraio_engine_t
 	return submit_rw(e, AURAIO_OP_WRITE, fd, buf, len, offset, cb, user_data);
 }
 
+/* The out-of-line ends of the fast path (submit_rw_fast), each reached by a tail call:
+ * the fast path itself then calls nothing, so it needs no stack frame and keeps fewer
+ * values in callee-saved registers. */
+
+/* sq_lock held: the in-flight limit refused a valid operation. */
+static __attribute__((noinline, cold)) auraio_request_t *fast_eagain(struct ring *r)
+{
+	counter_add(&r->eagain, 1);
+	sq_unlock(r);
+	r->ops->kick(r);
+	errno = EAGAIN;
+	return NULL;
+}
+
+/* sq_lock held: req is staged and its batch is due: send the batch. Returns req. */
+static __attribute__((noinline)) auraio_request_t *
+fast_send(struct ring *r, bool defer, uint64_t now, struct auraio_request *req)
+{
+	unsigned to_submit = stage_send(r, defer, now);
+
+	sq_unlock(r);
+	ring_enter(r, to_submit);
+	return req;
+}
+
+/* sq_lock was released with sleepers on it: wake one. Returns req. */
+static __attribute__((noinline)) auraio_request_t *fast_wake(struct ring *r,
+							     struct auraio_request *req)
+{
+	lock_wake(&r->sq_lock);
+	return req;
+}
+
+/* The general path's signature: auraio_read's and auraio_write's own. */
+typedef auraio_request_t *(*rw_general_fn)(auraio_engine_t *e, int fd, auraio_buf_t buf, size_t len,
+					   off_t offset, auraio_callback_t cb, void *user_data);
+
+/* The signature of the fast path's other ends, for arguments known plain (the buffer
+ * as its pointer: an aggregate passed on to a tail call is copied first). */
+typedef auraio_request_t *(*rw_plain_fn)(auraio_engine_t *e, int fd, void *ptr, size_t len,
+					 off_t offset, auraio_callback_t cb, void *user_data);
+
 /*
  * The fast path of auraio_read/auraio_write: a plain operation (the batch's plain lane,
  * above: plain buffer, a file not registered with O_DIRECT) on io_uring, with no fault
  * rule armed and no destroy begun (engine->fast_off), room in the SQ and a free
  * request. It goes straight from the arguments to the request and its SQE, without an
- * op descriptor, and returns 0 with the request in *out. At the in-flight limit it
- * returns -EAGAIN, accounted as the general path would (the operation is valid and the
- * engine up, so that is the general path's answer too). Anything else - every other
- * error included - returns 1 before a request is taken, and the caller hands the call to
- * the general path (read_general, write_general), which starts over: same checks, same
- * errors, same accounting. That hand-off has the public call's own signature, so it is a
- * jump that reuses the caller's arguments where they lie, and the fast path never copies
- * them.
+ * op descriptor. At the in-flight limit it fails with EAGAIN, accounted as the general
+ * path would (the operation is valid and the engine up, so that is the general path's
+ * answer too). Anything else - every other error included - is handed, before a request
+ * is taken, to the general path (read_general, write_general), which starts over: same
+ * checks, same errors, same accounting. That hand-off has the public call's own
+ * signature, so it is a jump that reuses the caller's arguments where they lie.
+ *
+ * Every other way out that needs a call is a tail call too: EAGAIN, a batch to send, a
+ * sleeper to wake, the general path once the sq_lock is taken (`fallback`), and a submit
+ * from outside a callback of its ring, through a cached route due for a refresh or to a
+ * contended sq_lock (`outside`: the clock, the route and the lock as they come). What is
+ * left - a callback resubmitting to its own ring, the I/O loop of an event-driven
+ * program - makes no call.
+ *
+ * The argument checks are folded: one sign test of fd | offset (negative if either is),
+ * and one test of the buffer type (0 for a plain pointer) or'ed with the high half of
+ * len; each failure still gets its own error from the general path.
  */
-static inline __attribute__((always_inline)) int
-submit_rw_fast(auraio_engine_t *e, auraio_opcode_t opc, int fd, auraio_buf_type_t type, void *ptr,
-	       size_t len, off_t offset, auraio_callback_t cb, void *user_data,
-	       struct auraio_request **out)
+static inline __attribute__((always_inline)) bool
+rw_args_plain(auraio_engine_t *e, int fd, auraio_buf_t buf, size_t len, off_t offset)
+{
+	return likely(e && buf.u.ptr && ((int64_t) fd | (int64_t) offset) >= 0 &&
+		      (((uint64_t) len >> 32) | (unsigned) buf.type) == 0 &&
+		      !atomic_load_explicit(&e->fast_off, memory_order_relaxed));
+}
+_Static_assert(AURAIO_BUF_UNREGISTERED == 0, "rw_args_plain: a plain buffer's type is 0");
+
+/* The ring whose sq_lock a fast path gave up with (fast_fallback): passed aside, since
+ * the hand-off keeps a fixed signature to remain a jump. */
+static TLS_IE struct ring *tls_fast_ring;
+
+/* The fast path gave up with tls_fast_ring's sq_lock held: let it go, and start over on
+ * the general path. */
+static inline __attribute__((always_inline)) auraio_request_t *
+fast_fallback(auraio_engine_t *e, int fd, void *ptr, size_t len, off_t offset, auraio_callback_t cb,
+	      void *user_data, rw_general_fn general)
+{
+	sq_unlock(tls_fast_ring);
+	return general(e, fd, auraio_buf(ptr), len, offset, cb, user_data);
+}
+
+static __attribute__((noinline, cold)) auraio_request_t *
+read_fallback(auraio_engine_t *e, int fd, void *ptr, size_t len, off_t offset, auraio_callback_t cb,
+	      void *user_data)
+{
+	return fast_fallback(e, fd, ptr, len, offset, cb, user_data, read_general);
+}
+
+static __attribute__((noinline, cold)) auraio_request_t *
+write_fallback(auraio_engine_t *e, int fd, void *ptr, size_t len, off_t offset,
+	       auraio_callback_t cb, void *user_data)
+{
+	return fast_fallback(e, fd, ptr, len, offset, cb, user_data, write_general);
+}
+
+/* The fast path from the ring on, for plain arguments (rw_args_plain), with r's sq_lock
+ * held. defer: is this thread running r's callbacks (delivery_defers)? */
+static inline __attribute__((always_inline)) auraio_request_t *
+submit_rw_on(struct ring *r, bool defer, auraio_engine_t *e, auraio_opcode_t opc, int fd, void *ptr,
+	     size_t len, off_t offset, auraio_callback_t cb, void *user_data, rw_plain_fn fallback)
 {
 	const struct plain_op op = { opc, fd, ptr, len, offset, cb, user_data };
 	struct auraio_request *req;
-	struct ring *r;
+	struct io_uring_sqe *sqe;
 	uint64_t in_flight, now;
-	unsigned to_submit;
 	int32_t slot;
-	bool defer;
 
-	if (unlikely(!e || type != AURAIO_BUF_UNREGISTERED || !ptr || fd < 0 || len > UINT32_MAX ||
-		     offset < 0 || atomic_load_explicit(&e->fast_off, memory_order_relaxed)))
-		return 1;
-	r = engine_pick_ring(e);
-	sq_lock(r);
 	in_flight = ring_in_flight(r);
 	/* has_room for one request: the limit is never below 1, so an idle ring has room. */
-	if (unlikely(in_flight >= adaptive_limit(&r->ctl))) {
-		counter_add(&r->eagain, 1);
-		sq_unlock(r);
-		r->ops->kick(r);
-		return -EAGAIN;
-	}
-	if (unlikely(uring_sq_room(r) == 0))
+	if (unlikely(in_flight >= adaptive_limit(&r->ctl)))
+		return fast_eagain(r);
+	sqe = uring_peek_sqe(r);
+	if (unlikely(!sqe))
 		goto out;
 	slot = plain_slot(&e->files, fd);
 	if (unlikely(slot < 0))
@@ -636,18 +738,71 @@ submit_rw_fast(auraio_engine_t *e, auraio_opcode_t opc, int fd, auraio_buf_type_
 	req = request_alloc(&r->pool);
 	if (unlikely(!req))
 		goto out;
-	defer = delivery_defers(r);
 	now = defer ? tls_dl.now : now_ns(); /* submit_clock, with the test made once */
-	plain_stage(uring_next_sqe(r), req, &op, slot, now);
-	to_submit = stage_account(r, 1, in_flight, defer, now);
-	sq_unlock(r);
-	ring_enter(r, to_submit);
-	*out = req;
-	return 0;
+	uring_take_sqe(r);
+	plain_stage(sqe, req, &op, slot, now);
+	if (stage_count(r, 1, defer, now))
+		return fast_send(r, defer, now, req);
+	if (unlikely(sq_unlock_begin(r)))
+		return fast_wake(r, req);
+	return req;
 
 out:
-	sq_unlock(r);
-	return 1;
+	tls_fast_ring = r;
+	return fallback(e, fd, ptr, len, offset, cb, user_data);
+}
+
+/* The fast path for plain arguments, with the route, the lock and the clock as they
+ * come. */
+static inline __attribute__((always_inline)) auraio_request_t *
+fast_outside(auraio_engine_t *e, auraio_opcode_t opc, int fd, void *ptr, size_t len, off_t offset,
+	     auraio_callback_t cb, void *user_data, rw_plain_fn fallback)
+{
+	struct ring *r = engine_pick_ring(e);
+
+	sq_lock(r);
+	return submit_rw_on(r, delivery_defers(r), e, opc, fd, ptr, len, offset, cb, user_data,
+			    fallback);
+}
+
+static __attribute__((noinline)) auraio_request_t *read_outside(auraio_engine_t *e, int fd,
+								void *ptr, size_t len, off_t offset,
+								auraio_callback_t cb,
+								void *user_data)
+{
+	return fast_outside(e, AURAIO_OP_READ, fd, ptr, len, offset, cb, user_data, read_fallback);
+}
+
+static __attribute__((noinline)) auraio_request_t *write_outside(auraio_engine_t *e, int fd,
+								 void *ptr, size_t len,
+								 off_t offset, auraio_callback_t cb,
+								 void *user_data)
+{
+	return fast_outside(e, AURAIO_OP_WRITE, fd, ptr, len, offset, cb, user_data,
+			    write_fallback);
+}
+
+/* auraio_read/auraio_write: the checks, then - for a callback of the ring its cached
+ * route names, with the route fresh (engine_pick_ring's fast case) and the sq_lock
+ * free - the fast path with the delivery's time; anything else by a tail call. */
+static inline __attribute__((always_inline)) auraio_request_t *
+submit_rw_fast(auraio_engine_t *e, auraio_opcode_t opc, int fd, auraio_buf_t buf, size_t len,
+	       off_t offset, auraio_callback_t cb, void *user_data, rw_general_fn general,
+	       rw_plain_fn outside, rw_plain_fn fallback)
+{
+	struct ring *r;
+
+	if (!rw_args_plain(e, fd, buf, len, offset))
+		return general(e, fd, buf, len, offset, cb, user_data);
+	r = tls_route.ring;
+	if (unlikely(tls_route.id != e->id || !tls_route.left || !delivery_defers(r)))
+		return outside(e, fd, buf.u.ptr, len, offset, cb, user_data);
+	/* A contended sq_lock too goes the outside way, which waits for it. (A ring
+	 * without locks is the single_thread option's, not the default.) */
+	if (likely(r->locking) && unlikely(!lock_try(&r->sq_lock)))
+		return outside(e, fd, buf.u.ptr, len, offset, cb, user_data);
+	tls_route.left--;
+	return submit_rw_on(r, true, e, opc, fd, buf.u.ptr, len, offset, cb, user_data, fallback);
 }
 
 static inline __attribute__((always_inline)) auraio_request_t *
@@ -672,33 +827,15 @@ submit_vec(auraio_engine_t *e, auraio_opcode_t opc, int fd, const struct iovec *
 AURAIO_API auraio_request_t *auraio_read(auraio_engine_t *e, int fd, auraio_buf_t buf, size_t len,
 					 off_t offset, auraio_callback_t cb, void *user_data)
 {
-	auraio_request_t *req;
-	int rc = submit_rw_fast(e, AURAIO_OP_READ, fd, buf.type, buf.u.ptr, len, offset, cb,
-				user_data, &req);
-
-	if (likely(rc == 0))
-		return req;
-	if (rc < 0) {
-		errno = -rc;
-		return NULL;
-	}
-	return read_general(e, fd, buf, len, offset, cb, user_data);
+	return submit_rw_fast(e, AURAIO_OP_READ, fd, buf, len, offset, cb, user_data, read_general,
+			      read_outside, read_fallback);
 }
 
 AURAIO_API auraio_request_t *auraio_write(auraio_engine_t *e, int fd, auraio_buf_t buf, size_t len,
 					  off_t offset, auraio_callback_t cb, void *user_data)
 {
-	auraio_request_t *req;
-	int rc = submit_rw_fast(e, AURAIO_OP_WRITE, fd, buf.type, buf.u.ptr, len, offset, cb,
-				user_data, &req);
-
-	if (likely(rc == 0))
-		return req;
-	if (rc < 0) {
-		errno = -rc;
-		return NULL;
-	}
-	return write_general(e, fd, buf, len, offset, cb, user_data);
+	return submit_rw_fast(e, AURAIO_OP_WRITE, fd, buf, len, offset, cb, user_data,
+			      write_general, write_outside, write_fallback);
 }
 
 AURAIO_API auraio_request_t *auraio_readv(auraio_engine_t *e, int fd, const struct iovec *iov,

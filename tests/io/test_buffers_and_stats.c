@@ -136,3 +136,43 @@ Test(engine_stats, every_completion_is_counted_with_its_bytes)
 	auraio_destroy(e);
 	close(fd);
 }
+
+/* Wait for req and return its result. */
+static ssize_t wait_result(auraio_engine_t *e, auraio_request_t *req)
+{
+	ssize_t res = 0;
+
+	cr_assert_not_null(req);
+	cr_assert_eq(auraio_request_wait(e, req, 10000, &res), 0);
+	return res;
+}
+
+/* The reaper counts bytes by the direction of the operation: vectored reads and writes
+ * like plain ones, an fsync as neither, a failed operation as an error with no bytes. */
+Test(engine_stats, bytes_are_counted_by_direction_and_errors_count_no_bytes)
+{
+	auraio_engine_t *e = auraio_create();
+	auraio_stats_t st;
+	int fd = temp_file(1 << 16, 0);
+	char a[3000], b[500];
+	struct iovec iov[2] = { { a, sizeof(a) }, { b, sizeof(b) } };
+	int dir = open("/", O_RDONLY | O_DIRECTORY);
+
+	cr_assert_not_null(e);
+	cr_assert_geq(dir, 0);
+	cr_assert_eq(wait_result(e, auraio_readv(e, fd, iov, 2, 0, NULL, NULL)), 3500);
+	cr_assert_eq(wait_result(e, auraio_read(e, fd, auraio_buf(a), 100, 0, NULL, NULL)), 100);
+	cr_assert_eq(wait_result(e, auraio_writev(e, fd, iov, 1, 0, NULL, NULL)), 3000);
+	cr_assert_eq(wait_result(e, auraio_write(e, fd, auraio_buf(b), 7, 0, NULL, NULL)), 7);
+	cr_assert_eq(wait_result(e, auraio_fsync(e, fd, 0, NULL, NULL)), 0);
+	/* A read of a directory fails (-EISDIR): an error, no bytes. */
+	cr_assert_lt(wait_result(e, auraio_read(e, dir, auraio_buf(a), 100, 0, NULL, NULL)), 0);
+	cr_assert_eq(auraio_get_stats(e, &st), 0);
+	cr_assert_eq(st.total.ops_completed, 6);
+	cr_assert_eq(st.total.bytes_read, 3500 + 100);
+	cr_assert_eq(st.total.bytes_written, 3000 + 7);
+	cr_assert_eq(st.total.errors, 1);
+	auraio_destroy(e);
+	close(dir);
+	close(fd);
+}

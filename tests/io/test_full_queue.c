@@ -347,3 +347,55 @@ Test(full_queue, completed_waitables_not_collected_fill_the_ring_and_collecting_
 		cr_assert_eq(res, 512, "waitable %d", i);
 	}
 }
+
+/* What a callback's own submit saw: the request it got, or the errno. */
+struct resubmit {
+	auraio_request_t *got;
+	int err;
+	bool ran;
+};
+
+static void submit_from_callback(auraio_request_t *req, ssize_t res, void *arg)
+{
+	static char b[512];
+	struct resubmit *rs = arg;
+
+	(void) req;
+	cr_assert_eq(res, 512);
+	errno = 0;
+	rs->got = auraio_read(engine, fd, auraio_buf(b), 512, 0, NULL, NULL);
+	rs->err = errno;
+	rs->ran = true;
+}
+
+/*
+ * A callback's read into its own ring takes the fast path with the delivery's time; one
+ * that finds every request held (7 completed waitables and the callback's own) leaves it
+ * after taking the ring's sq_lock, and the general path answers EAGAIN. The ring must be
+ * left unlocked: collecting a waitable frees a request, and the next read goes through
+ * (a lock left held hangs it; the suite's timeout reports that).
+ */
+Test(full_queue, a_callbacks_read_that_finds_no_free_request_is_eagain_and_leaves_the_ring_usable)
+{
+	static char b[8][512];
+	auraio_request_t *reqs[7], *more;
+	struct resubmit rs = { 0 };
+	ssize_t res = 0;
+
+	for (int i = 0; i < 7; i++)
+		cr_assert_not_null(reqs[i] = completed_waitable(b[i]), "waitable %d: %s", i,
+				   strerror(errno));
+	cr_assert_not_null(
+	    auraio_read(engine, fd, auraio_buf(b[7]), 512, 0, submit_from_callback, &rs));
+	while (!rs.ran)
+		cr_assert_geq(auraio_wait(engine, 1000), 0);
+	cr_assert_null(rs.got, "every request is held");
+	cr_assert_eq(rs.err, EAGAIN, "%s", strerror(rs.err));
+	cr_assert_eq(auraio_request_wait(engine, reqs[0], 1000, &res), 0);
+	cr_assert_not_null(more = auraio_read(engine, fd, auraio_buf(b[0]), 512, 0, NULL, NULL),
+			   "%s", strerror(errno));
+	cr_assert_eq(auraio_request_wait(engine, more, 1000, &res), 0);
+	cr_assert_eq(res, 512);
+	for (int i = 1; i < 7; i++)
+		cr_assert_eq(auraio_request_wait(engine, reqs[i], 1000, &res), 0);
+}
