@@ -29,10 +29,16 @@
  *   the buffer pool's locks leaves that lock held in the child for good.
  *
  * Callbacks
- *   A callback may submit new I/O and may call auraio_poll()/auraio_wait() (they return
- *   0 when re-entered on a ring whose completions are already being handled). It must
- *   not call auraio_destroy(). The request handle is valid until the callback returns;
- *   after that the engine recycles it.
+ *   A callback may submit new I/O and may call auraio_poll()/auraio_wait(). Nested, they
+ *   work as anywhere else: they deliver (run the callbacks of) completions that became
+ *   ready since the running callback's own was reaped, on its ring or any other; a nested
+ *   poll never blocks, and a nested wait blocks as long as its timeout allows. They do
+ *   not deliver completions reaped together with the running callback's: those are
+ *   queued to run after it returns, so a callback must not wait for one of them (no
+ *   nested call can deliver it: a loop waiting for it never ends). They return 0 for a
+ *   ring whose completions another thread is reaping. A callback must not call
+ *   auraio_destroy(). The request handle is valid until the callback returns; after that
+ *   the engine recycles it.
  */
 #ifndef AURAIO_H
 #define AURAIO_H

@@ -1,0 +1,232 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Callbacks that call auraio_poll() or auraio_wait() (auraio.h, "Callbacks": a callback
+ * may). A completion that becomes ready while a callback runs is delivered by the
+ * callback's own nested call, on the callback's ring and on another one; a nested wait
+ * with a timeout returns when nothing completes, and a nested poll never blocks. Every
+ * test runs on both backends: the default one (io_uring where available) and the worker
+ * threads.
+ *
+ * The completion that the nested call delivers is a read of a pipe that the outer
+ * callback itself writes to, so it cannot be ready before the outer callback runs. A hang
+ * (a nested call that blocks for ever) is caught by the suite's timeout.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "backend.h"
+#include "test_util.h"
+
+#define T_TIMEOUT 20
+
+TestSuite(nested_delivery, .timeout = T_TIMEOUT);
+
+static const auraio_backend_t backends[] = { AURAIO_BACKEND_AUTO, AURAIO_BACKEND_THREADS };
+
+/* This thread's submissions go to ring k from now on (routing is by CPU otherwise). */
+static void route_to(auraio_engine_t *e, unsigned k)
+{
+	tls_route.id = e->id;
+	tls_route.ring = &e->rings[k];
+	tls_route.left = UINT32_MAX;
+}
+
+static auraio_engine_t *engine_on(auraio_backend_t b, int rings)
+{
+	auraio_options_t o;
+	auraio_engine_t *e;
+
+	auraio_options_init(&o);
+	o.ring_count = rings;
+	o.queue_depth = 8;
+	o.backend = b;
+	e = auraio_create_with_options(&o);
+	cr_assert_not_null(e, "auraio_create: %s", strerror(errno));
+	return e;
+}
+
+enum nested_call { NEST_POLL, NEST_WAIT_FOREVER, NEST_WAIT_TIMEOUT };
+
+struct nest {
+	auraio_engine_t *e;
+	enum nested_call how;
+	bool feed; /* the outer callback writes the pipe (else nothing will complete) */
+	int p[2];
+	int file;
+	char pbuf[16], fbuf[4096];
+	/* outer: the file read's callback; inner: the pipe read's */
+	atomic_int outer_calls, inner_calls;
+	atomic_bool in_outer;	  /* the outer callback is running */
+	atomic_bool inner_nested; /* the inner callback ran inside the outer one */
+	long inner_res, outer_res;
+	int nested_handled; /* sum of what the nested calls returned */
+	int nested_rc[3];   /* feed == false: wait(timeout), wait(0), poll */
+};
+
+static void inner_cb(auraio_request_t *req, ssize_t res, void *ud)
+{
+	struct nest *n = ud;
+
+	(void) req;
+	n->inner_res = (long) res;
+	atomic_store(&n->inner_nested, atomic_load(&n->in_outer));
+	atomic_fetch_add(&n->inner_calls, 1);
+}
+
+static void outer_cb(auraio_request_t *req, ssize_t res, void *ud)
+{
+	struct nest *n = ud;
+	char msg[sizeof(n->pbuf)];
+
+	(void) req;
+	n->outer_res = (long) res;
+	atomic_store(&n->in_outer, true);
+	atomic_fetch_add(&n->outer_calls, 1);
+	if (!n->feed) {
+		/* The pipe read is in flight and nothing will complete it: a nested wait
+		 * with a timeout must return (0: it timed out), and a poll at once. */
+		n->nested_rc[0] = auraio_wait(n->e, 20);
+		n->nested_rc[1] = auraio_wait(n->e, 0);
+		n->nested_rc[2] = auraio_poll(n->e);
+	} else {
+		fill_pattern(msg, sizeof(msg), 7);
+		cr_assert_eq(write(n->p[1], msg, sizeof(msg)), (ssize_t) sizeof(msg));
+		while (atomic_load(&n->inner_calls) == 0) {
+			int rc = n->how == NEST_POLL	       ? auraio_poll(n->e)
+				 : n->how == NEST_WAIT_FOREVER ? auraio_wait(n->e, -1)
+							       : auraio_wait(n->e, 1000);
+
+			cr_assert(rc >= 0, "nested call: %d", rc);
+			n->nested_handled += rc;
+		}
+	}
+	atomic_store(&n->in_outer, false);
+}
+
+/*
+ * The pipe read goes to ring `pipe_ring`, the file read to ring 0; the outer loop waits
+ * until the file read's callback has run.
+ */
+static void run_nest(struct nest *n, auraio_backend_t b, int rings, unsigned pipe_ring)
+{
+	auraio_ring_stats_t rs;
+
+	n->e = engine_on(b, rings);
+	cr_assert_eq(pipe(n->p), 0);
+	n->file = temp_file(sizeof(n->fbuf), 0);
+	route_to(n->e, pipe_ring);
+	cr_assert_not_null(
+	    auraio_read(n->e, n->p[0], auraio_buf(n->pbuf), sizeof(n->pbuf), 0, inner_cb, n));
+	cr_assert_eq(auraio_flush(n->e) >= 0, true);
+	route_to(n->e, 0);
+	cr_assert_not_null(
+	    auraio_read(n->e, n->file, auraio_buf(n->fbuf), sizeof(n->fbuf), 0, outer_cb, n));
+	while (atomic_load(&n->outer_calls) == 0)
+		cr_assert(auraio_wait(n->e, -1) >= 0);
+	cr_assert_eq(auraio_get_ring_stats(n->e, (int) pipe_ring, &rs), 0);
+	cr_assert_eq(rs.ops_submitted, rings == 1 ? 2u : 1u, "the pipe read was not on ring %u",
+		     pipe_ring);
+	cr_assert_eq(n->outer_res, (long) sizeof(n->fbuf));
+	cr_assert(check_pattern(n->fbuf, sizeof(n->fbuf), 0));
+}
+
+static void end_nest(struct nest *n)
+{
+	auraio_destroy(n->e);
+	close(n->p[0]);
+	close(n->p[1]);
+	close(n->file);
+}
+
+/* The nested call delivered the pipe read, inside the outer callback, exactly once. */
+static void check_delivered_nested(struct nest *n)
+{
+	cr_assert_eq(atomic_load(&n->inner_calls), 1);
+	cr_assert(atomic_load(&n->inner_nested), "the pipe read was not delivered by the callback");
+	cr_assert_eq(n->nested_handled, 1, "nested calls handled %d completions",
+		     n->nested_handled);
+	cr_assert_eq(n->inner_res, (long) sizeof(n->pbuf));
+	cr_assert(check_pattern(n->pbuf, sizeof(n->pbuf), 7));
+	/* Nothing left: the outer wait returns 0 and runs no callback twice. */
+	cr_assert_eq(auraio_wait(n->e, -1), 0);
+	cr_assert_eq(auraio_poll(n->e), 0);
+	cr_assert_eq(atomic_load(&n->inner_calls), 1);
+	cr_assert_eq(atomic_load(&n->outer_calls), 1);
+}
+
+static void nested_delivery_case(enum nested_call how, int rings, unsigned pipe_ring)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(backends); i++) {
+		struct nest n = { .how = how, .feed = true };
+
+		run_nest(&n, backends[i], rings, pipe_ring);
+		check_delivered_nested(&n);
+		end_nest(&n);
+	}
+}
+
+Test(nested_delivery, a_poll_in_a_callback_delivers_a_completion_of_the_same_ring)
+{
+	nested_delivery_case(NEST_POLL, 1, 0);
+}
+
+Test(nested_delivery, a_wait_in_a_callback_delivers_a_completion_of_the_same_ring)
+{
+	nested_delivery_case(NEST_WAIT_FOREVER, 1, 0);
+}
+
+Test(nested_delivery, a_wait_with_timeout_in_a_callback_delivers_a_completion_of_the_same_ring)
+{
+	nested_delivery_case(NEST_WAIT_TIMEOUT, 1, 0);
+}
+
+Test(nested_delivery, a_poll_in_a_callback_delivers_a_completion_of_another_ring)
+{
+	nested_delivery_case(NEST_POLL, 2, 1);
+}
+
+Test(nested_delivery, a_wait_in_a_callback_delivers_a_completion_of_another_ring)
+{
+	nested_delivery_case(NEST_WAIT_FOREVER, 2, 1);
+}
+
+Test(nested_delivery, a_wait_with_timeout_in_a_callback_delivers_a_completion_of_another_ring)
+{
+	nested_delivery_case(NEST_WAIT_TIMEOUT, 2, 1);
+}
+
+/*
+ * Nothing will complete while the callback runs: a nested auraio_wait(20) returns 0 (a
+ * wait that blocked for ever is caught by the suite timeout), wait(0) and poll return 0
+ * at once; the pipe read is still in flight afterwards and completes once fed.
+ */
+static void nested_calls_return_case(int rings, unsigned pipe_ring)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(backends); i++) {
+		struct nest n = { .feed = false };
+		char msg[sizeof(n.pbuf)];
+
+		run_nest(&n, backends[i], rings, pipe_ring);
+		cr_assert_eq(n.nested_rc[0], 0);
+		cr_assert_eq(n.nested_rc[1], 0);
+		cr_assert_eq(n.nested_rc[2], 0);
+		cr_assert_eq(atomic_load(&n.inner_calls), 0);
+		fill_pattern(msg, sizeof(msg), 7);
+		cr_assert_eq(write(n.p[1], msg, sizeof(msg)), (ssize_t) sizeof(msg));
+		while (atomic_load(&n.inner_calls) == 0)
+			cr_assert(auraio_wait(n.e, -1) >= 0);
+		cr_assert_eq(n.inner_res, (long) sizeof(n.pbuf));
+		cr_assert_not(atomic_load(&n.inner_nested));
+		end_nest(&n);
+	}
+}
+
+Test(nested_delivery, nested_waits_and_polls_return_when_the_same_ring_has_nothing_ready)
+{
+	nested_calls_return_case(1, 0);
+}
+
+Test(nested_delivery, nested_waits_and_polls_return_when_another_ring_has_nothing_ready)
+{
+	nested_calls_return_case(2, 1);
+}
