@@ -187,8 +187,9 @@ typedef struct auraio_options {
 				     pipe or socket holds its worker until the stream is
 				     ready: with thread_workers of them pending, the
 				     ring's other I/O waits behind them (io_uring does
-				     not have this limit) - cancelled I/O too: it
-				     completes with -ECANCELED when a worker takes it. */
+				     not have this limit); I/O cancelled (auraio_cancel)
+				     before a worker took it completes with -ECANCELED
+				     at once, as on io_uring. */
 
 	/* Diagnostics */
 	void (*log_fn)(int level, const char *message, void *arg); /* default NULL = warnings
@@ -254,6 +255,10 @@ AURAIO_API void auraio_destroy(auraio_engine_t *engine);
  *     must collect it with auraio_request_wait() (exactly once). Until then it holds one
  *     of its ring's 2 x queue_depth requests (see EAGAIN).
  *   - Memory (buffers, iovec arrays) is borrowed until the request completes.
+ *   - On a pipe or socket, a read waits until there is data and a write until there is
+ *     room, even when the fd is O_NONBLOCK: it never completes with -EAGAIN (io_uring
+ *     polls such a file and retries - so Linux 6.18 does - and the thread backend
+ *     does the same). auraio_cancel() ends the wait.
  *   - On an fd registered with auraio_register_files(), the fixed-file slot is used
  *     automatically. If that fd was opened with O_DIRECT, buffer address, length and
  *     offset are checked against its alignment (auraio_get_dio_alignment) before

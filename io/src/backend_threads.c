@@ -6,15 +6,17 @@
  *
  * Same semantics as io_uring for everything the core relies on: a linked chain runs in
  * order on one worker and a failed or short operation cancels the rest (-ECANCELED);
- * cancellation succeeds for operations not yet started, and for operations waiting on a
- * stream (pipe, socket: the only files where a read can block forever) - a worker waits
- * for a stream with poll() on the fd and on its own "kick" eventfd, which a cancel
- * writes; operations on regular files always finish. Completions are posted to a
- * bounded queue (never more than the CQ size io_uring would have) and an eventfd that
- * is readable exactly while that queue is non-empty. An operation on a registered file
- * uses its own dup of the fd, taken when it is staged: auraio.h lets the caller close a
- * registered fd once its slot is replaced, and io_uring's operations keep the file they
- * were submitted on, so a worker must never find another file under that fd number.
+ * cancellation succeeds for operations not yet started (a chain no worker has taken is
+ * completed by the cancel itself: no worker may ever be free), and for operations
+ * waiting on a stream (pipe, socket: the only files where a read can block forever) -
+ * a worker waits for a stream with poll() on the fd and on its own "kick" eventfd,
+ * which a cancel writes; operations on regular files always finish. Completions are
+ * posted to a bounded queue (never more than the CQ size io_uring would have) and an
+ * eventfd that is readable exactly while that queue is non-empty. An operation on a
+ * registered file uses its own dup of the fd, taken when it is staged: auraio.h lets
+ * the caller close a registered fd once its slot is replaced, and io_uring's operations
+ * keep the file they were submitted on, so a worker must never find another file under
+ * that fd number.
  *
  * Lock order: tb->lock and tb->done_lock are leaves, never held together.
  * Must never: run a user callback (the core does that), or block holding a lock.
@@ -431,19 +433,62 @@ static void kick(struct tb_worker *w)
 		abort(); /* only overflow can fail, and the value stays tiny */
 }
 
+/* tb->lock held: take the chain headed by req out of the queue, if it is queued there
+ * (not staged, not taken by a worker, not a later link). Returns whether it was. */
+static bool unqueue_chain(struct tb_ring *tb, struct auraio_request *req)
+{
+	struct auraio_request *prev = NULL;
+
+	for (struct auraio_request *c = tb->q_head; c; prev = c, c = c->next) {
+		if (c != req)
+			continue;
+		if (prev)
+			prev->next = c->next;
+		else
+			tb->q_head = c->next;
+		if (tb->q_tail == c)
+			tb->q_tail = prev;
+		return true;
+	}
+	return false;
+}
+
+/* Complete a chain no worker took: every member with -ECANCELED, as run_chain would once
+ * a worker got to it - which, behind workers waiting on streams, may be never. */
+static void cancel_chain(struct tb_ring *tb, struct auraio_request *head)
+{
+	for (struct auraio_request *req = head, *next; req; req = next) {
+		next = req->chain_next; /* read before posting: once posted, req may be recycled */
+		if ((req->flags & REQF_FIXED_FILE) && req->tb_fd >= 0)
+			close(req->tb_fd);
+		post(tb, request_ud(req), -ECANCELED);
+	}
+}
+
+/*
+ * sq_lock held. A chain head no worker has taken is completed at once, as io_uring
+ * completes a request it has not started (auraio_cancel: "then completes"); staged ones
+ * are queued first so that they are found. A later link not started is marked: its chain
+ * stops before it. A running operation is kicked if it waits on a stream.
+ */
 static int tb_cancel(struct ring *r, struct auraio_request *req)
 {
 	struct tb_ring *tb = TB(r);
+	bool unqueued = false;
 	int running = -1;
 
+	tb_publish(r);
 	pthread_mutex_lock(&tb->lock);
 	if (req->tb_started == TB_QUEUED) {
 		req->tb_started = TB_CANCELLED;
+		unqueued = unqueue_chain(tb, req);
 	} else if (req->tb_started == TB_STARTED) {
 		req->tb_started = TB_CANCEL_RUNNING;
 		running = req->tb_worker;
 	}
 	pthread_mutex_unlock(&tb->lock);
+	if (unqueued)
+		cancel_chain(tb, req);
 	if (running >= 0)
 		kick(&tb->workers[running]);
 	post(tb, UD_INTERNAL, 0); /* the cancel operation's own completion */
