@@ -12,7 +12,9 @@
  * (a nested call that blocks for ever) is caught by the suite's timeout.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
+#include <sys/syscall.h>
 
 #include "backend.h"
 #include "test_util.h"
@@ -229,4 +231,95 @@ Test(nested_delivery, nested_waits_and_polls_return_when_the_same_ring_has_nothi
 Test(nested_delivery, nested_waits_and_polls_return_when_another_ring_has_nothing_ready)
 {
 	nested_calls_return_case(2, 1);
+}
+
+/*
+ * Another thread is the ring's waiter (asleep in the kernel, or in ppoll on the thread
+ * backend, holding the ring's completions) when a callback calls in: a nested poll
+ * returns 0 at once and a nested wait with a timeout returns 0 - neither waits for that
+ * thread. The waiter then gets the pipe read's completion.
+ */
+struct other_waiter {
+	auraio_engine_t *e;
+	atomic_int tid;
+	int rc;
+};
+
+static void *wait_forever(void *arg)
+{
+	struct other_waiter *w = arg;
+
+	atomic_store(&w->tid, (int) syscall(SYS_gettid));
+	w->rc = auraio_wait(w->e, -1);
+	return NULL;
+}
+
+struct held_nest {
+	struct other_waiter w;
+	pthread_t t;
+	bool uring;
+	int rc[2]; /* nested poll, nested wait(20) */
+	atomic_int calls;
+};
+
+/* Until thread tid sleeps in the ring's wait (where the kernel does not say: asleep). */
+static void until_ring_waiter(pid_t tid, bool uring)
+{
+	for (;;) {
+		long nr = thread_syscall(tid);
+		bool there = nr == -2 || (uring ? nr == SYS_io_uring_enter : nr == SYS_ppoll);
+
+		if (there && thread_sleeping(tid))
+			return;
+		sched_yield();
+	}
+}
+
+static void held_outer_cb(auraio_request_t *req, ssize_t res, void *ud)
+{
+	struct held_nest *h = ud;
+
+	(void) req;
+	cr_assert_geq(res, 0);
+	cr_assert_eq(pthread_create(&h->t, NULL, wait_forever, &h->w), 0);
+	while (atomic_load(&h->w.tid) == 0)
+		sched_yield();
+	until_ring_waiter((pid_t) atomic_load(&h->w.tid), h->uring);
+	h->rc[0] = auraio_poll(h->w.e);
+	h->rc[1] = auraio_wait(h->w.e, 20);
+	atomic_fetch_add(&h->calls, 1);
+}
+
+Test(nested_delivery, nested_calls_do_not_wait_for_another_threads_hold_on_the_ring)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(backends); i++) {
+		struct held_nest h = { 0 };
+		struct recorder prec = { 0 };
+		int p[2], fd = temp_file(4096, 0);
+		char pbuf[4], fbuf[4096];
+		auraio_stats_t st;
+
+		h.w.e = engine_on(backends[i], 1);
+		cr_assert_eq(auraio_get_stats(h.w.e, &st), 0);
+		h.uring = st.backend == AURAIO_BACKEND_IO_URING;
+		cr_assert_eq(pipe(p), 0);
+		cr_assert_not_null(
+		    auraio_read(h.w.e, p[0], auraio_buf(pbuf), sizeof(pbuf), 0, record_cb, &prec));
+		cr_assert_not_null(
+		    auraio_read(h.w.e, fd, auraio_buf(fbuf), sizeof(fbuf), 0, held_outer_cb, &h));
+		while (atomic_load(&h.calls) == 0)
+			cr_assert(auraio_wait(h.w.e, -1) >= 0);
+		cr_assert_eq(h.rc[0], 0, "nested poll: %d", h.rc[0]);
+		cr_assert_eq(h.rc[1], 0, "nested wait: %d", h.rc[1]);
+		cr_assert_eq(atomic_load(&prec.calls), 0);
+		cr_assert_eq(write(p[1], "abcd", 4), 4);
+		cr_assert_eq(pthread_join(h.t, NULL), 0);
+		cr_assert_eq(h.w.rc, 1, "the other thread's wait returned %d", h.w.rc);
+		cr_assert_eq(atomic_load(&prec.calls), 1);
+		cr_assert_eq(atomic_load(&prec.last), 4);
+		auraio_destroy(h.w.e);
+		close(p[0]);
+		close(p[1]);
+		close(fd);
+	}
 }

@@ -142,3 +142,57 @@ Test(refused_orphans, refused_resubmissions_keep_the_retry_limit)
 	cr_assert_eq(faults_of(b.e), 3);
 	bad_read_end(&b);
 }
+
+/*
+ * A chain headed by the failing read (read into the page, then a write of the page to
+ * another file): the kernel fails the write -ECANCELED right after the read, the engine
+ * holds both and sends the chain again whole. The kernel refuses that submission; sent
+ * again by the next wait, with the page readable, the chain runs in order: the write
+ * copies what the read got. Each member completes once.
+ */
+Test(refused_orphans, a_refused_chain_resubmission_is_sent_again_whole_and_in_order)
+{
+	struct bad_read b = { 0 };
+	auraio_fault_t f = { .fd = -1, .skip = 1, .count = 1, .kind = AURAIO_FAULT_ENTER };
+	long ps = sysconf(_SC_PAGESIZE);
+	int out = temp_file(0, 0);
+	struct recorder wrec = { 0 };
+	char *back = malloc((size_t) ps);
+	auraio_op_t ops[2] = {
+		{ .opcode = AURAIO_OP_READ, .buf = auraio_buf(NULL), .len = (size_t) ps },
+		{ .opcode = AURAIO_OP_WRITE,
+		  .fd = out,
+		  .buf = auraio_buf(NULL),
+		  .len = (size_t) ps,
+		  .cb = record_cb,
+		  .user_data = &wrec },
+	};
+
+	cr_assert_not_null(back);
+	bad_read_start(&b);
+	ops[0].fd = b.fd;
+	ops[0].buf = ops[1].buf = auraio_buf(b.page);
+	ops[0].cb = record_cb;
+	ops[0].user_data = &b.rec;
+	set_rule(&b, &f);
+	cr_assert_eq(auraio_submit_linked(b.e, ops, 2, NULL), 0);
+	cr_assert_geq(auraio_flush(b.e), 0);
+	while (faults_of(b.e) == 0)
+		cr_assert_eq(auraio_poll(b.e), 0);
+	cr_assert_eq(orphans_of(b.e), 2, "the chain was not held and sent again whole");
+	cr_assert_eq(atomic_load(&b.rec.calls) + atomic_load(&wrec.calls), 0);
+	cr_assert_eq(mprotect(b.page, (size_t) ps, PROT_READ | PROT_WRITE), 0);
+	while (atomic_load(&wrec.calls) == 0)
+		cr_assert(auraio_wait(b.e, -1) >= 0);
+	cr_assert_eq(auraio_wait(b.e, -1), 0, "something was still in flight");
+	cr_assert_eq(atomic_load(&b.rec.calls), 1);
+	cr_assert_eq(atomic_load(&wrec.calls), 1);
+	cr_assert_eq(atomic_load(&b.rec.last), ps);
+	cr_assert_eq(atomic_load(&wrec.last), ps);
+	cr_assert_eq(pread(out, back, (size_t) ps, 0), ps);
+	cr_assert(check_pattern(back, (size_t) ps, 0), "the write ran before the read");
+	cr_assert_eq(orphans_of(b.e), 2);
+	free(back);
+	close(out);
+	bad_read_end(&b);
+}
