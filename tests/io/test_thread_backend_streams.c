@@ -257,3 +257,60 @@ Test(thread_backend_streams, an_empty_nonblocking_pipe_read_waits_for_data_by_de
 {
 	nonblocking_pipe_read(AURAIO_BACKEND_AUTO);
 }
+
+/*
+ * A full O_NONBLOCK pipe: a write does not complete with -EAGAIN either; it waits for
+ * room and completes whole once a reader drains the pipe - on both backends.
+ */
+static void nonblocking_pipe_write(auraio_backend_t backend)
+{
+	static char fill[4096], drain[65536];
+	auraio_options_t o;
+	auraio_engine_t *e;
+	struct recorder rec = { 0 };
+	char msg[100];
+	size_t filled = 0;
+	int p[2];
+
+	auraio_options_init(&o);
+	o.backend = backend;
+	o.ring_count = 1;
+	e = auraio_create_with_options(&o);
+	cr_assert_not_null(e);
+	cr_assert_eq(pipe2(p, O_NONBLOCK), 0);
+	for (ssize_t n; (n = write(p[1], fill, sizeof(fill))) > 0;)
+		filled += (size_t) n;
+	cr_assert_eq(errno, EAGAIN);
+	fill_pattern(msg, sizeof(msg), 3);
+	cr_assert_not_null(auraio_write(e, p[1], auraio_buf(msg), sizeof(msg), 0, record_cb, &rec));
+	cr_assert_eq(auraio_wait(e, 20), 0);
+	cr_assert_eq(auraio_poll(e), 0);
+	cr_assert_eq(atomic_load(&rec.calls), 0, "completed with %ld",
+		     (long) atomic_load(&rec.last));
+	/* Exactly the fill: what follows it in the pipe is the engine's write. */
+	for (size_t got = 0; got < filled;) {
+		size_t want = filled - got < sizeof(drain) ? filled - got : sizeof(drain);
+		ssize_t n = read(p[0], drain, want);
+
+		cr_assert_gt(n, 0);
+		got += (size_t) n;
+	}
+	while (atomic_load(&rec.calls) == 0)
+		cr_assert(auraio_wait(e, -1) >= 0);
+	cr_assert_eq(atomic_load(&rec.last), (long) sizeof(msg));
+	cr_assert_eq(read(p[0], drain, sizeof(drain)), (ssize_t) sizeof(msg));
+	cr_assert(check_pattern(drain, sizeof(msg), 3));
+	auraio_destroy(e);
+	close(p[0]);
+	close(p[1]);
+}
+
+Test(thread_backend_streams, a_write_to_a_full_nonblocking_pipe_waits_for_room_on_threads)
+{
+	nonblocking_pipe_write(AURAIO_BACKEND_THREADS);
+}
+
+Test(thread_backend_streams, a_write_to_a_full_nonblocking_pipe_waits_for_room_by_default)
+{
+	nonblocking_pipe_write(AURAIO_BACKEND_AUTO);
+}
