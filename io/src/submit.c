@@ -672,15 +672,18 @@ typedef auraio_request_t *(*rw_plain_fn)(auraio_engine_t *e, int fd, void *ptr, 
  * left - a callback resubmitting to its own ring, the I/O loop of an event-driven
  * program - makes no call.
  *
- * The argument checks are folded: one sign test of fd | offset (negative if either is),
- * and one test of the buffer type (0 for a plain pointer) or'ed with the high half of
- * len; each failure still gets its own error from the general path.
+ * The argument checks are folded: one test of the buffer type (0 for a plain pointer)
+ * or'ed with the high half of len, and one sign test of fd | offset (negative if either
+ * is); each failure still gets its own error from the general path. The type is tested
+ * before the pointer: in a registered reference (auraio_buf_fixed) the pointer's bytes
+ * are the index and bytes left unset, and a branch on those - harmless, the general path
+ * follows either way - is an uninitialised-value error under valgrind's memcheck.
  */
 static inline __attribute__((always_inline)) bool
 rw_args_plain(auraio_engine_t *e, int fd, auraio_buf_t buf, size_t len, off_t offset)
 {
-	return likely(e && buf.u.ptr && ((int64_t) fd | (int64_t) offset) >= 0 &&
-		      (((uint64_t) len >> 32) | (unsigned) buf.type) == 0 &&
+	return likely(e && (((uint64_t) len >> 32) | (unsigned) buf.type) == 0 && buf.u.ptr &&
+		      ((int64_t) fd | (int64_t) offset) >= 0 &&
 		      !atomic_load_explicit(&e->fast_off, memory_order_relaxed));
 }
 _Static_assert(AURAIO_BUF_UNREGISTERED == 0, "rw_args_plain: a plain buffer's type is 0");
