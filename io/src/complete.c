@@ -422,6 +422,26 @@ static void make_room(struct ring *r, unsigned n)
 }
 
 /*
+ * sq_lock held, io_uring: a cancel sent while the chain at head was held found nothing in
+ * the kernel: send it again, after the chain (in the same submission if the SQ has
+ * room), as auraio_cancel() promised.
+ */
+static void resend_cancels(struct ring *r, struct auraio_request *head)
+{
+	for (struct auraio_request *q = head; q; q = q->chain_next) {
+		struct io_uring_sqe *sqe;
+
+		if (!atomic_load_explicit(&q->cancel_sent, memory_order_relaxed))
+			continue;
+		make_room(r, 1); /* may send the chain first: it stays before */
+		sqe = uring_next_sqe(r);
+		io_uring_prep_cancel64(sqe, request_ud(q), 0);
+		io_uring_sqe_set_data64(sqe, UD_INTERNAL);
+		counter_add(&r->internal_submitted, 1);
+	}
+}
+
+/*
  * No lock held, io_uring: submit the orphans of a pass again, each chain whole and in
  * order, and enter the kernel for them from this thread ("Orphans"). If the SQ has no
  * room (the kernel refuses entries), completions are handled until it has.
@@ -468,20 +488,8 @@ static void resubmit(struct ring *r, struct auraio_request *list)
 		 * cannot complete before they are sent. */
 		for (struct auraio_request *q = head; q; q = q->chain_next)
 			atomic_store_explicit(&q->state, REQ_IN_FLIGHT, memory_order_release);
-		/* A cancel sent while it was held found nothing in the kernel: send it again,
-		 * after the chain (in the same submission if the SQ has room), as
-		 * auraio_cancel() promised. */
-		for (struct auraio_request *q = head; cancels && q; q = q->chain_next) {
-			struct io_uring_sqe *sqe;
-
-			if (!atomic_load_explicit(&q->cancel_sent, memory_order_relaxed))
-				continue;
-			make_room(r, 1); /* may send the chain first: it stays before */
-			sqe = uring_next_sqe(r);
-			io_uring_prep_cancel64(sqe, request_ud(q), 0);
-			io_uring_sqe_set_data64(sqe, UD_INTERNAL);
-			counter_add(&r->internal_submitted, 1);
-		}
+		if (cancels)
+			resend_cancels(r, head);
 		counter_add(&r->resubmitted, n);
 		batch_sent(r, now_ns());
 		to_submit = backend_publish(r);

@@ -2,7 +2,8 @@
 /*
  * submit.c - the submission path: validate, route to the caller's ring, enforce the
  * in-flight limit, fill requests, stage them with the backend, and decide when the batch
- * goes to the kernel.
+ * goes to the kernel. auraio_read/auraio_write's fast path is submit_fast.c; what the
+ * two share (batch accounting, the plain lane) is submit_stage.h.
  *
  * Invariants:
  *   - in flight (submitted - completed) never exceeds the ring's limit, which never
@@ -22,6 +23,7 @@
 #include <stdlib.h>
 
 #include "backend.h"
+#include "submit_stage.h"
 
 #ifndef RWF_DSYNC
 #define RWF_DSYNC 0x00000002
@@ -244,67 +246,6 @@ static inline __attribute__((always_inline)) int fill_chain(struct auraio_engine
 	return 0;
 }
 
-/*
- * sq_lock held: n requests were just staged with the backend and marked IN_FLIGHT;
- * account them and decide whether the batch goes to the kernel now (stage_send).
- * Inside a callback (defer) the batch is pushed only once it reaches the threshold -
- * holding it for the whole delivery made the requests a pass resubmits reach the device
- * together, as a convoy (docs/auraio.md) - and what is left below it is pushed by the
- * delivering poll/wait (complete.c); "nothing in flight" does not count there, the
- * delivery is about to push it anyway.
- */
-static inline __attribute__((always_inline)) bool stage_count(struct ring *r, int n, bool defer,
-							      uint64_t now)
-{
-	uint32_t before = atomic_load_explicit(&r->staged, memory_order_relaxed);
-	uint32_t staged = before + (uint32_t) n;
-	/* In flight before these n: read again here, before `submitted` counts them, rather
-	 * than kept from the limit check - one value fewer held in a register across the
-	 * submit path. The reaper may have lowered it meanwhile, which the idle test and
-	 * the peak below may see: both are observations of a moving count. */
-	bool idle = !defer && ring_in_flight(r) == 0;
-
-	/* The controller's inputs, read by nothing else (adaptive.c: a fixed limit ignores
-	 * them): the demand signal, the highest in-flight this window - a racy max (the
-	 * controller resets it with an exchange) can only lose a peak, never invent one -
-	 * and when the batch opened (batch_sent). */
-	if (r->ctl.enabled) {
-		uint64_t peak = ring_in_flight(r) + (uint64_t) n;
-
-		if (peak > atomic_load_explicit(&r->peak_in_flight, memory_order_relaxed))
-			atomic_store_explicit(&r->peak_in_flight, (uint32_t) peak,
-					      memory_order_relaxed);
-		if (before == 0)
-			r->batch_open_ns = now;
-	}
-	atomic_store_explicit(
-	    &r->submitted, atomic_load_explicit(&r->submitted, memory_order_relaxed) + (uint64_t) n,
-	    memory_order_relaxed);
-	atomic_store_explicit(&r->staged, staged, memory_order_relaxed);
-	return staged >= adaptive_batch_threshold(&r->ctl) || idle;
-}
-
-/* sq_lock held: the staged batch is due (stage_count); returns how many entries to push
- * into the kernel. */
-static inline __attribute__((always_inline)) unsigned stage_send(struct ring *r, bool defer,
-								 uint64_t now)
-{
-	/* Inside a callback `now` is the pass's time, which the entries carry: the batch
-	 * is sent later, after the callbacks before them, and that wait must be counted
-	 * (the batch optimizer halves the threshold on it, docs/aimd.md) - with the
-	 * controller on only: a fixed limit has no optimizer to read it, and a clock read
-	 * per batch is not free on this path. */
-	batch_sent(r, defer && r->ctl.enabled ? now_ns() : now);
-	return backend_publish(r);
-}
-
-/* stage_count and, if the batch is due, stage_send: how many entries to push. */
-static inline __attribute__((always_inline)) unsigned stage_account(struct ring *r, int n,
-								    bool defer, uint64_t now)
-{
-	return stage_count(r, n, defer, now) ? stage_send(r, defer, now) : 0;
-}
-
 /* sq_lock held: reqs[0..n) are staged; publish them to the reaper as IN_FLIGHT. */
 static inline __attribute__((always_inline)) void
 mark_in_flight(struct ring *r, struct auraio_request **reqs, int n)
@@ -394,64 +335,6 @@ static inline __attribute__((always_inline)) bool op_is_plain(const auraio_op_t 
 _Static_assert(AURAIO_OP_READ == 0 && AURAIO_OP_WRITE == 1,
 	       "op_is_plain: READ or WRITE with no flags is (opcode | flags) <= 1");
 
-/* The registered slot + 1 of a plain op's fd (0: not registered), or -1 when the file
- * needs the O_DIRECT checks of the general path. Registration is opt-in (neither the WAL
- * nor the store registers files), so an fd past the table - an empty table's every fd -
- * is the case laid out in line. */
-static inline __attribute__((always_inline)) int32_t plain_slot(const struct file_table *ft, int fd)
-{
-	int32_t s;
-
-	if (likely((unsigned) fd >= ft->map_len) || (s = ft->slot_of_fd[fd]) == 0)
-		return 0;
-	return ft->slots[s - 1].direct ? -1 : s;
-}
-
-/* A plain operation: what plain_stage builds a request and its SQE from. */
-struct plain_op {
-	auraio_opcode_t opcode; /* READ or WRITE */
-	int fd;
-	void *ptr;
-	uint64_t len;
-	int64_t offset;
-	auraio_callback_t cb;
-	void *user_data;
-};
-
-/*
- * sq_lock held, io_uring: fill req from a plain op, build its SQE in `sqe`, and publish
- * req as IN_FLIGHT. The request keeps what completion, the accessors and a resubmission
- * (complete.c, "Orphans": the SQE is built again from the request) read.
- */
-static inline __attribute__((always_inline)) void plain_stage(struct io_uring_sqe *sqe,
-							      struct auraio_request *req,
-							      const struct plain_op *op,
-							      int32_t slot, uint64_t now)
-{
-	unsigned flags = slot ? REQF_FIXED_FILE : 0;
-	uint64_t ud = request_ud(req); /* before the stores below, which may alias it */
-
-	if (!op->cb)
-		flags |= REQF_WAITABLE;
-	req->opcode = (uint8_t) op->opcode;
-	req->flags = (uint8_t) flags;
-	req->fd = op->fd;
-	req->file_slot = slot - 1;
-	req->addr = op->ptr;
-	req->len = op->len;
-	req->offset = op->offset;
-	req->rw_flags = 0;
-	req->cb = op->cb;
-	req->user_data = op->user_data;
-	req->submit_ns = now;
-	io_uring_prep_rw(op->opcode == AURAIO_OP_READ ? IORING_OP_READ : IORING_OP_WRITE, sqe,
-			 slot ? slot - 1 : op->fd, op->ptr, (unsigned) op->len, (__u64) op->offset);
-	sqe->flags = (__u8) (flags & REQF_FIXED_FILE);
-	io_uring_sqe_set_data64(sqe, ud);
-	/* Release pairs with the acquire in request_of_ud (the reaper). */
-	atomic_store_explicit(&req->state, REQ_IN_FLIGHT, memory_order_release);
-}
-
 /* sq_lock held: the general path for one operation of a batch. 0 or -errno (nothing
  * allocated then). */
 static int general_stage(struct auraio_engine *e, struct ring *r, const auraio_op_t *op,
@@ -481,6 +364,48 @@ static int general_stage(struct auraio_engine *e, struct ring *r, const auraio_o
 }
 
 /*
+ * sq_lock held, SQ room made for all n (queue_room): stage ops[0..n) one by one - the
+ * plain lane where it applies, the general path otherwise - until one fails (its error
+ * in *err). Returns how many were staged; their handles go to reqs unless it is NULL.
+ */
+static inline __attribute__((always_inline)) int batch_stage(struct auraio_engine *e,
+							     struct ring *r, const auraio_op_t *ops,
+							     int n, uint64_t now,
+							     struct auraio_request **reqs, int *err)
+{
+	/* The plain lane needs io_uring and no fault rule. */
+	bool plain = ring_is_uring(r);
+	int k;
+
+#ifdef AURAIO_FAULT_INJECTION
+	plain = plain && !atomic_load_explicit(&e->fault_armed, memory_order_relaxed);
+#endif
+	for (k = 0; k < n; k++) {
+		const auraio_op_t *op = &ops[k];
+		struct auraio_request *req;
+		int32_t slot;
+
+		if (likely(plain && op_is_plain(op) &&
+			   (slot = plain_slot(&e->files, op->fd)) >= 0)) {
+			req = request_alloc(&r->pool);
+			if (unlikely(!req)) {
+				*err = -EAGAIN;
+				break;
+			}
+			plain_stage(uring_next_sqe(r), req,
+				    &(struct plain_op){ op->opcode, op->fd, op->buf.u.ptr, op->len,
+							op->offset, op->cb, op->user_data },
+				    slot, now);
+		} else if ((*err = general_stage(e, r, op, now, &req)) != 0) {
+			break;
+		}
+		if (reqs)
+			reqs[k] = req;
+	}
+	return k;
+}
+
+/*
  * Independent operations: the longest prefix of ops that is valid and fits under the
  * ring's limit, under one sq_lock; their handles go to reqs unless it is NULL. Returns
  * how many were submitted, or -errno when none.
@@ -493,7 +418,7 @@ static int submit_batch(struct auraio_engine *e, const auraio_op_t *ops, int n,
 	struct ring *r;
 	uint64_t in_flight, room, now;
 	unsigned to_submit;
-	bool defer, plain;
+	bool defer;
 	int k, err;
 
 	/* ops[0]'s own error comes before the ring's state (EAGAIN). */
@@ -519,34 +444,7 @@ static int submit_batch(struct auraio_engine *e, const auraio_op_t *ops, int n,
 	}
 	defer = delivery_defers(r);
 	now = submit_clock(r);
-	/* The plain lane needs io_uring and no fault rule; queue_room made SQ room for the
-	 * whole batch. */
-	plain = ring_is_uring(r);
-#ifdef AURAIO_FAULT_INJECTION
-	plain = plain && !atomic_load_explicit(&e->fault_armed, memory_order_relaxed);
-#endif
-	for (k = 0; k < n; k++) {
-		const auraio_op_t *op = &ops[k];
-		struct auraio_request *req;
-		int32_t slot;
-
-		if (likely(plain && op_is_plain(op) &&
-			   (slot = plain_slot(&e->files, op->fd)) >= 0)) {
-			req = request_alloc(&r->pool);
-			if (unlikely(!req)) {
-				err = -EAGAIN;
-				break;
-			}
-			plain_stage(uring_next_sqe(r), req,
-				    &(struct plain_op){ op->opcode, op->fd, op->buf.u.ptr, op->len,
-							op->offset, op->cb, op->user_data },
-				    slot, now);
-		} else if ((err = general_stage(e, r, op, now, &req)) != 0) {
-			break;
-		}
-		if (reqs)
-			reqs[k] = req;
-	}
+	k = batch_stage(e, r, ops, n, now, reqs, &err);
 	if (k == 0) {
 		sq_unlock(r);
 		return err;
@@ -595,217 +493,19 @@ submit_rw(auraio_engine_t *e, auraio_opcode_t opc, int fd, auraio_buf_t buf, siz
 	return submit_one(e, &op);
 }
 
-static __attribute__((noinline)) auraio_request_t *read_general(auraio_engine_t *e, int fd,
-								auraio_buf_t buf, size_t len,
-								off_t offset, auraio_callback_t cb,
-								void *user_data)
+__attribute__((noinline)) auraio_request_t *read_general(auraio_engine_t *e, int fd,
+							 auraio_buf_t buf, size_t len, off_t offset,
+							 auraio_callback_t cb, void *user_data)
 {
 	return submit_rw(e, AURAIO_OP_READ, fd, buf, len, offset, cb, user_data);
 }
 
-static __attribute__((noinline)) auraio_request_t *write_general(auraio_engine_t *e, int fd,
-								 auraio_buf_t buf, size_t len,
-								 off_t offset, auraio_callback_t cb,
-								 void *user_data)
+__attribute__((noinline)) auraio_request_t *write_general(auraio_engine_t *e, int fd,
+							  auraio_buf_t buf, size_t len,
+							  off_t offset, auraio_callback_t cb,
+							  void *user_data)
 {
 	return submit_rw(e, AURAIO_OP_WRITE, fd, buf, len, offset, cb, user_data);
-}
-
-/* The out-of-line ends of the fast path (submit_rw_fast), each reached by a tail call:
- * the fast path itself then calls nothing, so it needs no stack frame and keeps fewer
- * values in callee-saved registers. */
-
-/* sq_lock held: the in-flight limit refused a valid operation. */
-static __attribute__((noinline, cold)) auraio_request_t *fast_eagain(struct ring *r)
-{
-	counter_add(&r->eagain, 1);
-	sq_unlock(r);
-	r->ops->kick(r);
-	errno = EAGAIN;
-	return NULL;
-}
-
-/* sq_lock held: req is staged and its batch is due: send the batch. Returns req. */
-static __attribute__((noinline)) auraio_request_t *
-fast_send(struct ring *r, bool defer, uint64_t now, struct auraio_request *req)
-{
-	unsigned to_submit = stage_send(r, defer, now);
-
-	sq_unlock(r);
-	ring_enter(r, to_submit);
-	return req;
-}
-
-/* sq_lock was released with sleepers on it: wake one. Returns req. */
-static __attribute__((noinline)) auraio_request_t *fast_wake(struct ring *r,
-							     struct auraio_request *req)
-{
-	lock_wake(&r->sq_lock);
-	return req;
-}
-
-/* The general path's signature: auraio_read's and auraio_write's own. */
-typedef auraio_request_t *(*rw_general_fn)(auraio_engine_t *e, int fd, auraio_buf_t buf, size_t len,
-					   off_t offset, auraio_callback_t cb, void *user_data);
-
-/* The signature of the fast path's other ends, for arguments known plain (the buffer
- * as its pointer: an aggregate passed on to a tail call is copied first). */
-typedef auraio_request_t *(*rw_plain_fn)(auraio_engine_t *e, int fd, void *ptr, size_t len,
-					 off_t offset, auraio_callback_t cb, void *user_data);
-
-/*
- * The fast path of auraio_read/auraio_write: a plain operation (the batch's plain lane,
- * above: plain buffer, a file not registered with O_DIRECT) on io_uring, with no fault
- * rule armed and no destroy begun (engine->fast_off), room in the SQ and a free
- * request. It goes straight from the arguments to the request and its SQE, without an
- * op descriptor. At the in-flight limit it fails with EAGAIN, accounted as the general
- * path would (the operation is valid and the engine up, so that is the general path's
- * answer too). Anything else - every other error included - is handed, before a request
- * is taken, to the general path (read_general, write_general), which starts over: same
- * checks, same errors, same accounting. That hand-off has the public call's own
- * signature, so it is a jump that reuses the caller's arguments where they lie.
- *
- * Every other way out that needs a call is a tail call too: EAGAIN, a batch to send, a
- * sleeper to wake, the general path once the sq_lock is taken (`fallback`), and a submit
- * from outside a callback of its ring, through a cached route due for a refresh or to a
- * contended sq_lock (`outside`: the clock, the route and the lock as they come). What is
- * left - a callback resubmitting to its own ring, the I/O loop of an event-driven
- * program - makes no call.
- *
- * The argument checks are folded: one test of the buffer type (0 for a plain pointer)
- * or'ed with the high half of len, and one sign test of fd | offset (negative if either
- * is); each failure still gets its own error from the general path. The type is tested
- * before the pointer: in a registered reference (auraio_buf_fixed) the pointer's bytes
- * are the index and bytes left unset, and a branch on those - harmless, the general path
- * follows either way - is an uninitialised-value error under valgrind's memcheck.
- */
-static inline __attribute__((always_inline)) bool
-rw_args_plain(auraio_engine_t *e, int fd, auraio_buf_t buf, size_t len, off_t offset)
-{
-	return likely(e && (((uint64_t) len >> 32) | (unsigned) buf.type) == 0 && buf.u.ptr &&
-		      ((int64_t) fd | (int64_t) offset) >= 0 &&
-		      !atomic_load_explicit(&e->fast_off, memory_order_relaxed));
-}
-_Static_assert(AURAIO_BUF_UNREGISTERED == 0, "rw_args_plain: a plain buffer's type is 0");
-
-/* The ring whose sq_lock a fast path gave up with (fast_fallback): passed aside, since
- * the hand-off keeps a fixed signature to remain a jump. */
-static TLS_IE struct ring *tls_fast_ring;
-
-/* The fast path gave up with tls_fast_ring's sq_lock held: let it go, and start over on
- * the general path. */
-static inline __attribute__((always_inline)) auraio_request_t *
-fast_fallback(auraio_engine_t *e, int fd, void *ptr, size_t len, off_t offset, auraio_callback_t cb,
-	      void *user_data, rw_general_fn general)
-{
-	sq_unlock(tls_fast_ring);
-	return general(e, fd, auraio_buf(ptr), len, offset, cb, user_data);
-}
-
-static __attribute__((noinline, cold)) auraio_request_t *
-read_fallback(auraio_engine_t *e, int fd, void *ptr, size_t len, off_t offset, auraio_callback_t cb,
-	      void *user_data)
-{
-	return fast_fallback(e, fd, ptr, len, offset, cb, user_data, read_general);
-}
-
-static __attribute__((noinline, cold)) auraio_request_t *
-write_fallback(auraio_engine_t *e, int fd, void *ptr, size_t len, off_t offset,
-	       auraio_callback_t cb, void *user_data)
-{
-	return fast_fallback(e, fd, ptr, len, offset, cb, user_data, write_general);
-}
-
-/* The fast path from the ring on, for plain arguments (rw_args_plain), with r's sq_lock
- * held. defer: is this thread running r's callbacks (delivery_defers)? */
-static inline __attribute__((always_inline)) auraio_request_t *
-submit_rw_on(struct ring *r, bool defer, auraio_engine_t *e, auraio_opcode_t opc, int fd, void *ptr,
-	     size_t len, off_t offset, auraio_callback_t cb, void *user_data, rw_plain_fn fallback)
-{
-	const struct plain_op op = { opc, fd, ptr, len, offset, cb, user_data };
-	struct auraio_request *req;
-	struct io_uring_sqe *sqe;
-	uint64_t in_flight, now;
-	int32_t slot;
-
-	in_flight = ring_in_flight(r);
-	/* has_room for one request: the limit is never below 1, so an idle ring has room. */
-	if (unlikely(in_flight >= adaptive_limit(&r->ctl)))
-		return fast_eagain(r);
-	sqe = uring_peek_sqe(r);
-	if (unlikely(!sqe))
-		goto out;
-	slot = plain_slot(&e->files, fd);
-	if (unlikely(slot < 0))
-		goto out;
-	req = request_alloc(&r->pool);
-	if (unlikely(!req))
-		goto out;
-	now = defer ? tls_dl.now : now_ns(); /* submit_clock, with the test made once */
-	uring_take_sqe(r);
-	plain_stage(sqe, req, &op, slot, now);
-	if (stage_count(r, 1, defer, now))
-		return fast_send(r, defer, now, req);
-	if (unlikely(sq_unlock_begin(r)))
-		return fast_wake(r, req);
-	return req;
-
-out:
-	tls_fast_ring = r;
-	return fallback(e, fd, ptr, len, offset, cb, user_data);
-}
-
-/* The fast path for plain arguments, with the route, the lock and the clock as they
- * come. */
-static inline __attribute__((always_inline)) auraio_request_t *
-fast_outside(auraio_engine_t *e, auraio_opcode_t opc, int fd, void *ptr, size_t len, off_t offset,
-	     auraio_callback_t cb, void *user_data, rw_plain_fn fallback)
-{
-	struct ring *r = engine_pick_ring(e);
-
-	sq_lock(r);
-	return submit_rw_on(r, delivery_defers(r), e, opc, fd, ptr, len, offset, cb, user_data,
-			    fallback);
-}
-
-static __attribute__((noinline)) auraio_request_t *read_outside(auraio_engine_t *e, int fd,
-								void *ptr, size_t len, off_t offset,
-								auraio_callback_t cb,
-								void *user_data)
-{
-	return fast_outside(e, AURAIO_OP_READ, fd, ptr, len, offset, cb, user_data, read_fallback);
-}
-
-static __attribute__((noinline)) auraio_request_t *write_outside(auraio_engine_t *e, int fd,
-								 void *ptr, size_t len,
-								 off_t offset, auraio_callback_t cb,
-								 void *user_data)
-{
-	return fast_outside(e, AURAIO_OP_WRITE, fd, ptr, len, offset, cb, user_data,
-			    write_fallback);
-}
-
-/* auraio_read/auraio_write: the checks, then - for a callback of the ring its cached
- * route names, with the route fresh (engine_pick_ring's fast case) and the sq_lock
- * free - the fast path with the delivery's time; anything else by a tail call. */
-static inline __attribute__((always_inline)) auraio_request_t *
-submit_rw_fast(auraio_engine_t *e, auraio_opcode_t opc, int fd, auraio_buf_t buf, size_t len,
-	       off_t offset, auraio_callback_t cb, void *user_data, rw_general_fn general,
-	       rw_plain_fn outside, rw_plain_fn fallback)
-{
-	struct ring *r;
-
-	if (!rw_args_plain(e, fd, buf, len, offset))
-		return general(e, fd, buf, len, offset, cb, user_data);
-	r = tls_route.ring;
-	if (unlikely(tls_route.id != e->id || !tls_route.left || !delivery_defers(r)))
-		return outside(e, fd, buf.u.ptr, len, offset, cb, user_data);
-	/* A contended sq_lock too goes the outside way, which waits for it. (A ring
-	 * without locks is the single_thread option's, not the default.) */
-	if (likely(r->locking) && unlikely(!lock_try(&r->sq_lock)))
-		return outside(e, fd, buf.u.ptr, len, offset, cb, user_data);
-	tls_route.left--;
-	return submit_rw_on(r, true, e, opc, fd, buf.u.ptr, len, offset, cb, user_data, fallback);
 }
 
 static inline __attribute__((always_inline)) auraio_request_t *
@@ -825,20 +525,6 @@ submit_vec(auraio_engine_t *e, auraio_opcode_t opc, int fd, const struct iovec *
 	op.cb = cb;
 	op.user_data = user_data;
 	return submit_one(e, &op);
-}
-
-AURAIO_API auraio_request_t *auraio_read(auraio_engine_t *e, int fd, auraio_buf_t buf, size_t len,
-					 off_t offset, auraio_callback_t cb, void *user_data)
-{
-	return submit_rw_fast(e, AURAIO_OP_READ, fd, buf, len, offset, cb, user_data, read_general,
-			      read_outside, read_fallback);
-}
-
-AURAIO_API auraio_request_t *auraio_write(auraio_engine_t *e, int fd, auraio_buf_t buf, size_t len,
-					  off_t offset, auraio_callback_t cb, void *user_data)
-{
-	return submit_rw_fast(e, AURAIO_OP_WRITE, fd, buf, len, offset, cb, user_data,
-			      write_general, write_outside, write_fallback);
 }
 
 AURAIO_API auraio_request_t *auraio_readv(auraio_engine_t *e, int fd, const struct iovec *iov,
