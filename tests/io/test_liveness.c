@@ -33,6 +33,7 @@
 #include <sys/syscall.h>
 
 #include "backend.h"
+#include "io_route.h"
 #include "test_util.h"
 
 #define MAXTHR	 4
@@ -129,13 +130,6 @@ static void done_cb(auraio_request_t *req, ssize_t res, void *ud)
 	(void) req;
 	atomic_store(&d->res, (long) res);
 	atomic_fetch_add(&d->n, 1);
-}
-
-static void route_to(auraio_engine_t *e, unsigned k)
-{
-	tls_route.id = e->id;
-	tls_route.ring = &e->rings[k];
-	tls_route.left = UINT32_MAX;
 }
 
 static void set_what(struct worker *w, enum what x)

@@ -17,6 +17,7 @@
 #include <sys/syscall.h>
 
 #include "backend.h"
+#include "io_route.h"
 #include "test_util.h"
 
 #define T_TIMEOUT 20
@@ -24,28 +25,6 @@
 TestSuite(nested_delivery, .timeout = T_TIMEOUT);
 
 static const auraio_backend_t backends[] = { AURAIO_BACKEND_AUTO, AURAIO_BACKEND_THREADS };
-
-/* This thread's submissions go to ring k from now on (routing is by CPU otherwise). */
-static void route_to(auraio_engine_t *e, unsigned k)
-{
-	tls_route.id = e->id;
-	tls_route.ring = &e->rings[k];
-	tls_route.left = UINT32_MAX;
-}
-
-static auraio_engine_t *engine_on(auraio_backend_t b, int rings)
-{
-	auraio_options_t o;
-	auraio_engine_t *e;
-
-	auraio_options_init(&o);
-	o.ring_count = rings;
-	o.queue_depth = 8;
-	o.backend = b;
-	e = auraio_create_with_options(&o);
-	cr_assert_not_null(e, "auraio_create: %s", strerror(errno));
-	return e;
-}
 
 enum nested_call { NEST_POLL, NEST_WAIT_FOREVER, NEST_WAIT_TIMEOUT };
 

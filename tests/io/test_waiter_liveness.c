@@ -15,17 +15,10 @@
 #include <sys/syscall.h>
 
 #include "backend.h"
+#include "io_route.h"
 #include "refusing_engine.h"
 
 #define T_TIMEOUT 20
-
-/* This thread's submissions go to ring k from now on (routing is by CPU otherwise). */
-static void route_to(auraio_engine_t *e, unsigned k)
-{
-	tls_route.id = e->id;
-	tls_route.ring = &e->rings[k];
-	tls_route.left = UINT32_MAX;
-}
 
 /* ---- a thread asleep in auraio_request_wait for a pipe read ---- */
 
