@@ -77,7 +77,7 @@ static void hint_pass(struct kv_db *db, bool retry)
 	free(segs);
 }
 
-/* Record the newest segment as seen, as GC's view does (kv_gc.c, view_take): with GC
+/* Record the newest segment as seen, as GC's view does (kv_gc_pace.c, view_take): with GC
  * off nothing else would, and every write after a rollover would wake the thread again
  * (kv_write.c, note_segment). */
 static void see_segments(struct kv_db *db)

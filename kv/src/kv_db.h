@@ -77,7 +77,7 @@ struct kv_bg {
 	uint64_t hint_retry_at;	  /* CLOCK_MONOTONIC ns: failed hints are tried again (kv_bg.c) */
 	_Atomic uint64_t damaged; /* segments kept because GC met damage in them (gc_damaged):
 				     aurakv_compact() returns AURAKV_ECORRUPT while any is */
-	/* The newest segment a writer has measured the space at (kv_gc.c, "Writers watch
+	/* The newest segment a writer has measured the space at (kv_gc_pace.c, "Writers watch
 	 * the marks"): one writer per rollover, chosen by a CAS. Relaxed: it orders
 	 * nothing, it only says who measures. */
 	_Atomic uint64_t checked_segment;
@@ -120,7 +120,7 @@ struct kv_db {
 	struct kv_counters n;
 	uint64_t seg_bytes; /* the log's real segment size (an existing store keeps its own) */
 	_Atomic int64_t hint_bytes; /* bytes of the hint files of the log's segments (GC counts
-				       them as space: kv_gc.c) */
+				       them as space: kv_gc_pace.c) */
 	_Atomic int failed_reported;
 	/* tests: called (no lock held) each time a multi-get is about to wait; set before
 	 * the multi-get starts */
@@ -273,16 +273,16 @@ void kv_hint_close(struct kv_hint_reader *r);
 /* kv_open.c */
 int kv_recover(struct kv_db *db);
 
-/* kv_gc.c: the background thread (hints and garbage collection). */
+/* kv_bg.c, kv_gc.c, kv_gc_pace.c: the background thread (hints and garbage collection). */
 int kv_bg_start(struct kv_db *db);
 void kv_bg_stop(struct kv_db *db);
 void kv_bg_notify(struct kv_db *db);
 /* Back-pressure: a writer about to append about `bytes` of log waits here while GC is
- * behind and has not granted it the credit (kv_gc.c). */
+ * behind and has not granted it the credit (kv_gc_pace.c). */
 void kv_gc_throttle(struct kv_db *db, uint64_t bytes);
 
 /* A writer appended to `segment` (its stripe let go): the first to land in a segment no
- * writer has measured yet measures the space and may switch back-pressure on (kv_gc.c,
+ * writer has measured yet measures the space and may switch back-pressure on (kv_gc_pace.c,
  * "Writers watch the marks"). */
 void kv_gc_rollover(struct kv_db *db, uint64_t segment);
 
@@ -310,7 +310,7 @@ int kv_gc_compact(struct kv_db *db);
 /* Collect segment `seg` (sealed): move its live entries, sync, release. Its tombstones
  * are dropped if it is the oldest segment of the log, copied otherwise. */
 int kv_gc_collect(struct kv_db *db, uint64_t seg, bool paced);
-/* One GC decision (kv_gc.c): collect at most one segment; 1 if it did, 0 if nothing was
+/* One GC decision (kv_gc_pace.c): collect at most one segment; 1 if it did, 0 if nothing was
  * due, or an error. `compact`: any sealed segment with dead bytes is due, unpaced. */
 int kv_gc_step(struct kv_db *db, bool compact);
 

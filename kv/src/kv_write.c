@@ -9,7 +9,7 @@
  * GC's tombstone rule relies on (kv_gc.c), and lets GC move a record without racing a
  * writer of the same key. Nothing is compressed or encoded under the lock but the
  * version. Once the stripe is let go, a write that landed in a segment no writer has
- * measured yet measures the space against GC's marks (kv_gc.c, "Writers watch the
+ * measured yet measures the space against GC's marks (kv_gc_pace.c, "Writers watch the
  * marks"): one write per rollover; the others pay a load and a compare.
  */
 #include <errno.h>

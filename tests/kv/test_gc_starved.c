@@ -3,7 +3,7 @@
  * Back-pressure when the background thread does not run: the space bound holds whatever
  * the scheduler does. The thread is held at the top of its loop (kv_bg_test_hold, a test
  * hook compiled in with fault injection), as a thread starved of CPU would not run; the
- * writers themselves must then notice the marks (kv_gc.c, "Writers watch the marks").
+ * writers themselves must then notice the marks (kv_gc_pace.c, "Writers watch the marks").
  * Before, only that thread computed them: with it delayed 50 ms a loop, an overwrite took
  * the log's files to 2.75x live against a hard mark of 1.75x.
  */
